@@ -1,0 +1,45 @@
+/** Configuration of the compute daemon (`herd compute --config /etc/herd/compute.yaml`). */
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { ID_PATTERN } from '../protocol/topics.ts';
+
+export const computeConfigSchema = z.strictObject({
+  /** This host's id in topics and the CLI. Default: the machine's hostname. */
+  hostId: z.string().regex(ID_PATTERN).default(() => hostname().split('.')[0] ?? 'localhost'),
+  broker: z
+    .strictObject({
+      url: z.string().default('mqtt://127.0.0.1:1883'),
+      username: z.string().optional(),
+      password: z.string().optional(),
+    })
+    .prefault({}),
+  docker: z
+    .strictObject({
+      /** The Docker daemon's API socket on this host. */
+      socketPath: z.string().default('/var/run/docker.sock'),
+      /** Docker's data root, where checkpoints are placed for restore. */
+      dataRoot: z.string().default('/var/lib/docker'),
+    })
+    .prefault({}),
+  ssh: z
+    .strictObject({
+      /** Address other hosts use to reach this host's sshd. */
+      address: z.string().default('127.0.0.1'),
+      port: z.number().int().min(1).max(65535).default(22),
+      user: z.string().default('root'),
+      /** Private key this host uses to reach other hosts' sshd. */
+      privateKeyPath: z.string().default('/etc/herd/ssh/id_ed25519'),
+      /** known_hosts file used to verify other hosts' keys (no key, no transfer). */
+      knownHostsPath: z.string().default('/etc/herd/ssh/known_hosts'),
+    })
+    .prefault({}),
+  /** Where in-flight migration records and staged checkpoints live. */
+  stateDir: z.string().default('/var/lib/herd/compute'),
+  /** CPUs this host's containers run on, reported in status (informational). */
+  cpus: z.array(z.number().int().min(0)).optional(),
+  /** How often the container list is republished even without changes. */
+  containersIntervalSeconds: z.number().positive().default(10),
+  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+});
+
+export type ComputeConfig = z.infer<typeof computeConfigSchema>;

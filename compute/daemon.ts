@@ -1,0 +1,156 @@
+/**
+ * The compute daemon: one per host. Publishes the host's status (retained, with an
+ * "offline" last will) and its Herd-managed containers, and executes commands from the
+ * host's command topic.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { HerdError } from '../protocol/errors.ts';
+import type { ContainerSummary, HostContainers, HostStatus } from '../protocol/messages.ts';
+import { PROTOCOL_VERSION } from '../protocol/messages.ts';
+import { closeBroker, connectBroker, publishJson, type MqttClient } from '../protocol/mqtt.ts';
+import { serveCommands, type CommandHandlers, type CommandServer } from '../protocol/rpc.ts';
+import { topics } from '../protocol/topics.ts';
+import type { ComputeConfig } from './config.ts';
+import type { ContainerRuntime, RuntimeInfo } from './runtime/container-runtime.ts';
+
+export interface ComputeDaemonDeps {
+  runtime: ContainerRuntime;
+  log: Logger;
+  /** Extra command handlers (the migration engine adds its own). */
+  extraHandlers?: (ctx: ComputeContext) => CommandHandlers;
+  criuVersion?: () => Promise<string | undefined>;
+}
+
+/** What command handlers may use. */
+export interface ComputeContext {
+  hostId: string;
+  runtime: ContainerRuntime;
+  log: Logger;
+  /** Republishes the container list now. */
+  publishContainers(): Promise<void>;
+}
+
+export interface ComputeDaemon {
+  start(): Promise<void>;
+  close(): Promise<void>;
+  status(): { hostId: string; connected: boolean; startedAt?: string };
+}
+
+export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDeps): ComputeDaemon {
+  const { runtime, log } = deps;
+  const hostId = config.hostId;
+  const clientId = `herd-compute-${hostId}`.slice(0, 64);
+  let client: MqttClient | undefined;
+  let server: CommandServer | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let startedAt: string | undefined;
+  let runtimeInfo: RuntimeInfo | undefined;
+  let criuVersion: string | undefined;
+
+  const onlineStatus = (): HostStatus => {
+    const status: HostStatus = {
+      v: PROTOCOL_VERSION,
+      hostId,
+      state: 'online',
+      since: startedAt ?? new Date().toISOString(),
+      address: config.ssh.address,
+      sshPort: config.ssh.port,
+    };
+    if (runtimeInfo !== undefined) status.dockerVersion = runtimeInfo.dockerVersion;
+    if (criuVersion !== undefined) status.criuVersion = criuVersion;
+    if (config.cpus !== undefined) status.cpus = [...config.cpus];
+    return status;
+  };
+
+  const publishContainers = async (): Promise<void> => {
+    if (client === undefined || !client.connected) return;
+    let containers: ContainerSummary[];
+    try {
+      containers = await runtime.list(hostId);
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'cannot list containers');
+      return;
+    }
+    const message: HostContainers = { v: PROTOCOL_VERSION, hostId, at: new Date().toISOString(), containers };
+    await publishJson(client, topics.hostContainers(hostId), message, { retain: true });
+  };
+
+  const ctx: ComputeContext = { hostId, runtime, log, publishContainers };
+
+  const handlers: CommandHandlers = {
+    'host.info': async () => ({ ...onlineStatus(), runtime: await runtime.info() }),
+    'container.list': async () => runtime.list(hostId),
+    'container.run': async (cmd) => {
+      const spec = { ...cmd.args, herdId: cmd.args.herdId ?? randomUUID().slice(0, 12) };
+      const dockerId = await runtime.create(spec);
+      try {
+        await runtime.start(dockerId);
+      } catch (err) {
+        await runtime.remove(dockerId, true).catch(() => undefined);
+        throw err;
+      }
+      log.info({ herdId: spec.herdId, name: spec.name, dockerId }, 'container started');
+      await publishContainers();
+      return runtime.inspect(dockerId, hostId).then(({ spec: _spec, ...summary }) => summary);
+    },
+    'container.stop': async (cmd) => {
+      const c = await runtime.inspect(cmd.args.container, hostId);
+      await runtime.stop(c.dockerId, cmd.args.timeoutSeconds);
+      await publishContainers();
+      return { herdId: c.herdId, name: c.name };
+    },
+    'container.remove': async (cmd) => {
+      const c = await runtime.inspect(cmd.args.container, hostId);
+      if (c.running && cmd.args.force !== true) {
+        throw new HerdError('CONFLICT', `container "${c.name}" is running; stop it first or pass force`);
+      }
+      await runtime.remove(c.dockerId, cmd.args.force ?? false);
+      await publishContainers();
+      return { herdId: c.herdId, name: c.name };
+    },
+    ...(deps.extraHandlers?.(ctx) ?? {}),
+  };
+
+  return {
+    async start() {
+      runtimeInfo = await runtime.info();
+      criuVersion = await deps.criuVersion?.().catch(() => undefined);
+      startedAt = new Date().toISOString();
+      client = await connectBroker({
+        url: config.broker.url,
+        clientId,
+        ...(config.broker.username === undefined ? {} : { username: config.broker.username }),
+        ...(config.broker.password === undefined ? {} : { password: config.broker.password }),
+        will: { topic: topics.hostStatus(hostId), payload: { v: PROTOCOL_VERSION, hostId, state: 'offline', since: startedAt, reason: 'connection lost' } satisfies HostStatus },
+      });
+      const c = client;
+      // Our last will may have overwritten the retained status: say "online" on every (re)connect.
+      const announce = () => {
+        publishJson(c, topics.hostStatus(hostId), onlineStatus(), { retain: true })
+          .then(() => publishContainers())
+          .catch((err: unknown) => log.warn({ err: String(err) }, 'cannot publish status'));
+      };
+      c.on('connect', announce);
+      c.on('offline', () => log.warn('broker connection lost; reconnecting'));
+      c.on('error', (err) => log.warn({ err: err.message }, 'broker error'));
+      server = await serveCommands(c, hostId, clientId, handlers, log);
+      announce();
+      timer = setInterval(() => void publishContainers(), config.containersIntervalSeconds * 1000);
+      log.info({ hostId, broker: config.broker.url, docker: runtimeInfo.dockerVersion, criu: criuVersion }, 'compute daemon started');
+    },
+    async close() {
+      if (timer !== undefined) clearInterval(timer);
+      await server?.close();
+      if (client !== undefined) {
+        const offline: HostStatus = { v: PROTOCOL_VERSION, hostId, state: 'offline', since: new Date().toISOString(), reason: 'daemon stopped' };
+        if (client.connected) await publishJson(client, topics.hostStatus(hostId), offline, { retain: true }).catch(() => undefined);
+        await closeBroker(client);
+      }
+      log.info('compute daemon stopped');
+    },
+    status() {
+      return { hostId, connected: client?.connected ?? false, ...(startedAt === undefined ? {} : { startedAt }) };
+    },
+  };
+}

@@ -1,0 +1,207 @@
+/** ContainerRuntime over the Docker Engine API (dockerode, API version negotiated by the daemon). */
+import Docker from 'dockerode';
+import { HerdError } from '../../protocol/errors.ts';
+import type { ContainerSpec, ContainerSummary } from '../../protocol/messages.ts';
+import { HERD_ID_LABEL, type ContainerDetails, type ContainerRuntime, type RuntimeInfo } from './container-runtime.ts';
+
+interface DockerApiError extends Error {
+  statusCode?: number;
+  json?: { message?: string };
+}
+
+function dockerMessage(err: unknown): string {
+  const e = err as DockerApiError;
+  return e.json?.message ?? e.message ?? String(err);
+}
+
+/** Maps a dockerode failure to a HerdError, keeping 404/409 meaningful. */
+export function dockerError(err: unknown, what: string): HerdError {
+  if (err instanceof HerdError) return err;
+  const e = err as DockerApiError;
+  if (e.statusCode === 404) return new HerdError('UNKNOWN_CONTAINER', `${what}: ${dockerMessage(err)}`, { cause: err });
+  if (e.statusCode === 409) return new HerdError('CONFLICT', `${what}: ${dockerMessage(err)}`, { cause: err });
+  return new HerdError('DOCKER_FAILED', `${what}: ${dockerMessage(err)}`, { cause: err });
+}
+
+function stripName(name: string | undefined): string {
+  return (name ?? '').replace(/^\//, '');
+}
+
+export class DockerRuntime implements ContainerRuntime {
+  readonly docker: Docker;
+
+  constructor(readonly socketPath: string) {
+    this.docker = new Docker({ socketPath });
+  }
+
+  async info(): Promise<RuntimeInfo> {
+    try {
+      const [version, info] = await Promise.all([this.docker.version(), this.docker.info() as Promise<Record<string, unknown>>]);
+      return {
+        dockerVersion: version.Version,
+        dataRoot: String(info.DockerRootDir),
+        storageDriver: String(info.Driver),
+        experimental: Boolean((version as unknown as { Experimental?: boolean }).Experimental ?? info.ExperimentalBuild),
+      };
+    } catch (err) {
+      throw new HerdError('DOCKER_FAILED', `Docker daemon at ${this.socketPath} is not answering: ${dockerMessage(err)}`, { cause: err });
+    }
+  }
+
+  async list(hostId: string): Promise<ContainerSummary[]> {
+    let rows: Docker.ContainerInfo[];
+    try {
+      rows = await this.docker.listContainers({ all: true, filters: { label: [HERD_ID_LABEL] } });
+    } catch (err) {
+      throw dockerError(err, 'listing containers');
+    }
+    return rows.map((row) => {
+      const networks = Object.values(row.NetworkSettings?.Networks ?? {});
+      const net = networks[0];
+      const summary: ContainerSummary = {
+        herdId: row.Labels[HERD_ID_LABEL] ?? '',
+        name: stripName(row.Names[0]),
+        hostId,
+        dockerId: row.Id,
+        image: row.Image,
+        state: row.State,
+        createdAt: new Date(row.Created * 1000).toISOString(),
+      };
+      const health = /\((healthy|unhealthy|health: starting)\)/.exec(row.Status)?.[1];
+      if (health !== undefined) summary.health = health;
+      if (net?.IPAddress) summary.ip = net.IPAddress;
+      if (net?.MacAddress) summary.mac = net.MacAddress;
+      return summary;
+    });
+  }
+
+  async inspect(ref: string, hostId: string): Promise<ContainerDetails> {
+    let data: Docker.ContainerInspectInfo;
+    try {
+      data = await this.docker.getContainer(ref).inspect();
+    } catch (err) {
+      if ((err as DockerApiError).statusCode !== 404) throw dockerError(err, `inspecting container "${ref}"`);
+      // Not a name or Docker id: try the Herd id label.
+      const byLabel = await this.docker.listContainers({ all: true, filters: { label: [`${HERD_ID_LABEL}=${ref}`] } }).catch((e: unknown) => {
+        throw dockerError(e, 'listing containers');
+      });
+      const first = byLabel[0];
+      if (first === undefined) throw new HerdError('UNKNOWN_CONTAINER', `no container named "${ref}" (or with Herd id "${ref}") on host ${hostId}`);
+      data = await this.docker.getContainer(first.Id).inspect();
+    }
+    const labels = data.Config.Labels ?? {};
+    const herdId = labels[HERD_ID_LABEL];
+    const name = stripName(data.Name);
+    if (herdId === undefined) {
+      throw new HerdError('NOT_MANAGED', `container "${name}" on host ${hostId} is not managed by Herd (it has no ${HERD_ID_LABEL} label)`);
+    }
+    const [networkName, endpoint] = Object.entries(data.NetworkSettings.Networks ?? {})[0] ?? [];
+    const spec: ContainerSpec & { herdId: string } = {
+      herdId,
+      name,
+      image: data.Config.Image,
+      cmd: data.Config.Cmd ?? [],
+      env: data.Config.Env ?? [],
+      labels: Object.fromEntries(Object.entries(labels).filter(([k]) => !k.startsWith('io.herd.'))),
+    };
+    if (data.Config.WorkingDir) spec.workingDir = data.Config.WorkingDir;
+    if (data.HostConfig.NanoCpus) spec.cpuLimitCores = data.HostConfig.NanoCpus / 1e9;
+    if (data.HostConfig.Memory) spec.memoryLimitBytes = data.HostConfig.Memory;
+    const builtin = ['none', 'host', 'bridge', 'default'];
+    if (networkName !== undefined && !builtin.includes(networkName)) {
+      spec.network = { network: networkName };
+      const ip = endpoint?.IPAMConfig?.IPv4Address || endpoint?.IPAddress;
+      if (ip) spec.network.ip = ip;
+      if (endpoint?.MacAddress) spec.network.mac = endpoint.MacAddress;
+    }
+    const graph = data.GraphDriver?.Data as Record<string, string> | undefined;
+    const details: ContainerDetails = {
+      herdId,
+      name,
+      hostId,
+      dockerId: data.Id,
+      image: data.Config.Image,
+      state: data.State.Status,
+      running: data.State.Running,
+      createdAt: data.Created,
+      spec,
+    };
+    if (data.State.Health?.Status) details.health = data.State.Health.Status;
+    if (spec.network?.ip) details.ip = spec.network.ip;
+    if (spec.network?.mac) details.mac = spec.network.mac;
+    if (graph?.UpperDir) details.upperDir = graph.UpperDir;
+    if (graph?.MergedDir) details.mergedDir = graph.MergedDir;
+    if (data.State.Pid) details.pid = data.State.Pid;
+    return details;
+  }
+
+  async hasImage(image: string): Promise<boolean> {
+    try {
+      await this.docker.getImage(image).inspect();
+      return true;
+    } catch (err) {
+      if ((err as DockerApiError).statusCode === 404) return false;
+      throw dockerError(err, `inspecting image "${image}"`);
+    }
+  }
+
+  async create(spec: ContainerSpec & { herdId: string }, extraLabels: Record<string, string> = {}): Promise<string> {
+    if (!(await this.hasImage(spec.image))) {
+      throw new HerdError('IMAGE_MISSING', `image "${spec.image}" is not present on this host (load it with docker load, or provision the host)`);
+    }
+    const options: Docker.ContainerCreateOptions = {
+      name: spec.name,
+      Image: spec.image,
+      Labels: { ...(spec.labels ?? {}), ...extraLabels, [HERD_ID_LABEL]: spec.herdId },
+      HostConfig: {},
+    };
+    if (spec.cmd !== undefined && spec.cmd.length > 0) options.Cmd = spec.cmd;
+    if (spec.env !== undefined) options.Env = spec.env;
+    if (spec.workingDir !== undefined) options.WorkingDir = spec.workingDir;
+    if (spec.cpuLimitCores !== undefined) options.HostConfig!.NanoCpus = Math.round(spec.cpuLimitCores * 1e9);
+    if (spec.memoryLimitBytes !== undefined) options.HostConfig!.Memory = spec.memoryLimitBytes;
+    if (spec.network === undefined) {
+      options.HostConfig!.NetworkMode = 'none';
+    } else {
+      options.HostConfig!.NetworkMode = spec.network.network;
+      const endpoint: Docker.EndpointSettings = {};
+      if (spec.network.ip !== undefined) endpoint.IPAMConfig = { IPv4Address: spec.network.ip };
+      options.NetworkingConfig = { EndpointsConfig: { [spec.network.network]: endpoint } };
+      // Docker 20.10 takes the MAC address at container level (API < 1.44).
+      if (spec.network.mac !== undefined) options.MacAddress = spec.network.mac;
+    }
+    try {
+      const container = await this.docker.createContainer(options);
+      return container.id;
+    } catch (err) {
+      throw dockerError(err, `creating container "${spec.name}"`);
+    }
+  }
+
+  async start(dockerId: string): Promise<void> {
+    try {
+      await this.docker.getContainer(dockerId).start();
+    } catch (err) {
+      if ((err as DockerApiError).statusCode === 304) return; // already running
+      throw dockerError(err, `starting container ${dockerId.slice(0, 12)}`);
+    }
+  }
+
+  async stop(dockerId: string, timeoutSeconds = 10): Promise<void> {
+    try {
+      await this.docker.getContainer(dockerId).stop({ t: timeoutSeconds });
+    } catch (err) {
+      if ((err as DockerApiError).statusCode === 304) return; // already stopped
+      throw dockerError(err, `stopping container ${dockerId.slice(0, 12)}`);
+    }
+  }
+
+  async remove(dockerId: string, force = false): Promise<void> {
+    try {
+      await this.docker.getContainer(dockerId).remove({ force, v: true });
+    } catch (err) {
+      if ((err as DockerApiError).statusCode === 404) return; // already gone
+      throw dockerError(err, `removing container ${dockerId.slice(0, 12)}`);
+    }
+  }
+}

@@ -1,0 +1,72 @@
+/** Daemons, doctor and config checks. */
+import { Command, Option } from 'commander';
+import { loadConfig } from '../../protocol/config.ts';
+import { computeConfigSchema } from '../../compute/config.ts';
+import { runCompute } from '../../compute/main.ts';
+import { controlConfigSchema } from '../config.ts';
+import { formatChecks, runChecks, runTestChecks } from '../doctor.ts';
+import { runControl } from '../main.ts';
+import { cliState, printJson } from './context.ts';
+
+const CONFIG_SCHEMAS = { compute: computeConfigSchema, control: controlConfigSchema } as const;
+
+function parsePort(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`port must be 0-65535, got "${value}"`);
+  return n;
+}
+
+export function registerAdminCommands(program: Command): void {
+  program
+    .command('compute')
+    .description('run the compute daemon of this host (foreground)')
+    .option('-c, --config <file>', 'config file (YAML)', process.env.HERD_COMPUTE_CONFIG)
+    .option('--host-id <id>', 'this host\'s id (overrides the config)')
+    .action(async (opts: { config?: string; hostId?: string }, cmd: Command) => {
+      const overrides: Record<string, unknown> = {};
+      if (opts.hostId !== undefined) overrides.hostId = opts.hostId;
+      const broker = (cmd.optsWithGlobals() as { broker?: string }).broker;
+      if (broker !== undefined) overrides.broker = { url: broker };
+      cliState.daemonRunning = true;
+      await runCompute({ ...(opts.config === undefined ? {} : { config: opts.config }), overrides });
+    });
+
+  program
+    .command('control')
+    .description('run the control daemon with its embedded MQTT broker (foreground)')
+    .option('-c, --config <file>', 'config file (YAML)', process.env.HERD_CONTROL_CONFIG)
+    .option('--port <port>', 'embedded broker port', parsePort)
+    .option('--external-broker <url>', 'use this MQTT broker instead of the embedded one')
+    .action(async (opts: { config?: string; port?: number; externalBroker?: string }) => {
+      const broker: Record<string, unknown> = {};
+      if (opts.port !== undefined) broker.port = opts.port;
+      if (opts.externalBroker !== undefined) Object.assign(broker, { embedded: false, url: opts.externalBroker });
+      cliState.daemonRunning = true;
+      await runControl({ ...(opts.config === undefined ? {} : { config: opts.config }), overrides: { broker } });
+    });
+
+  program
+    .command('doctor')
+    .description('check that this machine can run Herd and the lab: programs, CRIU, kernel features')
+    .option('--json', 'print JSON')
+    .option('--tests', 'also check what the test suite and benchmarks need')
+    .action(async (opts: { json?: boolean; tests?: boolean }) => {
+      const checks = [...(await runChecks()), ...(opts.tests === true ? await runTestChecks() : [])];
+      if (opts.json === true) printJson(checks);
+      else process.stdout.write(`${formatChecks(checks)}\n`);
+      const failed = checks.filter((c) => !c.ok).length;
+      if (opts.json !== true) process.stdout.write(failed === 0 ? 'all checks passed\n' : `${failed} check(s) failed\n`);
+      process.exitCode = failed === 0 ? 0 : 1;
+    });
+
+  const config = program.command('config').description('configuration files');
+  config
+    .command('check')
+    .description('validate a daemon config file and print it with defaults filled in')
+    .addArgument(new Command().createArgument('<kind>', 'which daemon').choices(Object.keys(CONFIG_SCHEMAS)))
+    .argument('<file>', 'the YAML file')
+    .action((kind: keyof typeof CONFIG_SCHEMAS, file: string) => {
+      const loaded = loadConfig(CONFIG_SCHEMAS[kind], { file, what: `${kind} config` });
+      printJson(loaded);
+    });
+}

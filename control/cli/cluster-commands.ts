@@ -1,0 +1,90 @@
+/** Commands that talk to the cluster through the broker: hosts, containers, run, stop, rm. */
+import { Command, InvalidArgumentError } from 'commander';
+import { randomUUID } from 'node:crypto';
+import type { ContainerSpec, ContainerSummary } from '../../protocol/messages.ts';
+import { printJson, table, withSession } from './context.ts';
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number');
+  return n;
+}
+
+export function registerClusterCommands(program: Command): void {
+  program
+    .command('hosts')
+    .description('list compute hosts and their state')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      await withSession(cmd, async ({ view }) => {
+        const hosts = view.hosts();
+        if (opts.json === true) return printJson(hosts);
+        process.stdout.write(`${table(['HOST', 'STATE', 'SINCE', 'ADDRESS', 'DOCKER', 'CRIU', 'CPUS'], hosts.map((h) => [h.hostId, h.state, h.since, h.address ?? '', h.dockerVersion ?? '', h.criuVersion ?? '', (h.cpus ?? []).join(',')]))}\n`);
+      });
+    });
+
+  program
+    .command('containers')
+    .description('list Herd-managed containers and where they run')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      await withSession(cmd, async ({ view }) => {
+        const containers = view.containers();
+        if (opts.json === true) return printJson(containers);
+        process.stdout.write(`${table(['NAME', 'HERD ID', 'HOST', 'STATE', 'IMAGE', 'IP'], containers.map((c) => [c.name, c.herdId, c.hostId, c.state, c.image, c.ip ?? '']))}\n`);
+      });
+    });
+
+  program
+    .command('run')
+    .description('start a Herd-managed container on a host')
+    .requiredOption('--host <host>', 'compute host to run on')
+    .requiredOption('--name <name>', 'container name (kept across migrations)')
+    .option('--network <network>', 'Docker network (the lab\'s macvlan network is herd-lan); default: none')
+    .option('--ip <ip>', 'fixed IPv4 address on that network')
+    .option('-e, --env <NAME=value>', 'environment variable (repeatable)', collect)
+    .option('--cpus <cores>', 'CPU limit in cores', positiveNumber)
+    .option('--memory <bytes>', 'memory limit in bytes', positiveNumber)
+    .option('--json', 'print JSON')
+    .argument('<image>', 'image (e.g. herd/busybox)')
+    .argument('[command...]', 'command and arguments')
+    .action(async (image: string, command: string[], opts: { host: string; name: string; network?: string; ip?: string; env?: string[]; cpus?: number; memory?: number; json?: boolean }, cmd: Command) => {
+      if (opts.ip !== undefined && opts.network === undefined) throw new InvalidArgumentError('--ip needs --network');
+      const spec: ContainerSpec = { herdId: randomUUID().slice(0, 12), name: opts.name, image };
+      if (command.length > 0) spec.cmd = command;
+      if (opts.env !== undefined) spec.env = opts.env;
+      if (opts.network !== undefined) spec.network = { network: opts.network, ...(opts.ip === undefined ? {} : { ip: opts.ip }) };
+      if (opts.cpus !== undefined) spec.cpuLimitCores = opts.cpus;
+      if (opts.memory !== undefined) spec.memoryLimitBytes = Math.round(opts.memory);
+      await withSession(cmd, async ({ view, rpc }) => {
+        view.requireOnline(opts.host);
+        const started = await rpc.request<ContainerSummary>(opts.host, 'container.run', spec, { timeoutMs: 60_000 });
+        if (opts.json === true) printJson(started);
+        else process.stdout.write(`started ${started.name} (herd id ${started.herdId}) on ${started.hostId}${started.ip ? ` at ${started.ip}` : ''}\n`);
+      });
+    });
+
+  for (const [name, type, description] of [
+    ['stop', 'container.stop', 'stop a Herd-managed container'],
+    ['rm', 'container.remove', 'remove a Herd-managed container'],
+  ] as const) {
+    const c = program
+      .command(name)
+      .description(description)
+      .argument('<container>', 'name or Herd id');
+    if (name === 'rm') c.option('-f, --force', 'remove even if running');
+    c.action(async (container: string, opts: { force?: boolean }, cmd: Command) => {
+      await withSession(cmd, async ({ view, rpc }) => {
+        const found = view.findContainer(container);
+        view.requireOnline(found.hostId);
+        const args = type === 'container.remove' ? { container: found.herdId, force: opts.force === true } : { container: found.herdId };
+        await rpc.request(found.hostId, type, args, { timeoutMs: 60_000 });
+        process.stdout.write(`${name === 'rm' ? 'removed' : 'stopped'} ${found.name} on ${found.hostId}\n`);
+      });
+    });
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * The `herd` command. Daemons (`compute`, `control`) run in the foreground; the rest
+ * are clients of the broker or manage the local lab. Exit codes: 0 ok, 1 failed,
+ * 2 bad usage.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { HerdError, toHerdError } from '../../protocol/errors.ts';
+import { registerClusterCommands } from './cluster-commands.ts';
+import { registerLabCommands } from './lab-commands.ts';
+import { registerAdminCommands } from './admin-commands.ts';
+import { cliState } from './context.ts';
+
+export function buildProgram(): Command {
+  const program = new Command('herd')
+    .description('Herd: live migration of running Docker containers between hosts (CRIU + overlay diff layer)')
+    .version('0.1.0', '-V, --version')
+    .addOption(new Option('--broker <url>', 'MQTT broker URL (default: $HERD_BROKER, the local lab\'s broker if it is up, else mqtt://127.0.0.1:1883)'))
+    .showHelpAfterError(true)
+    .showSuggestionAfterError(true)
+    .exitOverride();
+  program.configureOutput({ outputError: (str, write) => write(str) });
+  registerAdminCommands(program);
+  registerLabCommands(program);
+  registerClusterCommands(program);
+  // Commander exits from nested commands too: make every one throw instead.
+  const override = (cmd: Command) => {
+    cmd.exitOverride();
+    cmd.showHelpAfterError(true);
+    cmd.commands.forEach(override);
+  };
+  program.commands.forEach(override);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+      if (err.code === 'commander.executeSubCommandAsync') return err.exitCode;
+      return 2;
+    }
+    const error = toHerdError(err);
+    process.stderr.write(`herd: error [${error.code}]: ${error.message}\n`);
+    if (error.code === 'INTERNAL' && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    return error.code === 'BAD_USAGE' ? 2 : 1;
+  }
+}
+
+/** Throws BAD_USAGE: for argument checks commander cannot express. */
+export function usageError(message: string): never {
+  throw new HerdError('BAD_USAGE', message);
+}
+
+const invokedDirectly = process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/^.*\/control\//, '/control/'));
+if (invokedDirectly) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      // A daemon keeps running until a signal; one-shot commands exit now.
+      if (!cliState.daemonRunning || code !== 0) process.exit(code);
+    },
+    (err: unknown) => {
+      process.stderr.write(`herd: ${String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

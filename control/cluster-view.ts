@@ -1,0 +1,70 @@
+/**
+ * A live view of the cluster built from retained messages: every host's status and its
+ * Herd-managed containers. Used by the control daemon and the CLI.
+ */
+import type { Logger } from 'pino';
+import { decode } from '../protocol/codec.ts';
+import { HerdError } from '../protocol/errors.ts';
+import { hostContainersSchema, hostStatusSchema, type ContainerSummary, type HostContainers, type HostStatus } from '../protocol/messages.ts';
+import type { MqttClient } from '../protocol/mqtt.ts';
+import { parseTopic, topics } from '../protocol/topics.ts';
+
+export interface ClusterView {
+  hosts(): HostStatus[];
+  host(hostId: string): HostStatus | undefined;
+  containers(): ContainerSummary[];
+  /** Throws UNKNOWN_HOST or HOST_OFFLINE. */
+  requireOnline(hostId: string): HostStatus;
+  /** Finds a container by name or Herd id anywhere; throws UNKNOWN_CONTAINER. */
+  findContainer(ref: string): ContainerSummary;
+  close(): Promise<void>;
+}
+
+/** Subscribes and waits `settleMs` for retained messages to arrive. */
+export async function watchCluster(client: MqttClient, log: Logger, settleMs = 300): Promise<ClusterView> {
+  const status = new Map<string, HostStatus>();
+  const containers = new Map<string, HostContainers>();
+  const onMessage = (topic: string, payload: Buffer) => {
+    const parsed = parseTopic(topic);
+    if (parsed === undefined || payload.length === 0) return;
+    try {
+      if (parsed.kind === 'hostStatus') status.set(parsed.id, decode(hostStatusSchema, payload, `status of host ${parsed.id}`));
+      else if (parsed.kind === 'hostContainers') containers.set(parsed.id, decode(hostContainersSchema, payload, `containers of host ${parsed.id}`));
+    } catch (err) {
+      log.warn({ topic, err: (err as Error).message }, 'ignored malformed retained message');
+    }
+  };
+  client.on('message', onMessage);
+  await client.subscribeAsync([topics.allHostStatus, topics.allHostContainers], { qos: 1 });
+  await new Promise((r) => setTimeout(r, settleMs));
+
+  const view: ClusterView = {
+    hosts: () => [...status.values()].sort((a, b) => a.hostId.localeCompare(b.hostId)),
+    host: (hostId) => status.get(hostId),
+    containers: () =>
+      [...containers.values()]
+        .filter((hc) => status.get(hc.hostId)?.state === 'online')
+        .flatMap((hc) => hc.containers)
+        .sort((a, b) => a.name.localeCompare(b.name)),
+    requireOnline(hostId) {
+      const s = status.get(hostId);
+      if (s === undefined) {
+        const known = [...status.keys()].sort().join(', ') || 'none';
+        throw new HerdError('UNKNOWN_HOST', `unknown host "${hostId}" (known hosts: ${known})`);
+      }
+      if (s.state !== 'online') throw new HerdError('HOST_OFFLINE', `host "${hostId}" is offline since ${s.since}${s.reason ? ` (${s.reason})` : ''}`);
+      return s;
+    },
+    findContainer(ref) {
+      const all = view.containers();
+      const found = all.find((c) => c.name === ref) ?? all.find((c) => c.herdId === ref);
+      if (found === undefined) throw new HerdError('UNKNOWN_CONTAINER', `no Herd-managed container named "${ref}" on any online host`);
+      return found;
+    },
+    async close() {
+      client.off('message', onMessage);
+      if (client.connected) await client.unsubscribeAsync([topics.allHostStatus, topics.allHostContainers]).catch(() => undefined);
+    },
+  };
+  return view;
+}

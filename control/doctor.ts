@@ -1,0 +1,97 @@
+/**
+ * `herd doctor`: the checks a host must pass to run Herd (and the lab), each with pass
+ * or fail, what was seen, and how to fix it. `herd lab up` runs the same checks.
+ */
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { runCommand } from './lab/shell.ts';
+
+export interface CheckResult {
+  name: string;
+  ok: boolean;
+  detail: string;
+  /** How to fix a failure. */
+  fix?: string;
+  /** Installed by the Ansible playbook (so `herd lab up` can provision it). */
+  provisionable: boolean;
+}
+
+const PROVISION = 'run scripts/setup (the Ansible playbook against localhost)';
+
+function onPath(program: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(':').concat(['/usr/sbin', '/sbin', '/usr/lib/pcp/bin', '/usr/libexec/pcp/bin'])) {
+    const candidate = `${dir}/${program}`;
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // keep looking
+    }
+  }
+  return undefined;
+}
+
+async function programCheck(name: string, program: string, versionArgs: string[] | undefined, provisionable = true, fix = PROVISION): Promise<CheckResult> {
+  const path = onPath(program);
+  if (path === undefined) return { name, ok: false, detail: `${program} not found`, fix, provisionable };
+  if (versionArgs === undefined) return { name, ok: true, detail: path, provisionable };
+  const r = await runCommand(path, versionArgs, { timeoutMs: 10_000 });
+  const first = (r.stdout || r.stderr).trim().split('\n')[0] ?? '';
+  return { name, ok: true, detail: `${path} ${first}`.trim(), provisionable };
+}
+
+export async function runChecks(): Promise<CheckResult[]> {
+  const checks: CheckResult[] = [];
+  const isRoot = process.getuid?.() === 0;
+  checks.push({ name: 'root', ok: isRoot, detail: isRoot ? 'running as root' : `running as uid ${process.getuid?.()}`, fix: 'run as root (sudo)', provisionable: false });
+
+  const major = Number.parseInt(process.versions.node.split('.')[0] ?? '0', 10);
+  checks.push({ name: 'node >= 20', ok: major >= 20, detail: `node ${process.versions.node}`, fix: 'install Node.js 20 or newer', provisionable: false });
+
+  const fs = existsSync('/proc/filesystems') ? readFileSync('/proc/filesystems', 'utf8') : '';
+  checks.push({ name: 'kernel: overlayfs', ok: /\boverlay\b/.test(fs), detail: /\boverlay\b/.test(fs) ? 'overlay in /proc/filesystems' : 'overlay missing from /proc/filesystems', fix: 'load the overlay module (modprobe overlay)', provisionable: false });
+  const cr = existsSync('/proc/sys/kernel/ns_last_pid');
+  checks.push({ name: 'kernel: checkpoint/restore', ok: cr, detail: cr ? '/proc/sys/kernel/ns_last_pid present' : 'CONFIG_CHECKPOINT_RESTORE looks off', fix: 'a kernel built with CONFIG_CHECKPOINT_RESTORE=y', provisionable: false });
+  const cpuset = existsSync('/sys/fs/cgroup/cpuset/cpuset.cpus');
+  checks.push({ name: 'cgroup v1 cpuset', ok: cpuset, detail: cpuset ? '/sys/fs/cgroup/cpuset mounted' : '/sys/fs/cgroup/cpuset missing', fix: 'mount the cpuset cgroup v1 controller', provisionable: false });
+
+  checks.push(await programCheck('iproute2 (ip)', 'ip', ['-V']));
+  checks.push(await programCheck('nsenter', 'nsenter', ['--version']));
+  checks.push(await programCheck('dockerd', 'dockerd', ['--version']));
+  checks.push(await programCheck('containerd', 'containerd', ['--version']));
+  checks.push(await programCheck('runc', 'runc', ['--version']));
+  const criu = await programCheck('criu', 'criu', ['--version']);
+  checks.push(criu);
+  if (criu.ok) {
+    const r = await runCommand('criu', ['check'], { timeoutMs: 30_000 });
+    const out = `${r.stdout}${r.stderr}`.trim();
+    const good = r.code === 0 && /Looks good/.test(out);
+    checks.push({ name: 'criu check', ok: good, detail: good ? 'Looks good' : out.split('\n').slice(-2).join(' | '), fix: 'install a CRIU that supports this kernel (>= 4.2): ' + PROVISION, provisionable: true });
+  }
+  const runcConf = existsSync('/etc/criu/runc.conf') && /tcp-established/.test(readFileSync('/etc/criu/runc.conf', 'utf8'));
+  checks.push({ name: 'runc CRIU config (tcp-established)', ok: runcConf, detail: runcConf ? '/etc/criu/runc.conf has tcp-established' : '/etc/criu/runc.conf missing or without tcp-established', fix: PROVISION, provisionable: true });
+  checks.push(await programCheck('sshd', 'sshd', undefined));
+  checks.push(await programCheck('ssh-keygen', 'ssh-keygen', undefined));
+  checks.push(await programCheck('pmcd (PCP)', 'pmcd', undefined));
+  checks.push(await programCheck('pmproxy (PCP)', 'pmproxy', undefined));
+  const busybox = existsSync('/bin/busybox') && !/interpreter/.test((await runCommand('file', ['-b', '/bin/busybox'])).stdout);
+  checks.push({ name: 'busybox-static', ok: existsSync('/bin/busybox'), detail: existsSync('/bin/busybox') ? `/bin/busybox${busybox ? ' (static)' : ''}` : '/bin/busybox missing', fix: PROVISION, provisionable: true });
+  checks.push(await programCheck('sysbench', 'sysbench', ['--version']));
+  checks.push(await programCheck('tar', 'tar', ['--version']));
+  return checks;
+}
+
+/** Extra checks only the test suite and benchmarks need. */
+export async function runTestChecks(): Promise<CheckResult[]> {
+  return [
+    await programCheck('ansible-playbook', 'ansible-playbook', ['--version']),
+    await programCheck('mosquitto', 'mosquitto', ['-h']),
+    await programCheck('podman', 'podman', ['--version']),
+  ];
+}
+
+export function formatChecks(checks: CheckResult[]): string {
+  const width = Math.max(...checks.map((c) => c.name.length));
+  return checks
+    .map((c) => `${c.ok ? 'PASS' : 'FAIL'}  ${c.name.padEnd(width)}  ${c.detail}${c.ok || c.fix === undefined ? '' : `\n      fix: ${c.fix}`}`)
+    .join('\n');
+}

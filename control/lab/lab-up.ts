@@ -1,0 +1,284 @@
+/**
+ * `herd lab up`: builds N compute hosts on this machine — a network namespace each on a
+ * shared bridge, a Docker daemon and an sshd per host, each host's containers confined
+ * to their own CPU set, PCP, base images, and the Herd daemons. Every step first looks
+ * whether its result already exists, so running `up` twice is harmless.
+ */
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import Docker from 'dockerode';
+import type { Logger } from 'pino';
+import { HerdError } from '../../protocol/errors.ts';
+import { connectBroker, closeBroker } from '../../protocol/mqtt.ts';
+import { watchCluster } from '../cluster-view.ts';
+import { runChecks } from '../doctor.ts';
+import { buildLabImages, loadLabImages } from './images.ts';
+import { labLayout, type LabHost, type LabLayout } from './layout.ts';
+import { livePid, mustRun, runCommand, spawnDetached, waitFor } from './shell.ts';
+import { herdRoot, readLabState, writeLabState, type LabState } from './state.ts';
+
+export interface LabUpOptions {
+  hosts: number;
+  /** Run the Ansible playbook even when every check passes. */
+  provision?: boolean;
+  log: Logger;
+  /** Progress lines for humans. */
+  say: (line: string) => void;
+}
+
+export function requireRoot(what: string): void {
+  if (process.getuid?.() !== 0) throw new HerdError('NOT_ROOT', `${what} needs root (it creates network namespaces, mounts and daemons): run it with sudo`);
+}
+
+async function ensureDependencies(options: LabUpOptions): Promise<void> {
+  let failed = (await runChecks()).filter((c) => !c.ok);
+  const unfixable = failed.filter((c) => !c.provisionable);
+  if (unfixable.length > 0) {
+    throw new HerdError('MISSING_DEPENDENCY', `this machine cannot run the lab: ${unfixable.map((c) => `${c.name} (${c.detail}; fix: ${c.fix})`).join('; ')}`);
+  }
+  if (failed.length > 0 || options.provision === true) {
+    options.say(failed.length > 0 ? `provisioning: missing ${failed.map((c) => c.name).join(', ')}` : 'provisioning (--provision)');
+    const setup = `${herdRoot()}/scripts/setup`;
+    const r = await runCommand(setup, ['--no-npm'], { timeoutMs: 30 * 60_000 });
+    if (r.code !== 0) throw new HerdError('MISSING_DEPENDENCY', `provisioning with ${setup} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().split('\n').slice(-8).join(' | ')}`);
+    failed = (await runChecks()).filter((c) => !c.ok);
+    if (failed.length > 0) throw new HerdError('MISSING_DEPENDENCY', `still missing after provisioning: ${failed.map((c) => `${c.name} (${c.detail})`).join('; ')}`);
+  }
+}
+
+async function linkExists(name: string, netns?: string): Promise<boolean> {
+  const args = netns === undefined ? ['link', 'show', name] : ['-n', netns, 'link', 'show', name];
+  return (await runCommand('ip', args)).code === 0;
+}
+
+async function netnsExists(name: string): Promise<boolean> {
+  return existsSync(`/var/run/netns/${name}`);
+}
+
+async function ensureNetwork(layout: LabLayout): Promise<void> {
+  if (!(await linkExists(layout.bridge))) {
+    await mustRun('creating the lab bridge', 'ip', ['link', 'add', layout.bridge, 'type', 'bridge']);
+    await mustRun('addressing the lab bridge', 'ip', ['addr', 'add', `${layout.gateway}/${layout.prefixLength}`, 'dev', layout.bridge]);
+  }
+  await mustRun('bringing the lab bridge up', 'ip', ['link', 'set', layout.bridge, 'up']);
+  for (const host of layout.hosts) {
+    if (!(await netnsExists(host.netns))) await mustRun(`creating namespace ${host.netns}`, 'ip', ['netns', 'add', host.netns]);
+    if (!(await linkExists(host.ifname, host.netns))) {
+      if (await linkExists(host.vethRoot)) await mustRun('removing a stale veth', 'ip', ['link', 'del', host.vethRoot]);
+      await mustRun(`creating veth for ${host.id}`, 'ip', ['link', 'add', host.vethRoot, 'type', 'veth', 'peer', 'name', `${host.vethRoot}p`]);
+      await mustRun(`moving veth into ${host.netns}`, 'ip', ['link', 'set', `${host.vethRoot}p`, 'netns', host.netns]);
+      await mustRun(`renaming veth in ${host.netns}`, 'ip', ['-n', host.netns, 'link', 'set', `${host.vethRoot}p`, 'name', host.ifname]);
+      await mustRun(`addressing ${host.id}`, 'ip', ['-n', host.netns, 'addr', 'add', `${host.ip}/${layout.prefixLength}`, 'dev', host.ifname]);
+    }
+    await mustRun(`attaching ${host.id} to the bridge`, 'ip', ['link', 'set', host.vethRoot, 'master', layout.bridge, 'up']);
+    await mustRun(`bringing ${host.id} up`, 'ip', ['-n', host.netns, 'link', 'set', host.ifname, 'up']);
+    await mustRun(`bringing lo up in ${host.id}`, 'ip', ['-n', host.netns, 'link', 'set', 'lo', 'up']);
+    const route = await runCommand('ip', ['-n', host.netns, 'route', 'show', 'default']);
+    if (route.stdout.trim() === '') await mustRun(`default route of ${host.id}`, 'ip', ['-n', host.netns, 'route', 'add', 'default', 'via', layout.gateway]);
+  }
+}
+
+/** A cpuset (and cpuacct) cgroup per host, used as the host's Docker cgroup-parent. */
+function ensureCgroups(layout: LabLayout): void {
+  const mems = readFileSync('/sys/fs/cgroup/cpuset/cpuset.mems', 'utf8').trim();
+  for (const host of layout.hosts) {
+    const dir = `/sys/fs/cgroup/cpuset/${host.cgroupName}`;
+    mkdirSync(dir, { recursive: true });
+    // mems must be written before tasks can join; cpus before mems is fine too.
+    writeFileSync(`${dir}/cpuset.mems`, mems);
+    writeFileSync(`${dir}/cpuset.cpus`, host.cpus.join(','));
+  }
+}
+
+async function ensureSsh(layout: LabLayout): Promise<void> {
+  mkdirSync(layout.sshDir, { recursive: true, mode: 0o700 });
+  if (!existsSync(layout.sshKey)) await mustRun('creating the lab SSH key', 'ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'herd-lab', '-f', layout.sshKey]);
+  writeFileSync(layout.authorizedKeys, readFileSync(`${layout.sshKey}.pub`, 'utf8'), { mode: 0o600 });
+  mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+  const known: string[] = [];
+  for (const host of layout.hosts) {
+    if (!existsSync(host.sshdHostKey)) await mustRun(`creating host key of ${host.id}`, 'ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', host.id, '-f', host.sshdHostKey]);
+    known.push(`${host.ip} ${readFileSync(`${host.sshdHostKey}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ')}`);
+    writeFileSync(
+      host.sshdConfig,
+      [
+        `ListenAddress ${host.ip}`,
+        'Port 22',
+        `HostKey ${host.sshdHostKey}`,
+        `PidFile ${host.sshdPidFile}`,
+        `AuthorizedKeysFile ${layout.authorizedKeys}`,
+        'PermitRootLogin prohibit-password',
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        'UsePAM no',
+        'StrictModes no',
+        'MaxSessions 64',
+        'MaxStartups 64:30:128',
+        'Subsystem sftp internal-sftp',
+        '',
+      ].join('\n'),
+    );
+    if (livePid(host.sshdPidFile, 'sshd') === undefined) {
+      await mustRun(`starting sshd of ${host.id}`, 'nsenter', [`--net=/var/run/netns/${host.netns}`, '/usr/sbin/sshd', '-f', host.sshdConfig, '-E', host.sshdLog]);
+    }
+  }
+  writeFileSync(layout.knownHosts, `${known.join('\n')}\n`);
+}
+
+function dockerdConfig(layout: LabLayout, host: LabHost): object {
+  return {
+    experimental: true,
+    'data-root': host.dockerDataRoot,
+    'exec-root': host.dockerExecRoot,
+    pidfile: host.dockerPidFile,
+    hosts: [`unix://${host.dockerSocket}`],
+    bridge: 'none',
+    iptables: false,
+    'ip-masq': false,
+    'storage-driver': 'overlay2',
+    'cgroup-parent': `/${host.cgroupName}`,
+    'log-driver': 'json-file',
+    'shutdown-timeout': 5,
+  };
+}
+
+async function ensureDocker(layout: LabLayout, host: LabHost): Promise<Docker> {
+  mkdirSync(host.dockerDataRoot, { recursive: true });
+  mkdirSync(host.runDir, { recursive: true });
+  writeFileSync(host.dockerConfig, `${JSON.stringify(dockerdConfig(layout, host), null, 2)}\n`);
+  if (livePid(host.dockerPidFile, 'dockerd') === undefined) {
+    // `ip netns exec` remounts /sys and dockerd then fails ("Devices cgroup isn't mounted"): nsenter only the network.
+    spawnDetached('nsenter', [`--net=/var/run/netns/${host.netns}`, 'dockerd', '--config-file', host.dockerConfig], host.dockerLog);
+  }
+  const docker = new Docker({ socketPath: host.dockerSocket });
+  await waitFor(`the Docker daemon of ${host.id} (log: ${host.dockerLog})`, 60_000, async () => (await docker.version()).Version);
+  return docker;
+}
+
+async function ensureContainerNetwork(layout: LabLayout, host: LabHost, docker: Docker): Promise<void> {
+  const existing = await docker.listNetworks({ filters: { name: [layout.containerNetwork] } });
+  if (existing.some((n) => n.Name === layout.containerNetwork)) return;
+  await docker.createNetwork({
+    Name: layout.containerNetwork,
+    Driver: 'macvlan',
+    Options: { parent: host.ifname },
+    IPAM: { Driver: 'default', Config: [{ Subnet: layout.subnet, Gateway: layout.gateway, IPRange: host.containerIpRange }] },
+  });
+}
+
+async function ensurePcp(say: (l: string) => void): Promise<boolean> {
+  let started = false;
+  for (const service of ['pmcd', 'pmproxy']) {
+    const running = (await runCommand('pgrep', ['-x', service])).code === 0;
+    if (running) continue;
+    const r = await runCommand(`/etc/init.d/${service}`, ['start'], { timeoutMs: 120_000 });
+    if (r.code !== 0) throw new HerdError('LAB_FAILED', `starting ${service}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`);
+    started = true;
+    say(`started ${service}`);
+  }
+  await waitFor('PCP REST API on :44322', 60_000, async () => {
+    const res = await fetch('http://127.0.0.1:44322/pmapi/fetch?names=hinv.ncpu');
+    return res.ok ? true : undefined;
+  });
+  return started;
+}
+
+async function ensureControl(layout: LabLayout): Promise<void> {
+  writeFileSync(layout.controlConfig, ['nodeId: lab', 'broker:', '  embedded: true', '  host: 0.0.0.0', `  port: ${layout.brokerPort}`, ''].join('\n'));
+  if (livePid(layout.controlPidFile, 'control') !== undefined) return;
+  const pid = spawnDetached(`${herdRoot()}/bin/herd`, ['control', '--config', layout.controlConfig], layout.controlLog);
+  writeFileSync(layout.controlPidFile, `${pid}\n`);
+}
+
+async function ensureCompute(layout: LabLayout, host: LabHost): Promise<void> {
+  mkdirSync(host.computeStateDir, { recursive: true });
+  writeFileSync(
+    host.computeConfig,
+    [
+      `hostId: ${host.id}`,
+      'broker:',
+      `  url: ${layout.brokerUrl}`,
+      'docker:',
+      `  socketPath: ${host.dockerSocket}`,
+      `  dataRoot: ${host.dockerDataRoot}`,
+      'ssh:',
+      `  address: ${host.ip}`,
+      '  port: 22',
+      '  user: root',
+      `  privateKeyPath: ${layout.sshKey}`,
+      `  knownHostsPath: ${layout.knownHosts}`,
+      `stateDir: ${host.computeStateDir}`,
+      `cpus: [${host.cpus.join(', ')}]`,
+      '',
+    ].join('\n'),
+  );
+  if (livePid(host.computePidFile, 'compute') !== undefined) return;
+  const pid = spawnDetached('nsenter', [`--net=/var/run/netns/${host.netns}`, `${herdRoot()}/bin/herd`, 'compute', '--config', host.computeConfig], host.computeLog);
+  writeFileSync(host.computePidFile, `${pid}\n`);
+}
+
+async function waitForHostsOnline(layout: LabLayout, log: Logger): Promise<void> {
+  await waitFor(`the control daemon's broker at ${layout.brokerUrl}`, 30_000, async () => {
+    const c = await connectBroker({ url: layout.brokerUrl, clientId: `herd-lab-probe-${process.pid}`, reconnectPeriodMs: 0, connectTimeoutMs: 1000 });
+    await closeBroker(c);
+    return true;
+  }, 300);
+  const client = await connectBroker({ url: layout.brokerUrl, clientId: `herd-lab-${process.pid}`, reconnectPeriodMs: 0 });
+  try {
+    const view = await watchCluster(client, log);
+    await waitFor(`compute daemons ${layout.hosts.map((h) => h.id).join(', ')} to report online (logs: ${layout.stateDir}/h*/compute.log)`, 60_000, () =>
+      layout.hosts.every((h) => view.host(h.id)?.state === 'online') ? true : undefined,
+    );
+    await view.close();
+  } finally {
+    await closeBroker(client);
+  }
+}
+
+export async function labUp(options: LabUpOptions): Promise<LabState> {
+  requireRoot('herd lab up');
+  const previous = readLabState();
+  if (previous !== undefined && previous.hosts !== options.hosts) {
+    throw new HerdError('CONFLICT', `a lab with ${previous.hosts} host(s) is already up; run "herd lab down" first to change the number of hosts`);
+  }
+  const layout = labLayout({ hosts: options.hosts, cpuCount: availableParallelism() });
+  const say = options.say;
+  await ensureDependencies(options);
+  mkdirSync(layout.stateDir, { recursive: true });
+  mkdirSync(layout.runDir, { recursive: true });
+  chmodSync(layout.stateDir, 0o755);
+
+  // Cross-daemon restore needs shared mount propagation (CRIU mnt-v2 "Failed to copy sharing").
+  const mountinfo = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === '/');
+  const rootWasShared = mountinfo !== undefined && / shared:\d+/.test(mountinfo);
+  if (!rootWasShared) await mustRun('making / rshared', 'mount', ['--make-rshared', '/']);
+
+  const state: LabState = previous ?? { hosts: options.hosts, createdAt: new Date().toISOString(), rootWasShared, startedPcp: false, brokerUrl: layout.brokerUrl };
+  writeLabState(state);
+
+  say(`network: bridge ${layout.bridge} ${layout.gateway}/${layout.prefixLength}, ${layout.hosts.length} namespace(s)`);
+  await ensureNetwork(layout);
+  ensureCgroups(layout);
+  say('sshd per host');
+  await ensureSsh(layout);
+  const dockers: Docker[] = [];
+  for (const host of layout.hosts) {
+    say(`dockerd of ${host.id} (cpus ${host.cpus.join(',')})`);
+    dockers.push(await ensureDocker(layout, host));
+  }
+  say('PCP (pmcd, pmproxy)');
+  state.startedPcp = (await ensurePcp(say)) || state.startedPcp;
+  writeLabState(state);
+  say('base images');
+  const saved = await buildLabImages(layout.imagesDir, dockers[0] as Docker);
+  for (const [i, host] of layout.hosts.entries()) {
+    await loadLabImages(dockers[i] as Docker, saved);
+    await ensureContainerNetwork(layout, host, dockers[i] as Docker);
+  }
+  say('Herd daemons');
+  await ensureControl(layout);
+  for (const host of layout.hosts) await ensureCompute(layout, host);
+  await waitForHostsOnline(layout, options.log);
+  say(`lab is up: ${layout.hosts.map((h) => `${h.id}=${h.ip}`).join(' ')}; broker ${layout.brokerUrl}`);
+  return state;
+}

@@ -1,0 +1,135 @@
+/**
+ * The lab's layout: names, addresses and paths for N compute hosts on one machine.
+ * Pure: the same inputs give the same layout, so up, down and status agree.
+ */
+export const LAB_MAX_HOSTS = 8;
+
+export interface LabHost {
+  /** Herd host id, e.g. "h1". */
+  id: string;
+  index: number;
+  netns: string;
+  /** Root-namespace end of the host's veth pair (attached to the bridge). */
+  vethRoot: string;
+  /** Interface name inside the namespace. */
+  ifname: string;
+  ip: string;
+  /** Range Docker's IPAM hands out on this host's macvlan network (distinct per host). */
+  containerIpRange: string;
+  cpus: number[];
+  cgroupName: string;
+  dir: string;
+  runDir: string;
+  dockerSocket: string;
+  dockerDataRoot: string;
+  dockerExecRoot: string;
+  dockerPidFile: string;
+  dockerConfig: string;
+  dockerLog: string;
+  sshdConfig: string;
+  sshdHostKey: string;
+  sshdPidFile: string;
+  sshdLog: string;
+  computeConfig: string;
+  computePidFile: string;
+  computeLog: string;
+  computeStateDir: string;
+}
+
+export interface LabLayout {
+  stateDir: string;
+  runDir: string;
+  stateFile: string;
+  bridge: string;
+  subnet: string;
+  prefixLength: number;
+  gateway: string;
+  /** Docker network (macvlan) every host has, so containers keep their IP across hosts. */
+  containerNetwork: string;
+  brokerPort: number;
+  brokerUrl: string;
+  controlConfig: string;
+  controlPidFile: string;
+  controlLog: string;
+  sshDir: string;
+  sshKey: string;
+  authorizedKeys: string;
+  knownHosts: string;
+  imagesDir: string;
+  hosts: LabHost[];
+}
+
+export interface LabOptions {
+  hosts: number;
+  cpuCount: number;
+  stateDir?: string;
+  runDir?: string;
+  brokerPort?: number;
+}
+
+const SUBNET_PREFIX = '10.213.0';
+
+export function labLayout(options: LabOptions): LabLayout {
+  if (!Number.isInteger(options.hosts) || options.hosts < 1 || options.hosts > LAB_MAX_HOSTS) {
+    throw new RangeError(`--hosts must be an integer from 1 to ${LAB_MAX_HOSTS} (got ${options.hosts})`);
+  }
+  const stateDir = options.stateDir ?? '/var/lib/herd-lab';
+  const runDir = options.runDir ?? '/run/herd-lab';
+  const brokerPort = options.brokerPort ?? 1883;
+  const gateway = `${SUBNET_PREFIX}.1`;
+  const hosts: LabHost[] = [];
+  for (let index = 1; index <= options.hosts; index++) {
+    const id = `h${index}`;
+    const dir = `${stateDir}/${id}`;
+    const hostRun = `${runDir}/${id}`;
+    hosts.push({
+      id,
+      index,
+      netns: `herd-${id}`,
+      vethRoot: `herd-v${index}`,
+      ifname: 'eth0',
+      ip: `${SUBNET_PREFIX}.${10 + index}`,
+      containerIpRange: `${SUBNET_PREFIX}.${64 + 16 * (index - 1)}/28`,
+      // Hosts get distinct cores while the machine has enough; beyond that they share round-robin.
+      cpus: [(index - 1) % Math.max(1, options.cpuCount)],
+      cgroupName: `herd-${id}`,
+      dir,
+      runDir: hostRun,
+      dockerSocket: `${hostRun}/docker.sock`,
+      dockerDataRoot: `${dir}/docker`,
+      dockerExecRoot: `${hostRun}/x`,
+      dockerPidFile: `${hostRun}/dockerd.pid`,
+      dockerConfig: `${dir}/daemon.json`,
+      dockerLog: `${dir}/dockerd.log`,
+      sshdConfig: `${dir}/sshd_config`,
+      sshdHostKey: `${dir}/ssh_host_ed25519_key`,
+      sshdPidFile: `${hostRun}/sshd.pid`,
+      sshdLog: `${dir}/sshd.log`,
+      computeConfig: `${dir}/compute.yaml`,
+      computePidFile: `${hostRun}/compute.pid`,
+      computeLog: `${dir}/compute.log`,
+      computeStateDir: `${dir}/compute`,
+    });
+  }
+  return {
+    stateDir,
+    runDir,
+    stateFile: `${stateDir}/lab.json`,
+    bridge: 'herd-br0',
+    subnet: `${SUBNET_PREFIX}.0/24`,
+    prefixLength: 24,
+    gateway,
+    containerNetwork: 'herd-lan',
+    brokerPort,
+    brokerUrl: `mqtt://${gateway}:${brokerPort}`,
+    controlConfig: `${stateDir}/control.yaml`,
+    controlPidFile: `${runDir}/control.pid`,
+    controlLog: `${stateDir}/control.log`,
+    sshDir: `${stateDir}/ssh`,
+    sshKey: `${stateDir}/ssh/id_ed25519`,
+    authorizedKeys: `${stateDir}/ssh/authorized_keys`,
+    knownHosts: `${stateDir}/ssh/known_hosts`,
+    imagesDir: `${stateDir}/images`,
+    hosts,
+  };
+}

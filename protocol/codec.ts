@@ -1,0 +1,86 @@
+/**
+ * Decoding of received payloads: JSON parse, then schema validation. Failures become a
+ * HerdError BAD_MESSAGE (or UNKNOWN_COMMAND) whose message names the offending field.
+ */
+import type { z } from 'zod';
+import { HerdError } from './errors.ts';
+import { ID_PATTERN } from './topics.ts';
+import {
+  COMMAND_ARGS,
+  COMMAND_TYPES,
+  commandEnvelopeSchema,
+  PROTOCOL_VERSION,
+  type Command,
+  type CommandType,
+} from './messages.ts';
+
+/** Renders zod issues as "field `a.b`: problem; field `c`: problem". */
+export function describeIssues(issues: readonly z.core.$ZodIssue[], prefix = ''): string {
+  return issues
+    .map((issue) => {
+      const path = [prefix, ...issue.path.map(String)].filter((p) => p !== '').join('.');
+      let message = issue.message;
+      if (issue.code === 'unrecognized_keys') message = `unknown field(s) ${issue.keys.map((k) => `\`${k}\``).join(', ')}`;
+      return path === '' ? message : `field \`${path}\`: ${message}`;
+    })
+    .join('; ');
+}
+
+export function parseJson(payload: Buffer | string, what: string): unknown {
+  const text = typeof payload === 'string' ? payload : payload.toString('utf8');
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    const snippet = text.length > 80 ? `${text.slice(0, 80)}…` : text;
+    throw new HerdError('BAD_MESSAGE', `${what} is not valid JSON (${(err as Error).message}): ${JSON.stringify(snippet)}`);
+  }
+}
+
+/** Validates a value against a schema; throws BAD_MESSAGE naming every bad field. */
+export function validate<S extends z.ZodType>(schema: S, value: unknown, what: string, prefix = ''): z.infer<S> {
+  const result = schema.safeParse(value);
+  if (!result.success) throw new HerdError('BAD_MESSAGE', `${what} is invalid: ${describeIssues(result.error.issues, prefix)}`);
+  return result.data;
+}
+
+/** JSON-decodes and validates a payload in one step. */
+export function decode<S extends z.ZodType>(schema: S, payload: Buffer | string, what: string): z.infer<S> {
+  return validate(schema, parseJson(payload, what), what);
+}
+
+export function encode(message: unknown): string {
+  return JSON.stringify(message);
+}
+
+export function isCommandType(type: string): type is CommandType {
+  return Object.hasOwn(COMMAND_ARGS, type);
+}
+
+/**
+ * Decodes a command: envelope first (so a reply can be addressed even when args are bad),
+ * then the args of its type.
+ */
+export function decodeCommand(payload: Buffer | string): Command {
+  const raw = parseJson(payload, 'command');
+  const envelope = validate(commandEnvelopeSchema, raw, 'command');
+  if (!isCommandType(envelope.type)) {
+    throw new HerdError('UNKNOWN_COMMAND', `command type "${envelope.type}" is unknown; known types: ${COMMAND_TYPES.join(', ')}`);
+  }
+  const args = validate(COMMAND_ARGS[envelope.type], envelope.args, `command "${envelope.type}"`, 'args');
+  return { ...envelope, type: envelope.type, args } as Command;
+}
+
+/** Best effort: the id and sender of a command that failed validation, so the error can still be replied to. */
+export function salvageReplyAddress(payload: Buffer | string): { id: string; from: string } | undefined {
+  try {
+    const raw = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8')) as Record<string, unknown>;
+    const { id, from } = raw;
+    const ok = (s: unknown): s is string => typeof s === 'string' && ID_PATTERN.test(s);
+    if (ok(id) && ok(from)) return { id, from };
+  } catch {
+    // not JSON: nothing to salvage
+  }
+  return undefined;
+}
+
+export { PROTOCOL_VERSION };

@@ -1,0 +1,60 @@
+/**
+ * Config loading shared by every daemon and `herd config check`: read a YAML (or JSON)
+ * file, apply overrides from flags, validate against the daemon's strict schema,
+ * report every error at once with its path, and freeze the result.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import { describeIssues } from './codec.ts';
+import { HerdError } from './errors.ts';
+
+export function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value as Record<string, unknown>)) deepFreeze(child);
+  }
+  return value;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** Merges `over` into `base` (objects recursively; anything else replaced). */
+export function mergeConfig(base: unknown, over: unknown): unknown {
+  if (!isPlainObject(base) || !isPlainObject(over)) return over === undefined ? base : over;
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) if (v !== undefined) out[k] = mergeConfig(base[k], v);
+  return out;
+}
+
+export function readConfigFile(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new HerdError('BAD_CONFIG', `cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+  try {
+    return parseYaml(text) ?? {};
+  } catch (err) {
+    throw new HerdError('BAD_CONFIG', `config file ${path} is not valid YAML: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * Loads a config: file (optional) ← overrides, validated by `schema`.
+ * Throws BAD_CONFIG listing every problem as `path: message`.
+ */
+export function loadConfig<S extends z.ZodType>(schema: S, options: { file?: string; overrides?: Record<string, unknown>; what: string }): Readonly<z.infer<S>> {
+  const fromFile = options.file === undefined ? {} : readConfigFile(options.file);
+  const merged = mergeConfig(fromFile, options.overrides ?? {});
+  const result = schema.safeParse(merged);
+  if (!result.success) {
+    const where = options.file === undefined ? options.what : `${options.what} (${options.file})`;
+    const lines = describeIssues(result.error.issues).split('; ');
+    throw new HerdError('BAD_CONFIG', `${where} has ${lines.length} error(s):\n  - ${lines.join('\n  - ')}`);
+  }
+  return deepFreeze(result.data);
+}

@@ -1,0 +1,86 @@
+/**
+ * Connecting to the MQTT broker (the control daemon's embedded aedes, or any MQTT 3.1.1
+ * broker such as Mosquitto). One place sets the options every Herd client needs:
+ * protocol version 4 (aedes speaks 3.1.1 only), a unique stable client id, an optional
+ * retained last will, and a bounded reconnect.
+ */
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { HerdError } from './errors.ts';
+import { encode } from './codec.ts';
+import { ID_PATTERN } from './topics.ts';
+
+export type { MqttClient };
+
+export interface BrokerConnectOptions {
+  /** mqtt://host:port (or mqtts://). */
+  url: string;
+  clientId: string;
+  username?: string;
+  password?: string;
+  /** Retained message the broker publishes for us if our connection drops. */
+  will?: { topic: string; payload: unknown };
+  connectTimeoutMs?: number;
+  /** Reconnect delay after a lost connection; 0 disables reconnecting (CLI). */
+  reconnectPeriodMs?: number;
+}
+
+export async function connectBroker(options: BrokerConnectOptions): Promise<MqttClient> {
+  if (!ID_PATTERN.test(options.clientId)) {
+    throw new HerdError('BAD_CONFIG', `MQTT client id "${options.clientId}" is invalid: must match ${ID_PATTERN}`);
+  }
+  let url: URL;
+  try {
+    url = new URL(options.url);
+  } catch {
+    throw new HerdError('BAD_CONFIG', `broker URL "${options.url}" is not a URL (expected mqtt://host:port)`);
+  }
+  if (!['mqtt:', 'mqtts:', 'tcp:', 'ws:', 'wss:'].includes(url.protocol)) {
+    throw new HerdError('BAD_CONFIG', `broker URL "${options.url}" has unsupported scheme ${url.protocol} (expected mqtt: or mqtts:)`);
+  }
+  // mqtt.js mutates the options object it is given: build a fresh one per connection.
+  const clientOptions: IClientOptions = {
+    protocolVersion: 4,
+    clientId: options.clientId,
+    clean: true,
+    connectTimeout: options.connectTimeoutMs ?? 5000,
+    reconnectPeriod: options.reconnectPeriodMs ?? 1000,
+    queueQoSZero: false,
+    ...(options.username === undefined ? {} : { username: options.username }),
+    ...(options.password === undefined ? {} : { password: options.password }),
+    ...(options.will === undefined
+      ? {}
+      : { will: { topic: options.will.topic, payload: Buffer.from(encode(options.will.payload)), qos: 1, retain: true } }),
+  };
+  const client = mqtt.connect(options.url, clientOptions);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no CONNACK within ${clientOptions.connectTimeout} ms`)), (clientOptions.connectTimeout ?? 5000) + 500);
+      const onError = (err: Error) => {
+        clearTimeout(timer);
+        reject(err);
+      };
+      client.once('connect', () => {
+        clearTimeout(timer);
+        client.off('error', onError);
+        resolve();
+      });
+      client.once('error', onError);
+      if (options.reconnectPeriodMs === 0) client.once('close', () => onError(new Error('connection closed')));
+    });
+  } catch (err) {
+    client.end(true);
+    throw new HerdError('BROKER_UNAVAILABLE', `cannot connect to MQTT broker ${options.url}: ${(err as Error).message}`, { cause: err });
+  }
+  return client;
+}
+
+/** Publishes JSON with QoS 1 and resolves when the broker acknowledged it. */
+export async function publishJson(client: MqttClient, topic: string, message: unknown, opts: { retain?: boolean; qos?: 0 | 1 } = {}): Promise<void> {
+  await client.publishAsync(topic, encode(message), { qos: opts.qos ?? 1, retain: opts.retain ?? false });
+}
+
+/** Ends a client, waiting at most timeoutMs for in-flight packets. */
+export async function closeBroker(client: MqttClient, timeoutMs = 2000): Promise<void> {
+  await Promise.race([client.endAsync(false), new Promise((r) => setTimeout(r, timeoutMs))]);
+  if (client.connected) await client.endAsync(true);
+}
