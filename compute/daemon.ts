@@ -3,7 +3,7 @@
  * "offline" last will) and its Herd-managed containers, and executes commands from the
  * host's command topic.
  */
-import { randomUUID } from 'node:crypto';
+import { newHerdId } from '../protocol/ids.ts';
 import type { Logger } from 'pino';
 import { HerdError } from '../protocol/errors.ts';
 import type { ContainerSummary, HostContainers, HostStatus } from '../protocol/messages.ts';
@@ -82,7 +82,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
     'host.info': async () => ({ ...onlineStatus(), runtime: await runtime.info() }),
     'container.list': async () => runtime.list(hostId),
     'container.run': async (cmd) => {
-      const spec = { ...cmd.args, herdId: cmd.args.herdId ?? randomUUID().slice(0, 12) };
+      const spec = { ...cmd.args, herdId: cmd.args.herdId ?? newHerdId() };
       const dockerId = await runtime.create(spec);
       try {
         await runtime.start(dockerId);

@@ -1,6 +1,6 @@
 /** Commands that talk to the cluster through the broker: hosts, containers, run, stop, rm. */
 import { Command, InvalidArgumentError } from 'commander';
-import { randomUUID } from 'node:crypto';
+import { newHerdId } from '../../protocol/ids.ts';
 import type { ContainerSpec, ContainerSummary } from '../../protocol/messages.ts';
 import { printJson, table, withSession } from './context.ts';
 
@@ -51,10 +51,11 @@ export function registerClusterCommands(program: Command): void {
     .option('--memory <bytes>', 'memory limit in bytes', positiveNumber)
     .option('--json', 'print JSON')
     .argument('<image>', 'image (e.g. herd/busybox)')
-    .argument('[command...]', 'command and arguments')
+    .argument('[command...]', 'command and arguments (options after the image belong to the command)')
+    .passThroughOptions()
     .action(async (image: string, command: string[], opts: { host: string; name: string; network?: string; ip?: string; env?: string[]; cpus?: number; memory?: number; json?: boolean }, cmd: Command) => {
       if (opts.ip !== undefined && opts.network === undefined) throw new InvalidArgumentError('--ip needs --network');
-      const spec: ContainerSpec = { herdId: randomUUID().slice(0, 12), name: opts.name, image };
+      const spec: ContainerSpec = { herdId: newHerdId(), name: opts.name, image };
       if (command.length > 0) spec.cmd = command;
       if (opts.env !== undefined) spec.env = opts.env;
       if (opts.network !== undefined) spec.network = { network: opts.network, ...(opts.ip === undefined ? {} : { ip: opts.ip }) };

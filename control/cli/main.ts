@@ -17,6 +17,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--broker <url>', 'MQTT broker URL (default: $HERD_BROKER, the local lab\'s broker if it is up, else mqtt://127.0.0.1:1883)'))
     .showHelpAfterError(true)
     .showSuggestionAfterError(true)
+    .enablePositionalOptions()
     .exitOverride();
   program.configureOutput({ outputError: (str, write) => write(str) });
   registerAdminCommands(program);
@@ -60,7 +61,7 @@ if (invokedDirectly) {
   main(process.argv.slice(2)).then(
     (code) => {
       // A daemon keeps running until a signal; one-shot commands exit now.
-      if (!cliState.daemonRunning || code !== 0) process.exit(code);
+      if (!cliState.daemonRunning || code !== 0) process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
     },
     (err: unknown) => {
       process.stderr.write(`herd: ${String(err)}\n`);

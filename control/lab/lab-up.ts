@@ -39,7 +39,7 @@ async function ensureDependencies(options: LabUpOptions): Promise<void> {
   if (failed.length > 0 || options.provision === true) {
     options.say(failed.length > 0 ? `provisioning: missing ${failed.map((c) => c.name).join(', ')}` : 'provisioning (--provision)');
     const setup = `${herdRoot()}/scripts/setup`;
-    const r = await runCommand(setup, ['--no-npm'], { timeoutMs: 30 * 60_000 });
+    const r = await runCommand(setup, [], { timeoutMs: 30 * 60_000, env: { ...process.env, HERD_SETUP_SKIP_NPM: '1' } });
     if (r.code !== 0) throw new HerdError('MISSING_DEPENDENCY', `provisioning with ${setup} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().split('\n').slice(-8).join(' | ')}`);
     failed = (await runChecks()).filter((c) => !c.ok);
     if (failed.length > 0) throw new HerdError('MISSING_DEPENDENCY', `still missing after provisioning: ${failed.map((c) => `${c.name} (${c.detail})`).join('; ')}`);
@@ -97,6 +97,8 @@ async function ensureSsh(layout: LabLayout): Promise<void> {
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
   const known: string[] = [];
   for (const host of layout.hosts) {
+    mkdirSync(host.dir, { recursive: true });
+    mkdirSync(host.runDir, { recursive: true });
     if (!existsSync(host.sshdHostKey)) await mustRun(`creating host key of ${host.id}`, 'ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', host.id, '-f', host.sshdHostKey]);
     known.push(`${host.ip} ${readFileSync(`${host.sshdHostKey}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ')}`);
     writeFileSync(

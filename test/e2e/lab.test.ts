@@ -1,0 +1,98 @@
+/**
+ * The lab end to end: two hosts come up, each runs a container through its own Docker
+ * daemon, the hosts reach each other over the lab network and SSH, PCP answers over
+ * REST, `up` twice is harmless, and `down` leaves nothing behind.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { labLeftovers } from '../../control/lab/lab-down.ts';
+import type { LabLayout } from '../../control/lab/layout.ts';
+import { herd, herdOk } from '../support/herd-cli.ts';
+import { dockerOf, freshLab, inHost } from '../support/lab.ts';
+
+describe('lab (2 hosts, real Docker, sshd, PCP)', () => {
+  let layout: LabLayout;
+  beforeAll(async () => {
+    layout = await freshLab(2);
+  });
+  afterAll(async () => {
+    await herd(['lab', 'down'], { timeoutMs: 120_000 });
+  });
+
+  it('reports every part up', async () => {
+    const status = JSON.parse(await herdOk(['lab', 'status', '--json'])) as { up: boolean; control: boolean; pcp: boolean; hosts: { id: string; netns: boolean; dockerd: boolean; sshd: boolean; compute: boolean; cpus: number[] }[] };
+    expect(status.up).toBe(true);
+    expect(status.control).toBe(true);
+    expect(status.pcp).toBe(true);
+    expect(status.hosts.map((h) => h.id)).toEqual(['h1', 'h2']);
+    for (const h of status.hosts) expect(h).toMatchObject({ netns: true, dockerd: true, sshd: true, compute: true });
+    const hosts = JSON.parse(await herdOk(['hosts', '--json'])) as { hostId: string; state: string; criuVersion?: string }[];
+    expect(hosts.map((h) => [h.hostId, h.state])).toEqual([['h1', 'online'], ['h2', 'online']]);
+    expect(hosts[0]?.criuVersion).toMatch(/^4\./);
+  });
+
+  it('runs a container on each host through that host\'s own Docker daemon, confined to the host\'s CPU set', async () => {
+    await herdOk(['run', '--host', 'h1', '--name', 'lab-a', 'herd/busybox', 'sleep', '3600']);
+    await herdOk(['run', '--host', 'h2', '--name', 'lab-b', 'herd/sysbench', 'sleep', '3600']);
+    const onH1 = await dockerOf(layout, 'h1').listContainers();
+    const onH2 = await dockerOf(layout, 'h2').listContainers();
+    expect(onH1.map((c) => c.Names[0])).toEqual(['/lab-a']);
+    expect(onH2.map((c) => c.Names[0])).toEqual(['/lab-b']);
+    for (const [hostId, name] of [['h1', 'lab-a'], ['h2', 'lab-b']] as const) {
+      const host = layout.hosts.find((h) => h.id === hostId)!;
+      const info = await dockerOf(layout, hostId).getContainer(name).inspect();
+      const status = await dockerOf(layout, hostId).getContainer(name).exec({ Cmd: ['grep', 'Cpus_allowed_list', '/proc/1/status'], AttachStdout: true });
+      const stream = await status.start({});
+      const out = await new Promise<string>((resolve) => {
+        let text = '';
+        stream.on('data', (d: Buffer) => (text += d.toString('latin1')));
+        stream.on('end', () => resolve(text));
+      });
+      expect(info.State.Running).toBe(true);
+      expect(out).toContain(`Cpus_allowed_list:\t${host.cpus.join(',')}`);
+    }
+    const list = JSON.parse(await herdOk(['containers', '--json'])) as { name: string; hostId: string }[];
+    expect(list.map((c) => [c.name, c.hostId])).toEqual([['lab-a', 'h1'], ['lab-b', 'h2']]);
+    const sysbench = await dockerOf(layout, 'h2').getContainer('lab-b').exec({ Cmd: ['sysbench', '--version'], AttachStdout: true });
+    const out = await new Promise<string>((resolve) => {
+      void sysbench.start({}).then((s) => {
+        let text = '';
+        s.on('data', (d: Buffer) => (text += d.toString('latin1')));
+        s.on('end', () => resolve(text));
+      });
+    });
+    expect(out).toContain('sysbench 1.');
+  });
+
+  it('hosts reach each other over the lab network and over SSH with verified host keys', async () => {
+    const ping = await inHost(layout, 'h1', 'busybox', ['ping', '-c', '1', '-W', '2', layout.hosts[1]!.ip]);
+    expect(ping.code, ping.stderr).toBe(0);
+    const ssh = await inHost(layout, 'h2', 'ssh', [
+      '-i', layout.sshKey, '-o', `UserKnownHostsFile=${layout.knownHosts}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes',
+      `root@${layout.hosts[0]!.ip}`, 'cat /proc/self/net/dev >/dev/null && echo reached-$(ip -o -4 addr show eth0 | busybox awk "{print \\$4}")',
+    ]);
+    expect(ssh.code, ssh.stderr).toBe(0);
+    expect(ssh.stdout.trim()).toBe(`reached-${layout.hosts[0]!.ip}/24`);
+  });
+
+  it('PCP answers over REST from inside a host', async () => {
+    const r = await inHost(layout, 'h1', 'busybox', ['wget', '-q', '-O', '-', `http://${layout.gateway}:44322/pmapi/fetch?names=hinv.ncpu,kernel.all.load`]);
+    expect(r.code, r.stderr).toBe(0);
+    const body = JSON.parse(r.stdout) as { values: { name: string; instances: { value: number }[] }[] };
+    const ncpu = body.values.find((v) => v.name === 'hinv.ncpu');
+    expect(ncpu?.instances[0]?.value).toBeGreaterThan(0);
+  });
+
+  it('"lab up" a second time is harmless', async () => {
+    await herdOk(['lab', 'up', '--hosts', '2'], { timeoutMs: 300_000 });
+    const list = JSON.parse(await herdOk(['containers', '--json'])) as { name: string; state: string }[];
+    expect(list.map((c) => [c.name, c.state])).toEqual([['lab-a', 'running'], ['lab-b', 'running']]);
+    const other = await herd(['lab', 'up', '--hosts', '3']);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toContain('already up');
+  });
+
+  it('"lab down" leaves nothing behind', async () => {
+    await herdOk(['lab', 'down'], { timeoutMs: 120_000 });
+    expect(await labLeftovers()).toEqual([]);
+  });
+});

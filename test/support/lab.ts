@@ -1,0 +1,36 @@
+/**
+ * End-to-end tests run on a real lab (network namespaces, a dockerd per host, CRIU, PCP).
+ * When the machine cannot run it, the test FAILS saying what to install.
+ */
+import { availableParallelism } from 'node:os';
+import Docker from 'dockerode';
+import { runChecks } from '../../control/doctor.ts';
+import { labLayout, type LabLayout } from '../../control/lab/layout.ts';
+import { runCommand } from '../../control/lab/shell.ts';
+import { herdOk } from './herd-cli.ts';
+
+export async function requireLabPrerequisites(): Promise<void> {
+  const failed = (await runChecks()).filter((c) => !c.ok);
+  if (failed.length > 0) {
+    throw new Error(`this machine cannot run the lab end-to-end tests; missing: ${failed.map((c) => `${c.name} (${c.detail}; fix: ${c.fix})`).join('; ')}`);
+  }
+}
+
+/** Brings a fresh lab of `hosts` hosts up through the real CLI. */
+export async function freshLab(hosts = 2): Promise<LabLayout> {
+  await requireLabPrerequisites();
+  await herdOk(['lab', 'down'], { timeoutMs: 120_000 });
+  await herdOk(['lab', 'up', '--hosts', String(hosts)], { timeoutMs: 600_000 });
+  return labLayout({ hosts, cpuCount: availableParallelism() });
+}
+
+export function dockerOf(layout: LabLayout, hostId: string): Docker {
+  const host = layout.hosts.find((h) => h.id === hostId);
+  if (host === undefined) throw new Error(`no lab host ${hostId}`);
+  return new Docker({ socketPath: host.dockerSocket });
+}
+
+/** Runs a command inside a lab host's network namespace. */
+export function inHost(layout: LabLayout, hostId: string, cmd: string, args: string[], timeoutMs = 30_000) {
+  return runCommand('nsenter', [`--net=/var/run/netns/herd-${hostId}`, cmd, ...args], { timeoutMs });
+}
