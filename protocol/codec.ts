@@ -70,17 +70,25 @@ export function decodeCommand(payload: Buffer | string): Command {
   return { ...envelope, type: envelope.type, args } as Command;
 }
 
-/** Best effort: the id and sender of a command that failed validation, so the error can still be replied to. */
+/**
+ * Best effort: the id and sender of a command that failed validation, so the error can
+ * still be replied to. A payload that is not JSON (e.g. truncated) is scanned for its
+ * `"id"` and `"from"` strings: a wrong guess only sends a reply nobody waits for.
+ */
 export function salvageReplyAddress(payload: Buffer | string): { id: string; from: string } | undefined {
+  const text = typeof payload === 'string' ? payload : payload.toString('utf8');
+  const ok = (s: unknown): s is string => typeof s === 'string' && ID_PATTERN.test(s);
+  let raw: unknown;
   try {
-    const raw = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8')) as Record<string, unknown>;
-    const { id, from } = raw;
-    const ok = (s: unknown): s is string => typeof s === 'string' && ID_PATTERN.test(s);
-    if (ok(id) && ok(from)) return { id, from };
+    raw = JSON.parse(text);
   } catch {
-    // not JSON: nothing to salvage
+    const id = /"id"\s*:\s*"([^"\\]*)"/.exec(text)?.[1];
+    const from = /"from"\s*:\s*"([^"\\]*)"/.exec(text)?.[1];
+    return ok(id) && ok(from) ? { id, from } : undefined;
   }
-  return undefined;
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return undefined;
+  const { id, from } = raw as Record<string, unknown>;
+  return ok(id) && ok(from) ? { id, from } : undefined;
 }
 
 export { PROTOCOL_VERSION };
