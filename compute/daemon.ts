@@ -11,24 +11,23 @@ import { PROTOCOL_VERSION } from '../protocol/messages.ts';
 import { closeBroker, connectBroker, publishJson, type MqttClient } from '../protocol/mqtt.ts';
 import { serveCommands, type CommandHandlers, type CommandServer } from '../protocol/rpc.ts';
 import { topics } from '../protocol/topics.ts';
+import { watchCluster, type ClusterView } from '../protocol/cluster-view.ts';
+import { CommandClient } from '../protocol/rpc.ts';
 import type { ComputeConfig } from './config.ts';
+import type { MigrationContext } from './migration/context.ts';
+import { readFaults } from './migration/faults.ts';
+import { MigrationStore } from './migration/migration-store.ts';
+import { recoverMigrations, recoverSource } from './migration/recovery.ts';
+import { SerialQueue } from './migration/serial-queue.ts';
+import { SourceMigration } from './migration/source-side.ts';
+import { SshPool } from './migration/ssh-pool.ts';
+import { abortTarget, checkTarget, prepareTarget, restoreTarget } from './migration/target-side.ts';
 import type { ContainerRuntime, RuntimeInfo } from './runtime/container-runtime.ts';
 
 export interface ComputeDaemonDeps {
   runtime: ContainerRuntime;
   log: Logger;
-  /** Extra command handlers (the migration engine adds its own). */
-  extraHandlers?: (ctx: ComputeContext) => CommandHandlers;
   criuVersion?: () => Promise<string | undefined>;
-}
-
-/** What command handlers may use. */
-export interface ComputeContext {
-  hostId: string;
-  runtime: ContainerRuntime;
-  log: Logger;
-  /** Republishes the container list now. */
-  publishContainers(): Promise<void>;
 }
 
 export interface ComputeDaemon {
@@ -76,7 +75,17 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
     await publishJson(client, topics.hostContainers(hostId), message, { retain: true });
   };
 
-  const ctx: ComputeContext = { hostId, runtime, log, publishContainers };
+  const store = new MigrationStore(config.stateDir);
+  const criu = new SerialQueue();
+  const ssh = new SshPool({ user: config.ssh.user, privateKeyPath: config.ssh.privateKeyPath, knownHostsPath: config.ssh.knownHostsPath });
+  let rpc: CommandClient | undefined;
+  let view: ClusterView | undefined;
+  let migration: MigrationContext | undefined;
+  const inFlight = new Set<string>();
+  const migrations = (): MigrationContext => {
+    if (migration === undefined) throw new HerdError('HOST_OFFLINE', `compute daemon of ${hostId} is still starting`);
+    return migration;
+  };
 
   const handlers: CommandHandlers = {
     'host.info': async () => ({ ...onlineStatus(), runtime: await runtime.info() }),
@@ -109,7 +118,31 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
       await publishContainers();
       return { herdId: c.herdId, name: c.name };
     },
-    ...(deps.extraHandlers?.(ctx) ?? {}),
+    'container.checkpoint': async (cmd) => {
+      const c = await runtime.inspect(cmd.args.container, hostId);
+      const checkpointId = cmd.args.checkpointId ?? `cp-${Date.now()}`;
+      await criu.run(() => runtime.checkpoint(c.dockerId, checkpointId, { exit: cmd.args.leaveRunning !== true }));
+      await publishContainers();
+      return { herdId: c.herdId, name: c.name, checkpointId, path: runtime.checkpointPath(c.dockerId, checkpointId) };
+    },
+    'container.restore': async (cmd) => {
+      const c = await runtime.inspect(cmd.args.container, hostId);
+      if (c.running) throw new HerdError('CONFLICT', `container "${c.name}" is running; checkpoint it (without leaveRunning) first`);
+      await criu.run(() => runtime.startFromCheckpoint(c.dockerId, cmd.args.checkpointId));
+      await publishContainers();
+      return { herdId: c.herdId, name: c.name };
+    },
+    'migration.start': async (cmd) => new SourceMigration(migrations(), cmd.args).run(),
+    'migration.check': async (cmd) => checkTarget(migrations(), cmd.args),
+    'migration.prepare': async (cmd) => prepareTarget(migrations(), cmd.args),
+    'migration.restore': async (cmd) => restoreTarget(migrations(), cmd.args),
+    'migration.abort': async (cmd) => abortTarget(migrations(), cmd.args),
+    'migration.rollback': async (cmd) => {
+      const record = store.get('source', cmd.args.migrationId);
+      if (record === undefined) throw new HerdError('CONFLICT', `no migration ${cmd.args.migrationId} in flight with ${hostId} as its source`);
+      if (inFlight.has(record.herdId)) throw new HerdError('ALREADY_MIGRATING', `migration ${cmd.args.migrationId} is still running; it rolls back by itself on failure`);
+      return { outcome: await recoverSource(migrations(), record) };
+    },
   };
 
   return {
@@ -134,6 +167,23 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
       c.on('connect', announce);
       c.on('offline', () => log.warn('broker connection lost; reconnecting'));
       c.on('error', (err) => log.warn({ err: err.message }, 'broker error'));
+      rpc = await CommandClient.create(c, clientId, log);
+      view = await watchCluster(c, log);
+      migration = {
+        hostId,
+        runtime,
+        store,
+        criu,
+        log,
+        rpc,
+        view,
+        ssh,
+        inFlight,
+        publishContainers,
+        publishEvent: (event) => publishJson(c, topics.migrationEvents(event.migrationId), event),
+        faults: () => readFaults(config.stateDir),
+      };
+      await recoverMigrations(migration);
       server = await serveCommands(c, hostId, clientId, handlers, log);
       announce();
       timer = setInterval(() => void publishContainers(), config.containersIntervalSeconds * 1000);
@@ -142,6 +192,9 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
     async close() {
       if (timer !== undefined) clearInterval(timer);
       await server?.close();
+      await rpc?.close();
+      await view?.close();
+      ssh.close();
       if (client !== undefined) {
         const offline: HostStatus = { v: PROTOCOL_VERSION, hostId, state: 'offline', since: new Date().toISOString(), reason: 'daemon stopped' };
         if (client.connected) await publishJson(client, topics.hostStatus(hostId), offline, { retain: true }).catch(() => undefined);

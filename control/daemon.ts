@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { closeBroker, connectBroker, type MqttClient } from '../protocol/mqtt.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded-broker.ts';
-import { watchCluster, type ClusterView } from './cluster-view.ts';
+import { watchCluster, type ClusterView } from '../protocol/cluster-view.ts';
 import type { ControlConfig } from './config.ts';
 
 export interface ControlDaemon {

@@ -1,13 +1,14 @@
 /**
  * A live view of the cluster built from retained messages: every host's status and its
- * Herd-managed containers. Used by the control daemon and the CLI.
+ * Herd-managed containers. Used by the control daemon, the CLI and compute daemons
+ * (which watch a migration's peer host).
  */
 import type { Logger } from 'pino';
-import { decode } from '../protocol/codec.ts';
-import { HerdError } from '../protocol/errors.ts';
-import { hostContainersSchema, hostStatusSchema, type ContainerSummary, type HostContainers, type HostStatus } from '../protocol/messages.ts';
-import type { MqttClient } from '../protocol/mqtt.ts';
-import { parseTopic, topics } from '../protocol/topics.ts';
+import { decode } from './codec.ts';
+import { HerdError } from './errors.ts';
+import { hostContainersSchema, hostStatusSchema, type ContainerSummary, type HostContainers, type HostStatus } from './messages.ts';
+import type { MqttClient } from './mqtt.ts';
+import { parseTopic, topics } from './topics.ts';
 
 export interface ClusterView {
   hosts(): HostStatus[];
@@ -15,6 +16,8 @@ export interface ClusterView {
   containers(): ContainerSummary[];
   /** Throws UNKNOWN_HOST or HOST_OFFLINE. */
   requireOnline(hostId: string): HostStatus;
+  /** Calls `listener` on every status message of any host; returns the unsubscribe function. */
+  onHostStatus(listener: (status: HostStatus) => void): () => void;
   /** Finds a container by name or Herd id anywhere; throws UNKNOWN_CONTAINER. */
   findContainer(ref: string): ContainerSummary;
   close(): Promise<void>;
@@ -24,11 +27,16 @@ export interface ClusterView {
 export async function watchCluster(client: MqttClient, log: Logger, settleMs = 300): Promise<ClusterView> {
   const status = new Map<string, HostStatus>();
   const containers = new Map<string, HostContainers>();
+  const listeners = new Set<(status: HostStatus) => void>();
   const onMessage = (topic: string, payload: Buffer) => {
     const parsed = parseTopic(topic);
     if (parsed === undefined || payload.length === 0) return;
     try {
-      if (parsed.kind === 'hostStatus') status.set(parsed.id, decode(hostStatusSchema, payload, `status of host ${parsed.id}`));
+      if (parsed.kind === 'hostStatus') {
+        const s = decode(hostStatusSchema, payload, `status of host ${parsed.id}`);
+        status.set(parsed.id, s);
+        for (const l of listeners) l(s);
+      }
       else if (parsed.kind === 'hostContainers') containers.set(parsed.id, decode(hostContainersSchema, payload, `containers of host ${parsed.id}`));
     } catch (err) {
       log.warn({ topic, err: (err as Error).message }, 'ignored malformed retained message');
@@ -54,6 +62,10 @@ export async function watchCluster(client: MqttClient, log: Logger, settleMs = 3
       }
       if (s.state !== 'online') throw new HerdError('HOST_OFFLINE', `host "${hostId}" is offline since ${s.since}${s.reason ? ` (${s.reason})` : ''}`);
       return s;
+    },
+    onHostStatus(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
     },
     findContainer(ref) {
       const all = view.containers();

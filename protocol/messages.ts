@@ -112,12 +112,20 @@ export const COMMAND_ARGS = {
     targetHost: id,
     fsMode: z.enum(FS_MODES).default('diff'),
   }),
-  /** Target side: create the target container (not started) and the directories to receive into. */
+  /** Target side, before the source freezes anything: can this host take the container (image, name, disk)? */
+  'migration.check': z.strictObject({
+    migrationId: id,
+    spec: containerSpecSchema.extend({ herdId: id }),
+    /** Estimated bytes the target must hold (memory image + filesystem). */
+    requiredBytes: z.number().int().min(0),
+  }),
+  /** Target side: create the target container (not started) and say where to send the checkpoint and filesystem. */
   'migration.prepare': z.strictObject({
     migrationId: id,
     sourceHost: id,
     spec: containerSpecSchema.extend({ herdId: id }),
     fsMode: z.enum(FS_MODES),
+    checkpointId: id,
   }),
   /** Target side: restore the received checkpoint into the prepared container. */
   'migration.restore': z.strictObject({ migrationId: id }),
@@ -195,3 +203,31 @@ export const migrationEventSchema = z.strictObject({
 });
 export type MigrationEvent = z.infer<typeof migrationEventSchema>;
 export type MigrationTimings = NonNullable<MigrationEvent['timings']>;
+
+// ---------------------------------------------------------------- command results
+/** Result of `migration.prepare`: where the source sends data (paths on the target host). */
+export interface PrepareResult {
+  targetDockerId: string;
+  /** Directory the checkpoint images are extracted into (the target container's own checkpoint dir). */
+  checkpointDir: string;
+  /** The target container's overlay upper dir (diff and full modes extract into it). */
+  upperDir: string;
+}
+
+/** Result of `migration.restore`. */
+export interface TargetRestoreResult {
+  restoreMs: number;
+  /** When the container was running on the target (ISO time). */
+  runningAt: string;
+}
+
+/** Result of a successful `migration.start`. A failed migration replies with an error instead (ROLLED_BACK or RESTORE_FAILED). */
+export interface MigrationResult {
+  migrationId: string;
+  herdId: string;
+  container: string;
+  sourceHost: string;
+  targetHost: string;
+  fsMode: FsMode;
+  timings: MigrationTimings;
+}

@@ -6,7 +6,7 @@ import type { ContainerSpec, ContainerSummary } from '../../protocol/messages.ts
 
 /** Label that makes a container Herd-managed; its value is the stable Herd id. */
 export const HERD_ID_LABEL = 'io.herd.id';
-/** Label set while a container is the not-yet-restored target of a migration. */
+/** Label on a container created as the target of a migration: the migration's id (lets an abort find it without a record). */
 export const HERD_MIGRATION_LABEL = 'io.herd.migration';
 
 export interface RuntimeInfo {
@@ -33,9 +33,23 @@ export interface ContainerRuntime {
   /** Finds a container by name or Herd id; throws UNKNOWN_CONTAINER or NOT_MANAGED. */
   inspect(ref: string, hostId: string): Promise<ContainerDetails>;
   hasImage(image: string): Promise<boolean>;
+  /** Docker ids of containers created as the target of this migration. */
+  findByMigration(migrationId: string): Promise<string[]>;
   /** Creates (not starts) a managed container. Throws IMAGE_MISSING, CONFLICT. */
   create(spec: ContainerSpec & { herdId: string }, extraLabels?: Record<string, string>): Promise<string>;
   start(dockerId: string): Promise<void>;
   stop(dockerId: string, timeoutSeconds?: number): Promise<void>;
   remove(dockerId: string, force?: boolean): Promise<void>;
+  /** CRIU checkpoint through Docker into the container's own checkpoint dir; `exit` stops the container after the dump. */
+  checkpoint(dockerId: string, checkpointId: string, options: { exit: boolean; checkpointDir?: string }): Promise<void>;
+  /** Starts a (stopped) container from one of its checkpoints. */
+  startFromCheckpoint(dockerId: string, checkpointId: string): Promise<void>;
+  /** Removes a checkpoint; missing is fine. */
+  deleteCheckpoint(dockerId: string, checkpointId: string): Promise<void>;
+  /** Where Docker keeps a container's checkpoint (`<data-root>/containers/<id>/checkpoints/<name>`). */
+  checkpointPath(dockerId: string, checkpointId: string): string;
+  /** The whole filesystem of a (stopped) container as a tar stream (docker export). */
+  exportFilesystem(dockerId: string): Promise<NodeJS.ReadableStream>;
+  /** Free bytes on the filesystem that holds Docker's data root. */
+  freeBytes(): Promise<number>;
 }

@@ -1,8 +1,9 @@
 /** ContainerRuntime over the Docker Engine API (dockerode, API version negotiated by the daemon). */
+import { statfs } from 'node:fs/promises';
 import Docker from 'dockerode';
 import { HerdError } from '../../protocol/errors.ts';
 import type { ContainerSpec, ContainerSummary } from '../../protocol/messages.ts';
-import { HERD_ID_LABEL, type ContainerDetails, type ContainerRuntime, type RuntimeInfo } from './container-runtime.ts';
+import { HERD_ID_LABEL, HERD_MIGRATION_LABEL, type ContainerDetails, type ContainerRuntime, type RuntimeInfo } from './container-runtime.ts';
 
 interface DockerApiError extends Error {
   statusCode?: number;
@@ -30,7 +31,7 @@ function stripName(name: string | undefined): string {
 export class DockerRuntime implements ContainerRuntime {
   readonly docker: Docker;
 
-  constructor(readonly socketPath: string) {
+  constructor(readonly socketPath: string, readonly dataRoot: string) {
     this.docker = new Docker({ socketPath });
   }
 
@@ -135,6 +136,15 @@ export class DockerRuntime implements ContainerRuntime {
     return details;
   }
 
+  async findByMigration(migrationId: string): Promise<string[]> {
+    try {
+      const rows = await this.docker.listContainers({ all: true, filters: { label: [`${HERD_MIGRATION_LABEL}=${migrationId}`] } });
+      return rows.map((r) => r.Id);
+    } catch (err) {
+      throw dockerError(err, 'listing containers');
+    }
+  }
+
   async hasImage(image: string): Promise<boolean> {
     try {
       await this.docker.getImage(image).inspect();
@@ -203,5 +213,51 @@ export class DockerRuntime implements ContainerRuntime {
       if ((err as DockerApiError).statusCode === 404) return; // already gone
       throw dockerError(err, `removing container ${dockerId.slice(0, 12)}`);
     }
+  }
+
+  async checkpoint(dockerId: string, checkpointId: string, options: { exit: boolean; checkpointDir?: string }): Promise<void> {
+    const container = this.docker.getContainer(dockerId) as Docker.Container & { createCheckpoint(opts: object): Promise<unknown> };
+    try {
+      await container.createCheckpoint({ CheckpointID: checkpointId, Exit: options.exit, ...(options.checkpointDir === undefined ? {} : { CheckpointDir: options.checkpointDir }) });
+    } catch (err) {
+      throw new HerdError('CHECKPOINT_FAILED', `checkpoint of ${dockerId.slice(0, 12)} failed: ${dockerMessage(err)}`, { cause: err });
+    }
+  }
+
+  async startFromCheckpoint(dockerId: string, checkpointId: string): Promise<void> {
+    // Docker rejects a JSON body on start: send the checkpoint as a query parameter only.
+    try {
+      await this.docker.getContainer(dockerId).start({ _query: { checkpoint: checkpointId }, _body: {} } as object);
+    } catch (err) {
+      throw new HerdError('RESTORE_FAILED', `restore of ${dockerId.slice(0, 12)} from checkpoint ${checkpointId} failed: ${dockerMessage(err)}`, { cause: err });
+    }
+  }
+
+  async deleteCheckpoint(dockerId: string, checkpointId: string): Promise<void> {
+    const container = this.docker.getContainer(dockerId) as Docker.Container & { deleteCheckpoint(id: string, opts?: object): Promise<unknown> };
+    try {
+      await container.deleteCheckpoint(checkpointId, {});
+    } catch (err) {
+      const status = (err as DockerApiError).statusCode;
+      if (status === 404 || /no such file|not found/i.test(dockerMessage(err))) return;
+      throw dockerError(err, `deleting checkpoint ${checkpointId}`);
+    }
+  }
+
+  checkpointPath(dockerId: string, checkpointId: string): string {
+    return `${this.dataRoot}/containers/${dockerId}/checkpoints/${checkpointId}`;
+  }
+
+  async exportFilesystem(dockerId: string): Promise<NodeJS.ReadableStream> {
+    try {
+      return await this.docker.getContainer(dockerId).export();
+    } catch (err) {
+      throw dockerError(err, `exporting the filesystem of ${dockerId.slice(0, 12)}`);
+    }
+  }
+
+  async freeBytes(): Promise<number> {
+    const s = await statfs(this.dataRoot);
+    return Number(s.bavail) * Number(s.bsize);
   }
 }

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { silentLogger } from '../../protocol/log.ts';
 import { closeBroker, connectBroker, type MqttClient } from '../../protocol/mqtt.ts';
 import { CommandClient, processClientId } from '../../protocol/rpc.ts';
-import { watchCluster, type ClusterView } from '../cluster-view.ts';
+import { watchCluster, type ClusterView } from '../../protocol/cluster-view.ts';
 import { readLabState } from '../lab/state.ts';
 
 export const cliState = { daemonRunning: false };

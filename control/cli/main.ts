@@ -9,6 +9,7 @@ import { registerClusterCommands } from './cluster-commands.ts';
 import { registerLabCommands } from './lab-commands.ts';
 import { registerAdminCommands } from './admin-commands.ts';
 import { cliState } from './context.ts';
+import { registerMigrateCommand } from './migrate-command.ts';
 
 export function buildProgram(): Command {
   const program = new Command('herd')
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerAdminCommands(program);
   registerLabCommands(program);
   registerClusterCommands(program);
+  registerMigrateCommand(program);
   // Commander exits from nested commands too: make every one throw instead.
   const override = (cmd: Command) => {
     cmd.exitOverride();

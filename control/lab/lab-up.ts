@@ -10,7 +10,7 @@ import Docker from 'dockerode';
 import type { Logger } from 'pino';
 import { HerdError } from '../../protocol/errors.ts';
 import { connectBroker, closeBroker } from '../../protocol/mqtt.ts';
-import { watchCluster } from '../cluster-view.ts';
+import { watchCluster } from '../../protocol/cluster-view.ts';
 import { runChecks } from '../doctor.ts';
 import { buildLabImages, loadLabImages } from './images.ts';
 import { labLayout, type LabHost, type LabLayout } from './layout.ts';

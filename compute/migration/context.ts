@@ -1,0 +1,28 @@
+/** What both sides of a migration use on a compute host. */
+import type { Logger } from 'pino';
+import type { ClusterView } from '../../protocol/cluster-view.ts';
+import type { MigrationEvent } from '../../protocol/messages.ts';
+import type { CommandClient } from '../../protocol/rpc.ts';
+import type { ContainerRuntime } from '../runtime/container-runtime.ts';
+import type { MigrationStore } from './migration-store.ts';
+import type { SerialQueue } from './serial-queue.ts';
+import type { SshPool } from './ssh-pool.ts';
+import type { Fault } from './faults.ts';
+
+export interface MigrationContext {
+  hostId: string;
+  runtime: ContainerRuntime;
+  store: MigrationStore;
+  /** Serializes CRIU operations (checkpoint, restore) on this host. */
+  criu: SerialQueue;
+  log: Logger;
+  rpc: CommandClient;
+  view: ClusterView;
+  ssh: SshPool;
+  publishContainers(): Promise<void>;
+  publishEvent(event: MigrationEvent): Promise<void>;
+  /** Herd ids with a migration in flight on this host (either side). */
+  inFlight: Set<string>;
+  /** Faults to inject, read from `<stateDir>/faults` at each use (tests only; see faults.ts). */
+  faults(): ReadonlySet<Fault>;
+}

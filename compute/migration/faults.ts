@@ -1,0 +1,42 @@
+/**
+ * Fault injection for the rollback tests. A test writes fault names, one per line, to
+ * `<stateDir>/faults` of a compute host; the daemon reads the file at each migration
+ * step. Every fault makes the REAL operation fail (Docker/CRIU are really called with
+ * bad input or really given damaged images); nothing is simulated. No file, no faults.
+ */
+import { readFileSync, readdirSync, truncateSync, statSync } from 'node:fs';
+
+export const FAULTS = [
+  /** Source: the checkpoint is requested into an unwritable directory, so Docker's checkpoint really fails. */
+  'fail-checkpoint',
+  /** Target: the received page images are truncated before the restore, so CRIU's restore really fails. */
+  'corrupt-images-in-transit',
+  /** Source: its own page images are truncated before rolling back, so the local restore really fails. */
+  'fail-local-restore',
+  /** Source: the transfer is throttled (1 MiB/s), leaving time to kill a daemon mid-transfer. */
+  'slow-transfer',
+] as const;
+export type Fault = (typeof FAULTS)[number];
+
+export function readFaults(stateDir: string): ReadonlySet<Fault> {
+  let text: string;
+  try {
+    text = readFileSync(`${stateDir}/faults`, 'utf8');
+  } catch {
+    return new Set();
+  }
+  const names = text.split('\n').map((l) => l.trim()).filter((l): l is Fault => (FAULTS as readonly string[]).includes(l));
+  return new Set(names);
+}
+
+/** Damages CRIU page images in a checkpoint directory by truncating them to half. */
+export function corruptImages(checkpointDir: string): number {
+  let damaged = 0;
+  for (const name of readdirSync(checkpointDir)) {
+    if (!/^pages-\d+\.img$/.test(name)) continue;
+    const path = `${checkpointDir}/${name}`;
+    truncateSync(path, Math.floor(statSync(path).size / 2));
+    damaged++;
+  }
+  return damaged;
+}

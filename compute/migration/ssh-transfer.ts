@@ -1,0 +1,144 @@
+/**
+ * Host-to-host transfers over SSH (ssh2). Data is streamed as tar through an `exec`
+ * channel (reported 1.5-3x faster than SFTP) and never staged whole in memory. The
+ * remote host key must match the known_hosts file: no key, no transfer.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { PassThrough, Transform, type Readable } from 'node:stream';
+import { Client, type ConnectConfig } from 'ssh2';
+import { HerdError } from '../../protocol/errors.ts';
+
+export interface SshTarget {
+  host: string;
+  port: number;
+  user: string;
+  privateKeyPath: string;
+  knownHostsPath: string;
+}
+
+/** The base64 key blobs known_hosts lists for `host` (plain, unhashed entries; `[host]:port` for other ports). */
+export function knownKeysFor(knownHosts: string, host: string, port: number): string[] {
+  const names = port === 22 ? [host, `[${host}]:22`] : [`[${host}]:${port}`];
+  const keys: string[] = [];
+  for (const line of knownHosts.split('\n')) {
+    const trimmed = line.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) continue;
+    const [hosts, , blob] = trimmed.split(/\s+/);
+    if (hosts === undefined || blob === undefined) continue;
+    if (hosts.split(',').some((h) => names.includes(h))) keys.push(blob);
+  }
+  return keys;
+}
+
+export function connectSsh(target: SshTarget, timeoutMs = 10_000): Promise<Client> {
+  let knownHosts: string;
+  let privateKey: Buffer;
+  try {
+    knownHosts = readFileSync(target.knownHostsPath, 'utf8');
+    privateKey = readFileSync(target.privateKeyPath);
+  } catch (err) {
+    throw new HerdError('TRANSFER_FAILED', `SSH setup incomplete: ${(err as Error).message}`, { cause: err });
+  }
+  const expected = knownKeysFor(knownHosts, target.host, target.port);
+  if (expected.length === 0) {
+    throw new HerdError('TRANSFER_FAILED', `no host key for ${target.host}:${target.port} in ${target.knownHostsPath}: refusing to connect`);
+  }
+  return new Promise((resolve, reject) => {
+    const client = new Client();
+    let verified = false;
+    const config: ConnectConfig = {
+      host: target.host,
+      port: target.port,
+      username: target.user,
+      privateKey,
+      readyTimeout: timeoutMs,
+      keepaliveInterval: 5000,
+      hostVerifier: (key: Buffer) => {
+        verified = expected.includes(key.toString('base64'));
+        return verified;
+      },
+    };
+    client.once('ready', () => resolve(client));
+    client.once('error', (err) => {
+      const why = verified ? err.message : `host key of ${target.host} does not match ${target.knownHostsPath} (${err.message})`;
+      reject(new HerdError('TRANSFER_FAILED', `SSH to ${target.user}@${target.host}:${target.port} failed: ${why}`, { cause: err }));
+    });
+    client.connect(config);
+  });
+}
+
+/** Single-quotes a string for the remote shell. */
+export function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Counts bytes flowing through. */
+class ByteCounter extends Transform {
+  bytes = 0;
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null, data?: Buffer) => void): void {
+    this.bytes += chunk.length;
+    done(null, chunk);
+  }
+}
+
+/** Streams `source` into `remoteCommand`'s stdin; resolves with the bytes sent once the remote command exited 0. */
+export function pipeToRemote(conn: Client, source: Readable | NodeJS.ReadableStream, remoteCommand: string, what: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    conn.exec(remoteCommand, (err, channel) => {
+      if (err) {
+        reject(new HerdError('TRANSFER_FAILED', `${what}: cannot start remote command: ${err.message}`, { cause: err }));
+        return;
+      }
+      const counter = new ByteCounter();
+      let stderr = '';
+      let exitCode: number | null = null;
+      let failed = false;
+      const fail = (message: string, cause?: unknown) => {
+        if (failed) return;
+        failed = true;
+        channel.close();
+        reject(new HerdError('TRANSFER_FAILED', `${what}: ${message}`, { cause }));
+      };
+      // Drain stdout: ssh2 only emits 'close' once the readable side has ended.
+      channel.resume();
+      channel.stderr.on('data', (d: Buffer) => {
+        if (stderr.length < 4000) stderr += d.toString();
+      });
+      channel.on('exit', (code: number | null) => {
+        exitCode = code;
+      });
+      channel.on('close', () => {
+        if (failed) return;
+        if (exitCode === 0) resolve(counter.bytes);
+        else fail(`remote \`${remoteCommand}\` exited ${exitCode ?? 'by signal'}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+      });
+      (source as Readable).on('error', (e: Error) => fail(`reading source failed: ${e.message}`, e));
+      (source as Readable).pipe(counter).pipe(channel);
+    });
+  });
+}
+
+/** A local `tar -c` of a directory as a stream; errors (non-zero exit) surface on the stream. */
+export function tarDirectory(dir: string, options: { xattrs: boolean }): Readable {
+  const args = ['-c', '--numeric-owner', '--sparse', '-C', dir, '.'];
+  if (options.xattrs) args.splice(1, 0, '--xattrs', '--xattrs-include=*');
+  const child = spawn('tar', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  // Pipe at once: Node resumes (and so discards) an unread child stdout when the child exits.
+  const out = new PassThrough();
+  child.stdout.pipe(out, { end: false });
+  child.on('close', (code) => {
+    if (code === 0) out.end();
+    else out.destroy(new Error(`tar of ${dir} exited ${code}: ${stderr.trim()}`));
+  });
+  child.on('error', (err) => out.destroy(err));
+  return out;
+}
+
+/** The remote side of tarDirectory. */
+export function untarCommand(dir: string, options: { xattrs: boolean }): string {
+  const x = options.xattrs ? " --xattrs --xattrs-include='*'" : '';
+  return `mkdir -p ${shellQuote(dir)} && tar -x --numeric-owner${x} -C ${shellQuote(dir)}`;
+}
