@@ -29,6 +29,7 @@ export const ERROR_CATALOGUE = {
   ROLLED_BACK: { retryable: true, summary: 'A migration failed and was rolled back; the container runs on its source host.' },
   TIMEOUT: { retryable: true, summary: 'No reply arrived in time.' },
   BROKER_UNAVAILABLE: { retryable: true, summary: 'The MQTT broker could not be reached.' },
+  PCP_UNAVAILABLE: { retryable: true, summary: 'A pmproxy (PCP REST API) did not answer in time, refused the connection or answered with an HTTP error.' },
   // --- environment
   NOT_ROOT: { retryable: false, summary: 'The operation needs root privileges.' },
   MISSING_DEPENDENCY: { retryable: false, summary: 'A required program, package or kernel feature is missing; the message names it and how to install it.' },

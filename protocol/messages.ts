@@ -231,3 +231,103 @@ export interface MigrationResult {
   fsMode: FsMode;
   timings: MigrationTimings;
 }
+
+// ---------------------------------------------------------------- metric samples (monitor daemon)
+const nonNegative = z.number().finite().min(0);
+const ratio = z.number().finite().min(0).max(1);
+
+/** PSI "some" averages over 10 s, in percent of wall time (0..100) as the kernel reports them. */
+export const pressureSchema = z.strictObject({
+  cpuSomeAvg10sPct: nonNegative.max(100).optional(),
+  memorySomeAvg10sPct: nonNegative.max(100).optional(),
+  ioSomeAvg10sPct: nonNegative.max(100).optional(),
+});
+
+/**
+ * Marks the first sample of a container on its new host after a live migration, so its
+ * series continues (same herdId) and the move is visible in the stream.
+ */
+export const migrationMarkerSchema = z.strictObject({
+  fromHost: id,
+  toHost: id,
+  /** Set when the move came from a Herd migration whose id is known. */
+  migrationId: id.optional(),
+});
+
+/**
+ * Published on herd/v1/metrics/hosts/{hostId} every `hostIntervalSeconds` (default 5).
+ * Rates cover the interval since the previous sample; a field is absent when it could not
+ * be computed (first sample, counter reset, metric not available). When the host's
+ * pmproxy fails, a sample with `stale: true` and `staleReason` (and no metrics) is sent.
+ */
+export const hostMetricsSchema = z.strictObject({
+  v: version,
+  hostId: id,
+  /** When the values were taken (pmproxy's timestamp). */
+  at: isoTime,
+  stale: z.boolean(),
+  staleReason: z.string().optional(),
+  /** Seconds the rates cover. */
+  intervalSeconds: nonNegative.optional(),
+  /** CPUs counted (the host's cpuset in the lab, every CPU otherwise). */
+  cpus: z.array(z.number().int().min(0)).optional(),
+  /** Busy share of the counted CPUs (0..1): 1 - (idle + iowait) / total. */
+  cpuUtil: ratio.optional(),
+  /** Busy share per CPU, keyed by CPU number ("0", "1", …). */
+  cpuUtilPerCpu: z.record(z.string().regex(/^\d+$/), ratio).optional(),
+  load1: nonNegative.optional(),
+  load5: nonNegative.optional(),
+  load15: nonNegative.optional(),
+  memoryUsedBytes: nonNegative.optional(),
+  memoryAvailableBytes: nonNegative.optional(),
+  memoryTotalBytes: nonNegative.optional(),
+  diskOpsPerSec: nonNegative.optional(),
+  diskReadOpsPerSec: nonNegative.optional(),
+  diskWriteOpsPerSec: nonNegative.optional(),
+  /** Share of the interval at least one disk was busy, averaged over disks (0..1). */
+  diskActiveRatio: nonNegative.optional(),
+  netInBytesPerSec: nonNegative.optional(),
+  netOutBytesPerSec: nonNegative.optional(),
+  pressure: pressureSchema.optional(),
+});
+export type HostMetrics = z.infer<typeof hostMetricsSchema>;
+
+/**
+ * Published on herd/v1/metrics/containers/{herdId} every `containerIntervalSeconds`
+ * (default 2). Keyed by the Herd id, so a container's series continues across
+ * migrations; `hostId` says where it ran when sampled.
+ */
+export const containerMetricsSchema = z.strictObject({
+  v: version,
+  herdId: id,
+  hostId: id,
+  name: z.string(),
+  dockerId: z.string(),
+  at: isoTime,
+  /** Docker state: running, exited, paused, restarting, created, dead. */
+  state: z.string(),
+  /** Docker health check status (healthy, unhealthy, starting) when the image has one. */
+  health: z.string().optional(),
+  /** Times Docker restarted the container since it was created on this host (restart policy). */
+  restartCount: z.number().int().min(0).optional(),
+  intervalSeconds: nonNegative.optional(),
+  /** CPU used in cores (1 = one core fully busy). */
+  cpuCores: nonNegative.optional(),
+  /** The container's CPU limit in cores (quota/period, else its cpuset size, else host CPUs). */
+  cpuLimitCores: nonNegative.optional(),
+  /** cpuCores / cpuLimitCores (may exceed 1 briefly through accounting jitter). */
+  cpuUtil: nonNegative.optional(),
+  memoryBytes: nonNegative.optional(),
+  memoryLimitBytes: nonNegative.optional(),
+  diskReadOpsPerSec: nonNegative.optional(),
+  diskWriteOpsPerSec: nonNegative.optional(),
+  netInBytesPerSec: nonNegative.optional(),
+  netOutBytesPerSec: nonNegative.optional(),
+  /** Counters since the container's network namespace was created. */
+  netInBytes: nonNegative.optional(),
+  netOutBytes: nonNegative.optional(),
+  processCount: z.number().int().min(0).optional(),
+  threadCount: z.number().int().min(0).optional(),
+  migration: migrationMarkerSchema.optional(),
+});
+export type ContainerMetrics = z.infer<typeof containerMetricsSchema>;

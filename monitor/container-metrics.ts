@@ -1,0 +1,150 @@
+/**
+ * Container metrics per host: CPU time and block I/O from PCP's cgroup PMDA (one fetch
+ * covers every container), memory, limits, process/thread counts and network bytes from
+ * the cgroup filesystem and the container's /proc/<pid>/net/dev. See README.md for why.
+ */
+import Docker from 'dockerode';
+import type { ContainerMetrics } from '../protocol/messages.ts';
+import { PROTOCOL_VERSION } from '../protocol/messages.ts';
+import { HerdError } from '../protocol/errors.ts';
+import { readCgroupFs, type CgroupLocation } from './cgroup-fs.ts';
+import { round } from './host-metrics.ts';
+import type { PcpClient } from './pcp-client.ts';
+import { RateTracker } from './rates.ts';
+
+/** Label of every Herd-managed container (same as compute/runtime; monitor does not import compute). */
+export const HERD_ID_LABEL = 'io.herd.id';
+/** Label a migration target carries with its migration id. */
+export const HERD_MIGRATION_LABEL = 'io.herd.migration';
+
+export interface TrackedContainer {
+  herdId: string;
+  name: string;
+  dockerId: string;
+  state: string;
+  health?: string;
+  migrationId?: string;
+}
+
+/** Lists the Herd-managed containers of one host. */
+export interface ContainerLister {
+  list(): Promise<TrackedContainer[]>;
+}
+
+export function dockerContainerLister(socketPath: string, timeoutMs = 3000): ContainerLister {
+  const docker = new Docker({ socketPath, timeout: timeoutMs });
+  return {
+    async list() {
+      let rows: Docker.ContainerInfo[];
+      try {
+        rows = await docker.listContainers({ all: true, filters: { label: [HERD_ID_LABEL] } });
+      } catch (err) {
+        throw new HerdError('DOCKER_FAILED', `Docker at ${socketPath}: ${(err as Error).message}`, { cause: err });
+      }
+      return rows.map((row) => {
+        const c: TrackedContainer = {
+          herdId: row.Labels[HERD_ID_LABEL] ?? '',
+          name: (row.Names[0] ?? '').replace(/^\//, ''),
+          dockerId: row.Id,
+          state: row.State,
+        };
+        const health = /\((healthy|unhealthy|health: starting)\)/.exec(row.Status)?.[1];
+        if (health !== undefined) c.health = health === 'health: starting' ? 'starting' : health;
+        const migrationId = row.Labels[HERD_MIGRATION_LABEL];
+        if (migrationId !== undefined && migrationId !== '') c.migrationId = migrationId;
+        return c;
+      });
+    },
+  };
+}
+
+export const CONTAINER_PCP_METRICS = [
+  'cgroup.cpuacct.stat.user',
+  'cgroup.cpuacct.stat.system',
+  'cgroup.blkio.all.io_serviced.read',
+  'cgroup.blkio.all.io_serviced.write',
+] as const;
+
+export interface ContainerSamplerOptions {
+  hostId: string;
+  cgroup: CgroupLocation;
+  /** CPUs of the host, the limit of a container with neither quota nor cpuset. */
+  hostCpuCount?: number;
+}
+
+/** Samples every given container of one host. Throws (PCP_UNAVAILABLE, BAD_MESSAGE) when the host's pmproxy fails. */
+export class ContainerSampler {
+  private readonly rates = new RateTracker();
+
+  constructor(private readonly client: PcpClient, private readonly options: ContainerSamplerOptions) {}
+
+  async sample(containers: readonly TrackedContainer[]): Promise<ContainerMetrics[]> {
+    const running = containers.filter((c) => c.state === 'running');
+    const pcp = running.length === 0 ? undefined : await this.client.fetch(CONTAINER_PCP_METRICS);
+    // Instance name (cgroup path) → value, per metric.
+    const byPath = new Map<string, Map<string, number>>();
+    if (pcp !== undefined) {
+      for (const name of CONTAINER_PCP_METRICS) {
+        const values = pcp.metrics.get(name);
+        if (values === undefined) continue;
+        const names = await this.client.instanceNames(name, values.keys());
+        const map = new Map<string, number>();
+        for (const [id, v] of values) if (id !== null && names.has(id)) map.set(names.get(id) as string, v);
+        byPath.set(name, map);
+      }
+    }
+    const parent = this.options.cgroup.parent.replace(/^\/+|\/+$/g, '');
+    const samples = await Promise.all(
+      containers.map(async (c): Promise<ContainerMetrics> => {
+        const base: ContainerMetrics = { v: PROTOCOL_VERSION, herdId: c.herdId, hostId: this.options.hostId, name: c.name, dockerId: c.dockerId, at: new Date((pcp?.atSeconds ?? Date.now() / 1000) * 1000).toISOString(), state: c.state };
+        if (c.health !== undefined) base.health = c.health;
+        if (c.state !== 'running' || pcp === undefined) return base;
+        const path = `/${parent}/${c.dockerId}`;
+        const key = (what: string) => `${c.dockerId}|${what}`;
+        const at = pcp.atSeconds;
+        const pcpValue = (metric: string) => byPath.get(metric)?.get(path);
+
+        const fs = await readCgroupFs(this.options.cgroup, c.dockerId);
+        const fsAt = Date.now() / 1000;
+        // CPU: PCP's cpuacct.stat user+system (ms); the cgroup file's cpuacct.usage (ns) only when PCP has no value.
+        const user = pcpValue('cgroup.cpuacct.stat.user');
+        const system = pcpValue('cgroup.cpuacct.stat.system');
+        let cpuCores: number | undefined;
+        if (user !== undefined && system !== undefined) cpuCores = rateOf(this.rates.rate(key('cpu.pcp'), user + system, at), 1 / 1000);
+        else if (fs.cpuUsageNs !== undefined) cpuCores = rateOf(this.rates.rate(key('cpu.fs'), fs.cpuUsageNs, fsAt), 1e-9);
+        const limit = fs.cpuLimitCores ?? this.options.hostCpuCount;
+        const out: ContainerMetrics = { ...base };
+        if (cpuCores !== undefined) out.cpuCores = round(cpuCores, 4);
+        if (limit !== undefined) out.cpuLimitCores = round(limit, 4);
+        if (cpuCores !== undefined && limit !== undefined && limit > 0) out.cpuUtil = round(cpuCores / limit, 4);
+        if (fs.memoryBytes !== undefined) out.memoryBytes = fs.memoryBytes;
+        if (fs.memoryLimitBytes !== undefined) out.memoryLimitBytes = fs.memoryLimitBytes;
+        const reads = pcpValue('cgroup.blkio.all.io_serviced.read');
+        const writes = pcpValue('cgroup.blkio.all.io_serviced.write');
+        const readRate = reads === undefined ? undefined : this.rates.rate(key('blk.read'), reads, at);
+        const writeRate = writes === undefined ? undefined : this.rates.rate(key('blk.write'), writes, at);
+        if (readRate !== undefined) out.diskReadOpsPerSec = round(readRate, 2);
+        if (writeRate !== undefined) out.diskWriteOpsPerSec = round(writeRate, 2);
+        if (fs.netInBytes !== undefined && fs.netOutBytes !== undefined) {
+          out.netInBytes = fs.netInBytes;
+          out.netOutBytes = fs.netOutBytes;
+          const rin = this.rates.rate(key('net.in'), fs.netInBytes, fsAt);
+          const rout = this.rates.rate(key('net.out'), fs.netOutBytes, fsAt);
+          if (rin !== undefined) out.netInBytesPerSec = round(rin, 1);
+          if (rout !== undefined) out.netOutBytesPerSec = round(rout, 1);
+        }
+        if (fs.processCount !== undefined) out.processCount = fs.processCount;
+        if (fs.threadCount !== undefined) out.threadCount = fs.threadCount;
+        return out;
+      }),
+    );
+    // Forget rate baselines of containers that are gone, so a reused id starts fresh.
+    const live = new Set(running.map((c) => c.dockerId));
+    this.rates.retain((k) => live.has(k.slice(0, k.indexOf('|'))));
+    return samples;
+  }
+}
+
+function rateOf(perSecond: number | undefined, scale: number): number | undefined {
+  return perSecond === undefined ? undefined : perSecond * scale;
+}

@@ -1,0 +1,175 @@
+/**
+ * Host metrics from PCP: one fetch per sample covers everything. Counters (CPU time,
+ * disk operations, disk active time, network bytes) become rates over the interval
+ * between pmproxy's timestamps; levels (load, memory, PSI averages) are taken as they are.
+ */
+import type { HostMetrics } from '../protocol/messages.ts';
+import { PROTOCOL_VERSION } from '../protocol/messages.ts';
+import type { InstanceValues, PcpClient } from './pcp-client.ts';
+import { RateTracker, sumRates } from './rates.ts';
+
+const CPU_STATES = ['user', 'nice', 'sys', 'idle', 'wait.total', 'intr', 'steal'] as const;
+const IDLE_STATES = new Set(['idle', 'wait.total']);
+
+export const HOST_METRIC_NAMES = [
+  ...CPU_STATES.map((s) => `kernel.percpu.cpu.${s}`),
+  'hinv.ncpu',
+  'kernel.all.load',
+  'mem.physmem',
+  'mem.util.used',
+  'mem.util.available',
+  'disk.all.total',
+  'disk.all.read',
+  'disk.all.write',
+  'disk.all.avactive',
+  'hinv.ndisk',
+  'network.interface.in.bytes',
+  'network.interface.out.bytes',
+  'kernel.all.pressure.cpu.some.avg',
+  'kernel.all.pressure.memory.some.avg',
+  'kernel.all.pressure.io.some.avg',
+] as const;
+
+export interface HostSamplerOptions {
+  hostId: string;
+  /** Count only these CPUs (the host's cpuset); all CPUs when absent. */
+  cpus?: readonly number[];
+  /** Count only these interfaces; every interface but `lo` when absent. */
+  interfaces?: readonly string[];
+  /**
+   * Swap in and out: for an interface seen from the other end (the lab's root-side veth
+   * of a host namespace receives what the host sends).
+   */
+  swapNetworkDirection?: boolean;
+}
+
+const single = (values: InstanceValues | undefined): number | undefined => (values === undefined ? undefined : values.get(null));
+
+export class HostSampler {
+  private readonly rates = new RateTracker();
+  private lastAt: number | undefined;
+
+  constructor(private readonly client: PcpClient, private readonly options: HostSamplerOptions) {}
+
+  async sample(): Promise<HostMetrics> {
+    const f = await this.client.fetch(HOST_METRIC_NAMES);
+    const m = f.metrics;
+    const at = f.atSeconds;
+    const intervalSeconds = this.lastAt === undefined ? undefined : at - this.lastAt;
+    this.lastAt = at;
+    const out: HostMetrics = { v: PROTOCOL_VERSION, hostId: this.options.hostId, at: new Date(at * 1000).toISOString(), stale: false };
+    if (intervalSeconds !== undefined && intervalSeconds > 0) out.intervalSeconds = round(intervalSeconds, 3);
+
+    // CPU: per-CPU busy share = 1 - (idle + iowait) / all states, from the counters' rates.
+    const cpuIds = [...(m.get('kernel.percpu.cpu.idle')?.keys() ?? [])].filter((i): i is number => i !== null);
+    const cpuNames = await this.client.instanceNames('kernel.percpu.cpu.idle', cpuIds);
+    const wanted = new Set(this.options.cpus ?? []);
+    const perCpu: Record<string, number> = {};
+    let busyAll = 0;
+    let totalAll = 0;
+    let complete = true;
+    const counted: number[] = [];
+    for (const id of cpuIds) {
+      const cpu = Number(/^cpu(\d+)$/.exec(cpuNames.get(id) ?? '')?.[1] ?? id);
+      if (this.options.cpus !== undefined && !wanted.has(cpu)) continue;
+      counted.push(cpu);
+      let busy = 0;
+      let total = 0;
+      let ok = true;
+      for (const state of CPU_STATES) {
+        const value = m.get(`kernel.percpu.cpu.${state}`)?.get(id);
+        if (value === undefined) continue;
+        const r = this.rates.rate(`cpu|${state}|${cpu}`, value, at);
+        if (r === undefined) ok = false;
+        else {
+          total += r;
+          if (!IDLE_STATES.has(state)) busy += r;
+        }
+      }
+      if (ok && total > 0) {
+        perCpu[String(cpu)] = clamp01(busy / total);
+        busyAll += busy;
+        totalAll += total;
+      } else complete = false;
+    }
+    counted.sort((a, b) => a - b);
+    if (counted.length > 0) out.cpus = counted;
+    if (complete && totalAll > 0) {
+      out.cpuUtil = round(clamp01(busyAll / totalAll), 4);
+      out.cpuUtilPerCpu = Object.fromEntries(Object.entries(perCpu).map(([k, v]) => [k, round(v, 4)]));
+    }
+
+    const load = m.get('kernel.all.load');
+    if (load !== undefined) {
+      setIf(out, 'load1', load.get(1));
+      setIf(out, 'load5', load.get(5));
+      setIf(out, 'load15', load.get(15));
+    }
+    const kib = (v: number | undefined) => (v === undefined ? undefined : v * 1024);
+    setIf(out, 'memoryUsedBytes', kib(single(m.get('mem.util.used'))));
+    setIf(out, 'memoryAvailableBytes', kib(single(m.get('mem.util.available'))));
+    setIf(out, 'memoryTotalBytes', kib(single(m.get('mem.physmem'))));
+
+    const counter = (key: string, name: string) => {
+      const v = single(m.get(name));
+      return v === undefined ? undefined : this.rates.rate(key, v, at);
+    };
+    setIf(out, 'diskOpsPerSec', counter('disk.total', 'disk.all.total'), 2);
+    setIf(out, 'diskReadOpsPerSec', counter('disk.read', 'disk.all.read'), 2);
+    setIf(out, 'diskWriteOpsPerSec', counter('disk.write', 'disk.all.write'), 2);
+    // disk.all.avactive is ms of busy time summed over disks: divide by 1000 and the disk count.
+    const activeMsPerSec = counter('disk.avactive', 'disk.all.avactive');
+    const ndisk = Math.max(1, single(m.get('hinv.ndisk')) ?? 1);
+    setIf(out, 'diskActiveRatio', activeMsPerSec === undefined ? undefined : activeMsPerSec / 1000 / ndisk, 4);
+
+    const net = await this.networkRates(m, at);
+    setIf(out, 'netInBytesPerSec', net.in, 1);
+    setIf(out, 'netOutBytesPerSec', net.out, 1);
+
+    const psi = (name: string) => m.get(`kernel.all.pressure.${name}.some.avg`)?.get(10);
+    const pressure: NonNullable<HostMetrics['pressure']> = {};
+    setIf(pressure, 'cpuSomeAvg10sPct', psi('cpu'));
+    setIf(pressure, 'memorySomeAvg10sPct', psi('memory'));
+    setIf(pressure, 'ioSomeAvg10sPct', psi('io'));
+    if (Object.keys(pressure).length > 0) out.pressure = pressure;
+    return out;
+  }
+
+  private async networkRates(m: Map<string, InstanceValues>, at: number): Promise<{ in?: number; out?: number }> {
+    const inBytes = m.get('network.interface.in.bytes');
+    const outBytes = m.get('network.interface.out.bytes');
+    if (inBytes === undefined || outBytes === undefined) return {};
+    const names = await this.client.instanceNames('network.interface.in.bytes', [...inBytes.keys(), ...outBytes.keys()]);
+    const include = this.options.interfaces === undefined ? (n: string) => n !== 'lo' : (n: string) => this.options.interfaces?.includes(n) === true;
+    const rx: Array<number | undefined> = [];
+    const tx: Array<number | undefined> = [];
+    for (const [id, value] of inBytes) {
+      const name = id === null ? undefined : names.get(id);
+      if (name === undefined || !include(name)) continue;
+      rx.push(this.rates.rate(`net.in|${name}`, value, at));
+      const o = outBytes.get(id);
+      if (o !== undefined) tx.push(this.rates.rate(`net.out|${name}`, o, at));
+    }
+    const result: { in?: number; out?: number } = {};
+    const a = sumRates(rx);
+    const b = sumRates(tx);
+    const [inRate, outRate] = this.options.swapNetworkDirection === true ? [b, a] : [a, b];
+    if (inRate !== undefined) result.in = inRate;
+    if (outRate !== undefined) result.out = outRate;
+    return result;
+  }
+}
+
+function clamp01(x: number): number {
+  return Math.min(1, Math.max(0, x));
+}
+
+export function round(x: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+function setIf<T extends object, K extends keyof T>(target: T, key: K, value: number | undefined, digits?: number): void {
+  if (value === undefined || !Number.isFinite(value)) return;
+  (target as Record<K, number>)[key] = digits === undefined ? value : round(value, digits);
+}
