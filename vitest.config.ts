@@ -6,6 +6,7 @@ export default defineConfig({
   test: {
     include: ['{protocol,compute,monitor,control,policies}/**/*.test.ts', 'test/**/*.test.ts'],
     fileParallelism: false,
+    globalSetup: ['test/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 300_000,
     reporters: ['default'],

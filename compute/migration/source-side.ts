@@ -99,10 +99,10 @@ export class SourceMigration {
     const { ctx, args } = this;
     if (args.targetHost === ctx.hostId) throw new HerdError('CONFLICT', `container "${args.container}" already runs on ${ctx.hostId}`);
     this.details = await ctx.runtime.inspect(args.container, ctx.hostId);
-    if (!this.details.running) throw new HerdError('CONFLICT', `container "${this.details.name}" is ${this.details.state}, not running: only running containers are live-migrated`);
-    ctx.view.requireOnline(args.targetHost);
     // Check and claim in the same tick, so that two concurrent requests cannot both pass.
     if (ctx.inFlight.has(this.details.herdId)) throw new HerdError('ALREADY_MIGRATING', `container "${this.details.name}" (herd id ${this.details.herdId}) is already migrating`);
+    if (!this.details.running) throw new HerdError('CONFLICT', `container "${this.details.name}" is ${this.details.state}, not running: only running containers are live-migrated`);
+    ctx.view.requireOnline(args.targetHost);
     ctx.inFlight.add(this.details.herdId);
   }
 
@@ -195,10 +195,14 @@ export class SourceMigration {
         }
         return send(await ctx.runtime.exportFilesystem(d.dockerId), untarCommand(prep.upperDir, { xattrs: false }), 'full filesystem transfer');
       };
-      [checkpointBytes, filesystemBytes] = await Promise.all([
+      // Wait for both streams even when one fails, so that nothing still writes on the target while it is aborted.
+      const [cp, fs] = await Promise.allSettled([
         send(tarDirectory(checkpointPath, { xattrs: false }), untarCommand(prep.checkpointDir, { xattrs: false }), 'checkpoint transfer'),
         fsTransfer(),
       ]);
+      if (cp.status === 'rejected') throw cp.reason;
+      if (fs.status === 'rejected') throw fs.reason;
+      [checkpointBytes, filesystemBytes] = [cp.value, fs.value];
       transferMs = performance.now() - transferStart;
       await this.event('transfer', 'finished', { bytes: checkpointBytes + filesystemBytes, detail: `checkpoint ${checkpointBytes} B, filesystem ${filesystemBytes} B` });
 

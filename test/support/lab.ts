@@ -34,3 +34,24 @@ export function dockerOf(layout: LabLayout, hostId: string): Docker {
 export function inHost(layout: LabLayout, hostId: string, cmd: string, args: string[], timeoutMs = 30_000) {
   return runCommand('nsenter', [`--net=/var/run/netns/herd-${hostId}`, cmd, ...args], { timeoutMs });
 }
+
+/** Brings the lab up if needed (idempotent) and removes every managed container, for suites that share it. */
+export async function readyLab(hosts = 2): Promise<LabLayout> {
+  await requireLabPrerequisites();
+  await herdOk(['lab', 'up', '--hosts', String(hosts)], { timeoutMs: 600_000 });
+  const layout = labLayout({ hosts, cpuCount: availableParallelism() });
+  for (const host of layout.hosts) {
+    const docker = new Docker({ socketPath: host.dockerSocket });
+    for (const c of await docker.listContainers({ all: true })) await docker.getContainer(c.Id).remove({ force: true });
+    await runCommand('rm', ['-f', `${host.computeStateDir}/faults`]);
+  }
+  return layout;
+}
+
+/** Writes fault names for a host's compute daemon (see compute/migration/faults.ts); none clears them. */
+export async function setFaults(layout: LabLayout, hostId: string, faults: string[]): Promise<void> {
+  const host = layout.hosts.find((h) => h.id === hostId)!;
+  const { writeFileSync, rmSync } = await import('node:fs');
+  if (faults.length === 0) rmSync(`${host.computeStateDir}/faults`, { force: true });
+  else writeFileSync(`${host.computeStateDir}/faults`, `${faults.join('\n')}\n`);
+}

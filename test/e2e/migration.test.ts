@@ -1,0 +1,148 @@
+/**
+ * Live migration end to end on the lab, real Docker and CRIU: a counter that also
+ * writes files moves A→B→A in each filesystem mode and keeps counting; four
+ * migrations run at once; bad requests fail before anything is frozen.
+ */
+import Docker from 'dockerode';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { LabLayout } from '../../control/lab/layout.ts';
+import { execIn, leftovers, placements } from '../support/containers.ts';
+import { herd, herdOk } from '../support/herd-cli.ts';
+import { dockerOf, readyLab, setFaults } from '../support/lab.ts';
+
+const COUNTER = ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo $i > /data/count; sleep 0.1; done'];
+
+async function count(layout: LabLayout, hostId: string, name: string): Promise<number> {
+  return Number((await execIn(dockerOf(layout, hostId), name, ['cat', '/data/count'])).trim());
+}
+
+async function runOn(hostId: string, name: string, image = 'herd/busybox', cmd = COUNTER): Promise<void> {
+  await herdOk(['run', '--host', hostId, '--name', name, image, ...cmd]);
+}
+
+async function waitForCount(layout: LabLayout, hostId: string, name: string, atLeast: number): Promise<number> {
+  for (let i = 0; i < 100; i++) {
+    const n = await count(layout, hostId, name).catch(() => 0);
+    if (n >= atLeast) return n;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${name} on ${hostId} never counted to ${atLeast}`);
+}
+
+async function expectRunsOnceOn(layout: LabLayout, name: string, hostId: string): Promise<void> {
+  const where = await placements(layout, name);
+  expect(where.map((p) => [p.hostId, p.running])).toEqual([[hostId, true]]);
+}
+
+describe('live migration (lab, real Docker + CRIU)', () => {
+  let layout: LabLayout;
+  beforeAll(async () => {
+    layout = await readyLab(2);
+  });
+
+  for (const fs of ['diff', 'full', 'none'] as const) {
+    it(`moves a counter h1→h2→h1 with --fs ${fs}; it keeps counting and files follow the mode`, async () => {
+      const name = `counter-${fs}`;
+      await runOn('h1', name);
+      await waitForCount(layout, 'h1', name, 10);
+      // A file written before the move, and a file of the image deleted (a whiteout in the diff).
+      await execIn(dockerOf(layout, 'h1'), name, ['sh', '-c', 'mkdir -p /data/deep/er && echo written-before > /data/deep/er/marker && rm /etc/group']);
+      const herdId = (JSON.parse(await herdOk(['containers', '--json'])) as { name: string; herdId: string }[]).find((c) => c.name === name)?.herdId;
+
+      for (const [from, to] of [['h1', 'h2'], ['h2', 'h1']] as const) {
+        const before = await count(layout, from, name);
+        const result = await herd(['migrate', name, '--to', to, '--fs', fs, '--json']);
+        expect(result.code, result.stderr).toBe(0);
+        const timings = (JSON.parse(result.stdout) as { timings: { downtimeMs: number; checkpointBytes: number; filesystemBytes: number } }).timings;
+        expect(timings.checkpointBytes).toBeGreaterThan(0);
+        if (fs === 'none') expect(timings.filesystemBytes).toBe(0);
+        else expect(timings.filesystemBytes).toBeGreaterThan(0);
+        expect(result.stderr).toMatch(/checkpoint +finished[\s\S]*transfer +finished[\s\S]*restore +finished[\s\S]*done/);
+        await expectRunsOnceOn(layout, name, to);
+        // No restart: the count continues from where it was, it does not start over at 1.
+        const after = await waitForCount(layout, to, name, before + 1);
+        expect(after).toBeGreaterThan(before);
+        const marker = await execIn(dockerOf(layout, to), name, ['sh', '-c', 'cat /data/deep/er/marker 2>/dev/null || echo absent; [ -e /etc/group ] && echo group-present || echo group-absent']);
+        if (fs === 'none') {
+          expect(marker).toContain('absent');
+        } else {
+          expect(marker).toContain('written-before');
+          if (fs === 'diff') expect(marker).toContain('group-absent');
+        }
+      }
+      const listed = (JSON.parse(await herdOk(['containers', '--json'])) as { name: string; herdId: string; hostId: string }[]).filter((c) => c.name === name);
+      expect(listed).toEqual([expect.objectContaining({ name, herdId, hostId: 'h1' })]);
+      expect(await leftovers(layout)).toEqual([]);
+    });
+  }
+
+  it('runs four migrations between two hosts at once', async () => {
+    const names = ['par-1', 'par-2', 'par-3', 'par-4'];
+    await Promise.all(names.map((n, i) => runOn(i % 2 === 0 ? 'h1' : 'h2', n)));
+    for (const [i, n] of names.entries()) await waitForCount(layout, i % 2 === 0 ? 'h1' : 'h2', n, 5);
+    const results = await Promise.all(names.map((n, i) => herd(['migrate', n, '--to', i % 2 === 0 ? 'h2' : 'h1'])));
+    for (const r of results) expect(r.code, r.stderr).toBe(0);
+    for (const [i, n] of names.entries()) {
+      const to = i % 2 === 0 ? 'h2' : 'h1';
+      await expectRunsOnceOn(layout, n, to);
+      expect(await waitForCount(layout, to, n, 6)).toBeGreaterThan(5);
+    }
+    expect(await leftovers(layout)).toEqual([]);
+  });
+
+  it('refuses a container that is already migrating', async () => {
+    await runOn('h1', 'busy');
+    await execIn(dockerOf(layout, 'h1'), 'busy', ['sh', '-c', 'head -c 8000000 /dev/urandom > /data/big']);
+    // Two requests at once: whichever reaches the daemon second is refused; the container moves once.
+    await setFaults(layout, 'h1', ['slow-transfer']); // 1 MiB/s: the first migration is surely still running
+    const first = herd(['migrate', 'busy', '--to', 'h2']);
+    await new Promise((r) => setTimeout(r, 300));
+    const results = await Promise.all([first, herd(['migrate', 'busy', '--to', 'h2'])]);
+    const ok = results.filter((r) => r.code === 0);
+    const refused = results.filter((r) => r.code !== 0);
+    expect(ok).toHaveLength(1);
+    expect(refused).toHaveLength(1);
+    expect(refused[0]!.stderr).toMatch(/ALREADY_MIGRATING/);
+    await setFaults(layout, 'h1', []);
+    await expectRunsOnceOn(layout, 'busy', 'h2');
+  });
+
+  it('rejects bad requests with a clear error before freezing anything', async () => {
+    await runOn('h1', 'steady');
+    const started = (await placements(layout, 'steady'))[0]?.startedAt;
+    const cases: [string[], string, RegExp][] = [
+      [['migrate', 'no-such-container', '--to', 'h2'], 'UNKNOWN_CONTAINER', /no-such-container/],
+      [['migrate', 'steady', '--to', 'h9'], 'UNKNOWN_HOST', /h9/],
+      [['migrate', 'steady', '--to', 'h1'], 'CONFLICT', /already runs on h1/],
+      [['migrate', 'steady', '--to', 'h2', '--fs', 'half'], '', /Allowed choices are diff, full, none/],
+    ];
+    for (const [args, code, message] of cases) {
+      const r = await herd(args);
+      expect(r.code, r.stdout).not.toBe(0);
+      if (code !== '') expect(r.stderr).toContain(code);
+      expect(r.stderr).toMatch(message);
+    }
+    // An image missing on the target: known in advance, so the source is never frozen.
+    await runOn('h1', 'bench-sb', 'herd/sysbench', ['sleep', '3600']);
+    await dockerOf(layout, 'h2').getImage('herd/sysbench:latest').remove({ force: true });
+    const missing = await herd(['migrate', 'bench-sb', '--to', 'h2']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('IMAGE_MISSING');
+    await expectRunsOnceOn(layout, 'bench-sb', 'h1');
+    const sb = await new Docker({ socketPath: layout.hosts[0]!.dockerSocket }).getImage('herd/sysbench:latest').get();
+    await dockerOf(layout, 'h2').loadImage(sb).then((s) => new Promise((r) => { s.on('end', r); s.resume(); }));
+    // A host that is offline.
+    const h2 = layout.hosts[1]!;
+    const { readFileSync } = await import('node:fs');
+    process.kill(Number(readFileSync(h2.computePidFile, 'utf8')), 'SIGTERM');
+    let offline = await herd(['migrate', 'steady', '--to', 'h2']);
+    for (let i = 0; i < 20 && !offline.stderr.includes('HOST_OFFLINE'); i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      offline = await herd(['migrate', 'steady', '--to', 'h2']);
+    }
+    expect(offline.stderr).toContain('HOST_OFFLINE');
+    await herdOk(['lab', 'up']);
+    expect((await placements(layout, 'steady'))[0]?.startedAt).toBe(started);
+    expect(await leftovers(layout)).toEqual([]);
+  });
+});
