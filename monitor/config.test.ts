@@ -1,0 +1,62 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../protocol/config.ts';
+import { HerdError } from '../protocol/errors.ts';
+import { labMonitorHosts, monitorConfigSchema } from './config.ts';
+
+const load = (overrides: Record<string, unknown>) => loadConfig(monitorConfigSchema, { overrides, what: 'monitor config' });
+
+describe('monitor config', () => {
+  it('fills the published defaults and freezes the result', () => {
+    const c = load({ hosts: [{ id: 'h1' }] });
+    expect(c.hostIntervalSeconds).toBe(5);
+    expect(c.containerIntervalSeconds).toBe(2);
+    expect(c.hosts[0]).toMatchObject({ pmproxyUrl: 'http://127.0.0.1:44322', cgroupParent: 'docker', dockerSocket: '/var/run/docker.sock' });
+    expect(c.publishBufferSize).toBeGreaterThan(0);
+    expect(Object.isFrozen(c.hosts[0])).toBe(true);
+  });
+
+  it('reports every problem at once, with its path', () => {
+    let err: unknown;
+    try {
+      load({ hosts: [{ id: 'h 1', pmproxyUrl: 'ftp://x' }, { id: 'h2', cpus: [] }], hostIntervalSeconds: 0, publishBufferSize: -1, extra: true });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(HerdError);
+    const message = (err as HerdError).message;
+    expect((err as HerdError).code).toBe('BAD_CONFIG');
+    for (const path of ['hosts.0.id', 'hosts.0.pmproxyUrl', 'hosts.1.cpus', 'hostIntervalSeconds', 'publishBufferSize', '`extra`']) expect(message).toContain(path);
+  });
+
+  it.each([
+    ['no hosts', { hosts: [] }, 'at least one host'],
+    ['duplicate host', { hosts: [{ id: 'h1' }, { id: 'h1' }] }, 'listed twice'],
+    ['unknown host field', { hosts: [{ id: 'h1', pmproxy: 'x' }] }, '`pmproxy`'],
+  ])('%s', (_name, overrides, text) => {
+    expect(() => load(overrides)).toThrow(text);
+  });
+
+  it('reads YAML, with the file named in errors', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'herd-monitor-config-'));
+    try {
+      const file = join(dir, 'monitor.yaml');
+      writeFileSync(file, 'hosts:\n  - id: h1\n    cgroupParent: herd-h1\ncontainerIntervalSeconds: 1\n');
+      expect(loadConfig(monitorConfigSchema, { file, what: 'monitor config' }).containerIntervalSeconds).toBe(1);
+      writeFileSync(file, 'hosts: 3\n');
+      expect(() => loadConfig(monitorConfigSchema, { file, what: 'monitor config' })).toThrow(file);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('describes the lab hosts', () => {
+    const c = load({ hosts: labMonitorHosts(2) });
+    expect(c.hosts.map((h) => [h.id, h.cgroupParent, h.cpus])).toEqual([
+      ['h1', 'herd-h1', [0]],
+      ['h2', 'herd-h2', [1]],
+    ]);
+  });
+});

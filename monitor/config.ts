@@ -1,0 +1,75 @@
+/** Configuration of the monitor daemon (`herd monitor --config /etc/herd/monitor.yaml`). */
+import { z } from 'zod';
+import { ID_PATTERN } from '../protocol/topics.ts';
+
+export const monitorHostSchema = z.strictObject({
+  /** The compute host's id (as in its status topic). */
+  id: z.string().regex(ID_PATTERN, 'must be a host id (A-Z a-z 0-9 _ . -, 1-64 chars)'),
+  /** Base URL of the pmproxy that sees this host, e.g. http://10.213.0.1:44322. */
+  pmproxyUrl: z.url({ protocol: /^https?$/ }).default('http://127.0.0.1:44322'),
+  /** Docker API socket of this host (container discovery, state and health). */
+  dockerSocket: z.string().min(1).default('/var/run/docker.sock'),
+  /** Docker's cgroup parent: "docker" on a normal host, "herd-hN" in the lab. */
+  cgroupParent: z.string().min(1).default('docker'),
+  /** Where cgroup v1 controllers are mounted. */
+  cgroupRoot: z.string().min(1).default('/sys/fs/cgroup'),
+  procRoot: z.string().min(1).default('/proc'),
+  /** CPUs that count as this host's (its cpuset in the lab); every CPU when absent. */
+  cpus: z.array(z.number().int().min(0)).min(1).optional(),
+  /** Interfaces that count for host network bytes; every interface but lo when absent. */
+  interfaces: z.array(z.string().min(1)).min(1).optional(),
+  /** Swap in/out: the interfaces are seen from the other end (the lab's root-side veth). */
+  swapNetworkDirection: z.boolean().default(false),
+});
+export type MonitorHostConfig = z.infer<typeof monitorHostSchema>;
+
+export const monitorConfigSchema = z
+  .strictObject({
+    broker: z
+      .strictObject({
+        url: z.string().default('mqtt://127.0.0.1:1883'),
+        username: z.string().optional(),
+        password: z.string().optional(),
+      })
+      .prefault({}),
+    /** Hosts to monitor; each is polled independently. */
+    hosts: z.array(monitorHostSchema).min(1, 'list at least one host to monitor'),
+    /** Host sampling period (Herd's published default: 5 s). */
+    hostIntervalSeconds: z.number().min(0.1).max(3600).default(5),
+    /** Container tracking period (Herd's published default: 2 s). */
+    containerIntervalSeconds: z.number().min(0.1).max(3600).default(2),
+    /** Per-request timeout towards pmproxy and Docker. */
+    requestTimeoutMs: z.number().int().min(50).max(60_000).default(3000),
+    /** Upper bound of the retry delay of a stale host (exponential backoff from the interval). */
+    maxBackoffSeconds: z.number().min(0.1).default(60),
+    /** Where the dataset for forecasting is written; no dataset when null. */
+    datasetDir: z.string().min(1).nullable().default('/var/lib/herd/metrics'),
+    /** Samples kept while the broker is unreachable; the oldest are dropped beyond this. */
+    publishBufferSize: z.number().int().min(1).max(1_000_000).default(10_000),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+  })
+  .superRefine((config, ctx) => {
+    const seen = new Set<string>();
+    config.hosts.forEach((h, i) => {
+      if (seen.has(h.id)) ctx.addIssue({ code: 'custom', path: ['hosts', i, 'id'], message: `host "${h.id}" is listed twice` });
+      seen.add(h.id);
+    });
+  });
+
+export type MonitorConfig = z.infer<typeof monitorConfigSchema>;
+
+/** The lab's hosts (h1..hN): pmproxy in the root namespace, cgroup parent herd-hN, socket under /run/herd-lab. */
+export function labMonitorHosts(count: number, cpusOf: (index: number) => number[] = (i) => [i - 1]): Array<z.input<typeof monitorHostSchema>> {
+  return Array.from({ length: count }, (_, k) => {
+    const i = k + 1;
+    return {
+      id: `h${i}`,
+      pmproxyUrl: 'http://127.0.0.1:44322',
+      dockerSocket: `/run/herd-lab/h${i}/docker.sock`,
+      cgroupParent: `herd-h${i}`,
+      cpus: cpusOf(i),
+      interfaces: [`herd-v${i}`],
+      swapNetworkDirection: true,
+    };
+  });
+}
