@@ -1,0 +1,232 @@
+/**
+ * The monitor daemon: samples each configured host (PCP through its pmproxy) every
+ * `hostIntervalSeconds` and its Herd-managed containers every `containerIntervalSeconds`,
+ * publishes every sample on herd/v1/metrics/... and appends it to the dataset.
+ *
+ * Every host runs its own two loops: a host whose pmproxy is down, slow or answers odd
+ * JSON is marked stale and retried with exponential backoff (capped), and never delays
+ * or stops the other hosts. A container's series is keyed by its Herd id: when it starts
+ * running on another host, its first sample there carries a `migration` marker, and the
+ * leftover stopped copy on the old host is not published (no duplicate series).
+ */
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import { toHerdError } from '../protocol/errors.ts';
+import { containerMetricsSchema, hostMetricsSchema, PROTOCOL_VERSION, type ContainerMetrics, type HostMetrics } from '../protocol/messages.ts';
+import { closeBroker, connectBroker, type MqttClient } from '../protocol/mqtt.ts';
+import { topics } from '../protocol/topics.ts';
+import type { MonitorConfig, MonitorHostConfig } from './config.ts';
+import { ContainerSampler, dockerContainerLister, type ContainerLister, type TrackedContainer } from './container-metrics.ts';
+import { DatasetWriter } from './dataset.ts';
+import { HostSampler } from './host-metrics.ts';
+import { PcpClient } from './pcp-client.ts';
+import { BufferedPublisher, type PublisherStats } from './publisher.ts';
+
+export interface MonitorDaemonDeps {
+  log: Logger;
+  /** How to list a host's containers; Docker on the host's socket by default. */
+  listerFor?: (host: MonitorHostConfig) => ContainerLister;
+  fetchImpl?: typeof fetch;
+  /** Called with every sample after it was published and stored (tests, benchmarks). */
+  onSample?: (kind: 'host' | 'container', sample: HostMetrics | ContainerMetrics) => void;
+}
+
+export interface LoopStatus {
+  stale: boolean;
+  reason?: string;
+  failures: number;
+  lastOkAt?: string;
+  rounds: number;
+}
+
+export interface MonitorStatus {
+  connected: boolean;
+  startedAt?: string;
+  publisher: PublisherStats;
+  hosts: Array<{ id: string; host: LoopStatus; containers: LoopStatus & { count: number } }>;
+}
+
+export interface MonitorDaemon {
+  start(): Promise<void>;
+  close(): Promise<void>;
+  status(): MonitorStatus;
+}
+
+interface Loop {
+  status: LoopStatus;
+  timer?: NodeJS.Timeout;
+  running?: Promise<void>;
+}
+
+interface HostRuntime {
+  config: MonitorHostConfig;
+  hostSampler: HostSampler;
+  containerSampler: ContainerSampler;
+  lister: ContainerLister;
+  hostLoop: Loop;
+  containerLoop: Loop & { count: number };
+  cpuCount?: number;
+}
+
+/** Delay before the next attempt after `failures` consecutive failures. */
+export function backoffSeconds(intervalSeconds: number, failures: number, maxSeconds: number): number {
+  if (failures <= 0) return intervalSeconds;
+  return Math.min(maxSeconds, intervalSeconds * 2 ** Math.min(failures, 20));
+}
+
+export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDeps): MonitorDaemon {
+  const { log } = deps;
+  const publisher = new BufferedPublisher(config.publishBufferSize, log);
+  const dataset = config.datasetDir === null ? undefined : new DatasetWriter(config.datasetDir);
+  const clientId = `herd-monitor-${process.pid}`;
+  let client: MqttClient | undefined;
+  let connectTimer: NodeJS.Timeout | undefined;
+  let closed = false;
+  let startedAt: string | undefined;
+  /** Herd id → host whose running copy owns the series. */
+  const owner = new Map<string, string>();
+
+  const hosts: HostRuntime[] = config.hosts.map((h) => {
+    // One PCP client (context) per loop: host and container loops have different periods.
+    const pcp = (interval: number) => new PcpClient({ url: h.pmproxyUrl, pollIntervalSeconds: interval, timeoutMs: config.requestTimeoutMs, ...(deps.fetchImpl === undefined ? {} : { fetchImpl: deps.fetchImpl }) });
+    return {
+      config: h,
+      hostSampler: new HostSampler(pcp(config.hostIntervalSeconds), { hostId: h.id, ...(h.cpus === undefined ? {} : { cpus: h.cpus }), ...(h.interfaces === undefined ? {} : { interfaces: h.interfaces }), swapNetworkDirection: h.swapNetworkDirection }),
+      containerSampler: new ContainerSampler(pcp(config.containerIntervalSeconds), { hostId: h.id, cgroup: { root: h.cgroupRoot, parent: h.cgroupParent, procRoot: h.procRoot }, ...(h.cpus === undefined ? {} : { hostCpuCount: h.cpus.length }) }),
+      lister: deps.listerFor?.(h) ?? dockerContainerLister(h.dockerSocket, config.requestTimeoutMs),
+      hostLoop: { status: { stale: false, failures: 0, rounds: 0 } },
+      containerLoop: { status: { stale: false, failures: 0, rounds: 0 }, count: 0 },
+    };
+  });
+
+  const emit = <S extends z.ZodType>(kind: 'host' | 'container', schema: S, topic: string, sample: z.infer<S>): void => {
+    const checked = schema.safeParse(sample);
+    if (!checked.success) {
+      // A bug in a sampler, never a reason to stop: log it and drop the sample.
+      log.error({ kind, issues: checked.error.issues.slice(0, 3) }, 'sample does not match its schema; dropped');
+      return;
+    }
+    publisher.publish(topic, sample);
+    try {
+      dataset?.append(kind === 'host' ? 'hosts' : 'containers', sample as HostMetrics);
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'cannot append to the dataset');
+    }
+    deps.onSample?.(kind, sample as HostMetrics | ContainerMetrics);
+  };
+
+  const runLoop = (loop: Loop, name: string, hostId: string, intervalSeconds: number, round: () => Promise<void>): void => {
+    const tick = async () => {
+      loop.timer = undefined;
+      if (closed) return;
+      try {
+        await round();
+        if (loop.status.stale) log.info({ hostId, loop: name }, 'host answers again');
+        loop.status = { stale: false, failures: 0, rounds: loop.status.rounds + 1, lastOkAt: new Date().toISOString() };
+      } catch (err) {
+        const e = toHerdError(err);
+        const failures = loop.status.failures + 1;
+        if (!loop.status.stale || failures % 10 === 0) log.warn({ hostId, loop: name, code: e.code, err: e.message, failures }, 'host is stale');
+        loop.status = { ...loop.status, stale: true, reason: `${e.code}: ${e.message}`, failures, rounds: loop.status.rounds + 1 };
+      }
+      if (closed) return;
+      const delay = backoffSeconds(intervalSeconds, loop.status.failures, Math.max(config.maxBackoffSeconds, intervalSeconds));
+      loop.timer = setTimeout(() => {
+        loop.running = tick();
+      }, delay * 1000);
+    };
+    loop.running = tick();
+  };
+
+  const hostRound = async (h: HostRuntime): Promise<void> => {
+    try {
+      const sample = await h.hostSampler.sample();
+      if (sample.cpus !== undefined) h.cpuCount = sample.cpus.length;
+      emit('host', hostMetricsSchema, topics.hostMetrics(h.config.id), sample);
+    } catch (err) {
+      const e = toHerdError(err);
+      const stale: HostMetrics = { v: PROTOCOL_VERSION, hostId: h.config.id, at: new Date().toISOString(), stale: true, staleReason: `${e.code}: ${e.message}`.slice(0, 500) };
+      emit('host', hostMetricsSchema, topics.hostMetrics(h.config.id), stale);
+      throw err;
+    }
+  };
+
+  const containerRound = async (h: HostRuntime): Promise<void> => {
+    const listed = (await h.lister.list()).filter((c) => c.herdId !== '');
+    h.containerLoop.count = listed.length;
+    const samples = await h.containerSampler.sample(listed);
+    const byDocker = new Map<string, TrackedContainer>(listed.map((c) => [c.dockerId, c]));
+    for (const s of samples) {
+      const previous = owner.get(s.herdId);
+      if (s.state === 'running') {
+        if (previous !== undefined && previous !== h.config.id) {
+          const migrationId = byDocker.get(s.dockerId)?.migrationId;
+          s.migration = { fromHost: previous, toHost: h.config.id, ...(migrationId === undefined ? {} : { migrationId }) };
+          log.info({ herdId: s.herdId, from: previous, to: h.config.id }, 'container moved: series continues on the new host');
+        }
+        owner.set(s.herdId, h.config.id);
+      } else if (previous !== undefined && previous !== h.config.id) {
+        continue; // a stopped copy while the series lives elsewhere (migration source or prepared target)
+      } else if (previous === undefined) {
+        owner.set(s.herdId, h.config.id);
+      }
+      emit('container', containerMetricsSchema, topics.containerMetrics(s.herdId), s);
+    }
+  };
+
+  const connect = async (): Promise<void> => {
+    if (closed) return;
+    try {
+      const c = await connectBroker({
+        url: config.broker.url,
+        clientId,
+        ...(config.broker.username === undefined ? {} : { username: config.broker.username }),
+        ...(config.broker.password === undefined ? {} : { password: config.broker.password }),
+      });
+      if (closed) {
+        await closeBroker(c);
+        return;
+      }
+      client = c;
+      c.on('offline', () => log.warn('broker unreachable: buffering samples'));
+      c.on('error', (err) => log.debug({ err: err.message }, 'mqtt error'));
+      publisher.attach(c);
+      log.info({ url: config.broker.url }, 'connected to the broker');
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'broker unreachable at start: buffering samples, retrying');
+      connectTimer = setTimeout(() => void connect(), 2000);
+    }
+  };
+
+  return {
+    async start() {
+      startedAt = new Date().toISOString();
+      // Sampling does not wait for the broker: samples are buffered until it is there.
+      void connect();
+      for (const h of hosts) {
+        runLoop(h.hostLoop, 'host', h.config.id, config.hostIntervalSeconds, () => hostRound(h));
+        runLoop(h.containerLoop, 'containers', h.config.id, config.containerIntervalSeconds, () => containerRound(h));
+      }
+      log.info({ hosts: hosts.map((h) => h.config.id), hostIntervalSeconds: config.hostIntervalSeconds, containerIntervalSeconds: config.containerIntervalSeconds }, 'monitor started');
+    },
+    async close() {
+      closed = true;
+      if (connectTimer !== undefined) clearTimeout(connectTimer);
+      for (const h of hosts) {
+        for (const loop of [h.hostLoop, h.containerLoop]) if (loop.timer !== undefined) clearTimeout(loop.timer);
+      }
+      await Promise.allSettled(hosts.flatMap((h) => [h.hostLoop.running, h.containerLoop.running]));
+      const c = publisher.detach() ?? client;
+      if (c !== undefined) await closeBroker(c);
+      dataset?.close();
+    },
+    status() {
+      return {
+        connected: client?.connected === true,
+        ...(startedAt === undefined ? {} : { startedAt }),
+        publisher: publisher.stats(),
+        hosts: hosts.map((h) => ({ id: h.config.id, host: { ...h.hostLoop.status }, containers: { ...h.containerLoop.status, count: h.containerLoop.count } })),
+      };
+    },
+  };
+}

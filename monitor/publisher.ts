@@ -1,0 +1,94 @@
+/**
+ * Publishing samples with a bounded buffer. mqtt.js's own offline queue is unbounded (and
+ * drops QoS 0 when configured not to queue it), so the monitor keeps its own: while the
+ * broker is unreachable at most `capacity` samples wait, the oldest are dropped first, and
+ * the buffer is flushed in order on (re)connect.
+ */
+import type { Logger } from 'pino';
+import { encode } from '../protocol/codec.ts';
+import type { MqttClient } from '../protocol/mqtt.ts';
+
+export interface PublisherStats {
+  published: number;
+  buffered: number;
+  dropped: number;
+}
+
+export class BufferedPublisher {
+  private client: MqttClient | undefined;
+  private readonly buffer: Array<{ topic: string; payload: string }> = [];
+  private head = 0;
+  private published = 0;
+  private dropped = 0;
+  private readonly onConnect = () => this.flush();
+
+  constructor(private readonly capacity: number, private readonly log: Logger) {}
+
+  attach(client: MqttClient): void {
+    this.client?.off('connect', this.onConnect);
+    this.client = client;
+    client.on('connect', this.onConnect);
+    this.flush();
+  }
+
+  detach(): MqttClient | undefined {
+    const c = this.client;
+    c?.off('connect', this.onConnect);
+    this.client = undefined;
+    return c;
+  }
+
+  publish(topic: string, message: unknown): void {
+    const payload = encode(message);
+    if (this.client?.connected !== true) this.enqueue(topic, payload);
+    else if (this.size() === 0) this.send(topic, payload);
+    else {
+      this.enqueue(topic, payload);
+      this.flush();
+    }
+  }
+
+  stats(): PublisherStats {
+    return { published: this.published, buffered: this.size(), dropped: this.dropped };
+  }
+
+  private size(): number {
+    return this.buffer.length - this.head;
+  }
+
+  private enqueue(topic: string, payload: string): void {
+    if (this.size() >= this.capacity) {
+      this.head++;
+      this.dropped++;
+      if (this.dropped === 1 || this.dropped % 1000 === 0) this.log.warn({ dropped: this.dropped, capacity: this.capacity }, 'broker unreachable: publish buffer full, dropping oldest samples');
+    }
+    this.buffer.push({ topic, payload });
+    // Compact now and then so the array does not grow without bound.
+    if (this.head > 1024 && this.head * 2 > this.buffer.length) {
+      this.buffer.splice(0, this.head);
+      this.head = 0;
+    }
+  }
+
+  private flush(): void {
+    const client = this.client;
+    if (client === undefined) return;
+    const n = this.size();
+    while (this.size() > 0 && client.connected) {
+      const item = this.buffer[this.head++] as { topic: string; payload: string };
+      this.send(item.topic, item.payload);
+    }
+    if (this.size() === 0) {
+      this.buffer.length = 0;
+      this.head = 0;
+    }
+    if (n > 0) this.log.info({ flushed: n - this.size() }, 'broker reachable: flushed buffered samples');
+  }
+
+  private send(topic: string, payload: string): void {
+    this.published++;
+    this.client?.publish(topic, payload, { qos: 0 }, (err) => {
+      if (err !== undefined && err !== null) this.log.debug({ err: err.message, topic }, 'publish failed');
+    });
+  }
+}
