@@ -176,6 +176,7 @@ export class SourceMigration {
     let checkpointBytes = 0;
     let filesystemBytes = 0;
     let restored: TargetRestoreResult;
+    let stopWatching: () => void = () => undefined;
     try {
       prep = await prepared;
       await this.event('prepare', 'finished', { detail: `target container ${prep.targetDockerId.slice(0, 12)}` });
@@ -184,6 +185,13 @@ export class SourceMigration {
       await this.event('transfer', 'started');
       const transferStart = performance.now();
       const conn = await ssh;
+      // If the target goes offline mid-transfer, cut the streams instead of filling its disk for nothing.
+      stopWatching = ctx.view.onHostStatus((s) => {
+        if (s.hostId === args.targetHost && s.state === 'offline') {
+          this.log.warn('target went offline during the transfer: closing the SSH streams');
+          ctx.ssh.drop(sshHost, sshPort);
+        }
+      });
       const slow = ctx.faults().has('slow-transfer');
       const send = (source: NodeJS.ReadableStream, command: string, what: string) =>
         pipeToRemote(conn, slow ? (source as import('node:stream').Readable).pipe(new Throttle(1024 * 1024)) : source, command, what);
@@ -200,6 +208,8 @@ export class SourceMigration {
         send(tarDirectory(checkpointPath, { xattrs: false }), untarCommand(prep.checkpointDir, { xattrs: false }), 'checkpoint transfer'),
         fsTransfer(),
       ]);
+      stopWatching();
+      if (ctx.view.host(args.targetHost)?.state === 'offline') throw new HerdError('HOST_OFFLINE', `target host ${args.targetHost} went offline during the transfer`);
       if (cp.status === 'rejected') throw cp.reason;
       if (fs.status === 'rejected') throw fs.reason;
       [checkpointBytes, filesystemBytes] = [cp.value, fs.value];
@@ -212,6 +222,7 @@ export class SourceMigration {
       restored = await this.request<TargetRestoreResult>('migration.restore', { migrationId: args.migrationId }, RESTORE_TIMEOUT_MS);
       await this.event('restore', 'finished');
     } catch (err) {
+      stopWatching();
       const error = toHerdError(err);
       const phase: MigrationPhase = this.record.phase === 'restoring' ? 'restore' : this.record.phase === 'transferring' ? 'transfer' : 'prepare';
       if (error.code === 'TRANSFER_FAILED') ctx.ssh.drop(sshHost, sshPort);
@@ -255,6 +266,8 @@ export class SourceMigration {
   private async request<R>(type: 'migration.check' | 'migration.prepare' | 'migration.restore', args: object, timeoutMs: number): Promise<R> {
     const { ctx } = this;
     // Fail fast when the target's last will says it went offline, instead of waiting out the timeout.
+    const current = ctx.view.host(this.args.targetHost);
+    if (current?.state === 'offline') throw new HerdError('HOST_OFFLINE', `target host ${current.hostId} is offline (before ${type})`);
     let unsubscribe: () => void = () => undefined;
     const offline = new Promise<never>((_, reject) => {
       unsubscribe = ctx.view.onHostStatus((s) => {

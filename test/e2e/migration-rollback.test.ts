@@ -1,0 +1,119 @@
+/**
+ * Rollback end to end, each case produced by a real fault (see compute/migration/faults.ts):
+ * after every failed migration the container runs exactly once, on the source, and no
+ * stray target container, checkpoint file or migration record is left.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { LabLayout } from '../../control/lab/layout.ts';
+import { execIn, leftovers, placements } from '../support/containers.ts';
+import { herd, herdOk, HERD_BIN } from '../support/herd-cli.ts';
+import { dockerOf, readyLab, setFaults } from '../support/lab.ts';
+
+const COUNTER = ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo $i > /data/count; sleep 0.1; done'];
+
+async function count(layout: LabLayout, hostId: string, name: string): Promise<number> {
+  return Number((await execIn(dockerOf(layout, hostId), name, ['cat', '/data/count'])).trim());
+}
+
+async function startCounter(layout: LabLayout, name: string): Promise<number> {
+  await herdOk(['run', '--host', 'h1', '--name', name, 'herd/busybox', ...COUNTER]);
+  for (let i = 0; i < 100; i++) {
+    const n = await count(layout, 'h1', name).catch(() => 0);
+    if (n >= 20) return n;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${name} does not count`);
+}
+
+async function expectOnceOnSource(layout: LabLayout, name: string): Promise<void> {
+  const where = await placements(layout, name);
+  expect(where.map((p) => [p.hostId, p.running])).toEqual([['h1', true]]);
+}
+
+describe('rollback (lab, real faults)', () => {
+  let layout: LabLayout;
+  beforeAll(async () => {
+    layout = await readyLab(2);
+  });
+  afterEach(async () => {
+    await setFaults(layout, 'h1', []);
+    await setFaults(layout, 'h2', []);
+  });
+
+  it('checkpoint fails: the target is removed and the source keeps running', async () => {
+    await startCounter(layout, 'rb-checkpoint');
+    await setFaults(layout, 'h1', ['fail-checkpoint']);
+    const before = await count(layout, 'h1', 'rb-checkpoint');
+    const r = await herd(['migrate', 'rb-checkpoint', '--to', 'h2']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('ROLLED_BACK');
+    expect(r.stderr).toContain('CHECKPOINT_FAILED');
+    await expectOnceOnSource(layout, 'rb-checkpoint');
+    await new Promise((res) => setTimeout(res, 300));
+    expect(await count(layout, 'h1', 'rb-checkpoint')).toBeGreaterThan(before);
+    expect(await leftovers(layout)).toEqual([]);
+  });
+
+  it('images corrupted in transit (remote restore fails): the source resumes from its checkpoint', async () => {
+    await startCounter(layout, 'rb-remote');
+    await setFaults(layout, 'h2', ['corrupt-images-in-transit']);
+    const before = await count(layout, 'h1', 'rb-remote');
+    const r = await herd(['migrate', 'rb-remote', '--to', 'h2']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('ROLLED_BACK');
+    expect(r.stderr).toContain('RESTORE_FAILED');
+    expect(r.stdout).toMatch(/rollback +finished/);
+    await expectOnceOnSource(layout, 'rb-remote');
+    await new Promise((res) => setTimeout(res, 300));
+    // Resumed, not restarted: the count goes on from where it was frozen.
+    expect(await count(layout, 'h1', 'rb-remote')).toBeGreaterThanOrEqual(before);
+    expect(await leftovers(layout)).toEqual([]);
+  });
+
+  it('remote and local restore both fail: the source is restarted and the migration reported failed', async () => {
+    await startCounter(layout, 'rb-local');
+    await setFaults(layout, 'h2', ['corrupt-images-in-transit']);
+    await setFaults(layout, 'h1', ['fail-local-restore']);
+    const before = await count(layout, 'h1', 'rb-local');
+    const r = await herd(['migrate', 'rb-local', '--to', 'h2']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('[RESTORE_FAILED]');
+    expect(r.stderr).toContain('memory state lost');
+    await expectOnceOnSource(layout, 'rb-local');
+    // Restarted from scratch: the count started over.
+    await new Promise((res) => setTimeout(res, 300));
+    expect(await count(layout, 'h1', 'rb-local')).toBeLessThan(before);
+    expect(await leftovers(layout)).toEqual([]);
+  });
+
+  it('target compute daemon killed with -9 mid-transfer: the source resumes; the target cleans up when it comes back', async () => {
+    await startCounter(layout, 'rb-kill');
+    await execIn(dockerOf(layout, 'h1'), 'rb-kill', ['sh', '-c', 'head -c 6000000 /dev/urandom > /data/big']);
+    await setFaults(layout, 'h1', ['slow-transfer']);
+    const before = await count(layout, 'h1', 'rb-kill');
+    const migrate = spawn(HERD_BIN, ['migrate', 'rb-kill', '--to', 'h2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    migrate.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    migrate.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number>((res) => migrate.on('close', (code) => res(code ?? -1)));
+    for (let i = 0; i < 300 && !/transfer +started/.test(out); i++) await new Promise((res) => setTimeout(res, 100));
+    expect(out).toMatch(/transfer +started/);
+    const h2 = layout.hosts[1]!;
+    process.kill(Number(readFileSync(h2.computePidFile, 'utf8')), 'SIGKILL');
+    const code = await exited;
+    expect(code, out).toBe(1);
+    expect(err).toContain('ROLLED_BACK');
+    expect(err).toContain('HOST_OFFLINE');
+    // Running exactly once, on the source; the target's half-made container (never started) waits for its daemon.
+    const running = (await placements(layout, 'rb-kill')).filter((p) => p.running);
+    expect(running.map((p) => p.hostId)).toEqual(['h1']);
+    expect(await count(layout, 'h1', 'rb-kill')).toBeGreaterThanOrEqual(before);
+    // The target's daemon comes back (lab up restarts it) and removes its half-made target.
+    await herdOk(['lab', 'up']);
+    await expectOnceOnSource(layout, 'rb-kill');
+    expect(await leftovers(layout)).toEqual([]);
+  });
+});
