@@ -283,6 +283,11 @@ export class SourceMigration {
   }
 
   private async abortTarget(reason: string): Promise<void> {
+    if (this.ctx.view.host(this.args.targetHost)?.state === 'offline') {
+      // Nobody would answer: the target removes its half-made container when its daemon restarts (recovery).
+      this.log.warn('target is offline: not waiting for its abort; it cleans up when it comes back');
+      return;
+    }
     try {
       await this.ctx.rpc.request(this.args.targetHost, 'migration.abort', { migrationId: this.args.migrationId, reason }, { timeoutMs: ABORT_TIMEOUT_MS });
     } catch (err) {
