@@ -146,8 +146,8 @@ export class PcpClient {
       res = await this.fetchImpl(`${this.url}${path}`, { signal: AbortSignal.timeout(this.timeoutMs) });
       text = await res.text();
     } catch (err) {
-      const e = err as Error & { cause?: { code?: string } };
-      const reason = e.name === 'TimeoutError' || e.name === 'AbortError' ? `no answer within ${this.timeoutMs} ms` : (e.cause?.code ?? e.message);
+      const e = err as Error;
+      const reason = e.name === 'TimeoutError' || e.name === 'AbortError' ? `no answer within ${this.timeoutMs} ms` : networkReason(e);
       throw new HerdError('PCP_UNAVAILABLE', `pmproxy ${this.url} ${what}: ${reason}`, { cause: err });
     }
     let body: unknown;
@@ -165,4 +165,12 @@ export class PcpClient {
     }
     return { ok: true, body };
   }
+}
+
+/** fetch() says only "fetch failed"; the reason (ECONNREFUSED…) is in its cause, sometimes an AggregateError. */
+function networkReason(err: Error): string {
+  const cause = err.cause as (Error & { code?: string; errors?: Array<{ code?: string; message?: string }> }) | undefined;
+  const code = cause?.code ?? cause?.errors?.find((e) => e.code !== undefined)?.code;
+  if (code !== undefined) return `${err.message} (${code})`;
+  return cause?.message === undefined ? err.message : `${err.message}: ${cause.message}`;
 }
