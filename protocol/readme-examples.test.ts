@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
 import { decodeCommand, validate } from './codec.ts';
 import { ERROR_CATALOGUE, ERROR_CODES } from './errors.ts';
-import { COMMAND_TYPES, hostContainersSchema, hostStatusSchema, migrationEventSchema, replySchema } from './messages.ts';
+import { COMMAND_TYPES, containerMetricsSchema, hostContainersSchema, hostMetricsSchema, hostStatusSchema, migrationEventSchema, replySchema } from './messages.ts';
 
 const readme = readFileSync(new URL('./README.md', import.meta.url), 'utf8');
 
@@ -18,6 +18,8 @@ const SCHEMAS: Record<string, z.ZodType> = {
   hostContainers: hostContainersSchema,
   reply: replySchema,
   migrationEvent: migrationEventSchema,
+  hostMetrics: hostMetricsSchema,
+  containerMetrics: containerMetricsSchema,
 };
 /** `command` is decoded with decodeCommand (envelope + args of its type). */
 const KNOWN_MARKERS = [...Object.keys(SCHEMAS), 'command'];
