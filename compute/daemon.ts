@@ -22,6 +22,7 @@ import { SerialQueue } from './migration/serial-queue.ts';
 import { SourceMigration } from './migration/source-side.ts';
 import { SshPool } from './migration/ssh-pool.ts';
 import { abortTarget, checkTarget, prepareTarget, restoreTarget } from './migration/target-side.ts';
+import { announceAddress } from './runtime/announce-address.ts';
 import type { ContainerRuntime, RuntimeInfo } from './runtime/container-runtime.ts';
 
 export interface ComputeDaemonDeps {
@@ -100,6 +101,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
         throw err;
       }
       log.info({ herdId: spec.herdId, name: spec.name, dockerId }, 'container started');
+      if (spec.network !== undefined) await announceAddress(runtime, dockerId, hostId, log);
       await publishContainers();
       return runtime.inspect(dockerId, hostId).then(({ spec: _spec, ...summary }) => summary);
     },

@@ -4,6 +4,7 @@
  * received checkpoint, and abort (remove everything prepare made) on request.
  */
 import { mkdirSync, rmSync } from 'node:fs';
+import { announceAddress } from '../runtime/announce-address.ts';
 import { HerdError } from '../../protocol/errors.ts';
 import type { CommandArgs, PrepareResult, TargetRestoreResult } from '../../protocol/messages.ts';
 import { HERD_MIGRATION_LABEL } from '../runtime/container-runtime.ts';
@@ -86,6 +87,7 @@ export async function restoreTarget(ctx: MigrationContext, args: CommandArgs<'mi
   await ctx.criu.run(() => runtime.startFromCheckpoint(targetDockerId, record.checkpointId));
   const restoreMs = performance.now() - started;
   const runningAt = new Date().toISOString();
+  await announceAddress(ctx.runtime, targetDockerId, ctx.hostId, ctx.log);
   // The images are no longer needed: leave no checkpoint files behind.
   await runtime.deleteCheckpoint(targetDockerId, record.checkpointId).catch(() => undefined);
   if (record.checkpointDir !== undefined) rmSync(record.checkpointDir, { recursive: true, force: true });
