@@ -101,9 +101,9 @@ export class HostSampler {
 
     const load = m.get('kernel.all.load');
     if (load !== undefined) {
-      setIf(out, 'load1', load.get(1));
-      setIf(out, 'load5', load.get(5));
-      setIf(out, 'load15', load.get(15));
+      setIf(out, 'load1', load.get(1), 2);
+      setIf(out, 'load5', load.get(5), 2);
+      setIf(out, 'load15', load.get(15), 2);
     }
     const kib = (v: number | undefined) => (v === undefined ? undefined : v * 1024);
     setIf(out, 'memoryUsedBytes', kib(single(m.get('mem.util.used'))));
@@ -127,10 +127,14 @@ export class HostSampler {
     setIf(out, 'netOutBytesPerSec', net.out, 1);
 
     const psi = (name: string) => m.get(`kernel.all.pressure.${name}.some.avg`)?.get(10);
+    const psiPct = (name: string) => {
+      const v = psi(name);
+      return v === undefined ? undefined : Math.min(100, v);
+    };
     const pressure: NonNullable<HostMetrics['pressure']> = {};
-    setIf(pressure, 'cpuSomeAvg10sPct', psi('cpu'));
-    setIf(pressure, 'memorySomeAvg10sPct', psi('memory'));
-    setIf(pressure, 'ioSomeAvg10sPct', psi('io'));
+    setIf(pressure, 'cpuSomeAvg10sPct', psiPct('cpu'), 2);
+    setIf(pressure, 'memorySomeAvg10sPct', psiPct('memory'), 2);
+    setIf(pressure, 'ioSomeAvg10sPct', psiPct('io'), 2);
     if (Object.keys(pressure).length > 0) out.pressure = pressure;
     return out;
   }
