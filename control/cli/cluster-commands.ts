@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { newHerdId } from '../../protocol/ids.ts';
 import type { ContainerSpec, ContainerSummary } from '../../protocol/messages.ts';
-import { printJson, table, withSession } from './context.ts';
+import { printJson, table, withBrokerOption, withSession } from './context.ts';
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
@@ -15,8 +15,7 @@ function positiveNumber(value: string): number {
 }
 
 export function registerClusterCommands(program: Command): void {
-  program
-    .command('hosts')
+  withBrokerOption(program.command('hosts'))
     .description('list compute hosts and their state')
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
@@ -27,8 +26,7 @@ export function registerClusterCommands(program: Command): void {
       });
     });
 
-  program
-    .command('containers')
+  withBrokerOption(program.command('containers'))
     .description('list Herd-managed containers and where they run')
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
@@ -39,8 +37,7 @@ export function registerClusterCommands(program: Command): void {
       });
     });
 
-  program
-    .command('run')
+  withBrokerOption(program.command('run'))
     .description('start a Herd-managed container on a host')
     .requiredOption('--host <host>', 'compute host to run on')
     .requiredOption('--name <name>', 'container name (kept across migrations)')
@@ -73,8 +70,7 @@ export function registerClusterCommands(program: Command): void {
     ['stop', 'container.stop', 'stop a Herd-managed container'],
     ['rm', 'container.remove', 'remove a Herd-managed container'],
   ] as const) {
-    const c = program
-      .command(name)
+    const c = withBrokerOption(program.command(name))
       .description(description)
       .argument('<container>', 'name or Herd id');
     if (name === 'rm') c.option('-f, --force', 'remove even if running');

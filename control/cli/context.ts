@@ -9,6 +9,13 @@ import { readLabState } from '../lab/state.ts';
 
 export const cliState = { daemonRunning: false };
 
+export const BROKER_HELP = "MQTT broker URL (default: $HERD_BROKER, the local lab's broker if it is up, else mqtt://127.0.0.1:1883)";
+
+/** Every command that talks to the broker accepts --broker after its name too. */
+export function withBrokerOption(cmd: Command): Command {
+  return cmd.option('--broker <url>', BROKER_HELP);
+}
+
 export function brokerUrl(cmd: Command): string {
   const global = cmd.optsWithGlobals() as { broker?: string };
   return global.broker ?? process.env.HERD_BROKER ?? readLabState()?.brokerUrl ?? 'mqtt://127.0.0.1:1883';

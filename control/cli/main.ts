@@ -8,14 +8,14 @@ import { HerdError, toHerdError } from '../../protocol/errors.ts';
 import { registerClusterCommands } from './cluster-commands.ts';
 import { registerLabCommands } from './lab-commands.ts';
 import { registerAdminCommands } from './admin-commands.ts';
-import { cliState } from './context.ts';
+import { BROKER_HELP, cliState } from './context.ts';
 import { registerMigrateCommand } from './migrate-command.ts';
 
 export function buildProgram(): Command {
   const program = new Command('herd')
     .description('Herd: live migration of running Docker containers between hosts (CRIU + overlay diff layer)')
     .version('0.1.0', '-V, --version')
-    .addOption(new Option('--broker <url>', 'MQTT broker URL (default: $HERD_BROKER, the local lab\'s broker if it is up, else mqtt://127.0.0.1:1883)'))
+    .addOption(new Option('--broker <url>', BROKER_HELP))
     .showHelpAfterError(true)
     .showSuggestionAfterError(true)
     .enablePositionalOptions()

@@ -4,7 +4,7 @@ import { decode } from '../../protocol/codec.ts';
 import { newMigrationId } from '../../protocol/ids.ts';
 import { FS_MODES, migrationEventSchema, type FsMode, type MigrationEvent, type MigrationResult } from '../../protocol/messages.ts';
 import { topics } from '../../protocol/topics.ts';
-import { printJson, withSession } from './context.ts';
+import { printJson, withBrokerOption, withSession } from './context.ts';
 
 function describeEvent(e: MigrationEvent): string {
   const took = e.durationMs === undefined ? '' : ` ${e.durationMs.toFixed(1)} ms`;
@@ -26,8 +26,7 @@ export function formatTimings(r: MigrationResult): string {
 }
 
 export function registerMigrateCommand(program: Command): void {
-  program
-    .command('migrate')
+  withBrokerOption(program.command('migrate'))
     .description('live-migrate a running container to another host (exits non-zero if it failed or was rolled back)')
     .argument('<container>', 'name or Herd id')
     .requiredOption('--to <host>', 'target host')

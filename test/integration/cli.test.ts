@@ -1,0 +1,75 @@
+/**
+ * The herd executable's handling of bad input: usage plus the error, exit code 2 for
+ * usage mistakes; clear errors naming what was wrong otherwise.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { runCommand } from '../../control/lab/shell.ts';
+import { herd, HERD_BIN } from '../support/herd-cli.ts';
+
+describe('herd CLI', () => {
+  it('prints help with every command', async () => {
+    const r = await herd(['--help']);
+    expect(r.code).toBe(0);
+    for (const cmd of ['lab', 'doctor', 'compute', 'control', 'hosts', 'containers', 'run', 'migrate', 'config']) expect(r.stdout).toContain(cmd);
+  });
+
+  it('an unknown subcommand gives the error and the usage, exit 2', async () => {
+    const r = await herd(['teleport']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("unknown command 'teleport'");
+    expect(r.stderr).toContain('Usage: herd');
+  });
+
+  it('an unknown flag gives the error and the usage of that command, exit 2', async () => {
+    const r = await herd(['lab', 'up', '--hostz', '3']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("unknown option '--hostz'");
+    expect(r.stderr).toContain('Usage: herd lab up');
+  });
+
+  it('a bad flag value names the flag', async () => {
+    const r = await herd(['lab', 'up', '--hosts', 'many']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("'--hosts <n>' argument 'many' is invalid");
+    const fs = await herd(['migrate', 'x', '--to', 'h2', '--fs', 'half']);
+    expect(fs.code).toBe(2);
+    expect(fs.stderr).toContain('Allowed choices are diff, full, none');
+  });
+
+  it('an unreachable broker is a clear error, exit 1', async () => {
+    const r = await herd(['containers', '--broker', 'mqtt://127.0.0.1:1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('[BROKER_UNAVAILABLE]');
+    expect(r.stderr).toContain('mqtt://127.0.0.1:1');
+  });
+
+  it('"lab up" as a normal user says it needs root', async () => {
+    const r = await runCommand('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', HERD_BIN, 'lab', 'up']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('[NOT_ROOT]');
+    expect(r.stderr).toContain('needs root');
+  });
+
+  it('"config check" reports every error of a config file with its path', async () => {
+    const dir = mkdtempSync(`${tmpdir()}/herd-cli-`);
+    writeFileSync(`${dir}/compute.yaml`, 'hostId: "bad/id"\nbroker:\n  url: 42\nssh:\n  port: 70000\nbogus: true\n');
+    const r = await herd(['config', 'check', 'compute', `${dir}/compute.yaml`]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('[BAD_CONFIG]');
+    expect(r.stderr).toContain('4 error(s)');
+    for (const path of ['hostId', 'broker.url', 'ssh.port', 'bogus']) expect(r.stderr).toContain(path);
+    writeFileSync(`${dir}/ok.yaml`, 'hostId: h7\n');
+    const ok = await herd(['config', 'check', 'compute', `${dir}/ok.yaml`]);
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ hostId: 'h7', broker: { url: 'mqtt://127.0.0.1:1883' }, ssh: { port: 22 } });
+  });
+
+  it('"doctor" lists each check with PASS or FAIL', async () => {
+    const r = await herd(['doctor', '--json']);
+    const checks = JSON.parse(r.stdout) as { name: string; ok: boolean }[];
+    expect(checks.map((c) => c.name)).toEqual(expect.arrayContaining(['root', 'criu check', 'dockerd', 'pmcd (PCP)']));
+    expect(r.code).toBe(checks.every((c) => c.ok) ? 0 : 1);
+  });
+});
