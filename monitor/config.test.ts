@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../protocol/config.ts';
 import { HerdError } from '../protocol/errors.ts';
-import { labMonitorHosts, monitorConfigSchema } from './config.ts';
+import { monitorConfigSchema } from './config.ts';
 
 const load = (overrides: Record<string, unknown>) => loadConfig(monitorConfigSchema, { overrides, what: 'monitor config' });
 
@@ -50,13 +50,5 @@ describe('monitor config', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  });
-
-  it('describes the lab hosts', () => {
-    const c = load({ hosts: labMonitorHosts(2) });
-    expect(c.hosts.map((h) => [h.id, h.cgroupParent, h.cpus])).toEqual([
-      ['h1', 'herd-h1', [0]],
-      ['h2', 'herd-h2', [1]],
-    ]);
   });
 });

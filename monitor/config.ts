@@ -57,19 +57,3 @@ export const monitorConfigSchema = z
   });
 
 export type MonitorConfig = z.infer<typeof monitorConfigSchema>;
-
-/** The lab's hosts (h1..hN): pmproxy in the root namespace, cgroup parent herd-hN, socket under /run/herd-lab. */
-export function labMonitorHosts(count: number, cpusOf: (index: number) => number[] = (i) => [i - 1]): Array<z.input<typeof monitorHostSchema>> {
-  return Array.from({ length: count }, (_, k) => {
-    const i = k + 1;
-    return {
-      id: `h${i}`,
-      pmproxyUrl: 'http://127.0.0.1:44322',
-      dockerSocket: `/run/herd-lab/h${i}/docker.sock`,
-      cgroupParent: `herd-h${i}`,
-      cpus: cpusOf(i),
-      interfaces: [`herd-v${i}`],
-      swapNetworkDirection: true,
-    };
-  });
-}

@@ -4,11 +4,12 @@ import { loadConfig } from '../../protocol/config.ts';
 import { computeConfigSchema } from '../../compute/config.ts';
 import { runCompute } from '../../compute/main.ts';
 import { controlConfigSchema } from '../config.ts';
+import { monitorConfigSchema } from '../../monitor/config.ts';
 import { formatChecks, runChecks, runTestChecks } from '../doctor.ts';
 import { runControl } from '../main.ts';
 import { cliState, printJson } from './context.ts';
 
-const CONFIG_SCHEMAS = { compute: computeConfigSchema, control: controlConfigSchema } as const;
+const CONFIG_SCHEMAS = { compute: computeConfigSchema, control: controlConfigSchema, monitor: monitorConfigSchema } as const;
 
 function parsePort(value: string): number {
   const n = Number(value);

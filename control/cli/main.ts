@@ -10,6 +10,8 @@ import { registerLabCommands } from './lab-commands.ts';
 import { registerAdminCommands } from './admin-commands.ts';
 import { BROKER_HELP, cliState } from './context.ts';
 import { registerMigrateCommand } from './migrate-command.ts';
+import { registerDemoCommand } from './demo-command.ts';
+import { registerMonitorCommands } from '../../monitor/cli.ts';
 
 export function buildProgram(): Command {
   const program = new Command('herd')
@@ -25,6 +27,8 @@ export function buildProgram(): Command {
   registerLabCommands(program);
   registerClusterCommands(program);
   registerMigrateCommand(program);
+  registerDemoCommand(program);
+  registerMonitorCommands(program, { onDaemon: () => (cliState.daemonRunning = true) });
   // Commander exits from nested commands too: make every one throw instead.
   const override = (cmd: Command) => {
     cmd.exitOverride();

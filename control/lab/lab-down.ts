@@ -69,6 +69,8 @@ export async function labDown(say: (line: string) => void): Promise<void> {
     const pid = livePid(host.computePidFile, 'compute');
     if (pid !== undefined) await stopPid(pid, 5000);
   }
+  const monitor = livePid(layout.monitorPidFile, 'monitor');
+  if (monitor !== undefined) await stopPid(monitor, 5000);
   const control = livePid(layout.controlPidFile, 'control');
   if (control !== undefined) await stopPid(control, 5000);
 

@@ -23,13 +23,14 @@ export interface LabStatus {
   createdAt?: string;
   brokerUrl?: string;
   control: boolean;
+  monitor: boolean;
   pcp: boolean;
   hosts: LabHostStatus[];
 }
 
 export async function labStatus(): Promise<LabStatus> {
   const state = readLabState();
-  if (state === undefined) return { up: false, control: false, pcp: false, hosts: [] };
+  if (state === undefined) return { up: false, control: false, monitor: false, pcp: false, hosts: [] };
   const layout = labLayout({ hosts: state.hosts, cpuCount: availableParallelism() });
   const hosts: LabHostStatus[] = [];
   for (const host of layout.hosts) {
@@ -59,6 +60,7 @@ export async function labStatus(): Promise<LabStatus> {
     createdAt: state.createdAt,
     brokerUrl: state.brokerUrl,
     control: livePid(layout.controlPidFile, 'control') !== undefined,
+    monitor: livePid(layout.monitorPidFile, 'monitor') !== undefined,
     pcp,
     hosts,
   };
@@ -68,7 +70,7 @@ export function formatLabStatus(s: LabStatus): string {
   if (!s.up) return 'lab: down (run "herd lab up")';
   const yes = (b: boolean) => (b ? 'up' : 'DOWN');
   const lines = [
-    `lab: up since ${s.createdAt}; broker ${s.brokerUrl} (control daemon ${yes(s.control)}); PCP ${yes(s.pcp)}`,
+    `lab: up since ${s.createdAt}; broker ${s.brokerUrl} (control daemon ${yes(s.control)}); monitor ${yes(s.monitor)}; PCP ${yes(s.pcp)}`,
     'HOST  IP            CPUS  NETNS  DOCKERD  SSHD  COMPUTE  CONTAINERS',
   ];
   for (const h of s.hosts) {

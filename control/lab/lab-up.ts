@@ -192,6 +192,28 @@ async function ensureControl(layout: LabLayout): Promise<void> {
   writeFileSync(layout.controlPidFile, `${pid}\n`);
 }
 
+/** The monitor runs in the root namespace, next to pmproxy, and watches every lab host. */
+async function ensureMonitor(layout: LabLayout): Promise<void> {
+  const config = {
+    broker: { url: layout.brokerUrl },
+    datasetDir: layout.metricsDir,
+    hosts: layout.hosts.map((h) => ({
+      id: h.id,
+      pmproxyUrl: 'http://127.0.0.1:44322',
+      dockerSocket: h.dockerSocket,
+      cgroupParent: h.cgroupName,
+      cpus: h.cpus,
+      // The root-side veth sees the host's traffic with in and out swapped.
+      interfaces: [h.vethRoot],
+      swapNetworkDirection: true,
+    })),
+  };
+  writeFileSync(layout.monitorConfig, `${JSON.stringify(config, null, 2)}\n`);
+  if (livePid(layout.monitorPidFile, 'monitor') !== undefined) return;
+  const pid = spawnDetached(`${herdRoot()}/bin/herd`, ['monitor', '--config', layout.monitorConfig], layout.monitorLog);
+  writeFileSync(layout.monitorPidFile, `${pid}\n`);
+}
+
 async function ensureCompute(layout: LabLayout, host: LabHost): Promise<void> {
   mkdirSync(host.computeStateDir, { recursive: true });
   writeFileSync(
@@ -280,6 +302,7 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
   say('Herd daemons');
   await ensureControl(layout);
   for (const host of layout.hosts) await ensureCompute(layout, host);
+  await ensureMonitor(layout);
   await waitForHostsOnline(layout, options.log);
   say(`lab is up: ${layout.hosts.map((h) => `${h.id}=${h.ip}`).join(' ')}; broker ${layout.brokerUrl}`);
   return state;

@@ -51,6 +51,10 @@ export interface LabLayout {
   controlConfig: string;
   controlPidFile: string;
   controlLog: string;
+  monitorConfig: string;
+  monitorPidFile: string;
+  monitorLog: string;
+  metricsDir: string;
   sshDir: string;
   sshKey: string;
   authorizedKeys: string;
@@ -125,6 +129,10 @@ export function labLayout(options: LabOptions): LabLayout {
     controlConfig: `${stateDir}/control.yaml`,
     controlPidFile: `${runDir}/control.pid`,
     controlLog: `${stateDir}/control.log`,
+    monitorConfig: `${stateDir}/monitor.yaml`,
+    monitorPidFile: `${runDir}/monitor.pid`,
+    monitorLog: `${stateDir}/monitor.log`,
+    metricsDir: `${stateDir}/metrics`,
     sshDir: `${stateDir}/ssh`,
     sshKey: `${stateDir}/ssh/id_ed25519`,
     authorizedKeys: `${stateDir}/ssh/authorized_keys`,
