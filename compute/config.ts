@@ -1,18 +1,13 @@
 /** Configuration of the compute daemon (`herd compute --config /etc/herd/compute.yaml`). */
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { brokerClientConfigSchema } from '../protocol/config.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
 
 export const computeConfigSchema = z.strictObject({
   /** This host's id in topics and the CLI. Default: the machine's hostname. */
   hostId: z.string().regex(ID_PATTERN).default(() => hostname().split('.')[0] ?? 'localhost'),
-  broker: z
-    .strictObject({
-      url: z.string().default('mqtt://127.0.0.1:1883'),
-      username: z.string().optional(),
-      password: z.string().optional(),
-    })
-    .prefault({}),
+  broker: brokerClientConfigSchema,
   docker: z
     .strictObject({
       /** The Docker daemon's API socket on this host. */

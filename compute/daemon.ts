@@ -3,6 +3,7 @@
  * "offline" last will) and its Herd-managed containers, and executes commands from the
  * host's command topic.
  */
+import { brokerCredentials } from '../protocol/config.ts';
 import { newHerdId } from '../protocol/ids.ts';
 import type { Logger } from 'pino';
 import { HerdError } from '../protocol/errors.ts';
@@ -155,8 +156,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
       client = await connectBroker({
         url: config.broker.url,
         clientId,
-        ...(config.broker.username === undefined ? {} : { username: config.broker.username }),
-        ...(config.broker.password === undefined ? {} : { password: config.broker.password }),
+        ...brokerCredentials(config.broker),
         will: { topic: topics.hostStatus(hostId), payload: { v: PROTOCOL_VERSION, hostId, state: 'offline', since: startedAt, reason: 'connection lost' } satisfies HostStatus },
       });
       const c = client;

@@ -3,6 +3,7 @@
  * configured) and watches the cluster. Decision making (windows → policies → plan →
  * executor) plugs in here.
  */
+import { brokerCredentials } from '../protocol/config.ts';
 import type { Logger } from 'pino';
 import { closeBroker, connectBroker, type MqttClient } from '../protocol/mqtt.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded-broker.ts';
@@ -35,8 +36,7 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
       client = await connectBroker({
         url,
         clientId: `herd-control-${config.nodeId}`,
-        ...(config.broker.username === undefined ? {} : { username: config.broker.username }),
-        ...(config.broker.password === undefined ? {} : { password: config.broker.password }),
+        ...brokerCredentials(config.broker),
       });
       client.on('error', (err) => log.warn({ err: err.message }, 'broker error'));
       view = await watchCluster(client, log);

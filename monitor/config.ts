@@ -1,5 +1,6 @@
 /** Configuration of the monitor daemon (`herd monitor --config /etc/herd/monitor.yaml`). */
 import { z } from 'zod';
+import { brokerClientConfigSchema } from '../protocol/config.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
 
 export const monitorHostSchema = z.strictObject({
@@ -25,13 +26,7 @@ export type MonitorHostConfig = z.infer<typeof monitorHostSchema>;
 
 export const monitorConfigSchema = z
   .strictObject({
-    broker: z
-      .strictObject({
-        url: z.string().default('mqtt://127.0.0.1:1883'),
-        username: z.string().optional(),
-        password: z.string().optional(),
-      })
-      .prefault({}),
+    broker: brokerClientConfigSchema,
     /** Hosts to monitor; each is polled independently. */
     hosts: z.array(monitorHostSchema).min(1, 'list at least one host to monitor'),
     /** Host sampling period (Herd's published default: 5 s). */

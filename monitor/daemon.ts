@@ -9,6 +9,7 @@
  * running on another host, its first sample there carries a `migration` marker, and the
  * leftover stopped copy on the old host is not published (no duplicate series).
  */
+import { brokerCredentials } from '../protocol/config.ts';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { toHerdError } from '../protocol/errors.ts';
@@ -180,8 +181,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
       const c = await connectBroker({
         url: config.broker.url,
         clientId,
-        ...(config.broker.username === undefined ? {} : { username: config.broker.username }),
-        ...(config.broker.password === undefined ? {} : { password: config.broker.password }),
+        ...brokerCredentials(config.broker),
       });
       if (closed) {
         await closeBroker(c);

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { describeIssues } from './codec.ts';
 import { HerdError } from './errors.ts';
 
@@ -57,4 +57,22 @@ export function loadConfig<S extends z.ZodType>(schema: S, options: { file?: str
     throw new HerdError('BAD_CONFIG', `${where} has ${lines.length} error(s):\n  - ${lines.join('\n  - ')}`);
   }
   return deepFreeze(result.data);
+}
+
+/** How a daemon reaches the MQTT broker: the same block in every daemon's config. */
+export const brokerClientConfigSchema = z
+  .strictObject({
+    /** mqtt://host:port of the control daemon's embedded broker or an external MQTT 3.1.1 broker. */
+    url: z.string().default('mqtt://127.0.0.1:1883'),
+    username: z.string().optional(),
+    password: z.string().optional(),
+  })
+  .prefault({});
+
+/** The credentials part of a broker config, for connectBroker. */
+export function brokerCredentials(broker: { username?: string | undefined; password?: string | undefined }): { username?: string; password?: string } {
+  return {
+    ...(broker.username === undefined ? {} : { username: broker.username }),
+    ...(broker.password === undefined ? {} : { password: broker.password }),
+  };
 }

@@ -87,7 +87,7 @@ export async function restoreTarget(ctx: MigrationContext, args: CommandArgs<'mi
   await ctx.criu.run(() => runtime.startFromCheckpoint(targetDockerId, record.checkpointId));
   const restoreMs = performance.now() - started;
   const runningAt = new Date().toISOString();
-  await announceAddress(ctx.runtime, targetDockerId, ctx.hostId, ctx.log);
+  void announceAddress(ctx.runtime, targetDockerId, ctx.hostId, ctx.log); // not part of the restore: do not wait
   // The images are no longer needed: leave no checkpoint files behind.
   await runtime.deleteCheckpoint(targetDockerId, record.checkpointId).catch(() => undefined);
   if (record.checkpointDir !== undefined) rmSync(record.checkpointDir, { recursive: true, force: true });
