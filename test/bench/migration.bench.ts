@@ -1,0 +1,198 @@
+/**
+ * `npm run bench:migration [-- --quick | --mem 16,256 --diff 1,100 --reps 3 ...]`
+ *
+ * Prints figures (not a test): Herd's live migration h1 → h2 on the lab, per filesystem
+ * mode, against two references run on the same workloads in the same run: the bare
+ * Docker/CRIU primitives by hand, and Podman's checkpoint --export / restore --import.
+ * Then a large image with a small diff, diff against full. See issue 3, "Benchmark".
+ */
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
+import { parseArgs } from 'node:util';
+import { labLayout } from '../../control/lab/layout.ts';
+import { herd } from '../support/herd-cli.ts';
+import { DOCKER_CLI, MiB, NAME_PREFIX, Registry, docker, hostOf, lastLines, run, type Workload } from './bench-support.ts';
+import { LARGE_IMAGE, ensureLargeImage } from './large-image.ts';
+import { bareMigration, ensurePodmanImage, herdMigration, makeContext, podmanMigration, type FsMode, type Sample } from './methods.ts';
+import { medianOf, printWorkload, ratioLine, workloadTitle, type Row, type WorkloadResult } from './report.ts';
+
+const HELP = `usage: npm run bench:migration -- [options]
+  --mem LIST        resident memory per workload, MiB (default 16,256; env BENCH_MEM)
+  --diff LIST       written files per workload, MiB (default 1,100; env BENCH_DIFF)
+  --reps N          repetitions of every measurement (default 3; env BENCH_REPS)
+  --quick           16 MiB x 1 MiB only, 1 repetition, large image of 100 MB
+  --large-mb N      size of herd/bench-large's random files, MB (default 300; env BENCH_LARGE_MB)
+  --no-large        skip the large-image diff-vs-full workload
+  --no-podman       skip the Podman reference
+  --keep            keep herd/bench-large on the hosts afterwards`;
+
+const { values: opts } = parseArgs({
+  options: {
+    mem: { type: 'string' }, diff: { type: 'string' }, reps: { type: 'string' }, quick: { type: 'boolean' }, 'large-mb': { type: 'string' },
+    'no-large': { type: 'boolean' }, 'no-podman': { type: 'boolean' }, keep: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+  },
+});
+if (opts.help === true) {
+  console.log(HELP);
+  process.exit(0);
+}
+
+function list(flag: string | undefined, env: string | undefined, dflt: number[]): number[] {
+  const raw = flag ?? env;
+  if (raw === undefined) return dflt;
+  const xs = raw.split(',').map((x) => Number(x.trim()));
+  if (xs.some((x) => !Number.isInteger(x) || x <= 0)) throw new Error(`not a list of positive integers: "${raw}"`);
+  return xs;
+}
+
+const quick = opts.quick === true;
+const memList = quick ? [16] : list(opts.mem, process.env.BENCH_MEM, [16, 256]);
+const diffList = quick ? [1] : list(opts.diff, process.env.BENCH_DIFF, [1, 100]);
+const reps = quick ? 1 : list(opts.reps, process.env.BENCH_REPS, [3])[0]!;
+const largeMB = quick ? 100 : list(opts['large-mb'], process.env.BENCH_LARGE_MB, [300])[0]!;
+const withLarge = opts['no-large'] !== true;
+const withPodman = opts['no-podman'] !== true;
+const MODES: FsMode[] = ['diff', 'full', 'none'];
+
+const out = (s: string) => process.stdout.write(`${s}\n`);
+const progress = (s: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+
+async function firstLine(cmd: string, args: string[]): Promise<string> {
+  const r = await run(cmd, args, 30_000);
+  return r.code === 0 ? (r.stdout.trim().split('\n')[0] ?? '') : `unavailable (${lastLines(r.stderr, 1)})`;
+}
+
+function fmt(s: Sample): string {
+  if (s.error !== undefined) return `FAILED: ${s.error}`;
+  const f = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(0));
+  return `checkpoint ${f(s.checkpointMs)} transfer ${f(s.transferMs)} restore ${f(s.restoreMs)} downtime ${f(s.downtimeMs)} total ${f(s.totalMs)} ms, ${((s.bytes ?? 0) / MiB).toFixed(1)} MiB`;
+}
+
+async function main(): Promise<number> {
+  const layout = labLayout({ hosts: 2, cpuCount: availableParallelism() });
+  progress('bringing the lab up (bin/herd lab up)');
+  const up = await herd(['lab', 'up'], { timeoutMs: 600_000 });
+  if (up.code !== 0) {
+    process.stderr.write(`bench: the lab cannot be brought up (\`bin/herd lab up\` exited ${up.code}); nothing measured.\n${up.stderr || up.stdout}\n`);
+    return 2;
+  }
+  const hostsNow = await herd(['hosts', '--json']);
+  const online = hostsNow.code === 0 ? (JSON.parse(hostsNow.stdout) as { hostId: string; state: string }[]).filter((h) => h.state === 'online').map((h) => h.hostId) : [];
+  if (!online.includes('h1') || !online.includes('h2')) {
+    process.stderr.write(`bench: the lab is up but hosts h1 and h2 are not both online (online: ${online.join(', ') || 'none'}): ${lastLines(hostsNow.stderr)}\n`);
+    return 2;
+  }
+
+  const h1 = hostOf(layout, 'h1');
+  out('Herd migration benchmark (issue 3)');
+  out(`machine: ${availableParallelism()} CPUs (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, kernel ${readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}`);
+  out(`CRIU: ${await firstLine('criu', ['--version'])}; runc: ${await firstLine('runc', ['--version'])}`);
+  out(`Docker: daemon ${(await docker(h1, ['version', '-f', '{{.Server.Version}}'])).stdout.trim()} (one per lab host, h1 on CPU ${h1.cpus.join(',')}, h2 on CPU ${hostOf(layout, 'h2').cpus.join(',')}), client ${DOCKER_CLI} ${await firstLine(DOCKER_CLI, ['--version'])}`);
+  out(`Podman: ${withPodman ? await firstLine('podman', ['--version']) : 'skipped (--no-podman)'}`);
+  out(`runs: mem ${memList.join(',')} MiB x diff ${diffList.join(',')} MiB, ${reps} repetition(s), medians with [min-max]; large image ${withLarge ? `${largeMB} MB` : 'skipped'}`);
+  out('Herd figures are the MigrationResult timings of `herd migrate --json` (measured by the source daemon); "CLI wall" is the whole command.');
+
+  const tmpDir = mkdtempSync(`${tmpdir()}/herd-bench-`);
+  const registry = new Registry(layout);
+  registry.path(tmpDir);
+  let interrupted = false;
+  const onSignal = (sig: string) => {
+    if (interrupted) return;
+    interrupted = true;
+    process.stderr.write(`\nbench: ${sig}: removing what the benchmark made, then exiting\n`);
+    void registry.cleanup().then((problems) => {
+      for (const p of problems) process.stderr.write(`bench cleanup: ${p}\n`);
+      process.exit(130);
+    });
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+
+  const ctx = makeContext(layout, registry, tmpDir);
+  const results: WorkloadResult[] = [];
+  let large: WorkloadResult | undefined;
+  try {
+    // Leftovers of an earlier, killed run carry our prefix: remove them first.
+    for (const host of layout.hosts) {
+      for (const id of (await docker(host, ['ps', '-aq', '--filter', `name=^${NAME_PREFIX}`])).stdout.split('\n').filter((x) => x !== '')) {
+        progress(`removing ${host.id} container ${id} left by an earlier run`);
+        await docker(host, ['rm', '-f', '-v', id]);
+      }
+    }
+    if (withPodman) await ensurePodmanImage(ctx);
+
+    const measure = async (w: Workload, modes: FsMode[], refs: boolean): Promise<WorkloadResult> => {
+      const rows: Row[] = [...modes.map((m) => ({ method: `herd ${m}`, samples: [] as Sample[] }))];
+      const bare: Row = { method: 'bare (docker by hand)', samples: [] };
+      const runcRow: Row = { method: 'runc dump only (ref)', samples: [] };
+      const pod: Row = { method: 'podman export/import', samples: [] };
+      if (refs) rows.push(bare, ...(withPodman ? [pod] : []), runcRow);
+      const key = `m${w.memMiB}d${w.diffMiB}${w.image === LARGE_IMAGE ? 'L' : ''}`;
+      for (let rep = 1; rep <= reps; rep++) {
+        for (const [i, m] of modes.entries()) {
+          if (interrupted) throw new Error('interrupted');
+          const s = await herdMigration(ctx, w, m, `${key}-${m}-${rep}`);
+          rows[i]!.samples.push(s);
+          progress(`${workloadTitle(w)} rep ${rep}/${reps} herd ${m}: ${fmt(s)}`);
+        }
+        if (!refs) continue;
+        const b = await bareMigration(ctx, w, `${key}-bare-${rep}`);
+        bare.samples.push(b.bare);
+        runcRow.samples.push(b.runc);
+        progress(`${workloadTitle(w)} rep ${rep}/${reps} bare: ${fmt(b.bare)}; runc dump ${fmt(b.runc)}`);
+        if (withPodman) {
+          const p = await podmanMigration(ctx, w, `${key}-pod-${rep}`);
+          pod.samples.push(p);
+          progress(`${workloadTitle(w)} rep ${rep}/${reps} podman: ${fmt(p)}`);
+        }
+      }
+      return { workload: w, rows };
+    };
+
+    for (const memMiB of memList) {
+      for (const diffMiB of diffList) results.push(await measure({ label: '', memMiB, diffMiB, image: 'herd/busybox' }, MODES, true));
+    }
+    if (withLarge) {
+      progress(`large image: ${LARGE_IMAGE}`);
+      await ensureLargeImage(ctx.src, ctx.dst, largeMB, registry, tmpDir, opts.keep === true, progress);
+      large = await measure({ label: '', memMiB: 16, diffMiB: 1, image: LARGE_IMAGE }, ['diff', 'full'], false);
+    }
+  } catch (err) {
+    out(`\nBENCHMARK ABORTED: ${(err as Error).message}`);
+  } finally {
+    progress('cleaning up');
+    const problems = await registry.cleanup();
+    for (const p of problems) out(`cleanup: ${p}`);
+  }
+
+  for (const r of results) printWorkload(r, out);
+  if (large !== undefined) {
+    printWorkload(large, out);
+    out(`   (${LARGE_IMAGE}: busybox + ${largeMB} MB of random files; full carries the whole filesystem, diff only the upper dir)`);
+  }
+  out('');
+  out('== ratios (medians of total time; Herd totals from its MigrationResult)');
+  for (const r of results) {
+    const t = workloadTitle(r.workload);
+    out(`[${t}]`);
+    out(`  ${ratioLine('herd diff total / bare total', medianOf(r, 'herd diff', 'totalMs'), medianOf(r, 'bare (docker by hand)', 'totalMs'), { text: '<= 1.25x', met: (x) => x <= 1.25 })}`);
+    out(`  ${ratioLine('herd diff downtime / bare downtime', medianOf(r, 'herd diff', 'downtimeMs'), medianOf(r, 'bare (docker by hand)', 'downtimeMs'))}`);
+    if (withPodman) out(`  ${ratioLine('herd diff total / podman total', medianOf(r, 'herd diff', 'totalMs'), medianOf(r, 'podman export/import', 'totalMs'), { text: '< 1x (faster than podman)', met: (x) => x < 1 })}`);
+  }
+  if (large !== undefined) {
+    out(`[${workloadTitle(large.workload)}]`);
+    out(`  ${ratioLine('herd full total / herd diff total', medianOf(large, 'herd full', 'totalMs'), medianOf(large, 'herd diff', 'totalMs'), { text: '>= 5x (diff 5x faster than full)', met: (x) => x >= 5 })}`);
+    out(`  ${ratioLine('herd full downtime / herd diff downtime', medianOf(large, 'herd full', 'downtimeMs'), medianOf(large, 'herd diff', 'downtimeMs'))}`);
+  }
+  const failed = [...results, ...(large ? [large] : [])].flatMap((r) => r.rows.flatMap((row) => row.samples.filter((s) => s.error !== undefined))).length;
+  if (failed > 0) out(`\n${failed} measurement(s) FAILED: see the FAILED lines above.`);
+  return interrupted ? 130 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);
