@@ -1,20 +1,38 @@
 /**
- * CLI commands of the monitor: `herd monitor [--config]` and `herd metrics export`.
- * Registered by the CLI with `registerMonitorCommands(program)`.
+ * CLI commands of the monitor: `herd monitor [--config]`, `herd metrics export` and
+ * `herd logs <container> [-f]`. Registered by the CLI with `registerMonitorCommands(program)`.
  */
 import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { runMonitor } from './main.ts';
 import { DATASET_KINDS, type DatasetKind } from './dataset.ts';
 import { exportCsv, parseTime } from './export.ts';
 import { loadConfig } from '../protocol/config.ts';
 import { HerdError } from '../protocol/errors.ts';
 import { monitorConfigSchema } from './config.ts';
+import { resolveLogRef, runLogs } from './logs-command.ts';
 
 const DEFAULT_DATASET_DIR = '/var/lib/herd/metrics';
 
 export interface MonitorCommandHooks {
   /** Called before the daemon starts, so the CLI does not exit when the action returns (control/cli sets cliState.daemonRunning). */
   onDaemon?: () => void;
+  /** The broker URL a client command uses (control/cli: --broker, $HERD_BROKER, the lab's broker). */
+  brokerUrl?: (cmd: Command) => string;
+  /** A monitor config to take datasetDir from when none is given (the local lab's, when it is up). */
+  defaultConfig?: () => string | undefined;
+}
+
+/** Dataset directory: --dir, else datasetDir of --config ($HERD_MONITOR_CONFIG, the lab's), else /var/lib/herd/metrics. */
+function datasetDirOf(opts: { dir?: string; config?: string }, hooks: MonitorCommandHooks): string {
+  if (opts.dir !== undefined) return opts.dir;
+  const file = opts.config ?? hooks.defaultConfig?.();
+  if (file !== undefined && (opts.config !== undefined || existsSync(file))) {
+    const dir = loadConfig(monitorConfigSchema, { file, what: 'monitor config' }).datasetDir;
+    if (dir !== null) return dir;
+  }
+  return DEFAULT_DATASET_DIR;
 }
 
 export function registerMonitorCommands(program: Command, hooks: MonitorCommandHooks = {}): void {
@@ -41,16 +59,36 @@ export function registerMonitorCommands(program: Command, hooks: MonitorCommandH
     .option('--kind <kind>', `only one kind: ${DATASET_KINDS.join(' or ')}`)
     .action(async (opts: { since: string; to: string; dir?: string; config?: string; kind?: string }) => {
       const now = new Date();
-      let dir = opts.dir;
-      if (dir === undefined && opts.config !== undefined) dir = loadConfig(monitorConfigSchema, { file: opts.config, what: 'monitor config' }).datasetDir ?? undefined;
+      const dir = datasetDirOf(opts, hooks);
       if (opts.kind !== undefined && !(DATASET_KINDS as string[]).includes(opts.kind)) throw new HerdError('BAD_USAGE', `--kind must be ${DATASET_KINDS.join(' or ')}`);
       const result = await exportCsv({
-        dir: dir ?? DEFAULT_DATASET_DIR,
+        dir,
         since: parseTime(opts.since, now),
         to: parseTime(opts.to, now),
         ...(opts.kind === undefined ? {} : { kinds: [opts.kind as DatasetKind] }),
         write: (chunk) => process.stdout.write(chunk),
       });
       process.stderr.write(`${result.rows} row(s)${result.skippedLines > 0 ? `, ${result.skippedLines} torn line(s) skipped` : ''}\n`);
+    });
+
+  program
+    .command('logs')
+    .description("print a container's stdout/stderr as the monitor recorded it, across hosts and migrations")
+    .argument('<container>', 'container name or Herd id')
+    .option('-f, --follow', 'keep printing lines as they are written')
+    .option('-n, --tail <lines>', 'only the last <lines> lines', (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new HerdError('BAD_USAGE', `--tail must be a whole number, got "${v}"`);
+      return n;
+    })
+    .option('-t, --timestamps', 'prefix each line with its time and host')
+    .option('--json', 'print the records as JSON lines')
+    .option('--dir <dir>', 'dataset directory whose logs/ to read (default: datasetDir of the monitor config, else /var/lib/herd/metrics)')
+    .option('-c, --config <file>', 'monitor config file to take datasetDir from', process.env.HERD_MONITOR_CONFIG)
+    .option('--broker <url>', 'MQTT broker to resolve a container name with')
+    .action(async (ref: string, opts: { follow?: boolean; tail?: number; timestamps?: boolean; json?: boolean; dir?: string; config?: string }, cmd: Command) => {
+      const logsDir = join(datasetDirOf(opts, hooks), 'logs');
+      const herdId = await resolveLogRef(ref, logsDir, hooks.brokerUrl?.(cmd) ?? (cmd.optsWithGlobals() as { broker?: string }).broker ?? process.env.HERD_BROKER ?? 'mqtt://127.0.0.1:1883');
+      await runLogs({ path: join(logsDir, `${herdId}.log`), follow: opts.follow === true, ...(opts.tail === undefined ? {} : { tail: opts.tail }), format: opts.json === true ? 'json' : opts.timestamps === true ? 'timestamps' : 'text' });
     });
 }

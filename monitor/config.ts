@@ -39,6 +39,8 @@ export const monitorConfigSchema = z
     maxBackoffSeconds: z.number().min(0.1).default(60),
     /** Where the dataset for forecasting is written; no dataset when null. */
     datasetDir: z.string().min(1).nullable().default('/var/lib/herd/metrics'),
+    /** Follow every managed container's stdout/stderr into <datasetDir>/logs/<herdId>.log (needs datasetDir). */
+    containerLogs: z.boolean().default(true),
     /** Samples kept while the broker is unreachable; the oldest are dropped beyond this. */
     publishBufferSize: z.number().int().min(1).max(1_000_000).default(10_000),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),

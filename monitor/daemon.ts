@@ -10,6 +10,7 @@
  * leftover stopped copy on the old host is not published (no duplicate series).
  */
 import { brokerCredentials } from '../protocol/config.ts';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { toHerdError } from '../protocol/errors.ts';
@@ -20,6 +21,8 @@ import type { MonitorConfig, MonitorHostConfig } from './config.ts';
 import { ContainerSampler, dockerContainerLister, type ContainerLister, type TrackedContainer } from './container-metrics.ts';
 import { DatasetWriter } from './dataset.ts';
 import { HostSampler } from './host-metrics.ts';
+import { ContainerLogFollower, dockerLogSource, type LogFollowerStats, type LogSource } from './log-follower.ts';
+import { ContainerLogStore } from './log-store.ts';
 import { PcpClient } from './pcp-client.ts';
 import { BufferedPublisher, type PublisherStats } from './publisher.ts';
 
@@ -28,6 +31,8 @@ export interface MonitorDaemonDeps {
   /** How to list a host's containers; Docker on the host's socket by default. */
   listerFor?: (host: MonitorHostConfig) => ContainerLister;
   fetchImpl?: typeof fetch;
+  /** Where container logs are read from; Docker's logs API on the host's socket by default. */
+  logSourceFor?: (host: MonitorHostConfig) => LogSource;
   /** Called with every sample after it was published and stored (tests, benchmarks). */
   onSample?: (kind: 'host' | 'container', sample: HostMetrics | ContainerMetrics) => void;
 }
@@ -44,7 +49,7 @@ export interface MonitorStatus {
   connected: boolean;
   startedAt?: string;
   publisher: PublisherStats;
-  hosts: Array<{ id: string; host: LoopStatus; containers: LoopStatus & { count: number } }>;
+  hosts: Array<{ id: string; host: LoopStatus; containers: LoopStatus & { count: number }; logs?: LogFollowerStats }>;
 }
 
 export interface MonitorDaemon {
@@ -64,6 +69,7 @@ interface HostRuntime {
   hostSampler: HostSampler;
   containerSampler: ContainerSampler;
   lister: ContainerLister;
+  logFollower?: ContainerLogFollower;
   hostLoop: Loop;
   containerLoop: Loop & { count: number };
   cpuCount?: number;
@@ -79,6 +85,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
   const { log } = deps;
   const publisher = new BufferedPublisher(config.publishBufferSize, log);
   const dataset = config.datasetDir === null ? undefined : new DatasetWriter(config.datasetDir);
+  const logStore = config.datasetDir === null || !config.containerLogs ? undefined : new ContainerLogStore(join(config.datasetDir, 'logs'));
   const clientId = `herd-monitor-${process.pid}`;
   let client: MqttClient | undefined;
   let connectTimer: NodeJS.Timeout | undefined;
@@ -95,6 +102,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
       hostSampler: new HostSampler(pcp(config.hostIntervalSeconds), { hostId: h.id, ...(h.cpus === undefined ? {} : { cpus: h.cpus }), ...(h.interfaces === undefined ? {} : { interfaces: h.interfaces }), swapNetworkDirection: h.swapNetworkDirection }),
       containerSampler: new ContainerSampler(pcp(config.containerIntervalSeconds), { hostId: h.id, cgroup: { root: h.cgroupRoot, parent: h.cgroupParent, procRoot: h.procRoot }, ...(h.cpus === undefined ? {} : { hostCpuCount: h.cpus.length }) }),
       lister: deps.listerFor?.(h) ?? dockerContainerLister(h.dockerSocket, config.requestTimeoutMs),
+      ...(logStore === undefined ? {} : { logFollower: new ContainerLogFollower(logStore, deps.logSourceFor?.(h) ?? dockerLogSource(h.dockerSocket), { hostId: h.id, log }) }),
       hostLoop: { status: { stale: false, failures: 0, rounds: 0 } },
       containerLoop: { status: { stale: false, failures: 0, rounds: 0 }, count: 0 },
     };
@@ -155,6 +163,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
   const containerRound = async (h: HostRuntime): Promise<void> => {
     const listed = (await h.lister.list()).filter((c) => c.herdId !== '');
     h.containerLoop.count = listed.length;
+    h.logFollower?.sync(listed);
     const samples = await h.containerSampler.sample(listed);
     const byDocker = new Map<string, TrackedContainer>(listed.map((c) => [c.dockerId, c]));
     for (const s of samples) {
@@ -216,6 +225,9 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
         for (const loop of [h.hostLoop, h.containerLoop]) if (loop.timer !== undefined) clearTimeout(loop.timer);
       }
       await Promise.allSettled(hosts.flatMap((h) => [h.hostLoop.running, h.containerLoop.running]));
+      await Promise.allSettled(hosts.map((h) => h.logFollower?.close()));
+      for (const h of hosts) h.lister.close?.();
+      logStore?.close();
       const c = publisher.detach() ?? client;
       if (c !== undefined) await closeBroker(c);
       dataset?.close();
@@ -225,7 +237,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
         connected: client?.connected === true,
         ...(startedAt === undefined ? {} : { startedAt }),
         publisher: publisher.stats(),
-        hosts: hosts.map((h) => ({ id: h.config.id, host: { ...h.hostLoop.status }, containers: { ...h.containerLoop.status, count: h.containerLoop.count } })),
+        hosts: hosts.map((h) => ({ id: h.config.id, host: { ...h.hostLoop.status }, containers: { ...h.containerLoop.status, count: h.containerLoop.count }, ...(h.logFollower === undefined ? {} : { logs: h.logFollower.stats() }) })),
       };
     },
   };

@@ -8,7 +8,9 @@ import { HerdError, toHerdError } from '../../protocol/errors.ts';
 import { registerClusterCommands } from './cluster-commands.ts';
 import { registerLabCommands } from './lab-commands.ts';
 import { registerAdminCommands } from './admin-commands.ts';
-import { BROKER_HELP, cliState } from './context.ts';
+import { BROKER_HELP, brokerUrl, cliState } from './context.ts';
+import { labLayout } from '../lab/layout.ts';
+import { readLabState } from '../lab/state.ts';
 import { registerMigrateCommand } from './migrate-command.ts';
 import { registerDemoCommand } from './demo-command.ts';
 import { registerMonitorCommands } from '../../monitor/cli.ts';
@@ -28,7 +30,7 @@ export function buildProgram(): Command {
   registerClusterCommands(program);
   registerMigrateCommand(program);
   registerDemoCommand(program);
-  registerMonitorCommands(program, { onDaemon: () => (cliState.daemonRunning = true) });
+  registerMonitorCommands(program, { onDaemon: () => (cliState.daemonRunning = true), brokerUrl, defaultConfig: () => (readLabState() === undefined ? undefined : labLayout({ hosts: 1, cpuCount: 1 }).monitorConfig) });
   // Commander exits from nested commands too: make every one throw instead.
   const override = (cmd: Command) => {
     cmd.exitOverride();

@@ -1,0 +1,259 @@
+/**
+ * Follows the stdout/stderr of every Herd-managed container of one host and appends it
+ * to the container's host-independent log (log-store.ts).
+ *
+ * Each container is read with Docker's logs API (`follow`, `timestamps`, from `since` =
+ * the last line already in its log), demultiplexed, and lines not newer than the last
+ * one written are dropped (Docker's `since` is inclusive and whole seconds here). A
+ * running container's stream ends when it stops; a stopped container is read once per
+ * state it is seen in, so the last lines of a checkpointed migration source are still
+ * collected. A failing stream is retried with backoff; nothing here stops the daemon.
+ */
+import Docker from 'dockerode';
+import type { Logger } from 'pino';
+import type { TrackedContainer } from './container-metrics.ts';
+import { formatNanoTime, parseNanoTime, shortId, type ContainerLogStore, type LogRecord, type LogStream } from './log-store.ts';
+
+export interface ParsedLogLine {
+  stream: LogStream;
+  atNs: bigint;
+  text: string;
+}
+
+/** A Docker timestamp prefix ("2026-11-22T23:29:05.853123456Z "). */
+const TS_PREFIX = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})) /;
+/** A line longer than this is cut into pieces (a process that never writes a newline). */
+const MAX_LINE_BYTES = 256 * 1024;
+
+/**
+ * Turns the bytes of a Docker logs stream (`timestamps: true`) into lines. Without a TTY
+ * Docker multiplexes stdout and stderr in frames (8-byte header: stream, 0, 0, 0, size
+ * big-endian); with a TTY the stream is raw. The first byte tells which. Every message
+ * starts with its timestamp; a line Docker split into several messages (> 16 KiB) is put
+ * together again and gets the time of its last part.
+ */
+export class DockerLogParser {
+  private mode: 'unknown' | 'mux' | 'raw' = 'unknown';
+  private pendingBytes: Buffer = Buffer.alloc(0);
+  private readonly partial: Record<LogStream, { parts: Buffer[]; size: number; atNs: bigint | undefined }> = {
+    stdout: { parts: [], size: 0, atNs: undefined },
+    stderr: { parts: [], size: 0, atNs: undefined },
+  };
+
+  push(chunk: Buffer): ParsedLogLine[] {
+    const out: ParsedLogLine[] = [];
+    let data = this.pendingBytes.length === 0 ? chunk : Buffer.concat([this.pendingBytes, chunk]);
+    if (this.mode === 'unknown' && data.length > 0) this.mode = data[0]! <= 2 ? 'mux' : 'raw';
+    if (this.mode === 'raw') {
+      // Whole lines only, so a timestamp is never cut in two; a very long line goes in pieces.
+      const nl = data.lastIndexOf(0x0a);
+      const upTo = nl >= 0 ? nl + 1 : data.length > MAX_LINE_BYTES ? data.length : 0;
+      if (upTo > 0) this.message('stdout', data.subarray(0, upTo), out, true);
+      this.pendingBytes = Buffer.from(data.subarray(upTo));
+      return out;
+    }
+    let i = 0;
+    while (data.length - i >= 8) {
+      const size = data.readUInt32BE(i + 4);
+      if (data.length - i - 8 < size) break;
+      const stream: LogStream = data[i] === 2 ? 'stderr' : 'stdout';
+      this.message(stream, data.subarray(i + 8, i + 8 + size), out, false);
+      i += 8 + size;
+    }
+    data = data.subarray(i);
+    this.pendingBytes = Buffer.from(data);
+    return out;
+  }
+
+  /** The end of the stream: what is left becomes a line. */
+  end(): ParsedLogLine[] {
+    const out: ParsedLogLine[] = [];
+    if (this.mode === 'raw' && this.pendingBytes.length > 0) this.message('stdout', this.pendingBytes, out, true);
+    for (const stream of ['stdout', 'stderr'] as const) this.flush(stream, out);
+    this.pendingBytes = Buffer.alloc(0);
+    return out;
+  }
+
+  /** One message (mux) or a run of raw bytes; a timestamp is expected at each message start. */
+  private message(stream: LogStream, bytes: Buffer, out: ParsedLogLine[], raw: boolean): void {
+    const p = this.partial[stream];
+    let rest = bytes;
+    // In mux mode every frame starts a message; in raw mode only the start of a line does.
+    let atStart = !raw || p.size === 0;
+    while (rest.length > 0) {
+      if (atStart) {
+        const m = TS_PREFIX.exec(rest.subarray(0, 48).toString('latin1'));
+        if (m !== null) {
+          const ns = parseNanoTime(m[1]!);
+          if (ns !== undefined) p.atNs = ns;
+          rest = rest.subarray(m[0].length);
+        }
+      }
+      const nl = rest.indexOf(0x0a);
+      if (nl < 0) {
+        p.parts.push(Buffer.from(rest));
+        p.size += rest.length;
+        if (p.size > MAX_LINE_BYTES) this.flush(stream, out);
+        return;
+      }
+      p.parts.push(rest.subarray(0, nl));
+      p.size += nl;
+      this.flush(stream, out);
+      rest = rest.subarray(nl + 1);
+      atStart = true;
+    }
+  }
+
+  private flush(stream: LogStream, out: ParsedLogLine[]): void {
+    const p = this.partial[stream];
+    if (p.size === 0 && p.parts.length === 0) return;
+    let text = Buffer.concat(p.parts).toString('utf8');
+    if (text.endsWith('\r')) text = text.slice(0, -1); // TTY lines end with \r\n
+    if (p.atNs !== undefined) out.push({ stream, atNs: p.atNs, text });
+    p.parts = [];
+    p.size = 0;
+  }
+}
+
+/** Where the log bytes come from: Docker's logs API of the host. */
+export interface LogSource {
+  /** Docker's log stream of a container from `sinceSeconds` on (0: all), following while it runs. */
+  open(dockerId: string, sinceSeconds: number): Promise<NodeJS.ReadableStream>;
+}
+
+export function dockerLogSource(socketPath: string): LogSource {
+  // No request timeout: a followed log stream is quiet for as long as the container is.
+  const docker = new Docker({ socketPath });
+  return {
+    async open(dockerId, sinceSeconds) {
+      const stream = await docker.getContainer(dockerId).logs({ follow: true, stdout: true, stderr: true, timestamps: true, since: sinceSeconds });
+      return stream as unknown as NodeJS.ReadableStream;
+    },
+  };
+}
+
+interface Following {
+  stream?: NodeJS.ReadableStream & { destroy?: () => void };
+  stopped: boolean;
+  done: Promise<void>;
+}
+
+export interface LogFollowerStats {
+  following: number;
+  linesWritten: number;
+  failures: number;
+}
+
+export class ContainerLogFollower {
+  private readonly active = new Map<string, Following>();
+  /** Docker id → the state it was in when its stream last ended (a stopped container is read once per state). */
+  private readonly drained = new Map<string, string>();
+  private readonly retry = new Map<string, { atMs: number; failures: number }>();
+  private linesWritten = 0;
+  private failures = 0;
+  private closed = false;
+
+  constructor(
+    private readonly store: ContainerLogStore,
+    private readonly source: LogSource,
+    private readonly options: { hostId: string; log: Logger; retryIntervalMs?: number; maxRetryMs?: number },
+  ) {}
+
+  /** Called with the host's containers every tracking round: starts what is not followed yet. */
+  sync(listed: readonly TrackedContainer[]): void {
+    if (this.closed) return;
+    const seen = new Set<string>();
+    const now = Date.now();
+    for (const c of listed) {
+      if (c.herdId === '') continue;
+      seen.add(c.dockerId);
+      try {
+        this.store.rememberName(c.herdId, c.name);
+      } catch (err) {
+        this.options.log.debug({ herdId: c.herdId, err: (err as Error).message }, 'cannot record the container name beside its log');
+      }
+      if (this.active.has(c.dockerId)) continue;
+      if (c.state !== 'running' && this.drained.get(c.dockerId) === c.state) continue;
+      const retry = this.retry.get(c.dockerId);
+      if (retry !== undefined && retry.atMs > now) continue;
+      this.start(c);
+    }
+    for (const id of [...this.drained.keys(), ...this.retry.keys()]) {
+      if (!seen.has(id)) {
+        this.drained.delete(id);
+        this.retry.delete(id);
+      }
+    }
+  }
+
+  stats(): LogFollowerStats {
+    return { following: this.active.size, linesWritten: this.linesWritten, failures: this.failures };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const all = [...this.active.values()];
+    for (const f of all) {
+      f.stopped = true;
+      f.stream?.destroy?.();
+    }
+    await Promise.allSettled(all.map((f) => f.done));
+  }
+
+  private start(c: TrackedContainer): void {
+    const { store, options } = this;
+    let lastNs = store.lastAt(c.herdId, c.dockerId);
+    const sinceSeconds = lastNs === undefined ? 0 : Number(lastNs / 1_000_000_000n);
+    const dockerId = shortId(c.dockerId);
+    const parser = new DockerLogParser();
+    const write = (lines: ParsedLogLine[]) => {
+      const records: LogRecord[] = [];
+      for (const l of lines) {
+        if (lastNs !== undefined && l.atNs <= lastNs) continue; // already in the log
+        records.push({ at: formatNanoTime(l.atNs), hostId: options.hostId, dockerId, stream: l.stream, text: l.text });
+        lastNs = l.atNs;
+      }
+      if (records.length === 0) return;
+      try {
+        store.append(c.herdId, records);
+        this.linesWritten += records.length;
+      } catch (err) {
+        options.log.warn({ herdId: c.herdId, err: (err as Error).message }, 'cannot append to the container log');
+      }
+    };
+    const following: Following = { stopped: false, done: Promise.resolve() };
+    this.active.set(c.dockerId, following);
+    following.done = (async () => {
+      try {
+        const stream = (await this.source.open(c.dockerId, sinceSeconds)) as NodeJS.ReadableStream & { destroy?: () => void };
+        following.stream = stream;
+        if (following.stopped) stream.destroy?.();
+        await new Promise<void>((resolve, reject) => {
+          stream.on('data', (chunk: Buffer | string) => write(parser.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk)));
+          stream.on('end', () => resolve());
+          stream.on('close', () => resolve());
+          stream.on('error', (err: Error) => reject(err));
+        });
+        write(parser.end());
+        this.retry.delete(c.dockerId);
+        this.drained.set(c.dockerId, c.state);
+      } catch (err) {
+        write(parser.end());
+        if (!following.stopped) this.failed(c, err as Error);
+      } finally {
+        this.active.delete(c.dockerId);
+      }
+    })();
+  }
+
+  private failed(c: TrackedContainer, err: Error): void {
+    this.failures++;
+    const failures = (this.retry.get(c.dockerId)?.failures ?? 0) + 1;
+    const base = this.options.retryIntervalMs ?? 2000;
+    const delay = Math.min(this.options.maxRetryMs ?? 60_000, base * 2 ** Math.min(failures - 1, 10));
+    this.retry.set(c.dockerId, { atMs: Date.now() + delay, failures });
+    // 404: the container was removed meanwhile (e.g. a migration source); nothing to retry for long.
+    const level = /404|no such container/i.test(err.message) ? 'debug' : 'warn';
+    if (failures === 1 || failures % 10 === 0) this.options.log[level]({ hostId: this.options.hostId, herdId: c.herdId, dockerId: shortId(c.dockerId), err: err.message, failures }, 'cannot follow the container log; retrying');
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * One host-independent log per container: `<logsDir>/<herdId>.log`, keyed by the Herd id
+ * so that the lines a container wrote before and after a migration end up in one file.
+ *
+ * Each line is one JSON record `{ at, hostId, dockerId, stream, text }`: `at` is Docker's
+ * timestamp of the line (UTC, 9 fraction digits), `dockerId` the first 12 characters of
+ * the Docker container that wrote it (a migrated container is a new Docker container on
+ * its new host). Crash safety is the dataset's: appends are single write(2) calls on an
+ * O_APPEND file, a torn tail is closed with a newline before the next append, readers
+ * skip lines that are not complete JSON. Resuming after a restart asks the file for the
+ * last `at` written for a Docker container ({@link ContainerLogStore.lastAt}), so nothing
+ * is written twice or skipped.
+ */
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+
+export type LogStream = 'stdout' | 'stderr';
+
+export interface LogRecord {
+  /** Docker's timestamp of the line, normalised to UTC with 9 fraction digits. */
+  at: string;
+  hostId: string;
+  /** First 12 characters of the Docker container id. */
+  dockerId: string;
+  stream: LogStream;
+  /** The line without its newline. */
+  text: string;
+}
+
+export const SHORT_ID_LENGTH = 12;
+export const shortId = (dockerId: string): string => dockerId.slice(0, SHORT_ID_LENGTH);
+
+/** Open files kept at most; beyond that the least recently written one is closed. */
+const MAX_OPEN_FILES = 256;
+const SCAN_CHUNK_BYTES = 64 * 1024;
+
+/**
+ * Nanoseconds since the epoch of an RFC 3339 time with up to 9 fraction digits
+ * (Docker's RFC3339NanoFixed, or RFC3339Nano with trailing zeros trimmed); undefined
+ * when it is not one.
+ */
+export function parseNanoTime(text: string): bigint | undefined {
+  const m = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/.exec(text);
+  if (m === null) return undefined;
+  const ms = Date.parse(`${m[1]}${m[3]}`);
+  if (!Number.isFinite(ms)) return undefined;
+  return BigInt(ms) * 1_000_000n + BigInt((m[2] ?? '').padEnd(9, '0'));
+}
+
+/** The UTC text of a nanosecond time, always with 9 fraction digits (so texts sort as times). */
+export function formatNanoTime(ns: bigint): string {
+  const seconds = ns / 1_000_000_000n;
+  const fraction = ns % 1_000_000_000n;
+  return `${new Date(Number(seconds) * 1000).toISOString().slice(0, 19)}.${fraction.toString().padStart(9, '0')}Z`;
+}
+
+/** A record from one log line, or undefined for a torn or foreign line. */
+export function parseLogLine(line: string): LogRecord | undefined {
+  if (line === '') return undefined;
+  try {
+    const r = JSON.parse(line) as Partial<LogRecord> | null;
+    if (r === null || typeof r !== 'object' || typeof r.at !== 'string' || typeof r.text !== 'string' || typeof r.dockerId !== 'string') return undefined;
+    if (r.stream !== 'stdout' && r.stream !== 'stderr') return undefined;
+    return r as LogRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+export const logFileName = (herdId: string): string => `${herdId}.log`;
+const nameFileName = (herdId: string): string => `${herdId}.name`;
+
+export class ContainerLogStore {
+  /** path → fd, in least-recently-written order (Map keeps insertion order). */
+  private readonly open = new Map<string, number>();
+  /** `${herdId}|${shortDockerId}` → last `at` written (ns), once known. */
+  private readonly last = new Map<string, bigint | null>();
+  private readonly names = new Map<string, string>();
+
+  constructor(readonly dir: string) {}
+
+  pathOf(herdId: string): string {
+    return join(this.dir, logFileName(herdId));
+  }
+
+  /**
+   * Appends records of one container in ONE write. Records must be in time order and
+   * newer than {@link lastAt} for their Docker container (the follower filters).
+   */
+  append(herdId: string, records: readonly LogRecord[]): void {
+    if (records.length === 0) return;
+    const path = this.pathOf(herdId);
+    const fd = this.fdFor(path);
+    let text = '';
+    for (const r of records) text += `${JSON.stringify(r)}\n`;
+    const buf = Buffer.from(text, 'utf8');
+    let written = 0;
+    while (written < buf.length) written += writeSync(fd, buf, written, buf.length - written);
+    for (const r of records) {
+      const ns = parseNanoTime(r.at);
+      if (ns !== undefined) this.last.set(`${herdId}|${r.dockerId}`, ns);
+    }
+  }
+
+  /**
+   * The time of the last line written for Docker container `dockerId` into `herdId`'s log
+   * (scanning the file backwards once, then remembered), or undefined when none was.
+   */
+  lastAt(herdId: string, dockerId: string): bigint | undefined {
+    const key = `${herdId}|${shortId(dockerId)}`;
+    if (!this.last.has(key)) this.last.set(key, scanLastAt(this.pathOf(herdId), shortId(dockerId)) ?? null);
+    return this.last.get(key) ?? undefined;
+  }
+
+  /** Records the container's name beside its log, so `herd logs <name>` finds it without a broker. */
+  rememberName(herdId: string, name: string): void {
+    if (name === '' || this.names.get(herdId) === name) return;
+    mkdirSync(this.dir, { recursive: true });
+    const path = join(this.dir, nameFileName(herdId));
+    let known: string | undefined;
+    try {
+      known = readFileSync(path, 'utf8').trim();
+    } catch {
+      known = undefined;
+    }
+    if (known !== name) {
+      writeFileSync(`${path}.tmp`, `${name}\n`);
+      renameSync(`${path}.tmp`, path);
+    }
+    this.names.set(herdId, name);
+  }
+
+  /** Forgets what it knows of a herd id that is gone (its file stays). */
+  forget(herdId: string): void {
+    for (const key of this.last.keys()) if (key.startsWith(`${herdId}|`)) this.last.delete(key);
+    this.names.delete(herdId);
+    const path = this.pathOf(herdId);
+    const fd = this.open.get(path);
+    if (fd !== undefined) {
+      closeSync(fd);
+      this.open.delete(path);
+    }
+  }
+
+  close(): void {
+    for (const fd of this.open.values()) closeSync(fd);
+    this.open.clear();
+  }
+
+  private fdFor(path: string): number {
+    const known = this.open.get(path);
+    if (known !== undefined) {
+      this.open.delete(path);
+      this.open.set(path, known);
+      return known;
+    }
+    if (this.open.size >= MAX_OPEN_FILES) {
+      const [oldPath, oldFd] = this.open.entries().next().value as [string, number];
+      closeSync(oldFd);
+      this.open.delete(oldPath);
+    }
+    mkdirSync(this.dir, { recursive: true });
+    const fd = openSync(path, 'a+');
+    const size = fstatSync(fd).size;
+    if (size > 0) {
+      const lastByte = Buffer.alloc(1);
+      readSync(fd, lastByte, 0, 1, size - 1);
+      if (lastByte[0] !== 0x0a) writeSync(fd, '\n'); // a torn line from a crash: end it
+    }
+    this.open.set(path, fd);
+    return fd;
+  }
+}
+
+/** Reads `path` backwards until a complete record of `dockerShortId` is found; its time. */
+export function scanLastAt(path: string, dockerShortId: string): bigint | undefined {
+  if (!existsSync(path)) return undefined;
+  const fd = openSync(path, 'r');
+  try {
+    const needle = `"dockerId":"${dockerShortId}"`;
+    const check = (line: Buffer): bigint | undefined => {
+      if (line.length === 0 || !line.includes(needle)) return undefined;
+      const r = parseLogLine(line.toString('utf8'));
+      return r !== undefined && r.dockerId === dockerShortId ? parseNanoTime(r.at) : undefined;
+    };
+    let pos = fstatSync(fd).size;
+    let carry = Buffer.alloc(0);
+    while (pos > 0) {
+      const n = Math.min(SCAN_CHUNK_BYTES, pos);
+      pos -= n;
+      const chunk = Buffer.alloc(n);
+      readSync(fd, chunk, 0, n, pos);
+      const data = carry.length === 0 ? chunk : Buffer.concat([chunk, carry]);
+      let end = data.length;
+      for (let i = data.length - 1; i >= 0; i--) {
+        if (data[i] !== 0x0a) continue;
+        // An unterminated tail counts when it is a complete record: the writer ends it with a newline on its next append.
+        const found = check(data.subarray(i + 1, end));
+        if (found !== undefined) return found;
+        end = i;
+      }
+      carry = Buffer.from(data.subarray(0, end));
+    }
+    return check(carry);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Herd ids whose log is in `dir` and whose remembered name is `name`, newest log first. */
+export function herdIdsNamed(dir: string, name: string): string[] {
+  if (!existsSync(dir)) return [];
+  const found: Array<{ herdId: string; mtimeMs: number }> = [];
+  for (const f of readdirSync(dir)) {
+    if (!f.endsWith('.name')) continue;
+    const herdId = f.slice(0, -'.name'.length);
+    let known: string;
+    try {
+      known = readFileSync(join(dir, f), 'utf8').trim();
+    } catch {
+      continue;
+    }
+    if (known !== name) continue;
+    const log = join(dir, logFileName(herdId));
+    if (!existsSync(log)) continue;
+    const fd = openSync(log, 'r');
+    try {
+      found.push({ herdId, mtimeMs: fstatSync(fd).mtimeMs });
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return found.sort((a, b) => b.mtimeMs - a.mtimeMs).map((f) => f.herdId);
+}
