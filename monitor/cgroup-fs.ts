@@ -4,7 +4,7 @@
  * (memory, and CPU usage as a fallback) and for what PCP has no metric for (process and
  * thread counts, the limit, per-container network bytes).
  */
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface CgroupLocation {
@@ -16,31 +16,22 @@ export interface CgroupLocation {
   procRoot: string;
 }
 
-export interface CgroupFsValues {
-  memoryBytes?: number;
-  memoryLimitBytes?: number;
-  /** cpuacct.usage: CPU time in nanoseconds (all CPUs). */
-  cpuUsageNs?: number;
-  cpuLimitCores?: number;
-  processCount?: number;
-  threadCount?: number;
-  netInBytes?: number;
-  netOutBytes?: number;
-}
-
 /** Limits above this are "no limit" (the kernel reports PAGE_COUNTER_MAX rounded to pages). */
 const UNLIMITED_BYTES = 2 ** 60;
 
-async function readText(path: string): Promise<string | undefined> {
+// Synchronous reads on purpose: a cgroup or /proc file is generated in memory, and
+// readFileSync costs a few µs where fs/promises' readFile (open, stat, read, close on the
+// thread pool) costs tens: for 1000 containers every 2 s that decides the monitor's CPU.
+function readText(path: string): string | undefined {
   try {
-    return await readFile(path, 'utf8');
+    return readFileSync(path, 'latin1');
   } catch {
     return undefined;
   }
 }
 
-async function readNumber(path: string): Promise<number | undefined> {
-  const text = await readText(path);
+function readNumber(path: string): number | undefined {
+  const text = readText(path);
   if (text === undefined) return undefined;
   const n = Number(text.trim());
   return Number.isFinite(n) ? n : undefined;
@@ -72,34 +63,68 @@ export function parseNetDev(text: string): { inBytes: number; outBytes: number }
   return { inBytes, outBytes };
 }
 
-const lines = (text: string | undefined): string[] | undefined => text?.split('\n').filter((l) => l.trim() !== '');
+/** Non-empty lines of a file such as cgroup.procs, without building an array. */
+function countLines(text: string): number {
+  let n = 0;
+  let start = 0;
+  for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', start)) {
+    if (nl > start) n++;
+    start = nl + 1;
+  }
+  return start < text.length ? n + 1 : n;
+}
 
-export async function readCgroupFs(loc: CgroupLocation, dockerId: string): Promise<CgroupFsValues> {
-  const dir = (controller: string) => join(loc.root, controller, loc.parent, dockerId);
-  const [usage, limit, cpuUsage, quota, period, cpuset, procs, tasks] = await Promise.all([
-    readNumber(join(dir('memory'), 'memory.usage_in_bytes')),
-    readNumber(join(dir('memory'), 'memory.limit_in_bytes')),
-    readNumber(join(dir('cpuacct'), 'cpuacct.usage')),
-    readNumber(join(dir('cpu'), 'cpu.cfs_quota_us')),
-    readNumber(join(dir('cpu'), 'cpu.cfs_period_us')),
-    readText(join(dir('cpuset'), 'cpuset.cpus')),
-    readText(join(dir('pids'), 'cgroup.procs')),
-    readText(join(dir('pids'), 'tasks')),
-  ]);
-  const out: CgroupFsValues = {};
-  if (usage !== undefined) out.memoryBytes = usage;
+export interface CgroupLimits {
+  memoryLimitBytes?: number;
+  cpuLimitCores?: number;
+}
+
+export interface CgroupUsage {
+  memoryBytes?: number;
+  /** cpuacct.usage: CPU time in nanoseconds (all CPUs); read only when asked. */
+  cpuUsageNs?: number;
+  processCount?: number;
+  threadCount?: number;
+  netInBytes?: number;
+  netOutBytes?: number;
+}
+
+const dirOf = (loc: CgroupLocation, controller: string, dockerId: string) => join(loc.root, controller, loc.parent, dockerId);
+
+/** The container's limits (they change only through `docker update`: callers read them now and then). */
+export function readCgroupLimits(loc: CgroupLocation, dockerId: string): CgroupLimits {
+  const out: CgroupLimits = {};
+  const limit = readNumber(join(dirOf(loc, 'memory', dockerId), 'memory.limit_in_bytes'));
   if (limit !== undefined && limit < UNLIMITED_BYTES) out.memoryLimitBytes = limit;
-  if (cpuUsage !== undefined) out.cpuUsageNs = cpuUsage;
+  const quota = readNumber(join(dirOf(loc, 'cpu', dockerId), 'cpu.cfs_quota_us'));
+  const period = quota !== undefined && quota > 0 ? readNumber(join(dirOf(loc, 'cpu', dockerId), 'cpu.cfs_period_us')) : undefined;
   if (quota !== undefined && quota > 0 && period !== undefined && period > 0) out.cpuLimitCores = quota / period;
-  else if (cpuset !== undefined && cpusetSize(cpuset) > 0) out.cpuLimitCores = cpusetSize(cpuset);
-  const pids = lines(procs);
-  if (pids !== undefined) out.processCount = pids.length;
-  const threads = lines(tasks);
-  if (threads !== undefined) out.threadCount = threads.length;
+  else {
+    const cpuset = readText(join(dirOf(loc, 'cpuset', dockerId), 'cpuset.cpus'));
+    if (cpuset !== undefined && cpusetSize(cpuset) > 0) out.cpuLimitCores = cpusetSize(cpuset);
+  }
+  return out;
+}
+
+/** What changes every round: memory, process and thread counts, network bytes (and CPU time when PCP has none). */
+export function readCgroupUsage(loc: CgroupLocation, dockerId: string, options: { cpuUsage?: boolean } = {}): CgroupUsage {
+  const out: CgroupUsage = {};
+  const usage = readNumber(join(dirOf(loc, 'memory', dockerId), 'memory.usage_in_bytes'));
+  if (usage !== undefined) out.memoryBytes = usage;
+  if (options.cpuUsage === true) {
+    const cpu = readNumber(join(dirOf(loc, 'cpuacct', dockerId), 'cpuacct.usage'));
+    if (cpu !== undefined) out.cpuUsageNs = cpu;
+  }
+  const pids = dirOf(loc, 'pids', dockerId);
+  const procs = readText(join(pids, 'cgroup.procs'));
+  if (procs !== undefined) out.processCount = countLines(procs);
+  const tasks = readText(join(pids, 'tasks'));
+  if (tasks !== undefined) out.threadCount = countLines(tasks);
   // Any process of the container shares its network namespace: the first listed will do.
-  const pid = pids?.[0]?.trim();
-  if (pid !== undefined) {
-    const netDev = await readText(join(loc.procRoot, pid, 'net', 'dev'));
+  const nl = procs?.indexOf('\n') ?? -1;
+  const pid = (nl < 0 ? procs : procs?.slice(0, nl))?.trim();
+  if (pid !== undefined && pid !== '') {
+    const netDev = readText(join(loc.procRoot, pid, 'net', 'dev'));
     if (netDev !== undefined) {
       const net = parseNetDev(netDev);
       out.netInBytes = net.inBytes;

@@ -7,7 +7,7 @@ import Docker from 'dockerode';
 import type { ContainerMetrics } from '../protocol/messages.ts';
 import { PROTOCOL_VERSION } from '../protocol/messages.ts';
 import { HerdError } from '../protocol/errors.ts';
-import { readCgroupFs, type CgroupLocation } from './cgroup-fs.ts';
+import { readCgroupLimits, readCgroupUsage, type CgroupLimits, type CgroupLocation } from './cgroup-fs.ts';
 import { round } from './host-metrics.ts';
 import type { PcpClient } from './pcp-client.ts';
 import { RateTracker } from './rates.ts';
@@ -150,8 +150,12 @@ export interface ContainerSamplerOptions {
 }
 
 /** Samples every given container of one host. Throws (PCP_UNAVAILABLE, BAD_MESSAGE) when the host's pmproxy fails. */
+/** Limits change only through `docker update`: read again after this long, not every round. */
+export const LIMITS_REFRESH_SECONDS = 30;
+
 export class ContainerSampler {
   private readonly rates = new RateTracker();
+  private readonly limits = new Map<string, { limits: CgroupLimits; readAtMs: number }>();
 
   constructor(private readonly client: PcpClient, private readonly options: ContainerSamplerOptions) {}
 
@@ -182,11 +186,11 @@ export class ContainerSampler {
         const at = pcp.atSeconds;
         const pcpValue = (metric: string) => byPath.get(metric)?.get(path);
 
-        const fs = await readCgroupFs(this.options.cgroup, c.dockerId);
-        const fsAt = Date.now() / 1000;
         // CPU: PCP's cpuacct.stat user+system (ms); the cgroup file's cpuacct.usage (ns) only when PCP has no value.
         const user = pcpValue('cgroup.cpuacct.stat.user');
         const system = pcpValue('cgroup.cpuacct.stat.system');
+        const fs = { ...readCgroupUsage(this.options.cgroup, c.dockerId, { cpuUsage: user === undefined || system === undefined }), ...this.limitsOf(c.dockerId) };
+        const fsAt = Date.now() / 1000;
         let cpuCores: number | undefined;
         if (user !== undefined && system !== undefined) cpuCores = rateOf(this.rates.rate(key('cpu.pcp'), user + system, at), 1 / 1000);
         else if (fs.cpuUsageNs !== undefined) cpuCores = rateOf(this.rates.rate(key('cpu.fs'), fs.cpuUsageNs, fsAt), 1e-9);
@@ -219,7 +223,17 @@ export class ContainerSampler {
     // Forget rate baselines of containers that are gone, so a reused id starts fresh.
     const live = new Set(running.map((c) => c.dockerId));
     this.rates.retain((k) => live.has(k.slice(0, k.indexOf('|'))));
+    for (const id of this.limits.keys()) if (!live.has(id)) this.limits.delete(id);
     return samples;
+  }
+
+  private limitsOf(dockerId: string): CgroupLimits {
+    const now = Date.now();
+    const known = this.limits.get(dockerId);
+    if (known !== undefined && now - known.readAtMs < LIMITS_REFRESH_SECONDS * 1000) return known.limits;
+    const limits = readCgroupLimits(this.options.cgroup, dockerId);
+    this.limits.set(dockerId, { limits, readAtMs: now });
+    return limits;
   }
 }
 

@@ -108,20 +108,28 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
     };
   });
 
-  const emit = <S extends z.ZodType>(kind: 'host' | 'container', schema: S, topic: string, sample: z.infer<S>): void => {
+  /** Checks, publishes and returns the encoded sample (undefined when it failed its schema). */
+  const emit = <S extends z.ZodType>(kind: 'host' | 'container', schema: S, topic: string, sample: z.infer<S>): { at: string; json: string } | undefined => {
     const checked = schema.safeParse(sample);
     if (!checked.success) {
       // A bug in a sampler, never a reason to stop: log it and drop the sample.
       log.error({ kind, issues: checked.error.issues.slice(0, 3) }, 'sample does not match its schema; dropped');
-      return;
+      return undefined;
     }
-    publisher.publish(topic, sample);
+    const json = JSON.stringify(sample);
+    publisher.publish(topic, sample, json);
+    deps.onSample?.(kind, sample as HostMetrics | ContainerMetrics);
+    return { at: (sample as HostMetrics).at, json };
+  };
+
+  /** Appends one round's encoded samples to the dataset in one write. */
+  const store = (kind: 'hosts' | 'containers', lines: Array<{ at: string; json: string }>): void => {
+    if (dataset === undefined || lines.length === 0) return;
     try {
-      dataset?.append(kind === 'host' ? 'hosts' : 'containers', sample as HostMetrics);
+      dataset.appendLines(kind, lines);
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'cannot append to the dataset');
     }
-    deps.onSample?.(kind, sample as HostMetrics | ContainerMetrics);
   };
 
   const runLoop = (loop: Loop, name: string, hostId: string, intervalSeconds: number, round: () => Promise<void>): void => {
@@ -151,11 +159,13 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
     try {
       const sample = await h.hostSampler.sample();
       if (sample.cpus !== undefined) h.cpuCount = sample.cpus.length;
-      emit('host', hostMetricsSchema, topics.hostMetrics(h.config.id), sample);
+      const line = emit('host', hostMetricsSchema, topics.hostMetrics(h.config.id), sample);
+      if (line !== undefined) store('hosts', [line]);
     } catch (err) {
       const e = toHerdError(err);
       const stale: HostMetrics = { v: PROTOCOL_VERSION, hostId: h.config.id, at: new Date().toISOString(), stale: true, staleReason: `${e.code}: ${e.message}`.slice(0, 500) };
-      emit('host', hostMetricsSchema, topics.hostMetrics(h.config.id), stale);
+      const line = emit('host', hostMetricsSchema, topics.hostMetrics(h.config.id), stale);
+      if (line !== undefined) store('hosts', [line]);
       throw err;
     }
   };
@@ -166,6 +176,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
     h.logFollower?.sync(listed);
     const samples = await h.containerSampler.sample(listed);
     const byDocker = new Map<string, TrackedContainer>(listed.map((c) => [c.dockerId, c]));
+    const lines: Array<{ at: string; json: string }> = [];
     for (const s of samples) {
       const previous = owner.get(s.herdId);
       if (s.state === 'running') {
@@ -180,8 +191,10 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
       } else if (previous === undefined) {
         owner.set(s.herdId, h.config.id);
       }
-      emit('container', containerMetricsSchema, topics.containerMetrics(s.herdId), s);
+      const line = emit('container', containerMetricsSchema, topics.containerMetrics(s.herdId), s);
+      if (line !== undefined) lines.push(line);
     }
+    store('containers', lines);
   };
 
   const connect = async (): Promise<void> => {

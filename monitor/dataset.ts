@@ -3,9 +3,9 @@
  * `<dir>/hosts/YYYY-MM-DD.jsonl` or `<dir>/containers/YYYY-MM-DD.jsonl` (UTC day of the
  * sample's `at`).
  *
- * Crash safety: each line goes out in ONE write(2) on a file opened with O_APPEND, so
- * lines from concurrent writers never interleave and a crash can tear at most the last
- * line. A file whose tail is torn gets a newline before the next append, so the torn
+ * Crash safety: each line (or one round's lines) goes out in ONE write(2) on a file
+ * opened with O_APPEND, so lines from concurrent writers never interleave and a crash can
+ * tear at most the last line. A file whose tail is torn gets a newline before the next append, so the torn
  * bytes stay on a line of their own; the reader ignores any line that is not complete
  * JSON.
  */
@@ -22,6 +22,8 @@ export interface DatasetRecord {
 }
 
 export function dayOf(at: string): string {
+  // Samples carry toISOString() times: the UTC day is their first 10 characters.
+  if (at.length >= 20 && at.endsWith('Z') && at[10] === 'T') return at.slice(0, 10);
   return new Date(at).toISOString().slice(0, 10);
 }
 
@@ -31,12 +33,28 @@ export class DatasetWriter {
   constructor(readonly dir: string) {}
 
   append(kind: DatasetKind, record: DatasetRecord): void {
-    const path = join(this.dir, kind, `${dayOf(record.at)}.jsonl`);
-    const fd = this.fdFor(kind, path);
-    const buf = Buffer.from(`${JSON.stringify(record)}\n`, 'utf8');
-    let written = 0;
-    // One call for regular files in practice; the loop only guards against a short write.
-    while (written < buf.length) written += writeSync(fd, buf, written, buf.length - written);
+    this.appendLines(kind, [{ at: record.at, json: JSON.stringify(record) }]);
+  }
+
+  /**
+   * Appends already-encoded records (one round's samples) in as few writes as there are
+   * days among them: still whole lines per O_APPEND write, so the guarantees above hold.
+   */
+  appendLines(kind: DatasetKind, lines: ReadonlyArray<{ at: string; json: string }>): void {
+    const byDay = new Map<string, string[]>();
+    for (const l of lines) {
+      const day = dayOf(l.at);
+      const list = byDay.get(day);
+      if (list === undefined) byDay.set(day, [l.json]);
+      else list.push(l.json);
+    }
+    for (const [day, jsons] of byDay) {
+      const fd = this.fdFor(kind, join(this.dir, kind, `${day}.jsonl`));
+      const buf = Buffer.from(`${jsons.join('\n')}\n`, 'utf8');
+      let written = 0;
+      // One call for regular files in practice; the loop only guards against a short write.
+      while (written < buf.length) written += writeSync(fd, buf, written, buf.length - written);
+    }
   }
 
   close(): void {

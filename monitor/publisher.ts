@@ -38,8 +38,8 @@ export class BufferedPublisher {
     return c;
   }
 
-  publish(topic: string, message: unknown): void {
-    const payload = encode(message);
+  /** Publishes `message` (QoS 0); pass `payload` when it is already encoded. */
+  publish(topic: string, message: unknown, payload: string = encode(message)): void {
     if (this.client?.connected !== true) this.enqueue(topic, payload);
     else if (this.size() === 0) this.send(topic, payload);
     else {
