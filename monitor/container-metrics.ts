@@ -3,10 +3,8 @@
  * covers every container), memory, limits, process/thread counts and network bytes from
  * the cgroup filesystem and the container's /proc/<pid>/net/dev. See README.md for why.
  */
-import Docker from 'dockerode';
 import type { ContainerMetrics } from '../protocol/messages.ts';
 import { PROTOCOL_VERSION } from '../protocol/messages.ts';
-import { HerdError } from '../protocol/errors.ts';
 import { readCgroupLimits, readCgroupUsage, type CgroupLimits, type CgroupLocation } from './cgroup-fs.ts';
 import { round } from './host-metrics.ts';
 import type { PcpClient } from './pcp-client.ts';
@@ -33,106 +31,6 @@ export interface ContainerLister {
   list(): Promise<TrackedContainer[]>;
   /** Releases long-lived connections (Docker's events stream). */
   close?(): void;
-}
-
-/**
- * Lists a host's Herd-managed containers through Docker. `listContainers` has no restart
- * count, so each container is inspected once when first seen and again after Docker
- * reports that it (re)started (an events stream per host); while that stream is down,
- * every round inspects again so no restart is missed.
- */
-export function dockerContainerLister(socketPath: string, timeoutMs = 3000): ContainerLister {
-  const docker = new Docker({ socketPath, timeout: timeoutMs });
-  // Events are quiet for long stretches: no request timeout on that connection.
-  const streaming = new Docker({ socketPath });
-  const restarts = new Map<string, number>();
-  const dirty = new Set<string>();
-  let events: (NodeJS.ReadableStream & { destroy?: () => void }) | undefined;
-  let closed = false;
-
-  const openEvents = async (): Promise<void> => {
-    if (events !== undefined || closed) return;
-    try {
-      const stream = (await streaming.getEvents({ filters: { type: ['container'], label: [HERD_ID_LABEL], event: ['start', 'restart'] } })) as NodeJS.ReadableStream & { destroy?: () => void };
-      events = stream;
-      let rest = '';
-      stream.on('data', (chunk: Buffer | string) => {
-        const lines = (rest + chunk.toString()).split('\n');
-        rest = lines.pop() ?? '';
-        for (const line of lines) {
-          try {
-            const id = (JSON.parse(line) as { id?: string }).id;
-            if (id !== undefined) dirty.add(id);
-          } catch {
-            // not an event line
-          }
-        }
-      });
-      const lost = () => {
-        if (events !== stream) return;
-        events = undefined;
-        for (const id of restarts.keys()) dirty.add(id); // events may have been missed
-      };
-      stream.on('end', lost);
-      stream.on('close', lost);
-      stream.on('error', lost);
-    } catch {
-      events = undefined; // inspected every round until the stream is back
-    }
-  };
-
-  const inspectRestarts = async (ids: string[]): Promise<void> => {
-    const queue = [...ids];
-    const worker = async () => {
-      for (let id = queue.shift(); id !== undefined; id = queue.shift()) {
-        dirty.delete(id);
-        try {
-          const info = await docker.getContainer(id).inspect();
-          restarts.set(id, info.RestartCount);
-        } catch {
-          dirty.add(id); // gone or Docker busy: try again next round
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(8, queue.length) }, worker));
-  };
-
-  return {
-    async list() {
-      await openEvents();
-      let rows: Docker.ContainerInfo[];
-      try {
-        rows = await docker.listContainers({ all: true, filters: { label: [HERD_ID_LABEL] } });
-      } catch (err) {
-        throw new HerdError('DOCKER_FAILED', `Docker at ${socketPath}: ${(err as Error).message}`, { cause: err });
-      }
-      const listed = new Set(rows.map((r) => r.Id));
-      for (const id of restarts.keys()) if (!listed.has(id)) restarts.delete(id);
-      for (const id of dirty) if (!listed.has(id)) dirty.delete(id);
-      await inspectRestarts(rows.filter((r) => events === undefined || !restarts.has(r.Id) || dirty.has(r.Id)).map((r) => r.Id));
-      return rows.map((row) => {
-        const c: TrackedContainer = {
-          herdId: row.Labels[HERD_ID_LABEL] ?? '',
-          name: (row.Names[0] ?? '').replace(/^\//, ''),
-          dockerId: row.Id,
-          state: row.State,
-        };
-        const health = /\((healthy|unhealthy|health: starting)\)/.exec(row.Status)?.[1];
-        if (health !== undefined) c.health = health === 'health: starting' ? 'starting' : health;
-        const migrationId = row.Labels[HERD_MIGRATION_LABEL];
-        if (migrationId !== undefined && migrationId !== '') c.migrationId = migrationId;
-        const restartCount = restarts.get(row.Id);
-        if (restartCount !== undefined) c.restartCount = restartCount;
-        return c;
-      });
-    },
-    close() {
-      closed = true;
-      const stream = events;
-      events = undefined;
-      stream?.destroy?.();
-    },
-  };
 }
 
 export const CONTAINER_PCP_METRICS = [

@@ -18,7 +18,8 @@ import { containerMetricsSchema, hostMetricsSchema, PROTOCOL_VERSION, type Conta
 import { closeBroker, connectBroker, type MqttClient } from '../protocol/mqtt.ts';
 import { topics } from '../protocol/topics.ts';
 import type { MonitorConfig, MonitorHostConfig } from './config.ts';
-import { ContainerSampler, dockerContainerLister, type ContainerLister, type TrackedContainer } from './container-metrics.ts';
+import { ContainerSampler, type ContainerLister, type TrackedContainer } from './container-metrics.ts';
+import { dockerContainerLister } from './docker-lister.ts';
 import { DatasetWriter } from './dataset.ts';
 import { HostSampler } from './host-metrics.ts';
 import { ContainerLogFollower, dockerLogSource, type LogFollowerStats, type LogSource } from './log-follower.ts';
@@ -101,7 +102,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
       config: h,
       hostSampler: new HostSampler(pcp(config.hostIntervalSeconds), { hostId: h.id, ...(h.cpus === undefined ? {} : { cpus: h.cpus }), ...(h.interfaces === undefined ? {} : { interfaces: h.interfaces }), swapNetworkDirection: h.swapNetworkDirection }),
       containerSampler: new ContainerSampler(pcp(config.containerIntervalSeconds), { hostId: h.id, cgroup: { root: h.cgroupRoot, parent: h.cgroupParent, procRoot: h.procRoot }, ...(h.cpus === undefined ? {} : { hostCpuCount: h.cpus.length }) }),
-      lister: deps.listerFor?.(h) ?? dockerContainerLister(h.dockerSocket, config.requestTimeoutMs),
+      lister: deps.listerFor?.(h) ?? dockerContainerLister(h.dockerSocket, { timeoutMs: config.requestTimeoutMs }),
       ...(logStore === undefined ? {} : { logFollower: new ContainerLogFollower(logStore, deps.logSourceFor?.(h) ?? dockerLogSource(h.dockerSocket), { hostId: h.id, log }) }),
       hostLoop: { status: { stale: false, failures: 0, rounds: 0 } },
       containerLoop: { status: { stale: false, failures: 0, rounds: 0 }, count: 0 },
