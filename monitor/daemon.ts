@@ -76,6 +76,23 @@ interface HostRuntime {
   cpuCount?: number;
 }
 
+/** One container sample in this many gets the full zod check (the rest: numbers finite and >= 0). */
+export const FULL_CHECK_EVERY = 50;
+
+function schemaProblem(schema: z.ZodType, sample: unknown): string | undefined {
+  const checked = schema.safeParse(sample);
+  return checked.success ? undefined : checked.error.issues.slice(0, 3).map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+}
+
+/** Every metric of a sample is a finite, non-negative number (what the schema's numbers require). */
+export function numericProblem(sample: Record<string, unknown>): string | undefined {
+  for (const key in sample) {
+    const v = sample[key];
+    if (typeof v === 'number' && !(v >= 0 && v < Infinity)) return `${key}: ${v} is not a finite number >= 0`;
+  }
+  return undefined;
+}
+
 /** Delay before the next attempt after `failures` consecutive failures. */
 export function backoffSeconds(intervalSeconds: number, failures: number, maxSeconds: number): number {
   if (failures <= 0) return intervalSeconds;
@@ -110,11 +127,15 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
   });
 
   /** Checks, publishes and returns the encoded sample (undefined when it failed its schema). */
+  let emitted = 0;
   const emit = <S extends z.ZodType>(kind: 'host' | 'container', schema: S, topic: string, sample: z.infer<S>): { at: string; json: string } | undefined => {
-    const checked = schema.safeParse(sample);
-    if (!checked.success) {
+    // The samplers are typed code: the full schema check (~7 µs) runs on every host sample and
+    // on one container sample in FULL_CHECK_EVERY; every sample gets the cheap numeric check.
+    const full = kind === 'host' || emitted++ % FULL_CHECK_EVERY === 0;
+    const problem = full ? schemaProblem(schema, sample) : numericProblem(sample as Record<string, unknown>);
+    if (problem !== undefined) {
       // A bug in a sampler, never a reason to stop: log it and drop the sample.
-      log.error({ kind, issues: checked.error.issues.slice(0, 3) }, 'sample does not match its schema; dropped');
+      log.error({ kind, problem }, 'sample does not match its schema; dropped');
       return undefined;
     }
     const json = JSON.stringify(sample);

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { validate } from '../protocol/codec.ts';
 import { containerMetricsSchema, hostMetricsSchema } from '../protocol/messages.ts';
-import { backoffSeconds } from './daemon.ts';
+import { backoffSeconds, numericProblem } from './daemon.ts';
 
 const host = { v: 1, hostId: 'h1', at: '2026-11-22T10:00:00Z', stale: false };
 const container = { v: 1, herdId: 'abc123', hostId: 'h1', name: 'web', dockerId: 'd', at: '2026-11-22T10:00:00Z', state: 'running' };
@@ -51,5 +51,18 @@ describe('backoffSeconds', () => {
     [5, 100, 60, 60],
   ])('interval %s, %s failures, cap %s → %s s', (interval, failures, cap, expected) => {
     expect(backoffSeconds(interval, failures, cap)).toBe(expected);
+  });
+});
+
+describe('numericProblem (the check every container sample gets between full schema checks)', () => {
+  it.each([
+    [{ ...container, cpuCores: 0.5, processCount: 3 }, undefined],
+    [{ ...container, cpuCores: -0.1 }, 'cpuCores'],
+    [{ ...container, memoryBytes: Number.NaN }, 'memoryBytes'],
+    [{ ...container, netInBytesPerSec: Number.POSITIVE_INFINITY }, 'netInBytesPerSec'],
+  ])('%o → %s', (sample, field) => {
+    const problem = numericProblem(sample);
+    if (field === undefined) expect(problem).toBeUndefined();
+    else expect(problem).toContain(field);
   });
 });
