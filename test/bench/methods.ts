@@ -52,9 +52,9 @@ function readyProbe(host: LabHost, name: string) {
 }
 
 /** What the moved container must look like: running, with /data/diff.bin of the right size (or none after fs none). */
-async function verifyMoved(exec: (cmd: string[]) => Promise<{ code: number; stdout: string }>, w: Workload, expectDiff: boolean): Promise<string | undefined> {
+async function verifyMoved(exec: (cmd: string[]) => Promise<{ code: number; stdout: string; stderr: string }>, w: Workload, expectDiff: boolean): Promise<string | undefined> {
   const r = await exec(['sh', '-c', 'wc -c < /data/diff.bin 2>/dev/null || echo absent']);
-  if (r.code !== 0) return `the moved container does not answer exec (exit ${r.code})`;
+  if (r.code !== 0) return `the moved container does not answer exec (exit ${r.code}: ${lastLines(r.stderr, 2)})`;
   const got = r.stdout.trim();
   const want = expectDiff ? String(w.diffMiB * MiB) : 'absent';
   return got === want ? undefined : `after the move /data/diff.bin is ${got}, expected ${want}`;

@@ -109,6 +109,15 @@ async function main(): Promise<number> {
   process.on('SIGTERM', () => onSignal('SIGTERM'));
 
   const ctx = makeContext(layout, registry, tmpDir);
+  // The lab should be ours for the run: containers of others starting or vanishing meanwhile disturb the figures.
+  const others = async () => {
+    const names: string[] = [];
+    for (const host of layout.hosts) {
+      for (const n of (await docker(host, ['ps', '-a', '--format', '{{.Names}}'])).stdout.split('\n')) if (n !== '' && !n.startsWith(NAME_PREFIX)) names.push(`${host.id}/${n}`);
+    }
+    return names.sort().join(' ') || 'none';
+  };
+  const othersAtStart = await others();
   const results: WorkloadResult[] = [];
   let large: WorkloadResult | undefined;
   try {
@@ -165,6 +174,8 @@ async function main(): Promise<number> {
     for (const p of problems) out(`cleanup: ${p}`);
   }
 
+  const othersAtEnd = await others();
+  out(`other (non-benchmark) containers on the lab: at start ${othersAtStart}; at end ${othersAtEnd}${othersAtStart === othersAtEnd ? '' : '  <- CHANGED during the run: someone else used the lab, figures may be disturbed'}`);
   for (const r of results) printWorkload(r, out);
   if (large !== undefined) {
     printWorkload(large, out);
