@@ -5,7 +5,7 @@
  */
 import type { ContainerMetrics } from '../protocol/messages.ts';
 import { PROTOCOL_VERSION } from '../protocol/messages.ts';
-import { readCgroupLimits, readCgroupUsage, type CgroupLimits, type CgroupLocation } from './cgroup-fs.ts';
+import { cgroupUsagePaths, FileReader, readCgroupLimits, readCgroupUsage, type CgroupLimits, type CgroupLocation, type CgroupUsagePaths } from './cgroup-fs.ts';
 import { round } from './host-metrics.ts';
 import type { PcpClient } from './pcp-client.ts';
 import { RateTracker } from './rates.ts';
@@ -54,6 +54,8 @@ export const LIMITS_REFRESH_SECONDS = 30;
 export class ContainerSampler {
   private readonly rates = new RateTracker();
   private readonly limits = new Map<string, { limits: CgroupLimits; readAtMs: number }>();
+  private readonly files = new FileReader();
+  private readonly paths = new Map<string, CgroupUsagePaths>();
 
   constructor(private readonly client: PcpClient, private readonly options: ContainerSamplerOptions) {}
 
@@ -87,7 +89,7 @@ export class ContainerSampler {
         // CPU: PCP's cpuacct.stat user+system (ms); the cgroup file's cpuacct.usage (ns) only when PCP has no value.
         const user = pcpValue('cgroup.cpuacct.stat.user');
         const system = pcpValue('cgroup.cpuacct.stat.system');
-        const fs = { ...readCgroupUsage(this.options.cgroup, c.dockerId, { cpuUsage: user === undefined || system === undefined }), ...this.limitsOf(c.dockerId) };
+        const fs = { ...readCgroupUsage(this.pathsOf(c.dockerId), { cpuUsage: user === undefined || system === undefined, reader: this.files }), ...this.limitsOf(c.dockerId) };
         const fsAt = Date.now() / 1000;
         let cpuCores: number | undefined;
         if (user !== undefined && system !== undefined) cpuCores = rateOf(this.rates.rate(key('cpu.pcp'), user + system, at), 1 / 1000);
@@ -122,7 +124,20 @@ export class ContainerSampler {
     const live = new Set(running.map((c) => c.dockerId));
     this.rates.retain((k) => live.has(k.slice(0, k.indexOf('|'))));
     for (const id of this.limits.keys()) if (!live.has(id)) this.limits.delete(id);
+    for (const id of this.paths.keys()) if (!live.has(id)) this.paths.delete(id);
+    this.files.sweep();
     return samples;
+  }
+
+  /** Closes the cgroup files kept open. */
+  close(): void {
+    this.files.close();
+  }
+
+  private pathsOf(dockerId: string): CgroupUsagePaths {
+    let p = this.paths.get(dockerId);
+    if (p === undefined) this.paths.set(dockerId, (p = cgroupUsagePaths(this.options.cgroup, dockerId)));
+    return p;
   }
 
   private limitsOf(dockerId: string): CgroupLimits {

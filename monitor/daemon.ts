@@ -261,7 +261,10 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
       }
       await Promise.allSettled(hosts.flatMap((h) => [h.hostLoop.running, h.containerLoop.running]));
       await Promise.allSettled(hosts.map((h) => h.logFollower?.close()));
-      for (const h of hosts) h.lister.close?.();
+      for (const h of hosts) {
+        h.lister.close?.();
+        h.containerSampler.close();
+      }
       logStore?.close();
       const c = publisher.detach() ?? client;
       if (c !== undefined) await closeBroker(c);

@@ -31,7 +31,7 @@ export const SHORT_ID_LENGTH = 12;
 export const shortId = (dockerId: string): string => dockerId.slice(0, SHORT_ID_LENGTH);
 
 /** Open files kept at most; beyond that the least recently written one is closed. */
-const MAX_OPEN_FILES = 256;
+const MAX_OPEN_FILES = 512;
 const SCAN_CHUNK_BYTES = 64 * 1024;
 
 /**
@@ -76,6 +76,9 @@ export class ContainerLogStore {
   /** `${herdId}|${shortDockerId}` → last `at` written (ns), once known. */
   private readonly last = new Map<string, bigint | null>();
   private readonly names = new Map<string, string>();
+  /** Files whose tail was checked for a torn line since this store was made (after that, our own appends end in newlines). */
+  private readonly checked = new Set<string>();
+  private dirReady = false;
 
   constructor(readonly dir: string) {}
 
@@ -115,7 +118,7 @@ export class ContainerLogStore {
   /** Records the container's name beside its log, so `herd logs <name>` finds it without a broker. */
   rememberName(herdId: string, name: string): void {
     if (name === '' || this.names.get(herdId) === name) return;
-    mkdirSync(this.dir, { recursive: true });
+    this.ensureDir();
     const path = join(this.dir, nameFileName(herdId));
     let known: string | undefined;
     try {
@@ -159,7 +162,13 @@ export class ContainerLogStore {
       closeSync(oldFd);
       this.open.delete(oldPath);
     }
-    mkdirSync(this.dir, { recursive: true });
+    this.ensureDir();
+    // Reopened (more containers than open files): only an append, no tail check.
+    if (this.checked.has(path)) {
+      const fd = openSync(path, 'a');
+      this.open.set(path, fd);
+      return fd;
+    }
     const fd = openSync(path, 'a+');
     const size = fstatSync(fd).size;
     if (size > 0) {
@@ -167,8 +176,15 @@ export class ContainerLogStore {
       readSync(fd, lastByte, 0, 1, size - 1);
       if (lastByte[0] !== 0x0a) writeSync(fd, '\n'); // a torn line from a crash: end it
     }
+    this.checked.add(path);
     this.open.set(path, fd);
     return fd;
+  }
+
+  private ensureDir(): void {
+    if (this.dirReady) return;
+    mkdirSync(this.dir, { recursive: true });
+    this.dirReady = true;
   }
 }
 
