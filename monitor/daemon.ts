@@ -109,8 +109,12 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
   let connectTimer: NodeJS.Timeout | undefined;
   let closed = false;
   let startedAt: string | undefined;
-  /** Herd id → host whose running copy owns the series. */
-  const owner = new Map<string, string>();
+  /**
+   * Herd id → host whose copy owns the series, and whether that copy was seen running there
+   * (a stopped copy seen first, e.g. at start-up, owns it only until a running copy shows up,
+   * and that is not a migration).
+   */
+  const owner = new Map<string, { hostId: string; ran: boolean }>();
 
   const hosts: HostRuntime[] = config.hosts.map((h) => {
     // One PCP client (context) per loop: host and container loops have different periods.
@@ -201,17 +205,18 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
     const lines: Array<{ at: string; json: string }> = [];
     for (const s of samples) {
       const previous = owner.get(s.herdId);
+      const elsewhere = previous !== undefined && previous.hostId !== h.config.id;
       if (s.state === 'running') {
-        if (previous !== undefined && previous !== h.config.id) {
+        if (elsewhere && previous.ran) {
           const migrationId = byDocker.get(s.dockerId)?.migrationId;
-          s.migration = { fromHost: previous, toHost: h.config.id, ...(migrationId === undefined ? {} : { migrationId }) };
-          log.info({ herdId: s.herdId, from: previous, to: h.config.id }, 'container moved: series continues on the new host');
+          s.migration = { fromHost: previous.hostId, toHost: h.config.id, ...(migrationId === undefined ? {} : { migrationId }) };
+          log.info({ herdId: s.herdId, from: previous.hostId, to: h.config.id }, 'container moved: series continues on the new host');
         }
-        owner.set(s.herdId, h.config.id);
-      } else if (previous !== undefined && previous !== h.config.id) {
+        owner.set(s.herdId, { hostId: h.config.id, ran: true });
+      } else if (elsewhere) {
         continue; // a stopped copy while the series lives elsewhere (migration source or prepared target)
       } else if (previous === undefined) {
-        owner.set(s.herdId, h.config.id);
+        owner.set(s.herdId, { hostId: h.config.id, ran: false });
       }
       const line = emit('container', containerMetricsSchema, topics.containerMetrics(s.herdId), s);
       if (line !== undefined) lines.push(line);
