@@ -16,6 +16,6 @@ export async function criuVersion(): Promise<string | undefined> {
 export async function runCompute(options: { config?: string; overrides?: Record<string, unknown> }): Promise<void> {
   const config = loadConfig(computeConfigSchema, { ...(options.config === undefined ? {} : { file: options.config }), overrides: options.overrides ?? {}, what: 'compute config' });
   const log = createLogger('compute', config.logLevel).child({ hostId: config.hostId });
-  const daemon = buildComputeDaemon(config, { runtime: new DockerRuntime(config.docker.socketPath, config.docker.dataRoot), log, criuVersion });
+  const daemon = buildComputeDaemon(config, { runtime: new DockerRuntime(config.docker), log, criuVersion });
   await runUntilSignal(daemon, log);
 }

@@ -7,7 +7,7 @@
 import { readFileSync, readdirSync, truncateSync, statSync } from 'node:fs';
 
 export const FAULTS = [
-  /** Source: the checkpoint is requested into an unwritable directory, so Docker's checkpoint really fails. */
+  /** Source: the checkpoint is requested into a directory that cannot exist (under /dev/null), so the real checkpoint fails. */
   'fail-checkpoint',
   /** Target: the received page images are truncated before the restore, so CRIU's restore really fails. */
   'corrupt-images-in-transit',

@@ -20,7 +20,7 @@ import type { ContainerDetails } from '../runtime/container-runtime.ts';
 import type { MigrationContext } from './context.ts';
 import { corruptImages } from './faults.ts';
 import type { SourceRecord } from './migration-store.ts';
-import { pipeToRemote, tarDirectory, untarCommand } from './ssh-transfer.ts';
+import { openReceiver, tarDirectory, type RemoteReceiver } from './ssh-transfer.ts';
 
 const execFileAsync = promisify(execFile);
 const CHECK_TIMEOUT_MS = 15_000;
@@ -86,7 +86,8 @@ export class SourceMigration {
       ...extra,
     };
     this.log.info({ phase, status, durationMs: event.durationMs, bytes: event.bytes }, `migration ${phase} ${status}`);
-    await this.ctx.publishEvent(event).catch((err: unknown) => this.log.warn({ err: String(err) }, 'cannot publish migration event'));
+    // Not awaited: events must not stretch the downtime; the MQTT client keeps their order.
+    this.ctx.publishEvent(event).catch((err: unknown) => this.log.warn({ err: String(err) }, 'cannot publish migration event'));
   }
 
   private async setPhase(phase: SourceRecord['phase']): Promise<void> {
@@ -151,17 +152,23 @@ export class SourceMigration {
     await this.event('prepare', 'started');
     const prepared = this.request<PrepareResult>('migration.prepare', { migrationId: args.migrationId, sourceHost: ctx.hostId, spec: d.spec, fsMode: args.fsMode, checkpointId }, PREPARE_TIMEOUT_MS);
     const ssh = ctx.ssh.get(sshHost, sshPort);
+    // Receivers for the checkpoint and the filesystem, started now so that their start-up overlaps the checkpoint.
+    const receivers = ssh.then((conn) =>
+      Promise.all([openReceiver(conn, { xattrs: false }), args.fsMode === 'none' ? undefined : openReceiver(conn, { xattrs: args.fsMode === 'diff' })]),
+    );
+    const cancelReceivers = () => void receivers.then((rs) => rs.forEach((r) => r?.cancel())).catch(() => undefined);
     prepared.catch(() => undefined);
-    ssh.catch(() => undefined);
+    receivers.catch(() => undefined);
     await this.setPhase('checkpointing');
     await this.event('checkpoint', 'started');
     const frozenAt = performance.now();
     try {
-      await ctx.criu.run(() => ctx.runtime.checkpoint(d.dockerId, checkpointId, { exit: true, ...(ctx.faults().has('fail-checkpoint') ? { checkpointDir: '/proc/herd-fault-injected' } : {}) }));
+      await ctx.criu.run(() => ctx.runtime.checkpoint(d.dockerId, checkpointId, { exit: true, ...(ctx.faults().has('fail-checkpoint') ? { checkpointDir: '/dev/null/herd-fault-injected' } : {}) }));
     } catch (err) {
       const error = toHerdError(err, 'CHECKPOINT_FAILED');
       await this.event('checkpoint', 'failed', { error: error.toWire() });
       await prepared.catch(() => undefined);
+      cancelReceivers();
       await this.abortTarget('checkpoint failed');
       await this.ensureSourceRunning();
       throw await this.rolledBack('checkpoint', error);
@@ -184,7 +191,7 @@ export class SourceMigration {
       await this.setPhase('transferring');
       await this.event('transfer', 'started');
       const transferStart = performance.now();
-      const conn = await ssh;
+      const [checkpointReceiver, fsReceiver] = await receivers;
       // If the target goes offline mid-transfer, cut the streams instead of filling its disk for nothing.
       stopWatching = ctx.view.onHostStatus((s) => {
         if (s.hostId === args.targetHost && s.state === 'offline') {
@@ -193,19 +200,19 @@ export class SourceMigration {
         }
       });
       const slow = ctx.faults().has('slow-transfer');
-      const send = (source: NodeJS.ReadableStream, command: string, what: string) =>
-        pipeToRemote(conn, slow ? (source as import('node:stream').Readable).pipe(new Throttle(1024 * 1024)) : source, command, what);
+      const send = (receiver: RemoteReceiver, dir: string, source: NodeJS.ReadableStream, what: string) =>
+        receiver.send(dir, slow ? (source as import('node:stream').Readable).pipe(new Throttle(1024 * 1024)) : source, what);
       const fsTransfer = async (): Promise<number> => {
-        if (args.fsMode === 'none') return 0;
+        if (fsReceiver === undefined) return 0;
         if (args.fsMode === 'diff') {
           if (d.upperDir === undefined) throw new HerdError('TRANSFER_FAILED', 'source container has no overlay upper dir');
-          return send(tarDirectory(d.upperDir, { xattrs: true }), untarCommand(prep.upperDir, { xattrs: true }), 'filesystem diff transfer');
+          return send(fsReceiver, prep.upperDir, tarDirectory(d.upperDir, { xattrs: true }), 'filesystem diff transfer');
         }
-        return send(await ctx.runtime.exportFilesystem(d.dockerId), untarCommand(prep.upperDir, { xattrs: false }), 'full filesystem transfer');
+        return send(fsReceiver, prep.upperDir, await ctx.runtime.exportFilesystem(d.dockerId), 'full filesystem transfer');
       };
       // Wait for both streams even when one fails, so that nothing still writes on the target while it is aborted.
       const [cp, fs] = await Promise.allSettled([
-        send(tarDirectory(checkpointPath, { xattrs: false }), untarCommand(prep.checkpointDir, { xattrs: false }), 'checkpoint transfer'),
+        send(checkpointReceiver, prep.checkpointDir, tarDirectory(checkpointPath, { xattrs: false }), 'checkpoint transfer'),
         fsTransfer(),
       ]);
       stopWatching();
@@ -223,6 +230,7 @@ export class SourceMigration {
       await this.event('restore', 'finished');
     } catch (err) {
       stopWatching();
+      cancelReceivers();
       const error = toHerdError(err);
       const phase: MigrationPhase = this.record.phase === 'restoring' ? 'restore' : this.record.phase === 'transferring' ? 'transfer' : 'prepare';
       if (error.code === 'TRANSFER_FAILED') ctx.ssh.drop(sshHost, sshPort);

@@ -59,7 +59,11 @@ export function connectSsh(target: SshTarget, timeoutMs = 10_000): Promise<Clien
         return verified;
       },
     };
-    client.once('ready', () => resolve(client));
+    client.once('ready', () => {
+      // Without it, Nagle and delayed ACKs add ~40 ms to each of a channel's round trips.
+      client.setNoDelay(true);
+      resolve(client);
+    });
     client.once('error', (err) => {
       const why = verified ? err.message : `host key of ${target.host} does not match ${target.knownHostsPath} (${err.message})`;
       reject(new HerdError('TRANSFER_FAILED', `SSH to ${target.user}@${target.host}:${target.port} failed: ${why}`, { cause: err }));
@@ -82,39 +86,70 @@ class ByteCounter extends Transform {
   }
 }
 
-/** Streams `source` into `remoteCommand`'s stdin; resolves with the bytes sent once the remote command exited 0. */
-export function pipeToRemote(conn: Client, source: Readable | NodeJS.ReadableStream, remoteCommand: string, what: string): Promise<number> {
+/**
+ * A remote `tar -x` waiting on an open exec channel for the directory to extract into
+ * (first line of its stdin), then the tar stream. Opening it before the data exists
+ * hides the SSH session's start-up (sshd forks a shell, which may read rc files:
+ * ~120 ms measured in the lab) behind the checkpoint.
+ */
+export interface RemoteReceiver {
+  /** Sends `source` into `dir` on the remote host; resolves with the bytes sent once the remote tar exited 0. */
+  send(dir: string, source: Readable | NodeJS.ReadableStream, what: string): Promise<number>;
+  /** Closes a receiver that will not be used. */
+  cancel(): void;
+}
+
+/** The remote side: read the target directory from the first line, then extract the rest of stdin there. */
+export function receiverCommand(options: { xattrs: boolean }): string {
+  const x = options.xattrs ? " --xattrs --xattrs-include='*'" : '';
+  return `IFS= read -r dir && mkdir -p "$dir" && exec tar -x --numeric-owner${x} -C "$dir"`;
+}
+
+export function openReceiver(conn: Client, options: { xattrs: boolean }): Promise<RemoteReceiver> {
+  const command = receiverCommand(options);
   return new Promise((resolve, reject) => {
-    conn.exec(remoteCommand, (err, channel) => {
+    conn.exec(command, (err, channel) => {
       if (err) {
-        reject(new HerdError('TRANSFER_FAILED', `${what}: cannot start remote command: ${err.message}`, { cause: err }));
+        reject(new HerdError('TRANSFER_FAILED', `cannot start the remote receiver: ${err.message}`, { cause: err }));
         return;
       }
-      const counter = new ByteCounter();
-      let stderr = '';
-      let exitCode: number | null = null;
-      let failed = false;
-      const fail = (message: string, cause?: unknown) => {
-        if (failed) return;
-        failed = true;
-        channel.close();
-        reject(new HerdError('TRANSFER_FAILED', `${what}: ${message}`, { cause }));
-      };
       // Drain stdout: ssh2 only emits 'close' once the readable side has ended.
       channel.resume();
+      let stderr = '';
+      let exitCode: number | null = null;
       channel.stderr.on('data', (d: Buffer) => {
         if (stderr.length < 4000) stderr += d.toString();
       });
       channel.on('exit', (code: number | null) => {
         exitCode = code;
       });
-      channel.on('close', () => {
-        if (failed) return;
-        if (exitCode === 0) resolve(counter.bytes);
-        else fail(`remote \`${remoteCommand}\` exited ${exitCode ?? 'by signal'}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+      const closed = new Promise<void>((done) => channel.once('close', () => done()));
+      resolve({
+        send(dir, source, what) {
+          if (/[\n\0]/.test(dir)) return Promise.reject(new HerdError('TRANSFER_FAILED', `${what}: invalid target directory ${JSON.stringify(dir)}`));
+          return new Promise((done, fail) => {
+            const counter = new ByteCounter();
+            let failed = false;
+            const failWith = (message: string, cause?: unknown) => {
+              if (failed) return;
+              failed = true;
+              channel.close();
+              fail(new HerdError('TRANSFER_FAILED', `${what}: ${message}`, { cause }));
+            };
+            (source as Readable).on('error', (e: Error) => failWith(`reading the source failed: ${e.message}`, e));
+            void closed.then(() => {
+              if (failed) return;
+              if (exitCode === 0) done(counter.bytes);
+              else failWith(`remote tar into ${dir} exited ${exitCode ?? 'by signal'}: ${stderr.trim().split('\n').slice(-3).join(' | ') || 'connection lost'}`);
+            });
+            channel.write(`${dir}\n`);
+            (source as Readable).pipe(counter).pipe(channel);
+          });
+        },
+        cancel() {
+          channel.end();
+        },
       });
-      (source as Readable).on('error', (e: Error) => fail(`reading source failed: ${e.message}`, e));
-      (source as Readable).pipe(counter).pipe(channel);
     });
   });
 }
@@ -135,10 +170,4 @@ export function tarDirectory(dir: string, options: { xattrs: boolean }): Readabl
   });
   child.on('error', (err) => out.destroy(err));
   return out;
-}
-
-/** The remote side of tarDirectory. */
-export function untarCommand(dir: string, options: { xattrs: boolean }): string {
-  const x = options.xattrs ? " --xattrs --xattrs-include='*'" : '';
-  return `mkdir -p ${shellQuote(dir)} && tar -x --numeric-owner${x} -C ${shellQuote(dir)}`;
 }

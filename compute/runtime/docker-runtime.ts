@@ -1,9 +1,14 @@
 /** ContainerRuntime over the Docker Engine API (dockerode, API version negotiated by the daemon). */
-import { statfs } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, statfs } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { promisify } from 'node:util';
 import Docker from 'dockerode';
 import { HerdError } from '../../protocol/errors.ts';
 import type { ContainerSpec, ContainerSummary } from '../../protocol/messages.ts';
 import { HERD_ID_LABEL, HERD_MIGRATION_LABEL, type ContainerDetails, type ContainerRuntime, type RuntimeInfo } from './container-runtime.ts';
+
+const execFileAsync = promisify(execFile);
 
 interface DockerApiError extends Error {
   statusCode?: number;
@@ -31,8 +36,13 @@ function stripName(name: string | undefined): string {
 export class DockerRuntime implements ContainerRuntime {
   readonly docker: Docker;
 
-  constructor(readonly socketPath: string, readonly dataRoot: string) {
-    this.docker = new Docker({ socketPath });
+  readonly socketPath: string;
+  readonly dataRoot: string;
+
+  constructor(private readonly options: { socketPath: string; dataRoot: string; execRoot: string; checkpointWith: 'runc' | 'docker' }) {
+    this.socketPath = options.socketPath;
+    this.dataRoot = options.dataRoot;
+    this.docker = new Docker({ socketPath: options.socketPath });
   }
 
   async info(): Promise<RuntimeInfo> {
@@ -216,12 +226,45 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async checkpoint(dockerId: string, checkpointId: string, options: { exit: boolean; checkpointDir?: string }): Promise<void> {
+    if (this.options.checkpointWith === 'runc') return this.checkpointWithRunc(dockerId, options.checkpointDir ?? this.checkpointPath(dockerId, checkpointId), options.exit);
     const container = this.docker.getContainer(dockerId) as Docker.Container & { createCheckpoint(opts: object): Promise<unknown> };
     try {
       await container.createCheckpoint({ CheckpointID: checkpointId, Exit: options.exit, ...(options.checkpointDir === undefined ? {} : { CheckpointDir: options.checkpointDir }) });
     } catch (err) {
       throw new HerdError('CHECKPOINT_FAILED', `checkpoint of ${dockerId.slice(0, 12)} failed: ${dockerMessage(err)}`, { cause: err });
     }
+  }
+
+  /**
+   * Dumps with runc (and so CRIU, with /etc/criu/runc.conf) straight into `imageDir`, the
+   * layout Docker's `start --checkpoint` reads. On failure runc thaws the container, which
+   * keeps running. With `exit`, the container is killed after the dump and Docker sees it
+   * exit, so that it can later be started from the checkpoint.
+   */
+  private async checkpointWithRunc(dockerId: string, imageDir: string, exit: boolean): Promise<void> {
+    // runc creates the image dir itself (and fails for real if it cannot); CRIU's logs go to a temp work dir.
+    const workDir = await mkdtemp(`${tmpdir()}/herd-criu-`);
+    const args = ['--root', `${this.options.execRoot}/runtime-runc/moby`, 'checkpoint', '--image-path', imageDir, '--work-path', workDir];
+    if (!exit) args.push('--leave-running');
+    args.push(dockerId);
+    try {
+      await execFileAsync('runc', args, { timeout: 10 * 60_000 });
+    } catch (err) {
+      const log = await readFile(`${workDir}/dump.log`, 'utf8').catch(() => '');
+      const tail = log.trim().split('\n').filter((l) => /Error|error/.test(l)).slice(-3).join(' | ');
+      const stderr = String((err as { stderr?: unknown }).stderr ?? (err as Error).message).trim();
+      throw new HerdError('CHECKPOINT_FAILED', `checkpoint of ${dockerId.slice(0, 12)} failed: ${stderr}${tail ? ` (CRIU: ${tail})` : ''}`, { cause: err });
+    } finally {
+      await rm(workDir, { recursive: true, force: true });
+    }
+    if (!exit) return;
+    // Docker learns of the exit through containerd; wait so that a rollback can start it again.
+    for (let i = 0; i < 200; i++) {
+      const state = await this.docker.getContainer(dockerId).inspect().then((d) => d.State.Running).catch(() => false);
+      if (!state) return;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new HerdError('CHECKPOINT_FAILED', `container ${dockerId.slice(0, 12)} was checkpointed but Docker still reports it running after 5 s`);
   }
 
   async startFromCheckpoint(dockerId: string, checkpointId: string): Promise<void> {

@@ -225,6 +225,7 @@ async function ensureCompute(layout: LabLayout, host: LabHost): Promise<void> {
       'docker:',
       `  socketPath: ${host.dockerSocket}`,
       `  dataRoot: ${host.dockerDataRoot}`,
+      `  execRoot: ${host.dockerExecRoot}`,
       'ssh:',
       `  address: ${host.ip}`,
       '  port: 22',
