@@ -75,51 +75,10 @@ export class ContainerSampler {
       }
     }
     const parent = this.options.cgroup.parent.replace(/^\/+|\/+$/g, '');
-    const samples = await Promise.all(
-      containers.map(async (c): Promise<ContainerMetrics> => {
-        const base: ContainerMetrics = { v: PROTOCOL_VERSION, herdId: c.herdId, hostId: this.options.hostId, name: c.name, dockerId: c.dockerId, at: new Date((pcp?.atSeconds ?? Date.now() / 1000) * 1000).toISOString(), state: c.state };
-        if (c.health !== undefined) base.health = c.health;
-        if (c.restartCount !== undefined) base.restartCount = c.restartCount;
-        if (c.state !== 'running' || pcp === undefined) return base;
-        const path = `/${parent}/${c.dockerId}`;
-        const key = (what: string) => `${c.dockerId}|${what}`;
-        const at = pcp.atSeconds;
-        const pcpValue = (metric: string) => byPath.get(metric)?.get(path);
-
-        // CPU: PCP's cpuacct.stat user+system (ms); the cgroup file's cpuacct.usage (ns) only when PCP has no value.
-        const user = pcpValue('cgroup.cpuacct.stat.user');
-        const system = pcpValue('cgroup.cpuacct.stat.system');
-        const fs = { ...readCgroupUsage(this.pathsOf(c.dockerId), { cpuUsage: user === undefined || system === undefined, reader: this.files }), ...this.limitsOf(c.dockerId) };
-        const fsAt = Date.now() / 1000;
-        let cpuCores: number | undefined;
-        if (user !== undefined && system !== undefined) cpuCores = rateOf(this.rates.rate(key('cpu.pcp'), user + system, at), 1 / 1000);
-        else if (fs.cpuUsageNs !== undefined) cpuCores = rateOf(this.rates.rate(key('cpu.fs'), fs.cpuUsageNs, fsAt), 1e-9);
-        const limit = fs.cpuLimitCores ?? this.options.hostCpuCount;
-        const out: ContainerMetrics = { ...base };
-        if (cpuCores !== undefined) out.cpuCores = round(cpuCores, 4);
-        if (limit !== undefined) out.cpuLimitCores = round(limit, 4);
-        if (cpuCores !== undefined && limit !== undefined && limit > 0) out.cpuUtil = round(cpuCores / limit, 4);
-        if (fs.memoryBytes !== undefined) out.memoryBytes = fs.memoryBytes;
-        if (fs.memoryLimitBytes !== undefined) out.memoryLimitBytes = fs.memoryLimitBytes;
-        const reads = pcpValue('cgroup.blkio.all.io_serviced.read');
-        const writes = pcpValue('cgroup.blkio.all.io_serviced.write');
-        const readRate = reads === undefined ? undefined : this.rates.rate(key('blk.read'), reads, at);
-        const writeRate = writes === undefined ? undefined : this.rates.rate(key('blk.write'), writes, at);
-        if (readRate !== undefined) out.diskReadOpsPerSec = round(readRate, 2);
-        if (writeRate !== undefined) out.diskWriteOpsPerSec = round(writeRate, 2);
-        if (fs.netInBytes !== undefined && fs.netOutBytes !== undefined) {
-          out.netInBytes = fs.netInBytes;
-          out.netOutBytes = fs.netOutBytes;
-          const rin = this.rates.rate(key('net.in'), fs.netInBytes, fsAt);
-          const rout = this.rates.rate(key('net.out'), fs.netOutBytes, fsAt);
-          if (rin !== undefined) out.netInBytesPerSec = round(rin, 1);
-          if (rout !== undefined) out.netOutBytesPerSec = round(rout, 1);
-        }
-        if (fs.processCount !== undefined) out.processCount = fs.processCount;
-        if (fs.threadCount !== undefined) out.threadCount = fs.threadCount;
-        return out;
-      }),
-    );
+    const at = pcp === undefined ? new Date().toISOString() : new Date(pcp.atSeconds * 1000).toISOString();
+    // One plain loop, no per-container closures or object spreads: this runs for every container every round.
+    const samples: ContainerMetrics[] = [];
+    for (const c of containers) samples.push(this.sampleOne(c, at, pcp === undefined ? undefined : { atSeconds: pcp.atSeconds, byPath, path: `/${parent}/${c.dockerId}` }));
     // Forget rate baselines of containers that are gone, so a reused id starts fresh.
     const live = new Set(running.map((c) => c.dockerId));
     this.rates.retain((k) => live.has(k.slice(0, k.indexOf('|'))));
@@ -132,6 +91,47 @@ export class ContainerSampler {
   /** Closes the cgroup files kept open. */
   close(): void {
     this.files.close();
+  }
+
+  private sampleOne(c: TrackedContainer, at: string, pcp: { atSeconds: number; byPath: Map<string, Map<string, number>>; path: string } | undefined): ContainerMetrics {
+    const out: ContainerMetrics = { v: PROTOCOL_VERSION, herdId: c.herdId, hostId: this.options.hostId, name: c.name, dockerId: c.dockerId, at, state: c.state };
+    if (c.health !== undefined) out.health = c.health;
+    if (c.restartCount !== undefined) out.restartCount = c.restartCount;
+    if (c.state !== 'running' || pcp === undefined) return out;
+    const { byPath, path } = pcp;
+    const id = c.dockerId;
+    // CPU: PCP's cpuacct.stat user+system (ms); the cgroup file's cpuacct.usage (ns) only when PCP has no value.
+    const user = byPath.get('cgroup.cpuacct.stat.user')?.get(path);
+    const system = byPath.get('cgroup.cpuacct.stat.system')?.get(path);
+    const fs = readCgroupUsage(this.pathsOf(id), { cpuUsage: user === undefined || system === undefined, reader: this.files });
+    const limits = this.limitsOf(id);
+    const fsAt = Date.now() / 1000;
+    let cpuCores: number | undefined;
+    if (user !== undefined && system !== undefined) cpuCores = rateOf(this.rates.rate(`${id}|cpu.pcp`, user + system, pcp.atSeconds), 1 / 1000);
+    else if (fs.cpuUsageNs !== undefined) cpuCores = rateOf(this.rates.rate(`${id}|cpu.fs`, fs.cpuUsageNs, fsAt), 1e-9);
+    const limit = limits.cpuLimitCores ?? this.options.hostCpuCount;
+    if (cpuCores !== undefined) out.cpuCores = round(cpuCores, 4);
+    if (limit !== undefined) out.cpuLimitCores = round(limit, 4);
+    if (cpuCores !== undefined && limit !== undefined && limit > 0) out.cpuUtil = round(cpuCores / limit, 4);
+    if (fs.memoryBytes !== undefined) out.memoryBytes = fs.memoryBytes;
+    if (limits.memoryLimitBytes !== undefined) out.memoryLimitBytes = limits.memoryLimitBytes;
+    const reads = byPath.get('cgroup.blkio.all.io_serviced.read')?.get(path);
+    const writes = byPath.get('cgroup.blkio.all.io_serviced.write')?.get(path);
+    const readRate = reads === undefined ? undefined : this.rates.rate(`${id}|blk.read`, reads, pcp.atSeconds);
+    const writeRate = writes === undefined ? undefined : this.rates.rate(`${id}|blk.write`, writes, pcp.atSeconds);
+    if (readRate !== undefined) out.diskReadOpsPerSec = round(readRate, 2);
+    if (writeRate !== undefined) out.diskWriteOpsPerSec = round(writeRate, 2);
+    if (fs.netInBytes !== undefined && fs.netOutBytes !== undefined) {
+      out.netInBytes = fs.netInBytes;
+      out.netOutBytes = fs.netOutBytes;
+      const rin = this.rates.rate(`${id}|net.in`, fs.netInBytes, fsAt);
+      const rout = this.rates.rate(`${id}|net.out`, fs.netOutBytes, fsAt);
+      if (rin !== undefined) out.netInBytesPerSec = round(rin, 1);
+      if (rout !== undefined) out.netOutBytesPerSec = round(rout, 1);
+    }
+    if (fs.processCount !== undefined) out.processCount = fs.processCount;
+    if (fs.threadCount !== undefined) out.threadCount = fs.threadCount;
+    return out;
   }
 
   private pathsOf(dockerId: string): CgroupUsagePaths {
