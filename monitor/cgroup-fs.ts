@@ -39,7 +39,7 @@ function readNumber(path: string): number | undefined {
 }
 
 /** Soft limit of open files of this process (Node raises it to the hard limit at start). */
-function openFilesLimit(): number {
+export function openFilesLimit(): number {
   try {
     const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'latin1'));
     return m === null ? 1024 : Number(m[1]);

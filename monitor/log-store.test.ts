@@ -96,11 +96,11 @@ describe('ContainerLogStore', () => {
   });
 
   it('keeps at most a bounded number of files open', () => {
-    const store = new ContainerLogStore(dir);
-    for (let i = 0; i < 600; i++) store.append(`c${i}`, [rec(i)]);
-    for (let i = 0; i < 600; i++) store.append(`c${i}`, [rec(1000 + i)]);
+    const store = new ContainerLogStore(dir, 8);
+    for (let i = 0; i < 30; i++) store.append(`c${i}`, [rec(i)]);
+    for (let i = 0; i < 30; i++) store.append(`c${i}`, [rec(1000 + i)]);
     store.close();
-    for (const i of [0, 300, 599]) expect(readLogFrom(store.pathOf(`c${i}`)).records).toEqual([rec(i), rec(1000 + i)]);
+    for (const i of [0, 15, 29]) expect(readLogFrom(store.pathOf(`c${i}`)).records).toEqual([rec(i), rec(1000 + i)]);
   });
 
   it('remembers names beside the logs, newest log first for a reused name', () => {

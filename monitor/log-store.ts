@@ -13,6 +13,7 @@
  */
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { openFilesLimit } from './cgroup-fs.ts';
 
 export type LogStream = 'stdout' | 'stderr';
 
@@ -30,8 +31,12 @@ export interface LogRecord {
 export const SHORT_ID_LENGTH = 12;
 export const shortId = (dockerId: string): string => dockerId.slice(0, SHORT_ID_LENGTH);
 
-/** Open files kept at most; beyond that the least recently written one is closed. */
-const MAX_OPEN_FILES = 512;
+/**
+ * Log files kept open at most (a quarter of the process's file limit, at most 4096; the
+ * cgroup files and Docker's log streams need the rest); beyond that the least recently
+ * written one is closed, and reopened (open, write, close) when its container writes again.
+ */
+const defaultMaxOpenFiles = () => Math.max(16, Math.min(4096, Math.floor(openFilesLimit() / 4)));
 const SCAN_CHUNK_BYTES = 64 * 1024;
 
 /**
@@ -80,7 +85,10 @@ export class ContainerLogStore {
   private readonly checked = new Set<string>();
   private dirReady = false;
 
-  constructor(readonly dir: string) {}
+  constructor(
+    readonly dir: string,
+    private readonly maxOpenFiles = defaultMaxOpenFiles(),
+  ) {}
 
   pathOf(herdId: string): string {
     return join(this.dir, logFileName(herdId));
@@ -157,7 +165,7 @@ export class ContainerLogStore {
       this.open.set(path, known);
       return known;
     }
-    if (this.open.size >= MAX_OPEN_FILES) {
+    if (this.open.size >= this.maxOpenFiles) {
       const [oldPath, oldFd] = this.open.entries().next().value as [string, number];
       closeSync(oldFd);
       this.open.delete(oldPath);
