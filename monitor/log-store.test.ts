@@ -85,6 +85,20 @@ describe('ContainerLogStore', () => {
     again.close();
   });
 
+  it('looks back a bounded number of bytes; beyond that the earliest time it read stands for the last line', () => {
+    const store = new ContainerLogStore(dir);
+    store.append(HERD, Array.from({ length: 100 }, (_, i) => rec(i, 'aaaaaaaaaaaa')));
+    store.append(HERD, Array.from({ length: 3000 }, (_, i) => rec(1000 + i, 'bbbbbbbbbbbb', 'h2')));
+    store.close();
+    const path = store.pathOf(HERD);
+    expect(scanLastAt(path, 'aaaaaaaaaaaa')).toBe(parseNanoTime(rec(99).at));
+    const bounded = scanLastAt(path, 'aaaaaaaaaaaa', 64 * 1024)!;
+    // Later than all of a's lines (none is written again), earlier than the end (b's recent lines count).
+    expect(bounded > parseNanoTime(rec(99).at)!).toBe(true);
+    expect(bounded < parseNanoTime(rec(3999).at)!).toBe(true);
+    expect(scanLastAt(path, 'cccccccccccc', 64 * 1024)).toBe(bounded);
+  });
+
   it('counts an unterminated but complete last record (the next append ends its line)', () => {
     const path = join(dir, `${HERD}.log`);
     writeFileSync(path, `${JSON.stringify(rec(1))}\n${JSON.stringify(rec(2))}`);

@@ -196,20 +196,45 @@ export class ContainerLogStore {
   }
 }
 
-/** Reads `path` backwards until a complete record of `dockerShortId` is found; its time. */
-export function scanLastAt(path: string, dockerShortId: string): bigint | undefined {
+/** How far back a resume looks for a container's last line (the file may be long). */
+export const RESUME_SCAN_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Reads `path` backwards until a complete record of `dockerShortId` is found, and returns
+ * its time. A log can be long and a container new (the copy on a migration's target has no
+ * line yet): the scan stops after `maxBytes`, and then returns the earliest time among the
+ * records it read. Only one copy of a container writes at a time, so a copy whose last
+ * line is further back than that wrote nothing since: nothing after that time is lost, and
+ * nothing before it is written again.
+ */
+export function scanLastAt(path: string, dockerShortId: string, maxBytes = RESUME_SCAN_BYTES): bigint | undefined {
   if (!existsSync(path)) return undefined;
   const fd = openSync(path, 'r');
   try {
     const needle = `"dockerId":"${dockerShortId}"`;
+    let earliest: bigint | undefined;
+    /** The record's time if it is one of the container's; notes the earliest time seen. */
     const check = (line: Buffer): bigint | undefined => {
-      if (line.length === 0 || !line.includes(needle)) return undefined;
+      if (line.length === 0) return undefined;
+      const mine = line.includes(needle);
+      if (!mine && earliest !== undefined) {
+        // Cheap: only the "at" field, at the start of every record.
+        const at = /^\{"at":"([^"]+)"/.exec(line.subarray(0, 64).toString('latin1'))?.[1];
+        const ns = at === undefined ? undefined : parseNanoTime(at);
+        if (ns !== undefined && ns < earliest) earliest = ns;
+        return undefined;
+      }
       const r = parseLogLine(line.toString('utf8'));
-      return r !== undefined && r.dockerId === dockerShortId ? parseNanoTime(r.at) : undefined;
+      if (r === undefined) return undefined;
+      const ns = parseNanoTime(r.at);
+      if (ns !== undefined && (earliest === undefined || ns < earliest)) earliest = ns;
+      return r.dockerId === dockerShortId ? ns : undefined;
     };
-    let pos = fstatSync(fd).size;
+    const size = fstatSync(fd).size;
+    let pos = size;
     let carry = Buffer.alloc(0);
     while (pos > 0) {
+      if (size - pos >= maxBytes) return earliest;
       const n = Math.min(SCAN_CHUNK_BYTES, pos);
       pos -= n;
       const chunk = Buffer.alloc(n);
