@@ -6,6 +6,7 @@
  */
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseIoServiced } from './blkio-accounting.ts';
 
 export interface CgroupLocation {
   /** Where the cgroup v1 controllers are mounted (default /sys/fs/cgroup). */
@@ -190,6 +191,9 @@ export interface CgroupUsage {
   threadCount?: number;
   netInBytes?: number;
   netOutBytes?: number;
+  /** Block I/O operations since the cgroup was created (blkio.throttle.io_serviced, see blkio-accounting.ts). */
+  diskReads?: number;
+  diskWrites?: number;
 }
 
 const dirOf = (loc: CgroupLocation, controller: string, dockerId: string) => join(loc.root, controller, loc.parent, dockerId);
@@ -200,6 +204,7 @@ export interface CgroupUsagePaths {
   cpuUsage: string;
   procs: string;
   pidsCurrent: string;
+  ioServiced: string;
   tasks: string;
   procRoot: string;
 }
@@ -211,6 +216,7 @@ export function cgroupUsagePaths(loc: CgroupLocation, dockerId: string): CgroupU
     cpuUsage: join(dirOf(loc, 'cpuacct', dockerId), 'cpuacct.usage'),
     procs: join(pids, 'cgroup.procs'),
     pidsCurrent: join(pids, 'pids.current'),
+    ioServiced: join(dirOf(loc, 'blkio', dockerId), 'blkio.throttle.io_serviced'),
     tasks: join(pids, 'tasks'),
     procRoot: loc.procRoot,
   };
@@ -251,6 +257,12 @@ export function readCgroupUsage(where: CgroupUsagePaths, options: { cpuUsage?: b
   if (options.cpuUsage === true) {
     const cpu = toNumber(read(where.cpuUsage));
     if (cpu !== undefined) out.cpuUsageNs = cpu;
+  }
+  const io = read(where.ioServiced);
+  if (io !== undefined) {
+    const ops = parseIoServiced(io);
+    out.diskReads = ops.reads;
+    out.diskWrites = ops.writes;
   }
   const procs = read(where.procs);
   if (procs !== undefined) out.processCount = countLines(procs);

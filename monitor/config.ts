@@ -39,6 +39,12 @@ export const monitorConfigSchema = z
     maxBackoffSeconds: z.number().min(0.1).default(60),
     /** Where the dataset for forecasting is written; no dataset when null. */
     datasetDir: z.string().min(1).nullable().default('/var/lib/herd/metrics'),
+    /**
+     * Turn on per-container block I/O counting: a never-throttling write IOPS rule on each
+     * host's cgroup parent (the kernel counts blkio.throttle.io_serviced only on disks with a
+     * throttle rule; see monitor/blkio-accounting.ts). Without it disk operations read 0.
+     */
+    blkioAccounting: z.boolean().default(true),
     /** Follow every managed container's stdout/stderr into <datasetDir>/logs/<herdId>.log (needs datasetDir). */
     containerLogs: z.boolean().default(true),
     /** Samples kept while the broker is unreachable; the oldest are dropped beyond this. */

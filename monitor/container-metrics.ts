@@ -36,8 +36,6 @@ export interface ContainerLister {
 export const CONTAINER_PCP_METRICS = [
   'cgroup.cpuacct.stat.user',
   'cgroup.cpuacct.stat.system',
-  'cgroup.blkio.all.io_serviced.read',
-  'cgroup.blkio.all.io_serviced.write',
 ] as const;
 
 export interface ContainerSamplerOptions {
@@ -115,10 +113,9 @@ export class ContainerSampler {
     if (cpuCores !== undefined && limit !== undefined && limit > 0) out.cpuUtil = round(cpuCores / limit, 4);
     if (fs.memoryBytes !== undefined) out.memoryBytes = fs.memoryBytes;
     if (limits.memoryLimitBytes !== undefined) out.memoryLimitBytes = limits.memoryLimitBytes;
-    const reads = byPath.get('cgroup.blkio.all.io_serviced.read')?.get(path);
-    const writes = byPath.get('cgroup.blkio.all.io_serviced.write')?.get(path);
-    const readRate = reads === undefined ? undefined : this.rates.rate(`${id}|blk.read`, reads, pcp.atSeconds);
-    const writeRate = writes === undefined ? undefined : this.rates.rate(`${id}|blk.write`, writes, pcp.atSeconds);
+    // Block I/O from the cgroup file: PCP's cgroup.blkio.all.io_serviced reads CFQ's file, gone since Linux 5.0 (blkio-accounting.ts).
+    const readRate = fs.diskReads === undefined ? undefined : this.rates.rate(`${id}|blk.read`, fs.diskReads, fsAt);
+    const writeRate = fs.diskWrites === undefined ? undefined : this.rates.rate(`${id}|blk.write`, fs.diskWrites, fsAt);
     if (readRate !== undefined) out.diskReadOpsPerSec = round(readRate, 2);
     if (writeRate !== undefined) out.diskWriteOpsPerSec = round(writeRate, 2);
     if (fs.netInBytes !== undefined && fs.netOutBytes !== undefined) {

@@ -21,6 +21,7 @@ import type { MonitorConfig, MonitorHostConfig } from './config.ts';
 import { ContainerSampler, type ContainerLister, type TrackedContainer } from './container-metrics.ts';
 import { dockerContainerLister } from './docker-lister.ts';
 import { DatasetWriter } from './dataset.ts';
+import { activateBlkioAccounting } from './blkio-accounting.ts';
 import { HostSampler } from './host-metrics.ts';
 import { ContainerLogFollower, dockerLogSource, type LogFollowerStats, type LogSource } from './log-follower.ts';
 import { ContainerLogStore } from './log-store.ts';
@@ -74,6 +75,8 @@ interface HostRuntime {
   hostLoop: Loop;
   containerLoop: Loop & { count: number };
   cpuCount?: number;
+  /** Whether block I/O counting was turned on for this host's cgroup parent (or needs no more tries). */
+  blkioDone: boolean;
 }
 
 /** One container sample in this many gets the full zod check (the rest: numbers finite and >= 0). */
@@ -127,6 +130,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
       ...(logStore === undefined ? {} : { logFollower: new ContainerLogFollower(logStore, deps.logSourceFor?.(h) ?? dockerLogSource(h.dockerSocket), { hostId: h.id, log }) }),
       hostLoop: { status: { stale: false, failures: 0, rounds: 0 } },
       containerLoop: { status: { stale: false, failures: 0, rounds: 0 }, count: 0 },
+      blkioDone: !config.blkioAccounting,
     };
   });
 
@@ -199,6 +203,14 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
   const containerRound = async (h: HostRuntime): Promise<void> => {
     const listed = (await h.lister.list()).filter((c) => c.herdId !== '');
     h.containerLoop.count = listed.length;
+    if (!h.blkioDone && listed.length > 0) {
+      // The cgroup parent exists once the host's Docker started a container.
+      const result = activateBlkioAccounting(h.config.cgroupRoot, h.config.cgroupParent);
+      if (result.done) {
+        h.blkioDone = true;
+        if (result.added.length > 0) log.info({ hostId: h.config.id, devices: result.added }, 'turned on per-container block I/O counting (no-op throttle rule)');
+      } else log.debug({ hostId: h.config.id, reason: result.reason }, 'block I/O counting not turned on yet');
+    }
     h.logFollower?.sync(listed);
     const samples = await h.containerSampler.sample(listed);
     const byDocker = new Map<string, TrackedContainer>(listed.map((c) => [c.dockerId, c]));
