@@ -12,7 +12,7 @@ describe('block I/O accounting', () => {
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   it('lists disks, not loop, ram or zram devices', () => {
-    for (const [name, dev] of [['vda', '254:0'], ['sdb', '8:16'], ['loop0', '7:0'], ['zram0', '252:0'], ['ram1', '1:1']]) {
+    for (const [name, dev] of [['vda', '254:0'], ['sdb', '8:16'], ['loop0', '7:0'], ['zram0', '252:0'], ['ram1', '1:1']] as const) {
       mkdirSync(join(dir, name));
       writeFileSync(join(dir, name, 'dev'), `${dev}\n`);
     }
