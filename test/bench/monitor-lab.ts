@@ -36,6 +36,17 @@ export async function ensureSleepers(layout: LabLayout, count: number, existing:
   return out;
 }
 
+/** Herd-managed containers on the lab that the benchmark did not create (the monitor samples them too). */
+export async function otherManaged(layout: LabLayout): Promise<number> {
+  let n = 0;
+  for (const host of layout.hosts) {
+    const docker = new Docker({ socketPath: host.dockerSocket });
+    const rows = await docker.listContainers({ all: true, filters: { label: ['io.herd.id'] } }).catch(() => []);
+    n += rows.filter((r) => r.Labels[BENCH_LABEL] !== 'monitor').length;
+  }
+  return n;
+}
+
 /** Removes every container the benchmark created (also ones left by an interrupted run). */
 export async function removeSleepers(layout: LabLayout): Promise<number> {
   let removed = 0;

@@ -21,7 +21,7 @@ import { silentLogger } from '../../protocol/log.ts';
 import { closeBroker, connectBroker } from '../../protocol/mqtt.ts';
 import { directReadCost, memoryOf, cpuSeconds, pidOf, processTree, sleep, startMonitor, treeCpuSeconds, type CgroupDirs, type DirectReadCost } from './monitor-measure.ts';
 import { startFakeDocker, startFakePmproxy, syntheticContainers, writeSyntheticCgroups } from './monitor-fakes.ts';
-import { ensureSleepers, removeSleepers, type RealContainer } from './monitor-lab.ts';
+import { ensureSleepers, otherManaged, removeSleepers, type RealContainer } from './monitor-lab.ts';
 
 const HELP = `usage: npm run bench:monitor -- [options]
   --window S        seconds measured per row (default 30)
@@ -68,7 +68,8 @@ interface RowResult {
   samplesPerSec: number;
   pmcdShare?: number;
   pmproxyShare?: number;
-  logLines?: number;
+  /** Other Herd-managed containers the monitor sampled too (real rows). */
+  others?: number;
 }
 
 async function main(): Promise<void> {
@@ -130,7 +131,8 @@ async function main(): Promise<void> {
           real = await ensureSleepers(layout, n, real);
           progress(`real: measuring the monitor with ${n} containers (${warmupS} s warm-up, ${windowS} s window)`);
           const hosts = layout.hosts.map((h) => ({ id: h.id, pmproxyUrl: 'http://127.0.0.1:44322', dockerSocket: h.dockerSocket, cgroupParent: h.cgroupName, cpus: h.cpus, interfaces: [h.vethRoot], swapNetworkDirection: true }));
-          rows.push(await measureRow(n, 'real', { hosts }));
+          const others = await otherManaged(layout);
+          rows.push({ ...(await measureRow(n, 'real', { hosts })), ...(others > 0 ? { others } : {}) });
         }
         const dirs: CgroupDirs[] = real.map((c) => (controller: string) => `/sys/fs/cgroup/${controller}/${c.cgroupParent}/${c.dockerId}`);
         progress(`cgroup fs: reading the real containers' cgroup files directly`);
@@ -152,9 +154,7 @@ async function main(): Promise<void> {
     const socket = join(dir, 'docker.sock');
     const docker = await startFakeDocker(socket, containers);
     try {
-      const row = await measureRow(n, 'synthetic', { hosts: [{ id: 's1', pmproxyUrl: pmproxy.url, dockerSocket: socket, cgroupParent: parent, cgroupRoot: tree.cgroupRoot, procRoot: tree.procRoot, cpus: [0, 1] }] });
-      row.logLines = docker.logStreams();
-      rows.push(row);
+      rows.push(await measureRow(n, 'synthetic', { hosts: [{ id: 's1', pmproxyUrl: pmproxy.url, dockerSocket: socket, cgroupParent: parent, cgroupRoot: tree.cgroupRoot, procRoot: tree.procRoot, cpus: [0, 1] }] }));
       if (direct === undefined && n === Math.max(...syntheticCounts)) {
         const dirs: CgroupDirs[] = containers.map((c) => (controller: string) => join(tree.cgroupRoot, controller, parent, c.dockerId));
         direct = { cost: await directReadCost(dirs, tree.procRoot, Math.max(n, 5000)), what: `the synthetic cgroup tree (regular files, not the kernel's cgroup fs; the lab was not available)` };
@@ -222,7 +222,7 @@ function report(rows: RowResult[], baseline: { pmcd: number; pmproxy: number } |
   const header = ['containers', 'source', 'monitor CPU', 'per container', 'RSS', 'peak RSS', 'samples/s', 'pmcd+PMDAs', 'pmproxy'];
   const table = rows.map((r) => [
     String(r.containers),
-    r.source === 'real' ? 'real (lab)' : 'synthetic',
+    r.source === 'real' ? `real (lab)${r.others === undefined ? '' : ` +${r.others} other`}` : 'synthetic',
     pct(r.monitorShare),
     `${((r.monitorShare / r.containers) * 1e6).toFixed(0)} µs/s`,
     mib(r.rssBytes),
