@@ -1,8 +1,10 @@
 /**
- * Container metrics per host: CPU time and block I/O from PCP's cgroup PMDA (one fetch
- * covers every container), memory, limits, process/thread counts and network bytes from
- * the cgroup filesystem and the container's /proc/<pid>/net/dev. See README.md for why.
+ * Container metrics per host: CPU time from PCP's cgroup PMDA (one fetch covers every
+ * container; its unit checked once against the cgroup file), block I/O, memory, limits,
+ * process/thread counts and network bytes from the cgroup filesystem and the container's
+ * /proc/<pid>/net/dev. See README.md for why.
  */
+import { join } from 'node:path';
 import type { ContainerMetrics } from '../protocol/messages.ts';
 import { PROTOCOL_VERSION } from '../protocol/messages.ts';
 import { cgroupUsagePaths, FileReader, readCgroupLimits, readCgroupUsage, type CgroupLimits, type CgroupLocation, type CgroupUsagePaths } from './cgroup-fs.ts';
@@ -46,6 +48,9 @@ export interface ContainerSamplerOptions {
 }
 
 /** Samples every given container of one host. Throws (PCP_UNAVAILABLE, BAD_MESSAGE) when the host's pmproxy fails. */
+/** The kernel's unit of cpuacct.stat (USER_HZ, fixed at 100 for what it shows to user space). */
+const USER_HZ = 100;
+
 /** Limits change only through `docker update`: read again after this long, not every round. */
 export const LIMITS_REFRESH_SECONDS = 30;
 
@@ -60,6 +65,7 @@ export class ContainerSampler {
   async sample(containers: readonly TrackedContainer[]): Promise<ContainerMetrics[]> {
     const running = containers.filter((c) => c.state === 'running');
     const pcp = running.length === 0 ? undefined : await this.client.fetch(CONTAINER_PCP_METRICS);
+    this.calibrationTried = false;
     // Instance name (cgroup path) → value, per metric.
     const byPath = new Map<string, Map<string, number>>();
     if (pcp !== undefined) {
@@ -98,14 +104,16 @@ export class ContainerSampler {
     if (c.state !== 'running' || pcp === undefined) return out;
     const { byPath, path } = pcp;
     const id = c.dockerId;
-    // CPU: PCP's cpuacct.stat user+system (ms); the cgroup file's cpuacct.usage (ns) only when PCP has no value.
-    const user = byPath.get('cgroup.cpuacct.stat.user')?.get(path);
-    const system = byPath.get('cgroup.cpuacct.stat.system')?.get(path);
+    // CPU: PCP's cpuacct.stat user+system once its unit is known (see calibrate); the cgroup file's cpuacct.usage (ns) otherwise.
+    let user = byPath.get('cgroup.cpuacct.stat.user')?.get(path);
+    let system = byPath.get('cgroup.cpuacct.stat.system')?.get(path);
+    if (user !== undefined && this.pcpCpuSeconds === undefined && !this.calibrationTried) this.calibrate(id, user);
+    if (this.pcpCpuSeconds === undefined) user = system = undefined;
     const fs = readCgroupUsage(this.pathsOf(id), { cpuUsage: user === undefined || system === undefined, reader: this.files });
     const limits = this.limitsOf(id);
     const fsAt = Date.now() / 1000;
     let cpuCores: number | undefined;
-    if (user !== undefined && system !== undefined) cpuCores = rateOf(this.rates.rate(`${id}|cpu.pcp`, user + system, pcp.atSeconds), 1 / 1000);
+    if (user !== undefined && system !== undefined) cpuCores = rateOf(this.rates.rate(`${id}|cpu.pcp`, user + system, pcp.atSeconds), this.pcpCpuSeconds ?? 0);
     else if (fs.cpuUsageNs !== undefined) cpuCores = rateOf(this.rates.rate(`${id}|cpu.fs`, fs.cpuUsageNs, fsAt), 1e-9);
     const limit = limits.cpuLimitCores ?? this.options.hostCpuCount;
     if (cpuCores !== undefined) out.cpuCores = round(cpuCores, 4);
@@ -129,6 +137,29 @@ export class ContainerSampler {
     if (fs.processCount !== undefined) out.processCount = fs.processCount;
     if (fs.threadCount !== undefined) out.threadCount = fs.threadCount;
     return out;
+  }
+
+  /**
+   * Seconds per unit of PCP's cgroup.cpuacct.stat.* once known. PCP 6.0.3 declares them in
+   * milliseconds but passes the kernel's cpuacct.stat through unchanged, in USER_HZ ticks
+   * (1/100 s): the same number as the file, and cores read 10 times too low. So the unit is
+   * found once by comparing PCP's user time of a container with its cpuacct.stat file
+   * (ratio ~1: ticks, ~10: milliseconds); until then the file's cpuacct.usage is used.
+   */
+  private pcpCpuSeconds: number | undefined;
+
+  /** One calibration attempt per round is enough. */
+  private calibrationTried = false;
+
+  private calibrate(dockerId: string, pcpUser: number): void {
+    this.calibrationTried = true;
+    const text = this.files.read(join(this.options.cgroup.root, 'cpuacct', this.options.cgroup.parent, dockerId, 'cpuacct.stat'), false);
+    const ticks = Number(/^user (\d+)/m.exec(text ?? '')?.[1]);
+    // Too little CPU yet for a clear ratio: the next round tries again.
+    if (!(ticks >= 200)) return;
+    const ratio = pcpUser / ticks;
+    if (ratio > 0.8 && ratio < 1.25) this.pcpCpuSeconds = 1 / USER_HZ;
+    else if (ratio > 8 && ratio < 12.5) this.pcpCpuSeconds = 1 / 1000;
   }
 
   private pathsOf(dockerId: string): CgroupUsagePaths {

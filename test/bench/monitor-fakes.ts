@@ -67,9 +67,8 @@ export function startFakePmproxy(containers: SyntheticContainer[], parent: strin
       if (names.startsWith('cgroup.')) {
         const values = CGROUP_METRICS.map((name) => {
           const recorded = cgroupFetch.values.find((v: { name: string }) => v.name === name) ?? { pmid: '3.0.0', instances: [] };
-          // CPU ms grow like an idle sleeper's (a few ms per second), block I/O now and then.
-          const grow = name.includes('cpuacct') ? 2 : 0.05;
-          return { pmid: recorded.pmid, name, instances: [...recorded.instances, ...containers.map((_, i) => ({ instance: 10_000 + i, value: Math.round(elapsed * grow + i) }))] };
+          // Like PCP 6.0.3 here: the cpuacct.stat file's ticks passed through (see writeSyntheticCgroups), growing slowly.
+          return { pmid: recorded.pmid, name, instances: [...recorded.instances, ...containers.map((_, i) => ({ instance: 10_000 + i, value: 100_000 + Math.round(elapsed * 0.2) + (i % 7) }))] };
         });
         return json(200, { context: ctx, timestamp: Date.now() / 1000, values });
       }
@@ -191,7 +190,7 @@ export function writeSyntheticCgroups(root: string, parent: string, containers: 
     put('cpu', 'cpu.cfs_period_us', '100000\n');
     put('cpuset', 'cpuset.cpus', '0-1\n');
     put('cpuacct', 'cpuacct.usage', '123456789\n');
-    put('cpuacct', 'cpuacct.stat', 'user 10\nsystem 5\n');
+    put('cpuacct', 'cpuacct.stat', 'user 100000\nsystem 100000\n');
     put('blkio', 'blkio.throttle.io_serviced', '8:0 Read 0\n8:0 Write 4\n8:0 Sync 4\n8:0 Async 0\n8:0 Total 4\nTotal 4\n');
     put('pids', 'cgroup.procs', `${c.pid}\n`);
     put('pids', 'tasks', `${c.pid}\n`);

@@ -105,6 +105,7 @@ function writeCgroup(root: string, parent: string, dockerId: string, pid: number
   put('pids', 'cgroup.procs', `${pid}\n${pid + 1}\n`);
   put('pids', 'tasks', `${pid}\n${pid + 1}\n${pid + 2}\n`);
   put('blkio', 'blkio.throttle.io_serviced', 'Total 0\n');
+  put('cpuacct', 'cpuacct.stat', 'user 0\nsystem 0\n');
   mkdirSync(join(root, 'proc', String(pid), 'net'), { recursive: true });
   writeFileSync(
     join(root, 'proc', String(pid), 'net', 'dev'),
@@ -133,12 +134,16 @@ describe('monitor daemon against broken and recorded pmproxies', () => {
     tmp = mkdtempSync(join(tmpdir(), 'herd-monitor-faults-'));
     writeCgroup(tmp, 'herd-h1', CONTAINER_A, 4242);
     writeCgroup(tmp, 'herd-h2', CONTAINER_B, 4343);
-    // Block I/O counters that grow, as the kernel's do while a container reads.
+    // Block I/O counters that grow, as the kernel's do while a container reads; cpuacct.stat in
+    // USER_HZ ticks matching the fake PCP's 500 ms per second (the monitor checks PCP's unit against it).
     let ios = 0;
+    const t0 = Date.now();
     ioTimer = setInterval(() => {
       ios += 20;
+      const ticks = Math.round(((Date.now() - t0) / 1000) * 50);
       for (const [parent, id] of [['herd-h1', CONTAINER_A], ['herd-h2', CONTAINER_B]] as const) {
         writeFileSync(join(tmp, 'cgroup', 'blkio', parent, id, 'blkio.throttle.io_serviced'), `254:0 Read ${ios}\n254:0 Write ${ios / 2}\n254:0 Sync ${ios}\n254:0 Async 0\n254:0 Total ${ios}\nTotal ${ios}\n`);
+        writeFileSync(join(tmp, 'cgroup', 'cpuacct', parent, id, 'cpuacct.stat'), `user ${ticks}\nsystem ${ticks}\n`);
       }
     }, 50);
     client = await connectBroker({ url: broker.url, clientId: 'monitor-faults-test' });
