@@ -141,17 +141,24 @@ export class SourceMigration {
     await this.event('accepted', 'started', { detail: `fs mode ${args.fsMode}` });
 
     // 1. Ask the target before freezing anything (clear errors with nothing to undo).
-    const requiredBytes = memoryUsageBytes(d.pid) * 2 + (args.fsMode === 'none' ? 0 : await this.filesystemEstimate());
-    await this.request('migration.check', { migrationId: args.migrationId, spec: d.spec, requiredBytes }, CHECK_TIMEOUT_MS);
-    await ctx.store.save(this.record);
+    //    The SSH connection (pooled, so usually already open) is part of that check.
     const target = ctx.view.requireOnline(args.targetHost);
     const sshHost = target.address ?? args.targetHost;
     const sshPort = target.sshPort ?? 22;
+    const ssh = ctx.ssh.get(sshHost, sshPort);
+    try {
+      const requiredBytes = memoryUsageBytes(d.pid) * 2 + (args.fsMode === 'none' ? 0 : await this.filesystemEstimate());
+      await Promise.all([this.request('migration.check', { migrationId: args.migrationId, spec: d.spec, requiredBytes }, CHECK_TIMEOUT_MS), ssh]);
+    } catch (err) {
+      const error = toHerdError(err);
+      await this.event('failed', 'failed', { error: error.toWire(), detail: 'refused before anything was frozen' });
+      throw error;
+    }
+    await ctx.store.save(this.record);
 
-    // 2. In parallel: the target creates its container, SSH connects, the source checkpoints.
+    // 2. In parallel: the target creates its container, the receivers start, the source checkpoints.
     await this.event('prepare', 'started');
     const prepared = this.request<PrepareResult>('migration.prepare', { migrationId: args.migrationId, sourceHost: ctx.hostId, spec: d.spec, fsMode: args.fsMode, checkpointId }, PREPARE_TIMEOUT_MS);
-    const ssh = ctx.ssh.get(sshHost, sshPort);
     // Receivers for the checkpoint and the filesystem, started now so that their start-up overlaps the checkpoint.
     const receivers = ssh.then((conn) =>
       Promise.all([openReceiver(conn, { xattrs: false }), args.fsMode === 'none' ? undefined : openReceiver(conn, { xattrs: args.fsMode === 'diff' })]),

@@ -38,6 +38,10 @@ export function inHost(layout: LabLayout, hostId: string, cmd: string, args: str
 /** Brings the lab up if needed (idempotent) and removes every managed container, for suites that share it. */
 export async function readyLab(hosts = 2): Promise<LabLayout> {
   await requireLabPrerequisites();
+  // A lab left half-dead (its daemons ended with an earlier session) is rebuilt from scratch.
+  const status = JSON.parse(await herdOk(['lab', 'status', '--json'])) as { up: boolean; control: boolean; hosts: { dockerd: boolean; compute: boolean; sshd: boolean }[] };
+  const healthy = status.up && status.control && status.hosts.length === hosts && status.hosts.every((h) => h.dockerd && h.compute && h.sshd);
+  if (status.up && !healthy) await herdOk(['lab', 'down'], { timeoutMs: 120_000 });
   await herdOk(['lab', 'up', '--hosts', String(hosts)], { timeoutMs: 600_000 });
   const layout = labLayout({ hosts, cpuCount: availableParallelism() });
   for (const host of layout.hosts) {
