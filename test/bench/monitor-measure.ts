@@ -9,6 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { openSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { FileReader } from '../../monitor/cgroup-fs.ts';
 import { REPO_ROOT } from '../support/herd-cli.ts';
 
 export const CLK_TCK = (() => {
@@ -113,6 +114,9 @@ export interface DirectReadCost {
   /** The same, for every container metric (adds block I/O, memory, process/thread counts, net/dev). */
   allMetricsSync: number;
   allMetricsAsync: number;
+  /** As the monitor reads: cgroup files kept open and re-read with pread, net/dev opened per read. */
+  pcpMetricsKept: number;
+  allMetricsKept: number;
   containersRead: number;
 }
 
@@ -145,6 +149,18 @@ export async function directReadCost(dirs: CgroupDirs[], procRoot: string, reads
     if (pid !== undefined && pid !== '') x += tryRead(net(pid)).length;
     return x;
   };
+  const kept = new FileReader();
+  const keptRound = (d: CgroupDirs, all: boolean) => {
+    let x = Number((kept.read(join(d('cpuacct'), 'cpuacct.stat')) ?? '').split(/\s+/)[1] ?? 0);
+    if (!all) return x;
+    for (const [c, f] of FS_SOURCED) {
+      const text = kept.read(join(d(c), f)) ?? '';
+      x += f.startsWith('blkio') ? parseBlkio(text) : text.length;
+    }
+    const pid = (kept.read(join(d('pids'), 'cgroup.procs')) ?? '').split('\n')[0];
+    if (pid !== undefined && pid !== '') x += (kept.read(net(pid), false) ?? '').length;
+    return x;
+  };
   const asyncRound = async (d: CgroupDirs, all: boolean) => {
     const files = [...PCP_SOURCED, ...(all ? FS_SOURCED : [])].map(([c, f]) => join(d(c), f));
     const texts = await Promise.all(files.map((f) => readFile(f, 'utf8').catch(() => '')));
@@ -164,13 +180,17 @@ export async function directReadCost(dirs: CgroupDirs[], procRoot: string, reads
     const used = process.cpuUsage(before);
     return (used.user + used.system) / 1e6 / reads;
   };
-  return {
+  const result: DirectReadCost = {
     pcpMetricsSync: await measure((d) => syncRound(d, false)),
     pcpMetricsAsync: await measure((d) => asyncRound(d, false)),
     allMetricsSync: await measure((d) => syncRound(d, true)),
     allMetricsAsync: await measure((d) => asyncRound(d, true)),
+    pcpMetricsKept: await measure((d) => keptRound(d, false)),
+    allMetricsKept: await measure((d) => keptRound(d, true)),
     containersRead: reads,
   };
+  kept.close();
+  return result;
 }
 
 function tryRead(path: string): string {
