@@ -4,14 +4,14 @@
  * step. Every fault makes the REAL operation fail (Docker/CRIU are really called with
  * bad input or really given damaged images); nothing is simulated. No file, no faults.
  */
-import { readFileSync, readdirSync, truncateSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readdirSync, writeSync } from 'node:fs';
 
 export const FAULTS = [
   /** Source: the checkpoint is requested into a directory that cannot exist (under /dev/null), so the real checkpoint fails. */
   'fail-checkpoint',
-  /** Target: the received page images are truncated before the restore, so CRIU's restore really fails. */
+  /** Target: the received images are damaged before the restore, so CRIU's restore really fails. */
   'corrupt-images-in-transit',
-  /** Source: its own page images are truncated before rolling back, so the local restore really fails. */
+  /** Source: its own images are damaged before rolling back, so the local restore really fails. */
   'fail-local-restore',
   /** Source: the transfer is throttled (1 MiB/s), leaving time to kill a daemon mid-transfer. */
   'slow-transfer',
@@ -29,13 +29,21 @@ export function readFaults(stateDir: string): ReadonlySet<Fault> {
   return new Set(names);
 }
 
-/** Damages CRIU page images in a checkpoint directory by truncating them to half. */
+/**
+ * Damages the CRIU images in a checkpoint directory by zeroing each image's magic
+ * header, as a transfer gone wrong would: CRIU then refuses them at once. (Truncating
+ * the page images instead was seen to leave a restore hanging now and then.)
+ */
 export function corruptImages(checkpointDir: string): number {
   let damaged = 0;
   for (const name of readdirSync(checkpointDir)) {
-    if (!/^pages-\d+\.img$/.test(name)) continue;
-    const path = `${checkpointDir}/${name}`;
-    truncateSync(path, Math.floor(statSync(path).size / 2));
+    if (!name.endsWith('.img')) continue;
+    const fd = openSync(`${checkpointDir}/${name}`, 'r+');
+    try {
+      writeSync(fd, Buffer.alloc(8), 0, 8, 0);
+    } finally {
+      closeSync(fd);
+    }
     damaged++;
   }
   return damaged;

@@ -251,9 +251,16 @@ async function waitForHostsOnline(layout: LabLayout, log: Logger): Promise<void>
   const client = await connectBroker({ url: layout.brokerUrl, clientId: `herd-lab-${process.pid}`, reconnectPeriodMs: 0 });
   try {
     const view = await watchCluster(client, log);
-    await waitFor(`compute daemons ${layout.hosts.map((h) => h.id).join(', ')} to report online (logs: ${layout.stateDir}/h*/compute.log)`, 60_000, () =>
-      layout.hosts.every((h) => view.host(h.id)?.state === 'online') ? true : undefined,
-    );
+    try {
+      await waitFor(`compute daemons ${layout.hosts.map((h) => h.id).join(', ')} to report online`, 60_000, () =>
+        layout.hosts.every((h) => view.host(h.id)?.state === 'online') ? true : undefined,
+      );
+    } catch (err) {
+      const tails = layout.hosts
+        .filter((h) => view.host(h.id)?.state !== 'online')
+        .map((h) => `${h.id} (${h.computeLog}): ${existsSync(h.computeLog) ? readFileSync(h.computeLog, 'utf8').trim().split('\n').slice(-3).join(' | ') : 'no log'}`);
+      throw new HerdError('LAB_FAILED', `${(err as Error).message}; last log lines: ${tails.join('; ')}`, { cause: err });
+    }
     await view.close();
   } finally {
     await closeBroker(client);
