@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { HerdError } from '../protocol/errors.ts';
 import type { ContainerSummary, HostContainers, HostStatus } from '../protocol/messages.ts';
 import { PROTOCOL_VERSION } from '../protocol/messages.ts';
-import { closeBroker, connectBroker, publishJson, type MqttClient } from '../protocol/mqtt.ts';
+import { closeBroker, connectBrokerPatiently, publishJson, type MqttClient } from '../protocol/mqtt.ts';
 import { serveCommands, type CommandHandlers, type CommandServer } from '../protocol/rpc.ts';
 import { topics } from '../protocol/topics.ts';
 import { watchCluster, type ClusterView } from '../protocol/cluster-view.ts';
@@ -153,7 +153,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
       runtimeInfo = await runtime.info();
       criuVersion = await deps.criuVersion?.().catch(() => undefined);
       startedAt = new Date().toISOString();
-      client = await connectBroker({
+      client = await connectBrokerPatiently({
         url: config.broker.url,
         clientId,
         ...brokerCredentials(config.broker),

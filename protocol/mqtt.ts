@@ -74,6 +74,22 @@ export async function connectBroker(options: BrokerConnectOptions): Promise<Mqtt
   return client;
 }
 
+/**
+ * For daemons: keeps trying for `maxWaitMs` when the broker is not there yet (it may be
+ * starting at the same moment), instead of exiting at the first refusal.
+ */
+export async function connectBrokerPatiently(options: BrokerConnectOptions, maxWaitMs = 60_000): Promise<MqttClient> {
+  const deadline = Date.now() + maxWaitMs;
+  for (;;) {
+    try {
+      return await connectBroker(options);
+    } catch (err) {
+      if (!(err instanceof HerdError) || err.code !== 'BROKER_UNAVAILABLE' || Date.now() >= deadline) throw err;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
+
 /** Publishes JSON with QoS 1 and resolves when the broker acknowledged it. */
 export async function publishJson(client: MqttClient, topic: string, message: unknown, opts: { retain?: boolean; qos?: 0 | 1 } = {}): Promise<void> {
   await client.publishAsync(topic, encode(message), { qos: opts.qos ?? 1, retain: opts.retain ?? false });

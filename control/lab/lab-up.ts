@@ -242,12 +242,15 @@ async function ensureCompute(layout: LabLayout, host: LabHost): Promise<void> {
   writeFileSync(host.computePidFile, `${pid}\n`);
 }
 
-async function waitForHostsOnline(layout: LabLayout, log: Logger): Promise<void> {
-  await waitFor(`the control daemon's broker at ${layout.brokerUrl}`, 30_000, async () => {
+async function waitForBroker(layout: LabLayout): Promise<void> {
+  await waitFor(`the control daemon's broker at ${layout.brokerUrl} (log: ${layout.controlLog})`, 30_000, async () => {
     const c = await connectBroker({ url: layout.brokerUrl, clientId: `herd-lab-probe-${process.pid}`, reconnectPeriodMs: 0, connectTimeoutMs: 1000 });
     await closeBroker(c);
     return true;
   }, 300);
+}
+
+async function waitForHostsOnline(layout: LabLayout, log: Logger): Promise<void> {
   const client = await connectBroker({ url: layout.brokerUrl, clientId: `herd-lab-${process.pid}`, reconnectPeriodMs: 0 });
   try {
     const view = await watchCluster(client, log);
@@ -309,6 +312,8 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
   }
   say('Herd daemons');
   await ensureControl(layout);
+  // The daemons connect at once: the broker must listen first.
+  await waitForBroker(layout);
   for (const host of layout.hosts) await ensureCompute(layout, host);
   await ensureMonitor(layout);
   await waitForHostsOnline(layout, options.log);
