@@ -70,6 +70,8 @@ interface RowResult {
   pmproxyShare?: number;
   /** Other Herd-managed containers the monitor sampled too (real rows). */
   others?: number;
+  /** Why the row cannot be trusted (the lab changed under it). */
+  invalid?: string;
 }
 
 async function main(): Promise<void> {
@@ -102,9 +104,16 @@ async function main(): Promise<void> {
       const mem = memoryOf(child.pid);
       const row: RowResult = { containers, source, monitorShare: (after - before.monitor) / seconds, ...mem, samplesPerSec: (samples - before.samples) / seconds };
       if (pcp !== undefined) {
-        row.pmcdShare = (treeCpuSeconds(pcp.pmcd) - (before.pmcd ?? 0)) / seconds;
-        row.pmproxyShare = (treeCpuSeconds(pcp.pmproxy) - (before.pmproxy ?? 0)) / seconds;
+        // A restarted pmcd or pmproxy (someone ran lab down/up) makes the difference meaningless.
+        const now = pcpPids();
+        if (now !== undefined && now.pmcd[0] === pcp.pmcd[0] && now.pmproxy[0] === pcp.pmproxy[0]) {
+          row.pmcdShare = (treeCpuSeconds(pcp.pmcd) - (before.pmcd ?? 0)) / seconds;
+          row.pmproxyShare = (treeCpuSeconds(pcp.pmproxy) - (before.pmproxy ?? 0)) / seconds;
+        } else row.invalid = 'pmcd or pmproxy restarted during the window';
       }
+      // Fewer samples than the containers give: containers went away (another session used the lab).
+      const expected = containers / CONTAINER_INTERVAL_S;
+      if (row.samplesPerSec < expected * 0.8) row.invalid = `${row.samplesPerSec.toFixed(1)} samples/s where ${containers} containers give ~${expected.toFixed(0)}: containers went away during the window`;
       return row;
     } finally {
       await child.stop();
@@ -134,9 +143,12 @@ async function main(): Promise<void> {
           const others = await otherManaged(layout);
           rows.push({ ...(await measureRow(n, 'real', { hosts })), ...(others > 0 ? { others } : {}) });
         }
-        const dirs: CgroupDirs[] = real.map((c) => (controller: string) => `/sys/fs/cgroup/${controller}/${c.cgroupParent}/${c.dockerId}`);
+        const dirs: CgroupDirs[] = real
+          .filter((c) => existsSync(`/sys/fs/cgroup/memory/${c.cgroupParent}/${c.dockerId}`))
+          .map((c) => (controller: string) => `/sys/fs/cgroup/${controller}/${c.cgroupParent}/${c.dockerId}`);
+        if (dirs.length < real.length) notes.push(`only ${dirs.length} of ${real.length} real containers were left for the direct cgroup reads (another session used the lab)`);
         progress(`cgroup fs: reading the real containers' cgroup files directly`);
-        direct = { cost: await directReadCost(dirs, '/proc', 20_000), what: `the kernel's cgroup files of the ${real.length} real lab containers, read in turn 20000 times` };
+        if (dirs.length > 0) direct = { cost: await directReadCost(dirs, '/proc', 20_000), what: `the kernel's cgroup files of the ${dirs.length} real lab containers, read in turn 20000 times` };
       } finally {
         progress(`real: removed ${await removeSleepers(layout)} sleepers`);
       }
@@ -194,12 +206,13 @@ function usableLab(notes: string[]): LabLayout | undefined {
   }
   let busy = '';
   try {
-    busy = execFileSync('pgrep', ['-f', 'migration.bench'], { encoding: 'utf8' }).trim();
+    // Another benchmark or a test run on the lab would remove or disturb the containers measured.
+    busy = execFileSync('pgrep', ['-f', 'migration.bench|vitest'], { encoding: 'utf8' }).trim();
   } catch {
     busy = '';
   }
   if (busy !== '') {
-    notes.push('another benchmark (migration.bench) is using the lab: real rows skipped');
+    notes.push('another benchmark (migration.bench) or a vitest run is using the lab: real rows skipped');
     return undefined;
   }
   const layout = labLayout({ hosts: state.hosts, cpuCount: availableParallelism() });
@@ -235,6 +248,7 @@ function report(rows: RowResult[], baseline: { pmcd: number; pmproxy: number } |
   const line = (cells: string[]) => cells.map((c, i) => (i <= 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   out(line(header));
   for (const t of table) out(line(t));
+  for (const r of rows) if (r.invalid !== undefined) out(`INVALID row ${r.containers} ${r.source}: ${r.invalid}`);
   out('');
   if (baseline !== undefined) {
     out(`pmcd (+ its PMDAs) and pmproxy in the real rows serve the lab's own monitor too. Without the benchmark's monitor,`);
