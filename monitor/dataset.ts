@@ -9,7 +9,8 @@
  * bytes stay on a line of their own; the reader ignores any line that is not complete
  * JSON.
  */
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readSync, writeSync } from 'node:fs';
+import { openForAppend } from './append-file.ts';
+import { closeSync, existsSync, mkdirSync, readdirSync, writeSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -73,13 +74,7 @@ export class DatasetWriter {
       }
     }
     mkdirSync(join(this.dir, kind), { recursive: true });
-    const fd = openSync(path, 'a+');
-    const size = fstatSync(fd).size;
-    if (size > 0) {
-      const last = Buffer.alloc(1);
-      readSync(fd, last, 0, 1, size - 1);
-      if (last[0] !== 0x0a) writeSync(fd, '\n'); // a torn line from a crash: end it
-    }
+    const fd = openForAppend(path);
     this.open.set(path, fd);
     return fd;
   }

@@ -11,6 +11,7 @@
  * last `at` written for a Docker container ({@link ContainerLogStore.lastAt}), so nothing
  * is written twice or skipped.
  */
+import { openForAppend } from './append-file.ts';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { openFilesLimit } from './cgroup-fs.ts';
@@ -177,13 +178,7 @@ export class ContainerLogStore {
       this.open.set(path, fd);
       return fd;
     }
-    const fd = openSync(path, 'a+');
-    const size = fstatSync(fd).size;
-    if (size > 0) {
-      const lastByte = Buffer.alloc(1);
-      readSync(fd, lastByte, 0, 1, size - 1);
-      if (lastByte[0] !== 0x0a) writeSync(fd, '\n'); // a torn line from a crash: end it
-    }
+    const fd = openForAppend(path);
     this.checked.add(path);
     this.open.set(path, fd);
     return fd;

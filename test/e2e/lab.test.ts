@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labLeftovers } from '../../control/lab/lab-down.ts';
 import type { LabLayout } from '../../control/lab/layout.ts';
+import { execIn } from '../support/containers.ts';
 import { herd, herdOk } from '../support/herd-cli.ts';
 import { dockerOf, freshLab, inHost } from '../support/lab.ts';
 
@@ -40,26 +41,13 @@ describe('lab (2 hosts, real Docker, sshd, PCP)', () => {
     for (const [hostId, name] of [['h1', 'lab-a'], ['h2', 'lab-b']] as const) {
       const host = layout.hosts.find((h) => h.id === hostId)!;
       const info = await dockerOf(layout, hostId).getContainer(name).inspect();
-      const status = await dockerOf(layout, hostId).getContainer(name).exec({ Cmd: ['grep', 'Cpus_allowed_list', '/proc/1/status'], AttachStdout: true });
-      const stream = await status.start({});
-      const out = await new Promise<string>((resolve) => {
-        let text = '';
-        stream.on('data', (d: Buffer) => (text += d.toString('latin1')));
-        stream.on('end', () => resolve(text));
-      });
+      const out = await execIn(dockerOf(layout, hostId), name, ['grep', 'Cpus_allowed_list', '/proc/1/status']);
       expect(info.State.Running).toBe(true);
       expect(out).toContain(`Cpus_allowed_list:\t${host.cpus.join(',')}`);
     }
     const list = JSON.parse(await herdOk(['containers', '--json'])) as { name: string; hostId: string }[];
     expect(list.map((c) => [c.name, c.hostId])).toEqual([['lab-a', 'h1'], ['lab-b', 'h2']]);
-    const sysbench = await dockerOf(layout, 'h2').getContainer('lab-b').exec({ Cmd: ['sysbench', '--version'], AttachStdout: true });
-    const out = await new Promise<string>((resolve) => {
-      void sysbench.start({}).then((s) => {
-        let text = '';
-        s.on('data', (d: Buffer) => (text += d.toString('latin1')));
-        s.on('end', () => resolve(text));
-      });
-    });
+    const out = await execIn(dockerOf(layout, 'h2'), 'lab-b', ['sysbench', '--version']);
     expect(out).toContain('sysbench 1.');
   });
 

@@ -6,15 +6,10 @@
 import Docker from 'dockerode';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { LabLayout } from '../../control/lab/layout.ts';
-import { execIn, leftovers, placements } from '../support/containers.ts';
+import { COUNTER, count, execIn, leftovers, placements } from '../support/containers.ts';
 import { herd, herdOk } from '../support/herd-cli.ts';
 import { dockerOf, readyLab, setFaults } from '../support/lab.ts';
 
-const COUNTER = ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo $i > /data/count; sleep 0.1; done'];
-
-async function count(layout: LabLayout, hostId: string, name: string): Promise<number> {
-  return Number((await execIn(dockerOf(layout, hostId), name, ['cat', '/data/count'])).trim());
-}
 
 async function runOn(hostId: string, name: string, image = 'herd/busybox', cmd = COUNTER): Promise<void> {
   await herdOk(['run', '--host', hostId, '--name', name, image, ...cmd]);

@@ -60,3 +60,13 @@ export async function leftovers(layout: LabLayout): Promise<string[]> {
   }
   return left;
 }
+
+/** A container command that counts up every 0.1 s into /data/count: the count continues after a live migration and restarts at 1 after a restart. */
+export const COUNTER = ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo $i > /data/count; sleep 0.1; done'];
+
+/** The counter's current value in a container on a lab host. */
+export async function count(layout: LabLayout, hostId: string, name: string): Promise<number> {
+  const host = layout.hosts.find((h) => h.id === hostId);
+  if (host === undefined) throw new Error(`no lab host ${hostId}`);
+  return Number((await execIn(new Docker({ socketPath: host.dockerSocket }), name, ['cat', '/data/count'])).trim());
+}
