@@ -45,6 +45,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
   let client: MqttClient | undefined;
   let server: CommandServer | undefined;
   let timer: NodeJS.Timeout | undefined;
+  let stopWatching: (() => void) | undefined;
   let startedAt: string | undefined;
   let runtimeInfo: RuntimeInfo | undefined;
   let criuVersion: string | undefined;
@@ -189,10 +190,16 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
       server = await serveCommands(c, hostId, clientId, handlers, log);
       announce();
       timer = setInterval(() => void publishContainers(), config.containersIntervalSeconds * 1000);
+      // Changes made outside Herd (docker rm, a crash) reach the retained list at once, not at the next interval.
+      let pending: NodeJS.Timeout | undefined;
+      stopWatching = runtime.watchChanges?.(() => {
+        if (pending === undefined) pending = setTimeout(() => ((pending = undefined), void publishContainers()), 200);
+      });
       log.info({ hostId, broker: config.broker.url, docker: runtimeInfo.dockerVersion, criu: criuVersion }, 'compute daemon started');
     },
     async close() {
       if (timer !== undefined) clearInterval(timer);
+      stopWatching?.();
       await server?.close();
       await rpc?.close();
       await view?.close();

@@ -50,6 +50,8 @@ export interface ContainerRuntime {
   checkpointPath(dockerId: string, checkpointId: string): string;
   /** The whole filesystem of a (stopped) container as a tar stream (docker export). */
   exportFilesystem(dockerId: string): Promise<NodeJS.ReadableStream>;
+  /** Calls `onChange` whenever a managed container is created, started, stopped or removed (by Herd or not); returns the stop function. */
+  watchChanges?(onChange: () => void): () => void;
   /** Free bytes on the filesystem that holds Docker's data root. */
   freeBytes(): Promise<number>;
 }

@@ -299,6 +299,29 @@ export class DockerRuntime implements ContainerRuntime {
     }
   }
 
+  watchChanges(onChange: () => void): () => void {
+    let stopped = false;
+    let stream: NodeJS.ReadableStream | undefined;
+    const follow = () => {
+      if (stopped) return;
+      this.docker.getEvents({ filters: { type: ['container'], label: [HERD_ID_LABEL] } }).then(
+        (s) => {
+          stream = s;
+          s.on('data', () => onChange());
+          // Docker restarted or the socket dropped: follow again.
+          s.on('end', () => setTimeout(follow, 1000));
+          s.on('error', () => undefined);
+        },
+        () => setTimeout(follow, 1000),
+      );
+    };
+    follow();
+    return () => {
+      stopped = true;
+      (stream as unknown as { destroy?: () => void } | undefined)?.destroy?.();
+    };
+  }
+
   async freeBytes(): Promise<number> {
     const s = await statfs(this.dataRoot);
     return Number(s.bavail) * Number(s.bsize);

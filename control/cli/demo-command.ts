@@ -6,7 +6,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { HerdError } from '../../protocol/errors.ts';
-import type { ContainerSpec, ContainerSummary } from '../../protocol/messages.ts';
+import type { ContainerSpec } from '../../protocol/messages.ts';
 import { newHerdId } from '../../protocol/ids.ts';
 import { withBrokerOption, withSession } from './context.ts';
 import { migrateOnce } from './migrate-command.ts';
@@ -34,10 +34,8 @@ export function registerDemoCommand(program: Command): void {
         const hosts = session.view.hosts().filter((h) => h.state === 'online').map((h) => h.hostId);
         if (hosts.length < 2) throw new HerdError('HOST_OFFLINE', `the demo needs at least 2 online hosts, found ${hosts.length} (${hosts.join(', ') || 'none'}); run "sudo bin/herd lab up"`);
         const workloads = DEMO_WORKLOADS.filter((w) => opts.network || w.needsNetwork !== true);
-        // Ask the hosts themselves: the retained lists may lag behind containers removed outside Herd.
-        const current = (await Promise.all(hosts.map((h) => session.rpc.request<ContainerSummary[]>(h, 'container.list', {}, { timeoutMs: 15_000 })))).flat();
         for (const [i, w] of workloads.entries()) {
-          const existing = current.find((c) => c.name === w.name && c.state === 'running');
+          const existing = session.view.containers().find((c) => c.name === w.name && c.state === 'running');
           if (existing !== undefined) {
             process.stdout.write(`${w.name} already runs on ${existing.hostId}\n`);
             continue;

@@ -166,6 +166,10 @@ export function fakeRuntime(options: { images?: string[] } = {}): ContainerRunti
       calls.push(`remove ${dockerId}`);
       containers.delete(dockerId);
     },
+    // Nothing changes behind the fake's back: there is nothing to watch.
+    watchChanges(): () => void {
+      return () => undefined;
+    },
   };
   return new Proxy(implemented, {
     get(target, prop, receiver) {
