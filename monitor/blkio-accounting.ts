@@ -59,15 +59,25 @@ export function activateBlkioAccounting(cgroupRoot: string, parent: string, devi
 
 /** Read and write operations of a cgroup from its `blkio.throttle.io_serviced` (summed over devices). */
 export function parseIoServiced(text: string): { reads: number; writes: number } {
+  // Lines are "<major:minor> <Op> <n>" plus a last "Total <n>"; a hand scan, no arrays: this runs for every container every round.
   let reads = 0;
   let writes = 0;
-  for (const line of text.split('\n')) {
-    const parts = line.trim().split(' ');
-    if (parts.length !== 3) continue; // "Total N" and blank lines
-    const n = Number(parts[2]);
-    if (!Number.isFinite(n)) continue;
-    if (parts[1] === 'Read') reads += n;
-    else if (parts[1] === 'Write') writes += n;
+  let pos = 0;
+  while (pos < text.length) {
+    let end = text.indexOf('\n', pos);
+    if (end < 0) end = text.length;
+    const op = text.indexOf(' ', pos) + 1;
+    const sp = op > 0 && op < end ? text.indexOf(' ', op) : -1;
+    if (sp > 0 && sp < end) {
+      const n = Number(text.slice(sp + 1, end));
+      const isRead = sp - op === 4 && text.startsWith('Read', op);
+      const isWrite = !isRead && sp - op === 5 && text.startsWith('Write', op);
+      if (Number.isFinite(n) && (isRead || isWrite)) {
+        if (isRead) reads += n;
+        else writes += n;
+      }
+    }
+    pos = end + 1;
   }
   return { reads, writes };
 }

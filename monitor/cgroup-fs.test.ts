@@ -50,9 +50,9 @@ describe('readCgroupUsage', () => {
       writeFileSync(join(pids, 'cgroup.procs'), '10\n11\n');
       writeFileSync(join(pids, 'tasks'), '10\n11\n12\n');
       const reader = new FileReader();
-      expect(readCgroupUsage(cgroupUsagePaths(loc, 'c1'), { reader })).toMatchObject({ processCount: 2, threadCount: 3 });
+      expect(readCgroupUsage(cgroupUsagePaths(loc, 'c1'), reader)).toMatchObject({ processCount: 2, threadCount: 3 });
       writeFileSync(join(pids, 'pids.current'), '7\n');
-      expect(readCgroupUsage(cgroupUsagePaths(loc, 'c1'), { reader })).toMatchObject({ processCount: 2, threadCount: 7 });
+      expect(readCgroupUsage(cgroupUsagePaths(loc, 'c1'), reader)).toMatchObject({ processCount: 2, threadCount: 7 });
       reader.close();
     } finally {
       rmSync(root, { recursive: true, force: true });

@@ -248,35 +248,33 @@ const toNumber = (text: string | undefined): number | undefined => {
  * time when PCP has none). Threads are `pids.current` (every task of the cgroup, a number)
  * rather than counting the lines of `tasks`.
  */
-export function readCgroupUsage(where: CgroupUsagePaths, options: { cpuUsage?: boolean; reader?: FileReader } = {}): CgroupUsage {
-  const reader = options.reader;
-  const read = (path: string, keep = true) => (reader === undefined ? readText(path) : reader.read(path, keep));
+export function readCgroupUsage(where: CgroupUsagePaths, reader: FileReader, cpuUsage = false): CgroupUsage {
   const out: CgroupUsage = {};
-  const usage = toNumber(read(where.memoryUsage));
+  const usage = toNumber(reader.read(where.memoryUsage));
   if (usage !== undefined) out.memoryBytes = usage;
-  if (options.cpuUsage === true) {
-    const cpu = toNumber(read(where.cpuUsage));
+  if (cpuUsage) {
+    const cpu = toNumber(reader.read(where.cpuUsage));
     if (cpu !== undefined) out.cpuUsageNs = cpu;
   }
-  const io = read(where.ioServiced);
+  const io = reader.read(where.ioServiced);
   if (io !== undefined) {
     const ops = parseIoServiced(io);
     out.diskReads = ops.reads;
     out.diskWrites = ops.writes;
   }
-  const procs = read(where.procs);
+  const procs = reader.read(where.procs);
   if (procs !== undefined) out.processCount = countLines(procs);
-  const threads = toNumber(read(where.pidsCurrent));
+  const threads = toNumber(reader.read(where.pidsCurrent));
   if (threads !== undefined) out.threadCount = threads;
   else {
-    const tasks = read(where.tasks);
+    const tasks = reader.read(where.tasks);
     if (tasks !== undefined) out.threadCount = countLines(tasks);
   }
   // Any process of the container shares its network namespace: the first listed will do.
-  const nl = procs?.indexOf('\n') ?? -1;
-  const pid = (nl < 0 ? procs : procs?.slice(0, nl))?.trim();
-  if (pid !== undefined && pid !== '') {
-    const netDev = read(`${where.procRoot}/${pid}/net/dev`, false);
+  const nl = procs === undefined ? -1 : procs.indexOf('\n');
+  const pid = procs === undefined ? '' : (nl < 0 ? procs : procs.slice(0, nl)).trim();
+  if (pid !== '') {
+    const netDev = reader.read(`${where.procRoot}/${pid}/net/dev`, false);
     if (netDev !== undefined) {
       const net = parseNetDev(netDev);
       out.netInBytes = net.inBytes;

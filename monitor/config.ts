@@ -47,6 +47,10 @@ export const monitorConfigSchema = z
     blkioAccounting: z.boolean().default(true),
     /** Follow every managed container's stdout/stderr into <datasetDir>/logs/<herdId>.log (needs datasetDir). */
     containerLogs: z.boolean().default(true),
+    /** A container's log is rotated (`<herdId>.log` → `.log.1` …) before it would exceed this size. */
+    containerLogMaxBytes: z.number().int().min(64 * 1024).default(16 * 1024 * 1024),
+    /** Rotated log files kept per container; the oldest beyond this is deleted. At most (1 + this) × containerLogMaxBytes per container. */
+    containerLogRotatedFiles: z.number().int().min(1).max(100).default(2),
     /** Samples kept while the broker is unreachable; the oldest are dropped beyond this. */
     publishBufferSize: z.number().int().min(1).max(1_000_000).default(10_000),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),

@@ -54,11 +54,18 @@ const USER_HZ = 100;
 /** Limits change only through `docker update`: read again after this long, not every round. */
 export const LIMITS_REFRESH_SECONDS = 30;
 
+/** What the sampler keeps per running container between rounds (dropped when it stops or goes). */
+interface ContainerState {
+  paths: CgroupUsagePaths;
+  /** Counter baselines under short constant keys (cheap to hash), one tracker per container. */
+  rates: RateTracker;
+  limits: CgroupLimits;
+  limitsReadAtMs: number;
+}
+
 export class ContainerSampler {
-  private readonly rates = new RateTracker();
-  private readonly limits = new Map<string, { limits: CgroupLimits; readAtMs: number }>();
+  private readonly states = new Map<string, ContainerState>();
   private readonly files = new FileReader();
-  private readonly paths = new Map<string, CgroupUsagePaths>();
 
   constructor(private readonly client: PcpClient, private readonly options: ContainerSamplerOptions) {}
 
@@ -83,11 +90,11 @@ export class ContainerSampler {
     // One plain loop, no per-container closures or object spreads: this runs for every container every round.
     const samples: ContainerMetrics[] = [];
     for (const c of containers) samples.push(this.sampleOne(c, at, pcp === undefined ? undefined : { atSeconds: pcp.atSeconds, byPath, path: `/${parent}/${c.dockerId}` }));
-    // Forget rate baselines of containers that are gone, so a reused id starts fresh.
-    const live = new Set(running.map((c) => c.dockerId));
-    this.rates.retain((k) => live.has(k.slice(0, k.indexOf('|'))));
-    for (const id of this.limits.keys()) if (!live.has(id)) this.limits.delete(id);
-    for (const id of this.paths.keys()) if (!live.has(id)) this.paths.delete(id);
+    // Forget the state of containers that stopped or are gone, so a restarted or reused id starts fresh.
+    if (this.states.size > running.length) {
+      const live = new Set(running.map((c) => c.dockerId));
+      for (const id of this.states.keys()) if (!live.has(id)) this.states.delete(id);
+    }
     this.files.sweep();
     return samples;
   }
@@ -109,12 +116,14 @@ export class ContainerSampler {
     let system = byPath.get('cgroup.cpuacct.stat.system')?.get(path);
     if (user !== undefined && this.pcpCpuSeconds === undefined && !this.calibrationTried) this.calibrate(id, user);
     if (this.pcpCpuSeconds === undefined) user = system = undefined;
-    const fs = readCgroupUsage(this.pathsOf(id), { cpuUsage: user === undefined || system === undefined, reader: this.files });
-    const limits = this.limitsOf(id);
+    const state = this.stateOf(id);
+    const rates = state.rates;
+    const fs = readCgroupUsage(state.paths, this.files, user === undefined || system === undefined);
+    const limits = state.limits;
     const fsAt = Date.now() / 1000;
     let cpuCores: number | undefined;
-    if (user !== undefined && system !== undefined) cpuCores = rateOf(this.rates.rate(`${id}|cpu.pcp`, user + system, pcp.atSeconds), this.pcpCpuSeconds ?? 0);
-    else if (fs.cpuUsageNs !== undefined) cpuCores = rateOf(this.rates.rate(`${id}|cpu.fs`, fs.cpuUsageNs, fsAt), 1e-9);
+    if (user !== undefined && system !== undefined) cpuCores = rateOf(rates.rate('cpu.pcp', user + system, pcp.atSeconds), this.pcpCpuSeconds ?? 0);
+    else if (fs.cpuUsageNs !== undefined) cpuCores = rateOf(rates.rate('cpu.fs', fs.cpuUsageNs, fsAt), 1e-9);
     const limit = limits.cpuLimitCores ?? this.options.hostCpuCount;
     if (cpuCores !== undefined) out.cpuCores = round(cpuCores, 4);
     if (limit !== undefined) out.cpuLimitCores = round(limit, 4);
@@ -122,15 +131,15 @@ export class ContainerSampler {
     if (fs.memoryBytes !== undefined) out.memoryBytes = fs.memoryBytes;
     if (limits.memoryLimitBytes !== undefined) out.memoryLimitBytes = limits.memoryLimitBytes;
     // Block I/O from the cgroup file: PCP's cgroup.blkio.all.io_serviced reads CFQ's file, gone since Linux 5.0 (blkio-accounting.ts).
-    const readRate = fs.diskReads === undefined ? undefined : this.rates.rate(`${id}|blk.read`, fs.diskReads, fsAt);
-    const writeRate = fs.diskWrites === undefined ? undefined : this.rates.rate(`${id}|blk.write`, fs.diskWrites, fsAt);
+    const readRate = fs.diskReads === undefined ? undefined : rates.rate('blk.read', fs.diskReads, fsAt);
+    const writeRate = fs.diskWrites === undefined ? undefined : rates.rate('blk.write', fs.diskWrites, fsAt);
     if (readRate !== undefined) out.diskReadOpsPerSec = round(readRate, 2);
     if (writeRate !== undefined) out.diskWriteOpsPerSec = round(writeRate, 2);
     if (fs.netInBytes !== undefined && fs.netOutBytes !== undefined) {
       out.netInBytes = fs.netInBytes;
       out.netOutBytes = fs.netOutBytes;
-      const rin = this.rates.rate(`${id}|net.in`, fs.netInBytes, fsAt);
-      const rout = this.rates.rate(`${id}|net.out`, fs.netOutBytes, fsAt);
+      const rin = rates.rate('net.in', fs.netInBytes, fsAt);
+      const rout = rates.rate('net.out', fs.netOutBytes, fsAt);
       if (rin !== undefined) out.netInBytesPerSec = round(rin, 1);
       if (rout !== undefined) out.netOutBytesPerSec = round(rout, 1);
     }
@@ -162,19 +171,18 @@ export class ContainerSampler {
     else if (ratio > 8 && ratio < 12.5) this.pcpCpuSeconds = 1 / 1000;
   }
 
-  private pathsOf(dockerId: string): CgroupUsagePaths {
-    let p = this.paths.get(dockerId);
-    if (p === undefined) this.paths.set(dockerId, (p = cgroupUsagePaths(this.options.cgroup, dockerId)));
-    return p;
-  }
-
-  private limitsOf(dockerId: string): CgroupLimits {
+  /** The container's state; its limits read when first seen and every LIMITS_REFRESH_SECONDS. */
+  private stateOf(dockerId: string): ContainerState {
     const now = Date.now();
-    const known = this.limits.get(dockerId);
-    if (known !== undefined && now - known.readAtMs < LIMITS_REFRESH_SECONDS * 1000) return known.limits;
-    const limits = readCgroupLimits(this.options.cgroup, dockerId);
-    this.limits.set(dockerId, { limits, readAtMs: now });
-    return limits;
+    let state = this.states.get(dockerId);
+    if (state === undefined) {
+      state = { paths: cgroupUsagePaths(this.options.cgroup, dockerId), rates: new RateTracker(), limits: readCgroupLimits(this.options.cgroup, dockerId), limitsReadAtMs: now };
+      this.states.set(dockerId, state);
+    } else if (now - state.limitsReadAtMs >= LIMITS_REFRESH_SECONDS * 1000) {
+      state.limits = readCgroupLimits(this.options.cgroup, dockerId);
+      state.limitsReadAtMs = now;
+    }
+    return state;
   }
 }
 

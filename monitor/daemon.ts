@@ -106,7 +106,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
   const { log } = deps;
   const publisher = new BufferedPublisher(config.publishBufferSize, log);
   const dataset = config.datasetDir === null ? undefined : new DatasetWriter(config.datasetDir);
-  const logStore = config.datasetDir === null || !config.containerLogs ? undefined : new ContainerLogStore(join(config.datasetDir, 'logs'));
+  const logStore = config.datasetDir === null || !config.containerLogs ? undefined : new ContainerLogStore(join(config.datasetDir, 'logs'), { maxBytes: config.containerLogMaxBytes, rotatedFiles: config.containerLogRotatedFiles });
   const clientId = `herd-monitor-${process.pid}`;
   let client: MqttClient | undefined;
   let connectTimer: NodeJS.Timeout | undefined;
@@ -134,22 +134,40 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
     };
   });
 
-  /** Checks, publishes and returns the encoded sample (undefined when it failed its schema). */
-  let emitted = 0;
-  const emit = <S extends z.ZodType>(kind: 'host' | 'container', schema: S, topic: string, sample: z.infer<S>): { at: string; json: string } | undefined => {
+  /** Checks a sample against its schema; undefined when it passes. */
+  let checked = 0;
+  const problemOf = <S extends z.ZodType>(kind: 'host' | 'container', schema: S, sample: z.infer<S>): string | undefined => {
     // The samplers are typed code: the full schema check (~7 µs) runs on every host sample and
     // on one container sample in FULL_CHECK_EVERY; every sample gets the cheap numeric check.
-    const full = kind === 'host' || emitted++ % FULL_CHECK_EVERY === 0;
+    const full = kind === 'host' || checked++ % FULL_CHECK_EVERY === 0;
     const problem = full ? schemaProblem(schema, sample) : numericProblem(sample as Record<string, unknown>);
-    if (problem !== undefined) {
-      // A bug in a sampler, never a reason to stop: log it and drop the sample.
-      log.error({ kind, problem }, 'sample does not match its schema; dropped');
-      return undefined;
-    }
+    // A bug in a sampler, never a reason to stop: log it and drop the sample.
+    if (problem !== undefined) log.error({ kind, problem }, 'sample does not match its schema; dropped');
+    return problem;
+  };
+
+  /** Checks and publishes a host sample; returns its encoded line for the dataset. */
+  const emitHost = (sample: HostMetrics): { at: string; json: string } | undefined => {
+    if (problemOf('host', hostMetricsSchema, sample) !== undefined) return undefined;
     const json = JSON.stringify(sample);
-    publisher.publish(topic, sample, json);
-    deps.onSample?.(kind, sample as HostMetrics | ContainerMetrics);
-    return { at: (sample as HostMetrics).at, json };
+    publisher.publish(topics.hostMetrics(sample.hostId), sample, json);
+    deps.onSample?.('host', sample);
+    return { at: sample.at, json };
+  };
+
+  /**
+   * Checks one round's container samples of a host and publishes them as ONE batch message
+   * (see ContainerMetricsBatch); each sample is encoded once, for the batch and the dataset.
+   */
+  const emitContainers = (hostId: string, at: string, samples: readonly ContainerMetrics[]): Array<{ at: string; json: string }> => {
+    const lines: Array<{ at: string; json: string }> = [];
+    for (const s of samples) if (problemOf('container', containerMetricsSchema, s) === undefined) lines.push({ at: s.at, json: JSON.stringify(s) });
+    let payload = `{"v":${PROTOCOL_VERSION},"hostId":${JSON.stringify(hostId)},"at":"${at}","samples":[`;
+    for (let i = 0; i < lines.length; i++) payload += i === 0 ? lines[i]!.json : `,${lines[i]!.json}`;
+    payload += ']}';
+    publisher.publish(topics.containerMetrics(hostId), undefined, payload, Math.max(1, lines.length));
+    if (deps.onSample !== undefined) for (const s of samples) deps.onSample('container', s);
+    return lines;
   };
 
   /** Appends one round's encoded samples to the dataset in one write. */
@@ -189,12 +207,12 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
     try {
       const sample = await h.hostSampler.sample();
       if (sample.cpus !== undefined) h.cpuCount = sample.cpus.length;
-      const line = emit('host', hostMetricsSchema, topics.hostMetrics(h.config.id), sample);
+      const line = emitHost(sample);
       if (line !== undefined) store('hosts', [line]);
     } catch (err) {
       const e = toHerdError(err);
       const stale: HostMetrics = { v: PROTOCOL_VERSION, hostId: h.config.id, at: new Date().toISOString(), stale: true, staleReason: `${e.code}: ${e.message}`.slice(0, 500) };
-      const line = emit('host', hostMetricsSchema, topics.hostMetrics(h.config.id), stale);
+      const line = emitHost(stale);
       if (line !== undefined) store('hosts', [line]);
       throw err;
     }
@@ -214,7 +232,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
     h.logFollower?.sync(listed);
     const samples = await h.containerSampler.sample(listed);
     const byDocker = new Map<string, TrackedContainer>(listed.map((c) => [c.dockerId, c]));
-    const lines: Array<{ at: string; json: string }> = [];
+    const published: ContainerMetrics[] = [];
     for (const s of samples) {
       const previous = owner.get(s.herdId);
       const elsewhere = previous !== undefined && previous.hostId !== h.config.id;
@@ -230,10 +248,9 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
       } else if (previous === undefined) {
         owner.set(s.herdId, { hostId: h.config.id, ran: false });
       }
-      const line = emit('container', containerMetricsSchema, topics.containerMetrics(s.herdId), s);
-      if (line !== undefined) lines.push(line);
+      published.push(s);
     }
-    store('containers', lines);
+    store('containers', emitContainers(h.config.id, published[0]?.at ?? new Date().toISOString(), published));
   };
 
   const connect = async (): Promise<void> => {

@@ -215,7 +215,7 @@ export class ContainerLogFollower {
       }
       if (records.length === 0) return;
       try {
-        store.append(c.herdId, records);
+        store.append(c.herdId, records, lastNs);
         this.linesWritten += records.length;
       } catch (err) {
         options.log.warn({ herdId: c.herdId, err: (err as Error).message }, 'cannot append to the container log');

@@ -1,10 +1,11 @@
 /**
- * Reading a container log written by log-store.ts: all of it or its last lines, then
- * optionally following it as it grows (`herd logs -f`). Torn lines are skipped; only
- * bytes up to the last newline are taken while following, the rest comes next poll.
+ * Reading a container log written by log-store.ts: all of it (its rotated files first) or
+ * its last lines, then optionally following it as it grows and rotates (`herd logs -f`).
+ * Torn lines are skipped; only bytes up to the last newline are taken while following,
+ * the rest comes next poll.
  */
-import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
-import { parseLogLine, type LogRecord } from './log-store.ts';
+import { closeSync, existsSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { logFilesOldestFirst, parseLogLine, rotatedPath, type LogRecord } from './log-store.ts';
 
 const CHUNK_BYTES = 256 * 1024;
 
@@ -13,6 +14,8 @@ export interface ReadLogResult {
   skippedLines: number;
   /** Offset just after the last complete line read (where following continues). */
   offset: number;
+  /** Inode of the file read (following notices a rotation by it); undefined when it does not exist. */
+  ino?: number;
 }
 
 /** Reads `path` from `offset` to its current end, complete lines only; keeps the last `tail` records when given. */
@@ -21,7 +24,9 @@ export function readLogFrom(path: string, offset = 0, tail?: number): ReadLogRes
   if (!existsSync(path)) return out;
   const fd = openSync(path, 'r');
   try {
-    const size = fstatSync(fd).size;
+    const stat = fstatSync(fd);
+    const size = stat.size;
+    out.ino = stat.ino;
     if (size < offset) out.offset = offset = 0; // truncated: start over
     let pos = offset;
     let carry = Buffer.alloc(0);
@@ -54,16 +59,53 @@ export function readLogFrom(path: string, offset = 0, tail?: number): ReadLogRes
   }
 }
 
+/** A container's whole log, rotated files first (the last `tail` records when given); `offset`/`ino` are of the current file. */
+export function readLog(path: string, tail?: number): ReadLogResult {
+  const out: ReadLogResult = { records: [], skippedLines: 0, offset: 0 };
+  for (const file of logFilesOldestFirst(path)) {
+    const r = readLogFrom(file, 0, tail);
+    out.records.push(...r.records);
+    if (tail !== undefined && out.records.length > tail) out.records.splice(0, out.records.length - tail);
+    out.skippedLines += r.skippedLines;
+    if (file === path) {
+      out.offset = r.offset;
+      if (r.ino !== undefined) out.ino = r.ino;
+    }
+  }
+  return out;
+}
+
+function inodeOf(path: string): number | undefined {
+  try {
+    return statSync(path).ino;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Calls `onRecords` with what is appended to `path` after `offset`, polling every
- * `pollMs`, until `signal` aborts. Waits for the file when it does not exist yet.
+ * `pollMs`, until `signal` aborts. Waits for the file when it does not exist yet. When
+ * the log was rotated (another file at `path`), the rest of the old file (now `.1`) is
+ * read first, then the new one from its start.
  */
-export async function followLog(path: string, offset: number, onRecords: (records: LogRecord[]) => void, options: { signal?: AbortSignal; pollMs?: number } = {}): Promise<void> {
+export async function followLog(path: string, offset: number, onRecords: (records: LogRecord[]) => void, options: { signal?: AbortSignal; pollMs?: number; ino?: number } = {}): Promise<void> {
   let at = offset;
+  let ino = options.ino;
   const pollMs = options.pollMs ?? 250;
   while (options.signal?.aborted !== true) {
+    const now = inodeOf(path);
+    if (ino !== undefined && now !== undefined && now !== ino) {
+      const rotated = rotatedPath(path, 1);
+      if (inodeOf(rotated) === ino) {
+        const rest = readLogFrom(rotated, at);
+        if (rest.records.length > 0) onRecords(rest.records);
+      }
+      at = 0;
+    }
     const r = readLogFrom(path, at);
     at = r.offset;
+    if (r.ino !== undefined) ino = r.ino;
     if (r.records.length > 0) onRecords(r.records);
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, pollMs);

@@ -2,8 +2,8 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { readLogFrom } from './log-reader.ts';
-import { ContainerLogStore, formatNanoTime, herdIdsNamed, parseNanoTime, scanLastAt, type LogRecord } from './log-store.ts';
+import { followLog, readLog, readLogFrom } from './log-reader.ts';
+import { ContainerLogStore, formatNanoTime, herdIdsNamed, logFilesOldestFirst, parseNanoTime, scanLastAt, type LogRecord } from './log-store.ts';
 
 const HERD = 'web-1a2b';
 const rec = (i: number, dockerId = 'aaaaaaaaaaaa', hostId = 'h1'): LogRecord => ({
@@ -49,6 +49,45 @@ describe('ContainerLogStore', () => {
     store.close();
     expect(readLogFrom(store.pathOf(HERD)).records).toEqual(records);
     expect(readLogFrom(store.pathOf(HERD), 0, 3).records).toEqual(records.slice(17));
+  });
+
+  it('rotates a log at its size limit, keeps the configured number of old files, and reads them all in order', () => {
+    const one = Buffer.byteLength(`${JSON.stringify(rec(49))}\n`); // the longest record
+    // Room for 10 or more records per file, 2 rotated files: at least 20 records kept, the oldest go.
+    const store = new ContainerLogStore(dir, { maxBytes: one * 10 + 40, rotatedFiles: 2 });
+    const records = Array.from({ length: 45 }, (_, i) => rec(i, i < 40 ? 'aaaaaaaaaaaa' : 'bbbbbbbbbbbb'));
+    for (const r of records) store.append(HERD, [r]);
+    store.close();
+    const path = store.pathOf(HERD);
+    expect(logFilesOldestFirst(path)).toEqual([`${path}.2`, `${path}.1`, path]);
+    for (const f of logFilesOldestFirst(path)) expect(readFileSync(f).length).toBeLessThanOrEqual(one * 10 + 40 + 50);
+    const all = readLog(path).records;
+    expect(all).toEqual(records.slice(records.length - all.length));
+    expect(all.length).toBeGreaterThanOrEqual(20);
+    expect(all.length).toBeLessThan(45);
+    expect(readLog(path, 12).records).toEqual(records.slice(-12));
+    // Resuming finds a container's last line in a rotated file too.
+    expect(scanLastAt(path, 'aaaaaaaaaaaa')).toBe(parseNanoTime(rec(39).at));
+  });
+
+  it('follows a log across a rotation without losing or repeating lines', async () => {
+    const one = Buffer.byteLength(`${JSON.stringify(rec(0))}\n`);
+    const store = new ContainerLogStore(dir, { maxBytes: one * 5 + 40, rotatedFiles: 3 });
+    store.append(HERD, [rec(0), rec(1)]);
+    const first = readLog(store.pathOf(HERD));
+    const seen: LogRecord[] = [...first.records];
+    const controller = new AbortController();
+    const following = followLog(store.pathOf(HERD), first.offset, (rs) => seen.push(...rs), { signal: controller.signal, pollMs: 20, ...(first.ino === undefined ? {} : { ino: first.ino }) });
+    for (let i = 2; i < 14; i++) {
+      store.append(HERD, [rec(i)]);
+      // A rotation between two polls: the rest of the old file is read first.
+      if (i % 4 === 0) await new Promise((r) => setTimeout(r, 60));
+    }
+    await new Promise((r) => setTimeout(r, 150));
+    controller.abort();
+    await following;
+    store.close();
+    expect(seen.map((r) => r.text)).toEqual(Array.from({ length: 14 }, (_, i) => rec(i).text));
   });
 
   it('closes a torn tail from a crash before appending, and readers skip it', () => {
@@ -110,7 +149,7 @@ describe('ContainerLogStore', () => {
   });
 
   it('keeps at most a bounded number of files open', () => {
-    const store = new ContainerLogStore(dir, 8);
+    const store = new ContainerLogStore(dir, { maxOpenFiles: 8 });
     for (let i = 0; i < 30; i++) store.append(`c${i}`, [rec(i)]);
     for (let i = 0; i < 30; i++) store.append(`c${i}`, [rec(1000 + i)]);
     store.close();

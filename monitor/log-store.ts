@@ -12,7 +12,7 @@
  * is written twice or skipped.
  */
 import { openForAppend } from './append-file.ts';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { openFilesLimit } from './cgroup-fs.ts';
 
@@ -74,11 +74,33 @@ export function parseLogLine(line: string): LogRecord | undefined {
 }
 
 export const logFileName = (herdId: string): string => `${herdId}.log`;
+
+/** The k-th rotated file of a log (1 = the most recent one). */
+export const rotatedPath = (path: string, k: number): string => `${path}.${k}`;
+
+/** A container's log files, oldest first: its rotated files (`.log.N` … `.log.1`) that exist, then `.log`. */
+export function logFilesOldestFirst(path: string): string[] {
+  const files = [path];
+  for (let k = 1; existsSync(rotatedPath(path, k)); k++) files.unshift(rotatedPath(path, k));
+  return files;
+}
+
+export interface ContainerLogStoreOptions {
+  /** Log files kept open at most (default: a quarter of the process's file limit, at most 4096). */
+  maxOpenFiles?: number;
+  /** A log is rotated before an append would take it over this size (default 16 MiB). */
+  maxBytes?: number;
+  /** Rotated files kept per container (`.log.1` … `.log.N`, default 2); older ones are deleted. */
+  rotatedFiles?: number;
+}
+
+export const DEFAULT_LOG_MAX_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_LOG_ROTATED_FILES = 2;
 const nameFileName = (herdId: string): string => `${herdId}.name`;
 
 export class ContainerLogStore {
-  /** path → fd, in least-recently-written order (Map keeps insertion order). */
-  private readonly open = new Map<string, number>();
+  /** path → open file and its size, in least-recently-written order (Map keeps insertion order). */
+  private readonly open = new Map<string, { fd: number; size: number }>();
   /** `${herdId}|${shortDockerId}` → last `at` written (ns), once known. */
   private readonly last = new Map<string, bigint | null>();
   private readonly names = new Map<string, string>();
@@ -86,10 +108,18 @@ export class ContainerLogStore {
   private readonly checked = new Set<string>();
   private dirReady = false;
 
+  private readonly maxOpenFiles: number;
+  private readonly maxBytes: number;
+  private readonly rotatedFiles: number;
+
   constructor(
     readonly dir: string,
-    private readonly maxOpenFiles = defaultMaxOpenFiles(),
-  ) {}
+    options: ContainerLogStoreOptions = {},
+  ) {
+    this.maxOpenFiles = options.maxOpenFiles ?? defaultMaxOpenFiles();
+    this.maxBytes = options.maxBytes ?? DEFAULT_LOG_MAX_BYTES;
+    this.rotatedFiles = Math.max(1, options.rotatedFiles ?? DEFAULT_LOG_ROTATED_FILES);
+  }
 
   pathOf(herdId: string): string {
     return join(this.dir, logFileName(herdId));
@@ -99,19 +129,42 @@ export class ContainerLogStore {
    * Appends records of one container in ONE write. Records must be in time order and
    * newer than {@link lastAt} for their Docker container (the follower filters).
    */
-  append(herdId: string, records: readonly LogRecord[]): void {
+  append(herdId: string, records: readonly LogRecord[], lastNs?: bigint): void {
     if (records.length === 0) return;
     const path = this.pathOf(herdId);
-    const fd = this.fdFor(path);
+    let file = this.fileFor(path);
     let text = '';
     for (const r of records) text += `${JSON.stringify(r)}\n`;
     const buf = Buffer.from(text, 'utf8');
-    let written = 0;
-    while (written < buf.length) written += writeSync(fd, buf, written, buf.length - written);
-    for (const r of records) {
-      const ns = parseNanoTime(r.at);
-      if (ns !== undefined) this.last.set(`${herdId}|${r.dockerId}`, ns);
+    if (file.size > 0 && file.size + buf.length > this.maxBytes) {
+      this.rotate(path);
+      file = this.fileFor(path);
     }
+    let written = 0;
+    while (written < buf.length) written += writeSync(file.fd, buf, written, buf.length - written);
+    file.size += written;
+    // The caller may pass the last record's time (it has it as a number): no parsing then.
+    const last = records[records.length - 1] as LogRecord;
+    const ns = lastNs ?? parseNanoTime(last.at);
+    if (ns !== undefined) this.last.set(`${herdId}|${last.dockerId}`, ns);
+    if (lastNs === undefined && records.some((r) => r.dockerId !== last.dockerId)) {
+      for (const r of records) {
+        const t = parseNanoTime(r.at);
+        if (t !== undefined && r.dockerId !== last.dockerId) this.last.set(`${herdId}|${r.dockerId}`, t);
+      }
+    }
+  }
+
+  /** `.log` becomes `.log.1`, `.log.1` becomes `.log.2`…, the oldest beyond `rotatedFiles` is deleted. */
+  private rotate(path: string): void {
+    const open = this.open.get(path);
+    if (open !== undefined) {
+      closeSync(open.fd);
+      this.open.delete(path);
+    }
+    rmSync(rotatedPath(path, this.rotatedFiles), { force: true });
+    for (let k = this.rotatedFiles - 1; k >= 1; k--) if (existsSync(rotatedPath(path, k))) renameSync(rotatedPath(path, k), rotatedPath(path, k + 1));
+    renameSync(path, rotatedPath(path, 1));
   }
 
   /**
@@ -147,19 +200,19 @@ export class ContainerLogStore {
     for (const key of this.last.keys()) if (key.startsWith(`${herdId}|`)) this.last.delete(key);
     this.names.delete(herdId);
     const path = this.pathOf(herdId);
-    const fd = this.open.get(path);
-    if (fd !== undefined) {
-      closeSync(fd);
+    const open = this.open.get(path);
+    if (open !== undefined) {
+      closeSync(open.fd);
       this.open.delete(path);
     }
   }
 
   close(): void {
-    for (const fd of this.open.values()) closeSync(fd);
+    for (const f of this.open.values()) closeSync(f.fd);
     this.open.clear();
   }
 
-  private fdFor(path: string): number {
+  private fileFor(path: string): { fd: number; size: number } {
     const known = this.open.get(path);
     if (known !== undefined) {
       this.open.delete(path);
@@ -167,21 +220,17 @@ export class ContainerLogStore {
       return known;
     }
     if (this.open.size >= this.maxOpenFiles) {
-      const [oldPath, oldFd] = this.open.entries().next().value as [string, number];
-      closeSync(oldFd);
+      const [oldPath, old] = this.open.entries().next().value as [string, { fd: number }];
+      closeSync(old.fd);
       this.open.delete(oldPath);
     }
     this.ensureDir();
     // Reopened (more containers than open files): only an append, no tail check.
-    if (this.checked.has(path)) {
-      const fd = openSync(path, 'a');
-      this.open.set(path, fd);
-      return fd;
-    }
-    const fd = openForAppend(path);
+    const fd = this.checked.has(path) ? openSync(path, 'a') : openForAppend(path);
     this.checked.add(path);
-    this.open.set(path, fd);
-    return fd;
+    const file = { fd, size: fstatSync(fd).size };
+    this.open.set(path, file);
+    return file;
   }
 
   private ensureDir(): void {
@@ -195,60 +244,66 @@ export class ContainerLogStore {
 export const RESUME_SCAN_BYTES = 16 * 1024 * 1024;
 
 /**
- * Reads `path` backwards until a complete record of `dockerShortId` is found, and returns
- * its time. A log can be long and a container new (the copy on a migration's target has no
- * line yet): the scan stops after `maxBytes`, and then returns the earliest time among the
- * records it read. Only one copy of a container writes at a time, so a copy whose last
- * line is further back than that wrote nothing since: nothing after that time is lost, and
- * nothing before it is written again.
+ * Reads a container's log backwards (`path`, then its rotated files `.1`, `.2`…) until a
+ * complete record of `dockerShortId` is found, and returns its time. A log can be long and
+ * a container new (the copy on a migration's target has no line yet): the scan stops after
+ * `maxBytes`, and then returns the earliest time among the records it read. Only one copy
+ * of a container writes at a time, so a copy whose last line is further back than that
+ * wrote nothing since: nothing after that time is lost, and nothing before it is written
+ * again.
  */
 export function scanLastAt(path: string, dockerShortId: string, maxBytes = RESUME_SCAN_BYTES): bigint | undefined {
-  if (!existsSync(path)) return undefined;
-  const fd = openSync(path, 'r');
-  try {
-    const needle = `"dockerId":"${dockerShortId}"`;
-    let earliest: bigint | undefined;
-    /** The record's time if it is one of the container's; notes the earliest time seen. */
-    const check = (line: Buffer): bigint | undefined => {
-      if (line.length === 0) return undefined;
-      const mine = line.includes(needle);
-      if (!mine && earliest !== undefined) {
-        // Cheap: only the "at" field, at the start of every record.
-        const at = /^\{"at":"([^"]+)"/.exec(line.subarray(0, 64).toString('latin1'))?.[1];
-        const ns = at === undefined ? undefined : parseNanoTime(at);
-        if (ns !== undefined && ns < earliest) earliest = ns;
-        return undefined;
-      }
-      const r = parseLogLine(line.toString('utf8'));
-      if (r === undefined) return undefined;
-      const ns = parseNanoTime(r.at);
-      if (ns !== undefined && (earliest === undefined || ns < earliest)) earliest = ns;
-      return r.dockerId === dockerShortId ? ns : undefined;
-    };
-    const size = fstatSync(fd).size;
-    let pos = size;
-    let carry = Buffer.alloc(0);
-    while (pos > 0) {
-      if (size - pos >= maxBytes) return earliest;
-      const n = Math.min(SCAN_CHUNK_BYTES, pos);
-      pos -= n;
-      const chunk = Buffer.alloc(n);
-      readSync(fd, chunk, 0, n, pos);
-      const data = carry.length === 0 ? chunk : Buffer.concat([chunk, carry]);
-      let end = data.length;
-      for (let i = data.length - 1; i >= 0; i--) {
-        if (data[i] !== 0x0a) continue;
-        // An unterminated tail counts when it is a complete record: the writer ends it with a newline on its next append.
-        const found = check(data.subarray(i + 1, end));
-        if (found !== undefined) return found;
-        end = i;
-      }
-      carry = Buffer.from(data.subarray(0, end));
+  const needle = `"dockerId":"${dockerShortId}"`;
+  let earliest: bigint | undefined;
+  /** The record's time if it is one of the container's; notes the earliest time seen. */
+  const check = (line: Buffer): bigint | undefined => {
+    if (line.length === 0) return undefined;
+    const mine = line.includes(needle);
+    if (!mine && earliest !== undefined) {
+      // Cheap: only the "at" field, at the start of every record.
+      const at = /^\{"at":"([^"]+)"/.exec(line.subarray(0, 64).toString('latin1'))?.[1];
+      const ns = at === undefined ? undefined : parseNanoTime(at);
+      if (ns !== undefined && ns < earliest) earliest = ns;
+      return undefined;
     }
-    return check(carry);
-  } finally {
-    closeSync(fd);
+    const r = parseLogLine(line.toString('utf8'));
+    if (r === undefined) return undefined;
+    const ns = parseNanoTime(r.at);
+    if (ns !== undefined && (earliest === undefined || ns < earliest)) earliest = ns;
+    return r.dockerId === dockerShortId ? ns : undefined;
+  };
+  let scanned = 0;
+  for (const file of logFilesOldestFirst(path).reverse()) {
+    if (!existsSync(file)) continue;
+    const fd = openSync(file, 'r');
+    try {
+      let pos = fstatSync(fd).size;
+      let carry = Buffer.alloc(0);
+      while (pos > 0) {
+        if (scanned >= maxBytes) return earliest;
+        const n = Math.min(SCAN_CHUNK_BYTES, pos);
+        pos -= n;
+        scanned += n;
+        const chunk = Buffer.alloc(n);
+        readSync(fd, chunk, 0, n, pos);
+        const data = carry.length === 0 ? chunk : Buffer.concat([chunk, carry]);
+        let end = data.length;
+        for (let i = data.length - 1; i >= 0; i--) {
+          if (data[i] !== 0x0a) continue;
+          // An unterminated tail counts when it is a complete record: the writer ends it with a newline on its next append.
+          const found = check(data.subarray(i + 1, end));
+          if (found !== undefined) return found;
+          end = i;
+        }
+        carry = Buffer.from(data.subarray(0, end));
+      }
+      const found = check(carry);
+      if (found !== undefined) return found;
+    } finally {
+      closeSync(fd);
+    }
   }
+  return undefined;
 }
 
 /** Herd ids whose log is in `dir` and whose remembered name is `name`, newest log first. */

@@ -15,7 +15,7 @@ import { silentLogger } from '../protocol/log.ts';
 import { closeBroker, connectBroker } from '../protocol/mqtt.ts';
 import { processClientId } from '../protocol/rpc.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
-import { followLog, readLogFrom } from './log-reader.ts';
+import { followLog, readLog } from './log-reader.ts';
 import { herdIdsNamed, logFileName, type LogRecord } from './log-store.ts';
 
 export async function resolveLogRef(ref: string, logsDir: string, brokerUrl: string): Promise<string> {
@@ -67,11 +67,11 @@ export async function runLogs(options: RunLogsOptions): Promise<void> {
     process.stderr.write(`no log lines recorded yet (${options.path})\n`);
     return;
   }
-  const first = readLogFrom(options.path, 0, options.tail);
+  const first = readLog(options.path, options.tail);
   print(first.records);
   if (!options.follow) return;
   const signal = options.signal ?? stopOnSignals();
-  await followLog(options.path, first.offset, print, { signal });
+  await followLog(options.path, first.offset, print, { signal, ...(first.ino === undefined ? {} : { ino: first.ino }) });
 }
 
 function stopOnSignals(): AbortSignal {

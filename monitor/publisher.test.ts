@@ -39,4 +39,21 @@ describe('BufferedPublisher', () => {
     p.attach(asMqtt);
     expect(sent).toEqual(['x']);
   });
+
+  it('counts a batch as the samples it carries, dropping whole older messages to make room', () => {
+    const { client, sent, asMqtt } = fakeClient();
+    const p = new BufferedPublisher(5, silentLogger);
+    p.attach(asMqtt);
+    p.publish('t', 'a', undefined, 2);
+    p.publish('t', 'b', undefined, 2);
+    p.publish('t', 'c', undefined, 2); // 6 > 5: 'a' goes
+    expect(p.stats()).toEqual({ published: 0, buffered: 4, dropped: 2 });
+    p.publish('t', 'huge', undefined, 6); // larger than the whole buffer: only it is dropped
+    expect(p.stats()).toEqual({ published: 0, buffered: 4, dropped: 8 });
+    p.publish('t', 'd', undefined, 3); // 7 > 5: 'b' goes
+    client.connected = true;
+    client.emit('connect');
+    expect(sent).toEqual(['c', 'd']);
+    expect(p.stats()).toEqual({ published: 5, buffered: 0, dropped: 10 });
+  });
 });

@@ -1,8 +1,9 @@
 /**
  * Publishing samples with a bounded buffer. mqtt.js's own offline queue is unbounded (and
  * drops QoS 0 when configured not to queue it), so the monitor keeps its own: while the
- * broker is unreachable at most `capacity` samples wait, the oldest are dropped first, and
- * the buffer is flushed in order on (re)connect.
+ * broker is unreachable at most `capacity` samples wait (a message counts as many samples
+ * as it carries: a host sample 1, a container batch its size), the oldest messages are
+ * dropped first, and the buffer is flushed in order on (re)connect.
  */
 import type { Logger } from 'pino';
 import { encode } from '../protocol/codec.ts';
@@ -16,8 +17,10 @@ export interface PublisherStats {
 
 export class BufferedPublisher {
   private client: MqttClient | undefined;
-  private readonly buffer: Array<{ topic: string; payload: string }> = [];
+  private readonly buffer: Array<{ topic: string; payload: string; samples: number }> = [];
   private head = 0;
+  /** Samples in buffer[head..]. */
+  private bufferedSamples = 0;
   private published = 0;
   private dropped = 0;
   private readonly onConnect = () => this.flush();
@@ -38,31 +41,42 @@ export class BufferedPublisher {
     return c;
   }
 
-  /** Publishes `message` (QoS 0); pass `payload` when it is already encoded. */
-  publish(topic: string, message: unknown, payload: string = encode(message)): void {
-    if (this.client?.connected !== true) this.enqueue(topic, payload);
-    else if (this.size() === 0) this.send(topic, payload);
+  /** Publishes `message` (QoS 0) carrying `samples` samples; pass `payload` when it is already encoded. */
+  publish(topic: string, message: unknown, payload: string = encode(message), samples = 1): void {
+    if (this.client?.connected !== true) this.enqueue(topic, payload, samples);
+    else if (this.size() === 0) this.send(topic, payload, samples);
     else {
-      this.enqueue(topic, payload);
+      this.enqueue(topic, payload, samples);
       this.flush();
     }
   }
 
+  /** Counts in samples. */
   stats(): PublisherStats {
-    return { published: this.published, buffered: this.size(), dropped: this.dropped };
+    return { published: this.published, buffered: this.bufferedSamples, dropped: this.dropped };
   }
 
   private size(): number {
     return this.buffer.length - this.head;
   }
 
-  private enqueue(topic: string, payload: string): void {
-    if (this.size() >= this.capacity) {
-      this.head++;
-      this.dropped++;
-      if (this.dropped === 1 || this.dropped % 1000 === 0) this.log.warn({ dropped: this.dropped, capacity: this.capacity }, 'broker unreachable: publish buffer full, dropping oldest samples');
+  private enqueue(topic: string, payload: string, samples: number): void {
+    const droppedBefore = this.dropped;
+    if (samples > this.capacity) {
+      // Larger than the whole buffer: it cannot be kept, and older messages stay.
+      this.dropped += samples;
+    } else {
+      while (this.size() > 0 && this.bufferedSamples + samples > this.capacity) {
+        const old = this.buffer[this.head++] as { samples: number };
+        this.bufferedSamples -= old.samples;
+        this.dropped += old.samples;
+      }
+      this.buffer.push({ topic, payload, samples });
+      this.bufferedSamples += samples;
     }
-    this.buffer.push({ topic, payload });
+    if (this.dropped > droppedBefore && (droppedBefore === 0 || Math.floor(this.dropped / 1000) > Math.floor(droppedBefore / 1000))) {
+      this.log.warn({ dropped: this.dropped, capacity: this.capacity }, 'broker unreachable: publish buffer full, dropping oldest samples');
+    }
     // Compact now and then so the array does not grow without bound.
     if (this.head > 1024 && this.head * 2 > this.buffer.length) {
       this.buffer.splice(0, this.head);
@@ -75,18 +89,20 @@ export class BufferedPublisher {
     if (client === undefined) return;
     const n = this.size();
     while (this.size() > 0 && client.connected) {
-      const item = this.buffer[this.head++] as { topic: string; payload: string };
-      this.send(item.topic, item.payload);
+      const item = this.buffer[this.head++] as { topic: string; payload: string; samples: number };
+      this.bufferedSamples -= item.samples;
+      this.send(item.topic, item.payload, item.samples);
     }
     if (this.size() === 0) {
       this.buffer.length = 0;
       this.head = 0;
+      this.bufferedSamples = 0;
     }
     if (n > 0) this.log.info({ flushed: n - this.size() }, 'broker reachable: flushed buffered samples');
   }
 
-  private send(topic: string, payload: string): void {
-    this.published++;
+  private send(topic: string, payload: string, samples: number): void {
+    this.published += samples;
     this.client?.publish(topic, payload, { qos: 0 }, (err) => {
       if (err !== undefined && err !== null) this.log.debug({ err: err.message, topic }, 'publish failed');
     });

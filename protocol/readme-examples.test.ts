@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
 import { decodeCommand, validate } from './codec.ts';
 import { ERROR_CATALOGUE, ERROR_CODES } from './errors.ts';
-import { COMMAND_TYPES, containerMetricsSchema, hostContainersSchema, hostMetricsSchema, hostStatusSchema, migrationEventSchema, replySchema } from './messages.ts';
+import { COMMAND_TYPES, containerMetricsBatchSchema, containerMetricsSchema, hostContainersSchema, hostMetricsSchema, hostStatusSchema, migrationEventSchema, replySchema } from './messages.ts';
 
 const readme = readFileSync(new URL('./README.md', import.meta.url), 'utf8');
 
@@ -20,6 +20,7 @@ const SCHEMAS: Record<string, z.ZodType> = {
   migrationEvent: migrationEventSchema,
   hostMetrics: hostMetricsSchema,
   containerMetrics: containerMetricsSchema,
+  containerMetricsBatch: containerMetricsBatchSchema,
 };
 /** `command` is decoded with decodeCommand (envelope + args of its type). */
 const KNOWN_MARKERS = [...Object.keys(SCHEMAS), 'command'];

@@ -10,7 +10,7 @@ const BUILDERS: Array<{ builder: Builder; kind: TopicKind; id: string; topic: st
   { builder: 'replies', kind: 'replies', id: 'herd-cli-laptop-4821', topic: 'herd/v1/replies/herd-cli-laptop-4821' },
   { builder: 'migrationEvents', kind: 'migrationEvents', id: 'm-20260302T092001-a1b2c3', topic: 'herd/v1/migrations/m-20260302T092001-a1b2c3/events' },
   { builder: 'hostMetrics', kind: 'hostMetrics', id: 'node-a', topic: 'herd/v1/metrics/hosts/node-a' },
-  { builder: 'containerMetrics', kind: 'containerMetrics', id: '3f9a1c2b7d4e', topic: 'herd/v1/metrics/containers/3f9a1c2b7d4e' },
+  { builder: 'containerMetrics', kind: 'containerMetrics', id: 'h1', topic: 'herd/v1/metrics/hosts/h1/containers' },
   // An id that equals a fixed segment name must not confuse the parser.
   { builder: 'hostStatus', kind: 'hostStatus', id: 'hosts', topic: 'herd/v1/hosts/hosts/status' },
   { builder: 'hostMetrics', kind: 'hostMetrics', id: 'containers', topic: 'herd/v1/metrics/hosts/containers' },
@@ -57,7 +57,8 @@ describe('topic builders', () => {
     expect(matches(topics.allHostContainers, topics.hostContainers('x'))).toBe(true);
     expect(matches(topics.allMigrationEvents, topics.migrationEvents('m1'))).toBe(true);
     expect(matches(topics.allHostMetrics, topics.hostMetrics('x'))).toBe(true);
-    expect(matches(topics.allContainerMetrics, topics.containerMetrics('c1'))).toBe(true);
+    expect(matches(topics.allContainerMetrics, topics.containerMetrics('h1'))).toBe(true);
+    expect(matches(topics.allHostMetrics, topics.containerMetrics('h1'))).toBe(false);
     expect(matches(topics.allHostStatus, topics.hostContainers('x'))).toBe(false);
   });
 });

@@ -10,7 +10,7 @@
  * | herd/v1/replies/{clientId}              | no       | 1   | daemons    | Reply              |
  * | herd/v1/migrations/{migrationId}/events | no       | 1   | compute    | MigrationEvent     |
  * | herd/v1/metrics/hosts/{hostId}          | no       | 0   | monitor    | HostMetrics        |
- * | herd/v1/metrics/containers/{herdId}     | no       | 0   | monitor    | ContainerMetrics   |
+ * | herd/v1/metrics/hosts/{hostId}/containers | no     | 0   | monitor    | ContainerMetricsBatch |
  */
 export const TOPIC_ROOT = 'herd/v1';
 
@@ -29,13 +29,14 @@ export const topics = {
   replies: (clientId: string) => `${TOPIC_ROOT}/replies/${segment('client id', clientId)}`,
   migrationEvents: (migrationId: string) => `${TOPIC_ROOT}/migrations/${segment('migration id', migrationId)}/events`,
   hostMetrics: (hostId: string) => `${TOPIC_ROOT}/metrics/hosts/${segment('host id', hostId)}`,
-  containerMetrics: (herdId: string) => `${TOPIC_ROOT}/metrics/containers/${segment('herd id', herdId)}`,
+  /** One message per host and tracking round with the samples of all its containers (one per Herd id). */
+  containerMetrics: (hostId: string) => `${TOPIC_ROOT}/metrics/hosts/${segment('host id', hostId)}/containers`,
   /** Subscription filters. */
   allHostStatus: `${TOPIC_ROOT}/hosts/+/status`,
   allHostContainers: `${TOPIC_ROOT}/hosts/+/containers`,
   allMigrationEvents: `${TOPIC_ROOT}/migrations/+/events`,
   allHostMetrics: `${TOPIC_ROOT}/metrics/hosts/+`,
-  allContainerMetrics: `${TOPIC_ROOT}/metrics/containers/+`,
+  allContainerMetrics: `${TOPIC_ROOT}/metrics/hosts/+/containers`,
 } as const;
 
 export type TopicKind =
@@ -49,7 +50,7 @@ export type TopicKind =
 
 export interface ParsedTopic {
   kind: TopicKind;
-  /** The id in the topic: host, client, migration or Herd id depending on kind. */
+  /** The id in the topic: host, client or migration id depending on kind. */
   id: string;
 }
 
@@ -58,13 +59,14 @@ export function parseTopic(topic: string): ParsedTopic | undefined {
   const parts = topic.split('/');
   if (parts[0] !== 'herd' || parts[1] !== 'v1') return undefined;
   const [, , area, id, leaf, extra] = parts;
-  if (id === undefined || !ID_PATTERN.test(id) || extra !== undefined) return undefined;
+  if (id === undefined || !ID_PATTERN.test(id)) return undefined;
+  if (area === 'metrics' && id === 'hosts' && leaf !== undefined && ID_PATTERN.test(leaf) && extra === 'containers' && parts.length === 6) return { kind: 'containerMetrics', id: leaf };
+  if (extra !== undefined) return undefined;
   if (area === 'hosts' && leaf === 'status') return { kind: 'hostStatus', id };
   if (area === 'hosts' && leaf === 'containers') return { kind: 'hostContainers', id };
   if (area === 'hosts' && leaf === 'commands') return { kind: 'hostCommands', id };
   if (area === 'replies' && leaf === undefined) return { kind: 'replies', id };
   if (area === 'migrations' && leaf === 'events') return { kind: 'migrationEvents', id };
   if (area === 'metrics' && id === 'hosts' && leaf !== undefined && ID_PATTERN.test(leaf)) return { kind: 'hostMetrics', id: leaf };
-  if (area === 'metrics' && id === 'containers' && leaf !== undefined && ID_PATTERN.test(leaf)) return { kind: 'containerMetrics', id: leaf };
   return undefined;
 }

@@ -19,16 +19,19 @@ import { labLayout, type LabLayout } from '../../control/lab/layout.ts';
 import { readLabState } from '../../control/lab/state.ts';
 import { silentLogger } from '../../protocol/log.ts';
 import { closeBroker, connectBroker } from '../../protocol/mqtt.ts';
+import { parseTopic } from '../../protocol/topics.ts';
 import { directReadCost, memoryOf, cpuSeconds, pidOf, processTree, sleep, startMonitor, treeCpuSeconds, type CgroupDirs, type DirectReadCost } from './monitor-measure.ts';
 import { startFakeDocker, startFakePmproxy, syntheticContainers, writeSyntheticCgroups } from './monitor-fakes.ts';
 import { ensureSleepers, otherManaged, removeSleepers, type RealContainer } from './monitor-lab.ts';
 
 const HELP = `usage: npm run bench:monitor -- [options]
   --window S        seconds measured per row (default 30)
-  --warmup S        seconds before measuring (start-up, first rounds; default 10)
+  --warmup S        seconds before measuring (default 60: start-up, JIT compilation and the
+                    first garbage collections settle in the first minute; a daemon's steady
+                    state is what runs for days)
   --real LIST       real lab container counts (default 10,50; "none" to skip)
   --synthetic LIST  recorded-PCP/synthetic counts (default 10,100,1000)
-  --quick           window 15 s, warm-up 8 s, real 10, synthetic 10,100,1000
+  --quick           window 15 s, warm-up 20 s, real 10, synthetic 10,100,1000
   --cpu-prof DIR    write a V8 CPU profile of each monitor child into DIR`;
 
 const { values: opts } = parseArgs({
@@ -47,7 +50,7 @@ const counts = (raw: string | undefined, dflt: number[]): number[] => {
 };
 const quick = opts.quick === true;
 const windowS = Number(opts.window ?? (quick ? 15 : 30));
-const warmupS = Number(opts.warmup ?? (quick ? 8 : 10));
+const warmupS = Number(opts.warmup ?? (quick ? 20 : 60));
 const realCounts = counts(opts.real, quick ? [10] : [10, 50]);
 const syntheticCounts = counts(opts.synthetic, [10, 100, 1000]);
 const HOST_INTERVAL_S = 5;
@@ -79,7 +82,10 @@ async function main(): Promise<void> {
   const broker = await startEmbeddedBroker({ host: '127.0.0.1', port: 0 }, silentLogger);
   const counter = await connectBroker({ url: broker.url, clientId: 'bench-monitor-counter' });
   let samples = 0;
-  counter.on('message', () => samples++);
+  // A host sample is one message; a container batch carries one sample per container.
+  counter.on('message', (topic, payload) => {
+    samples += parseTopic(topic)?.kind === 'containerMetrics' ? (JSON.parse(payload.toString('utf8')) as { samples: unknown[] }).samples.length : 1;
+  });
   await counter.subscribeAsync('herd/v1/metrics/#', { qos: 0 });
   const rows: RowResult[] = [];
   const notes: string[] = [];

@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LabLayout } from '../../control/lab/layout.ts';
 import { readLabState } from '../../control/lab/state.ts';
-import type { ContainerMetrics } from '../../protocol/messages.ts';
+import { containerMetricsBatchSchema, type ContainerMetrics } from '../../protocol/messages.ts';
 import { closeBroker, connectBroker, type MqttClient } from '../../protocol/mqtt.ts';
 import { topics } from '../../protocol/topics.ts';
 import { herdOk } from '../support/herd-cli.ts';
@@ -44,7 +44,7 @@ describe('monitor on the lab (real Docker, PCP, the lab monitor daemon)', () => 
   beforeAll(async () => {
     layout = await readyLab(2);
     client = await connectBroker({ url: readLabState()?.brokerUrl ?? layout.brokerUrl, clientId: `e2e-monitor-${process.pid}` });
-    client.on('message', (_topic, payload) => received.push(JSON.parse(payload.toString('utf8')) as ContainerMetrics));
+    client.on('message', (_topic, payload) => received.push(...containerMetricsBatchSchema.parse(JSON.parse(payload.toString('utf8'))).samples));
     await client.subscribeAsync(topics.allContainerMetrics, { qos: 0 });
   });
 

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../../control/broker/embedded-broker.ts';
 import { loadConfig } from '../../protocol/config.ts';
 import { silentLogger } from '../../protocol/log.ts';
-import { containerMetricsSchema, hostMetricsSchema } from '../../protocol/messages.ts';
+import { containerMetricsBatchSchema, containerMetricsSchema, hostMetricsSchema, type ContainerMetrics } from '../../protocol/messages.ts';
 import { connectBroker, closeBroker, type MqttClient } from '../../protocol/mqtt.ts';
 import { topics } from '../../protocol/topics.ts';
 import { monitorConfigSchema } from '../../monitor/config.ts';
@@ -23,10 +23,15 @@ import { buildMonitorDaemon, type MonitorDaemon } from '../../monitor/daemon.ts'
 import { readDataset } from '../../monitor/dataset.ts';
 import { PcpClient } from '../../monitor/pcp-client.ts';
 import { HerdError } from '../../protocol/errors.ts';
-import { eventually, freePort, Inbox } from './helpers.ts';
+import { eventually, freePort, Inbox, type Received } from './helpers.ts';
 
 const FIXTURES = new URL('../fixtures/pcp/', import.meta.url);
 const fixture = (name: string): any => JSON.parse(readFileSync(new URL(name, FIXTURES), 'utf8'));
+
+/** web1's sample in a container batch message (checked against the batch schema), if it has one. */
+function web1In(m: Received): ContainerMetrics | undefined {
+  return containerMetricsBatchSchema.parse(m.json).samples.find((s) => s.herdId === 'web1');
+}
 
 const CONTAINER_A = 'a'.repeat(64);
 const CONTAINER_B = 'b'.repeat(64);
@@ -212,8 +217,9 @@ describe('monitor daemon against broken and recorded pmproxies', () => {
   });
 
   it('samples containers: CPU from PCP; disk, memory, limit, counts and network from the cgroup tree', async () => {
-    const m = await containerInbox.next('web1 with cpuCores', (x) => x.topic === topics.containerMetrics('web1') && x.json?.cpuCores !== undefined && x.json?.netInBytesPerSec !== undefined);
-    const s = containerMetricsSchema.parse(m.json);
+    const m = await containerInbox.next('web1 with cpuCores', (x) => web1In(x)?.cpuCores !== undefined && web1In(x)?.netInBytesPerSec !== undefined);
+    expect(m.topic).toBe(topics.containerMetrics('h1'));
+    const s = containerMetricsSchema.parse(web1In(m));
     expect(s).toMatchObject({ hostId: 'h1', state: 'running', health: 'healthy', memoryBytes: 52428800, cpuLimitCores: 0.5, processCount: 2, threadCount: 3, netInBytes: 4000, netOutBytes: 2000 });
     expect(s.memoryLimitBytes).toBeUndefined();
     // 500 ms of CPU (user + system) per second of the fake clock = 1 core.
@@ -224,16 +230,17 @@ describe('monitor daemon against broken and recorded pmproxies', () => {
   });
 
   it('continues a migrated container\'s series on its new host, marked once, without a duplicate', async () => {
-    const marker = containerInbox.next('web1 migration marker', (x) => x.topic === topics.containerMetrics('web1') && x.json?.migration !== undefined);
+    const marker = containerInbox.next('web1 migration marker', (x) => web1In(x)?.migration !== undefined);
     placement.h2 = [{ herdId: 'web1', name: 'web', dockerId: CONTAINER_B, state: 'running', migrationId: 'm-1' }];
     placement.h1 = [{ herdId: 'web1', name: 'web', dockerId: CONTAINER_A, state: 'exited' }];
     const m = await marker;
-    expect(m.json).toMatchObject({ hostId: 'h2', migration: { fromHost: 'h1', toHost: 'h2', migrationId: 'm-1' } });
+    expect(m.topic).toBe(topics.containerMetrics('h2'));
+    expect(web1In(m)).toMatchObject({ hostId: 'h2', migration: { fromHost: 'h1', toHost: 'h2', migrationId: 'm-1' } });
     const after = containerInbox.messages.indexOf(m);
     await new Promise((r) => setTimeout(r, 800));
-    const later = containerInbox.messages.slice(after + 1).filter((x) => x.topic === topics.containerMetrics('web1'));
+    const later = containerInbox.messages.slice(after + 1).flatMap((x) => web1In(x) ?? []);
     expect(later.length).toBeGreaterThan(1);
-    expect(later.every((x) => x.json.hostId === 'h2' && x.json.migration === undefined)).toBe(true);
+    expect(later.every((s) => s.hostId === 'h2' && s.migration === undefined)).toBe(true);
   });
 
   it('buffers samples through a broker outage (bounded, oldest dropped) and delivers after it', async () => {
