@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { openSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FileReader } from '../../monitor/cgroup-fs.ts';
+import { FileReader, readCgroupUsage, type CgroupUsagePaths } from '../../monitor/cgroup-fs.ts';
 import { REPO_ROOT } from '../support/herd-cli.ts';
 
 export const CLK_TCK = (() => {
@@ -150,16 +150,20 @@ export async function directReadCost(dirs: CgroupDirs[], procRoot: string, reads
     return x;
   };
   const kept = new FileReader();
+  // The monitor's own read path (cgroup-fs.ts readCgroupUsage), with its paths computed once per container as it does.
+  const pathsOf = new Map<CgroupDirs, CgroupUsagePaths>(dirs.map((d) => [d, {
+    memoryUsage: join(d('memory'), 'memory.usage_in_bytes'),
+    cpuUsage: join(d('cpuacct'), 'cpuacct.usage'),
+    procs: join(d('pids'), 'cgroup.procs'),
+    pidsCurrent: join(d('pids'), 'pids.current'),
+    ioServiced: join(d('blkio'), 'blkio.throttle.io_serviced'),
+    tasks: join(d('pids'), 'tasks'),
+    procRoot,
+  }]));
   const keptRound = (d: CgroupDirs, all: boolean) => {
-    let x = Number((kept.read(join(d('cpuacct'), 'cpuacct.stat')) ?? '').split(/\s+/)[1] ?? 0);
-    if (!all) return x;
-    for (const [c, f] of FS_SOURCED) {
-      const text = kept.read(join(d(c), f)) ?? '';
-      x += f.startsWith('blkio') ? parseBlkio(text) : text.length;
-    }
-    const pid = (kept.read(join(d('pids'), 'cgroup.procs')) ?? '').split('\n')[0];
-    if (pid !== undefined && pid !== '') x += (kept.read(net(pid), false) ?? '').length;
-    return x;
+    const paths = pathsOf.get(d)!;
+    if (!all) return kept.read(paths.cpuUsage);
+    return readCgroupUsage(paths, kept);
   };
   const asyncRound = async (d: CgroupDirs, all: boolean) => {
     const files = [...PCP_SOURCED, ...(all ? FS_SOURCED : [])].map(([c, f]) => join(d(c), f));
@@ -180,13 +184,21 @@ export async function directReadCost(dirs: CgroupDirs[], procRoot: string, reads
     const used = process.cpuUsage(before);
     return (used.user + used.system) / 1e6 / reads;
   };
+  /** The same for synchronous reads, without an await per container (the monitor's loop has none). */
+  const measureSync = async (fn: (d: CgroupDirs) => unknown): Promise<number> => {
+    for (const d of dirs) fn(d);
+    const before = process.cpuUsage();
+    for (let i = 0; i < reads; i++) fn(dirs[i % dirs.length]!);
+    const used = process.cpuUsage(before);
+    return (used.user + used.system) / 1e6 / reads;
+  };
   const result: DirectReadCost = {
-    pcpMetricsSync: await measure((d) => syncRound(d, false)),
+    pcpMetricsSync: await measureSync((d) => syncRound(d, false)),
     pcpMetricsAsync: await measure((d) => asyncRound(d, false)),
-    allMetricsSync: await measure((d) => syncRound(d, true)),
+    allMetricsSync: await measureSync((d) => syncRound(d, true)),
     allMetricsAsync: await measure((d) => asyncRound(d, true)),
-    pcpMetricsKept: await measure((d) => keptRound(d, false)),
-    allMetricsKept: await measure((d) => keptRound(d, true)),
+    pcpMetricsKept: await measureSync((d) => keptRound(d, false)),
+    allMetricsKept: await measureSync((d) => keptRound(d, true)),
     containersRead: reads,
   };
   kept.close();
