@@ -35,7 +35,7 @@ export interface MonitorDaemonDeps {
   fetchImpl?: typeof fetch;
   /** Where container logs are read from; Docker's logs API on the host's socket by default. */
   logSourceFor?: (host: MonitorHostConfig) => LogSource;
-  /** Called with every sample after it was published and stored (tests, benchmarks). */
+  /** Called with every sample that passed its check, as it is published (tests, benchmarks). */
   onSample?: (kind: 'host' | 'container', sample: HostMetrics | ContainerMetrics) => void;
 }
 
@@ -161,12 +161,16 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
    */
   const emitContainers = (hostId: string, at: string, samples: readonly ContainerMetrics[]): Array<{ at: string; json: string }> => {
     const lines: Array<{ at: string; json: string }> = [];
-    for (const s of samples) if (problemOf('container', containerMetricsSchema, s) === undefined) lines.push({ at: s.at, json: JSON.stringify(s) });
     let payload = `{"v":${PROTOCOL_VERSION},"hostId":${JSON.stringify(hostId)},"at":"${at}","samples":[`;
-    for (let i = 0; i < lines.length; i++) payload += i === 0 ? lines[i]!.json : `,${lines[i]!.json}`;
+    for (const s of samples) {
+      if (problemOf('container', containerMetricsSchema, s) !== undefined) continue;
+      const json = JSON.stringify(s);
+      payload += lines.length === 0 ? json : `,${json}`;
+      lines.push({ at: s.at, json });
+      deps.onSample?.('container', s);
+    }
     payload += ']}';
     publisher.publish(topics.containerMetrics(hostId), undefined, payload, Math.max(1, lines.length));
-    if (deps.onSample !== undefined) for (const s of samples) deps.onSample('container', s);
     return lines;
   };
 
