@@ -126,8 +126,10 @@ export class ContainerLogStore {
   }
 
   /**
-   * Appends records of one container in ONE write. Records must be in time order and
-   * newer than {@link lastAt} for their Docker container (the follower filters).
+   * Appends records of one container in ONE write, rotating the log first when the write
+   * would take it past `maxBytes`. Records must be in time order and newer than
+   * {@link lastAt} for their Docker container (the follower filters). `lastNs`, when given,
+   * is the last record's time, and all records are of that record's Docker container.
    */
   append(herdId: string, records: readonly LogRecord[], lastNs?: bigint): void {
     if (records.length === 0) return;
@@ -143,14 +145,13 @@ export class ContainerLogStore {
     let written = 0;
     while (written < buf.length) written += writeSync(file.fd, buf, written, buf.length - written);
     file.size += written;
-    // The caller may pass the last record's time (it has it as a number): no parsing then.
+    // The follower passes the last record's time (it has it as a number, and all records are of one Docker container).
     const last = records[records.length - 1] as LogRecord;
-    const ns = lastNs ?? parseNanoTime(last.at);
-    if (ns !== undefined) this.last.set(`${herdId}|${last.dockerId}`, ns);
-    if (lastNs === undefined && records.some((r) => r.dockerId !== last.dockerId)) {
+    if (lastNs !== undefined) this.last.set(`${herdId}|${last.dockerId}`, lastNs);
+    else {
       for (const r of records) {
-        const t = parseNanoTime(r.at);
-        if (t !== undefined && r.dockerId !== last.dockerId) this.last.set(`${herdId}|${r.dockerId}`, t);
+        const ns = parseNanoTime(r.at);
+        if (ns !== undefined) this.last.set(`${herdId}|${r.dockerId}`, ns);
       }
     }
   }
