@@ -108,11 +108,16 @@ export async function followLog(path: string, offset: number, onRecords: (record
     if (r.ino !== undefined) ino = r.ino;
     if (r.records.length > 0) onRecords(r.records);
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, pollMs);
-      options.signal?.addEventListener('abort', () => {
+      // One listener per poll, removed again when the poll's timer fires (not one more per poll).
+      const onAbort = () => {
         clearTimeout(timer);
         resolve();
-      }, { once: true });
+      };
+      const timer = setTimeout(() => {
+        options.signal?.removeEventListener('abort', onAbort);
+        resolve();
+      }, pollMs);
+      options.signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 }
