@@ -1,5 +1,5 @@
 /**
- * CLI commands of the monitor: `herd monitor [--config]`, `herd metrics export` and
+ * CLI commands of the monitor: `herd monitor [--config]`, `herd metrics export|top` and
  * `herd logs <container> [-f]`. Registered by the CLI with `registerMonitorCommands(program)`.
  */
 import type { Command } from 'commander';
@@ -12,6 +12,7 @@ import { loadConfig } from '../protocol/config.ts';
 import { HerdError } from '../protocol/errors.ts';
 import { monitorConfigSchema } from './config.ts';
 import { resolveLogRef, runLogs } from './logs-command.ts';
+import { collectLatest, renderTop } from './metrics-top.ts';
 
 const DEFAULT_DATASET_DIR = '/var/lib/herd/metrics';
 
@@ -69,6 +70,22 @@ export function registerMonitorCommands(program: Command, hooks: MonitorCommandH
         write: (chunk) => process.stdout.write(chunk),
       });
       process.stderr.write(`${result.rows} row(s)${result.skippedLines > 0 ? `, ${result.skippedLines} torn line(s) skipped` : ''}\n`);
+    });
+
+  metrics
+    .command('top')
+    .description('the latest sample of every host and container, from the monitors on the broker')
+    .option('--seconds <s>', 'how long to listen (one container round and one host round: default 6)', (v: string) => {
+      const n = Number(v);
+      if (!(n > 0 && n <= 600)) throw new HerdError('BAD_USAGE', `--seconds must be a number of seconds between 0 and 600, got "${v}"`);
+      return n;
+    }, 6)
+    .option('--json', 'print the latest samples as JSON ({ hosts, containers })')
+    .option('--broker <url>', 'MQTT broker the monitors publish to')
+    .action(async (opts: { seconds: number; json?: boolean }, cmd: Command) => {
+      const latest = await collectLatest(hooks.brokerUrl?.(cmd) ?? (cmd.optsWithGlobals() as { broker?: string }).broker ?? process.env.HERD_BROKER ?? 'mqtt://127.0.0.1:1883', opts.seconds);
+      if (opts.json === true) process.stdout.write(`${JSON.stringify({ hosts: [...latest.hosts.values()], containers: [...latest.containers.values()], rejected: latest.rejected }, null, 2)}\n`);
+      else process.stdout.write(renderTop(latest));
     });
 
   program

@@ -1,0 +1,102 @@
+/**
+ * `herd metrics top`: the latest sample of every host and container, as the monitors
+ * publish them (like `docker stats` for the whole cluster). It listens on the broker for
+ * `--seconds` (long enough for one container round and one host round), then prints one
+ * table; samples are checked against their schemas and bad messages are counted, not fatal.
+ */
+import { hostname } from 'node:os';
+import { HerdError } from '../protocol/errors.ts';
+import { containerMetricsBatchSchema, hostMetricsSchema, type ContainerMetrics, type HostMetrics } from '../protocol/messages.ts';
+import { closeBroker, connectBroker } from '../protocol/mqtt.ts';
+import { processClientId } from '../protocol/rpc.ts';
+import { parseTopic, topics } from '../protocol/topics.ts';
+
+export interface LatestMetrics {
+  hosts: Map<string, HostMetrics>;
+  /** Herd id → its latest sample (from whichever host published it last). */
+  containers: Map<string, ContainerMetrics>;
+  /** Messages that were not valid JSON or did not match their schema. */
+  rejected: number;
+}
+
+export function emptyLatest(): LatestMetrics {
+  return { hosts: new Map(), containers: new Map(), rejected: 0 };
+}
+
+/** Folds one MQTT message into `latest`. A host's batch replaces what that host said before. */
+export function takeMessage(latest: LatestMetrics, topic: string, payload: string): void {
+  const kind = parseTopic(topic)?.kind;
+  if (kind !== 'hostMetrics' && kind !== 'containerMetrics') return;
+  let json: unknown;
+  try {
+    json = JSON.parse(payload);
+  } catch {
+    latest.rejected++;
+    return;
+  }
+  if (kind === 'hostMetrics') {
+    const r = hostMetricsSchema.safeParse(json);
+    if (r.success) latest.hosts.set(r.data.hostId, r.data);
+    else latest.rejected++;
+    return;
+  }
+  const r = containerMetricsBatchSchema.safeParse(json);
+  if (!r.success) {
+    latest.rejected++;
+    return;
+  }
+  for (const [id, s] of latest.containers) if (s.hostId === r.data.hostId) latest.containers.delete(id);
+  for (const s of r.data.samples) latest.containers.set(s.herdId, s);
+}
+
+const num = (v: number | undefined, digits: number, unit = '') => (v === undefined ? '-' : `${v.toFixed(digits)}${unit}`);
+const bytes = (v: number | undefined) => {
+  if (v === undefined) return '-';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let x = v;
+  let i = 0;
+  while (x >= 1024 && i < units.length - 1) {
+    x /= 1024;
+    i++;
+  }
+  return `${x.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+};
+const rate = (v: number | undefined) => (v === undefined ? '-' : `${bytes(v)}/s`);
+const pct = (v: number | undefined) => (v === undefined ? '-' : `${(v * 100).toFixed(1)} %`);
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  return [header, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n');
+}
+
+/** The two tables `herd metrics top` prints. */
+export function renderTop(latest: LatestMetrics): string {
+  const hosts = [...latest.hosts.values()].sort((a, b) => a.hostId.localeCompare(b.hostId));
+  const hostRows = hosts.map((h) => (h.stale === true ? [h.hostId, `stale: ${h.staleReason ?? ''}`] : [h.hostId, pct(h.cpuUtil), num(h.load1, 2), bytes(h.memoryUsedBytes), bytes(h.memoryAvailableBytes), num(h.diskOpsPerSec, 1), rate(h.netInBytesPerSec), rate(h.netOutBytesPerSec)]));
+  const containers = [...latest.containers.values()].sort((a, b) => a.hostId.localeCompare(b.hostId) || a.name.localeCompare(b.name));
+  const containerRows = containers.map((c) => [c.name, c.herdId, c.hostId, c.health === undefined ? c.state : `${c.state} (${c.health})`, num(c.cpuCores, 2), pct(c.cpuUtil), bytes(c.memoryBytes), num(c.diskReadOpsPerSec, 1), num(c.diskWriteOpsPerSec, 1), rate(c.netInBytesPerSec), rate(c.netOutBytesPerSec), num(c.processCount, 0)]);
+  const out = [
+    table(['HOST', 'CPU', 'LOAD1', 'MEM USED', 'MEM AVAIL', 'DISK OPS/S', 'NET IN', 'NET OUT'], hostRows),
+    '',
+    table(['CONTAINER', 'HERD ID', 'HOST', 'STATE', 'CORES', 'CPU/LIMIT', 'MEM', 'READS/S', 'WRITES/S', 'NET IN', 'NET OUT', 'PROCS'], containerRows),
+  ];
+  if (latest.rejected > 0) out.push('', `${latest.rejected} message(s) rejected (not JSON or not matching their schema)`);
+  return `${out.join('\n')}\n`;
+}
+
+/** Listens for `seconds` and returns what arrived; BROKER_UNREACHABLE when there is no broker. */
+export async function collectLatest(brokerUrl: string, seconds: number): Promise<LatestMetrics> {
+  const client = await connectBroker({ url: brokerUrl, clientId: processClientId('herd-top', hostname()), reconnectPeriodMs: 0, connectTimeoutMs: 3000 });
+  const latest = emptyLatest();
+  try {
+    client.on('message', (topic, payload) => takeMessage(latest, topic, payload.toString('utf8')));
+    await client.subscribeAsync([topics.allHostMetrics, topics.allContainerMetrics], { qos: 0 });
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+  } finally {
+    await closeBroker(client);
+  }
+  if (latest.hosts.size === 0 && latest.containers.size === 0) {
+    throw new HerdError('TIMEOUT', `no metrics arrived on ${brokerUrl} within ${seconds} s: is a monitor running (herd monitor, or herd lab up)?`);
+  }
+  return latest;
+}
