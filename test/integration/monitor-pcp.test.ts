@@ -80,7 +80,10 @@ describe('monitor against the real pmcd/pmproxy', () => {
     expect(second.diskOpsPerSec).toBeGreaterThanOrEqual(0);
     expect(second.diskActiveRatio).toBeGreaterThanOrEqual(0);
     expect(second.netInBytesPerSec).toBeGreaterThanOrEqual(0);
-    expect(second.intervalSeconds).toBeGreaterThan(0.5);
+    // The interval is between pmcd's fetch timestamps, not our sleep: a first fetch on a fresh
+    // context can be stamped late (seen: 0.42 s apart after a 1.2 s sleep on a loaded machine).
+    expect(second.intervalSeconds).toBeGreaterThan(0);
+    expect(second.intervalSeconds).toBeLessThan(30);
     // FACTS: this kernel has PSI and PCP reports it.
     expect(second.pressure?.cpuSomeAvg10sPct).toBeGreaterThanOrEqual(0);
   });
