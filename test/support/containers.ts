@@ -68,5 +68,15 @@ export const COUNTER = ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo $i > /
 export async function count(layout: LabLayout, hostId: string, name: string): Promise<number> {
   const host = layout.hosts.find((h) => h.id === hostId);
   if (host === undefined) throw new Error(`no lab host ${hostId}`);
-  return Number((await execIn(new Docker({ socketPath: host.dockerSocket }), name, ['cat', '/data/count'])).trim());
+  const docker = new Docker({ socketPath: host.dockerSocket });
+  // `echo $i > /data/count` truncates before it writes: a read in between (or a checkpoint
+  // taken there and restored) sees an empty file, which is not a count. Read again then.
+  for (let attempt = 0; ; attempt++) {
+    const text = (await execIn(docker, name, ['cat', '/data/count'])).trim();
+    if (text !== '' || attempt >= 20) {
+      if (!/^\d+$/.test(text)) throw new Error(`${name} on ${hostId}: /data/count holds ${JSON.stringify(text)}, not a count`);
+      return Number(text);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
