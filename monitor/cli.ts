@@ -36,6 +36,11 @@ function datasetDirOf(opts: { dir?: string; config?: string }, hooks: MonitorCom
   return DEFAULT_DATASET_DIR;
 }
 
+/** The broker a client command talks to: the CLI's choice (hooks), else --broker, $HERD_BROKER, mqtt://127.0.0.1:1883. */
+function brokerUrlOf(cmd: Command, hooks: MonitorCommandHooks): string {
+  return hooks.brokerUrl?.(cmd) ?? (cmd.optsWithGlobals() as { broker?: string }).broker ?? process.env.HERD_BROKER ?? 'mqtt://127.0.0.1:1883';
+}
+
 export function registerMonitorCommands(program: Command, hooks: MonitorCommandHooks = {}): void {
   program
     .command('monitor')
@@ -83,7 +88,7 @@ export function registerMonitorCommands(program: Command, hooks: MonitorCommandH
     .option('--json', 'print the latest samples as JSON ({ hosts, containers })')
     .option('--broker <url>', 'MQTT broker the monitors publish to')
     .action(async (opts: { seconds: number; json?: boolean }, cmd: Command) => {
-      const latest = await collectLatest(hooks.brokerUrl?.(cmd) ?? (cmd.optsWithGlobals() as { broker?: string }).broker ?? process.env.HERD_BROKER ?? 'mqtt://127.0.0.1:1883', opts.seconds);
+      const latest = await collectLatest(brokerUrlOf(cmd, hooks), opts.seconds);
       if (opts.json === true) process.stdout.write(`${JSON.stringify({ hosts: [...latest.hosts.values()], containers: [...latest.containers.values()], rejected: latest.rejected }, null, 2)}\n`);
       else process.stdout.write(renderTop(latest));
     });
@@ -105,7 +110,7 @@ export function registerMonitorCommands(program: Command, hooks: MonitorCommandH
     .option('--broker <url>', 'MQTT broker to resolve a container name with')
     .action(async (ref: string, opts: { follow?: boolean; tail?: number; timestamps?: boolean; json?: boolean; dir?: string; config?: string }, cmd: Command) => {
       const logsDir = join(datasetDirOf(opts, hooks), 'logs');
-      const herdId = await resolveLogRef(ref, logsDir, hooks.brokerUrl?.(cmd) ?? (cmd.optsWithGlobals() as { broker?: string }).broker ?? process.env.HERD_BROKER ?? 'mqtt://127.0.0.1:1883');
+      const herdId = await resolveLogRef(ref, logsDir, brokerUrlOf(cmd, hooks));
       await runLogs({ path: join(logsDir, `${herdId}.log`), follow: opts.follow === true, ...(opts.tail === undefined ? {} : { tail: opts.tail }), format: opts.json === true ? 'json' : opts.timestamps === true ? 'timestamps' : 'text' });
     });
 }

@@ -150,7 +150,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
   const emitHost = (sample: HostMetrics): { at: string; json: string } | undefined => {
     if (problemOf('host', hostMetricsSchema, sample) !== undefined) return undefined;
     const json = JSON.stringify(sample);
-    publisher.publish(topics.hostMetrics(sample.hostId), sample, json);
+    publisher.publish(topics.hostMetrics(sample.hostId), json);
     deps.onSample?.('host', sample);
     return { at: sample.at, json };
   };
@@ -170,7 +170,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
       deps.onSample?.('container', s);
     }
     payload += ']}';
-    publisher.publish(topics.containerMetrics(hostId), undefined, payload, Math.max(1, lines.length));
+    publisher.publish(topics.containerMetrics(hostId), payload, Math.max(1, lines.length));
     return lines;
   };
 

@@ -7,13 +7,12 @@
  * monitor recorded beside the logs are used, newest log first.
  */
 import { existsSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { watchCluster } from '../protocol/cluster-view.ts';
 import { HerdError, toHerdError } from '../protocol/errors.ts';
 import { silentLogger } from '../protocol/log.ts';
-import { closeBroker, connectBroker } from '../protocol/mqtt.ts';
-import { processClientId } from '../protocol/rpc.ts';
+import { closeBroker } from '../protocol/mqtt.ts';
+import { connectCommandClient } from '../protocol/rpc.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
 import { followLog, readLog } from './log-reader.ts';
 import { herdIdsNamed, logFileName, type LogRecord } from './log-store.ts';
@@ -22,7 +21,7 @@ export async function resolveLogRef(ref: string, logsDir: string, brokerUrl: str
   if (ID_PATTERN.test(ref) && existsSync(join(logsDir, logFileName(ref)))) return ref;
   let brokerProblem: string | undefined;
   try {
-    const client = await connectBroker({ url: brokerUrl, clientId: processClientId('herd-logs', hostname()), reconnectPeriodMs: 0, connectTimeoutMs: 3000 });
+    const client = await connectCommandClient(brokerUrl, 'herd-logs');
     try {
       const view = await watchCluster(client, silentLogger);
       try {

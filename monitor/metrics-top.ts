@@ -4,11 +4,10 @@
  * `--seconds` (long enough for one container round and one host round), then prints one
  * table; samples are checked against their schemas and bad messages are counted, not fatal.
  */
-import { hostname } from 'node:os';
 import { HerdError } from '../protocol/errors.ts';
 import { containerMetricsBatchSchema, hostMetricsSchema, type ContainerMetrics, type HostMetrics } from '../protocol/messages.ts';
-import { closeBroker, connectBroker } from '../protocol/mqtt.ts';
-import { processClientId } from '../protocol/rpc.ts';
+import { closeBroker } from '../protocol/mqtt.ts';
+import { connectCommandClient } from '../protocol/rpc.ts';
 import { parseTopic, topics } from '../protocol/topics.ts';
 
 export interface LatestMetrics {
@@ -86,7 +85,7 @@ export function renderTop(latest: LatestMetrics): string {
 
 /** Listens for `seconds` and returns what arrived; BROKER_UNREACHABLE when there is no broker. */
 export async function collectLatest(brokerUrl: string, seconds: number): Promise<LatestMetrics> {
-  const client = await connectBroker({ url: brokerUrl, clientId: processClientId('herd-top', hostname()), reconnectPeriodMs: 0, connectTimeoutMs: 3000 });
+  const client = await connectCommandClient(brokerUrl, 'herd-top');
   const latest = emptyLatest();
   try {
     client.on('message', (topic, payload) => takeMessage(latest, topic, payload.toString('utf8')));

@@ -21,19 +21,19 @@ describe('BufferedPublisher', () => {
     const { client, sent, asMqtt } = fakeClient();
     const p = new BufferedPublisher(3, silentLogger);
     p.attach(asMqtt);
-    for (const s of ['a', 'b', 'c', 'd', 'e']) p.publish('t', s);
+    for (const s of ['a', 'b', 'c', 'd', 'e']) p.publish('t', JSON.stringify(s));
     expect(p.stats()).toEqual({ published: 0, buffered: 3, dropped: 2 });
     client.connected = true;
     client.emit('connect');
     expect(sent).toEqual(['c', 'd', 'e']);
-    p.publish('t', 'f');
+    p.publish('t', JSON.stringify('f'));
     expect(sent).toEqual(['c', 'd', 'e', 'f']);
     expect(p.stats()).toEqual({ published: 4, buffered: 0, dropped: 2 });
   });
 
   it('buffers before any client is attached (broker down at start)', () => {
     const p = new BufferedPublisher(10, silentLogger);
-    p.publish('t', 'x');
+    p.publish('t', JSON.stringify('x'));
     const { client, sent, asMqtt } = fakeClient();
     client.connected = true;
     p.attach(asMqtt);
@@ -44,13 +44,13 @@ describe('BufferedPublisher', () => {
     const { client, sent, asMqtt } = fakeClient();
     const p = new BufferedPublisher(5, silentLogger);
     p.attach(asMqtt);
-    p.publish('t', 'a', undefined, 2);
-    p.publish('t', 'b', undefined, 2);
-    p.publish('t', 'c', undefined, 2); // 6 > 5: 'a' goes
+    p.publish('t', '"a"', 2);
+    p.publish('t', '"b"', 2);
+    p.publish('t', '"c"', 2); // 6 > 5: 'a' goes
     expect(p.stats()).toEqual({ published: 0, buffered: 4, dropped: 2 });
-    p.publish('t', 'huge', undefined, 6); // larger than the whole buffer: only it is dropped
+    p.publish('t', '"huge"', 6); // larger than the whole buffer: only it is dropped
     expect(p.stats()).toEqual({ published: 0, buffered: 4, dropped: 8 });
-    p.publish('t', 'd', undefined, 3); // 7 > 5: 'b' goes
+    p.publish('t', '"d"', 3); // 7 > 5: 'b' goes
     client.connected = true;
     client.emit('connect');
     expect(sent).toEqual(['c', 'd']);

@@ -6,7 +6,6 @@
  * dropped first, and the buffer is flushed in order on (re)connect.
  */
 import type { Logger } from 'pino';
-import { encode } from '../protocol/codec.ts';
 import type { MqttClient } from '../protocol/mqtt.ts';
 
 export interface PublisherStats {
@@ -41,8 +40,8 @@ export class BufferedPublisher {
     return c;
   }
 
-  /** Publishes `message` (QoS 0) carrying `samples` samples; pass `payload` when it is already encoded. */
-  publish(topic: string, message: unknown, payload: string = encode(message), samples = 1): void {
+  /** Publishes an encoded message (QoS 0) that carries `samples` samples. */
+  publish(topic: string, payload: string, samples = 1): void {
     if (this.client?.connected !== true) this.enqueue(topic, payload, samples);
     else if (this.size() === 0) this.send(topic, payload, samples);
     else {

@@ -10,7 +10,8 @@ import type { Logger } from 'pino';
 import { decode, decodeCommand, salvageReplyAddress } from './codec.ts';
 import { HerdError, toHerdError } from './errors.ts';
 import { PROTOCOL_VERSION, replySchema, type Command, type CommandArgsInput, type CommandType, type Reply } from './messages.ts';
-import { publishJson, type MqttClient } from './mqtt.ts';
+import { hostname } from 'node:os';
+import { connectBroker, publishJson, type MqttClient } from './mqtt.ts';
 import { topics } from './topics.ts';
 
 export type CommandHandler<T extends CommandType> = (command: Command<T>) => Promise<unknown>;
@@ -153,4 +154,9 @@ export class CommandClient {
 /** A unique client id that stays the same for the life of this process: `<role>-<host>-<pid>`. */
 export function processClientId(role: string, host: string): string {
   return `${role}-${host}-${process.pid}`.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 64);
+}
+
+/** A short-lived client for one CLI command: no reconnecting, a clear error within 3 s when the broker is not there. */
+export function connectCommandClient(brokerUrl: string, role: string): Promise<MqttClient> {
+  return connectBroker({ url: brokerUrl, clientId: processClientId(role, hostname()), reconnectPeriodMs: 0, connectTimeoutMs: 3000 });
 }

@@ -6,10 +6,11 @@
  * + /proc tree in a temp dir. They run in the benchmark's process, so their CPU is not
  * counted as the monitor's.
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { formatNanoTime } from '../../monitor/log-store.ts';
+import { writeContainerCgroup } from '../support/cgroup-tree.ts';
 
 const FIXTURES = new URL('../fixtures/pcp/', import.meta.url);
 const fixture = (name: string): any => JSON.parse(readFileSync(new URL(name, FIXTURES), 'utf8'));
@@ -171,34 +172,24 @@ export function startFakeDocker(socketPath: string, containers: SyntheticContain
   });
 }
 
-const NET_DEV =
-  'Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0\n  eth0:    4000      10    0    0    0     0          0         0     2000       5    0    0    0     0       0          0\n';
-
 /** The cgroup v1 files and /proc/<pid>/net/dev the monitor reads, for each container, under `root`. */
 export function writeSyntheticCgroups(root: string, parent: string, containers: SyntheticContainer[]): { cgroupRoot: string; procRoot: string } {
-  const cgroupRoot = join(root, 'cgroup');
-  const procRoot = join(root, 'proc');
   for (const c of containers) {
-    const put = (controller: string, file: string, text: string) => {
-      const dir = join(cgroupRoot, controller, parent, c.dockerId);
-      mkdirSync(dir, { recursive: true });
-      writeFileSync(join(dir, file), text);
-    };
-    put('memory', 'memory.usage_in_bytes', '1048576\n');
-    put('memory', 'memory.limit_in_bytes', '9223372036854771712\n');
-    put('cpu', 'cpu.cfs_quota_us', '-1\n');
-    put('cpu', 'cpu.cfs_period_us', '100000\n');
-    put('cpuset', 'cpuset.cpus', '0-1\n');
-    put('cpuacct', 'cpuacct.usage', '123456789\n');
-    put('cpuacct', 'cpuacct.stat', 'user 100000\nsystem 100000\n');
-    put('blkio', 'blkio.throttle.io_serviced', '8:0 Read 0\n8:0 Write 4\n8:0 Sync 4\n8:0 Async 0\n8:0 Total 4\nTotal 4\n');
-    put('pids', 'cgroup.procs', `${c.pid}\n`);
-    put('pids', 'tasks', `${c.pid}\n`);
-    put('pids', 'pids.current', '1\n');
-    mkdirSync(join(procRoot, String(c.pid), 'net'), { recursive: true });
-    writeFileSync(join(procRoot, String(c.pid), 'net', 'dev'), NET_DEV);
+    writeContainerCgroup(root, parent, c.dockerId, c.pid, {
+      'memory/memory.usage_in_bytes': '1048576\n',
+      'memory/memory.limit_in_bytes': '9223372036854771712\n',
+      'cpu/cpu.cfs_quota_us': '-1\n',
+      'cpu/cpu.cfs_period_us': '100000\n',
+      'cpuset/cpuset.cpus': '0-1\n',
+      'cpuacct/cpuacct.usage': '123456789\n',
+      'cpuacct/cpuacct.stat': 'user 100000\nsystem 100000\n',
+      'blkio/blkio.throttle.io_serviced': '8:0 Read 0\n8:0 Write 4\n8:0 Sync 4\n8:0 Async 0\n8:0 Total 4\nTotal 4\n',
+      'pids/cgroup.procs': `${c.pid}\n`,
+      'pids/tasks': `${c.pid}\n`,
+      'pids/pids.current': '1\n',
+    });
   }
-  return { cgroupRoot, procRoot };
+  return { cgroupRoot: join(root, 'cgroup'), procRoot: join(root, 'proc') };
 }
 
 function closeServer(server: Server): Promise<void> {

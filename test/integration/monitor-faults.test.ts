@@ -6,7 +6,7 @@
  * off, the good hosts keep being sampled, and the daemon keeps running. Containers come
  * from a fake lister (no Docker here) and a cgroup/proc tree in a temp dir.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +24,7 @@ import { readDataset } from '../../monitor/dataset.ts';
 import { PcpClient } from '../../monitor/pcp-client.ts';
 import { HerdError } from '../../protocol/errors.ts';
 import { eventually, freePort, Inbox, type Received } from './helpers.ts';
+import { writeContainerCgroup } from '../support/cgroup-tree.ts';
 
 const FIXTURES = new URL('../fixtures/pcp/', import.meta.url);
 const fixture = (name: string): any => JSON.parse(readFileSync(new URL(name, FIXTURES), 'utf8'));
@@ -98,24 +99,16 @@ function fakePmproxy(): { server: Server; requests: Map<Mode, number>; forget: (
 
 /** A cgroup v1 tree and /proc entry for one container. */
 function writeCgroup(root: string, parent: string, dockerId: string, pid: number): void {
-  const put = (controller: string, file: string, text: string) => {
-    const dir = join(root, 'cgroup', controller, parent, dockerId);
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, file), text);
-  };
-  put('memory', 'memory.usage_in_bytes', '52428800\n');
-  put('memory', 'memory.limit_in_bytes', '9223372036854771712\n');
-  put('cpu', 'cpu.cfs_quota_us', '50000\n');
-  put('cpu', 'cpu.cfs_period_us', '100000\n');
-  put('pids', 'cgroup.procs', `${pid}\n${pid + 1}\n`);
-  put('pids', 'tasks', `${pid}\n${pid + 1}\n${pid + 2}\n`);
-  put('blkio', 'blkio.throttle.io_serviced', 'Total 0\n');
-  put('cpuacct', 'cpuacct.stat', 'user 0\nsystem 0\n');
-  mkdirSync(join(root, 'proc', String(pid), 'net'), { recursive: true });
-  writeFileSync(
-    join(root, 'proc', String(pid), 'net', 'dev'),
-    'Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0\n  eth0:    4000      10    0    0    0     0          0         0     2000       5    0    0    0     0       0          0\n',
-  );
+  writeContainerCgroup(root, parent, dockerId, pid, {
+    'memory/memory.usage_in_bytes': '52428800\n',
+    'memory/memory.limit_in_bytes': '9223372036854771712\n',
+    'cpu/cpu.cfs_quota_us': '50000\n',
+    'cpu/cpu.cfs_period_us': '100000\n',
+    'pids/cgroup.procs': `${pid}\n${pid + 1}\n`,
+    'pids/tasks': `${pid}\n${pid + 1}\n${pid + 2}\n`,
+    'blkio/blkio.throttle.io_serviced': 'Total 0\n',
+    'cpuacct/cpuacct.stat': 'user 0\nsystem 0\n',
+  });
 }
 
 describe('monitor daemon against broken and recorded pmproxies', () => {
