@@ -24,7 +24,7 @@ const UNLIMITED_BYTES = 2 ** 60;
 // synchronous read costs a few µs where fs/promises' readFile (open, stat, read, close on
 // the thread pool) costs a hundred: for 1000 containers every 2 s that decides the
 // monitor's CPU. Files read every round go through FileReader (below), cheaper still.
-function readText(path: string): string | undefined {
+export function readText(path: string): string | undefined {
   try {
     return readFileSync(path, 'latin1');
   } catch {

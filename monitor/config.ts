@@ -45,6 +45,12 @@ export const monitorConfigSchema = z
      * throttle rule; see monitor/blkio-accounting.ts). Without it disk operations read 0.
      */
     blkioAccounting: z.boolean().default(true),
+    /**
+     * How container cgroup files are read: `native` (the C reader built by scripts/build-native;
+     * the monitor refuses to start without it), `js`, or `auto` (native when built, else js with a
+     * warning). Same values either way; native takes about half the CPU (bench:monitor).
+     */
+    cgroupReader: z.enum(['auto', 'native', 'js']).default('auto'),
     /** Follow every managed container's stdout/stderr into <datasetDir>/logs/<herdId>.log (needs datasetDir). */
     containerLogs: z.boolean().default(true),
     /** A container's log is rotated (`<herdId>.log` → `.log.1` …) before it would exceed this size. */

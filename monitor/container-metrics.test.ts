@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { JsCgroupUsageReader } from './cgroup-reader.ts';
 import { ContainerSampler } from './container-metrics.ts';
 import type { PcpClient } from './pcp-client.ts';
 
@@ -27,7 +28,7 @@ describe('ContainerSampler CPU from PCP', () => {
         return new Map([[7, `/docker/${ID}`]]);
       },
     } as unknown as PcpClient;
-    const sampler = new ContainerSampler(pcp, { hostId: 'h1', cgroup: { root, parent: 'docker', procRoot: join(root, 'proc') }, hostCpuCount: 4 });
+    const sampler = new ContainerSampler(pcp, { hostId: 'h1', cgroup: { root, parent: 'docker', procRoot: join(root, 'proc') }, hostCpuCount: 4 }, new JsCgroupUsageReader());
     const seen: Array<number | undefined> = [];
     for (let i = 0; i < 4; i++) {
       t += 2;

@@ -7,7 +7,8 @@
 import { join } from 'node:path';
 import type { ContainerMetrics } from '../protocol/messages.ts';
 import { PROTOCOL_VERSION } from '../protocol/messages.ts';
-import { cgroupUsagePaths, FileReader, readCgroupLimits, readCgroupUsage, type CgroupLimits, type CgroupLocation, type CgroupUsagePaths } from './cgroup-fs.ts';
+import { cgroupUsagePaths, readCgroupLimits, readText, type CgroupLimits, type CgroupLocation } from './cgroup-fs.ts';
+import { USAGE, USAGE_FIELDS, type CgroupUsageReader } from './cgroup-reader.ts';
 import { round } from './host-metrics.ts';
 import type { PcpClient } from './pcp-client.ts';
 import { RateTracker } from './rates.ts';
@@ -47,7 +48,6 @@ export interface ContainerSamplerOptions {
   hostCpuCount?: number;
 }
 
-/** Samples every given container of one host. Throws (PCP_UNAVAILABLE, BAD_MESSAGE) when the host's pmproxy fails. */
 /** The kernel's unit of cpuacct.stat (USER_HZ, fixed at 100 for what it shows to user space). */
 const USER_HZ = 100;
 
@@ -56,96 +56,154 @@ export const LIMITS_REFRESH_SECONDS = 30;
 
 /** What the sampler keeps per running container between rounds (dropped when it stops or goes). */
 interface ContainerState {
-  paths: CgroupUsagePaths;
+  /** Its slot in the cgroup reader. */
+  slot: number;
   /** Counter baselines under short constant keys (cheap to hash), one tracker per container. */
   rates: RateTracker;
   limits: CgroupLimits;
   limitsReadAtMs: number;
 }
 
+/**
+ * Samples every given container of one host: one PCP fetch and one call of the cgroup
+ * reader per round. Throws (PCP_UNAVAILABLE, BAD_MESSAGE) when the host's pmproxy fails.
+ */
 export class ContainerSampler {
   private readonly states = new Map<string, ContainerState>();
-  private readonly files = new FileReader();
+  /** This round's running containers: their reader slots, PCP CPU values and usage (grown as needed). */
+  private slots = new Int32Array(64);
+  private pcpCpu = new Float64Array(64);
+  private usage = new Float64Array(64 * USAGE_FIELDS);
 
-  constructor(private readonly client: PcpClient, private readonly options: ContainerSamplerOptions) {}
+  constructor(
+    private readonly client: PcpClient,
+    private readonly options: ContainerSamplerOptions,
+    private readonly reader: CgroupUsageReader,
+  ) {}
 
   async sample(containers: readonly TrackedContainer[]): Promise<ContainerMetrics[]> {
-    const running = containers.filter((c) => c.state === 'running');
-    const pcp = running.length === 0 ? undefined : await this.client.fetch(CONTAINER_PCP_METRICS);
-    this.calibrationTried = false;
-    // Instance name (cgroup path) → value, per metric.
-    const byPath = new Map<string, Map<string, number>>();
-    if (pcp !== undefined) {
-      for (const name of CONTAINER_PCP_METRICS) {
-        const values = pcp.metrics.get(name);
-        if (values === undefined) continue;
-        const names = await this.client.instanceNames(name, values.keys());
-        const map = new Map<string, number>();
-        for (const [id, v] of values) if (id !== null && names.has(id)) map.set(names.get(id) as string, v);
-        byPath.set(name, map);
+    let running = 0;
+    for (const c of containers) if (c.state === 'running') running++;
+    const pcp = running === 0 ? undefined : await this.client.fetch(CONTAINER_PCP_METRICS);
+    if (this.slots.length < running) this.grow(running);
+    // CPU time per container from PCP (cgroup path → user + system), once its unit is known (calibrate).
+    const user = pcp === undefined ? undefined : await this.valuesByPath(pcp.metrics.get('cgroup.cpuacct.stat.user'), 'cgroup.cpuacct.stat.user');
+    const system = pcp === undefined ? undefined : await this.valuesByPath(pcp.metrics.get('cgroup.cpuacct.stat.system'), 'cgroup.cpuacct.stat.system');
+    const parent = `/${this.options.cgroup.parent.replace(/^\/+|\/+$/g, '')}/`;
+    let calibrationTried = false;
+    let cpuFromFiles = false;
+    let k = 0;
+    for (const c of containers) {
+      if (c.state !== 'running') continue;
+      this.slots[k] = this.stateOf(c.dockerId).slot;
+      const path = parent + c.dockerId;
+      const u = user?.get(path);
+      const sys = system?.get(path);
+      if (u !== undefined && this.pcpCpuSeconds === undefined && !calibrationTried) {
+        calibrationTried = true;
+        this.calibrate(c.dockerId, u);
+      }
+      const known = u !== undefined && sys !== undefined && this.pcpCpuSeconds !== undefined;
+      this.pcpCpu[k] = known ? u + sys : Number.NaN;
+      if (!known) cpuFromFiles = true;
+      k++;
+    }
+    // One call reads every running container's cgroup files (cpuacct.usage only when PCP lacks a CPU value).
+    this.reader.read(this.slots, running, cpuFromFiles, this.usage);
+    const fsAt = Date.now() / 1000;
+    const at = pcp === undefined ? new Date().toISOString() : new Date(pcp.atSeconds * 1000).toISOString();
+    const samples: ContainerMetrics[] = [];
+    k = 0;
+    for (const c of containers) {
+      const out: ContainerMetrics = { v: PROTOCOL_VERSION, herdId: c.herdId, hostId: this.options.hostId, name: c.name, dockerId: c.dockerId, at, state: c.state };
+      if (c.health !== undefined) out.health = c.health;
+      if (c.restartCount !== undefined) out.restartCount = c.restartCount;
+      if (c.state === 'running' && pcp !== undefined) this.fill(out, this.states.get(c.dockerId)!, k, pcp.atSeconds, fsAt);
+      if (c.state === 'running') k++;
+      samples.push(out);
+    }
+    // Forget the state of containers that stopped or are gone, so a restarted or reused id starts fresh.
+    if (this.states.size > running) {
+      const live = new Set<string>();
+      for (const c of containers) if (c.state === 'running') live.add(c.dockerId);
+      for (const [id, state] of this.states) {
+        if (live.has(id)) continue;
+        this.reader.untrack(state.slot);
+        this.states.delete(id);
       }
     }
-    const parent = this.options.cgroup.parent.replace(/^\/+|\/+$/g, '');
-    const at = pcp === undefined ? new Date().toISOString() : new Date(pcp.atSeconds * 1000).toISOString();
-    // One plain loop, no per-container closures or object spreads: this runs for every container every round.
-    const samples: ContainerMetrics[] = [];
-    for (const c of containers) samples.push(this.sampleOne(c, at, pcp === undefined ? undefined : { atSeconds: pcp.atSeconds, byPath, path: `/${parent}/${c.dockerId}` }));
-    // Forget the state of containers that stopped or are gone, so a restarted or reused id starts fresh.
-    if (this.states.size > running.length) {
-      const live = new Set(running.map((c) => c.dockerId));
-      for (const id of this.states.keys()) if (!live.has(id)) this.states.delete(id);
-    }
-    this.files.sweep();
     return samples;
   }
 
-  /** Closes the cgroup files kept open. */
+  /** Stops tracking every container and closes the cgroup files kept open. */
   close(): void {
-    this.files.close();
+    this.reader.close();
+    this.states.clear();
   }
 
-  private sampleOne(c: TrackedContainer, at: string, pcp: { atSeconds: number; byPath: Map<string, Map<string, number>>; path: string } | undefined): ContainerMetrics {
-    const out: ContainerMetrics = { v: PROTOCOL_VERSION, herdId: c.herdId, hostId: this.options.hostId, name: c.name, dockerId: c.dockerId, at, state: c.state };
-    if (c.health !== undefined) out.health = c.health;
-    if (c.restartCount !== undefined) out.restartCount = c.restartCount;
-    if (c.state !== 'running' || pcp === undefined) return out;
-    const { byPath, path } = pcp;
-    const id = c.dockerId;
-    // CPU: PCP's cpuacct.stat user+system once its unit is known (see calibrate); the cgroup file's cpuacct.usage (ns) otherwise.
-    let user = byPath.get('cgroup.cpuacct.stat.user')?.get(path);
-    let system = byPath.get('cgroup.cpuacct.stat.system')?.get(path);
-    if (user !== undefined && this.pcpCpuSeconds === undefined && !this.calibrationTried) this.calibrate(id, user);
-    if (this.pcpCpuSeconds === undefined) user = system = undefined;
-    const state = this.stateOf(id);
-    const rates = state.rates;
-    const fs = readCgroupUsage(state.paths, this.files, user === undefined || system === undefined);
-    const limits = state.limits;
-    const fsAt = Date.now() / 1000;
+  /** Which cgroup reader this sampler uses. */
+  get readerKind(): string {
+    return this.reader.kind;
+  }
+
+  private grow(n: number): void {
+    let size = this.slots.length;
+    while (size < n) size *= 2;
+    this.slots = new Int32Array(size);
+    this.pcpCpu = new Float64Array(size);
+    this.usage = new Float64Array(size * USAGE_FIELDS);
+  }
+
+  /** PCP instance name (cgroup path) → value of one metric. */
+  private async valuesByPath(values: Map<number | null, number> | undefined, name: string): Promise<Map<string, number> | undefined> {
+    if (values === undefined) return undefined;
+    const names = await this.client.instanceNames(name, values.keys());
+    const map = new Map<string, number>();
+    for (const [id, v] of values) {
+      const path = id === null ? undefined : names.get(id);
+      if (path !== undefined) map.set(path, v);
+    }
+    return map;
+  }
+
+  /** The metrics of the k-th running container of the round. */
+  private fill(out: ContainerMetrics, state: ContainerState, k: number, pcpAt: number, fsAt: number): void {
+    const { rates, limits } = state;
+    const u = this.usage;
+    const base = k * USAGE_FIELDS;
+    const pcpCpu = this.pcpCpu[k]!;
+    const cpuNs = u[base + USAGE.cpuUsageNs]!;
     let cpuCores: number | undefined;
-    if (user !== undefined && system !== undefined) cpuCores = rateOf(rates.rate('cpu.pcp', user + system, pcp.atSeconds), this.pcpCpuSeconds ?? 0);
-    else if (fs.cpuUsageNs !== undefined) cpuCores = rateOf(rates.rate('cpu.fs', fs.cpuUsageNs, fsAt), 1e-9);
+    if (pcpCpu === pcpCpu) cpuCores = rateOf(rates.rate('cpu.pcp', pcpCpu, pcpAt), this.pcpCpuSeconds ?? 0);
+    else if (cpuNs === cpuNs) cpuCores = rateOf(rates.rate('cpu.fs', cpuNs, fsAt), 1e-9);
     const limit = limits.cpuLimitCores ?? this.options.hostCpuCount;
     if (cpuCores !== undefined) out.cpuCores = round(cpuCores, 4);
     if (limit !== undefined) out.cpuLimitCores = round(limit, 4);
     if (cpuCores !== undefined && limit !== undefined && limit > 0) out.cpuUtil = round(cpuCores / limit, 4);
-    if (fs.memoryBytes !== undefined) out.memoryBytes = fs.memoryBytes;
+    const memory = u[base + USAGE.memoryBytes]!;
+    if (memory === memory) out.memoryBytes = memory;
     if (limits.memoryLimitBytes !== undefined) out.memoryLimitBytes = limits.memoryLimitBytes;
     // Block I/O from the cgroup file: PCP's cgroup.blkio.all.io_serviced reads CFQ's file, gone since Linux 5.0 (blkio-accounting.ts).
-    const readRate = fs.diskReads === undefined ? undefined : rates.rate('blk.read', fs.diskReads, fsAt);
-    const writeRate = fs.diskWrites === undefined ? undefined : rates.rate('blk.write', fs.diskWrites, fsAt);
+    const reads = u[base + USAGE.diskReads]!;
+    const writes = u[base + USAGE.diskWrites]!;
+    const readRate = reads === reads ? rates.rate('blk.read', reads, fsAt) : undefined;
+    const writeRate = writes === writes ? rates.rate('blk.write', writes, fsAt) : undefined;
     if (readRate !== undefined) out.diskReadOpsPerSec = round(readRate, 2);
     if (writeRate !== undefined) out.diskWriteOpsPerSec = round(writeRate, 2);
-    if (fs.netInBytes !== undefined && fs.netOutBytes !== undefined) {
-      out.netInBytes = fs.netInBytes;
-      out.netOutBytes = fs.netOutBytes;
-      const rin = rates.rate('net.in', fs.netInBytes, fsAt);
-      const rout = rates.rate('net.out', fs.netOutBytes, fsAt);
+    const netIn = u[base + USAGE.netInBytes]!;
+    const netOut = u[base + USAGE.netOutBytes]!;
+    if (netIn === netIn && netOut === netOut) {
+      out.netInBytes = netIn;
+      out.netOutBytes = netOut;
+      const rin = rates.rate('net.in', netIn, fsAt);
+      const rout = rates.rate('net.out', netOut, fsAt);
       if (rin !== undefined) out.netInBytesPerSec = round(rin, 1);
       if (rout !== undefined) out.netOutBytesPerSec = round(rout, 1);
     }
-    if (fs.processCount !== undefined) out.processCount = fs.processCount;
-    if (fs.threadCount !== undefined) out.threadCount = fs.threadCount;
-    return out;
+    const processes = u[base + USAGE.processCount]!;
+    const threads = u[base + USAGE.threadCount]!;
+    if (processes === processes) out.processCount = processes;
+    if (threads === threads) out.threadCount = threads;
   }
 
   /**
@@ -157,12 +215,9 @@ export class ContainerSampler {
    */
   private pcpCpuSeconds: number | undefined;
 
-  /** One calibration attempt per round is enough. */
-  private calibrationTried = false;
-
+  /** One attempt per round (the caller's rule): compares PCP's user time of a container with its file. */
   private calibrate(dockerId: string, pcpUser: number): void {
-    this.calibrationTried = true;
-    const text = this.files.read(join(this.options.cgroup.root, 'cpuacct', this.options.cgroup.parent, dockerId, 'cpuacct.stat'), false);
+    const text = readText(join(this.options.cgroup.root, 'cpuacct', this.options.cgroup.parent, dockerId, 'cpuacct.stat'));
     const ticks = Number(/^user (\d+)/m.exec(text ?? '')?.[1]);
     // Too little CPU yet for a clear ratio: the next round tries again.
     if (!(ticks >= 200)) return;
@@ -176,7 +231,7 @@ export class ContainerSampler {
     const now = Date.now();
     let state = this.states.get(dockerId);
     if (state === undefined) {
-      state = { paths: cgroupUsagePaths(this.options.cgroup, dockerId), rates: new RateTracker(), limits: readCgroupLimits(this.options.cgroup, dockerId), limitsReadAtMs: now };
+      state = { slot: this.reader.track(cgroupUsagePaths(this.options.cgroup, dockerId)), rates: new RateTracker(), limits: readCgroupLimits(this.options.cgroup, dockerId), limitsReadAtMs: now };
       this.states.set(dockerId, state);
     } else if (now - state.limitsReadAtMs >= LIMITS_REFRESH_SECONDS * 1000) {
       state.limits = readCgroupLimits(this.options.cgroup, dockerId);

@@ -18,6 +18,7 @@ import { containerMetricsSchema, hostMetricsSchema, PROTOCOL_VERSION, type Conta
 import { closeBroker, connectBroker, type MqttClient } from '../protocol/mqtt.ts';
 import { topics } from '../protocol/topics.ts';
 import type { MonitorConfig, MonitorHostConfig } from './config.ts';
+import { createCgroupUsageReader } from './cgroup-reader.ts';
 import { ContainerSampler, type ContainerLister, type TrackedContainer } from './container-metrics.ts';
 import { dockerContainerLister } from './docker-lister.ts';
 import { DatasetWriter } from './dataset.ts';
@@ -119,13 +120,18 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
    */
   const owner = new Map<string, { hostId: string; ran: boolean }>();
 
-  const hosts: HostRuntime[] = config.hosts.map((h) => {
+  const readers = config.hosts.map(() => createCgroupUsageReader(config.cgroupReader));
+  const fallback = readers.find((r) => r.fallback !== undefined)?.fallback;
+  if (fallback !== undefined) log.warn({ reason: fallback }, 'cgroup files are read by the JavaScript reader (about twice the CPU of the native one)');
+  log.info({ cgroupReader: readers[0]?.reader.kind }, 'cgroup reader');
+
+  const hosts: HostRuntime[] = config.hosts.map((h, i) => {
     // One PCP client (context) per loop: host and container loops have different periods.
     const pcp = (interval: number) => new PcpClient({ url: h.pmproxyUrl, pollIntervalSeconds: interval, timeoutMs: config.requestTimeoutMs, ...(deps.fetchImpl === undefined ? {} : { fetchImpl: deps.fetchImpl }) });
     return {
       config: h,
       hostSampler: new HostSampler(pcp(config.hostIntervalSeconds), { hostId: h.id, ...(h.cpus === undefined ? {} : { cpus: h.cpus }), ...(h.interfaces === undefined ? {} : { interfaces: h.interfaces }), swapNetworkDirection: h.swapNetworkDirection }),
-      containerSampler: new ContainerSampler(pcp(config.containerIntervalSeconds), { hostId: h.id, cgroup: { root: h.cgroupRoot, parent: h.cgroupParent, procRoot: h.procRoot }, ...(h.cpus === undefined ? {} : { hostCpuCount: h.cpus.length }) }),
+      containerSampler: new ContainerSampler(pcp(config.containerIntervalSeconds), { hostId: h.id, cgroup: { root: h.cgroupRoot, parent: h.cgroupParent, procRoot: h.procRoot }, ...(h.cpus === undefined ? {} : { hostCpuCount: h.cpus.length }) }, readers[i]!.reader),
       lister: deps.listerFor?.(h) ?? dockerContainerLister(h.dockerSocket, { timeoutMs: config.requestTimeoutMs }),
       ...(logStore === undefined ? {} : { logFollower: new ContainerLogFollower(logStore, deps.logSourceFor?.(h) ?? dockerLogSource(h.dockerSocket), { hostId: h.id, log }) }),
       hostLoop: { status: { stale: false, failures: 0, rounds: 0 } },

@@ -11,6 +11,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostMetricsSchema, containerMetricsSchema } from '../../protocol/messages.ts';
+import { createCgroupUsageReader } from '../../monitor/cgroup-reader.ts';
 import { ContainerSampler } from '../../monitor/container-metrics.ts';
 import { HostSampler } from '../../monitor/host-metrics.ts';
 import { PcpClient } from '../../monitor/pcp-client.ts';
@@ -132,7 +133,7 @@ describe('monitor against the real pmcd/pmproxy', () => {
         hostId: 'local',
         cgroup: { root: CGROUP_ROOT, parent, procRoot: '/proc' },
         hostCpuCount: cpus().length,
-      });
+      }, createCgroupUsageReader('native').reader);
       const container = { herdId: 'burner', name: 'burner', dockerId: id, state: 'running' };
       let s = (await sampler.sample([container]))[0];
       for (let i = 0; i < 5 && s?.cpuCores === undefined; i++) {
