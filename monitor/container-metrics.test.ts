@@ -48,3 +48,35 @@ describe('ContainerSampler CPU from PCP', () => {
     expect((await coresSeen(1000)).slice(1)).toEqual([1, 1, 1]);
   });
 });
+
+describe('ContainerSampler limits', () => {
+  let root: string;
+  beforeEach(() => {
+    root = mkdtempSync(join(tmpdir(), 'herd-sampler-'));
+    mkdirSync(join(root, 'memory', 'docker', ID), { recursive: true });
+  });
+  afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+  it('reads limits when a container is first seen and again only after Docker reported a change (docker update)', async () => {
+    const pcp = {
+      async fetch() {
+        return { atSeconds: Date.now() / 1000, metrics: new Map() };
+      },
+      async instanceNames() {
+        return new Map();
+      },
+    } as unknown as PcpClient;
+    const setLimit = (bytes: number) => writeFileSync(join(root, 'memory', 'docker', ID, 'memory.limit_in_bytes'), `${bytes}\n`);
+    const sampler = new ContainerSampler(pcp, { hostId: 'h1', cgroup: { root, parent: 'docker', procRoot: join(root, 'proc') } }, new JsCgroupUsageReader());
+    const container = { herdId: 'w', name: 'w', dockerId: ID, state: 'running', changedAtMs: Date.now() };
+    const limitSeen = async () => (await sampler.sample([container]))[0]?.memoryLimitBytes;
+    setLimit(1 << 20);
+    expect(await limitSeen()).toBe(1 << 20);
+    setLimit(2 << 20);
+    expect(await limitSeen()).toBe(1 << 20); // no news from Docker: not read again
+    await new Promise((r) => setTimeout(r, 5));
+    container.changedAtMs = Date.now(); // the lister saw an `update` event
+    expect(await limitSeen()).toBe(2 << 20);
+    sampler.close();
+  });
+});

@@ -27,6 +27,19 @@ export interface TrackedContainer {
   migrationId?: string;
   /** Docker's RestartCount (restarts by its restart policy since the container was created). */
   restartCount?: number;
+  /** Where Docker keeps its log (from inspect): json-file logs are read from the file (json-log-tail.ts). */
+  log?: ContainerLogFile;
+  /** When Docker last reported a change of this container (an event or first sight); limits are read again after it. */
+  changedAtMs?: number;
+}
+
+export interface ContainerLogFile {
+  /** Docker's log driver ("json-file", "local", "journald"…). */
+  driver: string;
+  /** Its LogPath (empty for drivers without a file). */
+  path: string;
+  /** Its max-size option in bytes, when the log rotates. */
+  maxBytes?: number;
 }
 
 /** Lists the Herd-managed containers of one host. */
@@ -51,8 +64,12 @@ export interface ContainerSamplerOptions {
 /** The kernel's unit of cpuacct.stat (USER_HZ, fixed at 100 for what it shows to user space). */
 const USER_HZ = 100;
 
-/** Limits change only through `docker update`: read again after this long, not every round. */
-export const LIMITS_REFRESH_SECONDS = 30;
+/**
+ * Limits change only through `docker update`, whose event makes the lister report the
+ * container as changed (changedAtMs): limits are read again then, and after this long
+ * in any case (a lister without events, a missed event).
+ */
+export const LIMITS_REFRESH_SECONDS = 300;
 
 /** What the sampler keeps per running container between rounds (dropped when it stops or goes). */
 interface ContainerState {
@@ -95,7 +112,7 @@ export class ContainerSampler {
     let k = 0;
     for (const c of containers) {
       if (c.state !== 'running') continue;
-      this.slots[k] = this.stateOf(c.dockerId).slot;
+      this.slots[k] = this.stateOf(c).slot;
       const path = parent + c.dockerId;
       const u = user?.get(path);
       const sys = system?.get(path);
@@ -226,14 +243,15 @@ export class ContainerSampler {
     else if (ratio > 8 && ratio < 12.5) this.pcpCpuSeconds = 1 / 1000;
   }
 
-  /** The container's state; its limits read when first seen and every LIMITS_REFRESH_SECONDS. */
-  private stateOf(dockerId: string): ContainerState {
+  /** The container's state; its limits read when first seen, after Docker reported a change, and every LIMITS_REFRESH_SECONDS. */
+  private stateOf(c: TrackedContainer): ContainerState {
     const now = Date.now();
+    const dockerId = c.dockerId;
     let state = this.states.get(dockerId);
     if (state === undefined) {
       state = { slot: this.reader.track(cgroupUsagePaths(this.options.cgroup, dockerId)), rates: new RateTracker(), limits: readCgroupLimits(this.options.cgroup, dockerId), limitsReadAtMs: now };
       this.states.set(dockerId, state);
-    } else if (now - state.limitsReadAtMs >= LIMITS_REFRESH_SECONDS * 1000) {
+    } else if ((c.changedAtMs !== undefined && c.changedAtMs > state.limitsReadAtMs) || now - state.limitsReadAtMs >= LIMITS_REFRESH_SECONDS * 1000) {
       state.limits = readCgroupLimits(this.options.cgroup, dockerId);
       state.limitsReadAtMs = now;
     }

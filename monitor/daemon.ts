@@ -24,7 +24,7 @@ import { dockerContainerLister } from './docker-lister.ts';
 import { DatasetWriter } from './dataset.ts';
 import { activateBlkioAccounting } from './blkio-accounting.ts';
 import { HostSampler } from './host-metrics.ts';
-import { ContainerLogFollower, dockerLogSource, type LogFollowerStats, type LogSource } from './log-follower.ts';
+import { ContainerLogFollower, dockerLogSource, type FileFollowings, type LogFollowerStats, type LogSource } from './log-follower.ts';
 import { ContainerLogStore } from './log-store.ts';
 import { PcpClient } from './pcp-client.ts';
 import { BufferedPublisher, type PublisherStats } from './publisher.ts';
@@ -120,6 +120,8 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
    */
   const owner = new Map<string, { hostId: string; ran: boolean }>();
 
+  // One registry for all hosts: a migration target's first log lines wait for its source's last ones.
+  const fileFollowings: FileFollowings = new Map();
   const readers = config.hosts.map(() => createCgroupUsageReader(config.cgroupReader));
   const fallback = readers.find((r) => r.fallback !== undefined)?.fallback;
   if (fallback !== undefined) log.warn({ reason: fallback }, 'cgroup files are read by the JavaScript reader (about twice the CPU of the native one)');
@@ -133,7 +135,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
       hostSampler: new HostSampler(pcp(config.hostIntervalSeconds), { hostId: h.id, ...(h.cpus === undefined ? {} : { cpus: h.cpus }), ...(h.interfaces === undefined ? {} : { interfaces: h.interfaces }), swapNetworkDirection: h.swapNetworkDirection }),
       containerSampler: new ContainerSampler(pcp(config.containerIntervalSeconds), { hostId: h.id, cgroup: { root: h.cgroupRoot, parent: h.cgroupParent, procRoot: h.procRoot }, ...(h.cpus === undefined ? {} : { hostCpuCount: h.cpus.length }) }, readers[i]!.reader),
       lister: deps.listerFor?.(h) ?? dockerContainerLister(h.dockerSocket, { timeoutMs: config.requestTimeoutMs }),
-      ...(logStore === undefined ? {} : { logFollower: new ContainerLogFollower(logStore, deps.logSourceFor?.(h) ?? dockerLogSource(h.dockerSocket), { hostId: h.id, log }) }),
+      ...(logStore === undefined ? {} : { logFollower: new ContainerLogFollower(logStore, deps.logSourceFor?.(h) ?? dockerLogSource(h.dockerSocket), { hostId: h.id, log, fileFollowings }) }),
       hostLoop: { status: { stale: false, failures: 0, rounds: 0 } },
       containerLoop: { status: { stale: false, failures: 0, rounds: 0 }, count: 0 },
       blkioDone: !config.blkioAccounting,

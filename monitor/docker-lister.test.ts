@@ -47,7 +47,7 @@ function fakeDocker(socket: string): Promise<Fake> {
         return res.end('{"message":"No such container"}');
       }
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ Id: m![1], RestartCount: row.restarts }));
+      res.end(JSON.stringify({ Id: m![1], RestartCount: row.restarts, LogPath: `/var/lib/docker/containers/${m![1]}/${m![1]}-json.log`, HostConfig: { LogConfig: { Type: 'json-file', Config: { 'max-size': '10m' } } } }));
     }),
   };
   return new Promise((resolve) => fake.server.listen(socket, () => resolve(fake)));
@@ -72,14 +72,24 @@ describe('dockerContainerLister', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('lists once, then only what Docker reports as changed; restartCount from inspect', async () => {
+  it('lists once, then only what Docker reports as changed; restart count and log file from inspect', async () => {
     const lister = dockerContainerLister(join(dir, 'docker.sock'), { relistSeconds: 3600 });
-    expect(await lister.list()).toEqual([{ herdId: 'web-1', name: 'n-a', dockerId: A, state: 'running', health: 'healthy', restartCount: 0 }]);
+    const first = await lister.list();
+    expect(first).toEqual([{ herdId: 'web-1', name: 'n-a', dockerId: A, state: 'running', health: 'healthy', restartCount: 0, changedAtMs: expect.any(Number), log: { driver: 'json-file', path: `/var/lib/docker/containers/${A}/${A}-json.log`, maxBytes: 10 * 2 ** 20 } }]);
     expect(fake.requests).toEqual(['/events', '/containers/json', `/containers/${A}/json`]);
+    const seenAt = first[0]!.changedAtMs!;
 
     fake.requests.length = 0;
-    expect(await lister.list()).toHaveLength(1);
-    expect(fake.requests).toEqual([]); // nothing happened: no Docker request at all
+    await new Promise((r) => setTimeout(r, 5));
+    expect(await lister.list()).toBe(first); // nothing happened: the same list, no Docker request at all
+    expect(fake.requests).toEqual([]);
+
+    // `docker update` (new limits): the container is listed again and reported as changed.
+    fake.emit(A, 'update');
+    await settle();
+    const updated = await lister.list();
+    expect(updated[0]!.changedAtMs).toBeGreaterThan(seenAt);
+    fake.requests.length = 0;
 
     // A restart by the restart policy, and a new container.
     fake.rows.get(A)!.restarts = 1;

@@ -7,13 +7,17 @@
  *   every `relistSeconds` list everything (a missed event cannot last).
  * - Between them, a container that had an event is listed again by id (one request for all
  *   of them), which also drops a container that was destroyed.
- * - `RestartCount` is not in Docker's list: a container is inspected when first seen and
+ * - `RestartCount` and the log file are not in Docker's list: a container is inspected when first seen and
  *   after each event about it (start, restart, die…); while the events stream is down, when
  *   its state changed between two lists (a quick restart in between is then missed).
+ * - `changedAtMs` tells the sampler when Docker last said something about a container (an
+ *   event, e.g. `update` of its limits, or first sight), so it reads limits again only then.
+ * - Between changes every round gets the same array of the same objects (nothing is copied).
  */
 import Docker from 'dockerode';
 import { HerdError } from '../protocol/errors.ts';
-import { HERD_ID_LABEL, HERD_MIGRATION_LABEL, type ContainerLister, type TrackedContainer } from './container-metrics.ts';
+import { HERD_ID_LABEL, HERD_MIGRATION_LABEL, type ContainerLister, type ContainerLogFile, type TrackedContainer } from './container-metrics.ts';
+import { parseDockerSize } from './json-log-tail.ts';
 
 type Closable = NodeJS.ReadableStream & { destroy?: () => void };
 
@@ -43,10 +47,13 @@ export function dockerContainerLister(socketPath: string, options: DockerListerO
   const streaming = new Docker({ socketPath });
   const relistMs = (options.relistSeconds ?? 30) * 1000;
   const known = new Map<string, TrackedContainer>();
-  const restarts = new Map<string, number>();
+  /** What inspect says of a container (Docker's list has neither its restart count nor its log file). */
+  const inspected = new Map<string, { restartCount: number; log: ContainerLogFile }>();
   /** Containers with an event since they were last listed and inspected. */
   const dirty = new Set<string>();
   let events: Closable | undefined;
+  /** What list() returns until something changes. */
+  let current: TrackedContainer[] | undefined;
   let fullListDue = true;
   let lastFullListMs = 0;
   let closed = false;
@@ -95,7 +102,10 @@ export function dockerContainerLister(socketPath: string, options: DockerListerO
     const worker = async () => {
       for (let id = queue.shift(); id !== undefined; id = queue.shift()) {
         try {
-          restarts.set(id, (await docker.getContainer(id).inspect()).RestartCount);
+          const info = await docker.getContainer(id).inspect();
+          const logConfig = info.HostConfig?.LogConfig;
+          const maxBytes = parseDockerSize(logConfig?.Config?.['max-size']);
+          inspected.set(id, { restartCount: info.RestartCount, log: { driver: logConfig?.Type ?? '', path: info.LogPath ?? '', ...(maxBytes === undefined ? {} : { maxBytes }) } });
         } catch {
           dirty.add(id); // gone or Docker busy: again next round
         }
@@ -121,11 +131,21 @@ export function dockerContainerLister(socketPath: string, options: DockerListerO
       }
       // Inspected: new containers, those with an event, and (while events are down) those whose state changed.
       for (const id of changed) moved.add(id);
-      await inspectRestarts([...known.keys()].filter((id) => !restarts.has(id) || moved.has(id)));
-      return [...known.values()].map((c) => {
-        const restartCount = restarts.get(c.dockerId);
-        return restartCount === undefined ? { ...c } : { ...c, restartCount };
-      });
+      const inspect: string[] = [];
+      for (const id of known.keys()) if (!inspected.has(id) || moved.has(id)) inspect.push(id);
+      if (inspect.length > 0) await inspectRestarts(inspect);
+      if (current === undefined || full || changed.length > 0 || inspect.length > 0) {
+        current = [];
+        for (const c of known.values()) {
+          const info = inspected.get(c.dockerId);
+          if (info !== undefined) {
+            c.restartCount = info.restartCount;
+            c.log = info.log;
+          }
+          current.push(c);
+        }
+      }
+      return current;
     },
     close() {
       closed = true;
@@ -137,22 +157,31 @@ export function dockerContainerLister(socketPath: string, options: DockerListerO
 
   /** Lists everything or the changed containers; returns the ids that are new or changed state. */
   async function refresh(full: boolean, changed: string[], now: number): Promise<Set<string>> {
-    const before = new Map([...known].map(([id, c]) => [id, c.state]));
+    const before = new Map<string, TrackedContainer>(known);
+    /** A container seen for the first time, or with news: when it last changed. */
+    const tracked = (r: Docker.ContainerInfo, news: boolean): TrackedContainer => {
+      const c = toTracked(r);
+      const old = before.get(r.Id);
+      c.changedAtMs = news || old === undefined || old.state !== c.state ? now : old.changedAtMs ?? now;
+      return c;
+    };
     if (full) {
       const rows = await list({});
+      // After the events stream (re)connected, events may have been missed: everything is news.
+      const news = fullListDue;
       known.clear();
-      for (const r of rows) known.set(r.Id, toTracked(r));
-      for (const id of restarts.keys()) if (!known.has(id)) restarts.delete(id);
+      for (const r of rows) known.set(r.Id, tracked(r, news));
+      for (const id of inspected.keys()) if (!known.has(id)) inspected.delete(id);
       fullListDue = false;
       lastFullListMs = now;
     } else if (changed.length > 0) {
       const rows = await list({ id: changed });
       for (const id of changed) known.delete(id);
-      for (const r of rows) known.set(r.Id, toTracked(r));
-      for (const id of changed) if (!known.has(id)) restarts.delete(id);
+      for (const r of rows) known.set(r.Id, tracked(r, true));
+      for (const id of changed) if (!known.has(id)) inspected.delete(id);
     }
     const moved = new Set<string>();
-    for (const [id, c] of known) if (before.get(id) !== c.state) moved.add(id);
+    for (const [id, c] of known) if (before.get(id)?.state !== c.state) moved.add(id);
     return moved;
   }
 }

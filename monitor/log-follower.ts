@@ -2,7 +2,13 @@
  * Follows the stdout/stderr of every Herd-managed container of one host and appends it
  * to the container's host-independent log (log-store.ts).
  *
- * Each container is read with Docker's logs API (`follow`, `timestamps`, from `since` =
+ * A container with Docker's json-file log driver (Docker's default) is read from its log
+ * file every round (json-log-tail.ts): that is what makes 1000 containers cheap. Before a
+ * copy's lines are written, the other copies of the same Herd id (a migration's source,
+ * maybe on another host of this monitor) are read to their end, so the log keeps the
+ * source's last lines before the target's first ones.
+ *
+ * A container with another log driver is read with Docker's logs API (`follow`, `timestamps`, from `since` =
  * the last line already in its log), demultiplexed, and lines not newer than the last
  * one written are dropped (Docker's `since` is inclusive and whole seconds here). A
  * running container's stream ends when it stops; a stopped container is read once per
@@ -12,6 +18,7 @@
 import Docker from 'dockerode';
 import type { Logger } from 'pino';
 import type { TrackedContainer } from './container-metrics.ts';
+import { JsonFileLogTail } from './json-log-tail.ts';
 import { formatNanoTime, parseNanoTime, shortId, type ContainerLogStore, type LogRecord, type LogStream } from './log-store.ts';
 
 export interface ParsedLogLine {
@@ -138,6 +145,25 @@ interface Following {
   done: Promise<void>;
 }
 
+/** A container read from its json-file log. */
+interface FileFollowing {
+  herdId: string;
+  tail: JsonFileLogTail;
+  /** In poll() (a sibling polled from it does not poll it back). */
+  busy: boolean;
+  /** Reads what is new and writes it (`budget` bytes at most). */
+  poll(budget: { left: number }): void;
+}
+
+/**
+ * The json-file followings by Herd id, shared by the followers of all hosts of a monitor,
+ * so a migration target's first lines wait until its source's last ones are written.
+ */
+export type FileFollowings = Map<string, Set<FileFollowing>>;
+
+/** Bytes of json-file logs read per host and round at most (catching up after a restart is spread over rounds). */
+export const POLL_BUDGET_BYTES = 8 * 1024 * 1024;
+
 export interface LogFollowerStats {
   following: number;
   linesWritten: number;
@@ -146,6 +172,8 @@ export interface LogFollowerStats {
 
 export class ContainerLogFollower {
   private readonly active = new Map<string, Following>();
+  /** Docker id → its json-file following. */
+  private readonly files = new Map<string, FileFollowing>();
   /** Docker id → the state it was in when its stream last ended (a stopped container is read once per state). */
   private readonly drained = new Map<string, string>();
   private readonly retry = new Map<string, { atMs: number; failures: number }>();
@@ -156,14 +184,19 @@ export class ContainerLogFollower {
   constructor(
     private readonly store: ContainerLogStore,
     private readonly source: LogSource,
-    private readonly options: { hostId: string; log: Logger; retryIntervalMs?: number; maxRetryMs?: number },
-  ) {}
+    private readonly options: { hostId: string; log: Logger; retryIntervalMs?: number; maxRetryMs?: number; fileFollowings?: FileFollowings },
+  ) {
+    this.byHerdId = options.fileFollowings ?? new Map();
+  }
+
+  private readonly byHerdId: FileFollowings;
 
   /** Called with the host's containers every tracking round: starts what is not followed yet. */
   sync(listed: readonly TrackedContainer[]): void {
     if (this.closed) return;
     const seen = new Set<string>();
     const now = Date.now();
+    const budget = { left: POLL_BUDGET_BYTES };
     for (const c of listed) {
       if (c.herdId === '') continue;
       seen.add(c.dockerId);
@@ -171,6 +204,10 @@ export class ContainerLogFollower {
         this.store.rememberName(c.herdId, c.name);
       } catch (err) {
         this.options.log.debug({ herdId: c.herdId, err: (err as Error).message }, 'cannot record the container name beside its log');
+      }
+      if (c.log?.driver === 'json-file' && c.log.path !== '' && !this.active.has(c.dockerId)) {
+        (this.files.get(c.dockerId) ?? this.followFile(c)).poll(budget);
+        continue;
       }
       if (this.active.has(c.dockerId)) continue;
       if (c.state !== 'running' && this.drained.get(c.dockerId) === c.state) continue;
@@ -184,20 +221,89 @@ export class ContainerLogFollower {
         this.retry.delete(id);
       }
     }
+    // Gone (removed, e.g. a migration's source): read to the end through the open file, then close.
+    if (this.files.size > seen.size) for (const [id, f] of this.files) if (!seen.has(id)) this.unfollowFile(id, f);
   }
 
   stats(): LogFollowerStats {
-    return { following: this.active.size, linesWritten: this.linesWritten, failures: this.failures };
+    return { following: this.active.size + this.files.size, linesWritten: this.linesWritten, failures: this.failures };
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    for (const [id, f] of this.files) this.unfollowFile(id, f);
     const all = [...this.active.values()];
     for (const f of all) {
       f.stopped = true;
       f.stream?.destroy?.();
     }
     await Promise.allSettled(all.map((f) => f.done));
+  }
+
+  /** Starts reading a container's json-file log (from the line after the last one in its Herd log). */
+  private followFile(c: TrackedContainer): FileFollowing {
+    const { store, options } = this;
+    const herdId = c.herdId;
+    const dockerId = shortId(c.dockerId);
+    let lastNs = store.lastAt(herdId, c.dockerId);
+    const tail = new JsonFileLogTail(c.log!.path, c.log!.maxBytes);
+    const siblings = this.byHerdId.get(herdId) ?? new Set<FileFollowing>();
+    this.byHerdId.set(herdId, siblings);
+    const following: FileFollowing = {
+      herdId,
+      tail,
+      busy: false,
+      poll: (budget) => {
+        let lines: ParsedLogLine[];
+        try {
+          lines = tail.poll(budget);
+        } catch (err) {
+          this.failures++;
+          options.log.warn({ hostId: options.hostId, herdId, dockerId, err: (err as Error).message }, 'cannot read the container log file');
+          return;
+        }
+        if (lines.length === 0) return;
+        following.busy = true;
+        try {
+          // Another copy of this container (a migration's source) first: its last lines come before these.
+          if (siblings.size > 1) for (const other of siblings) if (!other.busy) other.poll({ left: Number.POSITIVE_INFINITY });
+          lastNs = this.writeLines(herdId, dockerId, lines, lastNs);
+        } finally {
+          following.busy = false;
+        }
+      },
+    };
+    siblings.add(following);
+    this.files.set(c.dockerId, following);
+    return following;
+  }
+
+  private unfollowFile(dockerId: string, f: FileFollowing): void {
+    f.poll({ left: Number.POSITIVE_INFINITY });
+    this.writeLines(f.herdId, shortId(dockerId), f.tail.end(), undefined);
+    f.tail.close();
+    this.files.delete(dockerId);
+    const siblings = this.byHerdId.get(f.herdId);
+    siblings?.delete(f);
+    if (siblings?.size === 0) this.byHerdId.delete(f.herdId);
+  }
+
+  /** Appends the lines newer than `lastNs` to the container's log; returns the new last time. */
+  private writeLines(herdId: string, dockerId: string, lines: readonly ParsedLogLine[], lastNs: bigint | undefined): bigint | undefined {
+    const records: LogRecord[] = [];
+    for (const l of lines) {
+      if (lastNs !== undefined && l.atNs <= lastNs) continue; // already in the log
+      records.push({ at: formatNanoTime(l.atNs), hostId: this.options.hostId, dockerId, stream: l.stream, text: l.text });
+      lastNs = l.atNs;
+    }
+    if (records.length === 0) return lastNs;
+    try {
+      this.store.append(herdId, records, lastNs);
+      this.linesWritten += records.length;
+    } catch (err) {
+      this.options.log.warn({ herdId, err: (err as Error).message }, 'cannot append to the container log');
+    }
+    return lastNs;
   }
 
   private start(c: TrackedContainer): void {
@@ -207,19 +313,7 @@ export class ContainerLogFollower {
     const dockerId = shortId(c.dockerId);
     const parser = new DockerLogParser();
     const write = (lines: ParsedLogLine[]) => {
-      const records: LogRecord[] = [];
-      for (const l of lines) {
-        if (lastNs !== undefined && l.atNs <= lastNs) continue; // already in the log
-        records.push({ at: formatNanoTime(l.atNs), hostId: options.hostId, dockerId, stream: l.stream, text: l.text });
-        lastNs = l.atNs;
-      }
-      if (records.length === 0) return;
-      try {
-        store.append(c.herdId, records, lastNs);
-        this.linesWritten += records.length;
-      } catch (err) {
-        options.log.warn({ herdId: c.herdId, err: (err as Error).message }, 'cannot append to the container log');
-      }
+      lastNs = this.writeLines(c.herdId, dockerId, lines, lastNs);
     };
     const following: Following = { stopped: false, done: Promise.resolve() };
     this.active.set(c.dockerId, following);

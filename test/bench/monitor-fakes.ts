@@ -2,13 +2,14 @@
  * Stand-ins for the monitor benchmark's synthetic rows (more containers than the lab
  * holds): a pmproxy that answers with the recorded PCP responses (test/fixtures/pcp)
  * grown to N cgroup instances, a Docker API on a unix socket listing N containers (with
- * an events stream and a log stream per container, like a real dockerd), and a cgroup v1
+ * an events stream, and a json-file log per container written like dockerd's default log
+ * driver writes it; the logs API answers too, for other drivers), and a cgroup v1
  * + /proc tree in a temp dir. They run in the benchmark's process, so their CPU is not
  * counted as the monitor's.
  */
-import { readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { formatNanoTime } from '../../monitor/log-store.ts';
 import { writeContainerCgroup } from '../support/cgroup-tree.ts';
 
@@ -95,6 +96,11 @@ export function startFakePmproxy(containers: SyntheticContainer[], parent: strin
  */
 export function startFakeDocker(socketPath: string, containers: SyntheticContainer[], tickSeconds = 10): Promise<{ close(): Promise<void>; logStreams(): number }> {
   const logStreams = new Set<ServerResponse>();
+  // Logs as dockerd's default json-file driver keeps them: one file per container beside the socket.
+  const logDir = join(dirname(socketPath), 'containers');
+  mkdirSync(logDir, { recursive: true });
+  const logPath = (c: SyntheticContainer) => join(logDir, `${c.dockerId}-json.log`);
+  for (const c of containers) writeFileSync(logPath(c), '');
   // Rows shaped like dockerd 20.10's (~900 bytes each), so listing costs what it would.
   const rows = containers.map((c) => ({
     Id: c.dockerId,
@@ -131,7 +137,7 @@ export function startFakeDocker(socketPath: string, containers: SyntheticContain
       return res.end('{"message":"No such container"}');
     }
     if (m[2] === 'json') {
-      const text = JSON.stringify({ Id: c.dockerId, Name: `/${c.name}`, RestartCount: 0, State: { Status: 'running', Running: true } });
+      const text = JSON.stringify({ Id: c.dockerId, Name: `/${c.name}`, RestartCount: 0, State: { Status: 'running', Running: true }, LogPath: logPath(c), HostConfig: { LogConfig: { Type: 'json-file', Config: {} } } });
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
       return res.end(text);
     }
@@ -140,19 +146,13 @@ export function startFakeDocker(socketPath: string, containers: SyntheticContain
     logStreams.add(res);
     req.on('close', () => logStreams.delete(res));
   });
-  // Every container ticks once per tickSeconds, spread over the period.
+  // Every container writes a line once per tickSeconds, spread over the period (as dockerd's json-file driver writes it).
   let round = 0;
   const perStep = Math.max(1, Math.ceil(containers.length / (tickSeconds * 10)));
-  const streams = () => [...logStreams];
   const ticker = setInterval(() => {
-    const open = streams();
-    for (let k = 0; k < perStep && open.length > 0; k++) {
-      const res = open[(round++) % open.length]!;
-      const payload = Buffer.from(`${formatNanoTime(BigInt(Date.now()) * 1_000_000n)} tick\n`);
-      const header = Buffer.alloc(8);
-      header[0] = 1;
-      header.writeUInt32BE(payload.length, 4);
-      res.write(Buffer.concat([header, payload]));
+    for (let k = 0; k < perStep; k++) {
+      const c = containers[(round++) % containers.length]!;
+      appendFileSync(logPath(c), `${JSON.stringify({ log: 'tick\n', stream: 'stdout', time: formatNanoTime(BigInt(Date.now()) * 1_000_000n) })}\n`);
     }
   }, 100);
   return new Promise((resolve, reject) => {

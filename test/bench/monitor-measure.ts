@@ -10,6 +10,7 @@ import { openSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FileReader, readCgroupUsage, type CgroupUsagePaths } from '../../monitor/cgroup-fs.ts';
+import { createCgroupUsageReader, loadNativeReader, USAGE_FIELDS } from '../../monitor/cgroup-reader.ts';
 import { REPO_ROOT } from '../support/herd-cli.ts';
 
 export const CLK_TCK = (() => {
@@ -117,6 +118,8 @@ export interface DirectReadCost {
   /** As the monitor reads: cgroup files kept open and re-read with pread, net/dev opened per read. */
   pcpMetricsKept: number;
   allMetricsKept: number;
+  /** The native reader (monitor/native), one call per round for all containers; undefined when it is not built. */
+  allMetricsNative?: number;
   containersRead: number;
 }
 
@@ -202,6 +205,18 @@ export async function directReadCost(dirs: CgroupDirs[], procRoot: string, reads
     containersRead: reads,
   };
   kept.close();
+  if ('module' in loadNativeReader()) {
+    const native = createCgroupUsageReader('native').reader;
+    const slots = Int32Array.from(dirs.map((d) => native.track(pathsOf.get(d)!)));
+    const out = new Float64Array(dirs.length * USAGE_FIELDS);
+    native.read(slots, dirs.length, false, out); // opens the files it keeps
+    const rounds = Math.max(1, Math.ceil(reads / dirs.length));
+    const before = process.cpuUsage();
+    for (let r = 0; r < rounds; r++) native.read(slots, dirs.length, false, out);
+    const used = process.cpuUsage(before);
+    result.allMetricsNative = (used.user + used.system) / 1e6 / (rounds * dirs.length);
+    native.close();
+  }
   return result;
 }
 

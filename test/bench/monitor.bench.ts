@@ -14,6 +14,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { loadNativeReader } from '../../monitor/cgroup-reader.ts';
 import { startEmbeddedBroker } from '../../control/broker/embedded-broker.ts';
 import { labLayout, type LabLayout } from '../../control/lab/layout.ts';
 import { readLabState } from '../../control/lab/state.ts';
@@ -57,6 +58,9 @@ const syntheticCounts = counts(opts.synthetic, [10, 100, 1000]);
 const HOST_INTERVAL_S = 5;
 const CONTAINER_INTERVAL_S = 2;
 const TARGET_CORE_SHARE = 0.02;
+/** The monitor's cgroup reader in every row: the native one when it is built (as `auto` picks), said in the output. */
+const nativeLoaded = loadNativeReader();
+const CGROUP_READER = 'module' in nativeLoaded ? 'native' : 'js';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const progress = (s: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
@@ -97,7 +101,7 @@ async function main(): Promise<void> {
   const measureRow = async (containers: number, source: RowResult['source'], config: object): Promise<RowResult> => {
     const dir = mkdtempSync(join(tmp, `${source}-${containers}-`));
     const configPath = join(dir, 'monitor.yaml');
-    writeFileSync(configPath, JSON.stringify({ broker: { url: broker.url }, datasetDir: join(dir, 'metrics'), ...config }, null, 2));
+    writeFileSync(configPath, JSON.stringify({ broker: { url: broker.url }, datasetDir: join(dir, 'metrics'), cgroupReader: CGROUP_READER, ...config }, null, 2));
     const child = startMonitor(configPath, join(dir, 'monitor.log'), opts['cpu-prof'] === undefined ? {} : { cpuProfileDir: join(opts['cpu-prof'], `${source}-${containers}`) });
     try {
       await sleep(warmupS * 1000);
@@ -236,8 +240,10 @@ function report(rows: RowResult[], baseline: { pmcd: number; pmproxy: number } |
   out(`Default rates: hosts every ${HOST_INTERVAL_S} s, containers every ${CONTAINER_INTERVAL_S} s. The monitor is \`herd monitor\` in a child process;`);
   out(`its CPU is utime+stime from /proc/<pid>/stat over a ${windowS} s window after ${warmupS} s of warm-up, as a share of one core.`);
   out('Rows: "real" = busybox sleepers on the lab (real Docker, cgroups, pmcd/pmproxy); "synthetic" = recorded PCP answers');
-  out('from a local HTTP server, a synthetic cgroup tree in a temp dir and a fake Docker API (list, events, one log stream per');
-  out('container), served by the benchmark process (not counted). Every container writes one log line per 10 s in both.');
+  out('from a local HTTP server, a synthetic cgroup tree in a temp dir, a fake Docker API (list, events, inspect) and a json-file');
+  out("log per container (Docker's default log driver, as on the lab), served and written by the benchmark process (not counted).");
+  out('Every container writes one log line per 10 s in both.');
+  out(`The monitor's cgroup reader: ${CGROUP_READER}${'error' in nativeLoaded ? ` (${nativeLoaded.error})` : ' (monitor/native, built by scripts/build-native)'}.`);
   out('');
   const header = ['containers', 'source', 'monitor CPU', 'per container', 'RSS', 'peak RSS', 'samples/s', 'pmcd+PMDAs', 'pmproxy'];
   const table = rows.map((r) => [
@@ -271,8 +277,10 @@ function report(rows: RowResult[], baseline: { pmcd: number; pmproxy: number } |
     out(`  (per container per round; then as a share of one core every ${CONTAINER_INTERVAL_S} s for 10 / 100 / 1000 containers)`);
     out(`  CPU time only (what the monitor takes from PCP): kept open + pread ${us(c.pcpMetricsKept)}, readFileSync ${us(c.pcpMetricsSync)}, fs/promises ${us(c.pcpMetricsAsync)}`);
     out(`    kept ${shares(c.pcpMetricsKept)}; readFileSync ${shares(c.pcpMetricsSync)}; fs/promises ${shares(c.pcpMetricsAsync)}`);
-    out(`  every container metric (adds block I/O, memory, processes, threads, net/dev): kept ${us(c.allMetricsKept)} (the monitor's way), readFileSync ${us(c.allMetricsSync)}, fs/promises ${us(c.allMetricsAsync)}`);
-    out(`    kept ${shares(c.allMetricsKept)}; readFileSync ${shares(c.allMetricsSync)}; fs/promises ${shares(c.allMetricsAsync)}`);
+    const native = c.allMetricsNative;
+    out(`  every container metric (adds block I/O, memory, processes, threads, net/dev): ${native === undefined ? 'native reader not built' : `native ${us(native)} (the monitor's way)`}, JavaScript kept open + pread ${us(c.allMetricsKept)}, readFileSync ${us(c.allMetricsSync)}, fs/promises ${us(c.allMetricsAsync)}`);
+    out(`    ${native === undefined ? '' : `native ${shares(native)}; `}kept ${shares(c.allMetricsKept)}; readFileSync ${shares(c.allMetricsSync)}; fs/promises ${shares(c.allMetricsAsync)}`);
+    if (native !== undefined) out(`    native / JavaScript (kept open): ${(native / c.allMetricsKept).toFixed(2)}`);
   }
   out('');
   const at1000 = rows.filter((r) => r.containers === 1000);

@@ -79,6 +79,30 @@ describe('monitor on the lab (real Docker, PCP, the lab monitor daemon)', () => 
     await herdOk(['rm', '--force', 'writer']).catch(() => dockerOf(layout, 'h2').getContainer('writer').remove({ force: true }));
   });
 
+  it('shows a new memory limit soon after `docker update` (from its event, not a periodic re-read)', async () => {
+    const docker = dockerOf(layout, 'h2');
+    const herdId = `e2e-update-${process.pid}`;
+    const mib = 2 ** 20;
+    const limited = await docker.createContainer({
+      name: 'limited',
+      Image: 'herd/busybox',
+      Cmd: ['sleep', '3600'],
+      Labels: { 'io.herd.id': herdId },
+      HostConfig: { NetworkMode: 'none', Memory: 64 * mib, MemorySwap: 128 * mib },
+    });
+    try {
+      await limited.start();
+      await until('a sample with the 64 MiB limit', () => samplesOf(herdId).find((s) => s.memoryLimitBytes === 64 * mib));
+      const updatedAt = Date.now();
+      await limited.update({ Memory: 96 * mib, MemorySwap: 192 * mib });
+      const sample = await until('a sample with the 96 MiB limit', () => samplesOf(herdId).find((s) => s.memoryLimitBytes === 96 * mib));
+      // Limits are re-read periodically only every LIMITS_REFRESH_SECONDS (300 s): within a few rounds means the event did it.
+      expect(Date.parse(sample.at) - updatedAt).toBeLessThan(30_000);
+    } finally {
+      await limited.remove({ force: true });
+    }
+  });
+
   it('after a migration the series continues on the other host, marked once, and the log shows both sides', async () => {
     const talk = 'i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 0.3; done';
     await herdOk(['run', '--host', 'h1', '--name', 'talker', 'herd/busybox', 'sh', '-c', talk]);
