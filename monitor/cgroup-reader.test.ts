@@ -1,10 +1,10 @@
-import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, mkdtempSync, openSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { writeContainerCgroup } from '../test/support/cgroup-tree.ts';
 import { cgroupUsagePaths, type CgroupLocation } from './cgroup-fs.ts';
-import { createCgroupUsageReader, JsCgroupUsageReader, loadNativeReader, USAGE, USAGE_FIELDS, type CgroupUsageReader } from './cgroup-reader.ts';
+import { createCgroupUsageReader, JsCgroupUsageReader, loadNativeReader, nativeFileSizes, USAGE, USAGE_FIELDS, type CgroupUsageReader } from './cgroup-reader.ts';
 
 const PARENT = 'docker';
 const ID = (n: number) => `${n.toString(16).padStart(4, '0')}${'a'.repeat(60)}`;
@@ -108,6 +108,24 @@ describe('cgroup usage readers (native and JavaScript give the same values)', ()
       expect(out[USAGE.memoryBytes]).toBe(8192);
       reader.close();
       expect(reader.openFiles()).toBe(before);
+    }
+  });
+
+  it('gives the sizes of open files in one call (-1 for a descriptor that is not open)', () => {
+    nativeReader();
+    const sizes = nativeFileSizes()!;
+    const path = join(root, 'log');
+    writeFileSync(path, 'x'.repeat(123));
+    const fd = openSync(path, 'r');
+    try {
+      const out = new Float64Array(2);
+      sizes(Int32Array.of(fd, -1), 2, out);
+      expect([...out]).toEqual([123, -1]);
+      appendFileSync(path, 'yz');
+      sizes(Int32Array.of(fd), 1, out);
+      expect(out[0]).toBe(125);
+    } finally {
+      closeSync(fd);
     }
   });
 

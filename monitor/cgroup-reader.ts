@@ -39,6 +39,7 @@ interface NativeModule {
   read(slots: Int32Array, count: number, cpuUsage: boolean, out: Float64Array): void;
   setMaxOpen(n: number): void;
   openFiles(): number;
+  fileSizes(fds: Int32Array, count: number, out: Float64Array): void;
 }
 
 export const NATIVE_READER_PATH = new URL('./native/build/cgroup-reader.node', import.meta.url).pathname;
@@ -58,6 +59,15 @@ export function loadNativeReader(): { module: NativeModule } | { error: string }
     }
   }
   return native;
+}
+
+/**
+ * Sizes of open files (fstat), all in one call: `out[i]` for `fds[i]`, -1 when it fails.
+ * Undefined without the native addon (callers then read every file).
+ */
+export function nativeFileSizes(): ((fds: Int32Array, count: number, out: Float64Array) => void) | undefined {
+  const loaded = loadNativeReader();
+  return 'module' in loaded ? loaded.module.fileSizes : undefined;
 }
 
 /** The native reader (its slots, on the process-wide addon). */

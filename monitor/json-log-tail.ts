@@ -24,6 +24,8 @@ import type { ParsedLogLine } from './log-follower.ts';
 /** A line longer than this is cut into pieces. */
 export const MAX_LINE_BYTES = 256 * 1024;
 const CHUNK_BYTES = 64 * 1024;
+/** One read buffer for every tail (polls are synchronous): one per tail was 64 MiB at 1000 containers. */
+const chunk = Buffer.allocUnsafe(CHUNK_BYTES);
 
 /** Docker's `max-size` log option ("10m", "1g", "500k", plain bytes) in bytes (1024-based, as Docker reads it). */
 export function parseDockerSize(text: string | undefined): number | undefined {
@@ -34,7 +36,7 @@ export function parseDockerSize(text: string | undefined): number | undefined {
 }
 
 export class JsonFileLogTail {
-  private fd: number | undefined;
+  private fd_: number | undefined;
   private ino = 0;
   private offset = 0;
   /** Bytes after the last newline read (a line being written). */
@@ -43,7 +45,6 @@ export class JsonFileLogTail {
     stdout: { text: '', atNs: undefined },
     stderr: { text: '', atNs: undefined },
   };
-  private readonly chunk = Buffer.allocUnsafe(CHUNK_BYTES);
 
   constructor(
     readonly path: string,
@@ -51,16 +52,26 @@ export class JsonFileLogTail {
     private readonly maxBytes?: number,
   ) {}
 
+  /** The open log file's descriptor, or -1. */
+  get fd(): number {
+    return this.fd_ ?? -1;
+  }
+
+  /** Whether a poll can find anything, given the open file's current size (-1: unknown). */
+  due(size: number): boolean {
+    return this.fd_ === undefined || size !== this.offset || (this.maxBytes !== undefined && this.offset >= this.maxBytes / 2);
+  }
+
   /** Lines written since the previous poll, reading at most `budgetBytes`; `budget.left` is decreased by what was read. */
   poll(budget: { left: number }): ParsedLogLine[] {
     const out: ParsedLogLine[] = [];
-    if (this.fd === undefined && !this.open()) return out;
+    if (this.fd_ === undefined && !this.open()) return out;
     for (;;) {
-      const n = budget.left <= 0 ? 0 : readSync(this.fd!, this.chunk, 0, Math.min(CHUNK_BYTES, budget.left), this.offset);
+      const n = budget.left <= 0 ? 0 : readSync(this.fd_!, chunk, 0, Math.min(CHUNK_BYTES, budget.left), this.offset);
       if (n > 0) {
         this.offset += n;
         budget.left -= n;
-        this.lines(this.chunk.subarray(0, n), out);
+        this.lines(chunk.subarray(0, n), out);
         continue;
       }
       // Nothing more (or no budget): a rotation is only possible near max-size.
@@ -86,20 +97,20 @@ export class JsonFileLogTail {
 
   private open(): boolean {
     try {
-      this.fd = openSync(this.path, 'r');
-      this.ino = fstatSync(this.fd).ino;
+      this.fd_ = openSync(this.path, 'r');
+      this.ino = fstatSync(this.fd_).ino;
       this.offset = 0;
       this.rest = undefined;
       return true;
     } catch {
-      this.fd = undefined;
+      this.fd_ = undefined;
       return false; // not there yet (or gone): tried again next poll
     }
   }
 
   private closeFile(): void {
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
+    if (this.fd_ !== undefined) closeSync(this.fd_);
+    this.fd_ = undefined;
   }
 
   private lines(bytes: Buffer, out: ParsedLogLine[]): void {

@@ -18,6 +18,7 @@
 import Docker from 'dockerode';
 import type { Logger } from 'pino';
 import type { TrackedContainer } from './container-metrics.ts';
+import { nativeFileSizes } from './cgroup-reader.ts';
 import { JsonFileLogTail } from './json-log-tail.ts';
 import { formatNanoTime, parseNanoTime, shortId, type ContainerLogStore, type LogRecord, type LogStream } from './log-store.ts';
 
@@ -196,7 +197,7 @@ export class ContainerLogFollower {
     if (this.closed) return;
     const seen = new Set<string>();
     const now = Date.now();
-    const budget = { left: POLL_BUDGET_BYTES };
+    const files: FileFollowing[] = [];
     for (const c of listed) {
       if (c.herdId === '') continue;
       seen.add(c.dockerId);
@@ -206,7 +207,7 @@ export class ContainerLogFollower {
         this.options.log.debug({ herdId: c.herdId, err: (err as Error).message }, 'cannot record the container name beside its log');
       }
       if (c.log?.driver === 'json-file' && c.log.path !== '' && !this.active.has(c.dockerId)) {
-        (this.files.get(c.dockerId) ?? this.followFile(c)).poll(budget);
+        files.push(this.files.get(c.dockerId) ?? this.followFile(c));
         continue;
       }
       if (this.active.has(c.dockerId)) continue;
@@ -221,6 +222,7 @@ export class ContainerLogFollower {
         this.retry.delete(id);
       }
     }
+    this.pollFiles(files);
     // Gone (removed, e.g. a migration's source): read to the end through the open file, then close.
     if (this.files.size > seen.size) for (const [id, f] of this.files) if (!seen.has(id)) this.unfollowFile(id, f);
   }
@@ -239,6 +241,26 @@ export class ContainerLogFollower {
     }
     await Promise.allSettled(all.map((f) => f.done));
   }
+
+  /** Reads what is new in the json-file logs: with the native addon, only the files whose size changed (one fstat each, in one call). */
+  private pollFiles(files: readonly FileFollowing[]): void {
+    const budget = { left: POLL_BUDGET_BYTES };
+    const sizes = nativeFileSizes();
+    if (sizes === undefined) {
+      for (const f of files) f.poll(budget);
+      return;
+    }
+    if (this.fds.length < files.length) {
+      this.fds = new Int32Array(files.length * 2);
+      this.sizes = new Float64Array(files.length * 2);
+    }
+    for (let k = 0; k < files.length; k++) this.fds[k] = files[k]!.tail.fd;
+    sizes(this.fds, files.length, this.sizes);
+    for (let k = 0; k < files.length; k++) if (files[k]!.tail.due(this.sizes[k]!)) files[k]!.poll(budget);
+  }
+
+  private fds = new Int32Array(0);
+  private sizes = new Float64Array(0);
 
   /** Starts reading a container's json-file log (from the line after the last one in its Herd log). */
   private followFile(c: TrackedContainer): FileFollowing {

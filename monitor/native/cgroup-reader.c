@@ -21,6 +21,9 @@
  *     out[i*8 + k] for k = memory bytes, CPU ns, disk reads, disk writes, processes,
  *     threads, net in bytes, net out bytes; NaN where a value is not available.
  *   setMaxOpen(n), openFiles() -> n
+ *   fileSizes(fds: Int32Array, count, out: Float64Array)
+ *     out[i] = size of open file fds[i] (fstat), or -1; the log follower asks this of every
+ *     container's json-file log each round and reads only those that grew.
  */
 #define NAPI_VERSION 8
 #include <node_api.h>
@@ -30,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum { F_MEMORY, F_CPU, F_IO, F_PROCS, F_PIDS, F_TASKS, F_COUNT };
@@ -328,6 +332,32 @@ static napi_value read_round(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value file_sizes(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  napi_typedarray_type type;
+  size_t fd_len, out_len;
+  void *fd_data, *out_data;
+  int32_t count;
+  CHECK(napi_get_typedarray_info(env, argv[0], &type, &fd_len, &fd_data, NULL, NULL));
+  if (type != napi_int32_array) {
+    napi_throw_type_error(env, "HERD_NATIVE", "fileSizes(): fds must be an Int32Array");
+    return NULL;
+  }
+  CHECK(napi_get_value_int32(env, argv[1], &count));
+  CHECK(napi_get_typedarray_info(env, argv[2], &type, &out_len, &out_data, NULL, NULL));
+  if (type != napi_float64_array || count < 0 || (size_t)count > fd_len || (size_t)count > out_len) {
+    napi_throw_range_error(env, "HERD_NATIVE", "fileSizes(): count exceeds the fds, or out is not a Float64Array as long");
+    return NULL;
+  }
+  const int32_t *fds = fd_data;
+  double *out = out_data;
+  struct stat st;
+  for (int32_t k = 0; k < count; k++) out[k] = fds[k] >= 0 && fstat(fds[k], &st) == 0 ? (double)st.st_size : -1;
+  return NULL;
+}
+
 static napi_value set_max_open(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -356,6 +386,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"read", NULL, read_round, NULL, NULL, NULL, napi_default_method, NULL},
       {"setMaxOpen", NULL, set_max_open, NULL, NULL, NULL, napi_default_method, NULL},
       {"openFiles", NULL, get_open_files, NULL, NULL, NULL, napi_default_method, NULL},
+      {"fileSizes", NULL, file_sizes, NULL, NULL, NULL, napi_default_method, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;
