@@ -3,6 +3,7 @@
  * or fail, what was seen, and how to fix it. `herd lab up` runs the same checks.
  */
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { loadNativeReader, NATIVE_READER_PATH } from '../monitor/cgroup-reader.ts';
 import { runCommand } from './lab/shell.ts';
 
 export interface CheckResult {
@@ -77,6 +78,8 @@ export async function runChecks(): Promise<CheckResult[]> {
   checks.push({ name: 'busybox-static', ok: existsSync('/bin/busybox'), detail: existsSync('/bin/busybox') ? `/bin/busybox${busybox ? ' (static)' : ''}` : '/bin/busybox missing', fix: PROVISION, provisionable: true });
   checks.push(await programCheck('sysbench', 'sysbench', ['--version']));
   checks.push(await programCheck('tar', 'tar', ['--version']));
+  const native = loadNativeReader();
+  checks.push({ name: "monitor's native cgroup reader", ok: 'module' in native, detail: 'module' in native ? NATIVE_READER_PATH : native.error, fix: 'scripts/build-native (scripts/setup runs it); without it the monitor reads with JavaScript at about twice the CPU', provisionable: true });
   return checks;
 }
 

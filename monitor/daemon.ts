@@ -19,7 +19,7 @@ import { closeBroker, connectBroker, type MqttClient } from '../protocol/mqtt.ts
 import { topics } from '../protocol/topics.ts';
 import type { MonitorConfig, MonitorHostConfig } from './config.ts';
 import { createCgroupUsageReader } from './cgroup-reader.ts';
-import { ContainerSampler, type ContainerLister, type TrackedContainer } from './container-metrics.ts';
+import { ContainerSampler, type ContainerLister } from './container-metrics.ts';
 import { dockerContainerLister } from './docker-lister.ts';
 import { DatasetWriter } from './dataset.ts';
 import { activateBlkioAccounting } from './blkio-accounting.ts';
@@ -243,18 +243,17 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
     }
     h.logFollower?.sync(listed);
     const samples = await h.containerSampler.sample(listed);
-    const byDocker = new Map<string, TrackedContainer>(listed.map((c) => [c.dockerId, c]));
     const published: ContainerMetrics[] = [];
     for (const s of samples) {
       const previous = owner.get(s.herdId);
       const elsewhere = previous !== undefined && previous.hostId !== h.config.id;
       if (s.state === 'running') {
         if (elsewhere && previous.ran) {
-          const migrationId = byDocker.get(s.dockerId)?.migrationId;
+          const migrationId = listed.find((c) => c.dockerId === s.dockerId)?.migrationId;
           s.migration = { fromHost: previous.hostId, toHost: h.config.id, ...(migrationId === undefined ? {} : { migrationId }) };
           log.info({ herdId: s.herdId, from: previous.hostId, to: h.config.id }, 'container moved: series continues on the new host');
         }
-        owner.set(s.herdId, { hostId: h.config.id, ran: true });
+        if (previous === undefined || elsewhere || !previous.ran) owner.set(s.herdId, { hostId: h.config.id, ran: true });
       } else if (elsewhere) {
         continue; // a stopped copy while the series lives elsewhere (migration source or prepared target)
       } else if (previous === undefined) {
