@@ -300,29 +300,38 @@ static napi_value untrack(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * The arrays of a round call: `ids_v` an Int32Array of which `count_v` entries are used, and
+ * `out_v` a Float64Array with room for `per_entry` values per entry. 0 (with a JavaScript
+ * exception pending, naming `what`) when they are not that.
+ */
+static int round_args(napi_env env, napi_value ids_v, napi_value count_v, napi_value out_v, size_t per_entry, const char *what,
+                      const int32_t **ids, int32_t *count, double **out) {
+  napi_typedarray_type type;
+  size_t ids_len, out_len;
+  void *ids_data, *out_data;
+  if (napi_get_typedarray_info(env, ids_v, &type, &ids_len, &ids_data, NULL, NULL) != napi_ok || type != napi_int32_array ||
+      napi_get_value_int32(env, count_v, count) != napi_ok ||
+      napi_get_typedarray_info(env, out_v, &type, &out_len, &out_data, NULL, NULL) != napi_ok || type != napi_float64_array ||
+      *count < 0 || (size_t)*count > ids_len || out_len < (size_t)*count * per_entry) {
+    napi_throw_type_error(env, "HERD_NATIVE", what);
+    return 0;
+  }
+  *ids = ids_data;
+  *out = out_data;
+  return 1;
+}
+
 static napi_value read_round(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  napi_typedarray_type type;
-  size_t slot_len, out_len;
-  void *slot_data, *out_data;
+  const int32_t *ids;
   int32_t count;
+  double *out;
   bool want_cpu;
-  CHECK(napi_get_typedarray_info(env, argv[0], &type, &slot_len, &slot_data, NULL, NULL));
-  if (type != napi_int32_array) {
-    napi_throw_type_error(env, "HERD_NATIVE", "read(): slots must be an Int32Array");
-    return NULL;
-  }
-  CHECK(napi_get_value_int32(env, argv[1], &count));
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!round_args(env, argv[0], argv[1], argv[3], V_COUNT, "read(slots: Int32Array, count, cpuUsage, out: Float64Array of 8 values per slot)", &ids, &count, &out)) return NULL;
   CHECK(napi_get_value_bool(env, argv[2], &want_cpu));
-  CHECK(napi_get_typedarray_info(env, argv[3], &type, &out_len, &out_data, NULL, NULL));
-  if (type != napi_float64_array || count < 0 || (size_t)count > slot_len || out_len < (size_t)count * V_COUNT) {
-    napi_throw_range_error(env, "HERD_NATIVE", "read(): count exceeds the slots, or out is not a Float64Array of 8 values per slot");
-    return NULL;
-  }
-  const int32_t *ids = slot_data;
-  double *out = out_data;
   for (int32_t k = 0; k < count; k++) {
     int32_t i = ids[k];
     if (i >= 0 && i < slot_cap && slots[i].used) read_slot(&slots[i], want_cpu, out + (size_t)k * V_COUNT);
@@ -335,24 +344,11 @@ static napi_value read_round(napi_env env, napi_callback_info info) {
 static napi_value file_sizes(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  napi_typedarray_type type;
-  size_t fd_len, out_len;
-  void *fd_data, *out_data;
+  const int32_t *fds;
   int32_t count;
-  CHECK(napi_get_typedarray_info(env, argv[0], &type, &fd_len, &fd_data, NULL, NULL));
-  if (type != napi_int32_array) {
-    napi_throw_type_error(env, "HERD_NATIVE", "fileSizes(): fds must be an Int32Array");
-    return NULL;
-  }
-  CHECK(napi_get_value_int32(env, argv[1], &count));
-  CHECK(napi_get_typedarray_info(env, argv[2], &type, &out_len, &out_data, NULL, NULL));
-  if (type != napi_float64_array || count < 0 || (size_t)count > fd_len || (size_t)count > out_len) {
-    napi_throw_range_error(env, "HERD_NATIVE", "fileSizes(): count exceeds the fds, or out is not a Float64Array as long");
-    return NULL;
-  }
-  const int32_t *fds = fd_data;
-  double *out = out_data;
+  double *out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!round_args(env, argv[0], argv[1], argv[2], 1, "fileSizes(fds: Int32Array, count, out: Float64Array as long)", &fds, &count, &out)) return NULL;
   struct stat st;
   for (int32_t k = 0; k < count; k++) out[k] = fds[k] >= 0 && fstat(fds[k], &st) == 0 ? (double)st.st_size : -1;
   return NULL;
