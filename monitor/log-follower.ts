@@ -154,6 +154,8 @@ interface FileFollowing {
   busy: boolean;
   /** Reads what is new and writes it (`budget` bytes at most). */
   poll(budget: { left: number }): void;
+  /** Reads and writes everything left, a split line's last part too (the container is gone). */
+  finish(): void;
 }
 
 /**
@@ -294,6 +296,10 @@ export class ContainerLogFollower {
           following.busy = false;
         }
       },
+      finish: () => {
+        following.poll({ left: Number.POSITIVE_INFINITY });
+        lastNs = this.writeLines(herdId, dockerId, tail.end(), lastNs);
+      },
     };
     siblings.add(following);
     this.files.set(c.dockerId, following);
@@ -301,8 +307,7 @@ export class ContainerLogFollower {
   }
 
   private unfollowFile(dockerId: string, f: FileFollowing): void {
-    f.poll({ left: Number.POSITIVE_INFINITY });
-    this.writeLines(f.herdId, shortId(dockerId), f.tail.end(), undefined);
+    f.finish();
     f.tail.close();
     this.files.delete(dockerId);
     const siblings = this.byHerdId.get(f.herdId);
