@@ -1,6 +1,7 @@
 import { appendFileSync, mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../protocol/log.ts';
 import type { TrackedContainer } from './container-metrics.ts';
@@ -12,6 +13,9 @@ import { ContainerLogStore } from './log-store.ts';
 /** A json-file entry as dockerd writes it (time in RFC 3339 with trailing zeros trimmed). */
 const entry = (second: number, log: string, stream: 'stdout' | 'stderr' = 'stdout') =>
   `${JSON.stringify({ log, stream, time: `2026-11-23T05:00:${String(second).padStart(2, '0')}.5Z` })}\n`;
+async function until(ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+}
 const lines = (tail: JsonFileLogTail, left = Number.POSITIVE_INFINITY) => tail.poll({ left }).map((l) => `${l.stream}:${l.text}`);
 
 describe('parseDockerSize', () => {
@@ -113,6 +117,29 @@ describe('ContainerLogFollower with json-file logs', () => {
   afterEach(() => {
     store.close();
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("follows a running container through the logs API when its json-file log cannot be opened", async () => {
+    const opened: string[] = [];
+    const api: LogSource = {
+      async open(dockerId) {
+        opened.push(dockerId);
+        const header = Buffer.alloc(8);
+        const payload = Buffer.from('2026-11-23T05:00:07.000000000Z from the api\n');
+        header[0] = 1;
+        header.writeUInt32BE(payload.length, 4);
+        return Readable.from([Buffer.concat([header, payload])]);
+      },
+    };
+    const follower = new ContainerLogFollower(store, api, { hostId: 'h1', log: silentLogger });
+    const c = container('w', 'c'.repeat(64), join(dir, 'not-visible-from-here-json.log'));
+    follower.sync([c]); // tries the file
+    expect(opened).toEqual([]);
+    follower.sync([c]); // still no file while running: the API
+    await until(() => logOf('w').length > 0);
+    expect(opened).toEqual(['c'.repeat(64)]);
+    expect(logOf('w')).toEqual(['h1 from the api']);
+    await follower.close();
   });
 
   it("writes a migration source's last lines before the target's first, across hosts, each line once", async () => {

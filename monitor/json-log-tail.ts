@@ -52,6 +52,9 @@ export class JsonFileLogTail {
     private readonly maxBytes?: number,
   ) {}
 
+  /** Why the file could not be opened at the last try (an errno code), or undefined. */
+  openError: string | undefined;
+
   /** The open log file's descriptor, or -1. */
   get fd(): number {
     return this.fd_ ?? -1;
@@ -101,9 +104,11 @@ export class JsonFileLogTail {
       this.ino = fstatSync(this.fd_).ino;
       this.offset = 0;
       this.rest = undefined;
+      this.openError = undefined;
       return true;
-    } catch {
+    } catch (err) {
       this.fd_ = undefined;
+      this.openError = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
       return false; // not there yet (or gone): tried again next poll
     }
   }

@@ -177,6 +177,8 @@ export class ContainerLogFollower {
   private readonly active = new Map<string, Following>();
   /** Docker id → its json-file following. */
   private readonly files = new Map<string, FileFollowing>();
+  /** Docker ids whose json-file log could not be opened: followed through the API. */
+  private readonly unreadable = new Set<string>();
   /** Docker id → the state it was in when its stream last ended (a stopped container is read once per state). */
   private readonly drained = new Map<string, string>();
   private readonly retry = new Map<string, { atMs: number; failures: number }>();
@@ -208,9 +210,16 @@ export class ContainerLogFollower {
       } catch (err) {
         this.options.log.debug({ herdId: c.herdId, err: (err as Error).message }, 'cannot record the container name beside its log');
       }
-      if (c.log?.driver === 'json-file' && c.log.path !== '' && !this.active.has(c.dockerId)) {
-        files.push(this.files.get(c.dockerId) ?? this.followFile(c));
-        continue;
+      if (c.log?.driver === 'json-file' && c.log.path !== '' && !this.active.has(c.dockerId) && !this.unreadable.has(c.dockerId)) {
+        const f = this.files.get(c.dockerId) ?? this.followFile(c);
+        if (f.tail.openError === undefined || c.state !== 'running') {
+          files.push(f);
+          continue;
+        }
+        // A running container whose log file cannot be opened (another mount namespace, permissions): the logs API instead.
+        this.options.log.warn({ hostId: this.options.hostId, herdId: c.herdId, dockerId: shortId(c.dockerId), path: c.log.path, err: f.tail.openError }, "cannot open the container's json-file log; following it through Docker's logs API");
+        this.unfollowFile(c.dockerId, f);
+        this.unreadable.add(c.dockerId);
       }
       if (this.active.has(c.dockerId)) continue;
       if (c.state !== 'running' && this.drained.get(c.dockerId) === c.state) continue;
@@ -218,8 +227,9 @@ export class ContainerLogFollower {
       if (retry !== undefined && retry.atMs > now) continue;
       this.start(c);
     }
-    for (const id of [...this.drained.keys(), ...this.retry.keys()]) {
+    for (const id of [...this.drained.keys(), ...this.retry.keys(), ...this.unreadable]) {
       if (!seen.has(id)) {
+        this.unreadable.delete(id);
         this.drained.delete(id);
         this.retry.delete(id);
       }
