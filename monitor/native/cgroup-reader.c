@@ -290,12 +290,20 @@ static napi_value track(napi_env env, napi_callback_info info) {
   return result;
 }
 
-static napi_value untrack(napi_env env, napi_callback_info info) {
+/* The one integer argument of a call; 0 (with a JavaScript exception pending) when it is not one. */
+static int int32_arg(napi_env env, napi_callback_info info, int32_t *n) {
   size_t argc = 1;
   napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || napi_get_value_int32(env, argv[0], n) != napi_ok) {
+    napi_throw_type_error(env, "HERD_NATIVE", "expected one integer argument");
+    return 0;
+  }
+  return 1;
+}
+
+static napi_value untrack(napi_env env, napi_callback_info info) {
   int32_t i;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  CHECK(napi_get_value_int32(env, argv[0], &i));
+  if (!int32_arg(env, info, &i)) return NULL;
   if (i >= 0 && i < slot_cap && slots[i].used) close_slot(&slots[i]);
   return NULL;
 }
@@ -355,11 +363,8 @@ static napi_value file_sizes(napi_env env, napi_callback_info info) {
 }
 
 static napi_value set_max_open(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t n;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  CHECK(napi_get_value_int32(env, argv[0], &n));
+  if (!int32_arg(env, info, &n)) return NULL;
   max_open = n < 0 ? 0 : n;
   return NULL;
 }
