@@ -69,7 +69,11 @@ export async function watchCluster(client: MqttClient, log: Logger, settleMs = 3
     },
     findContainer(ref) {
       const all = view.containers();
-      const found = all.find((c) => c.name === ref) ?? all.find((c) => c.herdId === ref);
+      // During a migration the target's prepared copy (same name and Herd id, not running) is
+      // listed too: the running copy is the container.
+      const matches = all.filter((c) => c.name === ref);
+      const byId = matches.length > 0 ? matches : all.filter((c) => c.herdId === ref);
+      const found = byId.find((c) => c.state === 'running') ?? byId[0];
       if (found === undefined) throw new HerdError('UNKNOWN_CONTAINER', `no Herd-managed container named "${ref}" on any online host`);
       return found;
     },
