@@ -75,6 +75,8 @@ export const LIMITS_REFRESH_SECONDS = 300;
 interface ContainerState {
   /** Its slot in the cgroup reader. */
   slot: number;
+  /** Its cgroup path, PCP's instance name for it ("/docker/<id>"). */
+  pcpPath: string;
   /** Counter baselines under short constant keys (cheap to hash), one tracker per container. */
   rates: RateTracker;
   limits: CgroupLimits;
@@ -103,19 +105,20 @@ export class ContainerSampler {
     for (const c of containers) if (c.state === 'running') running++;
     const pcp = running === 0 ? undefined : await this.client.fetch(CONTAINER_PCP_METRICS);
     if (this.slots.length < running) this.grow(running);
-    // CPU time per container from PCP (cgroup path → user + system), once its unit is known (calibrate).
-    const user = pcp === undefined ? undefined : await this.valuesByPath(pcp.metrics.get('cgroup.cpuacct.stat.user'), 'cgroup.cpuacct.stat.user');
-    const system = pcp === undefined ? undefined : await this.valuesByPath(pcp.metrics.get('cgroup.cpuacct.stat.system'), 'cgroup.cpuacct.stat.system');
-    const parent = `/${this.options.cgroup.parent.replace(/^\/+|\/+$/g, '')}/`;
+    // CPU time per container from PCP (user + system), once its unit is known (calibrate).
+    const user = pcp?.metrics.get('cgroup.cpuacct.stat.user');
+    const system = pcp?.metrics.get('cgroup.cpuacct.stat.system');
+    if (user !== undefined) await this.refreshInstances(user.keys());
     let calibrationTried = false;
     let cpuFromFiles = false;
     let k = 0;
     for (const c of containers) {
       if (c.state !== 'running') continue;
-      this.slots[k] = this.stateOf(c).slot;
-      const path = parent + c.dockerId;
-      const u = user?.get(path);
-      const sys = system?.get(path);
+      const state = this.stateOf(c);
+      this.slots[k] = state.slot;
+      const instance = this.instanceByPath.get(state.pcpPath);
+      const u = instance === undefined ? undefined : user?.get(instance);
+      const sys = instance === undefined ? undefined : system?.get(instance);
       if (u !== undefined && this.pcpCpuSeconds === undefined && !calibrationTried) {
         calibrationTried = true;
         this.calibrate(c.dockerId, u);
@@ -158,11 +161,6 @@ export class ContainerSampler {
     this.states.clear();
   }
 
-  /** Which cgroup reader this sampler uses. */
-  get readerKind(): string {
-    return this.reader.kind;
-  }
-
   private grow(n: number): void {
     let size = this.slots.length;
     while (size < n) size *= 2;
@@ -171,16 +169,17 @@ export class ContainerSampler {
     this.usage = new Float64Array(size * USAGE_FIELDS);
   }
 
-  /** PCP instance name (cgroup path) → value of one metric. */
-  private async valuesByPath(values: Map<number | null, number> | undefined, name: string): Promise<Map<string, number> | undefined> {
-    if (values === undefined) return undefined;
-    const names = await this.client.instanceNames(name, values.keys());
-    const map = new Map<string, number>();
-    for (const [id, v] of values) {
-      const path = id === null ? undefined : names.get(id);
-      if (path !== undefined) map.set(path, v);
-    }
-    return map;
+  /** The instance domain of cgroup.cpuacct.stat.* (user and system share it) the sampler last saw, and its reverse. */
+  private indom: Map<number, string> | undefined;
+  private readonly instanceByPath = new Map<string, number>();
+
+  /** Cgroup path → PCP instance id, rebuilt only when the PCP client's cached instance names change. */
+  private async refreshInstances(ids: Iterable<number | null>): Promise<void> {
+    const names = await this.client.instanceNames('cgroup.cpuacct.stat.user', ids);
+    if (names === this.indom) return;
+    this.indom = names;
+    this.instanceByPath.clear();
+    for (const [id, path] of names) this.instanceByPath.set(path, id);
   }
 
   /** The metrics of the k-th running container of the round. */
@@ -249,7 +248,8 @@ export class ContainerSampler {
     const dockerId = c.dockerId;
     let state = this.states.get(dockerId);
     if (state === undefined) {
-      state = { slot: this.reader.track(cgroupUsagePaths(this.options.cgroup, dockerId)), rates: new RateTracker(), limits: readCgroupLimits(this.options.cgroup, dockerId), limitsReadAtMs: now };
+      const pcpPath = `/${this.options.cgroup.parent.replace(/^\/+|\/+$/g, '')}/${dockerId}`;
+      state = { slot: this.reader.track(cgroupUsagePaths(this.options.cgroup, dockerId)), pcpPath, rates: new RateTracker(), limits: readCgroupLimits(this.options.cgroup, dockerId), limitsReadAtMs: now };
       this.states.set(dockerId, state);
     } else if ((c.changedAtMs !== undefined && c.changedAtMs > state.limitsReadAtMs) || now - state.limitsReadAtMs >= LIMITS_REFRESH_SECONDS * 1000) {
       state.limits = readCgroupLimits(this.options.cgroup, dockerId);

@@ -3,19 +3,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../control/lab/shell.ts';
 import { silentLogger } from '../protocol/log.ts';
 import type { TrackedContainer } from './container-metrics.ts';
-import { JsonFileLogTail, MAX_LINE_BYTES, parseDockerSize } from './json-log-tail.ts';
+import { JsonFileLogTail, parseDockerSize } from './json-log-tail.ts';
 import { ContainerLogFollower, type FileFollowings, type LogSource } from './log-follower.ts';
 import { readLogFrom } from './log-reader.ts';
-import { ContainerLogStore } from './log-store.ts';
+import { ContainerLogStore, MAX_LINE_BYTES } from './log-store.ts';
 
 /** A json-file entry as dockerd writes it (time in RFC 3339 with trailing zeros trimmed). */
 const entry = (second: number, log: string, stream: 'stdout' | 'stderr' = 'stdout') =>
   `${JSON.stringify({ log, stream, time: `2026-11-23T05:00:${String(second).padStart(2, '0')}.5Z` })}\n`;
-async function until(ok: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
-}
 const lines = (tail: JsonFileLogTail, left = Number.POSITIVE_INFINITY) => tail.poll({ left }).map((l) => `${l.stream}:${l.text}`);
 
 describe('parseDockerSize', () => {
@@ -136,7 +134,7 @@ describe('ContainerLogFollower with json-file logs', () => {
     follower.sync([c]); // tries the file
     expect(opened).toEqual([]);
     follower.sync([c]); // still no file while running: the API
-    await until(() => logOf('w').length > 0);
+    await waitFor('the line from the logs API', 2000, () => logOf('w').length > 0, 10);
     expect(opened).toEqual(['c'.repeat(64)]);
     expect(logOf('w')).toEqual(['h1 from the api']);
     await follower.close();

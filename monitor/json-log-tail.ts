@@ -18,11 +18,9 @@
  *   open descriptor; `end()` returns what was left of a split line.
  */
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
-import { parseNanoTime, type LogStream } from './log-store.ts';
+import { MAX_LINE_BYTES, parseNanoTime, type LogStream } from './log-store.ts';
 import type { ParsedLogLine } from './log-follower.ts';
 
-/** A line longer than this is cut into pieces. */
-export const MAX_LINE_BYTES = 256 * 1024;
 const CHUNK_BYTES = 64 * 1024;
 /** One read buffer for every tail (polls are synchronous): one per tail was 64 MiB at 1000 containers. */
 const chunk = Buffer.allocUnsafe(CHUNK_BYTES);

@@ -20,7 +20,7 @@ import type { Logger } from 'pino';
 import type { TrackedContainer } from './container-metrics.ts';
 import { nativeFileSizes } from './cgroup-reader.ts';
 import { JsonFileLogTail } from './json-log-tail.ts';
-import { formatNanoTime, parseNanoTime, shortId, type ContainerLogStore, type LogRecord, type LogStream } from './log-store.ts';
+import { formatNanoTime, MAX_LINE_BYTES, parseNanoTime, shortId, type ContainerLogStore, type LogRecord, type LogStream } from './log-store.ts';
 
 export interface ParsedLogLine {
   stream: LogStream;
@@ -30,8 +30,6 @@ export interface ParsedLogLine {
 
 /** A Docker timestamp prefix ("2026-11-22T23:29:05.853123456Z "). */
 const TS_PREFIX = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})) /;
-/** A line longer than this is cut into pieces (a process that never writes a newline). */
-const MAX_LINE_BYTES = 256 * 1024;
 
 /**
  * Turns the bytes of a Docker logs stream (`timestamps: true`) into lines. Without a TTY

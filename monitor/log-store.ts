@@ -29,6 +29,9 @@ export interface LogRecord {
   text: string;
 }
 
+/** A container's output line longer than this is cut into pieces (a process that never writes a newline). */
+export const MAX_LINE_BYTES = 256 * 1024;
+
 export const SHORT_ID_LENGTH = 12;
 export const shortId = (dockerId: string): string => dockerId.slice(0, SHORT_ID_LENGTH);
 
