@@ -56,6 +56,7 @@ export async function runChecks(): Promise<CheckResult[]> {
   checks.push({ name: 'cgroup v1 cpuset', ok: cpuset, detail: cpuset ? '/sys/fs/cgroup/cpuset mounted' : '/sys/fs/cgroup/cpuset missing', fix: 'mount the cpuset cgroup v1 controller', provisionable: false });
 
   checks.push(await programCheck('iproute2 (ip)', 'ip', ['-V']));
+  if (isRoot && onPath('ip') !== undefined) checks.push(await linkKindsCheck());
   checks.push(await programCheck('nsenter', 'nsenter', ['--version']));
   checks.push(await programCheck('dockerd', 'dockerd', ['--version']));
   checks.push(await programCheck('containerd', 'containerd', ['--version']));
@@ -83,12 +84,29 @@ export async function runChecks(): Promise<CheckResult[]> {
   return checks;
 }
 
+/** The lab joins hosts with veth pairs and gives containers macvlan addresses: try both. */
+async function linkKindsCheck(): Promise<CheckResult> {
+  const name = 'kernel: veth and macvlan';
+  const a = `herd-dr${process.pid % 10000}`;
+  const add = await runCommand('ip', ['link', 'add', a, 'type', 'veth', 'peer', 'name', `${a}p`]);
+  if (add.code !== 0) return { name, ok: false, detail: `ip link add type veth: ${add.stderr.trim()}`, fix: 'a kernel with CONFIG_VETH (modprobe veth)', provisionable: false };
+  try {
+    const mv = await runCommand('ip', ['link', 'add', `${a}m`, 'link', a, 'type', 'macvlan', 'mode', 'bridge']);
+    if (mv.code !== 0) return { name, ok: false, detail: `ip link add type macvlan: ${mv.stderr.trim()}`, fix: 'a kernel with CONFIG_MACVLAN (modprobe macvlan)', provisionable: false };
+    return { name, ok: true, detail: 'a veth pair and a macvlan link were created and removed', provisionable: false };
+  } finally {
+    await runCommand('ip', ['link', 'del', a]); // removes the peer and the macvlan child too
+  }
+}
+
 /** Extra checks only the test suite and benchmarks need. */
 export async function runTestChecks(): Promise<CheckResult[]> {
   return [
     await programCheck('ansible-playbook', 'ansible-playbook', ['--version']),
     await programCheck('mosquitto', 'mosquitto', ['-h']),
     await programCheck('podman', 'podman', ['--version']),
+    await programCheck('debootstrap', 'debootstrap', ['--version']),
+    await programCheck('git', 'git', ['--version'], false, 'apt-get install git'),
   ];
 }
 

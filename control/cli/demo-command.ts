@@ -9,7 +9,7 @@ import { HerdError } from '../../protocol/errors.ts';
 import type { ContainerSpec } from '../../protocol/messages.ts';
 import { newHerdId } from '../../protocol/ids.ts';
 import { withBrokerOption, withSession } from './context.ts';
-import { migrateOnce } from './migrate-command.ts';
+import { migrateOnce } from '../migrations/migration-client.ts';
 
 const DEMO_WORKLOADS: (Omit<ContainerSpec, 'herdId'> & { needsNetwork?: boolean })[] = [
   { name: 'demo-counter', image: 'herd/busybox', cmd: ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo $i > /data/count; sleep 1; done'] },
@@ -32,7 +32,7 @@ export function registerDemoCommand(program: Command): void {
     .action(async (opts: { rounds: number; interval: number; network: boolean }, cmd: Command) => {
       await withSession(cmd, async (session) => {
         const hosts = session.view.hosts().filter((h) => h.state === 'online').map((h) => h.hostId);
-        if (hosts.length < 2) throw new HerdError('HOST_OFFLINE', `the demo needs at least 2 online hosts, found ${hosts.length} (${hosts.join(', ') || 'none'}); run "sudo bin/herd lab up"`);
+        if (hosts.length < 2) throw new HerdError('HOST_OFFLINE', `the demo needs at least 2 online hosts, found ${hosts.length} (${hosts.join(', ') || 'none'}); run "bin/herd lab up" as root`);
         const workloads = DEMO_WORKLOADS.filter((w) => opts.network || w.needsNetwork !== true);
         for (const [i, w] of workloads.entries()) {
           const existing = session.view.containers().find((c) => c.name === w.name && c.state === 'running');

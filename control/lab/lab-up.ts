@@ -27,7 +27,7 @@ export interface LabUpOptions {
 }
 
 export function requireRoot(what: string): void {
-  if (process.getuid?.() !== 0) throw new HerdError('NOT_ROOT', `${what} needs root (it creates network namespaces, mounts and daemons): run it with sudo`);
+  if (process.getuid?.() !== 0) throw new HerdError('NOT_ROOT', `${what} needs root (it creates network namespaces, mounts and daemons): run it as root (or with sudo)`);
 }
 
 async function ensureDependencies(options: LabUpOptions): Promise<void> {

@@ -6,7 +6,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { runCommand } from '../../control/lab/shell.ts';
-import { herd, HERD_BIN } from '../support/herd-cli.ts';
+import { herd, HERD_BIN, REPO_ROOT } from '../support/herd-cli.ts';
 
 describe('herd CLI', () => {
   it('prints help with every command', async () => {
@@ -46,7 +46,14 @@ describe('herd CLI', () => {
   });
 
   it('"lab up" as a normal user says it needs root', async () => {
-    const r = await runCommand('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', HERD_BIN, 'lab', 'up']);
+    const asNobody = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
+    // A checkout only root can enter (a user's /root/herd): nobody cannot even reach
+    // bin/herd there. Show nobody the same checkout at a reachable path instead, through a
+    // bind mount in a private mount namespace, and run the real executable from there.
+    const reachable = (await runCommand(asNobody[0] as string, [...asNobody.slice(1), 'test', '-x', HERD_BIN])).code === 0;
+    const r = reachable
+      ? await runCommand(asNobody[0] as string, [...asNobody.slice(1), HERD_BIN, 'lab', 'up'])
+      : await runCommand('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'dir=$(mktemp -d) && chmod 755 "$dir" && mount --bind "$1" "$dir" && shift && { "$@" "$dir/bin/herd" lab up; rc=$?; umount "$dir"; rmdir "$dir"; exit $rc; }', 'sh', REPO_ROOT, ...asNobody]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('[NOT_ROOT]');
     expect(r.stderr).toContain('needs root');
