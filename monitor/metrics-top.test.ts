@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION, type ContainerMetrics, type HostMetrics } from '../protocol/messages.ts';
 import { topics } from '../protocol/topics.ts';
-import { emptyLatest, renderTop, takeMessage } from './metrics-top.ts';
+import { emptyLatest, takeMessage } from '../protocol/metrics-view.ts';
+import { renderTop } from './metrics-top.ts';
 
 const at = '2026-11-23T03:00:00.000Z';
 const host = (hostId: string, extra: Partial<HostMetrics> = {}): HostMetrics => ({ v: PROTOCOL_VERSION, hostId, at, stale: false, cpuUtil: 0.5, load1: 1.25, memoryUsedBytes: 2 * 2 ** 30, memoryAvailableBytes: 20 * 2 ** 30, ...extra });

@@ -5,48 +5,10 @@
  * table; samples are checked against their schemas and bad messages are counted, not fatal.
  */
 import { HerdError } from '../protocol/errors.ts';
-import { containerMetricsBatchSchema, hostMetricsSchema, type ContainerMetrics, type HostMetrics } from '../protocol/messages.ts';
+import { emptyLatest, takeMessage, type LatestMetrics } from '../protocol/metrics-view.ts';
 import { closeBroker } from '../protocol/mqtt.ts';
 import { connectCommandClient } from '../protocol/rpc.ts';
-import { parseTopic, topics } from '../protocol/topics.ts';
-
-export interface LatestMetrics {
-  hosts: Map<string, HostMetrics>;
-  /** Herd id → its latest sample (from whichever host published it last). */
-  containers: Map<string, ContainerMetrics>;
-  /** Messages that were not valid JSON or did not match their schema. */
-  rejected: number;
-}
-
-export function emptyLatest(): LatestMetrics {
-  return { hosts: new Map(), containers: new Map(), rejected: 0 };
-}
-
-/** Folds one MQTT message into `latest`. A host's batch replaces what that host said before. */
-export function takeMessage(latest: LatestMetrics, topic: string, payload: string): void {
-  const kind = parseTopic(topic)?.kind;
-  if (kind !== 'hostMetrics' && kind !== 'containerMetrics') return;
-  let json: unknown;
-  try {
-    json = JSON.parse(payload);
-  } catch {
-    latest.rejected++;
-    return;
-  }
-  if (kind === 'hostMetrics') {
-    const r = hostMetricsSchema.safeParse(json);
-    if (r.success) latest.hosts.set(r.data.hostId, r.data);
-    else latest.rejected++;
-    return;
-  }
-  const r = containerMetricsBatchSchema.safeParse(json);
-  if (!r.success) {
-    latest.rejected++;
-    return;
-  }
-  for (const [id, s] of latest.containers) if (s.hostId === r.data.hostId) latest.containers.delete(id);
-  for (const s of r.data.samples) latest.containers.set(s.herdId, s);
-}
+import { topics } from '../protocol/topics.ts';
 
 const num = (v: number | undefined, digits: number, unit = '') => (v === undefined ? '-' : `${v.toFixed(digits)}${unit}`);
 const bytes = (v: number | undefined) => {
