@@ -1,0 +1,94 @@
+import { describe, expect, it } from 'vitest';
+import { container, host, snapshot } from '../testing/builders.ts';
+import { greedyArgsSchema } from './greedy.ts';
+import { cpuGreedy } from './policy.ts';
+import { cpuGreedyMultithread } from '../cpu-greedy-multithread/policy.ts';
+
+const args = greedyArgsSchema.parse({});
+const codes = (p: { annotations: { code: string }[] }) => p.annotations.map((a) => a.code);
+
+describe('cpu-greedy', () => {
+  it('moves one of three CPU-bound containers off a saturated host to an idle one, with its reason', () => {
+    const s = snapshot([host('h1'), host('h2')], ['a', 'b', 'c'].map((n) => container(n, 'h1', { cpuCores: 0.33 })));
+    const p = cpuGreedy.plan(s, args);
+    expect(p.snapshotVersion).toBe('s1');
+    expect(p.moves).toHaveLength(1);
+    expect(p.moves[0]).toMatchObject({ from: 'h1', to: 'h2', reasonCode: 'CPU_OVERLOAD', policy: 'cpu-greedy' });
+    expect(p.moves[0]?.expectedGain).toBeCloseTo(1);
+    expect(p.moves[0]?.reason).toMatch(/h1 demands 3\.00 of 1 core/);
+  });
+
+  it('says the cluster is balanced when no host is over its cores', () => {
+    const p = cpuGreedy.plan(snapshot([host('h1'), host('h2')], [container('a', 'h1', { cpuCores: 0.5 }), container('b', 'h2', { cpuCores: 0.4 })]), args);
+    expect(p.moves).toEqual([]);
+    expect(codes(p)).toEqual(['BALANCED']);
+  });
+
+  it('does not move when every other host is full', () => {
+    const s = snapshot([host('h1'), host('h2')], [container('a', 'h1', { cpuCores: 0.5 }), container('b', 'h1', { cpuCores: 0.5 }), container('c', 'h2', { cpuCores: 1 })]);
+    const p = cpuGreedy.plan(s, args);
+    expect(p.moves).toEqual([]);
+    expect(codes(p)).toContain('NO_TARGET_CAPACITY');
+  });
+
+  it('holds back a move whose gain is below the reward threshold', () => {
+    // h1 is over by 0.05 core: moving a ~1-core container gains only 0.05.
+    const s = snapshot([host('h1', { cpuUtil: 1 }), host('h2')], [container('a', 'h1', { cpuCores: 0.96 }), container('b', 'h1', { cpuCores: 0.04, threadCount: 1 })]);
+    const p = cpuGreedy.plan(s, { ...args, saturationUtil: 1.0 });
+    expect(p.moves).toEqual([]);
+  });
+
+  it('skips containers with too few samples or too many missing, and says so', () => {
+    const s = snapshot([host('h1'), host('h2')], [container('a', 'h1', { cpuCores: 0.5, sampleCount: 1 }), container('b', 'h1', { cpuCores: 0.5, missingRatio: 0.5 })]);
+    const p = cpuGreedy.plan(s, args);
+    expect(p.moves).toEqual([]);
+    expect(codes(p)).toContain('NOT_ENOUGH_SAMPLES');
+  });
+
+  it('never moves a container that is migrating', () => {
+    const s = snapshot([host('h1'), host('h2')], [container('a', 'h1', { cpuCores: 0.5, migrating: true }), container('b', 'h1', { cpuCores: 0.5, migrating: true })]);
+    expect(cpuGreedy.plan(s, args).moves).toEqual([]);
+  });
+
+  it('counts CPU that no container explains (another host sharing the cores) as load on the target', () => {
+    // h3 shares h1's core: busy although it runs nothing of Herd's.
+    const s = snapshot([host('h1'), host('h2', { cpuUtil: 0.05 }), host('h3', { cpuUtil: 1 })], ['a', 'b'].map((n) => container(n, 'h1', { cpuCores: 0.5 })));
+    const p = cpuGreedy.plan(s, args);
+    expect(p.moves.map((m) => m.to)).toEqual(['h2']);
+  });
+
+  it('ignores offline hosts', () => {
+    const s = snapshot([host('h1'), host('h2', { online: false })], ['a', 'b'].map((n) => container(n, 'h1', { cpuCores: 0.5 })));
+    const p = cpuGreedy.plan(s, args);
+    expect(p.moves).toEqual([]);
+    expect(codes(p)).toEqual(['TOO_FEW_HOSTS']);
+  });
+
+  it('respects free memory on the target', () => {
+    const s = snapshot([host('h1'), host('h2', { memoryAvailableBytes: 100 })], ['a', 'b'].map((n) => container(n, 'h1', { cpuCores: 0.5, memoryBytes: 1000 })));
+    expect(cpuGreedy.plan(s, args).moves).toEqual([]);
+  });
+});
+
+describe('cpu-greedy-multithread', () => {
+  // h1 (2 cores) holds a 2-thread container and two 1-thread ones; h2 (2 cores) is idle.
+  const s = snapshot([host('h1', { cores: 2 }), host('h2', { cores: 2 })], [container('mt', 'h1', { cpuCores: 0.67, threadCount: 2 }), container('s1', 'h1', { cpuCores: 0.67 }), container('s2', 'h1', { cpuCores: 0.67 })]);
+
+  it('moves the multi-threaded container, sized by its threads', () => {
+    const p = cpuGreedyMultithread.plan(s, args);
+    expect(p.moves.map((m) => m.name)).toEqual(['mt']);
+    expect(p.moves[0]?.reason).toMatch(/mt \(~2\.00 cores\)/);
+  });
+
+  it('where single-threaded cpu-greedy sees one core per container', () => {
+    const p = cpuGreedy.plan(s, args);
+    expect(p.moves).toHaveLength(1);
+    expect(p.moves[0]?.reason).toMatch(/~1\.00 cores/);
+  });
+
+  it('caps a container by its CPU limit', () => {
+    const t = snapshot([host('h1', { cores: 2 }), host('h2', { cores: 2 })], [container('mt', 'h1', { cpuCores: 0.5, threadCount: 8, cpuLimitCores: 0.5 }), container('x', 'h1', { cpuCores: 1.5, threadCount: 2 })]);
+    const p = cpuGreedyMultithread.plan(t, args);
+    expect(p.moves.map((m) => m.name)).toEqual(['x']);
+  });
+});

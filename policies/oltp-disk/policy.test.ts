@@ -1,0 +1,66 @@
+import { describe, expect, it } from 'vitest';
+import { container, host, snapshot } from '../testing/builders.ts';
+import type { ClusterSnapshot } from '../model.ts';
+import { oltpDisk, oltpDiskArgsSchema } from './policy.ts';
+
+const args = oltpDiskArgsSchema.parse({});
+
+/** db on h1 (busy disk), h2 quiet: every condition holds. Each case moves one figure across one threshold. */
+function base(o: { h1?: object; h2?: object; db?: object } = {}): ClusterSnapshot {
+  return snapshot(
+    [host('h1', { diskOpsPerSec: 1000, diskActiveRatio: 0.6, ...o.h1 }), host('h2', { diskOpsPerSec: 100, diskActiveRatio: 0.1, ...o.h2 })],
+    [container('db', 'h1', { diskOpsPerSec: 900, cpuCores: 0.3, ...o.db }), container('web', 'h1', { diskOpsPerSec: 10, cpuCores: 0.1 })],
+  );
+}
+
+const moved = (s: ClusterSnapshot) => oltpDisk.plan(s, args).moves.filter((m) => m.policy === 'oltp-disk').map((m) => `${m.name}:${m.from}->${m.to}`);
+
+describe('oltp-disk', () => {
+  it('moves the container with the most disk ops to the host with the fewest when every condition holds', () => {
+    const p = oltpDisk.plan(base(), args);
+    expect(p.moves).toHaveLength(1);
+    expect(p.moves[0]).toMatchObject({ name: 'db', from: 'h1', to: 'h2', reasonCode: 'DISK_IMBALANCE' });
+    expect(p.moves[0]?.reason).toContain('900 disk ops/s');
+  });
+
+  // [condition, passes, fails]
+  const cases: [string, ClusterSnapshot, ClusterSnapshot][] = [
+    ['(a) enough samples', base({ db: { sampleCount: 3 } }), base({ db: { sampleCount: 2 } })],
+    ['(a) missing samples', base({ db: { missingRatio: 0.02 } }), base({ db: { missingRatio: 0.03 } })],
+    ['(b) disk-ops reward 0.35', base({ h2: { diskOpsPerSec: 650 } }), base({ h2: { diskOpsPerSec: 660 } })],
+    ['(c) disk-active 0.15', base({ h1: { diskActiveRatio: 0.15 }, h2: { diskActiveRatio: 0.1 } }), base({ h1: { diskActiveRatio: 0.14 }, h2: { diskActiveRatio: 0.1 } })],
+    ['(d) disk-active reward 0.15', base({ h1: { diskActiveRatio: 0.6 }, h2: { diskActiveRatio: 0.5 } }), base({ h1: { diskActiveRatio: 0.6 }, h2: { diskActiveRatio: 0.52 } })],
+    ['(e) baseline 0.005 x 8000 = 40 ops/s', base({ db: { diskOpsPerSec: 40 } }), base({ db: { diskOpsPerSec: 39 } })],
+    ['(g) CPU room on the target', base({ h2: { cpuUtil: 0.7 } }), base({ h2: { cpuUtil: 0.71 } })],
+  ];
+  for (const [name, passes, fails] of cases) {
+    it(`${name}: moves on one side of the threshold, not on the other`, () => {
+      expect(moved(passes)).toEqual(['db:h1->h2']);
+      expect(moved(fails)).not.toContain('db:h1->h2');
+    });
+  }
+
+  it('(f) never moves a container to its own host: the next candidate goes instead', () => {
+    const s = snapshot(
+      [host('h1', { diskOpsPerSec: 100, diskActiveRatio: 0.1 }), host('h2', { diskOpsPerSec: 1000, diskActiveRatio: 0.6 })],
+      [container('quietdb', 'h1', { diskOpsPerSec: 950 }), container('db2', 'h2', { diskOpsPerSec: 500 })],
+    );
+    expect(moved(s)).toEqual(['db2:h2->h1']);
+    expect(oltpDisk.plan(s, args).annotations.map((a) => a.message).join(' ')).toContain('(f) already on h1');
+  });
+
+  it('falls back to cpu-greedy-multithread, saying why', () => {
+    const s = snapshot([host('h1', { diskOpsPerSec: 10, diskActiveRatio: 0 }), host('h2', { diskOpsPerSec: 10, diskActiveRatio: 0 })], ['a', 'b'].map((n) => container(n, 'h1', { cpuCores: 0.5 })));
+    const p = oltpDisk.plan(s, args);
+    expect(p.policy).toBe('oltp-disk>cpu-greedy-multithread');
+    expect(p.moves).toHaveLength(1);
+    expect(p.moves[0]?.reasonCode).toBe('CPU_OVERLOAD');
+    expect(p.annotations[0]).toMatchObject({ code: 'NO_DISK_CANDIDATE' });
+    expect(p.annotations[0]?.message).toContain('(b)');
+    expect(oltpDisk.plan(s, { ...args, fallback: 'none' }).moves).toEqual([]);
+  });
+
+  it('never targets a draining host', () => {
+    expect(moved(base({ h2: { draining: true } }))).toEqual([]);
+  });
+});

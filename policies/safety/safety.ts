@@ -1,0 +1,133 @@
+/**
+ * The safety layer: ONE place that limits what any policy's plan may do (like the
+ * descheduler's eviction limits). Pure: plan, snapshot and state in; the moves allowed,
+ * a veto annotation for each move held back, and the next state out.
+ *
+ * Rules: a cooldown per container after a move; no retry soon after a failed or
+ * rolled-back move; hysteresis (a source host must have been out of balance for N
+ * consecutive evaluations); caps on moves per evaluation and on migrations in flight in
+ * total and per host (manual migrations count); nothing that is already migrating.
+ * `recheckMove` repeats the checks that can change against fresh state just before a move
+ * is sent (the executor's last look, like Nomad's plan applier).
+ */
+import { z } from 'zod';
+import { fmt, type Annotation, type ClusterSnapshot, type Move, type Plan } from '../model.ts';
+
+export const safetyRulesSchema = z.strictObject({
+  /** Off only for comparisons (the simulator's "without safety" column). */
+  enabled: z.boolean().default(true),
+  /** A container is not moved again within this many seconds of its last move. */
+  cooldownSeconds: z.number().min(0).default(600),
+  /** …nor within this many seconds of a failed or rolled-back move of it. */
+  retryBackoffSeconds: z.number().min(0).default(900),
+  /** A host must be a policy's source in this many consecutive evaluations before a move off it is sent. */
+  hysteresisEvaluations: z.number().int().min(1).default(2),
+  maxMovesPerEvaluation: z.number().int().min(0).default(2),
+  maxInFlightTotal: z.number().int().min(1).default(4),
+  /** Migrations a host may take part in at once (as source or target). */
+  maxInFlightPerHost: z.number().int().min(1).default(1),
+});
+export type SafetyRules = z.infer<typeof safetyRulesSchema>;
+
+/** What the safety layer remembers between evaluations (rebuilt from the history after a restart). */
+export interface SafetyState {
+  /** herdId → when its last move ended (ms). */
+  lastMovedAtMs: Record<string, number>;
+  /** herdId → when its last failed or rolled-back move ended (ms). */
+  lastFailedAtMs: Record<string, number>;
+  /** hostId → consecutive evaluations in which it was a source of proposed moves. */
+  imbalanceStreak: Record<string, number>;
+}
+
+export function emptySafetyState(): SafetyState {
+  return { lastMovedAtMs: {}, lastFailedAtMs: {}, imbalanceStreak: {} };
+}
+
+export interface SafetyResult {
+  plan: Plan;
+  state: SafetyState;
+}
+
+export function applySafety(plan: Plan, snapshot: ClusterSnapshot, state: SafetyState, rules: SafetyRules): SafetyResult {
+  const streak: Record<string, number> = {};
+  for (const m of plan.moves) streak[m.from] = (state.imbalanceStreak[m.from] ?? 0) + 1;
+  const next: SafetyState = { lastMovedAtMs: { ...state.lastMovedAtMs }, lastFailedAtMs: { ...state.lastFailedAtMs }, imbalanceStreak: streak };
+  if (!rules.enabled) return { plan, state: next };
+
+  const annotations: Annotation[] = [...plan.annotations];
+  const accepted: Move[] = [];
+  const perHost = new Map<string, number>();
+  for (const f of snapshot.inFlight) {
+    perHost.set(f.sourceHost, (perHost.get(f.sourceHost) ?? 0) + 1);
+    perHost.set(f.targetHost, (perHost.get(f.targetHost) ?? 0) + 1);
+  }
+  let inFlight = snapshot.inFlight.length;
+  const veto = (m: Move, code: string, message: string) => annotations.push({ level: 'veto', code, policy: m.policy, herdId: m.herdId, hostId: m.from, message: `${m.name} ${m.from} -> ${m.to} held back: ${message}` });
+  for (const m of plan.moves) {
+    const why = containerVeto(m, snapshot, next, rules);
+    if (why !== undefined) {
+      veto(m, why.code, why.message);
+      continue;
+    }
+    const seen = streak[m.from] ?? 0;
+    if (seen < rules.hysteresisEvaluations) {
+      veto(m, 'HYSTERESIS', `${m.from} out of balance in ${seen} consecutive evaluation(s), ${rules.hysteresisEvaluations} needed`);
+      continue;
+    }
+    if (accepted.length >= rules.maxMovesPerEvaluation) {
+      veto(m, 'CAP_PER_EVALUATION', `at most ${rules.maxMovesPerEvaluation} move(s) per evaluation`);
+      continue;
+    }
+    if (inFlight >= rules.maxInFlightTotal) {
+      veto(m, 'CAP_IN_FLIGHT', `${inFlight} migration(s) in flight, at most ${rules.maxInFlightTotal}`);
+      continue;
+    }
+    const busy = [m.from, m.to].find((h) => (perHost.get(h) ?? 0) >= rules.maxInFlightPerHost);
+    if (busy !== undefined) {
+      veto(m, 'CAP_PER_HOST', `${busy} already takes part in ${perHost.get(busy)} migration(s), at most ${rules.maxInFlightPerHost}`);
+      continue;
+    }
+    accepted.push(m);
+    inFlight++;
+    perHost.set(m.from, (perHost.get(m.from) ?? 0) + 1);
+    perHost.set(m.to, (perHost.get(m.to) ?? 0) + 1);
+  }
+  return { plan: { ...plan, moves: accepted, annotations }, state: next };
+}
+
+function containerVeto(m: Move, snapshot: ClusterSnapshot, state: SafetyState, rules: SafetyRules): { code: string; message: string } | undefined {
+  if (snapshot.inFlight.some((f) => f.herdId === m.herdId)) return { code: 'IN_FLIGHT', message: 'a migration of it is in flight' };
+  const moved = state.lastMovedAtMs[m.herdId];
+  if (moved !== undefined && snapshot.nowMs - moved < rules.cooldownSeconds * 1000) {
+    return { code: 'COOLDOWN', message: `moved ${fmt((snapshot.nowMs - moved) / 1000, 0)} s ago, cooldown ${rules.cooldownSeconds} s` };
+  }
+  const failed = state.lastFailedAtMs[m.herdId];
+  if (failed !== undefined && snapshot.nowMs - failed < rules.retryBackoffSeconds * 1000) {
+    return { code: 'RECENT_FAILURE', message: `a move of it failed ${fmt((snapshot.nowMs - failed) / 1000, 0)} s ago, no retry for ${rules.retryBackoffSeconds} s` };
+  }
+  return undefined;
+}
+
+/**
+ * The last look before a move is sent, against fresh state: undefined when it still
+ * holds, else why not. Checks what can change between planning and sending.
+ */
+export function recheckMove(m: Move, fresh: ClusterSnapshot, state: SafetyState, rules: SafetyRules): { code: string; message: string } | undefined {
+  const c = fresh.containers.find((x) => x.herdId === m.herdId);
+  if (c === undefined) return { code: 'GONE', message: `${m.name} is no longer listed on any online host` };
+  if (c.hostId !== m.from) return { code: 'MOVED', message: `${m.name} now runs on ${c.hostId}, not ${m.from}` };
+  if (c.migrating) return { code: 'IN_FLIGHT', message: `${m.name} is migrating` };
+  for (const id of [m.from, m.to]) {
+    const h = fresh.hosts.find((x) => x.hostId === id);
+    if (h === undefined || !h.online) return { code: 'HOST_OFFLINE', message: `host ${id} is offline` };
+  }
+  if (rules.enabled) {
+    const why = containerVeto(m, fresh, state, rules);
+    if (why !== undefined) return why;
+  }
+  const target = fresh.hosts.find((x) => x.hostId === m.to);
+  if (target?.cpuUtil !== undefined && c.cpuCores !== undefined && target.cpuUtil * target.cores + c.cpuCores > target.cores * 1.05) {
+    return { code: 'TARGET_FULL', message: `${m.to} now uses ${fmt(target.cpuUtil * target.cores)} of ${target.cores} core(s), no room for ~${fmt(c.cpuCores)} more` };
+  }
+  return undefined;
+}
