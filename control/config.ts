@@ -1,6 +1,61 @@
 /** Configuration of the control daemon (`herd control --config /etc/herd/control.yaml`). */
 import { z } from 'zod';
 import { ID_PATTERN } from '../protocol/topics.ts';
+import { FS_MODES, CONTROL_MODES } from '../protocol/messages.ts';
+import { checkPolicyArgs, policyStepSchema } from '../policies/registry.ts';
+import { safetyRulesSchema } from '../policies/safety/safety.ts';
+
+/**
+ * The control loop. Defaults are Herd's published settings: a 30 s sample window, an
+ * evaluation every 150 s after an initial delay of 150 s, at most 2 % missing samples.
+ */
+export const loopConfigSchema = z
+  .strictObject({
+    /** Run the loop at all (false: the daemon only runs the broker). */
+    enabled: z.boolean().default(true),
+    /** act: send migrations; recommend: plan and report only. */
+    mode: z.enum(CONTROL_MODES).default('act'),
+    /** Start paused when no saved state says otherwise (`herd control resume` starts it; the lab uses this). */
+    startPaused: z.boolean().default(false),
+    windowSeconds: z.number().positive().default(30),
+    evaluationIntervalSeconds: z.number().positive().default(150),
+    initialDelaySeconds: z.number().min(0).default(150),
+    /** A container (or host) with more missing samples than this share of its window is not considered. */
+    missingSamplesThreshold: z.number().min(0).max(1).default(0.02),
+    /** Sampling intervals the monitors use (for the missing-sample share): the monitor's defaults. */
+    hostIntervalSeconds: z.number().positive().default(5),
+    containerIntervalSeconds: z.number().positive().default(2),
+    /**
+     * Reactive trigger: a host whose CPU utilisation or CPU pressure crosses its threshold
+     * in `consecutiveSamples` samples in a row triggers an evaluation at once (at most one
+     * per `minIntervalSeconds`); the safety layer still applies.
+     */
+    reactive: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        cpuUtil: z.number().min(0).max(1).default(0.95),
+        cpuPressurePct: z.number().min(0).max(100).default(60),
+        consecutiveSamples: z.number().int().min(1).default(3),
+        minIntervalSeconds: z.number().min(0).default(30),
+      })
+      .prefault({}),
+    /** The policy chain: tried in order; the first that proposes moves makes the plan. */
+    policies: z.array(policyStepSchema).default([{ policy: 'oltp-disk', args: {} }]),
+    safety: safetyRulesSchema.prefault({}),
+    /** Filesystem mode of the loop's migrations. */
+    fsMode: z.enum(FS_MODES).default('diff'),
+    /** A migration with no end after this long is recorded as timed out (its outcome is then asked of the hosts). */
+    migrationTimeoutSeconds: z.number().positive().default(900),
+    /** History, pause and drain state (survive a restart). */
+    stateDir: z.string().default('/var/lib/herd/control'),
+  })
+  .prefault({})
+  .superRefine((loop, ctx) => {
+    loop.policies.forEach((step, i) => {
+      for (const message of checkPolicyArgs(step).errors) ctx.addIssue({ code: 'custom', path: ['policies', i, 'args'], message });
+    });
+  });
+export type LoopConfig = z.infer<typeof loopConfigSchema>;
 
 export const controlConfigSchema = z.strictObject({
   nodeId: z.string().regex(ID_PATTERN).default('control'),
@@ -18,6 +73,7 @@ export const controlConfigSchema = z.strictObject({
     })
     .prefault({})
     .refine((b) => b.embedded || b.url !== undefined, { message: 'broker.url is required when broker.embedded is false', path: ['url'] }),
+  loop: loopConfigSchema,
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
 });
 

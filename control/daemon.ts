@@ -1,14 +1,20 @@
 /**
  * The control daemon: runs the embedded MQTT broker (unless an external one is
- * configured) and watches the cluster. Decision making (windows → policies → plan →
- * executor) plugs in here.
+ * configured), watches the cluster and runs the control loop (windows → policies → plan →
+ * executor). It serves the `control.*` commands on herd/v1/control/{nodeId}/commands,
+ * publishes what the loop decides on herd/v1/control/{nodeId}/events and keeps a retained
+ * status (last will: offline) on herd/v1/control/{nodeId}/status.
  */
 import { brokerCredentials } from '../protocol/config.ts';
 import type { Logger } from 'pino';
-import { closeBroker, connectBroker, type MqttClient } from '../protocol/mqtt.ts';
+import { closeBroker, connectBroker, publishJson, type MqttClient } from '../protocol/mqtt.ts';
+import { CommandClient, serveCommands, type CommandServer } from '../protocol/rpc.ts';
+import { PROTOCOL_VERSION, type ControlEvent, type ControlStatus } from '../protocol/messages.ts';
+import { topics } from '../protocol/topics.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded-broker.ts';
 import { watchCluster, type ClusterView } from '../protocol/cluster-view.ts';
 import type { ControlConfig } from './config.ts';
+import { ControlLoop } from './loop/control-loop.ts';
 
 export interface ControlDaemon {
   start(): Promise<void>;
@@ -16,6 +22,8 @@ export interface ControlDaemon {
   status(): { brokerUrl?: string; hosts: number; online: number };
   /** URL clients use to reach the broker this daemon uses. */
   brokerUrl(): string;
+  /** The control loop, once started with the loop enabled. */
+  loop(): ControlLoop | undefined;
 }
 
 export function buildControlDaemon(config: ControlConfig, deps: { log: Logger }): ControlDaemon {
@@ -24,6 +32,26 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
   let client: MqttClient | undefined;
   let view: ClusterView | undefined;
   let url: string | undefined;
+  let rpc: CommandClient | undefined;
+  let loop: ControlLoop | undefined;
+  let server: CommandServer | undefined;
+  const startedAt = new Date().toISOString();
+
+  const publishStatus = () => {
+    if (client === undefined || !client.connected) return;
+    const s = loop?.status();
+    const status: ControlStatus = {
+      v: PROTOCOL_VERSION,
+      nodeId: config.nodeId,
+      state: 'online',
+      since: startedAt,
+      ...(s === undefined ? {} : { mode: s.mode, paused: s.paused, draining: s.draining }),
+      ...(s?.pausedReason === undefined ? {} : { pausedReason: s.pausedReason }),
+      ...(s?.lastEvaluationAt === undefined ? {} : { lastEvaluationAt: s.lastEvaluationAt }),
+      ...(s?.nextEvaluationAt === undefined ? {} : { nextEvaluationAt: s.nextEvaluationAt }),
+    };
+    publishJson(client, topics.controlStatus(config.nodeId), status, { retain: true }).catch((err: unknown) => log.warn({ err: String(err) }, 'could not publish control status'));
+  };
 
   return {
     async start() {
@@ -33,12 +61,15 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
       } else {
         url = config.broker.url as string;
       }
+      const clientId = `herd-control-${config.nodeId}`;
       client = await connectBroker({
         url,
-        clientId: `herd-control-${config.nodeId}`,
+        clientId,
         ...brokerCredentials(config.broker),
+        will: { topic: topics.controlStatus(config.nodeId), payload: { v: PROTOCOL_VERSION, nodeId: config.nodeId, state: 'offline', since: startedAt } satisfies ControlStatus },
       });
       client.on('error', (err) => log.warn({ err: err.message }, 'broker error'));
+      client.on('connect', publishStatus);
       view = await watchCluster(client, log);
       const seen = new Map<string, string>();
       const report = () => {
@@ -49,9 +80,54 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
       };
       client.on('message', report);
       report();
-      log.info({ broker: url, embedded: config.broker.embedded }, 'control daemon started');
+      if (config.loop.enabled) {
+        rpc = await CommandClient.create(client, clientId, log);
+        const c = client;
+        loop = new ControlLoop(config.loop, {
+          session: { client: c, rpc, view },
+          log,
+          nodeId: config.nodeId,
+          publishEvent: (e: ControlEvent) => {
+            publishJson(c, topics.controlEvents(config.nodeId), e).catch((err: unknown) => log.warn({ err: String(err) }, 'could not publish a control event'));
+          },
+          onStateChange: publishStatus,
+        });
+        const l = loop;
+        server = await serveCommands(
+          client,
+          config.nodeId,
+          clientId,
+          {
+            'control.status': async () => l.status(),
+            'control.plan': async (cmd) => l.planOnly(cmd.args.policy),
+            'control.evaluate': async () => {
+              const e = await l.evaluateNow('manual');
+              return { evaluationId: e.evaluationId, policy: e.plan.policy, proposed: e.plan.moves.length, allowed: e.allowed.moves, sent: e.sent, annotations: e.allowed.annotations };
+            },
+            'control.history': async (cmd) => ({ records: l.historyRecords(cmd.args.limit ?? 100, cmd.args.container) }),
+            'control.events': async (cmd) => ({ events: l.recentEvents(cmd.args.limit ?? 100) }),
+            'control.pause': async (cmd) => {
+              l.pause(cmd.args.reason);
+              return l.status();
+            },
+            'control.resume': async () => {
+              l.resume();
+              return l.status();
+            },
+            'control.drain': async (cmd) => l.drain(cmd.args.host, cmd.args.cancel === true),
+          },
+          log,
+          topics.controlCommands(config.nodeId),
+        );
+        await loop.start();
+      }
+      publishStatus();
+      log.info({ broker: url, embedded: config.broker.embedded, loop: config.loop.enabled ? config.loop.mode : 'off' }, 'control daemon started');
     },
     async close() {
+      await loop?.close();
+      await server?.close();
+      await rpc?.close();
       await view?.close();
       if (client !== undefined) await closeBroker(client);
       await broker?.close();
@@ -65,5 +141,6 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
       if (url === undefined) throw new Error('control daemon not started');
       return url;
     },
+    loop: () => loop,
   };
 }

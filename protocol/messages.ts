@@ -133,6 +133,21 @@ export const COMMAND_ARGS = {
   'migration.abort': z.strictObject({ migrationId: id, reason: z.string().optional() }),
   /** Source side: roll an in-flight migration back so the container runs on the source. Idempotent. */
   'migration.rollback': z.strictObject({ migrationId: id, reason: z.string().optional() }),
+  // ---- control daemon (herd/v1/control/{nodeId}/commands)
+  /** Mode, pause, drains, the last evaluation and what is in flight. */
+  'control.status': z.strictObject({}),
+  /** Builds a snapshot now and plans on it without acting: the chain, or one named policy. */
+  'control.plan': z.strictObject({ policy: z.string().min(1).optional() }),
+  /** Runs an evaluation now (acting unless paused or recommend-only). */
+  'control.evaluate': z.strictObject({}),
+  /** Past migrations, newest last. */
+  'control.history': z.strictObject({ limit: z.number().int().min(1).max(100_000).optional(), container: z.string().min(1).optional() }),
+  /** The latest control events, newest last. */
+  'control.events': z.strictObject({ limit: z.number().int().min(1).max(10_000).optional() }),
+  'control.pause': z.strictObject({ reason: z.string().optional() }),
+  'control.resume': z.strictObject({}),
+  /** Evacuate a host (its containers leave, none arrive); `cancel` ends the drain. */
+  'control.drain': z.strictObject({ host: id, cancel: z.boolean().optional() }),
 } as const;
 
 export type CommandType = keyof typeof COMMAND_ARGS;
@@ -346,3 +361,53 @@ export const containerMetricsBatchSchema = z.strictObject({
   samples: z.array(containerMetricsSchema),
 });
 export type ContainerMetricsBatch = z.infer<typeof containerMetricsBatchSchema>;
+
+// ---------------------------------------------------------------- control daemon
+export const CONTROL_MODES = ['act', 'recommend'] as const;
+export type ControlMode = (typeof CONTROL_MODES)[number];
+
+/** Retained on herd/v1/control/{nodeId}/status; the last will says offline. */
+export const controlStatusSchema = z.strictObject({
+  v: version,
+  nodeId: id,
+  state: z.enum(['online', 'offline']),
+  since: isoTime,
+  /** act: migrates; recommend: plans and reports only. */
+  mode: z.enum(CONTROL_MODES).optional(),
+  paused: z.boolean().optional(),
+  pausedReason: z.string().optional(),
+  draining: z.array(id).optional(),
+  lastEvaluationAt: isoTime.optional(),
+  nextEvaluationAt: isoTime.optional(),
+});
+export type ControlStatus = z.infer<typeof controlStatusSchema>;
+
+export const CONTROL_EVENT_KINDS = ['evaluation', 'trigger', 'move', 'veto', 'annotation', 'migration', 'control'] as const;
+
+/**
+ * Published on herd/v1/control/{nodeId}/events: what the control loop decided and did.
+ * evaluation: one per evaluation (its plan in short); trigger: a reactive evaluation was
+ * triggered; move: a move is sent; veto: the safety layer or the last re-check held one
+ * back; annotation: why something did not happen; migration: a migration (the loop's or a
+ * manual one) ended, with its outcome and timings; control: pause, resume, drain, mode.
+ */
+export const controlEventSchema = z.strictObject({
+  v: version,
+  nodeId: id,
+  at: isoTime,
+  kind: z.enum(CONTROL_EVENT_KINDS),
+  /** One line for people. */
+  message: z.string(),
+  evaluationId: z.string().optional(),
+  code: z.string().optional(),
+  policy: z.string().optional(),
+  migrationId: id.optional(),
+  herdId: id.optional(),
+  container: z.string().optional(),
+  from: id.optional(),
+  to: id.optional(),
+  outcome: z.enum(['done', 'failed', 'rolled-back', 'timeout', 'unknown']).optional(),
+  downtimeMs: z.number().min(0).optional(),
+  totalMs: z.number().min(0).optional(),
+});
+export type ControlEvent = z.infer<typeof controlEventSchema>;

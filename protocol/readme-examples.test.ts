@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
 import { decodeCommand, validate } from './codec.ts';
 import { ERROR_CATALOGUE, ERROR_CODES } from './errors.ts';
-import { COMMAND_TYPES, containerMetricsBatchSchema, containerMetricsSchema, hostContainersSchema, hostMetricsSchema, hostStatusSchema, migrationEventSchema, replySchema } from './messages.ts';
+import { COMMAND_TYPES, containerMetricsBatchSchema, containerMetricsSchema, controlEventSchema, controlStatusSchema, hostContainersSchema, hostMetricsSchema, hostStatusSchema, migrationEventSchema, replySchema } from './messages.ts';
 
 const readme = readFileSync(new URL('./README.md', import.meta.url), 'utf8');
 
@@ -21,6 +21,8 @@ const SCHEMAS: Record<string, z.ZodType> = {
   hostMetrics: hostMetricsSchema,
   containerMetrics: containerMetricsSchema,
   containerMetricsBatch: containerMetricsBatchSchema,
+  controlStatus: controlStatusSchema,
+  controlEvent: controlEventSchema,
 };
 /** `command` is decoded with decodeCommand (envelope + args of its type). */
 const KNOWN_MARKERS = [...Object.keys(SCHEMAS), 'command'];

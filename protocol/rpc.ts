@@ -24,8 +24,7 @@ export interface CommandServer {
 const DUPLICATE_MEMORY = 500;
 
 /** Serves commands addressed to `hostId`. A handler's throw becomes an error reply; nothing a message contains can stop the server. */
-export async function serveCommands(client: MqttClient, hostId: string, ownClientId: string, handlers: CommandHandlers, log: Logger): Promise<CommandServer> {
-  const topic = topics.hostCommands(hostId);
+export async function serveCommands(client: MqttClient, hostId: string, ownClientId: string, handlers: CommandHandlers, log: Logger, topic = topics.hostCommands(hostId)): Promise<CommandServer> {
   const seen = new Map<string, Promise<Reply>>();
 
   const answer = async (command: Command): Promise<Reply> => {
@@ -84,6 +83,8 @@ export interface RequestOptions {
   timeoutMs?: number;
   /** Called for the id before publishing, e.g. to subscribe to migration events first. */
   id?: string;
+  /** Where to publish instead of the host's command topic (a control daemon's). */
+  topic?: string;
 }
 
 /** Sends commands and matches replies by id. One per MQTT client. */
@@ -131,7 +132,7 @@ export class CommandClient {
     });
     const envelope = { v: PROTOCOL_VERSION, id, type, from: this.clientId, sentAt: new Date().toISOString(), args };
     try {
-      await publishJson(this.client, topics.hostCommands(hostId), envelope);
+      await publishJson(this.client, options.topic ?? topics.hostCommands(hostId), envelope);
     } catch (err) {
       const waiter = this.pending.get(id);
       if (waiter !== undefined) clearTimeout(waiter.timer);

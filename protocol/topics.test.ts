@@ -11,6 +11,9 @@ const BUILDERS: Array<{ builder: Builder; kind: TopicKind; id: string; topic: st
   { builder: 'migrationEvents', kind: 'migrationEvents', id: 'm-20260302T092001-a1b2c3', topic: 'herd/v1/migrations/m-20260302T092001-a1b2c3/events' },
   { builder: 'hostMetrics', kind: 'hostMetrics', id: 'node-a', topic: 'herd/v1/metrics/hosts/node-a' },
   { builder: 'containerMetrics', kind: 'containerMetrics', id: 'h1', topic: 'herd/v1/metrics/hosts/h1/containers' },
+  { builder: 'controlStatus', kind: 'controlStatus', id: 'lab', topic: 'herd/v1/control/lab/status' },
+  { builder: 'controlCommands', kind: 'controlCommands', id: 'lab', topic: 'herd/v1/control/lab/commands' },
+  { builder: 'controlEvents', kind: 'controlEvents', id: 'control', topic: 'herd/v1/control/control/events' },
   // An id that equals a fixed segment name must not confuse the parser.
   { builder: 'hostStatus', kind: 'hostStatus', id: 'hosts', topic: 'herd/v1/hosts/hosts/status' },
   { builder: 'hostMetrics', kind: 'hostMetrics', id: 'containers', topic: 'herd/v1/metrics/hosts/containers' },

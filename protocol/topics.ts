@@ -11,6 +11,9 @@
  * | herd/v1/migrations/{migrationId}/events | no       | 1   | compute    | MigrationEvent     |
  * | herd/v1/metrics/hosts/{hostId}          | no       | 0   | monitor    | HostMetrics        |
  * | herd/v1/metrics/hosts/{hostId}/containers | no     | 0   | monitor    | ContainerMetricsBatch |
+ * | herd/v1/control/{nodeId}/status         | yes      | 1   | control    | ControlStatus (last will: offline) |
+ * | herd/v1/control/{nodeId}/commands       | no       | 1   | any client | Command (control.*) |
+ * | herd/v1/control/{nodeId}/events         | no       | 1   | control    | ControlEvent       |
  */
 export const TOPIC_ROOT = 'herd/v1';
 
@@ -31,12 +34,16 @@ export const topics = {
   hostMetrics: (hostId: string) => `${TOPIC_ROOT}/metrics/hosts/${segment('host id', hostId)}`,
   /** One message per host and tracking round with the samples of all its containers (one per Herd id). */
   containerMetrics: (hostId: string) => `${TOPIC_ROOT}/metrics/hosts/${segment('host id', hostId)}/containers`,
+  controlStatus: (nodeId: string) => `${TOPIC_ROOT}/control/${segment('control node id', nodeId)}/status`,
+  controlCommands: (nodeId: string) => `${TOPIC_ROOT}/control/${segment('control node id', nodeId)}/commands`,
+  controlEvents: (nodeId: string) => `${TOPIC_ROOT}/control/${segment('control node id', nodeId)}/events`,
   /** Subscription filters. */
   allHostStatus: `${TOPIC_ROOT}/hosts/+/status`,
   allHostContainers: `${TOPIC_ROOT}/hosts/+/containers`,
   allMigrationEvents: `${TOPIC_ROOT}/migrations/+/events`,
   allHostMetrics: `${TOPIC_ROOT}/metrics/hosts/+`,
   allContainerMetrics: `${TOPIC_ROOT}/metrics/hosts/+/containers`,
+  allControlStatus: `${TOPIC_ROOT}/control/+/status`,
 } as const;
 
 export type TopicKind =
@@ -46,7 +53,10 @@ export type TopicKind =
   | 'replies'
   | 'migrationEvents'
   | 'hostMetrics'
-  | 'containerMetrics';
+  | 'containerMetrics'
+  | 'controlStatus'
+  | 'controlCommands'
+  | 'controlEvents';
 
 export interface ParsedTopic {
   kind: TopicKind;
@@ -67,6 +77,9 @@ export function parseTopic(topic: string): ParsedTopic | undefined {
   if (area === 'hosts' && leaf === 'commands') return { kind: 'hostCommands', id };
   if (area === 'replies' && leaf === undefined) return { kind: 'replies', id };
   if (area === 'migrations' && leaf === 'events') return { kind: 'migrationEvents', id };
+  if (area === 'control' && leaf === 'status') return { kind: 'controlStatus', id };
+  if (area === 'control' && leaf === 'commands') return { kind: 'controlCommands', id };
+  if (area === 'control' && leaf === 'events') return { kind: 'controlEvents', id };
   if (area === 'metrics' && id === 'hosts' && leaf !== undefined && ID_PATTERN.test(leaf)) return { kind: 'hostMetrics', id: leaf };
   return undefined;
 }

@@ -13,6 +13,7 @@ import { labLayout } from '../lab/layout.ts';
 import { readLabState } from '../lab/state.ts';
 import { registerMigrateCommand } from './migrate-command.ts';
 import { registerDemoCommand } from './demo-command.ts';
+import { registerControlCommands } from './control-commands.ts';
 import { registerMonitorCommands } from '../../monitor/cli.ts';
 
 export function buildProgram(): Command {
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerClusterCommands(program);
   registerMigrateCommand(program);
   registerDemoCommand(program);
+  registerControlCommands(program, program.commands.find((c) => c.name() === 'control') as Command);
   registerMonitorCommands(program, { onDaemon: () => (cliState.daemonRunning = true), brokerUrl, defaultConfig: () => (readLabState() === undefined ? undefined : labLayout({ hosts: 1, cpuCount: 1 }).monitorConfig) });
   // Commander exits from nested commands too: make every one throw instead.
   const override = (cmd: Command) => {

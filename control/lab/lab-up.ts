@@ -186,17 +186,45 @@ async function ensurePcp(say: (l: string) => void): Promise<boolean> {
 }
 
 async function ensureControl(layout: LabLayout): Promise<void> {
-  writeFileSync(layout.controlConfig, ['nodeId: lab', 'broker:', '  embedded: true', '  host: 0.0.0.0', `  port: ${layout.brokerPort}`, ''].join('\n'));
+  writeFileSync(layout.controlConfig, `${JSON.stringify(labControlConfig(layout), null, 2)}\n`);
   if (livePid(layout.controlPidFile, 'control') !== undefined) return;
   const pid = spawnDetached(`${herdRoot()}/bin/herd`, ['control', '--config', layout.controlConfig], layout.controlLog);
   writeFileSync(layout.controlPidFile, `${pid}\n`);
 }
+
+/**
+ * The lab's control daemon: the control loop with short windows and intervals (the lab is
+ * for watching it work), started paused so that test suites sharing the lab keep their
+ * containers where they put them; `herd demo` and `herd control resume` start it.
+ */
+export function labControlConfig(layout: LabLayout) {
+  return {
+    nodeId: 'lab',
+    broker: { embedded: true, host: '0.0.0.0', port: layout.brokerPort },
+    loop: {
+      startPaused: true,
+      windowSeconds: 12,
+      evaluationIntervalSeconds: 15,
+      initialDelaySeconds: 15,
+      hostIntervalSeconds: LAB_SAMPLE_SECONDS,
+      containerIntervalSeconds: LAB_SAMPLE_SECONDS,
+      reactive: { consecutiveSamples: 3, minIntervalSeconds: 10 },
+      safety: { cooldownSeconds: 90, retryBackoffSeconds: 90, hysteresisEvaluations: 2, maxMovesPerEvaluation: 1, maxInFlightTotal: 2, maxInFlightPerHost: 1 },
+      stateDir: `${layout.stateDir}/control`,
+    },
+  };
+}
+
+/** The lab's monitor samples hosts and containers every 2 s. */
+export const LAB_SAMPLE_SECONDS = 2;
 
 /** The monitor runs in the root namespace, next to pmproxy, and watches every lab host. */
 async function ensureMonitor(layout: LabLayout): Promise<void> {
   const config = {
     broker: { url: layout.brokerUrl },
     datasetDir: layout.metricsDir,
+    hostIntervalSeconds: LAB_SAMPLE_SECONDS,
+    containerIntervalSeconds: LAB_SAMPLE_SECONDS,
     hosts: layout.hosts.map((h) => ({
       id: h.id,
       pmproxyUrl: 'http://127.0.0.1:44322',

@@ -1,0 +1,355 @@
+/**
+ * The control loop: windows → snapshot → policy chain → safety layer → re-check → executor.
+ *
+ * Evaluations run every `evaluationIntervalSeconds` after `initialDelaySeconds`, and at
+ * once when a host's CPU utilisation or CPU pressure crosses its threshold in
+ * `consecutiveSamples` samples in a row (the reactive trigger; at most one per
+ * `minIntervalSeconds`). Every evaluation publishes what it decided and why as control
+ * events. Paused or recommend-only, it plans and reports but sends nothing. Pause and
+ * drains survive a restart (state.json); the history (history.jsonl) gives the safety
+ * layer its cooldowns and failures back after a restart.
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { HerdError } from '../../protocol/errors.ts';
+import type { ControlEvent, ControlMode, HostMetrics } from '../../protocol/messages.ts';
+import { PROTOCOL_VERSION } from '../../protocol/messages.ts';
+import { followMetrics, type MetricsMessage } from '../../protocol/metrics-view.ts';
+import type { ClusterSnapshot, Plan } from '../../policies/model.ts';
+import { defaultArgs, POLICY_NAMES, runChain, type PolicyName, type PolicyStep } from '../../policies/registry.ts';
+import { applySafety, emptySafetyState, recheckMove, type SafetyRules, type SafetyState } from '../../policies/safety/safety.ts';
+import type { LoopConfig } from '../config.ts';
+import type { MigrationSession } from '../migrations/migration-client.ts';
+import { Executor } from './executor.ts';
+import { HistoryStore, type MigrationRecord } from './history-store.ts';
+import { buildSnapshot } from './snapshot-builder.ts';
+import { SampleWindows } from './windows.ts';
+
+export type ControlEventInput = Omit<ControlEvent, 'v' | 'nodeId' | 'at'>;
+
+export interface LoopDeps {
+  session: MigrationSession;
+  log: Logger;
+  publishEvent: (e: ControlEvent) => void;
+  /** Called when pause, drains or the evaluation times change (the daemon republishes its status). */
+  onStateChange: () => void;
+  nodeId: string;
+}
+
+export interface Evaluation {
+  evaluationId: string;
+  trigger: 'periodic' | 'reactive' | 'manual';
+  at: string;
+  snapshot: ClusterSnapshot;
+  /** The chain's plan, before the safety layer. */
+  plan: Plan;
+  /** What the safety layer let through (moves sent unless paused or recommend-only). */
+  allowed: Plan;
+  sent: number;
+}
+
+interface PersistedState {
+  paused: boolean;
+  pausedReason?: string;
+  draining: string[];
+}
+
+const EVENT_MEMORY = 1000;
+
+export class ControlLoop {
+  private readonly windows: SampleWindows;
+  private readonly history: HistoryStore;
+  private readonly executor: Executor;
+  private readonly events: ControlEvent[] = [];
+  private safety: SafetyState = emptySafetyState();
+  private state: PersistedState = { paused: false, draining: [] };
+  private timer: NodeJS.Timeout | undefined;
+  private stopMetrics: (() => Promise<void>) | undefined;
+  private evaluating: Promise<Evaluation> | undefined;
+  private evaluationCount = 0;
+  private lastEvaluation: Evaluation | undefined;
+  private nextEvaluationAtMs: number | undefined;
+  private lastReactiveAtMs = 0;
+  private readonly overThreshold = new Map<string, number>();
+  private readonly running = new Set<Promise<unknown>>();
+  private closed = false;
+  private startedAtMs = Date.now();
+
+  constructor(private readonly config: LoopConfig, private readonly deps: LoopDeps) {
+    mkdirSync(config.stateDir, { recursive: true });
+    this.windows = new SampleWindows(config);
+    this.history = new HistoryStore(join(config.stateDir, 'history.jsonl'));
+    this.state = this.readState();
+    for (const r of this.history.all()) this.remember(r);
+    this.executor = new Executor({
+      session: deps.session,
+      history: this.history,
+      log: deps.log,
+      fsMode: config.fsMode,
+      timeoutMs: config.migrationTimeoutSeconds * 1000,
+      onEnded: (r) => this.migrationEnded(r),
+    });
+  }
+
+  async start(): Promise<void> {
+    this.startedAtMs = Date.now();
+    await this.executor.start();
+    this.stopMetrics = await followMetrics(this.deps.session.client, (m) => this.onMetrics(m));
+    const open = this.history.open();
+    if (open.length > 0) this.emit({ kind: 'control', message: `${open.length} migration(s) in doubt after a restart: their outcome will be asked of the hosts, none is started again (${open.map((r) => `${r.name} ${r.from} -> ${r.to}`).join(', ')})` });
+    this.schedule(this.config.initialDelaySeconds);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    await this.stopMetrics?.();
+    await this.executor.close();
+  }
+
+  // ------------------------------------------------------------------ operator actions
+  status() {
+    return {
+      mode: this.config.mode as ControlMode,
+      paused: this.state.paused,
+      ...(this.state.pausedReason === undefined ? {} : { pausedReason: this.state.pausedReason }),
+      draining: [...this.state.draining],
+      policies: this.config.policies.map((s) => s.policy),
+      evaluations: this.evaluationCount,
+      ...(this.lastEvaluation === undefined ? {} : { lastEvaluationAt: this.lastEvaluation.at, lastPlan: summarize(this.lastEvaluation) }),
+      ...(this.nextEvaluationAtMs === undefined ? {} : { nextEvaluationAt: new Date(this.nextEvaluationAtMs).toISOString() }),
+      inFlight: this.executor.inFlight(),
+      windowSeconds: this.config.windowSeconds,
+      evaluationIntervalSeconds: this.config.evaluationIntervalSeconds,
+    };
+  }
+
+  pause(reason: string | undefined): void {
+    this.state = { ...this.state, paused: true, ...(reason === undefined ? {} : { pausedReason: reason }) };
+    this.writeState();
+    this.emit({ kind: 'control', code: 'PAUSED', message: `paused${reason === undefined ? '' : `: ${reason}`}; evaluations go on, no move is sent` });
+  }
+
+  resume(): void {
+    const { pausedReason: _r, ...rest } = this.state;
+    this.state = { ...rest, paused: false };
+    this.writeState();
+    this.emit({ kind: 'control', code: 'RESUMED', message: 'resumed: moves are sent again' });
+  }
+
+  drain(host: string, cancel: boolean): { draining: string[] } {
+    const known = this.deps.session.view.hosts().map((h) => h.hostId);
+    if (!known.includes(host)) throw new HerdError('UNKNOWN_HOST', `unknown host "${host}" (known hosts: ${known.join(', ') || 'none'})`);
+    const set = new Set(this.state.draining);
+    if (cancel) set.delete(host);
+    else set.add(host);
+    this.state = { ...this.state, draining: [...set].sort() };
+    this.writeState();
+    this.emit({ kind: 'control', code: cancel ? 'DRAIN_CANCELLED' : 'DRAINING', message: cancel ? `${host} is no longer drained: it takes containers again` : `draining ${host}: its containers leave (within the safety caps), none arrive` });
+    if (!cancel) this.evaluateSoon('manual');
+    return { draining: this.state.draining };
+  }
+
+  historyRecords(limit: number, container?: string): MigrationRecord[] {
+    const all = this.history.all().filter((r) => container === undefined || r.name === container || r.herdId === container);
+    return all.slice(-limit);
+  }
+
+  recentEvents(limit: number): ControlEvent[] {
+    return this.events.slice(-limit);
+  }
+
+  /** Plans on a fresh snapshot without acting: the chain, or one policy with its default arguments. */
+  async planOnly(policy: string | undefined): Promise<{ snapshot: ClusterSnapshot; plan: Plan; allowed: Plan }> {
+    if (policy !== undefined && !POLICY_NAMES.includes(policy as PolicyName)) throw new HerdError('BAD_USAGE', `unknown policy "${policy}" (known: ${POLICY_NAMES.join(', ')})`);
+    const snapshot = await this.snapshot(`plan-${Date.now()}`);
+    const chain = policy === undefined ? this.chain() : [this.step(policy as PolicyName, {})];
+    const plan = runChain(snapshot, chain);
+    const allowed = applySafety(plan, snapshot, this.safety, this.rulesFor(plan)).plan;
+    return { snapshot, plan, allowed };
+  }
+
+  /** Runs an evaluation now (or returns the one running). */
+  evaluateNow(trigger: Evaluation['trigger'] = 'manual'): Promise<Evaluation> {
+    this.evaluating ??= this.evaluate(trigger).finally(() => {
+      this.evaluating = undefined;
+    });
+    return this.evaluating;
+  }
+
+  /** Waits for the migrations the loop has sent (tests, shutdown). */
+  async settle(): Promise<void> {
+    while (this.running.size > 0) await Promise.allSettled([...this.running]);
+  }
+
+  // ------------------------------------------------------------------ the loop
+  private schedule(delaySeconds: number): void {
+    if (this.closed || !this.config.enabled) return;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.nextEvaluationAtMs = Date.now() + delaySeconds * 1000;
+    this.timer = setTimeout(() => {
+      this.evaluateNow('periodic')
+        .catch((err: unknown) => this.deps.log.error({ err: String(err) }, 'evaluation failed'))
+        .finally(() => this.schedule(this.config.evaluationIntervalSeconds));
+    }, delaySeconds * 1000);
+    this.timer.unref?.();
+    this.deps.onStateChange();
+  }
+
+  private evaluateSoon(trigger: Evaluation['trigger']): void {
+    setImmediate(() => {
+      if (this.closed) return;
+      this.evaluateNow(trigger).catch((err: unknown) => this.deps.log.error({ err: String(err) }, 'evaluation failed'));
+    });
+  }
+
+  private onMetrics(m: MetricsMessage): void {
+    if (m.kind === 'containers') {
+      this.windows.addContainers(m.batch);
+      return;
+    }
+    this.windows.addHost(m.sample);
+    this.reactive(m.sample);
+  }
+
+  /** The reactive trigger: consecutive host samples over a threshold. */
+  private reactive(s: HostMetrics): void {
+    const r = this.config.reactive;
+    if (!r.enabled || !this.config.enabled || s.stale) return;
+    const over = (s.cpuUtil ?? 0) >= r.cpuUtil || (s.pressure?.cpuSomeAvg10sPct ?? 0) >= r.cpuPressurePct;
+    const n = over ? (this.overThreshold.get(s.hostId) ?? 0) + 1 : 0;
+    this.overThreshold.set(s.hostId, n);
+    if (n < r.consecutiveSamples) return;
+    const now = Date.now();
+    if (now - this.lastReactiveAtMs < r.minIntervalSeconds * 1000 || this.evaluating !== undefined) return;
+    // Not before one window of samples could arrive.
+    if (now - this.startedAtMs < this.config.windowSeconds * 1000) return;
+    this.lastReactiveAtMs = now;
+    this.overThreshold.set(s.hostId, 0);
+    this.emit({ kind: 'trigger', code: 'HOST_OVER_THRESHOLD', message: `${s.hostId}: CPU ${((s.cpuUtil ?? 0) * 100).toFixed(0)} %${s.pressure?.cpuSomeAvg10sPct === undefined ? '' : `, CPU pressure ${s.pressure.cpuSomeAvg10sPct.toFixed(0)} %`} in ${n} samples in a row: evaluating now` });
+    this.evaluateSoon('reactive');
+  }
+
+  private step(policy: PolicyName, args: Record<string, unknown>): PolicyStep {
+    // The loop's missing-samples threshold is every policy's default.
+    const defaults = defaultArgs(policy) as Record<string, unknown>;
+    const withThreshold = 'maxMissingRatio' in defaults && !('maxMissingRatio' in args) ? { maxMissingRatio: this.config.missingSamplesThreshold, ...args } : args;
+    return { policy, args: withThreshold };
+  }
+
+  private chain(): PolicyStep[] {
+    const configured = this.config.policies.map((s) => this.step(s.policy, s.args));
+    return this.state.draining.length > 0 ? [this.step('drain', {}), ...configured] : configured;
+  }
+
+  /** Drains are operator intent: caps still apply, hysteresis and cooldowns do not. */
+  private rulesFor(plan: Plan): SafetyRules {
+    return plan.policy === 'drain' ? { ...this.config.safety, hysteresisEvaluations: 1, cooldownSeconds: 0 } : this.config.safety;
+  }
+
+  private async snapshot(version: string): Promise<ClusterSnapshot> {
+    const nowMs = Date.now();
+    const aggregates = await this.windows.aggregate(nowMs);
+    return buildSnapshot({
+      version,
+      nowMs,
+      windowSeconds: this.config.windowSeconds,
+      view: this.deps.session.view,
+      aggregates,
+      inFlight: this.executor.inFlight(),
+      draining: new Set(this.state.draining),
+      hostCores: (h) => this.windows.hostCores(h),
+    });
+  }
+
+  private async evaluate(trigger: Evaluation['trigger']): Promise<Evaluation> {
+    this.executor.reconcile();
+    const evaluationId = `e-${++this.evaluationCount}`;
+    const snapshot = await this.snapshot(evaluationId);
+    const plan = runChain(snapshot, this.chain());
+    const { plan: allowed, state } = applySafety(plan, snapshot, this.safety, this.rulesFor(plan));
+    this.safety = { ...state, lastMovedAtMs: this.safety.lastMovedAtMs, lastFailedAtMs: this.safety.lastFailedAtMs };
+    const acting = this.config.mode === 'act' && !this.state.paused;
+    const evaluation: Evaluation = { evaluationId, trigger, at: new Date(snapshot.nowMs).toISOString(), snapshot, plan, allowed, sent: 0 };
+    this.lastEvaluation = evaluation;
+    const why = acting ? '' : this.state.paused ? ' (paused: nothing is sent)' : ' (recommend-only: nothing is sent)';
+    this.emit({ kind: 'evaluation', evaluationId, policy: plan.policy, message: `${trigger} evaluation ${evaluationId}: ${snapshot.hosts.filter((h) => h.online).length} host(s), ${snapshot.containers.length} container(s), ${snapshot.inFlight.length} in flight; ${plan.policy} proposed ${plan.moves.length} move(s), ${allowed.moves.length} allowed${why}` });
+    for (const a of allowed.annotations) {
+      this.emit({ kind: a.level === 'veto' ? 'veto' : 'annotation', evaluationId, code: a.code, ...(a.policy === undefined ? {} : { policy: a.policy }), ...(a.herdId === undefined ? {} : { herdId: a.herdId }), message: a.message });
+    }
+    if (acting) {
+      for (const move of allowed.moves) {
+        // The last look, against fresh state (the window's figures, the hosts' lists now).
+        const fresh = await this.snapshot(`${evaluationId}-recheck`);
+        const stale = recheckMove(move, fresh, this.safety, this.rulesFor(plan));
+        if (stale !== undefined) {
+          this.emit({ kind: 'veto', evaluationId, code: stale.code, policy: move.policy, herdId: move.herdId, container: move.name, from: move.from, to: move.to, message: `${move.name} ${move.from} -> ${move.to} not sent: ${stale.message}` });
+          continue;
+        }
+        evaluation.sent++;
+        this.emit({ kind: 'move', evaluationId, code: move.reasonCode, policy: move.policy, herdId: move.herdId, container: move.name, from: move.from, to: move.to, message: `${move.name} ${move.from} -> ${move.to}: ${move.reason}` });
+        const p = this.executor.execute(move, evaluationId).catch((err: unknown) => this.deps.log.error({ err: String(err) }, 'executor failed'));
+        this.running.add(p);
+        void p.finally(() => this.running.delete(p));
+      }
+    }
+    this.deps.onStateChange();
+    return evaluation;
+  }
+
+  private migrationEnded(r: MigrationRecord): void {
+    this.remember(r);
+    const t = r.timings;
+    const figures = t === undefined ? '' : `: downtime ${t.downtimeMs.toFixed(0)} ms, total ${t.totalMs.toFixed(0)} ms`;
+    const error = r.error === undefined ? '' : ` [${r.error.code}] ${r.error.message}`;
+    this.emit({
+      kind: 'migration',
+      migrationId: r.migrationId,
+      herdId: r.herdId,
+      container: r.name,
+      from: r.from,
+      to: r.to,
+      outcome: r.outcome ?? 'unknown',
+      ...(r.policy === undefined ? {} : { policy: r.policy }),
+      ...(t === undefined ? {} : { downtimeMs: t.downtimeMs, totalMs: t.totalMs }),
+      message: `${r.name} ${r.from} -> ${r.to} ${r.outcome ?? 'unknown'}${r.manual ? ' (manual)' : ''}${figures}${error}`,
+    });
+  }
+
+  /** Feeds a finished migration to the safety layer's memory. */
+  private remember(r: MigrationRecord): void {
+    if (r.outcome === undefined || r.endedAt === undefined) return;
+    const at = Date.parse(r.endedAt);
+    if (r.outcome === 'done') this.safety.lastMovedAtMs[r.herdId] = Math.max(at, this.safety.lastMovedAtMs[r.herdId] ?? 0);
+    else this.safety.lastFailedAtMs[r.herdId] = Math.max(at, this.safety.lastFailedAtMs[r.herdId] ?? 0);
+  }
+
+  private emit(e: ControlEventInput): void {
+    const event: ControlEvent = { v: PROTOCOL_VERSION, nodeId: this.deps.nodeId, at: new Date().toISOString(), ...e };
+    this.events.push(event);
+    if (this.events.length > EVENT_MEMORY) this.events.splice(0, this.events.length - EVENT_MEMORY);
+    this.deps.log.info({ kind: e.kind, code: e.code, migrationId: e.migrationId }, e.message);
+    this.deps.publishEvent(event);
+  }
+
+  private readState(): PersistedState {
+    try {
+      const s = JSON.parse(readFileSync(join(this.config.stateDir, 'state.json'), 'utf8')) as Partial<PersistedState>;
+      return { paused: s.paused === true, ...(typeof s.pausedReason === 'string' ? { pausedReason: s.pausedReason } : {}), draining: Array.isArray(s.draining) ? s.draining.filter((h): h is string => typeof h === 'string') : [] };
+    } catch {
+      return this.config.startPaused ? { paused: true, pausedReason: 'started paused (loop.startPaused)', draining: [] } : { paused: false, draining: [] };
+    }
+  }
+
+  private writeState(): void {
+    const file = join(this.config.stateDir, 'state.json');
+    writeFileSync(`${file}.tmp`, `${JSON.stringify(this.state, null, 2)}\n`, { mode: 0o600 });
+    renameSync(`${file}.tmp`, file);
+    this.deps.onStateChange();
+  }
+}
+
+function summarize(e: Evaluation) {
+  return { evaluationId: e.evaluationId, trigger: e.trigger, policy: e.plan.policy, proposed: e.plan.moves.length, allowed: e.allowed.moves.length, sent: e.sent, moves: e.allowed.moves, annotations: e.allowed.annotations };
+}
