@@ -409,5 +409,8 @@ export const controlEventSchema = z.strictObject({
   outcome: z.enum(['done', 'failed', 'rolled-back', 'timeout', 'unknown']).optional(),
   downtimeMs: z.number().min(0).optional(),
   totalMs: z.number().min(0).optional(),
+  /** On an evaluation: moves the policy chain proposed, and those the safety layer allowed. */
+  proposed: z.number().int().min(0).optional(),
+  allowed: z.number().int().min(0).optional(),
 });
 export type ControlEvent = z.infer<typeof controlEventSchema>;

@@ -26,7 +26,7 @@ function positiveInt(value: string): number {
 }
 
 /** The control daemon to talk to: --control, else the only one whose retained status says online. */
-async function findControl(session: Session, wanted: string | undefined): Promise<string> {
+export async function findControl(session: Session, wanted: string | undefined): Promise<string> {
   const statuses = new Map<string, ControlStatus>();
   const onMessage = (topic: string, payload: Buffer) => {
     const parsed = parseTopic(topic);
@@ -54,7 +54,7 @@ async function findControl(session: Session, wanted: string | undefined): Promis
   return (online[0] as ControlStatus).nodeId;
 }
 
-async function ask<R, T extends CommandType>(session: Session, nodeId: string, type: T, args: CommandArgsInput<T>, timeoutMs = 60_000): Promise<R> {
+export async function askControl<R, T extends CommandType>(session: Session, nodeId: string, type: T, args: CommandArgsInput<T>, timeoutMs = 60_000): Promise<R> {
   return session.rpc.request<R, T>(nodeId, type, args, { topic: topics.controlCommands(nodeId), timeoutMs });
 }
 
@@ -128,7 +128,7 @@ export function registerControlCommands(program: Command, control: Command): voi
       }
       await withSession(cmd, async (session) => {
         const nodeId = await findControl(session, opts.control);
-        const r = await ask<{ snapshot: ClusterSnapshot; plan: Plan; allowed: Plan }, 'control.plan'>(session, nodeId, 'control.plan', opts.policy === undefined ? {} : { policy: opts.policy });
+        const r = await askControl<{ snapshot: ClusterSnapshot; plan: Plan; allowed: Plan }, 'control.plan'>(session, nodeId, 'control.plan', opts.policy === undefined ? {} : { policy: opts.policy });
         if (opts.save !== undefined) writeFileSync(opts.save, `${JSON.stringify(r.snapshot, null, 2)}\n`);
         if (opts.json === true) return printJson(r);
         process.stdout.write(renderPlan(r.plan, r.allowed));
@@ -141,8 +141,8 @@ export function registerControlCommands(program: Command, control: Command): voi
     .action(async (opts: ControlOpts, cmd: Command) => {
       await withSession(cmd, async (session) => {
         const nodeId = await findControl(session, opts.control);
-        const status = await ask<Record<string, unknown> & { mode: string; paused: boolean; draining: string[]; nextEvaluationAt?: string; lastEvaluationAt?: string; inFlight: unknown[]; policies: string[] }, 'control.status'>(session, nodeId, 'control.status', {});
-        const { snapshot } = await ask<{ snapshot: ClusterSnapshot }, 'control.plan'>(session, nodeId, 'control.plan', {});
+        const status = await askControl<Record<string, unknown> & { mode: string; paused: boolean; draining: string[]; nextEvaluationAt?: string; lastEvaluationAt?: string; inFlight: unknown[]; policies: string[] }, 'control.status'>(session, nodeId, 'control.status', {});
+        const { snapshot } = await askControl<{ snapshot: ClusterSnapshot }, 'control.plan'>(session, nodeId, 'control.plan', {});
         if (opts.json === true) return printJson({ control: { nodeId, ...status }, snapshot });
         const state = status.paused ? `paused${typeof status.pausedReason === 'string' ? ` (${status.pausedReason})` : ''}` : status.mode === 'recommend' ? 'recommend-only' : 'acting';
         process.stdout.write(`control ${nodeId}: ${state}; policies ${status.policies.join(' > ')}; ${status.inFlight.length} migration(s) in flight${status.draining.length > 0 ? `; draining ${status.draining.join(', ')}` : ''}; last evaluation ${status.lastEvaluationAt ?? 'none yet'}, next ${status.nextEvaluationAt ?? '-'}\n\n`);
@@ -177,7 +177,7 @@ export function registerControlCommands(program: Command, control: Command): voi
           session.client.on('message', onMessage);
           await session.client.subscribeAsync(topics.controlEvents(nodeId), { qos: 1 });
         }
-        const { events } = await ask<{ events: ControlEvent[] }, 'control.events'>(session, nodeId, 'control.events', { limit: opts.limit });
+        const { events } = await askControl<{ events: ControlEvent[] }, 'control.events'>(session, nodeId, 'control.events', { limit: opts.limit });
         for (const e of events) {
           seen.add(key(e));
           print(e);
@@ -202,7 +202,7 @@ export function registerControlCommands(program: Command, control: Command): voi
     .action(async (opts: ControlOpts & { limit: number; container?: string }, cmd: Command) => {
       await withSession(cmd, async (session) => {
         const nodeId = await findControl(session, opts.control);
-        const { records } = await ask<{ records: MigrationRecord[] }, 'control.history'>(session, nodeId, 'control.history', { limit: opts.limit, ...(opts.container === undefined ? {} : { container: opts.container }) });
+        const { records } = await askControl<{ records: MigrationRecord[] }, 'control.history'>(session, nodeId, 'control.history', { limit: opts.limit, ...(opts.container === undefined ? {} : { container: opts.container }) });
         if (opts.json === true) return printJson(records);
         const ms = (v: number | undefined) => (v === undefined ? '-' : `${v.toFixed(0)} ms`);
         process.stdout.write(
@@ -222,7 +222,7 @@ export function registerControlCommands(program: Command, control: Command): voi
     .action(async (host: string, opts: ControlOpts & { cancel?: boolean }, cmd: Command) => {
       await withSession(cmd, async (session) => {
         const nodeId = await findControl(session, opts.control);
-        const r = await ask<{ draining: string[] }, 'control.drain'>(session, nodeId, 'control.drain', { host, ...(opts.cancel === true ? { cancel: true } : {}) });
+        const r = await askControl<{ draining: string[] }, 'control.drain'>(session, nodeId, 'control.drain', { host, ...(opts.cancel === true ? { cancel: true } : {}) });
         if (opts.json === true) return printJson(r);
         process.stdout.write(opts.cancel === true ? `${host} takes containers again; draining: ${r.draining.join(', ') || 'none'}\n` : `draining ${host}: follow with "herd events -f"; draining: ${r.draining.join(', ')}\n`);
       });
@@ -235,7 +235,7 @@ export function registerControlCommands(program: Command, control: Command): voi
     .action(async (opts: ControlOpts & { reason?: string }, cmd: Command) => {
       await withSession(cmd, async (session) => {
         const nodeId = await findControl(session, opts.control);
-        const r = await ask<unknown, 'control.pause'>(session, nodeId, 'control.pause', opts.reason === undefined ? {} : { reason: opts.reason });
+        const r = await askControl<unknown, 'control.pause'>(session, nodeId, 'control.pause', opts.reason === undefined ? {} : { reason: opts.reason });
         if (opts.json === true) return printJson(r);
         process.stdout.write(`control ${nodeId} paused\n`);
       });
@@ -243,7 +243,7 @@ export function registerControlCommands(program: Command, control: Command): voi
   simple('resume', 'send moves again').action(async (opts: ControlOpts, cmd: Command) => {
     await withSession(cmd, async (session) => {
       const nodeId = await findControl(session, opts.control);
-      const r = await ask<unknown, 'control.resume'>(session, nodeId, 'control.resume', {});
+      const r = await askControl<unknown, 'control.resume'>(session, nodeId, 'control.resume', {});
       if (opts.json === true) return printJson(r);
       process.stdout.write(`control ${nodeId} resumed\n`);
     });
@@ -251,7 +251,7 @@ export function registerControlCommands(program: Command, control: Command): voi
   simple('evaluate', 'run an evaluation now (acts unless paused or recommend-only)').action(async (opts: ControlOpts, cmd: Command) => {
     await withSession(cmd, async (session) => {
       const nodeId = await findControl(session, opts.control);
-      const r = await ask<{ evaluationId: string; policy: string; proposed: number; sent: number; allowed: unknown[]; annotations: { level: string; code: string; message: string }[] }, 'control.evaluate'>(session, nodeId, 'control.evaluate', {});
+      const r = await askControl<{ evaluationId: string; policy: string; proposed: number; sent: number; allowed: unknown[]; annotations: { level: string; code: string; message: string }[] }, 'control.evaluate'>(session, nodeId, 'control.evaluate', {});
       if (opts.json === true) return printJson(r);
       process.stdout.write(`${r.evaluationId}: ${r.policy} proposed ${r.proposed}, ${r.allowed.length} allowed, ${r.sent} sent\n${r.annotations.map((a) => `  ${a.level.padEnd(5)} [${a.code}] ${a.message}`).join('\n')}\n`);
     });

@@ -1,20 +1,28 @@
 /**
- * `herd demo`: Herd's main job on a running cluster (the lab by default) — starts demo
- * workloads (a counter writing files, an HTTP server on the shared L2 network, a
- * sysbench CPU burner) and live-migrates them around the hosts, round after round,
- * printing each migration's downtime and a summary.
+ * `herd demo`: Herd's main job on a running cluster (the lab by default). It piles CPU-bound
+ * sysbench workloads (single- and multi-threaded) and two idle services on one host,
+ * resumes the control loop and prints what the loop does about it: each live migration
+ * with its reason and downtime, then evaluations that leave the placement alone (stable).
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { decode } from '../../protocol/codec.ts';
 import { HerdError } from '../../protocol/errors.ts';
-import type { ContainerSpec } from '../../protocol/messages.ts';
 import { newHerdId } from '../../protocol/ids.ts';
-import { withBrokerOption, withSession } from './context.ts';
-import { migrateOnce } from '../migrations/migration-client.ts';
+import { controlEventSchema, type ContainerSpec, type ControlEvent } from '../../protocol/messages.ts';
+import { topics } from '../../protocol/topics.ts';
+import { findControl, askControl } from './control-commands.ts';
+import { table, withBrokerOption, withSession } from './context.ts';
 
-const DEMO_WORKLOADS: (Omit<ContainerSpec, 'herdId'> & { needsNetwork?: boolean })[] = [
+type DemoWorkload = Omit<ContainerSpec, 'herdId'> & { needsNetwork?: boolean };
+
+/** On the lab's 1-core hosts: four CPU-bound workloads of half a core each (4 x 0.5 on one core), two idle services. */
+export const DEMO_WORKLOADS: DemoWorkload[] = [
+  { name: 'demo-cpu-1', image: 'herd/sysbench', cmd: ['sysbench', 'cpu', '--time=0', '--threads=1', 'run'], cpuLimitCores: 0.5 },
+  { name: 'demo-cpu-2', image: 'herd/sysbench', cmd: ['sysbench', 'cpu', '--time=0', '--threads=1', 'run'], cpuLimitCores: 0.5 },
+  { name: 'demo-mt-1', image: 'herd/sysbench', cmd: ['sysbench', 'cpu', '--time=0', '--threads=2', 'run'], cpuLimitCores: 0.5 },
+  { name: 'demo-mt-2', image: 'herd/sysbench', cmd: ['sysbench', 'cpu', '--time=0', '--threads=2', 'run'], cpuLimitCores: 0.5 },
   { name: 'demo-counter', image: 'herd/busybox', cmd: ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo $i > /data/count; sleep 1; done'] },
   { name: 'demo-web', image: 'herd/busybox', cmd: ['httpd', '-f', '-p', '80', '-h', '/etc'], network: { network: 'herd-lan', ip: '10.213.0.250' }, needsNetwork: true },
-  { name: 'demo-cpu', image: 'herd/sysbench', cmd: ['sysbench', 'cpu', '--time=0', '--threads=1', 'run'], cpuLimitCores: 0.5 },
 ];
 
 function positiveInt(value: string): number {
@@ -23,52 +31,94 @@ function positiveInt(value: string): number {
   return n;
 }
 
+const stamp = (e: ControlEvent) => e.at.slice(11, 19);
+
 export function registerDemoCommand(program: Command): void {
   withBrokerOption(program.command('demo'))
-    .description('start demo workloads and live-migrate them between hosts, printing each downtime')
-    .option('--rounds <n>', 'rounds of migrations (each moves every workload to the next host)', positiveInt, 3)
-    .option('--interval <seconds>', 'pause between rounds', positiveInt, 3)
+    .description('pile demo workloads on one host and watch the control loop rebalance them by live migrations')
+    .option('--host <host>', 'the host to pile the workloads on (default: the first online host)')
+    .option('--stable <n>', 'evaluations in a row without a move that count as stable', positiveInt, 3)
+    .option('--timeout <seconds>', 'give up after this long', positiveInt, 420)
     .option('--no-network', 'skip the HTTP workload on the herd-lan network')
-    .action(async (opts: { rounds: number; interval: number; network: boolean }, cmd: Command) => {
+    .option('--control <nodeId>', 'control daemon node id (default: the one online)')
+    .action(async (opts: { host?: string; stable: number; timeout: number; network: boolean; control?: string }, cmd: Command) => {
       await withSession(cmd, async (session) => {
-        const hosts = session.view.hosts().filter((h) => h.state === 'online').map((h) => h.hostId);
-        if (hosts.length < 2) throw new HerdError('HOST_OFFLINE', `the demo needs at least 2 online hosts, found ${hosts.length} (${hosts.join(', ') || 'none'}); run "bin/herd lab up" as root`);
+        const online = session.view.hosts().filter((h) => h.state === 'online').map((h) => h.hostId);
+        if (online.length < 2) throw new HerdError('HOST_OFFLINE', `the demo needs at least 2 online hosts, found ${online.length} (${online.join(', ') || 'none'}); run "bin/herd lab up" as root`);
+        const pile = opts.host ?? (online[0] as string);
+        session.view.requireOnline(pile);
+        const nodeId = await findControl(session, opts.control);
         const workloads = DEMO_WORKLOADS.filter((w) => opts.network || w.needsNetwork !== true);
-        for (const [i, w] of workloads.entries()) {
-          const existing = session.view.containers().find((c) => c.name === w.name && c.state === 'running');
-          if (existing !== undefined) {
-            process.stdout.write(`${w.name} already runs on ${existing.hostId}\n`);
+
+        // A fresh start: the demo's own containers from an earlier run go, then all start on one host.
+        for (const c of session.view.containers().filter((c) => workloads.some((w) => w.name === c.name))) {
+          await session.rpc.request(c.hostId, 'container.remove', { container: c.herdId, force: true }, { timeoutMs: 60_000 });
+        }
+        for (const w of workloads) {
+          const { needsNetwork: _n, ...spec } = w;
+          await session.rpc.request(pile, 'container.run', { ...spec, herdId: newHerdId() }, { timeoutMs: 60_000 });
+        }
+        process.stdout.write(`started ${workloads.length} workloads on ${pile}: ${workloads.map((w) => w.name).join(', ')}\n`);
+        process.stdout.write(`  4 CPU-bound sysbench containers of 0.5 core each (2 of them 2-threaded) share ${pile}'s one core; the control loop (${nodeId}) decides what moves\n`);
+
+        const events: ControlEvent[] = [];
+        let wake: (() => void) | undefined;
+        const onMessage = (topic: string, payload: Buffer) => {
+          if (topic !== topics.controlEvents(nodeId)) return;
+          try {
+            events.push(decode(controlEventSchema, payload, 'control event'));
+            wake?.();
+          } catch {
+            // not ours to print
+          }
+        };
+        session.client.on('message', onMessage);
+        await session.client.subscribeAsync(topics.controlEvents(nodeId), { qos: 1 });
+        await askControl(session, nodeId, 'control.resume', {});
+        process.stdout.write(`control loop resumed; waiting for its evaluations (a window of samples first)\n`);
+
+        const deadline = Date.now() + opts.timeout * 1000;
+        const downtimes: number[] = [];
+        let failed = 0;
+        let quiet = 0;
+        let inFlight = 0;
+        let seen = 0;
+        while (Date.now() < deadline && !(downtimes.length > 0 && quiet >= opts.stable && inFlight === 0)) {
+          if (seen === events.length) {
+            await new Promise<void>((r) => {
+              wake = r;
+              setTimeout(r, 2000);
+            });
             continue;
           }
-          const { needsNetwork: _n, ...spec } = w;
-          const host = hosts[i % hosts.length] as string;
-          await session.rpc.request(host, 'container.run', { ...spec, herdId: newHerdId() }, { timeoutMs: 60_000 });
-          process.stdout.write(`started ${w.name} on ${host}\n`);
-        }
-        await new Promise((r) => setTimeout(r, 1500)); // let the retained container lists update
-        const downtimes: number[] = [];
-        let failures = 0;
-        for (let round = 1; round <= opts.rounds; round++) {
-          process.stdout.write(`-- round ${round}/${opts.rounds}\n`);
-          for (const w of workloads) {
-            const where = session.view.containers().find((c) => c.name === w.name)?.hostId;
-            const to = hosts[(hosts.indexOf(where ?? hosts[0]!) + 1) % hosts.length] as string;
-            try {
-              const r = await migrateOnce(session, w.name, to, 'diff', () => undefined);
-              downtimes.push(r.timings.downtimeMs);
-              process.stdout.write(`${w.name.padEnd(13)} ${r.sourceHost} -> ${r.targetHost}  downtime ${r.timings.downtimeMs.toFixed(0)} ms  total ${r.timings.totalMs.toFixed(0)} ms  moved ${((r.timings.checkpointBytes + r.timings.filesystemBytes) / 2 ** 20).toFixed(2)} MiB\n`);
-            } catch (err) {
-              failures++;
-              process.stdout.write(`${w.name.padEnd(13)} -> ${to}  FAILED: ${(err as Error).message}\n`);
-            }
-            await new Promise((r) => setTimeout(r, 700)); // let the retained container lists catch up
+          const e = events[seen++] as ControlEvent;
+          if (e.kind === 'evaluation') {
+            quiet = e.proposed === 0 ? quiet + 1 : 0;
+            process.stdout.write(`${stamp(e)}  ${e.message}\n`);
+          } else if (e.kind === 'move') {
+            inFlight++;
+            process.stdout.write(`${stamp(e)}  MOVE ${e.message}\n`);
+          } else if (e.kind === 'migration') {
+            inFlight = Math.max(0, inFlight - 1);
+            if (e.outcome === 'done' && e.downtimeMs !== undefined) downtimes.push(e.downtimeMs);
+            else failed++;
+            process.stdout.write(`${stamp(e)}  ${e.outcome === 'done' ? 'DONE' : 'FAILED'} ${e.message}\n`);
+          } else if (e.kind === 'veto' || e.kind === 'trigger') {
+            process.stdout.write(`${stamp(e)}  ${e.kind} [${e.code ?? ''}] ${e.message}\n`);
+          } else if (e.kind === 'annotation' && quiet <= 1) {
+            process.stdout.write(`${stamp(e)}  why: [${e.code ?? ''}] ${e.message}\n`);
           }
-          if (round < opts.rounds) await new Promise((r) => setTimeout(r, opts.interval * 1000));
         }
+        session.client.off('message', onMessage);
+
+        await new Promise((r) => setTimeout(r, 1500)); // the hosts' retained lists catch up
+        const placement = session.view.containers().filter((c) => workloads.some((w) => w.name === c.name) && c.state === 'running');
+        process.stdout.write(`\n${table(['CONTAINER', 'HOST'], placement.map((c) => [c.name, c.hostId]))}\n`);
         const sorted = [...downtimes].sort((a, b) => a - b);
         const median = sorted.length === 0 ? 0 : (sorted[Math.floor(sorted.length / 2)] as number);
-        process.stdout.write(`${downtimes.length} migration(s) done, ${failures} failed; median downtime ${median.toFixed(0)} ms. The workloads keep running: see "bin/herd containers".\n`);
-        if (failures > 0) process.exitCode = 1;
+        const stable = downtimes.length > 0 && quiet >= opts.stable;
+        process.stdout.write(`${downtimes.length} migration(s) by the control loop, ${failed} failed; median downtime ${median.toFixed(0)} ms; ${stable ? `stable: ${quiet} evaluations in a row without a move` : `not stable within ${opts.timeout} s`}. The loop keeps running: "bin/herd events -f", "bin/herd status", "bin/herd history".\n`);
+        if (!stable || failed > 0) process.exitCode = 1;
       });
     });
 }

@@ -208,7 +208,7 @@ export function labControlConfig(layout: LabLayout) {
       initialDelaySeconds: 15,
       hostIntervalSeconds: LAB_SAMPLE_SECONDS,
       containerIntervalSeconds: LAB_SAMPLE_SECONDS,
-      reactive: { consecutiveSamples: 3, minIntervalSeconds: 10 },
+      reactive: { consecutiveSamples: 3, minIntervalSeconds: 20 },
       safety: { cooldownSeconds: 90, retryBackoffSeconds: 90, hysteresisEvaluations: 2, maxMovesPerEvaluation: 1, maxInFlightTotal: 2, maxInFlightPerHost: 1 },
       stateDir: `${layout.stateDir}/control`,
     },

@@ -274,7 +274,7 @@ export class ControlLoop {
     const evaluation: Evaluation = { evaluationId, trigger, at: new Date(snapshot.nowMs).toISOString(), snapshot, plan, allowed, sent: 0 };
     this.lastEvaluation = evaluation;
     const why = acting ? '' : this.state.paused ? ' (paused: nothing is sent)' : ' (recommend-only: nothing is sent)';
-    this.emit({ kind: 'evaluation', evaluationId, policy: plan.policy, message: `${trigger} evaluation ${evaluationId}: ${snapshot.hosts.filter((h) => h.online).length} host(s), ${snapshot.containers.length} container(s), ${snapshot.inFlight.length} in flight; ${plan.policy} proposed ${plan.moves.length} move(s), ${allowed.moves.length} allowed${why}` });
+    this.emit({ kind: 'evaluation', evaluationId, policy: plan.policy, proposed: plan.moves.length, allowed: allowed.moves.length, message: `${trigger} evaluation ${evaluationId}: ${snapshot.hosts.filter((h) => h.online).length} host(s), ${snapshot.containers.length} container(s), ${snapshot.inFlight.length} in flight; ${plan.policy} proposed ${plan.moves.length} move(s), ${allowed.moves.length} allowed${why}` });
     for (const a of allowed.annotations) {
       this.emit({ kind: a.level === 'veto' ? 'veto' : 'annotation', evaluationId, code: a.code, ...(a.policy === undefined ? {} : { policy: a.policy }), ...(a.herdId === undefined ? {} : { herdId: a.herdId }), message: a.message });
     }
@@ -300,6 +300,7 @@ export class ControlLoop {
 
   private migrationEnded(r: MigrationRecord): void {
     this.remember(r);
+    if (r.outcome === 'done') this.windows.forgetHosts([r.from, r.to], r.endedAt === undefined ? Date.now() : Date.parse(r.endedAt));
     const t = r.timings;
     const figures = t === undefined ? '' : `: downtime ${t.downtimeMs.toFixed(0)} ms, total ${t.totalMs.toFixed(0)} ms`;
     const error = r.error === undefined ? '' : ` [${r.error.code}] ${r.error.message}`;

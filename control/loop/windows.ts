@@ -40,6 +40,8 @@ export interface WindowAggregates {
 
 interface Sample {
   id: string;
+  /** The host it was taken on (the host itself for host samples). */
+  hostId: string;
   atMs: number;
   values: Record<string, number | undefined>;
 }
@@ -65,6 +67,7 @@ export class SampleWindows {
     if (s.cpus !== undefined && s.cpus.length > 0) this.cores.set(s.hostId, s.cpus.length);
     this.hosts.push({
       id: s.hostId,
+      hostId: s.hostId,
       atMs: Date.parse(s.at),
       values: {
         cpuUtil: s.cpuUtil,
@@ -83,6 +86,7 @@ export class SampleWindows {
       const disk = s.diskReadOpsPerSec === undefined && s.diskWriteOpsPerSec === undefined ? undefined : (s.diskReadOpsPerSec ?? 0) + (s.diskWriteOpsPerSec ?? 0);
       this.containers.push({
         id: s.herdId,
+        hostId: s.hostId,
         atMs: Date.parse(s.at),
         values: { cpuCores: s.cpuCores, cpuLimitCores: s.cpuLimitCores, threadCount: s.threadCount, processCount: s.processCount, diskOpsPerSec: disk, memoryBytes: s.memoryBytes },
       });
@@ -94,6 +98,18 @@ export class SampleWindows {
     const from = nowMs - this.options.windowSeconds * 1000;
     this.hosts = this.hosts.filter((s) => s.atMs > from);
     this.containers = this.containers.filter((s) => s.atMs > from);
+  }
+
+  /**
+   * Forgets what was sampled on these hosts before `atMs`: after a migration between them
+   * their old figures describe a placement that no longer exists (the moved container's
+   * load on one, its absence on the other). Policies then wait for new samples instead of
+   * acting twice on the same imbalance.
+   */
+  forgetHosts(hostIds: readonly string[], atMs: number): void {
+    const stale = (s: Sample) => s.atMs < atMs && hostIds.includes(s.hostId);
+    this.hosts = this.hosts.filter((s) => !stale(s));
+    this.containers = this.containers.filter((s) => !stale(s));
   }
 
   /** Cores a host's samples counted (its cpuset), from its latest sample. */

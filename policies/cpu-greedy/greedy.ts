@@ -42,6 +42,8 @@ export type DemandCap = (c: ContainerSnapshot) => number;
 
 interface HostState {
   host: HostSnapshot;
+  /** Its window is full enough to trust as a target (a host seen only briefly may look idle). */
+  known: boolean;
   /** Estimated demand in cores, background included. */
   demand: number;
   count: number;
@@ -56,10 +58,17 @@ interface Candidate {
 const TOP_SHARE = 0.9;
 
 /** Why a container cannot be moved by any policy now, or undefined. */
-export function ineligibility(c: ContainerSnapshot, args: { minSamples: number; maxMissingRatio: number }): string | undefined {
+export function ineligibility(c: ContainerSnapshot, args: WindowArgs): string | undefined {
   if (c.migrating) return 'a migration of it is in flight';
-  if (c.sampleCount < args.minSamples) return `${c.sampleCount} sample(s) in the window, fewer than ${args.minSamples}`;
-  if (c.missingRatio > args.maxMissingRatio) return `${fmt(c.missingRatio * 100, 1)} % of its samples missing (threshold ${fmt(args.maxMissingRatio * 100, 1)} %)`;
+  return windowProblem(c, args);
+}
+
+type WindowArgs = { minSamples: number; maxMissingRatio: number };
+
+/** Why a host's or container's window is too thin to act on, or undefined. */
+export function windowProblem(x: { sampleCount: number; missingRatio: number }, args: WindowArgs): string | undefined {
+  if (x.sampleCount < args.minSamples) return `${x.sampleCount} sample(s) in the window, fewer than ${args.minSamples}`;
+  if (x.missingRatio > args.maxMissingRatio) return `${fmt(x.missingRatio * 100, 1)} % of its samples missing (threshold ${fmt(args.maxMissingRatio * 100, 1)} %)`;
   return undefined;
 }
 
@@ -100,7 +109,7 @@ export function planGreedy(policy: string, snapshot: ClusterSnapshot, args: Gree
     movable.sort(byKeyThenId((x) => x.demand, (x) => x.c.herdId, true));
     candidates.set(h.hostId, movable);
     const memoryFree = h.memoryAvailableBytes;
-    hosts.set(h.hostId, { host: h, demand, count: list.length, memoryFree });
+    hosts.set(h.hostId, { host: h, known: windowProblem(h, args) === undefined, demand, count: list.length, memoryFree });
   }
   if (notEnough.length > 0) {
     annotations.push({ level: 'skip', code: 'NOT_ENOUGH_SAMPLES', policy, message: `${notEnough.length} container(s) not considered: ${notEnough.slice(0, 5).join('; ')}${notEnough.length > 5 ? '; …' : ''}` });
@@ -129,7 +138,7 @@ export function planGreedy(policy: string, snapshot: ClusterSnapshot, args: Gree
     for (const from of overloaded) {
       for (const cand of candidates.get(from.host.hostId) ?? []) {
         if (moved.has(cand.c.herdId)) continue;
-        const to = targets.find((t) => t !== from && t.host.draining !== true && t.demand < t.host.cores * args.targetMaxUtil - 1e-9 && fitsMemory(cand.c, t));
+        const to = targets.find((t) => t !== from && t.known && t.host.draining !== true && t.demand < t.host.cores * args.targetMaxUtil - 1e-9 && fitsMemory(cand.c, t));
         if (to === undefined) {
           noRoom++;
           continue;
@@ -139,7 +148,10 @@ export function planGreedy(policy: string, snapshot: ClusterSnapshot, args: Gree
       }
     }
     if (best === undefined) {
-      if (step === 0) annotations.push({ level: 'skip', code: 'NO_TARGET_CAPACITY', policy, message: `${overloaded.map((s) => `${s.host.hostId} demands ${fmt(s.demand)} of ${s.host.cores} core(s)`).join(', ')}; no other host has room for any of its ${noRoom} movable container(s)` });
+      if (step === 0) {
+        const unknown = states.filter((s) => !s.known).map((s) => s.host.hostId);
+        annotations.push({ level: 'skip', code: 'NO_TARGET_CAPACITY', policy, message: `${overloaded.map((s) => `${s.host.hostId} demands ${fmt(s.demand)} of ${s.host.cores} core(s)`).join(', ')}; no other host has room for any of its ${noRoom} movable container(s)${unknown.length > 0 ? ` (not yet a target, too few samples in the window: ${unknown.join(', ')})` : ''}` });
+      }
       break;
     }
     if (best.gain < args.rewardThresholdCores) {

@@ -14,7 +14,7 @@
  */
 import { z } from 'zod';
 import { acceptsContainers, byKeyThenId, fmt, type Annotation, type ClusterSnapshot, type ContainerSnapshot, type HostSnapshot, type PolicyDefinition, type Plan } from '../model.ts';
-import { greedyArgsSchema, ineligibility, planGreedy } from '../cpu-greedy/greedy.ts';
+import { greedyArgsSchema, ineligibility, planGreedy, windowProblem } from '../cpu-greedy/greedy.ts';
 import { threadCap } from '../cpu-greedy-multithread/policy.ts';
 
 export const oltpDiskArgsSchema = z.strictObject({
@@ -53,8 +53,8 @@ export function planOltpDisk(snapshot: ClusterSnapshot, args: OltpDiskArgs): Pla
   const hosts = snapshot.hosts.filter((h) => h.online && h.diskOpsPerSec !== undefined);
   if (hosts.length < 2) return fallback(`${hosts.length} online host(s) with disk figures: nothing to compare`);
   const byOps = [...hosts].sort(byKeyThenId((h) => h.diskOpsPerSec ?? 0, (h) => h.hostId));
-  const target = byOps.find(acceptsContainers);
-  if (target === undefined) return fallback('every host with disk figures is being drained');
+  const target = byOps.find((h) => acceptsContainers(h) && windowProblem(h, args) === undefined);
+  if (target === undefined) return fallback('no host with disk figures can take containers (drained, or too few samples in its window)');
   const busiest = byOps[byOps.length - 1] as HostSnapshot;
   const maxOps = busiest.diskOpsPerSec ?? 0;
   const minOps = target.diskOpsPerSec ?? 0;

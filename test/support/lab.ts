@@ -43,6 +43,8 @@ export async function readyLab(hosts = 2): Promise<LabLayout> {
   const healthy = status.up && status.control && status.hosts.length === hosts && status.hosts.every((h) => h.dockerd && h.compute && h.sshd);
   if (status.up && !healthy) await herdOk(['lab', 'down'], { timeoutMs: 120_000 });
   await herdOk(['lab', 'up', '--hosts', String(hosts)], { timeoutMs: 600_000 });
+  // Suites sharing the lab place containers themselves: the control loop must not move them.
+  await herdOk(['control', 'pause', '--reason', 'a test suite uses the lab']);
   const layout = labLayout({ hosts, cpuCount: availableParallelism() });
   for (const host of layout.hosts) {
     const docker = new Docker({ socketPath: host.dockerSocket });
