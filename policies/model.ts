@@ -64,6 +64,11 @@ export const containerSnapshotSchema = z.strictObject({
   missingRatio: ratio.max(1),
   /** A migration of it is in flight (its own or a manual one). */
   migrating: z.boolean(),
+  /**
+   * The safety layer holds it until then (ms; a cooldown after a move, a backoff after a
+   * failed one): policies leave it alone and plan with the others instead.
+   */
+  heldUntilMs: nonNegative.optional(),
 });
 export type ContainerSnapshot = z.infer<typeof containerSnapshotSchema>;
 

@@ -18,7 +18,7 @@ import { PROTOCOL_VERSION } from '../../protocol/messages.ts';
 import { followMetrics, type MetricsMessage } from '../../protocol/metrics-view.ts';
 import type { ClusterSnapshot, Plan } from '../../policies/model.ts';
 import { defaultArgs, POLICY_NAMES, runChain, type PolicyName, type PolicyStep } from '../../policies/registry.ts';
-import { applySafety, emptySafetyState, recheckMove, type SafetyRules, type SafetyState } from '../../policies/safety/safety.ts';
+import { applySafety, emptySafetyState, recheckMove, withHolds, type SafetyRules, type SafetyState } from '../../policies/safety/safety.ts';
 import type { LoopConfig } from '../config.ts';
 import type { MigrationSession } from '../migrations/migration-client.ts';
 import { Executor } from './executor.ts';
@@ -163,7 +163,7 @@ export class ControlLoop {
   /** Plans on a fresh snapshot without acting: the chain, or one policy with its default arguments. */
   async planOnly(policy: string | undefined): Promise<{ snapshot: ClusterSnapshot; plan: Plan; allowed: Plan }> {
     if (policy !== undefined && !POLICY_NAMES.includes(policy as PolicyName)) throw new HerdError('BAD_USAGE', `unknown policy "${policy}" (known: ${POLICY_NAMES.join(', ')})`);
-    const snapshot = await this.snapshot(`plan-${Date.now()}`);
+    const snapshot = withHolds(await this.snapshot(`plan-${Date.now()}`), this.safety, this.config.safety);
     const chain = policy === undefined ? this.chain() : [this.step(policy as PolicyName, {})];
     const plan = runChain(snapshot, chain);
     const allowed = applySafety(plan, snapshot, this.safety, this.rulesFor(plan)).plan;
@@ -266,7 +266,7 @@ export class ControlLoop {
   private async evaluate(trigger: Evaluation['trigger']): Promise<Evaluation> {
     this.executor.reconcile();
     const evaluationId = `e-${++this.evaluationCount}`;
-    const snapshot = await this.snapshot(evaluationId);
+    const snapshot = withHolds(await this.snapshot(evaluationId), this.safety, this.config.safety);
     const plan = runChain(snapshot, this.chain());
     const { plan: allowed, state } = applySafety(plan, snapshot, this.safety, this.rulesFor(plan));
     this.safety = { ...state, lastMovedAtMs: this.safety.lastMovedAtMs, lastFailedAtMs: this.safety.lastFailedAtMs };

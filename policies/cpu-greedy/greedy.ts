@@ -20,6 +20,7 @@
  * moves cannot cycle on the same figures (no ping-pong).
  */
 import { z } from 'zod';
+import { TARGET_FULL_RATIO } from '../safety/safety.ts';
 import { byKeyThenId, fmt, type Annotation, type ClusterSnapshot, type ContainerSnapshot, type HostSnapshot, type Move, type Plan } from '../model.ts';
 
 export const greedyArgsSchema = z.strictObject({
@@ -48,6 +49,8 @@ interface HostState {
   demand: number;
   count: number;
   memoryFree: number | undefined;
+  /** CPU in use on it as the window saw it, plus what this plan already sends there (what the last re-check looks at). */
+  used: number;
 }
 
 interface Candidate {
@@ -58,8 +61,9 @@ interface Candidate {
 const TOP_SHARE = 0.9;
 
 /** Why a container cannot be moved by any policy now, or undefined. */
-export function ineligibility(c: ContainerSnapshot, args: WindowArgs): string | undefined {
+export function ineligibility(c: ContainerSnapshot, args: WindowArgs, nowMs: number): string | undefined {
   if (c.migrating) return 'a migration of it is in flight';
+  if (c.heldUntilMs !== undefined && c.heldUntilMs > nowMs) return `held by the safety layer for ${fmt((c.heldUntilMs - nowMs) / 1000, 0)} s more`;
   return windowProblem(c, args);
 }
 
@@ -98,18 +102,20 @@ export function planGreedy(policy: string, snapshot: ClusterSnapshot, args: Gree
     const movable: Candidate[] = [];
     for (const c of list) {
       const used1 = c.cpuCores ?? 0;
-      const limit = c.cpuLimitCores ?? h.cores;
+      // A limit equal to the host's cores is no quota (the snapshot falls back to the host's size): a container
+      // throttled by a small host could use more on a bigger one, so only a real quota bounds its demand.
+      const limit = c.cpuLimitCores !== undefined && c.cpuLimitCores < h.cores ? c.cpuLimitCores : Number.POSITIVE_INFINITY;
       const throttled = saturated && used1 >= TOP_SHARE * topUse && used1 > 0;
       const d = throttled ? Math.min(limit, Math.max(used1, cap(c))) : used1;
       demand += d;
-      const why = ineligibility(c, args);
+      const why = ineligibility(c, args, snapshot.nowMs);
       if (why === undefined) movable.push({ c, demand: d });
       else if (!c.migrating) notEnough.push(`${c.name} (${why})`);
     }
     movable.sort(byKeyThenId((x) => x.demand, (x) => x.c.herdId, true));
     candidates.set(h.hostId, movable);
     const memoryFree = h.memoryAvailableBytes;
-    hosts.set(h.hostId, { host: h, known: windowProblem(h, args) === undefined, demand, count: list.length, memoryFree });
+    hosts.set(h.hostId, { host: h, known: windowProblem(h, args) === undefined, demand, count: list.length, memoryFree, used: busy });
   }
   if (notEnough.length > 0) {
     annotations.push({ level: 'skip', code: 'NOT_ENOUGH_SAMPLES', policy, message: `${notEnough.length} container(s) not considered: ${notEnough.slice(0, 5).join('; ')}${notEnough.length > 5 ? '; …' : ''}` });
@@ -138,7 +144,7 @@ export function planGreedy(policy: string, snapshot: ClusterSnapshot, args: Gree
     for (const from of overloaded) {
       for (const cand of candidates.get(from.host.hostId) ?? []) {
         if (moved.has(cand.c.herdId)) continue;
-        const to = targets.find((t) => t !== from && t.known && t.host.draining !== true && t.demand < t.host.cores * args.targetMaxUtil - 1e-9 && fitsMemory(cand.c, t));
+        const to = targets.find((t) => t !== from && t.known && t.host.draining !== true && t.demand < t.host.cores * args.targetMaxUtil - 1e-9 && fitsMemory(cand.c, t) && fitsLastLook(cand.c, t));
         if (to === undefined) {
           noRoom++;
           continue;
@@ -173,10 +179,16 @@ export function planGreedy(policy: string, snapshot: ClusterSnapshot, args: Gree
     from.demand -= cand.demand;
     from.count--;
     to.demand += cand.demand;
+    to.used += cand.c.cpuCores ?? 0;
     to.count++;
     if (to.memoryFree !== undefined && cand.c.memoryBytes !== undefined) to.memoryFree -= cand.c.memoryBytes;
   }
   return plan(moves);
+}
+
+/** The executor's last re-check refuses a target whose use plus the container's would pass its cores by 5 %: never propose one. */
+function fitsLastLook(c: ContainerSnapshot, t: HostState): boolean {
+  return c.cpuCores === undefined || t.used + c.cpuCores <= t.host.cores * TARGET_FULL_RATIO;
 }
 
 function fitsMemory(c: ContainerSnapshot, t: HostState): boolean {

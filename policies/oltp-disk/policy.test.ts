@@ -3,7 +3,8 @@ import { container, host, snapshot } from '../testing/builders.ts';
 import type { ClusterSnapshot } from '../model.ts';
 import { oltpDisk, oltpDiskArgsSchema } from './policy.ts';
 
-const args = oltpDiskArgsSchema.parse({});
+// The published policy's conditions (a)-(g); (h) has its own tests.
+const args = oltpDiskArgsSchema.parse({ minGapReduction: 0 });
 
 /** db on h1 (busy disk), h2 quiet: every condition holds. Each case moves one figure across one threshold. */
 function base(o: { h1?: object; h2?: object; db?: object } = {}): ClusterSnapshot {
@@ -62,5 +63,18 @@ describe('oltp-disk', () => {
 
   it('never targets a draining host', () => {
     expect(moved(base({ h2: { draining: true } }))).toEqual([]);
+  });
+
+  it('(h) does not swap a lone database between two hosts, and moves only off the busiest host', () => {
+    const withH = oltpDiskArgsSchema.parse({});
+    // db alone makes h1 the busiest; moving it makes h2 the busiest by as much: no narrower gap.
+    expect(oltpDisk.plan(base(), withH).moves.filter((m) => m.policy === 'oltp-disk')).toEqual([]);
+    expect(oltpDisk.plan(base(), withH).annotations.map((a) => a.message).join(' ')).toContain('(h) moving 900 ops/s leaves a gap of');
+    // Two databases on h1: moving one narrows the gap.
+    const two = snapshot(
+      [host('h1', { diskOpsPerSec: 1000, diskActiveRatio: 0.6 }), host('h2', { diskOpsPerSec: 0, diskActiveRatio: 0 })],
+      [container('db1', 'h1', { diskOpsPerSec: 500, cpuCores: 0.2 }), container('db2', 'h1', { diskOpsPerSec: 480, cpuCores: 0.2 })],
+    );
+    expect(oltpDisk.plan(two, withH).moves.map((m) => `${m.name}:${m.from}->${m.to}`)).toEqual(['db1:h1->h2']);
   });
 });

@@ -9,7 +9,9 @@
  *   (e) its own disk ops reach `baselineThreshold` × `diskOpsBaseline`,
  *   (f) the target is not its host,
  * and (beyond the published policy) (g) the target has CPU room for it, so that a
- * database is never moved next to a CPU-bound container. Otherwise the next candidate is
+ * database is never moved next to a CPU-bound container, and (h) it is on the busiest
+ * host and moving it narrows the gap between the busiest and the quietest host by at
+ * least `minGapReduction` (else a lone database just swaps two hosts, back and forth). Otherwise the next candidate is
  * tried; if none qualifies, the plan of `fallback` (cpu-greedy-multithread) is used.
  */
 import { z } from 'zod';
@@ -27,6 +29,12 @@ export const oltpDiskArgsSchema = z.strictObject({
   maxMissingRatio: z.number().min(0).max(1).default(0.02),
   /** Share of the target's cores its CPU use may reach with the candidate added (condition g). */
   targetMaxUtil: z.number().positive().max(1).default(1),
+  /**
+   * Beyond the published policy (h): the candidate must be on the busiest host and moving it must narrow the
+   * gap between the busiest and the quietest host's disk ops by at least this share. 0 turns (h) off (the
+   * published policy, which moves a lone database back and forth between two hosts: each move just swaps them).
+   */
+  minGapReduction: z.number().min(0).max(1).default(0.1),
   /** What to plan when no candidate qualifies. */
   fallback: z.enum(['cpu-greedy-multithread', 'none']).default('cpu-greedy-multithread'),
   /** Arguments of the fallback policy. */
@@ -67,15 +75,21 @@ export function planOltpDisk(snapshot: ClusterSnapshot, args: OltpDiskArgs): Pla
   if (activeGap < args.diskActiveRewardThreshold) return fallback(`(d) host disk activity differs by ${fmt(activeGap * 100, 0)} %, below ${fmt(args.diskActiveRewardThreshold * 100, 0)} %`);
 
   const minCandidateOps = args.baselineThreshold * args.diskOpsBaseline;
+  // Disk ops of the other hosts bound the gap after a move from the busiest to the quietest host.
+  const otherMax = byOps.length > 2 ? ((byOps[byOps.length - 2] as HostSnapshot).diskOpsPerSec ?? 0) : Number.NEGATIVE_INFINITY;
+  const otherMin = byOps.length > 2 ? ((byOps[1] as HostSnapshot).diskOpsPerSec ?? 0) : Number.POSITIVE_INFINITY;
+  const gapAfter = (ops: number) => Math.max(maxOps - ops, minOps + ops, otherMax) - Math.min(maxOps - ops, minOps + ops, otherMin);
   const targetRoom = target.cores * args.targetMaxUtil - hostCpuUsed(target, snapshot.containers);
   const candidates = [...snapshot.containers].sort(byKeyThenId((c) => c.diskOpsPerSec ?? 0, (c) => c.herdId, true));
   const rejected: string[] = [];
   for (const c of candidates) {
     const ops = c.diskOpsPerSec ?? 0;
     const why =
-      ineligibility(c, args) ??
+      ineligibility(c, args, snapshot.nowMs) ??
       (ops < minCandidateOps ? `(e) ${fmt(ops, 0)} disk ops/s, below ${fmt(minCandidateOps, 0)}/s` : undefined) ??
       (c.hostId === target.hostId ? `(f) already on ${target.hostId}, the host with the fewest disk ops` : undefined) ??
+      (args.minGapReduction > 0 && c.hostId !== busiest.hostId ? `(h) on ${c.hostId}, not on the busiest host ${busiest.hostId}` : undefined) ??
+      (args.minGapReduction > 0 && gapAfter(ops) > (1 - args.minGapReduction) * (maxOps - minOps) ? `(h) moving ${fmt(ops, 0)} ops/s leaves a gap of ${fmt(gapAfter(ops), 0)} ops/s (now ${fmt(maxOps - minOps, 0)}): less than ${fmt(args.minGapReduction * 100, 0)} % narrower` : undefined) ??
       ((c.cpuCores ?? 0) > targetRoom + 1e-9 ? `(g) needs ~${fmt(c.cpuCores ?? 0)} cores, ${target.hostId} has ${fmt(Math.max(0, targetRoom))} free` : undefined);
     if (why !== undefined) {
       rejected.push(`${c.name}: ${why}`);

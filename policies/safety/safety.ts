@@ -17,15 +17,15 @@ export const safetyRulesSchema = z.strictObject({
   /** Off only for comparisons (the simulator's "without safety" column). */
   enabled: z.boolean().default(true),
   /** A container is not moved again within this many seconds of its last move. */
-  cooldownSeconds: z.number().min(0).default(600),
+  cooldownSeconds: z.number().min(0).default(300),
   /** …nor within this many seconds of a failed or rolled-back move of it. */
   retryBackoffSeconds: z.number().min(0).default(900),
   /** A host must be a policy's source in this many consecutive evaluations before a move off it is sent. */
-  hysteresisEvaluations: z.number().int().min(1).default(2),
+  hysteresisEvaluations: z.number().int().min(1).default(1),
   maxMovesPerEvaluation: z.number().int().min(0).default(2),
   maxInFlightTotal: z.number().int().min(1).default(4),
   /** Migrations a host may take part in at once (as source or target). */
-  maxInFlightPerHost: z.number().int().min(1).default(1),
+  maxInFlightPerHost: z.number().int().min(1).default(2),
 });
 export type SafetyRules = z.infer<typeof safetyRulesSchema>;
 
@@ -39,8 +39,30 @@ export interface SafetyState {
   imbalanceStreak: Record<string, number>;
 }
 
+/** The last re-check refuses a target whose CPU use plus the container's would pass its cores by more than this. */
+export const TARGET_FULL_RATIO = 1.05;
+
 export function emptySafetyState(): SafetyState {
   return { lastMovedAtMs: {}, lastFailedAtMs: {}, imbalanceStreak: {} };
+}
+
+/**
+ * The snapshot a policy should see: containers the safety layer would hold back anyway
+ * (cooldown, retry backoff) carry `heldUntilMs`, so the policy plans with the others
+ * instead of proposing a move that is then vetoed (and blocking, e.g., a fallback policy).
+ */
+export function withHolds(snapshot: ClusterSnapshot, state: SafetyState, rules: SafetyRules): ClusterSnapshot {
+  if (!rules.enabled) return snapshot;
+  let held = false;
+  const containers = snapshot.containers.map((c) => {
+    const moved = state.lastMovedAtMs[c.herdId];
+    const failed = state.lastFailedAtMs[c.herdId];
+    const until = Math.max(moved === undefined ? 0 : moved + rules.cooldownSeconds * 1000, failed === undefined ? 0 : failed + rules.retryBackoffSeconds * 1000);
+    if (until <= snapshot.nowMs) return c;
+    held = true;
+    return { ...c, heldUntilMs: until };
+  });
+  return held ? { ...snapshot, containers } : snapshot;
 }
 
 export interface SafetyResult {
@@ -126,8 +148,11 @@ export function recheckMove(m: Move, fresh: ClusterSnapshot, state: SafetyState,
     if (why !== undefined) return why;
   }
   const target = fresh.hosts.find((x) => x.hostId === m.to);
-  if (target?.cpuUtil !== undefined && c.cpuCores !== undefined && target.cpuUtil * target.cores + c.cpuCores > target.cores * 1.05) {
-    return { code: 'TARGET_FULL', message: `${m.to} now uses ${fmt(target.cpuUtil * target.cores)} of ${target.cores} core(s), no room for ~${fmt(c.cpuCores)} more` };
+  if (target?.cpuUtil !== undefined && c.cpuCores !== undefined) {
+    // What the window saw, plus what is already on its way there (not in the window yet).
+    const arriving = fresh.inFlight.filter((f) => f.targetHost === m.to).reduce((s, f) => s + (fresh.containers.find((x) => x.herdId === f.herdId)?.cpuCores ?? 0), 0);
+    const used = target.cpuUtil * target.cores + arriving;
+    if (used + c.cpuCores > target.cores * TARGET_FULL_RATIO) return { code: 'TARGET_FULL', message: `${m.to} now uses ${fmt(used)} of ${target.cores} core(s)${arriving > 0 ? ` (with ${fmt(arriving)} arriving)` : ''}, no room for ~${fmt(c.cpuCores)} more` };
   }
   return undefined;
 }

@@ -1,7 +1,12 @@
-/** The README's first command ends in `herd demo`: it must start the workloads and migrate them for real. */
+/**
+ * The README's first command ends in `herd demo`: CPU-bound workloads piled on one host,
+ * the control loop spreading them by real live migrations, each printed with its reason
+ * and downtime, then evaluations that move nothing.
+ */
 import { beforeAll, describe, expect, it } from 'vitest';
+import { DEMO_WORKLOADS } from '../../control/cli/demo-command.ts';
 import { placements } from '../support/containers.ts';
-import { herd } from '../support/herd-cli.ts';
+import { herd, herdOk } from '../support/herd-cli.ts';
 import { readyLab } from '../support/lab.ts';
 import type { LabLayout } from '../../control/lab/layout.ts';
 
@@ -11,16 +16,20 @@ describe('herd demo (lab)', () => {
     layout = await readyLab(2);
   });
 
-  it('starts the demo workloads and migrates each of them every round', async () => {
-    const r = await herd(['demo', '--rounds', '2', '--interval', '1'], { timeoutMs: 300_000 });
+  it('piles the workloads on h1 and the control loop rebalances them by live migrations, then holds still', { timeout: 700_000 }, async () => {
+    const r = await herd(['demo'], { timeoutMs: 600_000 });
+    await herdOk(['control', 'pause', '--reason', 'demo test done']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    expect(r.stdout).toContain('6 migration(s) done, 0 failed');
-    for (const name of ['demo-counter', 'demo-web', 'demo-cpu']) {
-      expect(r.stdout).toMatch(new RegExp(`${name} +h[12] -> h[12] +downtime \\d+ ms`));
-      // Two moves bring every workload back to where it started, running exactly once.
-      const where = await placements(layout, name);
-      expect(where.filter((p) => p.running)).toHaveLength(1);
-      expect(where).toHaveLength(1);
+    expect(r.stdout).toContain('started 6 workloads on h1');
+    expect(r.stdout).toMatch(/MOVE demo-(cpu|mt)-\d h1 -> h2: h1 demands [\d.]+ of 1 core\(s\)/);
+    expect(r.stdout).toMatch(/DONE demo-(cpu|mt)-\d h1 -> h2 done: downtime \d+ ms/);
+    expect(r.stdout).toMatch(/[1-9]\d* migration\(s\) by the control loop, 0 failed; median downtime \d+ ms; stable: \d+ evaluations in a row without a move/);
+    // Every workload runs exactly once; the idle services were left where they were.
+    for (const w of DEMO_WORKLOADS) {
+      const where = await placements(layout, w.name);
+      expect(where.filter((p) => p.running), w.name).toHaveLength(1);
+      expect(where, w.name).toHaveLength(1);
     }
+    for (const idle of ['demo-counter', 'demo-web']) expect((await placements(layout, idle))[0]?.hostId).toBe('h1');
   });
 });
