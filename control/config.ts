@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { ID_PATTERN } from '../protocol/topics.ts';
 import { FS_MODES, CONTROL_MODES } from '../protocol/messages.ts';
-import { checkPolicyArgs, policyStepSchema } from '../policies/registry.ts';
+import { policyStepSchema } from '../policies/registry.ts';
 import { safetyRulesSchema } from '../policies/safety/safety.ts';
 
 /**
@@ -49,12 +49,7 @@ export const loopConfigSchema = z
     /** History, pause and drain state (survive a restart). */
     stateDir: z.string().default('/var/lib/herd/control'),
   })
-  .prefault({})
-  .superRefine((loop, ctx) => {
-    loop.policies.forEach((step, i) => {
-      for (const message of checkPolicyArgs(step).errors) ctx.addIssue({ code: 'custom', path: ['policies', i, 'args'], message });
-    });
-  });
+  .prefault({});
 export type LoopConfig = z.infer<typeof loopConfigSchema>;
 
 export const controlConfigSchema = z.strictObject({

@@ -23,10 +23,15 @@ export type PolicyName = keyof typeof POLICIES;
 export const POLICY_NAMES = Object.keys(POLICIES) as PolicyName[];
 
 /** One step of a chain as configured: a policy and its arguments (defaults filled in at load). */
-export const policyStepSchema = z.strictObject({
-  policy: z.enum(POLICY_NAMES as [PolicyName, ...PolicyName[]]),
-  args: z.record(z.string(), z.unknown()).default({}),
-});
+export const policyStepSchema = z
+  .strictObject({
+    policy: z.enum(POLICY_NAMES as [PolicyName, ...PolicyName[]]),
+    args: z.record(z.string(), z.unknown()).default({}),
+  })
+  // The arguments are checked against their policy's schema where the step is loaded, every problem with its path.
+  .superRefine((step, ctx) => {
+    for (const message of checkPolicyArgs(step).errors) ctx.addIssue({ code: 'custom', path: ['args'], message });
+  });
 export type PolicyStep = z.infer<typeof policyStepSchema>;
 
 /** Validates a step's arguments against its policy's schema; returns every problem with its path. */

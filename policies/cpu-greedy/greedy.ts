@@ -61,10 +61,11 @@ interface Candidate {
 const TOP_SHARE = 0.9;
 
 /** Why a container cannot be moved by any policy now, or undefined. */
-export function ineligibility(c: ContainerSnapshot, args: WindowArgs, nowMs: number): string | undefined {
-  if (c.migrating) return 'a migration of it is in flight';
-  if (c.heldUntilMs !== undefined && c.heldUntilMs > nowMs) return `held by the safety layer for ${fmt((c.heldUntilMs - nowMs) / 1000, 0)} s more`;
-  return windowProblem(c, args);
+export function ineligibility(c: ContainerSnapshot, args: WindowArgs, nowMs: number): { code: 'IN_FLIGHT' | 'HELD' | 'NOT_ENOUGH_SAMPLES'; message: string } | undefined {
+  if (c.migrating) return { code: 'IN_FLIGHT', message: 'a migration of it is in flight' };
+  if (c.heldUntilMs !== undefined && c.heldUntilMs > nowMs) return { code: 'HELD', message: `held by the safety layer for ${fmt((c.heldUntilMs - nowMs) / 1000, 0)} s more (cooldown or retry backoff)` };
+  const thin = windowProblem(c, args);
+  return thin === undefined ? undefined : { code: 'NOT_ENOUGH_SAMPLES', message: thin };
 }
 
 type WindowArgs = { minSamples: number; maxMissingRatio: number };
@@ -91,6 +92,7 @@ export function planGreedy(policy: string, snapshot: ClusterSnapshot, args: Gree
 
   const candidates = new Map<string, Candidate[]>();
   const notEnough: string[] = [];
+  const held: string[] = [];
   for (const h of online) {
     const list = onHost.get(h.hostId) ?? [];
     const used = list.reduce((s, c) => s + (c.cpuCores ?? 0), 0);
@@ -110,15 +112,15 @@ export function planGreedy(policy: string, snapshot: ClusterSnapshot, args: Gree
       demand += d;
       const why = ineligibility(c, args, snapshot.nowMs);
       if (why === undefined) movable.push({ c, demand: d });
-      else if (!c.migrating) notEnough.push(`${c.name} (${why})`);
+      else if (why.code !== 'IN_FLIGHT') (why.code === 'HELD' ? held : notEnough).push(`${c.name} (${why.message})`);
     }
     movable.sort(byKeyThenId((x) => x.demand, (x) => x.c.herdId, true));
     candidates.set(h.hostId, movable);
     const memoryFree = h.memoryAvailableBytes;
     hosts.set(h.hostId, { host: h, known: windowProblem(h, args) === undefined, demand, count: list.length, memoryFree, used: busy });
   }
-  if (notEnough.length > 0) {
-    annotations.push({ level: 'skip', code: 'NOT_ENOUGH_SAMPLES', policy, message: `${notEnough.length} container(s) not considered: ${notEnough.slice(0, 5).join('; ')}${notEnough.length > 5 ? '; …' : ''}` });
+  for (const [code, list] of [['NOT_ENOUGH_SAMPLES', notEnough], ['HELD', held]] as const) {
+    if (list.length > 0) annotations.push({ level: 'skip', code, policy, message: `${list.length} container(s) not considered: ${list.slice(0, 5).join('; ')}${list.length > 5 ? '; …' : ''}` });
   }
 
   const moves: Move[] = [];

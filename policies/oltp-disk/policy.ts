@@ -85,7 +85,7 @@ export function planOltpDisk(snapshot: ClusterSnapshot, args: OltpDiskArgs): Pla
   for (const c of candidates) {
     const ops = c.diskOpsPerSec ?? 0;
     const why =
-      ineligibility(c, args, snapshot.nowMs) ??
+      ineligibility(c, args, snapshot.nowMs)?.message ??
       (ops < minCandidateOps ? `(e) ${fmt(ops, 0)} disk ops/s, below ${fmt(minCandidateOps, 0)}/s` : undefined) ??
       (c.hostId === target.hostId ? `(f) already on ${target.hostId}, the host with the fewest disk ops` : undefined) ??
       (args.minGapReduction > 0 && c.hostId !== busiest.hostId ? `(h) on ${c.hostId}, not on the busiest host ${busiest.hostId}` : undefined) ??

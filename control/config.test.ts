@@ -1,0 +1,38 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../protocol/config.ts';
+import { HerdError } from '../protocol/errors.ts';
+import { controlConfigSchema } from './config.ts';
+
+function load(yaml: string) {
+  const file = join(mkdtempSync(join(tmpdir(), 'herd-control-config-')), 'control.yaml');
+  writeFileSync(file, yaml);
+  return loadConfig(controlConfigSchema, { file, what: 'control config' });
+}
+
+describe('control config', () => {
+  it("has Herd's published loop settings by default", () => {
+    const c = load('{}');
+    expect(c.loop).toMatchObject({ windowSeconds: 30, evaluationIntervalSeconds: 150, initialDelaySeconds: 150, missingSamplesThreshold: 0.02, mode: 'act' });
+    expect(c.loop.policies).toEqual([{ policy: 'oltp-disk', args: {} }]);
+  });
+
+  it('reports every error at once, each with its path, policy arguments included', () => {
+    let error: HerdError | undefined;
+    try {
+      load(['loop:', '  windowSeconds: -1', '  mode: sometimes', '  policies:', '    - policy: cpu-greedy', '      args: { rewardThresholdCores: -2, bogus: 1 }', '    - policy: teleport', '  safety: { maxInFlightTotal: 0 }'].join('\n'));
+    } catch (err) {
+      error = err as HerdError;
+    }
+    expect(error?.code).toBe('BAD_CONFIG');
+    for (const path of ['loop.windowSeconds', 'loop.mode', 'loop.policies.1.policy', 'loop.safety.maxInFlightTotal', 'rewardThresholdCores', 'bogus']) expect(error?.message).toContain(path);
+  });
+
+  it('is frozen after load', () => {
+    const c = load('loop: { mode: recommend }');
+    expect(c.loop.mode).toBe('recommend');
+    expect(Object.isFrozen(c.loop.safety)).toBe(true);
+  });
+});
