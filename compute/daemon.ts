@@ -74,6 +74,13 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
       log.warn({ err: (err as Error).message }, 'cannot list containers');
       return;
     }
+    // A container taking part in a migration says so (the control loop counts it as in flight):
+    // the source's copy while this host migrates it, a target's prepared copy until it is restored.
+    const targets = new Map(store.list().filter((r) => r.role === 'target').map((r) => [r.herdId, r.migrationId]));
+    for (const c of containers) {
+      const migrationId = inFlight.get(c.herdId) ?? targets.get(c.herdId);
+      if (migrationId !== undefined) c.migrationId = migrationId;
+    }
     const message: HostContainers = { v: PROTOCOL_VERSION, hostId, at: new Date().toISOString(), containers };
     await publishJson(client, topics.hostContainers(hostId), message, { retain: true });
   };
@@ -84,7 +91,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
   let rpc: CommandClient | undefined;
   let view: ClusterView | undefined;
   let migration: MigrationContext | undefined;
-  const inFlight = new Set<string>();
+  const inFlight = new Map<string, string>();
   const migrations = (): MigrationContext => {
     if (migration === undefined) throw new HerdError('HOST_OFFLINE', `compute daemon of ${hostId} is still starting`);
     return migration;

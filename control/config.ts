@@ -1,5 +1,8 @@
 /** Configuration of the control daemon (`herd control --config /etc/herd/control.yaml`). */
 import { z } from 'zod';
+
+/** Node's timers fire at once beyond 2^31 − 1 ms (about 24.8 days): no interval may be longer. */
+const seconds = () => z.number().max(2_147_483, 'at most 2147483 s (Node timers overflow beyond)');
 import { ID_PATTERN } from '../protocol/topics.ts';
 import { FS_MODES, CONTROL_MODES } from '../protocol/messages.ts';
 import { policyStepSchema } from '../policies/registry.ts';
@@ -17,9 +20,9 @@ export const loopConfigSchema = z
     mode: z.enum(CONTROL_MODES).default('act'),
     /** Start paused when no saved state says otherwise (`herd control resume` starts it; the lab uses this). */
     startPaused: z.boolean().default(false),
-    windowSeconds: z.number().positive().default(30),
-    evaluationIntervalSeconds: z.number().positive().default(150),
-    initialDelaySeconds: z.number().min(0).default(150),
+    windowSeconds: seconds().positive().default(30),
+    evaluationIntervalSeconds: seconds().positive().default(150),
+    initialDelaySeconds: seconds().min(0).default(150),
     /** A container (or host) with more missing samples than this share of its window is not considered. */
     missingSamplesThreshold: z.number().min(0).max(1).default(0.02),
     /** Sampling intervals the monitors use (for the missing-sample share): the monitor's defaults. */
@@ -36,7 +39,7 @@ export const loopConfigSchema = z
         cpuUtil: z.number().min(0).max(1).default(0.95),
         cpuPressurePct: z.number().min(0).max(100).default(60),
         consecutiveSamples: z.number().int().min(1).default(3),
-        minIntervalSeconds: z.number().min(0).default(30),
+        minIntervalSeconds: seconds().min(0).default(30),
       })
       .prefault({}),
     /** The policy chain: tried in order; the first that proposes moves makes the plan. */
@@ -45,7 +48,7 @@ export const loopConfigSchema = z
     /** Filesystem mode of the loop's migrations. */
     fsMode: z.enum(FS_MODES).default('diff'),
     /** A migration with no end after this long is recorded as timed out (its outcome is then asked of the hosts). */
-    migrationTimeoutSeconds: z.number().positive().default(900),
+    migrationTimeoutSeconds: seconds().positive().default(900),
     /** History, pause and drain state (survive a restart). */
     stateDir: z.string().default('/var/lib/herd/control'),
   })

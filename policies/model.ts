@@ -168,5 +168,22 @@ export function byKeyThenId<T>(key: (x: T) => number, id: (x: T) => string, desc
 
 export const fmt = (x: number, digits = 2): string => x.toFixed(digits);
 
+/** CPU a host uses as the window saw it, in cores: its busy share, else what its containers used. */
+export function hostCpuUsed(h: HostSnapshot, containers: readonly ContainerSnapshot[]): number {
+  if (h.cpuUtil !== undefined) return h.cpuUtil * h.cores;
+  return containers.filter((c) => c.hostId === h.hostId).reduce((sum, c) => sum + (c.cpuCores ?? 0), 0);
+}
+
+/** CPU, in cores, of the containers migrating to a host: on their way, not in its window yet. */
+export function arrivingCpu(snapshot: ClusterSnapshot, hostId: string): number {
+  let sum = 0;
+  for (const f of snapshot.inFlight) {
+    if (f.targetHost !== hostId) continue;
+    const c = snapshot.containers.find((x) => x.herdId === f.herdId);
+    if (c !== undefined && c.hostId !== hostId) sum += c.cpuCores ?? 0;
+  }
+  return sum;
+}
+
 /** May a host receive containers? */
 export const acceptsContainers = (h: HostSnapshot): boolean => h.online && h.draining !== true;

@@ -87,6 +87,20 @@ export interface RequestOptions {
   topic?: string;
 }
 
+/**
+ * Marks an error as "no reply was heard" (a local timeout, a publish that failed, the
+ * client closed): the command may or may not have run. A reply with an error is not one.
+ */
+function noReply(error: HerdError): HerdError {
+  Object.defineProperty(error, 'noReply', { value: true });
+  return error;
+}
+
+/** True when the command's outcome is unknown because no reply was heard (see noReply). */
+export function isNoReply(err: unknown): boolean {
+  return err instanceof HerdError && (err as HerdError & { noReply?: boolean }).noReply === true;
+}
+
 /** Sends commands and matches replies by id. One per MQTT client. */
 export class CommandClient {
   private readonly pending = new Map<string, { resolve: (r: unknown) => void; reject: (e: HerdError) => void; timer: NodeJS.Timeout }>();
@@ -126,7 +140,7 @@ export class CommandClient {
     const result = new Promise<unknown>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new HerdError('TIMEOUT', `no reply from host ${hostId} to "${type}" within ${timeoutMs} ms`));
+        reject(noReply(new HerdError('TIMEOUT', `no reply from host ${hostId} to "${type}" within ${timeoutMs} ms`)));
       }, timeoutMs);
       this.pending.set(id, { resolve, reject, timer });
     });
@@ -137,7 +151,7 @@ export class CommandClient {
       const waiter = this.pending.get(id);
       if (waiter !== undefined) clearTimeout(waiter.timer);
       this.pending.delete(id);
-      throw new HerdError('BROKER_UNAVAILABLE', `could not publish "${type}" to host ${hostId}: ${(err as Error).message}`, { cause: err });
+      throw noReply(new HerdError('BROKER_UNAVAILABLE', `could not publish "${type}" to host ${hostId}: ${(err as Error).message}`, { cause: err }));
     }
     return (await result) as R;
   }
@@ -146,7 +160,7 @@ export class CommandClient {
     this.client.off('message', this.onMessage);
     for (const [id, waiter] of this.pending) {
       clearTimeout(waiter.timer);
-      waiter.reject(new HerdError('BROKER_UNAVAILABLE', `client closed before a reply to ${id}`));
+      waiter.reject(noReply(new HerdError('BROKER_UNAVAILABLE', `client closed before a reply to ${id}`)));
     }
     this.pending.clear();
   }

@@ -21,8 +21,8 @@ export interface MigrationContext {
   ssh: SshPool;
   publishContainers(): Promise<void>;
   publishEvent(event: MigrationEvent): Promise<void>;
-  /** Herd ids with a migration in flight on this host (either side). */
-  inFlight: Set<string>;
+  /** Herd id → migration id of the migrations this host is the source of, running now. */
+  inFlight: Map<string, string>;
   /** Faults to inject, read from `<stateDir>/faults` at each use (tests only; see faults.ts). */
   faults(): ReadonlySet<Fault>;
 }

@@ -104,7 +104,8 @@ export class SourceMigration {
     if (ctx.inFlight.has(this.details.herdId)) throw new HerdError('ALREADY_MIGRATING', `container "${this.details.name}" (herd id ${this.details.herdId}) is already migrating`);
     if (!this.details.running) throw new HerdError('CONFLICT', `container "${this.details.name}" is ${this.details.state}, not running: only running containers are live-migrated`);
     ctx.view.requireOnline(args.targetHost);
-    ctx.inFlight.add(this.details.herdId);
+    ctx.inFlight.set(this.details.herdId, args.migrationId);
+    void ctx.publishContainers(); // the retained list says it is migrating
   }
 
   async run(): Promise<MigrationResult> {
@@ -115,6 +116,7 @@ export class SourceMigration {
       return await this.runValidated();
     } finally {
       ctx.inFlight.delete(d.herdId);
+      void ctx.publishContainers();
     }
   }
 

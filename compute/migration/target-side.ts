@@ -92,6 +92,7 @@ export async function restoreTarget(ctx: MigrationContext, args: CommandArgs<'mi
   await runtime.deleteCheckpoint(targetDockerId, record.checkpointId).catch(() => undefined);
   if (record.checkpointDir !== undefined) rmSync(record.checkpointDir, { recursive: true, force: true });
   store.remove('target', args.migrationId);
+  void ctx.publishContainers();
   log.info({ migrationId: args.migrationId, restoreMs: Math.round(restoreMs) }, 'target restored');
   void ctx.publishContainers();
   return { restoreMs, runningAt };
@@ -108,6 +109,7 @@ export async function abortTarget(ctx: MigrationContext, args: CommandArgs<'migr
   for (const id of dockerIds) await runtime.remove(id, true);
   if (record?.checkpointDir !== undefined) rmSync(record.checkpointDir, { recursive: true, force: true });
   store.remove('target', args.migrationId);
+  void ctx.publishContainers();
   if (record !== undefined || dockerIds.size > 0) {
     log.info({ migrationId: args.migrationId, reason: args.reason, removed: dockerIds.size }, 'target aborted');
     void ctx.publishContainers();

@@ -11,7 +11,9 @@ import { HerdError } from '../../protocol/errors.ts';
 import { controlEventSchema, controlStatusSchema, type ControlEvent, type ControlStatus, type CommandArgsInput, type CommandType } from '../../protocol/messages.ts';
 import { parseTopic, topics } from '../../protocol/topics.ts';
 import { clusterSnapshotSchema, type ClusterSnapshot, type Plan } from '../../policies/model.ts';
-import { POLICY_NAMES, runChain, type PolicyName } from '../../policies/registry.ts';
+import { POLICY_NAMES, type PolicyName } from '../../policies/registry.ts';
+import { chainFor, decide, loopStep } from '../../policies/pipeline.ts';
+import { emptySafetyState } from '../../policies/safety/safety.ts';
 import type { MigrationRecord } from '../loop/history-store.ts';
 import { loadConfig } from '../../protocol/config.ts';
 import { controlConfigSchema } from '../config.ts';
@@ -119,11 +121,14 @@ export function registerControlCommands(program: Command, control: Command): voi
     .option('--json', 'print { snapshot, plan, allowed } as JSON')
     .action(async (opts: ControlOpts & { policy?: PolicyName; snapshot?: string; save?: string; config?: string }, cmd: Command) => {
       if (opts.snapshot !== undefined) {
+        // The loop's decision on a saved snapshot: the same chain, thresholds and safety rules (with no history).
         const snapshot = readSnapshotFile(opts.snapshot);
-        const chain = opts.policy !== undefined ? [{ policy: opts.policy, args: {} }] : loadConfig(controlConfigSchema, { ...(opts.config === undefined ? {} : { file: opts.config }), what: 'control config' }).loop.policies;
-        const plan = runChain(snapshot, chain);
-        if (opts.json === true) return printJson({ snapshot, plan });
-        process.stdout.write(renderPlan(plan));
+        const loop = loadConfig(controlConfigSchema, { ...(opts.config === undefined ? {} : { file: opts.config }), what: 'control config' }).loop;
+        const options = { missingSamplesThreshold: loop.missingSamplesThreshold, draining: snapshot.hosts.some((h) => h.draining === true) };
+        const chain = opts.policy !== undefined ? [loopStep({ policy: opts.policy, args: {} }, loop.missingSamplesThreshold)] : chainFor(loop.policies, options);
+        const d = decide(snapshot, chain, emptySafetyState(), loop.safety);
+        if (opts.json === true) return printJson({ snapshot, plan: d.plan, allowed: d.allowed });
+        process.stdout.write(renderPlan(d.plan, d.allowed));
         return;
       }
       await withSession(cmd, async (session) => {

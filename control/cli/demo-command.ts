@@ -80,10 +80,11 @@ export function registerDemoCommand(program: Command): void {
         const deadline = Date.now() + opts.timeout * 1000;
         const downtimes: number[] = [];
         let failed = 0;
+        let moved = 0;
         let quiet = 0;
         let inFlight = 0;
         let seen = 0;
-        while (Date.now() < deadline && !(downtimes.length > 0 && quiet >= opts.stable && inFlight === 0)) {
+        while (Date.now() < deadline && !(moved > 0 && quiet >= opts.stable && inFlight === 0)) {
           if (seen === events.length) {
             await new Promise<void>((r) => {
               wake = r;
@@ -100,8 +101,10 @@ export function registerDemoCommand(program: Command): void {
             process.stdout.write(`${stamp(e)}  MOVE ${e.message}\n`);
           } else if (e.kind === 'migration') {
             inFlight = Math.max(0, inFlight - 1);
-            if (e.outcome === 'done' && e.downtimeMs !== undefined) downtimes.push(e.downtimeMs);
-            else failed++;
+            if (e.outcome === 'done') {
+              moved++;
+              if (e.downtimeMs !== undefined) downtimes.push(e.downtimeMs);
+            } else failed++;
             process.stdout.write(`${stamp(e)}  ${e.outcome === 'done' ? 'DONE' : 'FAILED'} ${e.message}\n`);
           } else if (e.kind === 'veto' || e.kind === 'trigger') {
             process.stdout.write(`${stamp(e)}  ${e.kind} [${e.code ?? ''}] ${e.message}\n`);
@@ -116,8 +119,8 @@ export function registerDemoCommand(program: Command): void {
         process.stdout.write(`\n${table(['CONTAINER', 'HOST'], placement.map((c) => [c.name, c.hostId]))}\n`);
         const sorted = [...downtimes].sort((a, b) => a - b);
         const median = sorted.length === 0 ? 0 : (sorted[Math.floor(sorted.length / 2)] as number);
-        const stable = downtimes.length > 0 && quiet >= opts.stable;
-        process.stdout.write(`${downtimes.length} migration(s) by the control loop, ${failed} failed; median downtime ${median.toFixed(0)} ms; ${stable ? `stable: ${quiet} evaluations in a row without a move` : `not stable within ${opts.timeout} s`}. The loop keeps running: "bin/herd events -f", "bin/herd status", "bin/herd history".\n`);
+        const stable = moved > 0 && quiet >= opts.stable;
+        process.stdout.write(`${moved} migration(s) by the control loop, ${failed} failed; median downtime ${median.toFixed(0)} ms; ${stable ? `stable: ${quiet} evaluations in a row without a move` : `not stable within ${opts.timeout} s`}. The loop keeps running: "bin/herd events -f", "bin/herd status", "bin/herd history".\n`);
         if (!stable || failed > 0) process.exitCode = 1;
       });
     });

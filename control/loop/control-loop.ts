@@ -9,7 +9,7 @@
  * drains survive a restart (state.json); the history (history.jsonl) gives the safety
  * layer its cooldowns and failures back after a restart.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { HerdError } from '../../protocol/errors.ts';
@@ -17,8 +17,9 @@ import type { ControlEvent, ControlMode, HostMetrics } from '../../protocol/mess
 import { PROTOCOL_VERSION } from '../../protocol/messages.ts';
 import { followMetrics, type MetricsMessage } from '../../protocol/metrics-view.ts';
 import type { ClusterSnapshot, Plan } from '../../policies/model.ts';
-import { defaultArgs, POLICY_NAMES, runChain, type PolicyName, type PolicyStep } from '../../policies/registry.ts';
-import { applySafety, emptySafetyState, recheckMove, withHolds, type SafetyRules, type SafetyState } from '../../policies/safety/safety.ts';
+import { POLICY_NAMES, type PolicyName, type PolicyStep } from '../../policies/registry.ts';
+import { chainFor, decide, loopStep } from '../../policies/pipeline.ts';
+import { emptySafetyState, recheckMove, type SafetyState } from '../../policies/safety/safety.ts';
 import type { LoopConfig } from '../config.ts';
 import type { MigrationSession } from '../migrations/migration-client.ts';
 import { Executor } from './executor.ts';
@@ -75,11 +76,13 @@ export class ControlLoop {
   private readonly running = new Set<Promise<unknown>>();
   private closed = false;
   private startedAtMs = Date.now();
+  private readonly bootId = Date.now().toString(36);
 
   constructor(private readonly config: LoopConfig, private readonly deps: LoopDeps) {
     mkdirSync(config.stateDir, { recursive: true });
     this.windows = new SampleWindows(config);
     this.history = new HistoryStore(join(config.stateDir, 'history.jsonl'));
+    if (this.history.skippedLines > 0) deps.log.warn({ skipped: this.history.skippedLines }, 'history lines that could not be read were skipped (a crash mid-write?)');
     this.state = this.readState();
     for (const r of this.history.all()) this.remember(r);
     this.executor = new Executor({
@@ -140,7 +143,8 @@ export class ControlLoop {
 
   drain(host: string, cancel: boolean): { draining: string[] } {
     const known = this.deps.session.view.hosts().map((h) => h.hostId);
-    if (!known.includes(host)) throw new HerdError('UNKNOWN_HOST', `unknown host "${host}" (known hosts: ${known.join(', ') || 'none'})`);
+    // A drain of a host that has since left can still be cancelled.
+    if (!known.includes(host) && !(cancel && this.state.draining.includes(host))) throw new HerdError('UNKNOWN_HOST', `unknown host "${host}" (known hosts: ${known.join(', ') || 'none'})`);
     const set = new Set(this.state.draining);
     if (cancel) set.delete(host);
     else set.add(host);
@@ -163,11 +167,9 @@ export class ControlLoop {
   /** Plans on a fresh snapshot without acting: the chain, or one policy with its default arguments. */
   async planOnly(policy: string | undefined): Promise<{ snapshot: ClusterSnapshot; plan: Plan; allowed: Plan }> {
     if (policy !== undefined && !POLICY_NAMES.includes(policy as PolicyName)) throw new HerdError('BAD_USAGE', `unknown policy "${policy}" (known: ${POLICY_NAMES.join(', ')})`);
-    const snapshot = withHolds(await this.snapshot(`plan-${Date.now()}`), this.safety, this.config.safety);
-    const chain = policy === undefined ? this.chain() : [this.step(policy as PolicyName, {})];
-    const plan = runChain(snapshot, chain);
-    const allowed = applySafety(plan, snapshot, this.safety, this.rulesFor(plan)).plan;
-    return { snapshot, plan, allowed };
+    const chain = policy === undefined ? this.chain() : [loopStep({ policy: policy as PolicyName, args: {} }, this.config.missingSamplesThreshold)];
+    const d = decide(await this.snapshot(`plan-${Date.now()}`), chain, this.safety, this.config.safety);
+    return { snapshot: d.snapshot, plan: d.plan, allowed: d.allowed };
   }
 
   /** Runs an evaluation now (or returns the one running). */
@@ -231,21 +233,8 @@ export class ControlLoop {
     this.evaluateSoon('reactive');
   }
 
-  private step(policy: PolicyName, args: Record<string, unknown>): PolicyStep {
-    // The loop's missing-samples threshold is every policy's default.
-    const defaults = defaultArgs(policy) as Record<string, unknown>;
-    const withThreshold = 'maxMissingRatio' in defaults && !('maxMissingRatio' in args) ? { maxMissingRatio: this.config.missingSamplesThreshold, ...args } : args;
-    return { policy, args: withThreshold };
-  }
-
   private chain(): PolicyStep[] {
-    const configured = this.config.policies.map((s) => this.step(s.policy, s.args));
-    return this.state.draining.length > 0 ? [this.step('drain', {}), ...configured] : configured;
-  }
-
-  /** Drains are operator intent: caps still apply, hysteresis and cooldowns do not. */
-  private rulesFor(plan: Plan): SafetyRules {
-    return plan.policy === 'drain' ? { ...this.config.safety, hysteresisEvaluations: 1, cooldownSeconds: 0 } : this.config.safety;
+    return chainFor(this.config.policies, { missingSamplesThreshold: this.config.missingSamplesThreshold, draining: this.state.draining.length > 0 });
   }
 
   private async snapshot(version: string): Promise<ClusterSnapshot> {
@@ -265,10 +254,9 @@ export class ControlLoop {
 
   private async evaluate(trigger: Evaluation['trigger']): Promise<Evaluation> {
     this.executor.reconcile();
-    const evaluationId = `e-${++this.evaluationCount}`;
-    const snapshot = withHolds(await this.snapshot(evaluationId), this.safety, this.config.safety);
-    const plan = runChain(snapshot, this.chain());
-    const { plan: allowed, state } = applySafety(plan, snapshot, this.safety, this.rulesFor(plan));
+    // Unique across restarts: the history keeps evaluation ids.
+    const evaluationId = `e-${this.bootId}-${++this.evaluationCount}`;
+    const { snapshot, plan, allowed, state, rules } = decide(await this.snapshot(evaluationId), this.chain(), this.safety, this.config.safety);
     this.safety = { ...state, lastMovedAtMs: this.safety.lastMovedAtMs, lastFailedAtMs: this.safety.lastFailedAtMs };
     const acting = this.config.mode === 'act' && !this.state.paused;
     const evaluation: Evaluation = { evaluationId, trigger, at: new Date(snapshot.nowMs).toISOString(), snapshot, plan, allowed, sent: 0 };
@@ -282,14 +270,24 @@ export class ControlLoop {
       for (const move of allowed.moves) {
         // The last look, against fresh state (the window's figures, the hosts' lists now).
         const fresh = await this.snapshot(`${evaluationId}-recheck`);
-        const stale = recheckMove(move, fresh, this.safety, this.rulesFor(plan));
+        // Paused, closed or switched while this evaluation ran: nothing more is sent.
+        if (this.closed || this.state.paused || this.config.mode !== 'act') {
+          this.emit({ kind: 'veto', evaluationId, code: 'PAUSED', policy: move.policy, herdId: move.herdId, container: move.name, message: `${move.name} ${move.from} -> ${move.to} not sent: the loop was paused or stopped during the evaluation` });
+          break;
+        }
+        const stale = recheckMove(move, fresh, this.safety, rules);
         if (stale !== undefined) {
           this.emit({ kind: 'veto', evaluationId, code: stale.code, policy: move.policy, herdId: move.herdId, container: move.name, from: move.from, to: move.to, message: `${move.name} ${move.from} -> ${move.to} not sent: ${stale.message}` });
           continue;
         }
         evaluation.sent++;
         this.emit({ kind: 'move', evaluationId, code: move.reasonCode, policy: move.policy, herdId: move.herdId, container: move.name, from: move.from, to: move.to, message: `${move.name} ${move.from} -> ${move.to}: ${move.reason}` });
-        const p = this.executor.execute(move, evaluationId).catch((err: unknown) => this.deps.log.error({ err: String(err) }, 'executor failed'));
+        const p = this.executor
+          .execute(move, evaluationId)
+          .then((r) => {
+            if ('notSent' in r) this.emit({ kind: 'veto', evaluationId, code: 'NOT_SENT', policy: move.policy, herdId: move.herdId, container: move.name, from: move.from, to: move.to, message: `${move.name} ${move.from} -> ${move.to} not sent: ${r.notSent}` });
+          })
+          .catch((err: unknown) => this.deps.log.error({ err: String(err) }, 'executor failed'));
         this.running.add(p);
         void p.finally(() => this.running.delete(p));
       }
@@ -335,17 +333,38 @@ export class ControlLoop {
   }
 
   private readState(): PersistedState {
+    const file = join(this.config.stateDir, 'state.json');
+    let text: string;
     try {
-      const s = JSON.parse(readFileSync(join(this.config.stateDir, 'state.json'), 'utf8')) as Partial<PersistedState>;
-      return { paused: s.paused === true, ...(typeof s.pausedReason === 'string' ? { pausedReason: s.pausedReason } : {}), draining: Array.isArray(s.draining) ? s.draining.filter((h): h is string => typeof h === 'string') : [] };
-    } catch {
-      return this.config.startPaused ? { paused: true, pausedReason: 'started paused (loop.startPaused)', draining: [] } : { paused: false, draining: [] };
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return this.config.startPaused ? { paused: true, pausedReason: 'started paused (loop.startPaused)', draining: [] } : { paused: false, draining: [] };
+      return this.unreadableState(file, err);
     }
+    try {
+      const s = JSON.parse(text) as Partial<PersistedState>;
+      return { paused: s.paused === true, ...(typeof s.pausedReason === 'string' ? { pausedReason: s.pausedReason } : {}), draining: Array.isArray(s.draining) ? s.draining.filter((h): h is string => typeof h === 'string') : [] };
+    } catch (err) {
+      return this.unreadableState(file, err);
+    }
+  }
+
+  /** A saved pause or drain must not be forgotten silently: start paused and say why. */
+  private unreadableState(file: string, err: unknown): PersistedState {
+    const reason = `${file} could not be read (${err instanceof Error ? err.message : String(err)}): started paused; check pauses and drains, then "herd control resume"`;
+    this.deps.log.error({ file }, reason);
+    return { paused: true, pausedReason: reason, draining: [] };
   }
 
   private writeState(): void {
     const file = join(this.config.stateDir, 'state.json');
-    writeFileSync(`${file}.tmp`, `${JSON.stringify(this.state, null, 2)}\n`, { mode: 0o600 });
+    const fd = openSync(`${file}.tmp`, 'w', 0o600);
+    try {
+      writeSync(fd, `${JSON.stringify(this.state, null, 2)}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     renameSync(`${file}.tmp`, file);
     this.deps.onStateChange();
   }

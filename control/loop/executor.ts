@@ -11,6 +11,7 @@
 import type { Logger } from 'pino';
 import { decode } from '../../protocol/codec.ts';
 import { toHerdError } from '../../protocol/errors.ts';
+import { isNoReply } from '../../protocol/rpc.ts';
 import { newMigrationId } from '../../protocol/ids.ts';
 import { migrationEventSchema, type FsMode, type MigrationEvent } from '../../protocol/messages.ts';
 import { parseTopic, topics } from '../../protocol/topics.ts';
@@ -32,12 +33,14 @@ export interface ExecutorDeps {
 interface Tracked {
   record: MigrationRecord;
   startedAtMs: number;
+  /** When its last event arrived (ms), if any did. */
+  lastEventAtMs?: number;
 }
 
 const outcomeOf = (code: string | undefined): Outcome => (code === 'ROLLED_BACK' ? 'rolled-back' : code === 'TIMEOUT' ? 'timeout' : 'failed');
 
-/** Errors that say nothing about how a migration ended (the reply was not heard). */
-const IN_DOUBT = new Set(['TIMEOUT', 'BROKER_UNAVAILABLE']);
+/** A migration whose events arrived this recently is still going on, whatever the lists say. */
+const RECENT_EVENT_MS = 120_000;
 
 export class Executor {
   private readonly tracked = new Map<string, Tracked>();
@@ -78,8 +81,18 @@ export class Executor {
     return [...this.tracked.values()].map((t) => ({ migrationId: t.record.migrationId, herdId: t.record.herdId, sourceHost: t.record.from, targetHost: t.record.to, manual: t.record.manual, startedAtMs: t.startedAtMs }));
   }
 
-  /** Sends one move. Resolves when the migration has ended (the outcome is in the history). */
-  async execute(move: Move, evaluationId: string): Promise<MigrationRecord> {
+  /**
+   * Sends one move. Resolves when the migration has ended (the outcome is in the history),
+   * or with the reason it was not sent (its container or a host is gone: nothing recorded).
+   */
+  async execute(move: Move, evaluationId: string): Promise<MigrationRecord | { notSent: string }> {
+    try {
+      this.deps.session.view.findContainer(move.herdId);
+      this.deps.session.view.requireOnline(move.from);
+      this.deps.session.view.requireOnline(move.to);
+    } catch (err) {
+      return { notSent: toHerdError(err).message };
+    }
     const migrationId = newMigrationId();
     const record: MigrationRecord = { migrationId, herdId: move.herdId, name: move.name, from: move.from, to: move.to, manual: false, policy: move.policy, reasonCode: move.reasonCode, reason: move.reason, evaluationId, startedAt: new Date(this.now()).toISOString() };
     // Durable intent first: a restart from here on finds it and asks how it ended.
@@ -93,7 +106,7 @@ export class Executor {
       return this.end(migrationId, 'done', { timings: result.timings, learnedBy: 'reply' }) ?? this.deps.history.get(migrationId) ?? record;
     } catch (err) {
       const error = toHerdError(err);
-      if (IN_DOUBT.has(error.code)) {
+      if (isNoReply(err)) {
         // No answer is not an outcome: the migration may have finished. Its record stays
         // open (in flight) until its final event arrives or the hosts tell (reconcile).
         log.warn({ code: error.code, err: error.message }, 'migration outcome in doubt: will ask the hosts');
@@ -108,11 +121,14 @@ export class Executor {
 
   /** A migration event from the broker: tracks manual migrations, ends any migration on its final event. */
   observe(e: MigrationEvent): void {
-    if (!this.tracked.has(e.migrationId) && this.deps.history.get(e.migrationId) === undefined && e.phase !== 'done' && e.phase !== 'failed') {
+    // A migration first seen here is a manual one (or one whose first events were missed): record it, even on its final event.
+    if (!this.tracked.has(e.migrationId) && this.deps.history.get(e.migrationId) === undefined) {
       const record: MigrationRecord = { migrationId: e.migrationId, herdId: e.herdId, name: e.container, from: e.sourceHost, to: e.targetHost, manual: true, reason: 'started outside the control loop (herd migrate)', startedAt: e.at };
       this.deps.history.started(record);
-      this.tracked.set(e.migrationId, { record, startedAtMs: Date.parse(e.at) });
+      this.tracked.set(e.migrationId, { record, startedAtMs: Date.parse(e.at), lastEventAtMs: this.now() });
     }
+    const t = this.tracked.get(e.migrationId);
+    if (t !== undefined) t.lastEventAtMs = this.now();
     if (e.phase === 'done' && e.status === 'finished') this.end(e.migrationId, 'done', { ...(e.timings === undefined ? {} : { timings: e.timings }), learnedBy: 'events', at: e.at });
     else if (e.phase === 'failed') this.end(e.migrationId, outcomeOf(e.error?.code), { ...(e.error === undefined ? {} : { error: e.error as never }), learnedBy: 'events', at: e.at });
   }
@@ -129,8 +145,9 @@ export class Executor {
       const running = copies.find((c) => c.state === 'running');
       const busy = copies.some((c) => c.migrationId !== undefined);
       const age = this.now() - t.startedAtMs;
-      // Our own migrations awaiting their reply end by it (or by its timeout).
-      if (busy || age < 5_000 || this.inProgress.has(id)) continue;
+      // Our own migrations awaiting their reply end by it (or by its timeout); recent events mean it goes on.
+      const recent = t.lastEventAtMs !== undefined && this.now() - t.lastEventAtMs < RECENT_EVENT_MS;
+      if (busy || recent || age < 5_000 || this.inProgress.has(id)) continue;
       if (running?.hostId === t.record.to) this.end(id, 'done', { learnedBy: 'reconcile' });
       else if (running?.hostId === t.record.from) this.end(id, 'failed', { learnedBy: 'reconcile' });
       else if (age > this.deps.timeoutMs) this.end(id, 'unknown', { learnedBy: 'reconcile' });

@@ -6,7 +6,7 @@
  * had started and can ask the hosts how it ended instead of starting it again. A torn
  * last line (a crash mid-write) is skipped when the file is read back.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { WireError } from '../../protocol/errors.ts';
 import type { MigrationTimings } from '../../protocol/messages.ts';
@@ -45,18 +45,16 @@ export class HistoryStore {
   constructor(private readonly file: string) {
     mkdirSync(dirname(file), { recursive: true });
     if (!existsSync(file)) return;
+    const content = readFileSync(file, 'utf8');
+    // A torn last line (a crash mid-write) is ended, so the next record starts on a line of its own.
+    if (content.length > 0 && !content.endsWith('\n')) appendFileSync(file, '\n');
     let skipped = 0;
-    for (const text of readFileSync(file, 'utf8').split('\n')) {
+    for (const text of content.split('\n')) {
       if (text.trim() === '') continue;
-      let line: Line;
-      try {
-        line = JSON.parse(text) as Line;
-      } catch {
-        skipped++;
-        continue;
-      }
-      if (line.type === 'started') this.records.set(line.record.migrationId, line.record);
-      else if (line.type === 'ended') this.applyEnd(line);
+      const line = parseLine(text);
+      if (line === undefined) skipped++;
+      else if (line.type === 'started') this.records.set(line.record.migrationId, line.record);
+      else this.applyEnd(line);
     }
     this.skippedLines = skipped;
   }
@@ -113,4 +111,26 @@ export class HistoryStore {
   open(): MigrationRecord[] {
     return this.all().filter((r) => r.outcome === undefined);
   }
+}
+
+/** A history line, or undefined when it is not one (torn, or not of this format). */
+function parseLine(text: string): Line | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (v === null || typeof v !== 'object') return undefined;
+  const line = v as Partial<Line> & { record?: Partial<MigrationRecord> };
+  const str = (x: unknown) => typeof x === 'string' && x.length > 0;
+  if (line.type === 'started') {
+    const r = line.record;
+    return r !== undefined && str(r.migrationId) && str(r.herdId) && str(r.from) && str(r.to) && str(r.startedAt) && typeof r.manual === 'boolean' ? (line as Line) : undefined;
+  }
+  if (line.type === 'ended') {
+    const l = line as Partial<Extract<Line, { type: 'ended' }>>;
+    return str(l.migrationId) && str(l.endedAt) && OUTCOMES.includes(l.outcome as Outcome) ? (line as Line) : undefined;
+  }
+  return undefined;
 }

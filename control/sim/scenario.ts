@@ -12,7 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { HerdError } from '../../protocol/errors.ts';
-import { checkPolicyArgs, defaultArgs, POLICIES, type PolicyName, type PolicyStep } from '../../policies/registry.ts';
+import { checkPolicyArgs, POLICIES, type PolicyName } from '../../policies/registry.ts';
 import { safetyRulesSchema } from '../../policies/safety/safety.ts';
 
 const id = z.string().min(1);
@@ -209,13 +209,3 @@ export function loadScenarioFile(path: string): Scenario {
   return parseScenario(raw, path);
 }
 
-/**
- * A chain step of a validated scenario as the control loop runs it: the loop's
- * missing-samples threshold is the policy's `maxMissingRatio` unless its args set one.
- */
-export function toPolicyStep(step: { policy: string; args: Record<string, unknown> }, control: Pick<Scenario['control'], 'missingSamplesThreshold'>): PolicyStep {
-  const policy = step.policy as PolicyName;
-  const defaults = defaultArgs(policy) as Record<string, unknown>;
-  const args = 'maxMissingRatio' in defaults && !('maxMissingRatio' in step.args) ? { maxMissingRatio: control.missingSamplesThreshold, ...step.args } : step.args;
-  return { policy, args };
-}

@@ -28,11 +28,12 @@
  * (`lastMovedAtMs[herdId] = t + T`). Migrations do not fail in the simulator.
  */
 import type { ClusterSnapshot, ContainerSnapshot, HostSnapshot, MigrationInFlight, Move, Plan } from '../../policies/model.ts';
-import { runChain } from '../../policies/registry.ts';
-import { applySafety, emptySafetyState, recheckMove, withHolds, safetyRulesSchema, type SafetyRules, type SafetyState } from '../../policies/safety/safety.ts';
+import type { PolicyName } from '../../policies/registry.ts';
+import { chainFor, decide } from '../../policies/pipeline.ts';
+import { emptySafetyState, recheckMove, safetyRulesSchema, type SafetyRules, type SafetyState } from '../../policies/safety/safety.ts';
 import { shareHost } from './fair-share.ts';
 import { migrationCost, type MigrationCost } from './migration-cost.ts';
-import { toPolicyStep, type Scenario, type SimContainer, type SimHost } from './scenario.ts';
+import { type Scenario, type SimContainer, type SimHost } from './scenario.ts';
 
 export interface SimOptions {
   /** The policy chain of the control loop (as configured: `missingSamplesThreshold` is filled in); absent: no control loop (the "control" run). */
@@ -176,7 +177,7 @@ export function simulate(scenario: Scenario, options: SimOptions = {}): SimResul
   const hostSampleMs = Math.max(1, ms(ctl.hostIntervalSeconds));
   const contSampleMs = Math.max(1, ms(ctl.containerIntervalSeconds));
   const evalEveryMs = Math.max(1, ms(ctl.evaluationIntervalSeconds));
-  const chain = options.chain?.map((step) => toPolicyStep(step, ctl));
+  const chain = options.chain === undefined ? undefined : chainFor(options.chain as { policy: PolicyName; args: Record<string, unknown> }[], { missingSamplesThreshold: ctl.missingSamplesThreshold, draining: false });
   const reactive = ctl.reactive;
   const overThreshold = new Map<string, number>();
   let lastReactiveMs = -Infinity;
@@ -283,11 +284,12 @@ export function simulate(scenario: Scenario, options: SimOptions = {}): SimResul
     if (chain === undefined) return false;
     evaluations++;
     if (trigger === 'reactive') reactiveEvaluations++;
-    const snapshot = withHolds(snapshotAt(t), state, rules);
-    const plan = options.plan === undefined ? runChain(snapshot, chain) : options.plan(snapshot);
+    // The same decision as the control daemon's (policies/pipeline.ts).
+    const decision = options.plan === undefined ? decide(snapshotAt(t), chain, state, rules) : decide(snapshotAt(t), chain, state, rules, options.plan);
+    const { snapshot, plan } = decision;
     proposedMoves += plan.moves.length;
-    const safe = applySafety(plan, snapshot, state, rules);
-    state = safe.state;
+    const safe = { plan: decision.allowed };
+    state = decision.state;
     const record: EvaluationRecord = { atSeconds: t / 1000, trigger, snapshot, proposed: plan.moves, started: [], vetoes: [] };
     for (const a of safe.plan.annotations) {
       if (a.level !== 'veto') continue;
@@ -297,7 +299,7 @@ export function simulate(scenario: Scenario, options: SimOptions = {}): SimResul
     let changed = false;
     for (const m of safe.plan.moves) {
       const fresh = snapshotAt(t);
-      const why = recheckMove(m, fresh, state, rules);
+      const why = recheckMove(m, fresh, state, decision.rules);
       if (why !== undefined) {
         vetoes[why.code] = (vetoes[why.code] ?? 0) + 1;
         record.vetoes.push({ herdId: m.herdId, code: why.code, message: why.message });

@@ -91,4 +91,15 @@ describe('cpu-greedy-multithread', () => {
     const p = cpuGreedyMultithread.plan(t, args);
     expect(p.moves.map((m) => m.name)).toEqual(['x']);
   });
+
+  it('counts a migration in flight on its target: no second container is sent after it, none off its source twice', () => {
+    const s = snapshot([host('h1'), host('h2'), host('h3', { cpuUtil: 0.9 })], ['a', 'b', 'c'].map((n) => container(n, 'h1', { cpuCores: 0.33 })), {
+      inFlight: [{ migrationId: 'm1', herdId: 'id-a', sourceHost: 'h1', targetHost: 'h2', manual: true, startedAtMs: 0 }],
+    });
+    s.containers[0] = { ...s.containers[0]!, migrating: true };
+    const p = cpuGreedyMultithread.plan(s, args);
+    // h1 keeps b and c (2 cores of demand on 1), h2 is full with a: nowhere to go.
+    expect(p.moves).toEqual([]);
+    expect(p.annotations.map((a) => a.code)).toContain('NO_TARGET_CAPACITY');
+  });
 });

@@ -21,7 +21,7 @@
  */
 import { z } from 'zod';
 import { TARGET_FULL_RATIO } from '../safety/safety.ts';
-import { byKeyThenId, fmt, type Annotation, type ClusterSnapshot, type ContainerSnapshot, type HostSnapshot, type Move, type Plan } from '../model.ts';
+import { byKeyThenId, fmt, hostCpuUsed, type Annotation, type ClusterSnapshot, type ContainerSnapshot, type HostSnapshot, type Move, type Plan } from '../model.ts';
 
 export const greedyArgsSchema = z.strictObject({
   /** Smallest expected gain of a move, in cores of CPU time delivered (a move costs a second or so of downtime). */
@@ -93,10 +93,11 @@ export function planGreedy(policy: string, snapshot: ClusterSnapshot, args: Gree
   const candidates = new Map<string, Candidate[]>();
   const notEnough: string[] = [];
   const held: string[] = [];
+  const demandOf = new Map<string, number>();
   for (const h of online) {
     const list = onHost.get(h.hostId) ?? [];
     const used = list.reduce((s, c) => s + (c.cpuCores ?? 0), 0);
-    const busy = h.cpuUtil === undefined ? used : h.cpuUtil * h.cores;
+    const busy = hostCpuUsed(h, list);
     const background = Math.max(0, busy - used);
     const saturated = (h.cpuUtil ?? used / h.cores) >= args.saturationUtil;
     const topUse = list.reduce((m, c) => Math.max(m, c.cpuCores ?? 0), 0);
@@ -110,6 +111,7 @@ export function planGreedy(policy: string, snapshot: ClusterSnapshot, args: Gree
       const throttled = saturated && used1 >= TOP_SHARE * topUse && used1 > 0;
       const d = throttled ? Math.min(limit, Math.max(used1, cap(c))) : used1;
       demand += d;
+      demandOf.set(c.herdId, d);
       const why = ineligibility(c, args, snapshot.nowMs);
       if (why === undefined) movable.push({ c, demand: d });
       else if (why.code !== 'IN_FLIGHT') (why.code === 'HELD' ? held : notEnough).push(`${c.name} (${why.message})`);
@@ -118,6 +120,18 @@ export function planGreedy(policy: string, snapshot: ClusterSnapshot, args: Gree
     candidates.set(h.hostId, movable);
     const memoryFree = h.memoryAvailableBytes;
     hosts.set(h.hostId, { host: h, known: windowProblem(h, args) === undefined, demand, count: list.length, memoryFree, used: busy });
+  }
+  // Migrations in flight: their containers' demand leaves the source and lands on the target now,
+  // though the window still shows them where they were.
+  for (const f of snapshot.inFlight) {
+    const from = hosts.get(f.sourceHost);
+    const to = hosts.get(f.targetHost);
+    const c = snapshot.containers.find((x) => x.herdId === f.herdId);
+    const d = demandOf.get(f.herdId);
+    if (from === undefined || to === undefined || c === undefined || d === undefined || c.hostId !== f.sourceHost) continue;
+    from.demand -= d;
+    to.demand += d;
+    to.used += c.cpuCores ?? 0;
   }
   for (const [code, list] of [['NOT_ENOUGH_SAMPLES', notEnough], ['HELD', held]] as const) {
     if (list.length > 0) annotations.push({ level: 'skip', code, policy, message: `${list.length} container(s) not considered: ${list.slice(0, 5).join('; ')}${list.length > 5 ? '; …' : ''}` });

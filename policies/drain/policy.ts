@@ -6,7 +6,7 @@
  * a host is draining.
  */
 import { z } from 'zod';
-import { acceptsContainers, byKeyThenId, fmt, type Annotation, type Move, type Plan, type PolicyDefinition } from '../model.ts';
+import { acceptsContainers, arrivingCpu, byKeyThenId, fmt, hostCpuUsed, type Annotation, type Move, type Plan, type PolicyDefinition } from '../model.ts';
 
 export const drainArgsSchema = z.strictObject({
   /** Moves per plan (the safety layer's caps still apply). */
@@ -25,7 +25,7 @@ export const drain: PolicyDefinition<DrainArgs> = {
     const draining = snapshot.hosts.filter((h) => h.online && h.draining === true);
     const targets = snapshot.hosts.filter(acceptsContainers).map((h) => ({
       h,
-      used: h.cpuUtil !== undefined ? h.cpuUtil * h.cores : snapshot.containers.filter((c) => c.hostId === h.hostId).reduce((s, c) => s + (c.cpuCores ?? 0), 0),
+      used: hostCpuUsed(h, snapshot.containers) + arrivingCpu(snapshot, h.hostId),
       count: snapshot.containers.filter((c) => c.hostId === h.hostId).length,
     }));
     const moves: Move[] = [];

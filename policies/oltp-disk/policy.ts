@@ -15,7 +15,7 @@
  * tried; if none qualifies, the plan of `fallback` (cpu-greedy-multithread) is used.
  */
 import { z } from 'zod';
-import { acceptsContainers, byKeyThenId, fmt, type Annotation, type ClusterSnapshot, type ContainerSnapshot, type HostSnapshot, type PolicyDefinition, type Plan } from '../model.ts';
+import { acceptsContainers, arrivingCpu, byKeyThenId, fmt, hostCpuUsed, type Annotation, type ClusterSnapshot, type HostSnapshot, type PolicyDefinition, type Plan } from '../model.ts';
 import { greedyArgsSchema, ineligibility, planGreedy, windowProblem } from '../cpu-greedy/greedy.ts';
 import { threadCap } from '../cpu-greedy-multithread/policy.ts';
 
@@ -45,11 +45,6 @@ export type OltpDiskArgs = z.infer<typeof oltpDiskArgsSchema>;
 const NAME = 'oltp-disk';
 const relGap = (max: number, min: number) => (max <= 0 ? 0 : (max - min) / max);
 
-function hostCpuUsed(h: HostSnapshot, containers: ContainerSnapshot[]): number {
-  if (h.cpuUtil !== undefined) return h.cpuUtil * h.cores;
-  return containers.filter((c) => c.hostId === h.hostId).reduce((s, c) => s + (c.cpuCores ?? 0), 0);
-}
-
 export function planOltpDisk(snapshot: ClusterSnapshot, args: OltpDiskArgs): Plan {
   const annotations: Annotation[] = [];
   const fallback = (why: string): Plan => {
@@ -75,11 +70,12 @@ export function planOltpDisk(snapshot: ClusterSnapshot, args: OltpDiskArgs): Pla
   if (activeGap < args.diskActiveRewardThreshold) return fallback(`(d) host disk activity differs by ${fmt(activeGap * 100, 0)} %, below ${fmt(args.diskActiveRewardThreshold * 100, 0)} %`);
 
   const minCandidateOps = args.baselineThreshold * args.diskOpsBaseline;
-  // Disk ops of the other hosts bound the gap after a move from the busiest to the quietest host.
-  const otherMax = byOps.length > 2 ? ((byOps[byOps.length - 2] as HostSnapshot).diskOpsPerSec ?? 0) : Number.NEGATIVE_INFINITY;
-  const otherMin = byOps.length > 2 ? ((byOps[1] as HostSnapshot).diskOpsPerSec ?? 0) : Number.POSITIVE_INFINITY;
+  // Disk ops of the other hosts bound the gap after a move from the busiest host to the target.
+  const others = byOps.filter((h) => h !== busiest && h !== target).map((h) => h.diskOpsPerSec ?? 0);
+  const otherMax = Math.max(Number.NEGATIVE_INFINITY, ...others);
+  const otherMin = Math.min(Number.POSITIVE_INFINITY, ...others);
   const gapAfter = (ops: number) => Math.max(maxOps - ops, minOps + ops, otherMax) - Math.min(maxOps - ops, minOps + ops, otherMin);
-  const targetRoom = target.cores * args.targetMaxUtil - hostCpuUsed(target, snapshot.containers);
+  const targetRoom = target.cores * args.targetMaxUtil - hostCpuUsed(target, snapshot.containers) - arrivingCpu(snapshot, target.hostId);
   const candidates = [...snapshot.containers].sort(byKeyThenId((c) => c.diskOpsPerSec ?? 0, (c) => c.herdId, true));
   const rejected: string[] = [];
   for (const c of candidates) {
