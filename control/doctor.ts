@@ -5,6 +5,7 @@
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { loadNativeReader, NATIVE_READER_PATH } from '../monitor/cgroup-reader.ts';
 import { runCommand } from './lab/shell.ts';
+import { hasSysResource } from '../protocol/capabilities.ts';
 
 export interface CheckResult {
   name: string;
@@ -45,6 +46,10 @@ export async function runChecks(): Promise<CheckResult[]> {
   const isRoot = process.getuid?.() === 0;
   checks.push({ name: 'root', ok: isRoot, detail: isRoot ? 'running as root' : `running as uid ${process.getuid?.()}`, fix: 'run as root (sudo)', provisionable: false });
 
+  // Not a failure: a host without it migrates every container whose processes run as root.
+  const sysResource = hasSysResource();
+  checks.push({ name: 'CAP_SYS_RESOURCE (CRIU and non-root processes)', ok: true, detail: sysResource ? 'held: containers with non-root processes can be checkpointed' : 'NOT held by root here: containers running processes as another user are refused before freezing (NOT_MIGRATABLE)', provisionable: false });
+
   const major = Number.parseInt(process.versions.node.split('.')[0] ?? '0', 10);
   checks.push({ name: 'node >= 20', ok: major >= 20, detail: `node ${process.versions.node}`, fix: 'install Node.js 20 or newer', provisionable: false });
 
@@ -69,8 +74,9 @@ export async function runChecks(): Promise<CheckResult[]> {
     const good = r.code === 0 && /Looks good/.test(out);
     checks.push({ name: 'criu check', ok: good, detail: good ? 'Looks good' : out.split('\n').slice(-2).join(' | '), fix: 'install a CRIU that supports this kernel (>= 4.2): ' + PROVISION, provisionable: true });
   }
-  const runcConf = existsSync('/etc/criu/runc.conf') && /tcp-established/.test(readFileSync('/etc/criu/runc.conf', 'utf8'));
-  checks.push({ name: 'runc CRIU config (tcp-established)', ok: runcConf, detail: runcConf ? '/etc/criu/runc.conf has tcp-established' : '/etc/criu/runc.conf missing or without tcp-established', fix: PROVISION, provisionable: true });
+  const runcText = existsSync('/etc/criu/runc.conf') ? readFileSync('/etc/criu/runc.conf', 'utf8') : '';
+  const missingOptions = ['tcp-established', 'file-locks'].filter((o) => !new RegExp(`^\\s*${o}\\s*$`, 'm').test(runcText));
+  checks.push({ name: 'runc CRIU config (tcp-established, file-locks)', ok: missingOptions.length === 0, detail: missingOptions.length === 0 ? '/etc/criu/runc.conf has tcp-established and file-locks' : `/etc/criu/runc.conf ${runcText === '' ? 'missing' : `lacks ${missingOptions.join(', ')}`}`, fix: PROVISION, provisionable: true });
   checks.push(await programCheck('sshd', 'sshd', undefined));
   checks.push(await programCheck('ssh-keygen', 'ssh-keygen', undefined));
   checks.push(await programCheck('pmcd (PCP)', 'pmcd', undefined));

@@ -19,6 +19,7 @@ export const ERROR_CATALOGUE = {
   IMAGE_MISSING: { retryable: false, summary: 'The image the container needs is not present on the target host.' },
   INSUFFICIENT_DISK: { retryable: false, summary: 'The target host lacks the free disk the transfer needs.' },
   // --- state
+  NOT_MIGRATABLE: { retryable: false, summary: 'CRIU cannot checkpoint the container on this host (e.g. non-root processes without CAP_SYS_RESOURCE); found before anything was frozen, the message names the cause and the fix.' },
   ALREADY_MIGRATING: { retryable: true, summary: 'The container already has a migration in flight.' },
   CONFLICT: { retryable: false, summary: 'The request conflicts with current state (e.g. a name already in use).' },
   // --- runtime failures

@@ -55,6 +55,8 @@ export const containerSpecSchema = z.strictObject({
   cmd: z.array(z.string()).optional(),
   env: z.array(z.string().regex(/^[^=]+=/, 'must be NAME=value')).optional(),
   workingDir: z.string().optional(),
+  /** User (and group) the container's process runs as, as Docker takes it ("1000", "1000:1000", "postgres"). */
+  user: z.string().min(1).optional(),
   network: networkAttachmentSchema.optional(),
   /** CPU limit in cores (Docker NanoCpus / 1e9). */
   cpuLimitCores: z.number().positive().optional(),

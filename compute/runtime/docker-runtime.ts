@@ -116,6 +116,7 @@ export class DockerRuntime implements ContainerRuntime {
       labels: Object.fromEntries(Object.entries(labels).filter(([k]) => !k.startsWith('io.herd.'))),
     };
     if (data.Config.WorkingDir) spec.workingDir = data.Config.WorkingDir;
+    if (data.Config.User) spec.user = data.Config.User;
     if (data.HostConfig.NanoCpus) spec.cpuLimitCores = data.HostConfig.NanoCpus / 1e9;
     if (data.HostConfig.Memory) spec.memoryLimitBytes = data.HostConfig.Memory;
     const builtin = ['none', 'host', 'bridge', 'default'];
@@ -178,6 +179,7 @@ export class DockerRuntime implements ContainerRuntime {
     if (spec.cmd !== undefined && spec.cmd.length > 0) options.Cmd = spec.cmd;
     if (spec.env !== undefined) options.Env = spec.env;
     if (spec.workingDir !== undefined) options.WorkingDir = spec.workingDir;
+    if (spec.user !== undefined) options.User = spec.user;
     if (spec.cpuLimitCores !== undefined) options.HostConfig!.NanoCpus = Math.round(spec.cpuLimitCores * 1e9);
     if (spec.memoryLimitBytes !== undefined) options.HostConfig!.Memory = spec.memoryLimitBytes;
     if (spec.network === undefined) {

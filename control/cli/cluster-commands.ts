@@ -44,18 +44,20 @@ export function registerClusterCommands(program: Command): void {
     .option('--network <network>', 'Docker network (the lab\'s macvlan network is herd-lan); default: none')
     .option('--ip <ip>', 'fixed IPv4 address on that network')
     .option('-e, --env <NAME=value>', 'environment variable (repeatable)', collect)
+    .option('--user <user>', 'user[:group] the process runs as (default: the image\'s, root)')
     .option('--cpus <cores>', 'CPU limit in cores', positiveNumber)
     .option('--memory <bytes>', 'memory limit in bytes', positiveNumber)
     .option('--json', 'print JSON')
     .argument('<image>', 'image (e.g. herd/busybox)')
     .argument('[command...]', 'command and arguments (options after the image belong to the command)')
     .passThroughOptions()
-    .action(async (image: string, command: string[], opts: { host: string; name: string; network?: string; ip?: string; env?: string[]; cpus?: number; memory?: number; json?: boolean }, cmd: Command) => {
+    .action(async (image: string, command: string[], opts: { host: string; name: string; network?: string; ip?: string; env?: string[]; user?: string; cpus?: number; memory?: number; json?: boolean }, cmd: Command) => {
       if (opts.ip !== undefined && opts.network === undefined) throw new InvalidArgumentError('--ip needs --network');
       const spec: ContainerSpec = { herdId: newHerdId(), name: opts.name, image };
       if (command.length > 0) spec.cmd = command;
       if (opts.env !== undefined) spec.env = opts.env;
       if (opts.network !== undefined) spec.network = { network: opts.network, ...(opts.ip === undefined ? {} : { ip: opts.ip }) };
+      if (opts.user !== undefined) spec.user = opts.user;
       if (opts.cpus !== undefined) spec.cpuLimitCores = opts.cpus;
       if (opts.memory !== undefined) spec.memoryLimitBytes = Math.round(opts.memory);
       await withSession(cmd, async ({ view, rpc }) => {

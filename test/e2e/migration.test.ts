@@ -102,6 +102,22 @@ describe('live migration (lab, real Docker + CRIU)', () => {
     await expectRunsOnceOn(layout, 'busy', 'h2');
   });
 
+  it('refuses, before freezing, a container whose processes run as another user when root lacks CAP_SYS_RESOURCE (this machine)', async () => {
+    const { hasSysResource } = await import('../../protocol/capabilities.ts');
+    expect(hasSysResource(), 'this test expects a machine whose root lacks CAP_SYS_RESOURCE (see FACTS.md); on a normal host the migration would go ahead').toBe(false);
+    await herdOk(['run', '--host', 'h1', '--name', 'nonroot', '--user', '1000:1000', 'herd/busybox', 'sleep', '3600']);
+    const started = (await placements(layout, 'nonroot'))[0]?.startedAt;
+    const r = await herd(['migrate', 'nonroot', '--to', 'h2']);
+    expect(r.code, r.stdout).toBe(1);
+    expect(r.stderr).toContain('[NOT_MIGRATABLE]');
+    expect(r.stderr).toMatch(/non-root user \(sleep \(pid \d+, uid 1000\)\).*CAP_SYS_RESOURCE/);
+    expect(r.stdout).not.toContain('checkpoint');
+    // Never frozen, never restarted: the same process still runs on h1, and nothing is left on h2.
+    expect(await placements(layout, 'nonroot')).toEqual([expect.objectContaining({ hostId: 'h1', running: true, startedAt: started })]);
+    expect(await leftovers(layout)).toEqual([]);
+    await herdOk(['rm', 'nonroot', '--force']);
+  });
+
   it('rejects bad requests with a clear error before freezing anything', async () => {
     await runOn('h1', 'steady');
     const started = (await placements(layout, 'steady'))[0]?.startedAt;

@@ -1,0 +1,50 @@
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { hasSysResource } from '../../protocol/capabilities.ts';
+import type { HerdError } from '../../protocol/errors.ts';
+import { assertCheckpointable, containerProcesses } from './preflight.ts';
+
+function fakeProc(procs: { pid: number; name: string; uid: number }[]) {
+  const root = mkdtempSync(join(tmpdir(), 'herd-preflight-'));
+  const proc = join(root, 'proc');
+  const cg = join(root, 'cgroup');
+  mkdirSync(join(cg, 'pids/docker/abc'), { recursive: true });
+  writeFileSync(join(cg, 'pids/docker/abc/cgroup.procs'), `${procs.map((p) => p.pid).join('\n')}\n`);
+  for (const p of procs) {
+    mkdirSync(join(proc, String(p.pid)), { recursive: true });
+    writeFileSync(join(proc, String(p.pid), 'cgroup'), '12:pids:/docker/abc\n11:memory:/docker/abc\n');
+    writeFileSync(join(proc, String(p.pid), 'status'), `Name:\t${p.name}\nPPid:\t1\nUid:\t${p.uid}\t${p.uid}\t${p.uid}\t${p.uid}\n`);
+  }
+  return { proc, cg };
+}
+
+describe('preflight: what CRIU will refuse, found before freezing', () => {
+  it('reads CAP_SYS_RESOURCE from the effective capability set', () => {
+    expect(hasSysResource('CapEff:\t000001fffeffffff\n')).toBe(false); // these lab machines: bit 24 clear
+    expect(hasSysResource('CapEff:\t000001ffffffffff\n')).toBe(true);
+  });
+
+  it('lists a container\'s processes with their user ids from its pids cgroup', () => {
+    const { proc, cg } = fakeProc([{ pid: 10, name: 'postgres', uid: 999 }, { pid: 11, name: 'sh', uid: 0 }]);
+    expect(containerProcesses(10, proc, cg)).toEqual([
+      { pid: 10, command: 'postgres', uids: [999, 999, 999, 999] },
+      { pid: 11, command: 'sh', uids: [0, 0, 0, 0] },
+    ]);
+  });
+
+  it('refuses non-root processes without CAP_SYS_RESOURCE, naming them, the cause and the fix', () => {
+    const procs = [{ pid: 10, command: 'postgres', uids: [999, 999, 999, 999] }];
+    let error: HerdError | undefined;
+    try {
+      assertCheckpointable('db', procs, false);
+    } catch (err) {
+      error = err as HerdError;
+    }
+    expect(error?.code).toBe('NOT_MIGRATABLE');
+    expect(error?.message).toMatch(/non-root user \(postgres \(pid 10, uid 999\)\).*CAP_SYS_RESOURCE.*Fix/);
+    expect(() => assertCheckpointable('db', procs, true)).not.toThrow();
+    expect(() => assertCheckpointable('web', [{ pid: 1, command: 'httpd', uids: [0, 0, 0, 0] }], false)).not.toThrow();
+  });
+});

@@ -1,0 +1,70 @@
+/**
+ * What the source can know will make CRIU fail, checked before anything is frozen: the
+ * container's processes as CRIU would see them. Every finding names its cause and its fix.
+ *
+ * - Processes running as another user than root: CRIU reads every process's rlimits
+ *   (prlimit), which the kernel allows across users only with CAP_SYS_RESOURCE. Without it
+ *   (these lab machines: see `herd doctor`) the dump fails with "Can't get rlimit".
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { HerdError } from '../../protocol/errors.ts';
+export { hasSysResource } from '../../protocol/capabilities.ts';
+
+export interface ProcessIds {
+  pid: number;
+  command: string;
+  /** Real, effective, saved and filesystem user ids. */
+  uids: number[];
+}
+
+/** The processes of the container whose init process is `pid` (its pids cgroup), with their user ids. */
+export function containerProcesses(pid: number, procRoot = '/proc', cgroupRoot = '/sys/fs/cgroup'): ProcessIds[] {
+  const line = readFileSync(`${procRoot}/${pid}/cgroup`, 'utf8').split('\n').find((l) => /^\d+:pids:/.test(l));
+  const path = line?.slice(line.indexOf(':pids:') + ':pids:'.length);
+  let pids: number[];
+  try {
+    pids = path === undefined ? [pid] : readFileSync(`${cgroupRoot}/pids${path}/cgroup.procs`, 'utf8').split('\n').filter(Boolean).map(Number);
+  } catch {
+    pids = [pid, ...descendants(pid, procRoot)];
+  }
+  const out: ProcessIds[] = [];
+  for (const p of pids) {
+    try {
+      const status = readFileSync(`${procRoot}/${p}/status`, 'utf8');
+      const uids = (/^Uid:\s*(.*)$/m.exec(status)?.[1] ?? '').trim().split(/\s+/).map(Number);
+      out.push({ pid: p, command: /^Name:\s*(.*)$/m.exec(status)?.[1] ?? '?', uids });
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return out;
+}
+
+function descendants(pid: number, procRoot: string): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync(procRoot)) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const ppid = Number(/^PPid:\s*(\d+)/m.exec(readFileSync(`${procRoot}/${name}/status`, 'utf8'))?.[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(name)]);
+    } catch {
+      // gone
+    }
+  }
+  const out: number[] = [];
+  const stack = [pid];
+  while (stack.length > 0) for (const c of children.get(stack.pop() as number) ?? []) out.push(c), stack.push(c);
+  return out;
+}
+
+/** Throws NOT_MIGRATABLE naming the cause and the fix, or returns when CRIU can dump these processes here. */
+export function assertCheckpointable(container: string, processes: ProcessIds[], sysResource: boolean): void {
+  if (sysResource) return;
+  const others = processes.filter((p) => p.uids.some((u) => u !== 0));
+  if (others.length === 0) return;
+  const list = others.slice(0, 5).map((p) => `${p.command} (pid ${p.pid}, uid ${[...new Set(p.uids.filter((u) => u !== 0))].join('/')})`).join(', ');
+  throw new HerdError(
+    'NOT_MIGRATABLE',
+    `container "${container}" runs processes as a non-root user (${list}${others.length > 5 ? ', …' : ''}) and this host's root lacks CAP_SYS_RESOURCE, so CRIU cannot read their rlimits ("Can't get rlimit"): nothing was frozen. Fix: run the compute daemon with CAP_SYS_RESOURCE (a normal root has it; check with "herd doctor"), or run the container's processes as root.`,
+  );
+}
