@@ -8,6 +8,7 @@ import { monitorConfigSchema } from '../../monitor/config.ts';
 import { formatChecks, runChecks, runTestChecks } from '../doctor.ts';
 import { runControl } from '../main.ts';
 import { cliState, printJson } from './context.ts';
+import { CONTROL_MODES, type ControlMode } from '../../protocol/messages.ts';
 
 const CONFIG_SCHEMAS = { compute: computeConfigSchema, control: controlConfigSchema, monitor: monitorConfigSchema } as const;
 
@@ -38,12 +39,13 @@ export function registerAdminCommands(program: Command): void {
     .option('-c, --config <file>', 'config file (YAML)', process.env.HERD_CONTROL_CONFIG)
     .option('--port <port>', 'embedded broker port', parsePort)
     .option('--external-broker <url>', 'use this MQTT broker instead of the embedded one')
-    .action(async (opts: { config?: string; port?: number; externalBroker?: string }) => {
+    .addOption(new Option('--mode <mode>', 'act: migrate; recommend: plan and report only (overrides loop.mode)').choices(CONTROL_MODES))
+    .action(async (opts: { config?: string; port?: number; externalBroker?: string; mode?: ControlMode }) => {
       const broker: Record<string, unknown> = {};
       if (opts.port !== undefined) broker.port = opts.port;
       if (opts.externalBroker !== undefined) Object.assign(broker, { embedded: false, url: opts.externalBroker });
       cliState.daemonRunning = true;
-      await runControl({ ...(opts.config === undefined ? {} : { config: opts.config }), overrides: { broker } });
+      await runControl({ ...(opts.config === undefined ? {} : { config: opts.config }), overrides: { broker, ...(opts.mode === undefined ? {} : { loop: { mode: opts.mode } }) } });
     });
 
   program

@@ -100,7 +100,11 @@ export class ControlLoop {
     await this.executor.start();
     this.stopMetrics = await followMetrics(this.deps.session.client, (m) => this.onMetrics(m));
     const open = this.history.open();
-    if (open.length > 0) this.emit({ kind: 'control', message: `${open.length} migration(s) in doubt after a restart: their outcome will be asked of the hosts, none is started again (${open.map((r) => `${r.name} ${r.from} -> ${r.to}`).join(', ')})` });
+    if (open.length > 0) {
+      this.emit({ kind: 'control', message: `${open.length} migration(s) in doubt after a restart: their outcome will be asked of the hosts, none is started again (${open.map((r) => `${r.name} ${r.from} -> ${r.to}`).join(', ')})` });
+      // Ask as soon as the hosts' retained lists are in (and again before every evaluation).
+      setTimeout(() => this.closed || this.executor.reconcile(), 6_000).unref?.();
+    }
     this.schedule(this.config.initialDelaySeconds);
   }
 
