@@ -1,10 +1,15 @@
-/** `herd lab up|down|status`. */
-import { Command, InvalidArgumentError } from 'commander';
+/** `herd lab up|down|status|image`. */
+import { availableParallelism } from 'node:os';
+import { Argument, Command, InvalidArgumentError } from 'commander';
+import Docker from 'dockerode';
+import { HerdError } from '../../protocol/errors.ts';
+import { ensureMariadbImage, MARIADB_IMAGE } from '../lab/mariadb-image.ts';
+import { readLabState } from '../lab/state.ts';
 import { createLogger } from '../../protocol/log.ts';
 import { labDown } from '../lab/lab-down.ts';
 import { formatLabStatus, labStatus } from '../lab/lab-status.ts';
 import { labUp } from '../lab/lab-up.ts';
-import { LAB_MAX_HOSTS } from '../lab/layout.ts';
+import { LAB_MAX_HOSTS, labLayout } from '../lab/layout.ts';
 import { printJson } from './context.ts';
 
 function parseHosts(value: string): number {
@@ -25,6 +30,17 @@ export function registerLabCommands(program: Command): void {
     .action(async (opts: { hosts: number; provision?: boolean }) => {
       await labUp({ hosts: opts.hosts, provision: opts.provision === true, log: createLogger('lab', 'warn'), say });
       process.stdout.write(`${formatLabStatus(await labStatus())}\n`);
+    });
+  lab
+    .command('image')
+    .description('build (once per machine) and load an optional lab image on every host: mariadb (Debian 12\'s MariaDB 10.11, user/password/database sbtest)')
+    .addArgument(new Argument('<name>', 'the image').choices(['mariadb']))
+    .action(async () => {
+      const state = readLabState();
+      if (state === undefined) throw new HerdError('LAB_FAILED', 'the lab is not up: run "herd lab up" first');
+      const layout = labLayout({ hosts: state.hosts, cpuCount: availableParallelism() });
+      await ensureMariadbImage(layout.hosts.map((h) => new Docker({ socketPath: h.dockerSocket })), layout.imagesDir, say);
+      say(`${MARIADB_IMAGE} is on ${layout.hosts.map((h) => h.id).join(', ')}`);
     });
   lab
     .command('down')
