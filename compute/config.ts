@@ -37,6 +37,12 @@ export const computeConfigSchema = z.strictObject({
       knownHostsPath: z.string().default('/etc/herd/ssh/known_hosts'),
     })
     .prefault({}),
+  /**
+   * Host directories every compute host shares (the same files at the same path, e.g. a
+   * network file system): a container's bind mounts under them migrate as they are. Other
+   * bind mounts and named volumes are refused before anything is frozen.
+   */
+  sharedPaths: z.array(z.string().startsWith('/', 'must be an absolute path')).default([]),
   /** Where in-flight migration records and staged checkpoints live. */
   stateDir: z.string().default('/var/lib/herd/compute'),
   /** CPUs this host's containers run on, reported in status (informational). */

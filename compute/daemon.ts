@@ -192,6 +192,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
         publishContainers,
         publishEvent: (event) => publishJson(c, topics.migrationEvents(event.migrationId), event),
         faults: () => readFaults(config.stateDir),
+        sharedPaths: config.sharedPaths,
       };
       await recoverMigrations(migration);
       server = await serveCommands(c, hostId, clientId, handlers, log);

@@ -57,6 +57,12 @@ export const containerSpecSchema = z.strictObject({
   workingDir: z.string().optional(),
   /** User (and group) the container's process runs as, as Docker takes it ("1000", "1000:1000", "postgres"). */
   user: z.string().min(1).optional(),
+  /**
+   * Host directories bound into the container. A migration carries only binds under a path
+   * the compute hosts declare shared by all hosts (compute config `sharedPaths`); others are
+   * refused before anything is frozen.
+   */
+  binds: z.array(z.strictObject({ source: z.string().startsWith('/'), target: z.string().startsWith('/'), readOnly: z.boolean().optional() })).optional(),
   network: networkAttachmentSchema.optional(),
   /** CPU limit in cores (Docker NanoCpus / 1e9). */
   cpuLimitCores: z.number().positive().optional(),

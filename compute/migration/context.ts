@@ -23,6 +23,8 @@ export interface MigrationContext {
   publishEvent(event: MigrationEvent): Promise<void>;
   /** Herd id → migration id of the migrations this host is the source of, running now. */
   inFlight: Map<string, string>;
+  /** Host directories every compute host shares: bind mounts under them migrate as they are. */
+  sharedPaths: readonly string[];
   /** Faults to inject, read from `<stateDir>/faults` at each use (tests only; see faults.ts). */
   faults(): ReadonlySet<Fault>;
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { hasSysResource } from '../../protocol/capabilities.ts';
 import type { HerdError } from '../../protocol/errors.ts';
-import { assertCheckpointable, containerProcesses } from './preflight.ts';
+import { assertCarried, assertCheckpointable, containerProcesses } from './preflight.ts';
 
 function fakeProc(procs: { pid: number; name: string; uid: number }[]) {
   const root = mkdtempSync(join(tmpdir(), 'herd-preflight-'));
@@ -46,5 +46,36 @@ describe('preflight: what CRIU will refuse, found before freezing', () => {
     expect(error?.message).toMatch(/non-root user \(postgres \(pid 10, uid 999\)\).*CAP_SYS_RESOURCE.*Fix/);
     expect(() => assertCheckpointable('db', procs, true)).not.toThrow();
     expect(() => assertCheckpointable('web', [{ pid: 1, command: 'httpd', uids: [0, 0, 0, 0] }], false)).not.toThrow();
+  });
+});
+
+describe('preflight: state a migration would not carry', () => {
+  const refused = (details: Parameters<typeof assertCarried>[1], shared: string[] = []) => {
+    try {
+      assertCarried('app', details, shared);
+      return undefined;
+    } catch (err) {
+      return err as HerdError;
+    }
+  };
+
+  it('refuses a named volume, naming it', () => {
+    const e = refused({ mounts: [{ type: 'volume', name: 'pgdata', source: '/var/lib/docker/volumes/pgdata/_data', destination: '/var/lib/postgresql' }], restartPolicy: 'no' });
+    expect(e?.code).toBe('NOT_MIGRATABLE');
+    expect(e?.message).toContain('named volume "pgdata" at /var/lib/postgresql');
+  });
+
+  it('refuses a bind mount unless it is under a shared path', () => {
+    const bind = { mounts: [{ type: 'bind', source: '/srv/nfs/app', destination: '/data' }], restartPolicy: 'no' };
+    expect(refused(bind)?.message).toContain('bind mount /srv/nfs/app at /data: not under a path shared by all hosts');
+    expect(refused(bind, ['/srv/nfs'])).toBeUndefined();
+    expect(refused(bind, ['/srv/nf'])?.code).toBe('NOT_MIGRATABLE');
+  });
+
+  it('refuses a restart policy (Docker would restart the source the checkpoint stops), and lists every problem at once', () => {
+    const e = refused({ mounts: [{ type: 'volume', name: 'v', source: '/x', destination: '/y' }], restartPolicy: 'always' });
+    expect(e?.message).toMatch(/named volume "v".*restart policy "always"/);
+    expect(refused({ mounts: [{ type: 'tmpfs', source: '', destination: '/run' }], restartPolicy: 'no' })?.message).toContain('tmpfs mount at /run: not carried');
+    expect(refused({ mounts: [], restartPolicy: 'no' })).toBeUndefined();
   });
 });

@@ -68,3 +68,21 @@ export function assertCheckpointable(container: string, processes: ProcessIds[],
     `container "${container}" runs processes as a non-root user (${list}${others.length > 5 ? ', …' : ''}) and this host's root lacks CAP_SYS_RESOURCE, so CRIU cannot read their rlimits ("Can't get rlimit"): nothing was frozen. Fix: run the compute daemon with CAP_SYS_RESOURCE (a normal root has it; check with "herd doctor"), or run the container's processes as root.`,
   );
 }
+
+/**
+ * State a migration would not carry, refused before freezing: named volumes (their
+ * contents stay on the source), bind mounts outside the shared paths (the target has other
+ * files there), and a restart policy (Docker would restart the source when the checkpoint
+ * stops it: two copies).
+ */
+export function assertCarried(container: string, details: { mounts: { type: string; name?: string; source: string; destination: string }[]; restartPolicy: string }, sharedPaths: readonly string[]): void {
+  const under = (path: string) => sharedPaths.some((p) => path === p || path.startsWith(p.endsWith('/') ? p : `${p}/`));
+  const problems: string[] = [];
+  for (const m of details.mounts) {
+    if (m.type === 'volume') problems.push(`named volume "${m.name ?? m.source}" at ${m.destination}: its contents are not carried; copy it to the target yourself and use a shared path, or run the container without it`);
+    else if (m.type === 'bind' && !under(m.source)) problems.push(`bind mount ${m.source} at ${m.destination}: not under a path shared by all hosts; list its directory in the compute config's sharedPaths if every host has the same files there`);
+    else if (m.type !== 'bind') problems.push(`${m.type} mount at ${m.destination}: not carried to the target`);
+  }
+  if (details.restartPolicy !== 'no' && details.restartPolicy !== '') problems.push(`restart policy "${details.restartPolicy}": Docker would restart the source when the checkpoint stops it; set it to "no" (docker update --restart=no) before migrating`);
+  if (problems.length > 0) throw new HerdError('NOT_MIGRATABLE', `container "${container}" cannot be migrated as it is (nothing was frozen): ${problems.join('; ')}`);
+}

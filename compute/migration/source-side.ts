@@ -21,7 +21,7 @@ import type { MigrationContext } from './context.ts';
 import { corruptImages } from './faults.ts';
 import type { SourceRecord } from './migration-store.ts';
 import { openReceiver, tarDirectory, type RemoteReceiver } from './ssh-transfer.ts';
-import { assertCheckpointable, containerProcesses, hasSysResource } from './preflight.ts';
+import { assertCarried, assertCheckpointable, containerProcesses, hasSysResource } from './preflight.ts';
 
 const execFileAsync = promisify(execFile);
 const CHECK_TIMEOUT_MS = 15_000;
@@ -104,6 +104,7 @@ export class SourceMigration {
     // Check and claim in the same tick, so that two concurrent requests cannot both pass.
     if (ctx.inFlight.has(this.details.herdId)) throw new HerdError('ALREADY_MIGRATING', `container "${this.details.name}" (herd id ${this.details.herdId}) is already migrating`);
     if (!this.details.running) throw new HerdError('CONFLICT', `container "${this.details.name}" is ${this.details.state}, not running: only running containers are live-migrated`);
+    assertCarried(this.details.name, this.details, ctx.sharedPaths);
     if (this.details.pid !== undefined) assertCheckpointable(this.details.name, containerProcesses(this.details.pid), hasSysResource());
     ctx.view.requireOnline(args.targetHost);
     ctx.inFlight.set(this.details.herdId, args.migrationId);

@@ -24,6 +24,10 @@ export interface ContainerDetails extends ContainerSummary {
   mergedDir?: string;
   pid?: number;
   running: boolean;
+  /** Volumes and binds as Docker reports them. */
+  mounts: { type: string; name?: string; source: string; destination: string; readOnly: boolean }[];
+  /** Docker's restart policy name ("no", "always", "unless-stopped", "on-failure"). */
+  restartPolicy: string;
 }
 
 export interface ContainerRuntime {

@@ -126,8 +126,13 @@ export class DockerRuntime implements ContainerRuntime {
       if (ip) spec.network.ip = ip;
       if (endpoint?.MacAddress) spec.network.mac = endpoint.MacAddress;
     }
+    const mounts = (data.Mounts ?? []).map((m) => ({ type: m.Type, ...(m.Name === undefined ? {} : { name: m.Name }), source: m.Source, destination: m.Destination, readOnly: m.RW === false }));
+    const binds = mounts.filter((m) => m.type === 'bind').map((m) => ({ source: m.source, target: m.destination, ...(m.readOnly ? { readOnly: true } : {}) }));
+    if (binds.length > 0) spec.binds = binds;
     const graph = data.GraphDriver?.Data as Record<string, string> | undefined;
     const details: ContainerDetails = {
+      mounts,
+      restartPolicy: data.HostConfig.RestartPolicy?.Name || 'no',
       herdId,
       name,
       hostId,
@@ -182,6 +187,7 @@ export class DockerRuntime implements ContainerRuntime {
     if (spec.user !== undefined) options.User = spec.user;
     if (spec.cpuLimitCores !== undefined) options.HostConfig!.NanoCpus = Math.round(spec.cpuLimitCores * 1e9);
     if (spec.memoryLimitBytes !== undefined) options.HostConfig!.Memory = spec.memoryLimitBytes;
+    if (spec.binds !== undefined) options.HostConfig!.Binds = spec.binds.map((b) => `${b.source}:${b.target}${b.readOnly === true ? ':ro' : ''}`);
     if (spec.network === undefined) {
       options.HostConfig!.NetworkMode = 'none';
     } else {

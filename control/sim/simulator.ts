@@ -59,13 +59,7 @@ export interface EvaluationRecord {
   vetoes: { herdId?: string; code: string; message: string }[];
 }
 
-export interface MigrationRecord {
-  herdId: string;
-  name: string;
-  from: string;
-  to: string;
-  policy: string;
-  reasonCode: string;
+export interface MigrationRecord extends Pick<Move, 'herdId' | 'name' | 'from' | 'to' | 'policy' | 'reasonCode'> {
   startSeconds: number;
   downtimeSeconds: number;
   totalSeconds: number;

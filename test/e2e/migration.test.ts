@@ -9,6 +9,7 @@ import type { LabLayout } from '../../control/lab/layout.ts';
 import { COUNTER, count, execIn, leftovers, placements } from '../support/containers.ts';
 import { herd, herdOk } from '../support/herd-cli.ts';
 import { dockerOf, readyLab, setFaults } from '../support/lab.ts';
+import { runCommand } from '../../control/lab/shell.ts';
 
 
 async function runOn(hostId: string, name: string, image = 'herd/busybox', cmd = COUNTER): Promise<void> {
@@ -116,6 +117,32 @@ describe('live migration (lab, real Docker + CRIU)', () => {
     expect(await placements(layout, 'nonroot')).toEqual([expect.objectContaining({ hostId: 'h1', running: true, startedAt: started })]);
     expect(await leftovers(layout)).toEqual([]);
     await herdOk(['rm', 'nonroot', '--force']);
+  });
+
+  it('refuses, before freezing, containers with state it would not carry: a named volume, a bind mount, a restart policy', async () => {
+    const h1 = layout.hosts[0]!;
+    const docker = (args: string[]) => runCommand('/usr/bin/docker', ['-H', `unix://${h1.dockerSocket}`, ...args], { timeoutMs: 60_000 });
+    const cases: [string, string[], RegExp][] = [
+      ['withvolume', ['-v', 'herd-test-vol:/data'], /named volume "herd-test-vol" at \/data/],
+      ['withbind', ['-v', '/tmp:/hostdir'], /bind mount \/tmp at \/hostdir: not under a path shared by all hosts/],
+      ['withrestart', ['--restart', 'always'], /restart policy "always"/],
+    ];
+    for (const [name, flags, message] of cases) {
+      const created = await docker(['run', '-d', '--name', name, '--network', 'none', '--label', `io.herd.id=${name}0000`, ...flags, 'herd/busybox', 'sleep', '3600']);
+      expect(created.code, created.stderr).toBe(0);
+    }
+    await new Promise((r) => setTimeout(r, 1500)); // the retained container list
+    for (const [name, , message] of cases) {
+      const started = (await placements(layout, name))[0]?.startedAt;
+      const r = await herd(['migrate', name, '--to', 'h2']);
+      expect(r.code, r.stdout).toBe(1);
+      expect(r.stderr).toContain('[NOT_MIGRATABLE]');
+      expect(r.stderr).toMatch(message);
+      expect(await placements(layout, name)).toEqual([expect.objectContaining({ hostId: 'h1', running: true, startedAt: started })]);
+    }
+    expect(await leftovers(layout)).toEqual([]);
+    for (const [name] of cases) await docker(['rm', '-f', '-v', name]);
+    await docker(['volume', 'rm', 'herd-test-vol']);
   });
 
   it('rejects bad requests with a clear error before freezing anything', async () => {
