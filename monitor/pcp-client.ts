@@ -178,7 +178,7 @@ export class PcpClient {
     const error = errorSchema.safeParse(body);
     if (!res.ok || error.success) {
       const message = error.success ? error.data.message : '';
-      return { ok: false, status: res.status, message, unknownContext: /unknown context|invalid context|context.*expired/i.test(message) };
+      return { ok: false, status: res.status, message, unknownContext: /unknown context|invalid context|expired context|context.*expired/i.test(message) };
     }
     return { ok: true, body };
   }

@@ -113,6 +113,8 @@ export async function labDown(say: (line: string) => void): Promise<void> {
   }
   if ((await runCommand('ip', ['link', 'show', layout.bridge])).code === 0) await runCommand('ip', ['link', 'del', layout.bridge]);
 
+  const watchdog = livePid(layout.pcpWatchdogPidFile, 'herd-pcp-watchdog');
+  if (watchdog !== undefined) await stopPid(watchdog, 5000);
   if (state?.startedPcp === true) {
     for (const service of ['pmproxy', 'pmcd']) await runCommand(`/etc/init.d/${service}`, ['stop'], { timeoutMs: 60_000 });
     say('stopped PCP (the lab had started it)');

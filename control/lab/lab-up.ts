@@ -168,6 +168,18 @@ async function ensureContainerNetwork(layout: LabLayout, host: LabHost, docker: 
   });
 }
 
+/**
+ * The lab's PCP has no systemd to restart it: pmproxy 6.0.3 was seen to segfault on an
+ * early request (kernel log), taking every metric with it. A small shell loop, ended by
+ * `lab down`, starts whichever of pmcd and pmproxy is not running, every 2 s.
+ */
+function ensurePcpWatchdog(layout: LabLayout): void {
+  if (livePid(layout.pcpWatchdogPidFile, 'herd-pcp-watchdog') !== undefined) return;
+  const loop = 'while sleep 2; do for s in pmcd pmproxy; do pgrep -x $s >/dev/null || { echo "$(date -u +%FT%TZ) $s not running: starting it"; /etc/init.d/$s start; }; done; done';
+  const pid = spawnDetached('/bin/bash', ['-c', `exec -a herd-pcp-watchdog /bin/bash -c '${loop}'`], layout.pcpWatchdogLog);
+  writeFileSync(layout.pcpWatchdogPidFile, `${pid}\n`);
+}
+
 async function ensurePcp(say: (l: string) => void): Promise<boolean> {
   let started = false;
   for (const service of ['pmcd', 'pmproxy']) {
@@ -332,6 +344,7 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
   say('PCP (pmcd, pmproxy)');
   state.startedPcp = (await ensurePcp(say)) || state.startedPcp;
   writeLabState(state);
+  if (state.startedPcp) ensurePcpWatchdog(layout);
   say('base images');
   const saved = await buildLabImages(layout.imagesDir, dockers[0] as Docker);
   for (const [i, host] of layout.hosts.entries()) {

@@ -53,6 +53,9 @@ export interface LabLayout {
   controlLog: string;
   monitorConfig: string;
   monitorPidFile: string;
+  /** Restarts pmcd/pmproxy when they die (pmproxy 6.0.3 has been seen to segfault). */
+  pcpWatchdogPidFile: string;
+  pcpWatchdogLog: string;
   monitorLog: string;
   metricsDir: string;
   sshDir: string;
@@ -131,6 +134,8 @@ export function labLayout(options: LabOptions): LabLayout {
     controlLog: `${stateDir}/control.log`,
     monitorConfig: `${stateDir}/monitor.yaml`,
     monitorPidFile: `${runDir}/monitor.pid`,
+    pcpWatchdogPidFile: `${runDir}/pcp-watchdog.pid`,
+    pcpWatchdogLog: `${stateDir}/pcp-watchdog.log`,
     monitorLog: `${stateDir}/monitor.log`,
     metricsDir: `${stateDir}/metrics`,
     sshDir: `${stateDir}/ssh`,
