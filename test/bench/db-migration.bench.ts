@@ -6,7 +6,7 @@
  * timeline around each move (sysbench's 1 s reports), each migration's downtime and bytes,
  * and sysbench's failed transactions (ignored errors) and reconnects, which must be 0.
  * Needs the lab up (bin/herd lab up); builds herd/mariadb on first use.
- *   npm run bench:db-migration [-- --moves 4 --gap 15]
+ *   npm run bench:db-migration [-- --moves 4 --gap 20]
  */
 import { spawn } from 'node:child_process';
 import { MARIADB_CREDENTIALS } from '../../control/lab/mariadb-image.ts';
@@ -28,7 +28,7 @@ function arg(name: string, fallback: number): number {
 
 async function main(): Promise<void> {
   const moves = arg('--moves', 4);
-  const gap = arg('--gap', 15);
+  const gap = arg('--gap', 20);
   await herdOk(['lab', 'image', 'mariadb'], { timeoutMs: 1_200_000 });
   await herd(['rm', NAME, '--force']);
   await herdOk(['run', '--host', 'h1', '--name', NAME, '--network', 'herd-lan', '--ip', IP, 'herd/mariadb']);
@@ -64,10 +64,10 @@ async function main(): Promise<void> {
   const median = steady.sort((a, b) => a - b)[Math.floor(steady.length / 2)] ?? 0;
   process.stdout.write(`bench:db-migration: MariaDB 10.11 under sysbench oltp_read_write (4 connections, 4 x 20,000 rows), ${moves} moves h1 <-> h2 (diff), ${seconds} s\n`);
   process.stdout.write(`steady tps (median away from the moves): ${median.toFixed(0)}\n\n`);
-  process.stdout.write('move  at (s)  route     downtime  checkpoint  transfer  restore  moved MiB  tps timeline (-3 s .. +6 s)\n');
+  process.stdout.write('move  at (s)  route     downtime  checkpoint  transfer  restore  moved MiB  tps timeline (-3 s .. +12 s)\n');
   for (const [i, r] of results.entries()) {
     const s0 = Math.round(r.at);
-    const line = Array.from({ length: 10 }, (_, k) => (tps.get(s0 - 3 + k) ?? 0).toFixed(0).padStart(5)).join('');
+    const line = Array.from({ length: 16 }, (_, k) => (tps.get(s0 - 3 + k) ?? 0).toFixed(0).padStart(5)).join('');
     if (r.result === undefined) {
       process.stdout.write(`${String(i + 1).padEnd(6)}${r.at.toFixed(1).padEnd(8)}FAILED: ${r.error}\n`);
       continue;
