@@ -2,7 +2,7 @@ import { appendFileSync, mkdtempSync, renameSync, rmSync, unlinkSync, writeFileS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { waitFor } from '../control/lab/shell.ts';
 import { silentLogger } from '../protocol/log.ts';
 import type { TrackedContainer } from './container-metrics.ts';
@@ -138,6 +138,31 @@ describe('ContainerLogFollower with json-file logs', () => {
     expect(opened).toEqual(['c'.repeat(64)]);
     expect(logOf('w')).toEqual(['h1 from the api']);
     await follower.close();
+  });
+
+  it("holds a newer copy's lines while the older copy still writes (Docker may flush a stopped source's last lines late)", async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(1_000_000);
+      const shared: FileFollowings = new Map();
+      const h1 = new ContainerLogFollower(store, noApi, { hostId: 'h1', log: silentLogger, fileFollowings: shared });
+      const h2 = new ContainerLogFollower(store, noApi, { hostId: 'h2', log: silentLogger, fileFollowings: shared });
+      const src = join(dir, 'late-src-json.log');
+      const dst = join(dir, 'late-dst-json.log');
+      writeFileSync(src, entry(1, 'tick 1\n'));
+      h1.sync([container('late', 'c'.repeat(64), src)]);
+      writeFileSync(dst, entry(3, 'tick 3\n'));
+      h2.sync([container('late', 'd'.repeat(64), dst)]); // the source read a line just now: wait
+      expect(logOf('late')).toEqual(['h1 tick 1']);
+      appendFileSync(src, entry(2, 'tick 2\n')); // flushed by Docker after the target started
+      h1.sync([container('late', 'c'.repeat(64), src)]);
+      vi.setSystemTime(1_003_000); // the source has been quiet for 3 s
+      h2.sync([container('late', 'd'.repeat(64), dst)]);
+      expect(logOf('late')).toEqual(['h1 tick 1', 'h1 tick 2', 'h2 tick 3']);
+      await Promise.all([h1.close(), h2.close()]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("writes a migration source's last lines before the target's first, across hosts, each line once", async () => {

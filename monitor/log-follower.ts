@@ -144,14 +144,24 @@ interface Following {
   done: Promise<void>;
 }
 
+/** How long an older copy of a container must have read no line before a newer copy's lines are written. */
+const SIBLING_QUIET_MS = 2000;
+let fileFollowingSeq = 0;
+
 /** A container read from its json-file log. */
 interface FileFollowing {
   herdId: string;
   tail: JsonFileLogTail;
+  /** Order in which copies were first seen: a migration's target comes after its source. */
+  seq: number;
+  /** When this copy last read lines (ms). */
+  lastLinesAtMs: number;
   /** In poll() (a sibling polled from it does not poll it back). */
   busy: boolean;
   /** Reads what is new and writes it (`budget` bytes at most). */
   poll(budget: { left: number }): void;
+  /** It holds lines back (an older copy was still writing): poll it even if its file did not grow. */
+  holding(): boolean;
   /** Reads and writes everything left, a split line's last part too (the container is gone). */
   finish(): void;
 }
@@ -266,7 +276,7 @@ export class ContainerLogFollower {
     }
     for (let k = 0; k < files.length; k++) this.fds[k] = files[k]!.tail.fd;
     sizes(this.fds, files.length, this.sizes);
-    for (let k = 0; k < files.length; k++) if (files[k]!.tail.due(this.sizes[k]!)) files[k]!.poll(budget);
+    for (let k = 0; k < files.length; k++) if (files[k]!.tail.due(this.sizes[k]!) || files[k]!.holding()) files[k]!.poll(budget);
   }
 
   private fds = new Int32Array(0);
@@ -281,9 +291,13 @@ export class ContainerLogFollower {
     const tail = new JsonFileLogTail(c.log!.path, c.log!.maxBytes);
     const siblings = this.byHerdId.get(herdId) ?? new Set<FileFollowing>();
     this.byHerdId.set(herdId, siblings);
+    // Lines of a newer copy held back while an older one may still be flushing its last lines.
+    let pending: ParsedLogLine[] = [];
     const following: FileFollowing = {
       herdId,
       tail,
+      seq: ++fileFollowingSeq,
+      lastLinesAtMs: 0,
       busy: false,
       poll: (budget) => {
         let lines: ParsedLogLine[];
@@ -294,19 +308,31 @@ export class ContainerLogFollower {
           options.log.warn({ hostId: options.hostId, herdId, dockerId, err: (err as Error).message }, 'cannot read the container log file');
           return;
         }
+        if (lines.length > 0) following.lastLinesAtMs = Date.now();
+        if (pending.length > 0) lines = [...pending, ...lines];
         if (lines.length === 0) return;
         following.busy = true;
         try {
           // Another copy of this container (a migration's source) first: its last lines come before these.
           if (siblings.size > 1) for (const other of siblings) if (!other.busy) other.poll({ left: Number.POSITIVE_INFINITY });
+          // Docker may write a stopped source's last lines to its file a moment later: a newer copy
+          // waits until every older one has been quiet for a while, so the log stays in order.
+          const now = Date.now();
+          if ([...siblings].some((o) => o !== following && o.seq < following.seq && now - o.lastLinesAtMs < SIBLING_QUIET_MS)) {
+            pending = lines;
+            return;
+          }
+          pending = [];
           lastNs = this.writeLines(herdId, dockerId, lines, lastNs);
         } finally {
           following.busy = false;
         }
       },
+      holding: () => pending.length > 0,
       finish: () => {
         following.poll({ left: Number.POSITIVE_INFINITY });
-        lastNs = this.writeLines(herdId, dockerId, tail.end(), lastNs);
+        lastNs = this.writeLines(herdId, dockerId, [...pending, ...tail.end()], lastNs);
+        pending = [];
       },
     };
     siblings.add(following);
@@ -321,6 +347,8 @@ export class ContainerLogFollower {
     const siblings = this.byHerdId.get(f.herdId);
     siblings?.delete(f);
     if (siblings?.size === 0) this.byHerdId.delete(f.herdId);
+    // The source is gone and read to its end: what a newer copy held back can be written now.
+    for (const other of siblings ?? []) other.poll({ left: 0 });
   }
 
   /** Appends the lines newer than `lastNs` to the container's log; returns the new last time. */
