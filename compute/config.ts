@@ -47,6 +47,10 @@ export const computeConfigSchema = z.strictObject({
   stateDir: z.string().default('/var/lib/herd/compute'),
   /** CPUs this host's containers run on, reported in status (informational). */
   cpus: z.array(z.number().int().min(0)).optional(),
+  /** How often the reconciler settles interrupted migrations and collects what they left. */
+  reconcileIntervalSeconds: z.number().positive().default(30),
+  /** On a graceful stop, how long in-flight migrations may take to end before the daemon exits anyway. */
+  shutdownGraceSeconds: z.number().min(0).default(120),
   /** How often the container list is republished even without changes. */
   containersIntervalSeconds: z.number().positive().default(10),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),

@@ -17,13 +17,17 @@ import { CommandClient } from '../protocol/rpc.ts';
 import type { ComputeConfig } from './config.ts';
 import type { MigrationContext } from './migration/context.ts';
 import { readFaults } from './migration/faults.ts';
+import { killRuncJobs } from './migration/runc-jobs.ts';
 import { MigrationStore } from './migration/migration-store.ts';
-import { recoverMigrations, recoverSource } from './migration/recovery.ts';
+import { KeyedLock } from './migration/keyed-lock.ts';
+import { Reconciler } from './migration/reconciler.ts';
+import { resolveInDoubt, rollBackSource, rollForward } from './migration/source-settle.ts';
 import { SerialQueue } from './migration/serial-queue.ts';
 import { SourceMigration } from './migration/source-side.ts';
 import { SshPool } from './migration/ssh-pool.ts';
-import { abortTarget, checkTarget, prepareTarget, restoreTarget } from './migration/target-side.ts';
+import { abortTarget, checkTarget, commitTarget, migrationStatus, prepareTarget, restoreTarget } from './migration/target-side.ts';
 import { announceAddress } from './runtime/announce-address.ts';
+import { addressesInUse, assertAddressFree, chooseAddress, isSharedL2Driver } from './runtime/shared-network-address.ts';
 import type { ContainerRuntime, RuntimeInfo } from './runtime/container-runtime.ts';
 
 export interface ComputeDaemonDeps {
@@ -62,6 +66,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
     if (runtimeInfo !== undefined) status.dockerVersion = runtimeInfo.dockerVersion;
     if (criuVersion !== undefined) status.criuVersion = criuVersion;
     if (config.cpus !== undefined) status.cpus = [...config.cpus];
+    status.fencing = { stateDir: config.stateDir, dockerSocket: config.docker.socketPath };
     return status;
   };
 
@@ -87,11 +92,20 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
 
   const store = new MigrationStore(config.stateDir);
   const criu = new SerialQueue();
+  const addressing = new SerialQueue();
   const ssh = new SshPool({ user: config.ssh.user, privateKeyPath: config.ssh.privateKeyPath, knownHostsPath: config.ssh.knownHostsPath });
   let rpc: CommandClient | undefined;
   let view: ClusterView | undefined;
   let migration: MigrationContext | undefined;
   const inFlight = new Map<string, string>();
+  const locks = new KeyedLock();
+  let stopping = false;
+  let reconciler: Reconciler | undefined;
+  /** Stop, remove, checkpoint and restore commands wait for no migration: they are refused while one is in flight. */
+  const refuseIfMigrating = (herdId: string, name: string) => {
+    const migrationId = inFlight.get(herdId) ?? store.list().find((r) => r.herdId === herdId)?.migrationId;
+    if (migrationId !== undefined) throw new HerdError('ALREADY_MIGRATING', `container "${name}" has migration ${migrationId} in flight; wait for it (herd migrate --status ${migrationId})`);
+  };
   const migrations = (): MigrationContext => {
     if (migration === undefined) throw new HerdError('HOST_OFFLINE', `compute daemon of ${hostId} is still starting`);
     return migration;
@@ -102,26 +116,46 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
     'container.list': async () => runtime.list(hostId),
     'container.run': async (cmd) => {
       const spec = { ...cmd.args, herdId: cmd.args.herdId ?? newHerdId() };
-      const dockerId = await runtime.create(spec);
-      try {
-        await runtime.start(dockerId);
-      } catch (err) {
-        await runtime.remove(dockerId, true).catch(() => undefined);
-        throw err;
-      }
-      log.info({ herdId: spec.herdId, name: spec.name, dockerId }, 'container started');
+      const createAndStart = async (): Promise<string> => {
+        // On a shared L2 network (macvlan/ipvlan) a migrated container keeps its address, which
+        // the IPAM of the host that gave it out then thinks free: the address is chosen (or an
+        // explicit one checked) against the whole cluster and pinned, never left to Docker.
+        const attachment = spec.network;
+        if (attachment !== undefined) {
+          const net = await runtime.networkInfo(attachment.network);
+          if (isSharedL2Driver(net.driver) && net.subnet !== undefined) {
+            if (view === undefined) throw new HerdError('HOST_OFFLINE', `compute daemon of ${hostId} is still starting`);
+            const inUse = addressesInUse(view.containers(), net.addressesInUse, hostId);
+            if (attachment.ip !== undefined) assertAddressFree(attachment.ip, inUse, { network: attachment.network, gateway: net.gateway });
+            else spec.network = { ...attachment, ip: chooseAddress({ network: attachment.network, subnet: net.subnet, ipRange: net.ipRange, gateway: net.gateway, inUse }) };
+          }
+        }
+        const id = await runtime.create(spec);
+        try {
+          await runtime.start(id);
+        } catch (err) {
+          await runtime.remove(id, true).catch(() => undefined);
+          throw err;
+        }
+        return id;
+      };
+      // Until started, a pinned address is nowhere in Docker's view: one run at a time on a network, so two cannot pick the same one.
+      const dockerId = spec.network === undefined ? await createAndStart() : await addressing.run(createAndStart, { timeoutMs: 120_000 });
+      log.info({ herdId: spec.herdId, name: spec.name, dockerId, ip: spec.network?.ip }, 'container started');
       if (spec.network !== undefined) await announceAddress(runtime, dockerId, hostId, log);
       await publishContainers();
       return runtime.inspect(dockerId, hostId).then(({ spec: _spec, ...summary }) => summary);
     },
     'container.stop': async (cmd) => {
       const c = await runtime.inspect(cmd.args.container, hostId);
+      refuseIfMigrating(c.herdId, c.name);
       await runtime.stop(c.dockerId, cmd.args.timeoutSeconds);
       await publishContainers();
       return { herdId: c.herdId, name: c.name };
     },
     'container.remove': async (cmd) => {
       const c = await runtime.inspect(cmd.args.container, hostId);
+      refuseIfMigrating(c.herdId, c.name);
       if (c.running && cmd.args.force !== true) {
         throw new HerdError('CONFLICT', `container "${c.name}" is running; stop it first or pass force`);
       }
@@ -131,28 +165,47 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
     },
     'container.checkpoint': async (cmd) => {
       const c = await runtime.inspect(cmd.args.container, hostId);
+      refuseIfMigrating(c.herdId, c.name);
       const checkpointId = cmd.args.checkpointId ?? `cp-${Date.now()}`;
-      await criu.run(() => runtime.checkpoint(c.dockerId, checkpointId, { exit: cmd.args.leaveRunning !== true }));
+      await criu.run(() => runtime.checkpoint(c.dockerId, checkpointId, { exit: cmd.args.leaveRunning !== true }), { onTimeout: () => killRuncJobs(c.dockerId) });
       await publishContainers();
       return { herdId: c.herdId, name: c.name, checkpointId, path: runtime.checkpointPath(c.dockerId, checkpointId) };
     },
     'container.restore': async (cmd) => {
       const c = await runtime.inspect(cmd.args.container, hostId);
+      refuseIfMigrating(c.herdId, c.name);
       if (c.running) throw new HerdError('CONFLICT', `container "${c.name}" is running; checkpoint it (without leaveRunning) first`);
-      await criu.run(() => runtime.startFromCheckpoint(c.dockerId, cmd.args.checkpointId));
+      await criu.run(() => runtime.startFromCheckpoint(c.dockerId, cmd.args.checkpointId), { onTimeout: () => killRuncJobs(c.dockerId) });
       await publishContainers();
       return { herdId: c.herdId, name: c.name };
     },
     'migration.start': async (cmd) => new SourceMigration(migrations(), cmd.args).run(),
     'migration.check': async (cmd) => checkTarget(migrations(), cmd.args),
     'migration.prepare': async (cmd) => prepareTarget(migrations(), cmd.args),
-    'migration.restore': async (cmd) => restoreTarget(migrations(), cmd.args),
+    'migration.restore': async (cmd) => {
+      const result = await restoreTarget(migrations(), cmd.args);
+      // Fault injection (tests): the restore happened, its reply is lost or late.
+      if (readFaults(config.stateDir).has('drop-restore-reply')) return new Promise<never>(() => undefined);
+      if (readFaults(config.stateDir).has('delay-restore-reply')) await new Promise((r) => setTimeout(r, 30_000));
+      return result;
+    },
     'migration.abort': async (cmd) => abortTarget(migrations(), cmd.args),
+    'migration.commit': async (cmd) => commitTarget(migrations(), cmd.args),
+    'migration.status': async (cmd) => migrationStatus(migrations(), cmd.args.migrationId),
     'migration.rollback': async (cmd) => {
-      const record = store.get('source', cmd.args.migrationId);
-      if (record === undefined) throw new HerdError('CONFLICT', `no migration ${cmd.args.migrationId} in flight with ${hostId} as its source`);
-      if (inFlight.has(record.herdId)) throw new HerdError('ALREADY_MIGRATING', `migration ${cmd.args.migrationId} is still running; it rolls back by itself on failure`);
-      return { outcome: await recoverSource(migrations(), record) };
+      const ctx = migrations();
+      const id = cmd.args.migrationId;
+      const settled = ctx.locks.tryRun(id, async () => {
+        const record = store.get('source', id);
+        if (record === undefined) return undefined;
+        if (record.phase === 'restored') return rollForward(ctx, record);
+        if (record.phase === 'restoring') return resolveInDoubt(ctx, record);
+        return rollBackSource(ctx, record, new HerdError('ROLLED_BACK', `rolled back on request${cmd.args.reason ? ` (${cmd.args.reason})` : ''}`));
+      });
+      if (settled === undefined) throw new HerdError('ALREADY_MIGRATING', `migration ${id} is still running on ${hostId}; it rolls back by itself on failure`);
+      const outcome = await settled;
+      if (outcome === undefined) return { ...migrationStatus(ctx, id), outcome: 'nothing to do: not in flight here' };
+      return { ...migrationStatus(ctx, id), outcome };
     },
   };
 
@@ -193,10 +246,14 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
         publishEvent: (event) => publishJson(c, topics.migrationEvents(event.migrationId), event),
         faults: () => readFaults(config.stateDir),
         sharedPaths: config.sharedPaths,
+        locks,
+        stopping: () => stopping,
       };
-      await recoverMigrations(migration);
+      // Serve first: settling an interrupted migration may need this host's answers (and a peer's).
       server = await serveCommands(c, hostId, clientId, handlers, log);
       announce();
+      reconciler = new Reconciler(migration, config.reconcileIntervalSeconds * 1000);
+      reconciler.start();
       timer = setInterval(() => void publishContainers(), config.containersIntervalSeconds * 1000);
       // Changes made outside Herd (docker rm, a crash) reach the retained list at once, not at the next interval.
       let pending: NodeJS.Timeout | undefined;
@@ -206,6 +263,10 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
       log.info({ hostId, broker: config.broker.url, docker: runtimeInfo.dockerVersion, criu: criuVersion }, 'compute daemon started');
     },
     async close() {
+      // Graceful: no new migration; those in flight end (done or rolled back) before the daemon goes.
+      stopping = true;
+      if (!(await locks.idle(config.shutdownGraceSeconds * 1000))) log.warn('migrations still in flight at shutdown: the reconciler settles them at the next start');
+      await reconciler?.stop();
       if (timer !== undefined) clearInterval(timer);
       stopWatching?.();
       await server?.close();

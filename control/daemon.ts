@@ -1,9 +1,11 @@
 /**
  * The control daemon: runs the embedded MQTT broker (unless an external one is
  * configured), watches the cluster and runs the control loop (windows → policies → plan →
- * executor). It serves the `control.*` commands on herd/v1/control/{nodeId}/commands,
- * publishes what the loop decides on herd/v1/control/{nodeId}/events and keeps a retained
- * status (last will: offline) on herd/v1/control/{nodeId}/status.
+ * executor) with, beside it, the exactly-once placement check (loop/placement-guard.ts:
+ * duplicates stopped, lost containers reported). It serves the `control.*` commands on
+ * herd/v1/control/{nodeId}/commands, publishes what the loop decides on
+ * herd/v1/control/{nodeId}/events and keeps a retained status (last will: offline) on
+ * herd/v1/control/{nodeId}/status.
  */
 import { brokerCredentials } from '../protocol/config.ts';
 import type { Logger } from 'pino';
@@ -15,6 +17,7 @@ import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded-brok
 import { watchCluster, type ClusterView } from '../protocol/cluster-view.ts';
 import type { ControlConfig } from './config.ts';
 import { ControlLoop } from './loop/control-loop.ts';
+import { PlacementGuard } from './loop/placement-guard.ts';
 
 export interface ControlDaemon {
   start(): Promise<void>;
@@ -34,6 +37,7 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
   let url: string | undefined;
   let rpc: CommandClient | undefined;
   let loop: ControlLoop | undefined;
+  let guard: PlacementGuard | undefined;
   let server: CommandServer | undefined;
   const startedAt = new Date().toISOString();
 
@@ -83,13 +87,14 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
       if (config.loop.enabled) {
         rpc = await CommandClient.create(client, clientId, log);
         const c = client;
+        const publishEvent = (e: ControlEvent) => {
+          publishJson(c, topics.controlEvents(config.nodeId), e).catch((err: unknown) => log.warn({ err: String(err) }, 'could not publish a control event'));
+        };
         loop = new ControlLoop(config.loop, {
           session: { client: c, rpc, view },
           log,
           nodeId: config.nodeId,
-          publishEvent: (e: ControlEvent) => {
-            publishJson(c, topics.controlEvents(config.nodeId), e).catch((err: unknown) => log.warn({ err: String(err) }, 'could not publish a control event'));
-          },
+          publishEvent,
           onStateChange: publishStatus,
         });
         const l = loop;
@@ -120,11 +125,16 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
           topics.controlCommands(config.nodeId),
         );
         await loop.start();
+        // Exactly-once check: duplicates are stopped (held in recommend mode or paused), lost containers reported.
+        const holdRepairs = () => (l.status().mode !== 'act' ? 'recommend mode' : l.status().paused ? 'the loop is paused' : undefined);
+        guard = new PlacementGuard({ view, rpc, log, nodeId: config.nodeId, publishEvent, holdRepairs });
+        guard.start();
       }
       publishStatus();
       log.info({ broker: url, embedded: config.broker.embedded, loop: config.loop.enabled ? config.loop.mode : 'off' }, 'control daemon started');
     },
     async close() {
+      await guard?.close();
       await loop?.close();
       await server?.close();
       await rpc?.close();

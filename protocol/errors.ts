@@ -28,6 +28,7 @@ export const ERROR_CATALOGUE = {
   RESTORE_FAILED: { retryable: true, summary: 'CRIU could not restore the container.' },
   TRANSFER_FAILED: { retryable: true, summary: 'Moving checkpoint images or the filesystem between hosts failed.' },
   ROLLED_BACK: { retryable: true, summary: 'A migration failed and was rolled back; the container runs on its source host.' },
+  IN_DOUBT: { retryable: true, summary: 'The outcome of a restore on the target is not known yet (no answer, no fence): the container stays frozen, never duplicated, and the compute daemon keeps resolving it; `herd migrate --status <id>` shows the outcome.' },
   TIMEOUT: { retryable: true, summary: 'No reply arrived in time.' },
   BROKER_UNAVAILABLE: { retryable: true, summary: 'The MQTT broker could not be reached.' },
   PCP_UNAVAILABLE: { retryable: true, summary: 'A pmproxy (PCP REST API) did not answer in time, refused the connection or answered with an HTTP error.' },

@@ -4,7 +4,7 @@
  * before use; see codec.ts for decoding with errors that name the field.
  */
 import { z } from 'zod';
-import { ERROR_CODES } from './errors.ts';
+import { ERROR_CODES, type WireError } from './errors.ts';
 import { ID_PATTERN } from './topics.ts';
 
 export const PROTOCOL_VERSION = 1;
@@ -35,6 +35,11 @@ export const hostStatusSchema = z.strictObject({
   /** CPUs this host's containers may use (its cpuset in the lab). */
   cpus: z.array(z.number().int().min(0)).optional(),
   reason: z.string().optional(),
+  /**
+   * What a migration's source needs to fence this host over SSH when it cannot reach this
+   * daemon (see compute/migration/fence.ts): its migration state dir and Docker socket.
+   */
+  fencing: z.strictObject({ stateDir: z.string().regex(/^\/[A-Za-z0-9._/-]*$/), dockerSocket: z.string().regex(/^\/[A-Za-z0-9._/-]*$/) }).optional(),
 });
 export type HostStatus = z.infer<typeof hostStatusSchema>;
 
@@ -137,9 +142,21 @@ export const COMMAND_ARGS = {
   }),
   /** Target side: restore the received checkpoint into the prepared container. */
   'migration.restore': z.strictObject({ migrationId: id }),
-  /** Target side: remove everything a prepare made (target container, received files). Idempotent. */
+  /**
+   * Target side: abort unless the container was started. Removes what a prepare made (never
+   * started) and leaves a tombstone so that a late prepare or restore does nothing; a
+   * container the target runs (or is restoring: the reply waits for it) is never touched.
+   * Replies with the target's state (AbortResult). Idempotent.
+   */
   'migration.abort': z.strictObject({ migrationId: id, reason: z.string().optional() }),
-  /** Source side: roll an in-flight migration back so the container runs on the source. Idempotent. */
+  /** Target side: the source has removed its copy; the target's copy is the container. Idempotent. */
+  'migration.commit': z.strictObject({ migrationId: id }),
+  /** Either side: what this host knows of a migration (MigrationStatus). */
+  'migration.status': z.strictObject({ migrationId: id }),
+  /**
+   * Source side: settle an in-flight migration now: roll back when the target confirms it does
+   * not run the container, roll forward when it does. Idempotent.
+   */
   'migration.rollback': z.strictObject({ migrationId: id, reason: z.string().optional() }),
   // ---- control daemon (herd/v1/control/{nodeId}/commands)
   /** Mode, pause, drains, the last evaluation and what is in flight. */
@@ -191,7 +208,7 @@ export const replySchema = z.discriminatedUnion('ok', [
 export type Reply = z.infer<typeof replySchema>;
 
 // ---------------------------------------------------------------- migration events
-export const MIGRATION_PHASES = ['accepted', 'prepare', 'checkpoint', 'transfer', 'restore', 'cleanup', 'rollback', 'done', 'failed'] as const;
+export const MIGRATION_PHASES = ['accepted', 'prepare', 'checkpoint', 'transfer', 'restore', 'resolve', 'cleanup', 'rollback', 'done', 'failed'] as const;
 export type MigrationPhase = (typeof MIGRATION_PHASES)[number];
 
 /** Published on herd/v1/migrations/{migrationId}/events, one per phase start and end. */
@@ -242,6 +259,29 @@ export interface TargetRestoreResult {
   restoreMs: number;
   /** When the container was running on the target (ISO time). */
   runningAt: string;
+}
+
+/** Result of `migration.abort`: the target's state once the abort was handled. */
+export interface AbortResult {
+  /** aborted: it does not and will not run the container; running/committed: it runs it. */
+  state: 'aborted' | 'running' | 'committed';
+}
+
+/** Result of `migration.status`: what one host knows of a migration. */
+export interface MigrationStatus {
+  migrationId: string;
+  hostId: string;
+  role?: 'source' | 'target';
+  /** An in-flight record's phase, or the outcome of a finished migration (its tombstone). */
+  state: 'unknown' | 'in-flight' | 'done' | 'rolled-back' | 'restarted' | 'aborted' | 'committed' | 'in-doubt';
+  phase?: string;
+  container?: string;
+  targetHost?: string;
+  sourceHost?: string;
+  updatedAt?: string;
+  result?: MigrationResult;
+  error?: WireError;
+  detail?: string;
 }
 
 /** Result of a successful `migration.start`. A failed migration replies with an error instead (ROLLED_BACK or RESTORE_FAILED). */
@@ -390,14 +430,17 @@ export const controlStatusSchema = z.strictObject({
 });
 export type ControlStatus = z.infer<typeof controlStatusSchema>;
 
-export const CONTROL_EVENT_KINDS = ['evaluation', 'trigger', 'move', 'veto', 'annotation', 'migration', 'control'] as const;
+export const CONTROL_EVENT_KINDS = ['evaluation', 'trigger', 'move', 'veto', 'annotation', 'migration', 'control', 'placement'] as const;
 
 /**
  * Published on herd/v1/control/{nodeId}/events: what the control loop decided and did.
  * evaluation: one per evaluation (its plan in short); trigger: a reactive evaluation was
  * triggered; move: a move is sent; veto: the safety layer or the last re-check held one
  * back; annotation: why something did not happen; migration: a migration (the loop's or a
- * manual one) ended, with its outcome and timings; control: pause, resume, drain, mode.
+ * manual one) ended, with its outcome and timings; control: pause, resume, drain, mode;
+ * placement: the exactly-once check found a Herd id running twice (code DUPLICATE), running
+ * nowhere (NOT_RUNNING) or out of sight on an offline host (HOST_OFFLINE), or a repair
+ * (stopping a duplicate copy) ended (DUPLICATE_STOPPED, with its outcome).
  */
 export const controlEventSchema = z.strictObject({
   v: version,
@@ -420,5 +463,7 @@ export const controlEventSchema = z.strictObject({
   /** On an evaluation: moves the policy chain proposed, and those the safety layer allowed. */
   proposed: z.number().int().min(0).optional(),
   allowed: z.number().int().min(0).optional(),
+  /** On a placement event: the hosts concerned (running a copy, or last running it). */
+  hosts: z.array(id).optional(),
 });
 export type ControlEvent = z.infer<typeof controlEventSchema>;

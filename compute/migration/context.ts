@@ -8,6 +8,7 @@ import type { MigrationStore } from './migration-store.ts';
 import type { SerialQueue } from './serial-queue.ts';
 import type { SshPool } from './ssh-pool.ts';
 import type { Fault } from './faults.ts';
+import type { KeyedLock } from './keyed-lock.ts';
 
 export interface MigrationContext {
   hostId: string;
@@ -21,6 +22,10 @@ export interface MigrationContext {
   ssh: SshPool;
   publishContainers(): Promise<void>;
   publishEvent(event: MigrationEvent): Promise<void>;
+  /** Per migration id: the source's run, the target's handlers and the reconciler take turns. */
+  locks: KeyedLock;
+  /** True once a graceful stop began: no new migration starts. */
+  stopping(): boolean;
   /** Herd id → migration id of the migrations this host is the source of, running now. */
   inFlight: Map<string, string>;
   /** Host directories every compute host shares: bind mounts under them migrate as they are. */

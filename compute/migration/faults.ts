@@ -15,6 +15,10 @@ export const FAULTS = [
   'fail-local-restore',
   /** Source: the transfer is throttled (1 MiB/s), leaving time to kill a daemon mid-transfer. */
   'slow-transfer',
+  /** Target: the restore really happens, its reply is never sent (the source must find out by asking). */
+  'drop-restore-reply',
+  /** Target: the restore really happens, its reply is sent 30 s late. */
+  'delay-restore-reply',
 ] as const;
 export type Fault = (typeof FAULTS)[number];
 

@@ -1,46 +1,90 @@
 /**
- * In-flight migrations recorded on disk (one JSON file each, written atomically with
- * fsync), so that a compute daemon restarted mid-migration can finish or roll back.
+ * Migration records on disk, so that a compute daemon restarted mid-migration (or a
+ * machine that lost power) finishes or rolls back every migration it took part in.
+ *
+ * - An in-flight record (`<id>.<role>.json`) is written atomically: temp file, fsync,
+ *   rename, fsync of the directory (without the last one a rename may not survive a crash).
+ * - A finished migration leaves a tombstone (`<id>.<role>.done.json`: its outcome), written
+ *   durably before the record is removed, so that a late or repeated command (a prepare
+ *   after an abort, a restore after a fence) does nothing, and `herd migrate --status`
+ *   can answer after the fact. Tombstones older than TOMBSTONE_DAYS are removed.
+ * - Every file is validated when read; one that does not parse is moved to `quarantine/`
+ *   and reported, never silently skipped.
+ * - A fence marker (`<id>.fence`) is written by a source that could not reach this host's
+ *   daemon (over SSH, see fence.ts): a restore not yet begun must then never begin.
  */
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, existsSync } from 'node:fs';
 import { open, rename } from 'node:fs/promises';
-import type { FsMode } from '../../protocol/messages.ts';
+import { z } from 'zod';
+import { FS_MODES, type MigrationResult, type TargetRestoreResult } from '../../protocol/messages.ts';
+import type { WireError } from '../../protocol/errors.ts';
 
-export type SourcePhase = 'accepted' | 'checkpointing' | 'checkpointed' | 'transferring' | 'restoring' | 'restored' | 'rolling-back';
-export type TargetPhase = 'preparing' | 'prepared' | 'restoring';
+export const SOURCE_PHASES = ['accepted', 'checkpointing', 'checkpointed', 'transferring', 'restoring', 'restored', 'rolling-back'] as const;
+export const TARGET_PHASES = ['preparing', 'prepared', 'restoring', 'running'] as const;
+export type SourcePhase = (typeof SOURCE_PHASES)[number];
+export type TargetPhase = (typeof TARGET_PHASES)[number];
 
-interface RecordBase {
-  migrationId: string;
-  herdId: string;
-  container: string;
-  sourceHost: string;
-  targetHost: string;
-  fsMode: FsMode;
-  checkpointId: string;
-  startedAt: string;
-  updatedAt: string;
-}
+const TOMBSTONE_DAYS = 7;
 
-export interface SourceRecord extends RecordBase {
-  role: 'source';
-  phase: SourcePhase;
-  sourceDockerId: string;
-}
+const base = {
+  migrationId: z.string().min(1),
+  herdId: z.string().min(1),
+  container: z.string().min(1),
+  sourceHost: z.string().min(1),
+  targetHost: z.string().min(1),
+  fsMode: z.enum(FS_MODES),
+  checkpointId: z.string().min(1),
+  startedAt: z.string(),
+  updatedAt: z.string(),
+};
 
-export interface TargetRecord extends RecordBase {
-  role: 'target';
-  phase: TargetPhase;
-  targetDockerId?: string;
-  checkpointDir?: string;
-}
+const sourceRecordSchema = z.object({ ...base, role: z.literal('source'), phase: z.enum(SOURCE_PHASES), sourceDockerId: z.string().min(1) });
+const targetRecordSchema = z.object({
+  ...base,
+  role: z.literal('target'),
+  phase: z.enum(TARGET_PHASES),
+  targetDockerId: z.string().optional(),
+  checkpointDir: z.string().optional(),
+  upperDir: z.string().optional(),
+  restoreMs: z.number().optional(),
+  runningAt: z.string().optional(),
+});
+const recordSchema = z.discriminatedUnion('role', [sourceRecordSchema, targetRecordSchema]);
 
+export type SourceRecord = z.infer<typeof sourceRecordSchema>;
+export type TargetRecord = z.infer<typeof targetRecordSchema>;
 export type MigrationRecord = SourceRecord | TargetRecord;
 
+export const OUTCOMES = ['done', 'rolled-back', 'restarted', 'aborted', 'committed'] as const;
+export type Outcome = (typeof OUTCOMES)[number];
+
+const tombstoneSchema = z.object({
+  migrationId: z.string().min(1),
+  role: z.enum(['source', 'target']),
+  outcome: z.enum(OUTCOMES),
+  container: z.string().optional(),
+  herdId: z.string().optional(),
+  sourceHost: z.string().optional(),
+  targetHost: z.string().optional(),
+  finishedAt: z.string(),
+  detail: z.string().optional(),
+  result: z.unknown().optional(),
+  error: z.unknown().optional(),
+});
+export type Tombstone = Omit<z.infer<typeof tombstoneSchema>, 'result' | 'error'> & { result?: MigrationResult | TargetRestoreResult; error?: WireError };
+
+export interface Quarantined {
+  file: string;
+  reason: string;
+}
+
 export class MigrationStore {
-  private readonly dir: string;
+  readonly dir: string;
+  private readonly quarantineDir: string;
 
   constructor(stateDir: string) {
     this.dir = `${stateDir}/migrations`;
+    this.quarantineDir = `${stateDir}/migrations-quarantine`;
     mkdirSync(this.dir, { recursive: true });
   }
 
@@ -48,42 +92,117 @@ export class MigrationStore {
     return `${this.dir}/${migrationId}.${role}.json`;
   }
 
-  async save(record: MigrationRecord): Promise<void> {
-    record.updatedAt = new Date().toISOString();
-    const final = this.file(record.role, record.migrationId);
+  private tombstoneFile(role: MigrationRecord['role'], migrationId: string): string {
+    return `${this.dir}/${migrationId}.${role}.done.json`;
+  }
+
+  fenceFile(migrationId: string): string {
+    return `${this.dir}/${migrationId}.fence`;
+  }
+
+  /** Makes a rename or unlink in the records' directory durable. */
+  private syncDir(): void {
+    const fd = openSync(this.dir, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  private async writeDurably(final: string, value: unknown): Promise<void> {
     const tmp = `${final}.tmp`;
     const handle = await open(tmp, 'w');
     try {
-      await handle.writeFile(`${JSON.stringify(record, null, 2)}\n`);
+      await handle.writeFile(`${JSON.stringify(value, null, 2)}\n`);
       await handle.sync();
     } finally {
       await handle.close();
     }
     await rename(tmp, final);
+    this.syncDir();
   }
 
-  get<R extends MigrationRecord['role']>(role: R, migrationId: string): Extract<MigrationRecord, { role: R }> | undefined {
+  async save(record: MigrationRecord): Promise<void> {
+    record.updatedAt = new Date().toISOString();
+    await this.writeDurably(this.file(record.role, record.migrationId), record);
+  }
+
+  private read<T>(file: string, schema: z.ZodType<T>): T | undefined {
+    let text: string;
     try {
-      return JSON.parse(readFileSync(this.file(role, migrationId), 'utf8')) as Extract<MigrationRecord, { role: R }>;
-    } catch {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    try {
+      return schema.parse(JSON.parse(text));
+    } catch (err) {
+      this.quarantine(file, (err as Error).message);
       return undefined;
     }
   }
 
+  private readonly quarantined: Quarantined[] = [];
+
+  private quarantine(file: string, reason: string): void {
+    mkdirSync(this.quarantineDir, { recursive: true });
+    const name = file.slice(file.lastIndexOf('/') + 1);
+    renameSync(file, `${this.quarantineDir}/${name}.${Date.now()}`);
+    this.syncDir();
+    this.quarantined.push({ file: name, reason: reason.slice(0, 300) });
+  }
+
+  /** Records that failed validation since the last call (moved to migrations-quarantine/). */
+  takeQuarantined(): Quarantined[] {
+    return this.quarantined.splice(0);
+  }
+
+  get<R extends MigrationRecord['role']>(role: R, migrationId: string): Extract<MigrationRecord, { role: R }> | undefined {
+    const record = this.read(this.file(role, migrationId), recordSchema);
+    return record?.role === role ? (record as Extract<MigrationRecord, { role: R }>) : undefined;
+  }
+
+  tombstone(role: MigrationRecord['role'], migrationId: string): Tombstone | undefined {
+    return this.read(this.tombstoneFile(role, migrationId), tombstoneSchema) as Tombstone | undefined;
+  }
+
+  /** In-flight records, valid ones only (the others are quarantined and reported by takeQuarantined). */
   list(): MigrationRecord[] {
     const records: MigrationRecord[] = [];
     for (const name of readdirSync(this.dir)) {
-      if (!name.endsWith('.json')) continue;
-      try {
-        records.push(JSON.parse(readFileSync(`${this.dir}/${name}`, 'utf8')) as MigrationRecord);
-      } catch {
-        // a torn temp file cannot end in .json; anything unreadable is skipped
-      }
+      const m = /^(.+)\.(source|target)\.json$/.exec(name);
+      if (m === null) continue;
+      const record = this.read(`${this.dir}/${name}`, recordSchema);
+      if (record !== undefined) records.push(record);
     }
     return records;
   }
 
-  remove(role: MigrationRecord['role'], migrationId: string): void {
+  /** Ends a migration on this host: the tombstone is durable before the record goes. */
+  async finish(role: MigrationRecord['role'], migrationId: string, outcome: Omit<Tombstone, 'migrationId' | 'role' | 'finishedAt'>): Promise<void> {
+    await this.writeDurably(this.tombstoneFile(role, migrationId), { migrationId, role, finishedAt: new Date().toISOString(), ...outcome });
     rmSync(this.file(role, migrationId), { force: true });
+    rmSync(this.fenceFile(migrationId), { force: true });
+    this.syncDir();
+  }
+
+  fenced(migrationId: string): boolean {
+    return existsSync(this.fenceFile(migrationId));
+  }
+
+  /** Removes tombstones older than TOMBSTONE_DAYS and temp files left by a crash mid-write. */
+  collectGarbage(nowMs = Date.now()): number {
+    let removed = 0;
+    for (const name of readdirSync(this.dir)) {
+      const path = `${this.dir}/${name}`;
+      const old = (days: number) => nowMs - statSync(path).mtimeMs > days * 86_400_000;
+      if ((name.endsWith('.done.json') && old(TOMBSTONE_DAYS)) || (name.endsWith('.tmp') && old(1 / 24))) {
+        rmSync(path, { force: true });
+        removed++;
+      }
+    }
+    return removed;
   }
 }

@@ -28,9 +28,11 @@ describe('SerialQueue', () => {
 
   it('gives up on a hung job after its timeout and runs the next one', async () => {
     const queue = new SerialQueue();
-    const hung = queue.run(() => new Promise<never>(() => undefined), 20);
+    let killed = false;
+    const hung = queue.run(() => new Promise<never>(() => undefined), { timeoutMs: 20, onTimeout: () => (killed = true) });
     const next = queue.run(() => Promise.resolve('next'));
     await expect(hung).rejects.toThrow(/still running after 20 ms/);
+    expect(killed).toBe(true);
     await expect(next).resolves.toBe('next');
   });
 });

@@ -4,30 +4,38 @@
  * checkpoint and the filesystem (diff: overlay upper dir; full: the whole filesystem;
  * none: nothing) to the target over SSH; have the target restore; remove the source.
  *
- * Rollback, so that a failed migration leaves the container running exactly once, here:
- * - checkpoint fails      → abort the target; the source keeps (or is put back) running;
- * - a later step fails    → abort the target; restore the source from its checkpoint;
- * - that local restore fails → restart the source from scratch (state lost: RESTORE_FAILED).
+ * Exactly once (see source-settle.ts for how it ends):
+ * - before the restore request: a failure aborts the target (its copy never started) and
+ *   resumes the source from its checkpoint (or restarts it when that fails: RESTORE_FAILED);
+ * - the target answers the restore with an error: it has made sure its copy does not run
+ *   (target-side.ts), so the source resumes;
+ * - no answer (lost reply, target offline, timeout): in doubt. The source asks the target
+ *   to abort unless it runs, or fences it over SSH, and rolls forward or back on the answer;
+ *   without one the container stays frozen (IN_DOUBT) and the reconciler keeps asking.
+ * The whole run holds the migration's lock; every step is recorded durably first.
  */
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { Transform } from 'node:stream';
-import { HerdError, toHerdError, type WireError } from '../../protocol/errors.ts';
+import { HerdError, toHerdError } from '../../protocol/errors.ts';
 import type { CommandArgs, MigrationEvent, MigrationPhase, MigrationResult, MigrationTimings, PrepareResult, TargetRestoreResult } from '../../protocol/messages.ts';
 import { PROTOCOL_VERSION } from '../../protocol/messages.ts';
 import type { ContainerDetails } from '../runtime/container-runtime.ts';
 import type { MigrationContext } from './context.ts';
-import { corruptImages } from './faults.ts';
 import type { SourceRecord } from './migration-store.ts';
+import { killRuncJobs } from './runc-jobs.ts';
+import { askTargetToAbort, resolveInDoubt, restoreOutcomeUnknown, rollBackSource, rollForward, type Settled } from './source-settle.ts';
 import { openReceiver, tarDirectory, type RemoteReceiver } from './ssh-transfer.ts';
 import { assertCarried, assertCheckpointable, containerProcesses, hasSysResource } from './preflight.ts';
 
 const execFileAsync = promisify(execFile);
 const CHECK_TIMEOUT_MS = 15_000;
 const PREPARE_TIMEOUT_MS = 60_000;
-const RESTORE_TIMEOUT_MS = 180_000;
-const ABORT_TIMEOUT_MS = 20_000;
+/** Long: a target's CRIU queue may hold other restores first; the target's last will ends the wait sooner. */
+const RESTORE_TIMEOUT_MS = 15 * 60_000;
+/** How long a migration keeps resolving an in-doubt restore before leaving it to the reconciler. */
+const RESOLVE_WITHIN_MS = 90_000;
 
 /** Bytes of memory the container uses (cgroup v1), for the target's disk estimate. */
 function memoryUsageBytes(pid: number | undefined): number {
@@ -113,10 +121,11 @@ export class SourceMigration {
 
   async run(): Promise<MigrationResult> {
     const { ctx } = this;
+    if (ctx.stopping()) throw new HerdError('HOST_OFFLINE', `compute daemon of ${ctx.hostId} is stopping: no new migrations`);
     await this.validate();
     const d = this.details;
     try {
-      return await this.runValidated();
+      return await ctx.locks.run(this.args.migrationId, () => this.runValidated());
     } finally {
       ctx.inFlight.delete(d.herdId);
       void ctx.publishContainers();
@@ -126,6 +135,9 @@ export class SourceMigration {
   private async runValidated(): Promise<MigrationResult> {
     const { ctx, args } = this;
     const d = this.details;
+    if (ctx.store.tombstone('source', args.migrationId) !== undefined || ctx.store.get('source', args.migrationId) !== undefined) {
+      throw new HerdError('CONFLICT', `migration id ${args.migrationId} was already used on ${ctx.hostId}: see herd migrate --status ${args.migrationId}`);
+    }
     const checkpointId = `herd-${args.migrationId}`.slice(0, 64);
     const now = new Date().toISOString();
     this.record = {
@@ -175,15 +187,17 @@ export class SourceMigration {
     await this.event('checkpoint', 'started');
     const frozenAt = performance.now();
     try {
-      await ctx.criu.run(() => ctx.runtime.checkpoint(d.dockerId, checkpointId, { exit: true, ...(ctx.faults().has('fail-checkpoint') ? { checkpointDir: '/dev/null/herd-fault-injected' } : {}) }));
+      await ctx.criu.run(() => ctx.runtime.checkpoint(d.dockerId, checkpointId, { exit: true, ...(ctx.faults().has('fail-checkpoint') ? { checkpointDir: '/dev/null/herd-fault-injected' } : {}) }), {
+        onTimeout: () => killRuncJobs(d.dockerId),
+      });
     } catch (err) {
       const error = toHerdError(err, 'CHECKPOINT_FAILED');
       await this.event('checkpoint', 'failed', { error: error.toWire() });
       await prepared.catch(() => undefined);
       cancelReceivers();
-      await this.abortTarget('checkpoint failed');
-      await this.ensureSourceRunning();
-      throw await this.rolledBack('checkpoint', error);
+      // The restore was never asked for: the target's copy cannot run; tell it, roll back here.
+      await askTargetToAbort(ctx, this.record, 'checkpoint failed');
+      throw await this.rolledBack('checkpoint', error, await rollBackSource(ctx, this.record, error));
     }
     const checkpointMs = performance.now() - frozenAt;
     const checkpointPath = ctx.runtime.checkpointPath(d.dockerId, checkpointId);
@@ -194,7 +208,6 @@ export class SourceMigration {
     let transferMs = 0;
     let checkpointBytes = 0;
     let filesystemBytes = 0;
-    let restored: TargetRestoreResult;
     let stopWatching: () => void = () => undefined;
     try {
       prep = await prepared;
@@ -207,7 +220,7 @@ export class SourceMigration {
       // If the target goes offline mid-transfer, cut the streams instead of filling its disk for nothing.
       stopWatching = ctx.view.onHostStatus((s) => {
         if (s.hostId === args.targetHost && s.state === 'offline') {
-          this.log.warn('target went offline during the transfer: closing the SSH streams');
+          this.log.warn('target went offline during the transfer: closing the SSH connection');
           ctx.ssh.drop(sshHost, sshPort);
         }
       });
@@ -234,32 +247,40 @@ export class SourceMigration {
       [checkpointBytes, filesystemBytes] = [cp.value, fs.value];
       transferMs = performance.now() - transferStart;
       await this.event('transfer', 'finished', { bytes: checkpointBytes + filesystemBytes, detail: `checkpoint ${checkpointBytes} B, filesystem ${filesystemBytes} B` });
-
-      // 4. Restore on the target.
-      await this.setPhase('restoring');
-      await this.event('restore', 'started');
-      restored = await this.request<TargetRestoreResult>('migration.restore', { migrationId: args.migrationId }, RESTORE_TIMEOUT_MS);
-      await this.event('restore', 'finished');
     } catch (err) {
       stopWatching();
       cancelReceivers();
       const error = toHerdError(err);
-      const phase: MigrationPhase = this.record.phase === 'restoring' ? 'restore' : this.record.phase === 'transferring' ? 'transfer' : 'prepare';
-      if (error.code === 'TRANSFER_FAILED') ctx.ssh.drop(sshHost, sshPort);
+      const phase: MigrationPhase = this.record.phase === 'transferring' ? 'transfer' : 'prepare';
       await this.event(phase, 'failed', { error: error.toWire() });
-      await this.abortTarget(`${phase} failed`);
-      await this.restoreSource();
-      throw await this.rolledBack(phase, error);
+      // The restore was never asked for: the target's copy cannot run.
+      await askTargetToAbort(ctx, this.record, `${phase} failed`);
+      throw await this.rolledBack(phase, error, await rollBackSource(ctx, this.record, error));
+    }
+
+    // 4. Restore on the target. From the moment the request may have left, the source's copy
+    //    is resumed only once the target confirms that its copy does not run (source-settle.ts).
+    await this.setPhase('restoring');
+    await this.event('restore', 'started');
+    let restored: TargetRestoreResult;
+    try {
+      restored = await this.request<TargetRestoreResult>('migration.restore', { migrationId: args.migrationId }, RESTORE_TIMEOUT_MS);
+      await this.event('restore', 'finished');
+    } catch (err) {
+      const error = toHerdError(err);
+      await this.event('restore', 'failed', { error: error.toWire() });
+      let settled: Settled;
+      if (restoreOutcomeUnknown(err)) {
+        settled = await this.resolveWithin(error);
+      } else {
+        // The target answered with an error: it made sure its copy does not run (target-side.ts).
+        await askTargetToAbort(ctx, this.record, 'restore failed');
+        settled = await rollBackSource(ctx, this.record, error);
+      }
+      if (settled !== 'rolled-forward') throw await this.rolledBack('restore', error, settled);
+      restored = { restoreMs: 0, runningAt: new Date().toISOString() };
     }
     const downtimeMs = performance.now() - frozenAt;
-    await this.setPhase('restored');
-
-    // 5. The target runs: remove the source (its checkpoint goes with it).
-    await this.event('cleanup', 'started');
-    await ctx.runtime.remove(d.dockerId, true).catch((err: unknown) => this.log.error({ err: String(err) }, 'could not remove the source container after a successful migration'));
-    ctx.store.remove('source', args.migrationId);
-    void ctx.publishContainers();
-    await this.event('cleanup', 'finished');
     const timings: MigrationTimings = {
       checkpointMs: round(checkpointMs),
       transferMs: round(transferMs),
@@ -269,8 +290,33 @@ export class SourceMigration {
       checkpointBytes,
       filesystemBytes,
     };
+    const result: MigrationResult = { migrationId: args.migrationId, herdId: d.herdId, container: d.name, sourceHost: ctx.hostId, targetHost: args.targetHost, fsMode: args.fsMode, timings };
+    // 5. The target runs: remove the source (its checkpoint goes with it), then the target commits.
+    if (this.record.phase === 'restoring') await this.finishForward(result);
     await this.event('done', 'finished', { timings });
-    return { migrationId: args.migrationId, herdId: d.herdId, container: d.name, sourceHost: ctx.hostId, targetHost: args.targetHost, fsMode: args.fsMode, timings };
+    return result;
+  }
+
+  private async finishForward(result: MigrationResult): Promise<void> {
+    try {
+      await rollForward(this.ctx, this.record, result);
+    } catch (err) {
+      // Docker refused to remove the source: the record says "restored"; the reconciler finishes it.
+      this.log.error({ err: (err as Error).message }, 'could not remove the source after a successful restore; the reconciler retries');
+    }
+  }
+
+  /** Keeps resolving an in-doubt restore for a while; then leaves it to the reconciler. */
+  private async resolveWithin(cause: HerdError): Promise<Settled> {
+    const deadline = Date.now() + RESOLVE_WITHIN_MS;
+    for (;;) {
+      const settled = await resolveInDoubt(this.ctx, this.record, cause).catch((err: unknown) => {
+        this.log.warn({ err: (err as Error).message }, 'resolving the restore failed');
+        return 'in-doubt' as const;
+      });
+      if (settled !== 'in-doubt' || Date.now() > deadline) return settled;
+      await new Promise((r) => setTimeout(r, 5000));
+    }
   }
 
   private async filesystemEstimate(): Promise<number> {
@@ -302,59 +348,19 @@ export class SourceMigration {
     }
   }
 
-  private async abortTarget(reason: string): Promise<void> {
-    if (this.ctx.view.host(this.args.targetHost)?.state === 'offline') {
-      // Nobody would answer: the target removes its half-made container when its daemon restarts (recovery).
-      this.log.warn('target is offline: not waiting for its abort; it cleans up when it comes back');
-      return;
-    }
-    try {
-      await this.ctx.rpc.request(this.args.targetHost, 'migration.abort', { migrationId: this.args.migrationId, reason }, { timeoutMs: ABORT_TIMEOUT_MS });
-    } catch (err) {
-      // The target cleans up by itself when its daemon comes back (recovery from its record).
-      this.log.warn({ err: (err as Error).message }, 'target did not confirm the abort; it will clean up when it comes back');
-    }
-  }
-
-  /** After a failed checkpoint: the container must run here. */
-  private async ensureSourceRunning(): Promise<void> {
-    const { ctx } = this;
-    const now = await ctx.runtime.inspect(this.details.dockerId, ctx.hostId);
-    if (!now.running) await ctx.runtime.start(this.details.dockerId);
-    await ctx.runtime.deleteCheckpoint(this.details.dockerId, this.record.checkpointId).catch(() => undefined);
-    ctx.store.remove('source', this.args.migrationId);
-  }
-
-  private localRestoreFailed: WireError | undefined;
-
-  /** After a failure past the checkpoint: resume the source from its checkpoint, or restart it. */
-  private async restoreSource(): Promise<void> {
-    const { ctx } = this;
-    await this.setPhase('rolling-back');
-    await this.event('rollback', 'started');
-    const checkpointPath = ctx.runtime.checkpointPath(this.details.dockerId, this.record.checkpointId);
-    if (ctx.faults().has('fail-local-restore')) corruptImages(checkpointPath);
-    try {
-      await ctx.criu.run(() => ctx.runtime.startFromCheckpoint(this.details.dockerId, this.record.checkpointId));
-      await this.event('rollback', 'finished', { detail: `restored on ${ctx.hostId} from its checkpoint` });
-    } catch (err) {
-      const error = toHerdError(err, 'RESTORE_FAILED');
-      this.localRestoreFailed = error.toWire();
-      this.log.error({ err: error.message }, 'local restore failed: restarting the container from scratch');
-      await ctx.runtime.start(this.details.dockerId);
-      await this.event('rollback', 'failed', { error: error.toWire(), detail: `restarted on ${ctx.hostId} (memory state lost)` });
-    }
-    await ctx.runtime.deleteCheckpoint(this.details.dockerId, this.record.checkpointId).catch(() => undefined);
-    ctx.store.remove('source', this.args.migrationId);
-    void ctx.publishContainers();
-  }
-
-  private async rolledBack(phase: MigrationPhase, cause: HerdError): Promise<HerdError> {
+  private async rolledBack(phase: MigrationPhase, cause: HerdError, settled: Settled): Promise<HerdError> {
+    const { migrationId } = this.args;
     const where = `"${this.details.name}" runs on ${this.ctx.hostId}`;
-    const error =
-      this.localRestoreFailed === undefined
-        ? new HerdError('ROLLED_BACK', `migration ${this.args.migrationId} failed in ${phase} [${cause.code}: ${cause.message}] and was rolled back: ${where}`, { cause })
-        : new HerdError('RESTORE_FAILED', `migration ${this.args.migrationId} failed in ${phase} [${cause.code}: ${cause.message}]; restoring the source from its checkpoint also failed [${this.localRestoreFailed.message}], so it was restarted: ${where} with its memory state lost`, { cause, retryable: false });
+    let error: HerdError;
+    if (settled === 'in-doubt') {
+      error = new HerdError('IN_DOUBT', `migration ${migrationId} failed in ${phase} [${cause.code}: ${cause.message}] and the target (${this.args.targetHost}) cannot be asked whether it runs the container: it stays frozen, never running twice, until that is known; ${this.ctx.hostId} keeps resolving it (herd migrate --status ${migrationId})`, { cause });
+    } else if (settled === 'restarted') {
+      error = new HerdError('RESTORE_FAILED', `migration ${migrationId} failed in ${phase} [${cause.code}: ${cause.message}]; restoring the source from its checkpoint also failed, so it was restarted: ${where} with its memory state lost`, { cause, retryable: false });
+    } else if (settled === 'lost') {
+      error = new HerdError('CONFLICT', `migration ${migrationId} failed in ${phase} [${cause.code}: ${cause.message}] and the source container was removed outside Herd meanwhile`, { cause });
+    } else {
+      error = new HerdError('ROLLED_BACK', `migration ${migrationId} failed in ${phase} [${cause.code}: ${cause.message}] and was rolled back: ${where}`, { cause });
+    }
     await this.event('failed', 'failed', { error: error.toWire() });
     return error;
   }

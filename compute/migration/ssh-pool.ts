@@ -19,7 +19,8 @@ export class SshPool {
             if (this.connections.get(key) === conn) this.connections.delete(key);
           };
           c.once('close', drop);
-          c.once('error', drop);
+          // on, not once: ssh2 may emit several errors, and an unheard one would crash the daemon.
+          c.on('error', drop);
         },
         () => this.connections.delete(key),
       );

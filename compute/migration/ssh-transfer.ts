@@ -64,7 +64,8 @@ export function connectSsh(target: SshTarget, timeoutMs = 10_000): Promise<Clien
       client.setNoDelay(true);
       resolve(client);
     });
-    client.once('error', (err) => {
+    // on, not once: a second error (after the pool's own listener) must not crash the daemon.
+    client.on('error', (err) => {
       const why = verified ? err.message : `host key of ${target.host} does not match ${target.knownHostsPath} (${err.message})`;
       reject(new HerdError('TRANSFER_FAILED', `SSH to ${target.user}@${target.host}:${target.port} failed: ${why}`, { cause: err }));
     });
@@ -134,6 +135,9 @@ export function openReceiver(conn: Client, options: { xattrs: boolean }): Promis
               if (failed) return;
               failed = true;
               channel.close();
+              // Stop the producer too (a local tar child would otherwise block forever on a full pipe).
+              (source as Readable).unpipe?.();
+              (source as Readable).destroy?.();
               fail(new HerdError('TRANSFER_FAILED', `${what}: ${message}`, { cause }));
             };
             (source as Readable).on('error', (e: Error) => failWith(`reading the source failed: ${e.message}`, e));
@@ -164,6 +168,9 @@ export function tarDirectory(dir: string, options: { xattrs: boolean }): Readabl
   // Pipe at once: Node resumes (and so discards) an unread child stdout when the child exits.
   const out = new PassThrough();
   child.stdout.pipe(out, { end: false });
+  out.on('close', () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
   child.on('close', (code) => {
     if (code === 0) out.end();
     else out.destroy(new Error(`tar of ${dir} exited ${code}: ${stderr.trim()}`));

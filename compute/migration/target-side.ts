@@ -1,22 +1,41 @@
 /**
- * The target side of a migration: check that this host can take the container, create
- * the target container (not started) while the source checkpoints, restore it from the
- * received checkpoint, and abort (remove everything prepare made) on request.
+ * The target side of a migration. The target keeps a durable record from prepare until
+ * the source commits, and a tombstone after, so that every command is idempotent per
+ * migration and a late one does nothing:
+ *
+ *   preparing → prepared → restoring → running ──commit──▶ tombstone "committed"
+ *        └──────────┴───────────┴─(abort, fence, failed restore)─▶ tombstone "aborted"
+ *
+ * - A restore replies with an error only once this host has made sure its copy does not
+ *   run and never will (tombstone "aborted"); when it cannot tell (Docker down) it replies
+ *   IN_DOUBT, and the source keeps asking.
+ * - An abort never touches a copy that runs or is being restored (it waits for the
+ *   restore): it answers "running" and the source rolls forward instead.
+ * Every handler holds the migration's lock, so that they never interleave.
  */
 import { mkdirSync, rmSync } from 'node:fs';
+import { HerdError, toHerdError } from '../../protocol/errors.ts';
 import { announceAddress } from '../runtime/announce-address.ts';
-import { HerdError } from '../../protocol/errors.ts';
-import type { CommandArgs, PrepareResult, TargetRestoreResult } from '../../protocol/messages.ts';
+import type { AbortResult, CommandArgs, MigrationResult, MigrationStatus, PrepareResult, TargetRestoreResult } from '../../protocol/messages.ts';
 import { HERD_MIGRATION_LABEL } from '../runtime/container-runtime.ts';
 import type { TargetRecord } from './migration-store.ts';
 import { corruptImages } from './faults.ts';
 import type { MigrationContext } from './context.ts';
+import { hideDeletedLowerPaths } from './overlay-deletions.ts';
+import { killRuncJobs, waitForRuncJobs } from './runc-jobs.ts';
 
 /** Headroom kept free on the target beyond the estimated size. */
 const DISK_HEADROOM_BYTES = 256 * 1024 * 1024;
 
+function refuseIfEnded(ctx: MigrationContext, migrationId: string, what: string): void {
+  const tomb = ctx.store.tombstone('target', migrationId);
+  if (tomb !== undefined) throw new HerdError('CONFLICT', `migration ${migrationId} already ended on host ${ctx.hostId} (${tomb.outcome} at ${tomb.finishedAt}): ${what} refused`);
+  if (ctx.store.fenced(migrationId)) throw new HerdError('CONFLICT', `migration ${migrationId} was fenced on host ${ctx.hostId} by its source: ${what} refused`);
+}
+
 export async function checkTarget(ctx: MigrationContext, args: CommandArgs<'migration.check'>): Promise<{ freeBytes: number }> {
   const { runtime, hostId } = ctx;
+  refuseIfEnded(ctx, args.migrationId, 'check');
   if (!(await runtime.hasImage(args.spec.image))) {
     throw new HerdError('IMAGE_MISSING', `image "${args.spec.image}" is missing on target host ${hostId}: load it there first (docker save | docker load)`);
   }
@@ -38,81 +57,227 @@ export async function checkTarget(ctx: MigrationContext, args: CommandArgs<'migr
   return { freeBytes };
 }
 
-export async function prepareTarget(ctx: MigrationContext, args: CommandArgs<'migration.prepare'>): Promise<PrepareResult> {
-  const { runtime, store, hostId, log } = ctx;
-  const now = new Date().toISOString();
-  const record: TargetRecord = {
-    role: 'target',
-    phase: 'preparing',
-    migrationId: args.migrationId,
-    herdId: args.spec.herdId,
-    container: args.spec.name,
-    sourceHost: args.sourceHost,
-    targetHost: hostId,
-    fsMode: args.fsMode,
-    checkpointId: args.checkpointId,
-    startedAt: now,
-    updatedAt: now,
-  };
-  await store.save(record);
-  try {
-    const targetDockerId = await runtime.create(args.spec, { [HERD_MIGRATION_LABEL]: args.migrationId });
-    record.targetDockerId = targetDockerId;
-    const details = await runtime.inspect(targetDockerId, hostId);
-    if (details.upperDir === undefined) throw new HerdError('DOCKER_FAILED', 'the target container has no overlay upper dir (storage driver must be overlay2)');
-    const checkpointDir = runtime.checkpointPath(targetDockerId, args.checkpointId);
-    mkdirSync(checkpointDir, { recursive: true });
-    record.checkpointDir = checkpointDir;
-    record.phase = 'prepared';
+export function prepareTarget(ctx: MigrationContext, args: CommandArgs<'migration.prepare'>): Promise<PrepareResult> {
+  return ctx.locks.run(args.migrationId, async () => {
+    const { runtime, store, hostId, log } = ctx;
+    refuseIfEnded(ctx, args.migrationId, 'prepare');
+    const existing = store.get('target', args.migrationId);
+    if (existing?.phase === 'prepared' && existing.targetDockerId !== undefined && existing.checkpointDir !== undefined && existing.upperDir !== undefined) {
+      return { targetDockerId: existing.targetDockerId, checkpointDir: existing.checkpointDir, upperDir: existing.upperDir }; // a repeated prepare
+    }
+    if (existing !== undefined && existing.phase !== 'preparing') throw new HerdError('CONFLICT', `migration ${args.migrationId} is already ${existing.phase} on host ${hostId}`);
+    const now = new Date().toISOString();
+    const record: TargetRecord = {
+      role: 'target',
+      phase: 'preparing',
+      migrationId: args.migrationId,
+      herdId: args.spec.herdId,
+      container: args.spec.name,
+      sourceHost: args.sourceHost,
+      targetHost: hostId,
+      fsMode: args.fsMode,
+      checkpointId: args.checkpointId,
+      startedAt: now,
+      updatedAt: now,
+    };
     await store.save(record);
-    log.info({ migrationId: args.migrationId, targetDockerId }, 'target prepared');
-    return { targetDockerId, checkpointDir, upperDir: details.upperDir };
-  } catch (err) {
-    await abortTarget(ctx, { migrationId: args.migrationId, reason: 'prepare failed' });
-    throw err;
-  }
+    try {
+      // A half-made container of an earlier attempt (a crash mid-prepare) goes first.
+      for (const id of await runtime.findByMigration(args.migrationId)) await runtime.removeUnlessRunning(id);
+      const targetDockerId = await runtime.create(args.spec, { [HERD_MIGRATION_LABEL]: args.migrationId });
+      record.targetDockerId = targetDockerId;
+      await store.save(record);
+      const details = await runtime.inspect(targetDockerId, hostId);
+      if (details.upperDir === undefined) throw new HerdError('DOCKER_FAILED', 'the target container has no overlay upper dir (storage driver must be overlay2)');
+      const checkpointDir = runtime.checkpointPath(targetDockerId, args.checkpointId);
+      mkdirSync(checkpointDir, { recursive: true });
+      Object.assign(record, { checkpointDir, upperDir: details.upperDir, phase: 'prepared' });
+      await store.save(record);
+      log.info({ migrationId: args.migrationId, targetDockerId }, 'target prepared');
+      return { targetDockerId, checkpointDir, upperDir: details.upperDir };
+    } catch (err) {
+      await abortLocked(ctx, args.migrationId, 'prepare failed').catch((e: unknown) => log.error({ err: String(e) }, 'cleaning up a failed prepare failed; the reconciler retries'));
+      throw err;
+    }
+  });
 }
 
-export async function restoreTarget(ctx: MigrationContext, args: CommandArgs<'migration.restore'>): Promise<TargetRestoreResult> {
-  const { runtime, store, log } = ctx;
-  const record = store.get('target', args.migrationId);
-  if (record?.targetDockerId === undefined || record.phase === 'preparing') {
-    throw new HerdError('CONFLICT', `migration ${args.migrationId} was not prepared on host ${ctx.hostId}`);
-  }
-  record.phase = 'restoring';
-  await store.save(record);
-  const targetDockerId = record.targetDockerId;
-  if (ctx.faults().has('corrupt-images-in-transit') && record.checkpointDir !== undefined) corruptImages(record.checkpointDir);
-  const started = performance.now();
-  await ctx.criu.run(() => runtime.startFromCheckpoint(targetDockerId, record.checkpointId));
-  const restoreMs = performance.now() - started;
-  const runningAt = new Date().toISOString();
-  void announceAddress(ctx.runtime, targetDockerId, ctx.hostId, ctx.log); // not part of the restore: do not wait
-  // The images are no longer needed: leave no checkpoint files behind.
-  await runtime.deleteCheckpoint(targetDockerId, record.checkpointId).catch(() => undefined);
-  if (record.checkpointDir !== undefined) rmSync(record.checkpointDir, { recursive: true, force: true });
-  store.remove('target', args.migrationId);
-  void ctx.publishContainers();
-  log.info({ migrationId: args.migrationId, restoreMs: Math.round(restoreMs) }, 'target restored');
-  void ctx.publishContainers();
-  return { restoreMs, runningAt };
+export function restoreTarget(ctx: MigrationContext, args: CommandArgs<'migration.restore'>): Promise<TargetRestoreResult> {
+  return ctx.locks.run(args.migrationId, async () => {
+    const { runtime, store, log } = ctx;
+    const tomb = store.tombstone('target', args.migrationId);
+    if (tomb?.outcome === 'committed') return tomb.result as unknown as TargetRestoreResult;
+    if (tomb !== undefined) throw new HerdError('RESTORE_FAILED', `migration ${args.migrationId} was ${tomb.outcome} on host ${ctx.hostId} (${tomb.detail ?? 'no detail'}): nothing restored`);
+    const record = store.get('target', args.migrationId);
+    if (record?.phase === 'running') return { restoreMs: record.restoreMs ?? 0, runningAt: record.runningAt ?? record.updatedAt };
+    if (record?.targetDockerId === undefined || record.phase === 'preparing') {
+      await abortLocked(ctx, args.migrationId, 'restore of a migration never prepared');
+      throw new HerdError('RESTORE_FAILED', `migration ${args.migrationId} was not prepared on host ${ctx.hostId}: nothing restored`);
+    }
+    record.phase = 'restoring';
+    await store.save(record);
+    // After the durable "restoring": a source that fences from now on finds the restore begun (see fence.ts).
+    if (store.fenced(args.migrationId)) {
+      await abortLocked(ctx, args.migrationId, 'fenced by the source');
+      throw new HerdError('RESTORE_FAILED', `migration ${args.migrationId} was fenced on host ${ctx.hostId} by its source: nothing restored`);
+    }
+    const targetDockerId = record.targetDockerId;
+    const started = performance.now();
+    let failure: unknown;
+    try {
+      if (record.fsMode === 'full' && record.upperDir !== undefined) {
+        const details = await runtime.inspect(targetDockerId, ctx.hostId);
+        await hideDeletedLowerPaths(record.upperDir, details.lowerDirs ?? []);
+      }
+      if (ctx.faults().has('corrupt-images-in-transit') && record.checkpointDir !== undefined) corruptImages(record.checkpointDir);
+      await ctx.criu.run(() => runtime.startFromCheckpoint(targetDockerId, record.checkpointId), { onTimeout: () => killRuncJobs(targetDockerId) });
+    } catch (err) {
+      failure = err;
+    }
+    const restoreMs = performance.now() - started;
+    // Settle what Docker did, whatever the call said (a reply lost with Docker restarting, a timeout).
+    await waitForRuncJobs(targetDockerId, 60_000);
+    let settled: 'removed' | 'running' | 'gone';
+    try {
+      settled = failure === undefined ? 'running' : await runtime.removeUnlessRunning(targetDockerId);
+    } catch (err) {
+      throw new HerdError('IN_DOUBT', `restore of migration ${args.migrationId} on ${ctx.hostId} failed [${toHerdError(failure).message}] and Docker cannot say whether the copy runs [${(err as Error).message}]`, { cause: err });
+    }
+    if (settled !== 'running') {
+      await abortLocked(ctx, args.migrationId, `restore failed: ${toHerdError(failure).message}`);
+      throw toHerdError(failure, 'RESTORE_FAILED');
+    }
+    const runningAt = new Date().toISOString();
+    Object.assign(record, { phase: 'running', restoreMs, runningAt });
+    await store.save(record);
+    if (failure !== undefined) log.warn({ migrationId: args.migrationId, err: toHerdError(failure).message }, 'the restore call failed but the container runs: restored');
+    void announceAddress(ctx.runtime, targetDockerId, ctx.hostId, ctx.log); // not part of the restore: do not wait
+    // The images are no longer needed: leave no checkpoint files behind.
+    await runtime.deleteCheckpoint(targetDockerId, record.checkpointId).catch(() => undefined);
+    if (record.checkpointDir !== undefined) rmSync(record.checkpointDir, { recursive: true, force: true });
+    void ctx.publishContainers();
+    log.info({ migrationId: args.migrationId, restoreMs: Math.round(restoreMs) }, 'target restored; waiting for the source to commit');
+    return { restoreMs, runningAt };
+  });
 }
 
-/** Removes what prepare made. Idempotent; safe after a crash (reads the record from disk). */
-export async function abortTarget(ctx: MigrationContext, args: CommandArgs<'migration.abort'>): Promise<{ removed: boolean }> {
+/**
+ * Removes what prepare made unless the container was started. Call with the migration's
+ * lock held. Returns the target's state.
+ */
+async function abortLocked(ctx: MigrationContext, migrationId: string, reason: string): Promise<AbortResult> {
   const { runtime, store, log } = ctx;
-  const record = store.get('target', args.migrationId);
-  // By label, not only by record: a restore that succeeded after the source gave up
-  // (its reply lost) left no record but must not leave a second copy running.
-  const dockerIds = new Set(await runtime.findByMigration(args.migrationId));
+  const tomb = store.tombstone('target', migrationId);
+  if (tomb?.outcome === 'committed') return { state: 'committed' };
+  const record = store.get('target', migrationId);
+  if (record?.phase === 'running') return { state: 'running' };
+  // By label as well as by record: a prepare that crashed before saving the container id.
+  const dockerIds = new Set(await runtime.findByMigration(migrationId));
   if (record?.targetDockerId !== undefined) dockerIds.add(record.targetDockerId);
-  for (const id of dockerIds) await runtime.remove(id, true);
+  for (const id of dockerIds) {
+    await waitForRuncJobs(id, 60_000);
+    if ((await runtime.removeUnlessRunning(id)) === 'running') {
+      if (record !== undefined) await store.save(Object.assign(record, { phase: 'running', targetDockerId: id }));
+      log.warn({ migrationId, reason }, 'abort refused: the target copy runs');
+      return { state: 'running' };
+    }
+  }
   if (record?.checkpointDir !== undefined) rmSync(record.checkpointDir, { recursive: true, force: true });
-  store.remove('target', args.migrationId);
-  void ctx.publishContainers();
+  if (tomb === undefined) {
+    await store.finish('target', migrationId, { outcome: 'aborted', detail: reason, ...(record === undefined ? {} : { container: record.container, herdId: record.herdId, sourceHost: record.sourceHost, targetHost: record.targetHost }) });
+  }
   if (record !== undefined || dockerIds.size > 0) {
-    log.info({ migrationId: args.migrationId, reason: args.reason, removed: dockerIds.size }, 'target aborted');
+    log.info({ migrationId, reason, removed: dockerIds.size }, 'target aborted');
     void ctx.publishContainers();
   }
-  return { removed: dockerIds.size > 0 };
+  return { state: 'aborted' };
+}
+
+export function abortTarget(ctx: MigrationContext, args: CommandArgs<'migration.abort'>): Promise<AbortResult> {
+  return ctx.locks.run(args.migrationId, () => abortLocked(ctx, args.migrationId, args.reason ?? 'aborted by the source'));
+}
+
+/** The source removed its copy: the target's copy is the container from now on. */
+export function commitTarget(ctx: MigrationContext, args: CommandArgs<'migration.commit'>): Promise<{ committed: true }> {
+  return ctx.locks.run(args.migrationId, async () => commitLocked(ctx, args.migrationId));
+}
+
+async function commitLocked(ctx: MigrationContext, migrationId: string): Promise<{ committed: true }> {
+  const { store } = ctx;
+  const tomb = store.tombstone('target', migrationId);
+  if (tomb?.outcome === 'committed') return { committed: true };
+  if (tomb !== undefined) throw new HerdError('CONFLICT', `migration ${migrationId} was ${tomb.outcome} on host ${ctx.hostId}: cannot commit`);
+  const record = store.get('target', migrationId);
+  if (record?.phase !== 'running') throw new HerdError('CONFLICT', `migration ${migrationId} is ${record?.phase ?? 'unknown'} on host ${ctx.hostId}, not running: cannot commit`);
+  await store.finish('target', migrationId, {
+    outcome: 'committed',
+    container: record.container,
+    herdId: record.herdId,
+    sourceHost: record.sourceHost,
+    targetHost: record.targetHost,
+    result: { restoreMs: record.restoreMs ?? 0, runningAt: record.runningAt ?? record.updatedAt },
+  });
+  ctx.log.info({ migrationId }, 'migration committed: the source removed its copy');
+  void ctx.publishContainers();
+  return { committed: true };
+}
+
+/** What this host knows of a migration, as source or target. */
+export function migrationStatus(ctx: MigrationContext, migrationId: string): MigrationStatus {
+  const { store, hostId } = ctx;
+  const base = { migrationId, hostId };
+  for (const role of ['source', 'target'] as const) {
+    const record = store.get(role, migrationId);
+    if (record !== undefined) {
+      return { ...base, role, state: record.phase === 'restoring' && role === 'source' && !ctx.locks.held(migrationId) ? 'in-doubt' : 'in-flight', phase: record.phase, container: record.container, sourceHost: record.sourceHost, targetHost: record.targetHost, updatedAt: record.updatedAt };
+    }
+    const tomb = store.tombstone(role, migrationId);
+    if (tomb !== undefined) {
+      return {
+        ...base,
+        role,
+        state: tomb.outcome,
+        ...(tomb.container === undefined ? {} : { container: tomb.container }),
+        ...(tomb.sourceHost === undefined ? {} : { sourceHost: tomb.sourceHost }),
+        ...(tomb.targetHost === undefined ? {} : { targetHost: tomb.targetHost }),
+        updatedAt: tomb.finishedAt,
+        ...(tomb.detail === undefined ? {} : { detail: tomb.detail }),
+        ...(role === 'source' && tomb.result !== undefined ? { result: tomb.result as MigrationResult } : {}),
+        ...(tomb.error === undefined ? {} : { error: tomb.error }),
+      };
+    }
+  }
+  return { ...base, state: 'unknown' };
+}
+
+/**
+ * The target half of the reconciler, for a record no handler holds: a crashed prepare or
+ * restore is settled; a fenced one is aborted; a prepared one whose source has moved on is
+ * aborted; a running one whose source finished is committed.
+ */
+export async function reconcileTarget(ctx: MigrationContext, record: TargetRecord, askSource: () => Promise<MigrationStatus | undefined>): Promise<string | undefined> {
+  const id = record.migrationId;
+  if (record.phase === 'preparing') return (await abortLocked(ctx, id, 'prepare interrupted')).state;
+  if (record.phase === 'restoring') {
+    // The daemon died mid-restore: Docker finished it or not; a plain rm tells which.
+    const state = await abortLocked(ctx, id, 'restore interrupted');
+    return `restore interrupted: ${state.state}`;
+  }
+  if (record.phase === 'prepared') {
+    if (ctx.store.fenced(id)) return `fenced: ${(await abortLocked(ctx, id, 'fenced by the source')).state}`;
+    const source = await askSource();
+    if (source === undefined) return undefined; // the source is unreachable: a prepared copy never starts by itself; ask again later
+    if (source.state === 'in-flight' || source.state === 'in-doubt') return undefined;
+    return `source ${source.state}: ${(await abortLocked(ctx, id, `the source's migration is ${source.state}`)).state}`;
+  }
+  // running: commit once the source has finished (it removed its copy).
+  const source = await askSource();
+  if (source?.state === 'done') {
+    await commitLocked(ctx, id);
+    return 'committed';
+  }
+  if (source !== undefined && (source.state === 'rolled-back' || source.state === 'restarted')) {
+    ctx.log.error({ migrationId: id, source: source.state }, 'the source resumed its copy while this target runs one: the cluster check repairs the duplicate');
+  }
+  return undefined;
 }

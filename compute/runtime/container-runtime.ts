@@ -20,6 +20,8 @@ export interface ContainerDetails extends ContainerSummary {
   spec: ContainerSpec & { herdId: string };
   /** Overlay upper dir (the container's diff layer). */
   upperDir?: string;
+  /** Overlay lower dirs (the image's layers), top-most first. */
+  lowerDirs?: string[];
   /** Overlay merged dir (the whole filesystem view while running). */
   mergedDir?: string;
   pid?: number;
@@ -28,6 +30,17 @@ export interface ContainerDetails extends ContainerSummary {
   mounts: { type: string; name?: string; source: string; destination: string; readOnly: boolean }[];
   /** Docker's restart policy name ("no", "always", "unless-stopped", "on-failure"). */
   restartPolicy: string;
+}
+
+/** A Docker network as this host's Docker sees it (its first IPv4 IPAM config). */
+export interface NetworkInfo {
+  driver: string;
+  subnet?: string;
+  /** This host's IPRange inside the subnet (where its Docker IPAM would allocate). */
+  ipRange?: string;
+  gateway?: string;
+  /** IPv4 addresses (no prefix length) of containers on this host attached to the network, or pinned to it while stopped. */
+  addressesInUse: string[];
 }
 
 export interface ContainerRuntime {
@@ -39,11 +52,21 @@ export interface ContainerRuntime {
   hasImage(image: string): Promise<boolean>;
   /** Docker ids of containers created as the target of this migration. */
   findByMigration(migrationId: string): Promise<string[]>;
+  /** Every container created as a migration's target (the label stays after the migration), with its Docker state. */
+  migrationCopies(): Promise<{ dockerId: string; migrationId: string; state: string }[]>;
+  /** Names of a container's checkpoints (its checkpoint dir's entries). */
+  checkpointNames(dockerId: string): string[];
   /** Creates (not starts) a managed container. Throws IMAGE_MISSING, CONFLICT. */
   create(spec: ContainerSpec & { herdId: string }, extraLabels?: Record<string, string>): Promise<string>;
   start(dockerId: string): Promise<void>;
   stop(dockerId: string, timeoutSeconds?: number): Promise<void>;
   remove(dockerId: string, force?: boolean): Promise<void>;
+  /**
+   * Removes the container unless it runs, atomically with respect to a start in progress
+   * (Docker holds the container's lock for a whole start, restore included): "running"
+   * when Docker refused because it runs, "removed", or "gone" when there was no such container.
+   */
+  removeUnlessRunning(dockerId: string): Promise<'removed' | 'running' | 'gone'>;
   /** CRIU checkpoint through Docker into the container's own checkpoint dir; `exit` stops the container after the dump. */
   checkpoint(dockerId: string, checkpointId: string, options: { exit: boolean; checkpointDir?: string }): Promise<void>;
   /** Starts a (stopped) container from one of its checkpoints. */
@@ -58,4 +81,6 @@ export interface ContainerRuntime {
   watchChanges?(onChange: () => void): () => void;
   /** Free bytes on the filesystem that holds Docker's data root. */
   freeBytes(): Promise<number>;
+  /** A network of this host's Docker (docker network inspect); throws DOCKER_FAILED when there is none of that name. */
+  networkInfo(name: string): Promise<NetworkInfo>;
 }

@@ -1,12 +1,13 @@
 /** ContainerRuntime over the Docker Engine API (dockerode, API version negotiated by the daemon). */
 import { execFile } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { mkdtemp, readFile, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
 import Docker from 'dockerode';
 import { HerdError } from '../../protocol/errors.ts';
 import type { ContainerSpec, ContainerSummary } from '../../protocol/messages.ts';
-import { HERD_ID_LABEL, HERD_MIGRATION_LABEL, type ContainerDetails, type ContainerRuntime, type RuntimeInfo } from './container-runtime.ts';
+import { HERD_ID_LABEL, HERD_MIGRATION_LABEL, type ContainerDetails, type ContainerRuntime, type NetworkInfo, type RuntimeInfo } from './container-runtime.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -148,6 +149,7 @@ export class DockerRuntime implements ContainerRuntime {
     if (spec.network?.mac) details.mac = spec.network.mac;
     if (graph?.UpperDir) details.upperDir = graph.UpperDir;
     if (graph?.MergedDir) details.mergedDir = graph.MergedDir;
+    if (graph?.LowerDir) details.lowerDirs = graph.LowerDir.split(':');
     if (data.State.Pid) details.pid = data.State.Pid;
     return details;
   }
@@ -158,6 +160,23 @@ export class DockerRuntime implements ContainerRuntime {
       return rows.map((r) => r.Id);
     } catch (err) {
       throw dockerError(err, 'listing containers');
+    }
+  }
+
+  async migrationCopies(): Promise<{ dockerId: string; migrationId: string; state: string }[]> {
+    try {
+      const rows = await this.docker.listContainers({ all: true, filters: { label: [HERD_MIGRATION_LABEL] } });
+      return rows.map((r) => ({ dockerId: r.Id, migrationId: r.Labels[HERD_MIGRATION_LABEL] ?? '', state: r.State }));
+    } catch (err) {
+      throw dockerError(err, 'listing containers');
+    }
+  }
+
+  checkpointNames(dockerId: string): string[] {
+    try {
+      return readdirSync(`${this.dataRoot}/containers/${dockerId}/checkpoints`);
+    } catch {
+      return [];
     }
   }
 
@@ -230,6 +249,23 @@ export class DockerRuntime implements ContainerRuntime {
     } catch (err) {
       if ((err as DockerApiError).statusCode === 404) return; // already gone
       throw dockerError(err, `removing container ${dockerId.slice(0, 12)}`);
+    }
+  }
+
+  async removeUnlessRunning(dockerId: string): Promise<'removed' | 'running' | 'gone'> {
+    const container = this.docker.getContainer(dockerId);
+    try {
+      await container.remove({ force: false, v: true });
+      return 'removed';
+    } catch (err) {
+      const status = (err as DockerApiError).statusCode;
+      if (status === 404) return 'gone';
+      if (status === 409) {
+        const running = await container.inspect().then((d) => d.State.Running, (e: unknown) => ((e as DockerApiError).statusCode === 404 ? false : Promise.reject(dockerError(e, `inspecting ${dockerId.slice(0, 12)}`))));
+        if (running) return 'running';
+        // 409 for another reason (a removal already in progress): say so, it is retried.
+      }
+      throw dockerError(err, `removing container ${dockerId.slice(0, 12)} unless it runs`);
     }
   }
 
@@ -333,5 +369,34 @@ export class DockerRuntime implements ContainerRuntime {
   async freeBytes(): Promise<number> {
     const s = await statfs(this.dataRoot);
     return Number(s.bavail) * Number(s.bsize);
+  }
+
+  async networkInfo(name: string): Promise<NetworkInfo> {
+    let data: Docker.NetworkInspectInfo;
+    let rows: Docker.ContainerInfo[];
+    try {
+      data = await this.docker.getNetwork(name).inspect();
+      // Stopped containers have no endpoint (not in the inspect) but take their pinned address back when started.
+      rows = await this.docker.listContainers({ all: true, filters: { network: [name] } });
+    } catch (err) {
+      if ((err as DockerApiError).statusCode === 404) throw new HerdError('DOCKER_FAILED', `no Docker network named "${name}" on this host`, { cause: err, retryable: false });
+      throw dockerError(err, `inspecting network "${name}"`);
+    }
+    const ipam = (data.IPAM?.Config ?? []).find((c) => c.Subnet !== undefined && !c.Subnet.includes(':'));
+    const bare = (a: string | undefined) => (a ?? '').split('/')[0] ?? '';
+    const addresses = new Set<string>([
+      ...Object.values(data.Containers ?? {}).map((c) => bare(c.IPv4Address)),
+      ...rows.flatMap((r) => {
+        const endpoint = r.NetworkSettings?.Networks?.[data.Name];
+        return [bare((endpoint?.IPAMConfig as { IPv4Address?: string } | null | undefined)?.IPv4Address), bare(endpoint?.IPAddress)];
+      }),
+      ...Object.values(ipam?.AuxiliaryAddresses ?? {}).map((a) => bare(a)),
+    ]);
+    addresses.delete('');
+    const info: NetworkInfo = { driver: data.Driver, addressesInUse: [...addresses] };
+    if (ipam?.Subnet) info.subnet = ipam.Subnet;
+    if (ipam?.IPRange) info.ipRange = ipam.IPRange;
+    if (ipam?.Gateway) info.gateway = bare(ipam.Gateway);
+    return info;
   }
 }

@@ -1,20 +1,63 @@
-/** `herd migrate <container> --to <host>`: live-migrates a container, printing each phase and the timings. */
-import { Command, Option } from 'commander';
-import { FS_MODES, type FsMode } from '../../protocol/messages.ts';
-import { describeEvent, formatTimings, migrateOnce } from '../migrations/migration-client.ts';
-import { printJson, withBrokerOption, withSession } from './context.ts';
+/**
+ * `herd migrate <container> --to <host>`: live-migrates a container, printing each phase
+ * and the timings. `--status <id>` shows how a migration ended (or where it is) as its
+ * hosts recorded it; `--rollback <id>` settles an interrupted one now.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { HerdError } from '../../protocol/errors.ts';
+import { FS_MODES, type FsMode, type MigrationStatus } from '../../protocol/messages.ts';
+import { describeEvent, formatTimings, migrateOnce, migrationStatusEverywhere } from '../migrations/migration-client.ts';
+import { printJson, table, withBrokerOption, withSession } from './context.ts';
+
+interface MigrateOptions {
+  to?: string;
+  fs: FsMode;
+  json?: boolean;
+  status?: string;
+  rollback?: string;
+}
+
+function statusTable(rows: MigrationStatus[]): string {
+  return table(
+    ['HOST', 'ROLE', 'STATE', 'PHASE', 'CONTAINER', 'SOURCE', 'TARGET', 'UPDATED', 'DETAIL'],
+    rows.map((r) => [r.hostId, r.role ?? '', r.state, r.phase ?? '', r.container ?? '', r.sourceHost ?? '', r.targetHost ?? '', r.updatedAt ?? '', r.detail ?? r.error?.message ?? '']),
+  );
+}
 
 export function registerMigrateCommand(program: Command): void {
   withBrokerOption(program.command('migrate'))
     .description('live-migrate a running container to another host (exits non-zero if it failed or was rolled back)')
-    .argument('<container>', 'name or Herd id')
-    .requiredOption('--to <host>', 'target host')
+    .argument('[container]', 'name or Herd id')
+    .option('--to <host>', 'target host')
     .addOption(new Option('--fs <mode>', 'filesystem to carry: diff = overlay upper dir, full = whole filesystem, none = memory only').choices(FS_MODES).default('diff'))
+    .option('--status <migrationId>', "show what the hosts recorded of a migration (in flight, done, rolled back, in doubt)")
+    .option('--rollback <migrationId>', 'settle an interrupted migration now on its source: back when the target does not run it, forward when it does')
     .option('--json', 'print the result as JSON (events still go to stderr)')
-    .action(async (container: string, opts: { to: string; fs: FsMode; json?: boolean }, cmd: Command) => {
+    .action(async (container: string | undefined, opts: MigrateOptions, cmd: Command) => {
+      const modes = [opts.status, opts.rollback, container].filter((x) => x !== undefined).length;
+      if (modes !== 1) throw new InvalidArgumentError('give a container to migrate (with --to), or --status <id>, or --rollback <id>');
       await withSession(cmd, async (session) => {
+        if (opts.status !== undefined) {
+          const rows = await migrationStatusEverywhere(session, opts.status);
+          if (rows.length === 0) throw new HerdError('UNKNOWN_CONTAINER', `no online host knows migration ${opts.status}`);
+          if (opts.json === true) printJson(rows);
+          else process.stdout.write(`${statusTable(rows)}\n`);
+          return;
+        }
+        if (opts.rollback !== undefined) {
+          const rows = await migrationStatusEverywhere(session, opts.rollback);
+          const source = rows.find((r) => r.role === 'source');
+          if (source === undefined) throw new HerdError('UNKNOWN_CONTAINER', `no online host is the source of migration ${opts.rollback}`);
+          const result = await session.rpc.request<MigrationStatus & { outcome: string }>(source.hostId, 'migration.rollback', { migrationId: opts.rollback, reason: 'herd migrate --rollback' }, { timeoutMs: 5 * 60_000 });
+          if (opts.json === true) printJson(result);
+          else process.stdout.write(`${result.outcome}\n${statusTable([result])}\n`);
+          return;
+        }
+        if (opts.to === undefined) throw new InvalidArgumentError('--to <host> is required to migrate');
+        // A migration outlives a broker restart: reconnect instead of failing.
+        (session.client.options as { reconnectPeriod?: number }).reconnectPeriod = 1000;
         const out = opts.json === true ? process.stderr : process.stdout;
-        const result = await migrateOnce(session, container, opts.to, opts.fs, (e) => out.write(`${describeEvent(e)}\n`), (line) => out.write(`${line}\n`));
+        const result = await migrateOnce(session, container as string, opts.to, opts.fs, (e) => out.write(`${describeEvent(e)}\n`), (line) => out.write(`${line}\n`));
         if (opts.json === true) printJson(result);
         else process.stdout.write(`${formatTimings(result)}\n`);
       });

@@ -6,7 +6,8 @@
 import { decode } from '../../protocol/codec.ts';
 import type { ClusterView } from '../../protocol/cluster-view.ts';
 import { newMigrationId } from '../../protocol/ids.ts';
-import { migrationEventSchema, type FsMode, type MigrationEvent, type MigrationResult } from '../../protocol/messages.ts';
+import { HerdError } from '../../protocol/errors.ts';
+import { migrationEventSchema, type FsMode, type MigrationEvent, type MigrationResult, type MigrationStatus } from '../../protocol/messages.ts';
 import type { MqttClient } from '../../protocol/mqtt.ts';
 import type { CommandClient } from '../../protocol/rpc.ts';
 import { topics } from '../../protocol/topics.ts';
@@ -68,11 +69,66 @@ export async function migrateOnce(
   try {
     await client.subscribeAsync(eventsTopic, { qos: 1 });
     onStart?.(`migrating ${found.name} (${found.herdId}) from ${found.hostId} to ${to}, fs ${fsMode}, id ${migrationId}`);
-    const result = await rpc.request<MigrationResult>(found.hostId, 'migration.start', { migrationId, container: found.herdId, targetHost: to, fsMode }, { timeoutMs: options.timeoutMs ?? MIGRATION_TIMEOUT_MS });
-    await new Promise((r) => setTimeout(r, 100)); // let the last events arrive
-    return result;
+    const started = rpc.request<MigrationResult>(found.hostId, 'migration.start', { migrationId, container: found.herdId, targetHost: to, fsMode }, { timeoutMs: options.timeoutMs ?? MIGRATION_TIMEOUT_MS });
+    // The reply can be lost (the source's daemon restarted, the broker restarted): the source's
+    // record or tombstone still says how the migration ended, so ask it now and then.
+    const polled = new AbortController();
+    const outcome = pollOutcome(rpc, found.hostId, migrationId, polled.signal);
+    started.catch(() => undefined);
+    outcome.catch(() => undefined);
+    try {
+      const result = await Promise.race([started, outcome]);
+      await new Promise((r) => setTimeout(r, 100)); // let the last events arrive
+      return result;
+    } finally {
+      polled.abort();
+    }
   } finally {
     client.off('message', listener);
     await client.unsubscribeAsync(eventsTopic).catch(() => undefined);
+  }
+}
+
+const POLL_EVERY_MS = 10_000;
+
+/** Asks every host that answers what it knows of a migration (source and target views). */
+export async function migrationStatusEverywhere(session: MigrationSession, migrationId: string): Promise<MigrationStatus[]> {
+  const hosts = session.view.hosts().filter((h) => h.state === 'online');
+  const answers = await Promise.all(hosts.map((h) => session.rpc.request<MigrationStatus>(h.hostId, 'migration.status', { migrationId }, { timeoutMs: 5000 }).catch(() => undefined)));
+  return answers.filter((a): a is MigrationStatus => a !== undefined && a.state !== 'unknown');
+}
+
+/** The migration's end as its source recorded it, turned into the result or error the start's reply would have carried. */
+export function outcomeOf(status: MigrationStatus): MigrationResult | HerdError | undefined {
+  if (status.role !== 'source') return undefined;
+  if (status.state === 'done') {
+    return (
+      status.result ?? {
+        migrationId: status.migrationId,
+        herdId: '',
+        container: status.container ?? '',
+        sourceHost: status.hostId,
+        targetHost: status.targetHost ?? '',
+        fsMode: 'diff',
+        timings: { checkpointMs: 0, transferMs: 0, restoreMs: 0, totalMs: 0, downtimeMs: 0, checkpointBytes: 0, filesystemBytes: 0 },
+      }
+    );
+  }
+  if (status.state === 'rolled-back' || status.state === 'restarted') {
+    const code = status.state === 'restarted' ? 'RESTORE_FAILED' : 'ROLLED_BACK';
+    return new HerdError(code, `migration ${status.migrationId} ${status.state === 'restarted' ? 'failed and the container was restarted (memory state lost)' : 'was rolled back'}: ${status.detail ?? ''}${status.error ? ` [${status.error.code}: ${status.error.message}]` : ''}`);
+  }
+  return undefined;
+}
+
+async function pollOutcome(rpc: CommandClient, sourceHost: string, migrationId: string, signal: AbortSignal): Promise<MigrationResult> {
+  for (;;) {
+    await new Promise((r) => setTimeout(r, POLL_EVERY_MS).unref());
+    if (signal.aborted) return new Promise<never>(() => undefined);
+    const status = await rpc.request<MigrationStatus>(sourceHost, 'migration.status', { migrationId }, { timeoutMs: 5000 }).catch(() => undefined);
+    if (signal.aborted || status === undefined) continue;
+    const outcome = outcomeOf(status);
+    if (outcome instanceof HerdError) throw outcome;
+    if (outcome !== undefined) return outcome;
   }
 }

@@ -46,7 +46,8 @@ export async function placements(layout: LabLayout, name: string): Promise<Place
 export async function leftovers(layout: LabLayout): Promise<string[]> {
   const left: string[] = [];
   for (const host of layout.hosts) {
-    const records = existsSync(`${host.computeStateDir}/migrations`) ? readdirSync(`${host.computeStateDir}/migrations`) : [];
+    // Tombstones (<id>.<role>.done.json) are how finished migrations are remembered: not leftovers.
+    const records = existsSync(`${host.computeStateDir}/migrations`) ? readdirSync(`${host.computeStateDir}/migrations`).filter((n) => !n.endsWith('.done.json')) : [];
     if (records.length > 0) left.push(`${host.id}: migration records ${records.join(', ')}`);
     const containersDir = `${host.dockerDataRoot}/containers`;
     for (const id of existsSync(containersDir) ? readdirSync(containersDir) : []) {

@@ -1,0 +1,184 @@
+/**
+ * How a source ends a migration, used both by the migration itself and by the reconciler
+ * after a crash. The one rule: once the restore request may have reached the target, the
+ * source resumes its own copy only after the target has confirmed (or been fenced so)
+ * that its copy does not run and never will. Until then the migration is in doubt and the
+ * container stays frozen: down for a while, never twice.
+ */
+import { HerdError, toHerdError } from '../../protocol/errors.ts';
+import type { AbortResult, MigrationEvent, MigrationPhase, MigrationResult } from '../../protocol/messages.ts';
+import { PROTOCOL_VERSION } from '../../protocol/messages.ts';
+import { isNoReply } from '../../protocol/rpc.ts';
+import type { MigrationContext } from './context.ts';
+import { corruptImages } from './faults.ts';
+import { fenceTarget } from './fence.ts';
+import type { SourceRecord } from './migration-store.ts';
+import { killRuncJobs, waitForRuncJobs } from './runc-jobs.ts';
+
+const ABORT_TIMEOUT_MS = 20_000;
+const COMMIT_TIMEOUT_MS = 10_000;
+
+export function migrationEvent(ctx: MigrationContext, record: SourceRecord, phase: MigrationPhase, status: MigrationEvent['status'], extra: Partial<MigrationEvent> = {}): void {
+  const event: MigrationEvent = {
+    v: PROTOCOL_VERSION,
+    migrationId: record.migrationId,
+    herdId: record.herdId,
+    container: record.container,
+    sourceHost: record.sourceHost,
+    targetHost: record.targetHost,
+    phase,
+    status,
+    at: new Date().toISOString(),
+    ...extra,
+  };
+  ctx.log.info({ migrationId: record.migrationId, phase, status, durationMs: event.durationMs, detail: event.detail }, `migration ${phase} ${status}`);
+  // Not awaited: events must not stretch the downtime; the MQTT client keeps their order.
+  ctx.publishEvent(event).catch((err: unknown) => ctx.log.warn({ err: String(err) }, 'cannot publish migration event'));
+}
+
+/** Tells the target to abort (it refuses when its copy runs). Undefined when it did not answer. */
+export async function askTargetToAbort(ctx: MigrationContext, record: SourceRecord, reason: string): Promise<AbortResult | undefined> {
+  if (ctx.view.host(record.targetHost)?.state === 'offline') return undefined;
+  try {
+    return await ctx.rpc.request<AbortResult>(record.targetHost, 'migration.abort', { migrationId: record.migrationId, reason }, { timeoutMs: ABORT_TIMEOUT_MS });
+  } catch (err) {
+    ctx.log.warn({ migrationId: record.migrationId, err: (err as Error).message }, 'the target did not answer the abort');
+    return undefined;
+  }
+}
+
+export type Settled = 'rolled-back' | 'restarted' | 'rolled-forward' | 'in-doubt' | 'lost';
+
+/**
+ * Puts the container back to running here, from its checkpoint when there is one (its
+ * state continues), otherwise by a plain start (state lost: "restarted"). Only for a
+ * migration whose target copy is known not to run.
+ */
+export async function rollBackSource(ctx: MigrationContext, record: SourceRecord, cause?: HerdError): Promise<Settled> {
+  const { runtime } = ctx;
+  if (record.phase !== 'rolling-back') {
+    record.phase = 'rolling-back';
+    await ctx.store.save(record);
+  }
+  migrationEvent(ctx, record, 'rollback', 'started');
+  // A dump Docker or runc still runs for us (our daemon died mid-checkpoint) ends first.
+  if (!(await waitForRuncJobs(record.sourceDockerId, 120_000))) killRuncJobs(record.sourceDockerId);
+  const now = await runtime.inspect(record.sourceDockerId, ctx.hostId).catch((err: unknown) => {
+    if (err instanceof HerdError && err.code === 'UNKNOWN_CONTAINER') return undefined;
+    throw err; // Docker down: retried by the reconciler, nothing decided
+  });
+  let outcome: Settled;
+  let detail: string;
+  let localError: HerdError | undefined;
+  if (now === undefined) {
+    outcome = 'lost';
+    detail = `the source container ${record.sourceDockerId.slice(0, 12)} is gone from ${ctx.hostId} (removed outside Herd)`;
+  } else if (now.running) {
+    outcome = 'rolled-back';
+    detail = `still running on ${ctx.hostId} (it was never stopped)`;
+  } else {
+    const checkpointPath = runtime.checkpointPath(record.sourceDockerId, record.checkpointId);
+    if (ctx.faults().has('fail-local-restore')) {
+      try {
+        corruptImages(checkpointPath);
+      } catch {
+        // no images to damage
+      }
+    }
+    try {
+      await ctx.criu.run(() => runtime.startFromCheckpoint(record.sourceDockerId, record.checkpointId), { onTimeout: () => killRuncJobs(record.sourceDockerId) });
+      outcome = 'rolled-back';
+      detail = `restored on ${ctx.hostId} from its checkpoint`;
+    } catch (err) {
+      localError = toHerdError(err, 'RESTORE_FAILED');
+      await waitForRuncJobs(record.sourceDockerId, 60_000);
+      const after = await runtime.inspect(record.sourceDockerId, ctx.hostId);
+      if (after.running) {
+        outcome = 'rolled-back';
+        detail = `restored on ${ctx.hostId} from its checkpoint (the call failed, the container runs)`;
+        localError = undefined;
+      } else {
+        ctx.log.error({ migrationId: record.migrationId, err: localError.message }, 'local restore failed: restarting the container from scratch');
+        await runtime.start(record.sourceDockerId);
+        outcome = 'restarted';
+        detail = `restarted on ${ctx.hostId} (memory state lost: ${localError.message})`;
+      }
+    }
+  }
+  await runtime.deleteCheckpoint(record.sourceDockerId, record.checkpointId).catch(() => undefined);
+  const error = cause === undefined ? undefined : cause.toWire();
+  await ctx.store.finish('source', record.migrationId, {
+    outcome: outcome === 'lost' ? 'rolled-back' : outcome === 'restarted' ? 'restarted' : 'rolled-back',
+    container: record.container,
+    herdId: record.herdId,
+    sourceHost: record.sourceHost,
+    targetHost: record.targetHost,
+    detail,
+    ...(error === undefined ? {} : { error }),
+  });
+  migrationEvent(ctx, record, 'rollback', outcome === 'rolled-back' ? 'finished' : 'failed', { detail, ...(localError === undefined ? {} : { error: localError.toWire() }) });
+  void ctx.publishContainers();
+  return outcome;
+}
+
+/** The target runs the container: remove the source's copy, tell the target to commit. */
+export async function rollForward(ctx: MigrationContext, record: SourceRecord, result?: MigrationResult): Promise<Settled> {
+  if (record.phase !== 'restored') {
+    record.phase = 'restored';
+    await ctx.store.save(record);
+  }
+  migrationEvent(ctx, record, 'cleanup', 'started');
+  await waitForRuncJobs(record.sourceDockerId, 60_000);
+  await ctx.runtime.remove(record.sourceDockerId, true); // throws when Docker is down: retried by the reconciler
+  await ctx.store.finish('source', record.migrationId, {
+    outcome: 'done',
+    container: record.container,
+    herdId: record.herdId,
+    sourceHost: record.sourceHost,
+    targetHost: record.targetHost,
+    detail: `runs on ${record.targetHost}`,
+    ...(result === undefined ? {} : { result }),
+  });
+  void ctx.publishContainers();
+  // The target commits by itself when it later learns the source is done; this only speeds it up.
+  await ctx.rpc.request(record.targetHost, 'migration.commit', { migrationId: record.migrationId }, { timeoutMs: COMMIT_TIMEOUT_MS }).catch((err: unknown) => {
+    ctx.log.warn({ migrationId: record.migrationId, err: (err as Error).message }, 'the target did not confirm the commit; it commits when it asks this host');
+  });
+  migrationEvent(ctx, record, 'cleanup', 'finished');
+  return 'rolled-forward';
+}
+
+/**
+ * Settles a migration whose restore request may have reached the target: asks the target
+ * (abort unless it runs), and when its daemon cannot answer, fences it over SSH. Rolls
+ * forward or back on a definite answer; otherwise leaves the record in doubt.
+ */
+export async function resolveInDoubt(ctx: MigrationContext, record: SourceRecord, cause?: HerdError): Promise<Settled> {
+  migrationEvent(ctx, record, 'resolve', 'started', { detail: 'the restore outcome is unknown: asking the target' });
+  let answer: AbortResult | undefined = await askTargetToAbort(ctx, record, 'the source resolves a restore in doubt');
+  let how = 'the target answered';
+  if (answer === undefined) {
+    const target = ctx.view.host(record.targetHost);
+    if (target?.fencing !== undefined) {
+      try {
+        const conn = await ctx.ssh.get(target.address ?? record.targetHost, target.sshPort ?? 22);
+        const fenced = await fenceTarget(conn, target.fencing, record.migrationId);
+        answer = { state: fenced === 'running' ? 'running' : 'aborted' };
+        how = 'fenced over SSH';
+      } catch (err) {
+        ctx.log.warn({ migrationId: record.migrationId, err: (err as Error).message }, 'cannot fence the target over SSH');
+      }
+    }
+  }
+  if (answer === undefined) {
+    migrationEvent(ctx, record, 'resolve', 'failed', { detail: `no answer from ${record.targetHost} and no fence: the container stays frozen until the target can be asked` });
+    return 'in-doubt';
+  }
+  migrationEvent(ctx, record, 'resolve', 'finished', { detail: `${how}: target ${answer.state}` });
+  return answer.state === 'aborted' ? rollBackSource(ctx, record, cause) : rollForward(ctx, record);
+}
+
+/** True when an error from the restore request leaves its outcome unknown. */
+export function restoreOutcomeUnknown(err: unknown): boolean {
+  return isNoReply(err) || (err instanceof HerdError && (err.code === 'HOST_OFFLINE' || err.code === 'IN_DOUBT' || err.code === 'TIMEOUT' || err.code === 'BROKER_UNAVAILABLE'));
+}
