@@ -17,5 +17,5 @@ export async function runCompute(options: { config?: string; overrides?: Record<
   const config = loadConfig(computeConfigSchema, { ...(options.config === undefined ? {} : { file: options.config }), overrides: options.overrides ?? {}, what: 'compute config' });
   const log = createLogger('compute', config.logLevel).child({ hostId: config.hostId });
   const daemon = buildComputeDaemon(config, { runtime: new DockerRuntime(config.docker), log, criuVersion });
-  await runUntilSignal(daemon, log);
+  await runUntilSignal(daemon, log, (config.shutdownGraceSeconds + 15) * 1000);
 }

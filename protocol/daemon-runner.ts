@@ -5,16 +5,17 @@
  */
 import type { Logger } from 'pino';
 
-export async function runUntilSignal(daemon: { start(): Promise<void>; close(): Promise<void> }, log: Logger): Promise<void> {
+/** `forceAfterMs`: how long close() may take before the process exits anyway (a compute daemon drains its migrations first). */
+export async function runUntilSignal(daemon: { start(): Promise<void>; close(): Promise<void> }, log: Logger, forceAfterMs = 15_000): Promise<void> {
   let closing = false;
   const stop = (signal: string) => {
     if (closing) return;
     closing = true;
     log.info({ signal }, 'shutting down');
     const force = setTimeout(() => {
-      log.error('shutdown took over 15 s; exiting');
+      log.error({ forceAfterMs }, 'shutdown took too long; exiting');
       process.exit(1);
-    }, 15_000);
+    }, forceAfterMs);
     force.unref();
     daemon.close().then(
       () => process.exit(0),

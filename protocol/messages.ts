@@ -280,6 +280,8 @@ export interface MigrationStatus {
   sourceHost?: string;
   updatedAt?: string;
   result?: MigrationResult;
+  /** Target side, once restored: how long the restore took. */
+  restoreMs?: number;
   error?: WireError;
   detail?: string;
 }

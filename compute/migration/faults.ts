@@ -4,7 +4,8 @@
  * step. Every fault makes the REAL operation fail (Docker/CRIU are really called with
  * bad input or really given damaged images); nothing is simulated. No file, no faults.
  */
-import { closeSync, openSync, readFileSync, readdirSync, writeSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
 
 export const FAULTS = [
   /** Source: the checkpoint is requested into a directory that cannot exist (under /dev/null), so the real checkpoint fails. */
@@ -19,6 +20,8 @@ export const FAULTS = [
   'drop-restore-reply',
   /** Target: the restore really happens, its reply is sent 30 s late. */
   'delay-restore-reply',
+  /** Target: the checkpoint dir it prepares is a 16 KiB tmpfs, so the transfer really fails with ENOSPC (a full disk). */
+  'disk-full',
 ] as const;
 export type Fault = (typeof FAULTS)[number];
 
@@ -51,4 +54,16 @@ export function corruptImages(checkpointDir: string): number {
     damaged++;
   }
   return damaged;
+}
+
+/** The 'disk-full' fault: a tiny tmpfs mounted on the directory the transfer extracts into. */
+export function mountFullDisk(dir: string): void {
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16k', 'herd-fault-disk-full', dir]);
+}
+
+/** Removes a directory the transfer extracted into, unmounting it first if a fault mounted something there. */
+export function removeReceivedDir(dir: string): void {
+  const mounted = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === dir);
+  if (mounted) execFileSync('umount', ['-l', dir]);
+  rmSync(dir, { recursive: true, force: true });
 }

@@ -22,6 +22,7 @@ function bpath(base: string, ...parts: (string | Buffer)[]): Buffer {
 }
 
 const LATIN1_NAME = Buffer.from('lat\xe9', 'latin1'); // not valid UTF-8
+const ODD_DIR = 'dir with space/ünï\nsub';
 const OLD_TIME = new Date('2020-02-02T02:02:02Z');
 const LONG = `${'a'.repeat(60)}/${'b'.repeat(60)}`; // makes paths longer than a tar name field
 
@@ -131,6 +132,8 @@ beforeAll(async () => {
   file(join(L2, 'old/sub/b'), 'old b\n');
   file(join(L2, 'opq/x'), 'x\n');
   file(join(L2, 'opq/y'), 'y\n');
+  mkdirSync(join(L2, ODD_DIR), { recursive: true }); // merged with L0's: its opaque flag is read
+  file(join(L2, ODD_DIR, 'f'), 'f\n');
   file(join(L2, 'stack/ghost'), 'hidden by L1, whatever L0 has\n');
   file(join(L2, 'swap/inner'), 'inner\n');
   file(join(L2, 'swap2'), 'swap2 is a file here\n');
@@ -163,6 +166,8 @@ beforeAll(async () => {
   mkdirSync(join(L0, 'opq'));
   mkdirSync(join(L0, 'stack'));
   file(join(L0, 'stack/top'), 'top\n');
+  mkdirSync(join(L0, ODD_DIR), { recursive: true });
+  file(join(L0, ODD_DIR, 'g'), 'g\n');
   file(join(L0, 'stack/top2'), 'top2\n');
   file(join(L0, '.dockerenv'), '');
   file(join(L0, 'etc/hosts'), '');
@@ -171,7 +176,7 @@ beforeAll(async () => {
   // The source container: deletions and additions through its merged view.
   mountOverlay(lowers, dir('src-upper'), dir('src-work'), dir('src'));
   const s = dir('src');
-  for (const p of ['file with space.txt', 'new\nline', 'héllo-世界.txt', 'usr/lib/libx.so', 'opq/z', 'opq/w', 'swap', 'swap2/in', `deep/${LONG}/file.txt`, '.dockerenv', 'dev/null', 'stack/top']) rmSync(join(s, p));
+  for (const p of ['file with space.txt', 'new\nline', 'héllo-世界.txt', 'usr/lib/libx.so', 'opq/z', 'opq/w', 'swap', 'swap2/in', `deep/${LONG}/file.txt`, '.dockerenv', 'dev/null', 'stack/top', `${ODD_DIR}/f`]) rmSync(join(s, p));
   rmSync(bpath(s, LATIN1_NAME));
   rmSync(join(s, 'var/cache/big'), { recursive: true });
   rmSync(join(s, 'usr/share/doc'), { recursive: true });
@@ -228,6 +233,7 @@ describe('hideDeletedLowerPaths: deletions survive a full-mode migration', () =>
       'new\nline',
       'opq/w', // in L0
       'opq/z', // in L1's opaque opq: L2's opq/x and opq/y are not in the lower view
+      `${ODD_DIR}/f`,
       'stack/top', // not stack/ghost: L1's whiteout cuts L2's stack off
       'swap', // a file in L1 hiding L2's directory: nothing below it
       'swap2/in',

@@ -17,10 +17,15 @@
  * themselves and `redirect`/`metacopy` xattrs are not understood (Docker's layers,
  * extracted from image tars, have none of them).
  *
+ * Only `trusted.*` xattrs are read (rootful Docker); a rootless daemon's `userxattr`
+ * layers (`user.overlay.opaque`) are not supported.
+ *
  * Node has no mknod either: the whiteouts are written as one tar stream of character
- * devices piped into a single `tar -x` (10k whiteouts in one spawn instead of 10k
- * `mknod` processes). The upper directories that receive whiteouts get their mtimes
- * back, so the target's merged view keeps the times the export carried.
+ * devices piped into a single `tar -x`. Measured for 10k whiteouts on a lab VM: 0.2-3 s
+ * that way (nearly all of it the kernel's mknodat), 8.6 s with `sh -c 'for p; do mknod
+ * ...'` in batches of 1000, 35 s with one `mknod` process per file (8 at a time). The
+ * upper directories that receive whiteouts get their times back, so the target's
+ * merged view keeps the times the export carried.
  *
  * Paths are handled as raw bytes (names need not be UTF-8; spaces and newlines are
  * fine), symlinks are never followed, and the upper dir is compared by readdir rather
@@ -94,13 +99,19 @@ async function isWhiteout(path: Buffer): Promise<boolean> {
   }
 }
 
-/** Runs `work` over `items` with at most `limit` in flight. */
+/** Runs `work` over `items` with at most `limit` in flight; the first failure stops the rest. */
 async function forEachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
+  let stopped = false;
   const worker = async (): Promise<void> => {
-    while (next < items.length) {
+    while (!stopped && next < items.length) {
       const item = items[next++] as T;
-      await work(item);
+      try {
+        await work(item);
+      } catch (err) {
+        stopped = true;
+        throw err;
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
@@ -274,7 +285,9 @@ export async function hideDeletedLowerPaths(upperDir: string, lowerDirs: readonl
         }
       }
       if (hid) {
-        const s = await lstat(upperPath);
+        const s = await lstat(upperPath).catch((err: unknown) => {
+          throw failed(`cannot stat ${show(upperPath)}: ${(err as Error).message}`, err);
+        });
         touched.push({ rel: dir.rel, atime: s.atimeMs / 1000, mtime: s.mtimeMs / 1000 });
       }
     });

@@ -28,11 +28,11 @@ export interface ReconcileOutcome {
 }
 
 async function reconcileSource(ctx: MigrationContext, record: SourceRecord): Promise<string> {
-  if (record.phase === 'restored') return rollForward(ctx, record);
+  if (record.phase === 'restored') return rollForward(ctx, record, undefined, 'finished by the reconciler');
   if (record.phase === 'restoring') return resolveInDoubt(ctx, record);
   // The restore was never requested (or the target already confirmed it does not run): its copy cannot run.
   if (record.phase !== 'rolling-back') await askTargetToAbort(ctx, record, 'the source rolls back an interrupted migration');
-  return rollBackSource(ctx, record, new HerdError('HOST_OFFLINE', `the compute daemon of ${ctx.hostId} stopped during the migration (phase ${record.phase})`));
+  return rollBackSource(ctx, record, new HerdError('HOST_OFFLINE', `the compute daemon of ${ctx.hostId} stopped during the migration (phase ${record.phase})`), 'rolled back by the reconciler');
 }
 
 function askSource(ctx: MigrationContext, record: MigrationRecord): () => Promise<MigrationStatus | undefined> {
@@ -88,7 +88,7 @@ async function collectGarbage(ctx: MigrationContext): Promise<void> {
     }
   }
   if (ctx.criu.length === 0) {
-    for (const dir of removeLeakedTempDirs()) log.info({ dir }, 'removed a leaked restore/dump temp dir');
+    for (const dir of removeLeakedTempDirs(5000)) log.info({ dir }, 'removed a leaked restore/dump temp dir');
   }
   store.collectGarbage();
 }

@@ -104,3 +104,8 @@ export function removeLeakedTempDirs(minAgeMs = 60_000, dir = tmpdir()): string[
   }
   return removed;
 }
+
+/** After a restore through Docker: its containerd temp dir is removed a few seconds later (once runc let go of it). */
+export function sweepTempDirsSoon(onRemoved: (dir: string) => void): void {
+  setTimeout(() => removeLeakedTempDirs(2000).forEach(onRemoved), 3000).unref();
+}

@@ -13,7 +13,7 @@ import type { MigrationContext } from './context.ts';
 import { corruptImages } from './faults.ts';
 import { fenceTarget } from './fence.ts';
 import type { SourceRecord } from './migration-store.ts';
-import { killRuncJobs, waitForRuncJobs } from './runc-jobs.ts';
+import { killRuncJobs, sweepTempDirsSoon, waitForRuncJobs } from './runc-jobs.ts';
 
 const ABORT_TIMEOUT_MS = 20_000;
 const COMMIT_TIMEOUT_MS = 10_000;
@@ -54,7 +54,7 @@ export type Settled = 'rolled-back' | 'restarted' | 'rolled-forward' | 'in-doubt
  * state continues), otherwise by a plain start (state lost: "restarted"). Only for a
  * migration whose target copy is known not to run.
  */
-export async function rollBackSource(ctx: MigrationContext, record: SourceRecord, cause?: HerdError): Promise<Settled> {
+export async function rollBackSource(ctx: MigrationContext, record: SourceRecord, cause?: HerdError, how?: string): Promise<Settled> {
   const { runtime } = ctx;
   if (record.phase !== 'rolling-back') {
     record.phase = 'rolling-back';
@@ -89,6 +89,7 @@ export async function rollBackSource(ctx: MigrationContext, record: SourceRecord
       await ctx.criu.run(() => runtime.startFromCheckpoint(record.sourceDockerId, record.checkpointId), { onTimeout: () => killRuncJobs(record.sourceDockerId) });
       outcome = 'rolled-back';
       detail = `restored on ${ctx.hostId} from its checkpoint`;
+      sweepTempDirsSoon((dir) => ctx.log.info({ dir }, "removed containerd's restore temp dir"));
     } catch (err) {
       localError = toHerdError(err, 'RESTORE_FAILED');
       await waitForRuncJobs(record.sourceDockerId, 60_000);
@@ -105,6 +106,7 @@ export async function rollBackSource(ctx: MigrationContext, record: SourceRecord
       }
     }
   }
+  if (how !== undefined) detail = `${detail} (${how})`;
   await runtime.deleteCheckpoint(record.sourceDockerId, record.checkpointId).catch(() => undefined);
   const error = cause === undefined ? undefined : cause.toWire();
   await ctx.store.finish('source', record.migrationId, {
@@ -122,7 +124,7 @@ export async function rollBackSource(ctx: MigrationContext, record: SourceRecord
 }
 
 /** The target runs the container: remove the source's copy, tell the target to commit. */
-export async function rollForward(ctx: MigrationContext, record: SourceRecord, result?: MigrationResult): Promise<Settled> {
+export async function rollForward(ctx: MigrationContext, record: SourceRecord, result?: MigrationResult, how?: string): Promise<Settled> {
   if (record.phase !== 'restored') {
     record.phase = 'restored';
     await ctx.store.save(record);
@@ -136,7 +138,7 @@ export async function rollForward(ctx: MigrationContext, record: SourceRecord, r
     herdId: record.herdId,
     sourceHost: record.sourceHost,
     targetHost: record.targetHost,
-    detail: `runs on ${record.targetHost}`,
+    detail: `runs on ${record.targetHost}${how === undefined ? '' : ` (${how})`}`,
     ...(result === undefined ? {} : { result }),
   });
   void ctx.publishContainers();
@@ -175,7 +177,7 @@ export async function resolveInDoubt(ctx: MigrationContext, record: SourceRecord
     return 'in-doubt';
   }
   migrationEvent(ctx, record, 'resolve', 'finished', { detail: `${how}: target ${answer.state}` });
-  return answer.state === 'aborted' ? rollBackSource(ctx, record, cause) : rollForward(ctx, record);
+  return answer.state === 'aborted' ? rollBackSource(ctx, record, cause, `resolved: ${how}`) : rollForward(ctx, record, undefined, `resolved: ${how}`);
 }
 
 /** True when an error from the restore request leaves its outcome unknown. */

@@ -19,7 +19,7 @@ import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { Transform } from 'node:stream';
 import { HerdError, toHerdError } from '../../protocol/errors.ts';
-import type { CommandArgs, MigrationEvent, MigrationPhase, MigrationResult, MigrationTimings, PrepareResult, TargetRestoreResult } from '../../protocol/messages.ts';
+import type { CommandArgs, MigrationEvent, MigrationPhase, MigrationResult, MigrationStatus, MigrationTimings, PrepareResult, TargetRestoreResult } from '../../protocol/messages.ts';
 import { PROTOCOL_VERSION } from '../../protocol/messages.ts';
 import type { ContainerDetails } from '../runtime/container-runtime.ts';
 import type { MigrationContext } from './context.ts';
@@ -34,6 +34,8 @@ const CHECK_TIMEOUT_MS = 15_000;
 const PREPARE_TIMEOUT_MS = 60_000;
 /** Long: a target's CRIU queue may hold other restores first; the target's last will ends the wait sooner. */
 const RESTORE_TIMEOUT_MS = 15 * 60_000;
+/** While waiting for the restore's reply, how often the target is asked whether it already runs the container. */
+const STATUS_POLL_MS = 15_000;
 /** How long a migration keeps resolving an in-doubt restore before leaving it to the reconciler. */
 const RESOLVE_WITHIN_MS = 90_000;
 
@@ -264,7 +266,7 @@ export class SourceMigration {
     await this.event('restore', 'started');
     let restored: TargetRestoreResult;
     try {
-      restored = await this.request<TargetRestoreResult>('migration.restore', { migrationId: args.migrationId }, RESTORE_TIMEOUT_MS);
+      restored = await this.awaitRestore();
       await this.event('restore', 'finished');
     } catch (err) {
       const error = toHerdError(err);
@@ -303,6 +305,29 @@ export class SourceMigration {
     } catch (err) {
       // Docker refused to remove the source: the record says "restored"; the reconciler finishes it.
       this.log.error({ err: (err as Error).message }, 'could not remove the source after a successful restore; the reconciler retries');
+    }
+  }
+
+  /**
+   * The restore's reply, or the target's record when the reply is lost (a broker restart
+   * drops it): the target is asked every STATUS_POLL_MS whether it runs the container.
+   */
+  private async awaitRestore(): Promise<TargetRestoreResult> {
+    const { ctx, args } = this;
+    const reply = this.request<TargetRestoreResult>('migration.restore', { migrationId: args.migrationId }, RESTORE_TIMEOUT_MS);
+    const settled = reply.then(
+      () => 'reply' as const,
+      () => 'reply' as const,
+    );
+    for (;;) {
+      if ((await Promise.race([settled, new Promise<'tick'>((r) => setTimeout(() => r('tick'), STATUS_POLL_MS))])) === 'reply') return reply;
+      const status = await ctx.rpc.request<MigrationStatus>(args.targetHost, 'migration.status', { migrationId: args.migrationId }, { timeoutMs: 5000 }).catch(() => undefined);
+      if (status?.role !== 'target') continue;
+      if (status.state === 'committed' || (status.state === 'in-flight' && status.phase === 'running')) {
+        this.log.warn('no reply to the restore, but the target runs the container');
+        return { restoreMs: status.restoreMs ?? 0, runningAt: status.updatedAt ?? new Date().toISOString() };
+      }
+      if (status.state === 'aborted') throw new HerdError('RESTORE_FAILED', `the target aborted migration ${args.migrationId} (${status.detail ?? 'no detail'}) and its reply was lost`);
     }
   }
 

@@ -13,16 +13,16 @@
  *   restore): it answers "running" and the source rolls forward instead.
  * Every handler holds the migration's lock, so that they never interleave.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { HerdError, toHerdError } from '../../protocol/errors.ts';
 import { announceAddress } from '../runtime/announce-address.ts';
 import type { AbortResult, CommandArgs, MigrationResult, MigrationStatus, PrepareResult, TargetRestoreResult } from '../../protocol/messages.ts';
 import { HERD_MIGRATION_LABEL } from '../runtime/container-runtime.ts';
 import type { TargetRecord } from './migration-store.ts';
-import { corruptImages } from './faults.ts';
+import { corruptImages, mountFullDisk, removeReceivedDir } from './faults.ts';
 import type { MigrationContext } from './context.ts';
 import { hideDeletedLowerPaths } from './overlay-deletions.ts';
-import { killRuncJobs, waitForRuncJobs } from './runc-jobs.ts';
+import { killRuncJobs, sweepTempDirsSoon, waitForRuncJobs } from './runc-jobs.ts';
 
 /** Headroom kept free on the target beyond the estimated size. */
 const DISK_HEADROOM_BYTES = 256 * 1024 * 1024;
@@ -91,6 +91,7 @@ export function prepareTarget(ctx: MigrationContext, args: CommandArgs<'migratio
       if (details.upperDir === undefined) throw new HerdError('DOCKER_FAILED', 'the target container has no overlay upper dir (storage driver must be overlay2)');
       const checkpointDir = runtime.checkpointPath(targetDockerId, args.checkpointId);
       mkdirSync(checkpointDir, { recursive: true });
+      if (ctx.faults().has('disk-full')) mountFullDisk(checkpointDir);
       Object.assign(record, { checkpointDir, upperDir: details.upperDir, phase: 'prepared' });
       await store.save(record);
       log.info({ migrationId: args.migrationId, targetDockerId }, 'target prepared');
@@ -152,9 +153,10 @@ export function restoreTarget(ctx: MigrationContext, args: CommandArgs<'migratio
     await store.save(record);
     if (failure !== undefined) log.warn({ migrationId: args.migrationId, err: toHerdError(failure).message }, 'the restore call failed but the container runs: restored');
     void announceAddress(ctx.runtime, targetDockerId, ctx.hostId, ctx.log); // not part of the restore: do not wait
+    sweepTempDirsSoon((dir) => log.info({ dir }, "removed containerd's restore temp dir"));
     // The images are no longer needed: leave no checkpoint files behind.
     await runtime.deleteCheckpoint(targetDockerId, record.checkpointId).catch(() => undefined);
-    if (record.checkpointDir !== undefined) rmSync(record.checkpointDir, { recursive: true, force: true });
+    if (record.checkpointDir !== undefined) removeReceivedDir(record.checkpointDir);
     void ctx.publishContainers();
     log.info({ migrationId: args.migrationId, restoreMs: Math.round(restoreMs) }, 'target restored; waiting for the source to commit');
     return { restoreMs, runningAt };
@@ -171,6 +173,8 @@ async function abortLocked(ctx: MigrationContext, migrationId: string, reason: s
   if (tomb?.outcome === 'committed') return { state: 'committed' };
   const record = store.get('target', migrationId);
   if (record?.phase === 'running') return { state: 'running' };
+  // The copy never ran (or it would be "running"): what was received goes first (Docker cannot remove a container over a mount).
+  if (record?.checkpointDir !== undefined && record.phase !== 'restoring') removeReceivedDir(record.checkpointDir);
   // By label as well as by record: a prepare that crashed before saving the container id.
   const dockerIds = new Set(await runtime.findByMigration(migrationId));
   if (record?.targetDockerId !== undefined) dockerIds.add(record.targetDockerId);
@@ -182,7 +186,7 @@ async function abortLocked(ctx: MigrationContext, migrationId: string, reason: s
       return { state: 'running' };
     }
   }
-  if (record?.checkpointDir !== undefined) rmSync(record.checkpointDir, { recursive: true, force: true });
+  if (record?.checkpointDir !== undefined) removeReceivedDir(record.checkpointDir);
   if (tomb === undefined) {
     await store.finish('target', migrationId, { outcome: 'aborted', detail: reason, ...(record === undefined ? {} : { container: record.container, herdId: record.herdId, sourceHost: record.sourceHost, targetHost: record.targetHost }) });
   }
@@ -229,7 +233,9 @@ export function migrationStatus(ctx: MigrationContext, migrationId: string): Mig
   for (const role of ['source', 'target'] as const) {
     const record = store.get(role, migrationId);
     if (record !== undefined) {
-      return { ...base, role, state: record.phase === 'restoring' && role === 'source' && !ctx.locks.held(migrationId) ? 'in-doubt' : 'in-flight', phase: record.phase, container: record.container, sourceHost: record.sourceHost, targetHost: record.targetHost, updatedAt: record.updatedAt };
+      const inDoubt = record.role === 'source' && record.phase === 'restoring' && !ctx.locks.held(migrationId);
+      const restoreMs = record.role === 'target' && record.phase === 'running' ? { restoreMs: record.restoreMs ?? 0 } : {};
+      return { ...base, role, state: inDoubt ? 'in-doubt' : 'in-flight', phase: record.phase, container: record.container, sourceHost: record.sourceHost, targetHost: record.targetHost, updatedAt: record.updatedAt, ...restoreMs };
     }
     const tomb = store.tombstone(role, migrationId);
     if (tomb !== undefined) {

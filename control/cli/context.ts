@@ -28,10 +28,16 @@ export interface Session {
   close(): Promise<void>;
 }
 
-/** Connects the CLI to the broker (no reconnects: a CLI call fails fast) and reads the cluster's retained state. */
-export async function openSession(cmd: Command): Promise<Session> {
+/**
+ * Connects the CLI to the broker and reads the cluster's retained state. The connection
+ * fails fast when the broker is not there; `reconnect` (long commands: a migration outlives
+ * a broker restart) then keeps it, with its subscriptions, across broker restarts.
+ */
+export async function openSession(cmd: Command, options: { reconnect?: boolean } = {}): Promise<Session> {
   const clientId = processClientId('herd-cli', hostname());
   const client = await connectBroker({ url: brokerUrl(cmd), clientId, reconnectPeriodMs: 0 });
+  // Before any subscription: mqtt.js only remembers topics to resubscribe while reconnecting is on.
+  if (options.reconnect === true) (client.options as { reconnectPeriod?: number }).reconnectPeriod = 1000;
   const rpc = await CommandClient.create(client, clientId, silentLogger);
   const view = await watchCluster(client, silentLogger);
   return {
@@ -46,8 +52,8 @@ export async function openSession(cmd: Command): Promise<Session> {
   };
 }
 
-export async function withSession<T>(cmd: Command, fn: (s: Session) => Promise<T>): Promise<T> {
-  const session = await openSession(cmd);
+export async function withSession<T>(cmd: Command, fn: (s: Session) => Promise<T>, options: { reconnect?: boolean } = {}): Promise<T> {
+  const session = await openSession(cmd, options);
   try {
     return await fn(session);
   } finally {

@@ -54,12 +54,10 @@ export function registerMigrateCommand(program: Command): void {
           return;
         }
         if (opts.to === undefined) throw new InvalidArgumentError('--to <host> is required to migrate');
-        // A migration outlives a broker restart: reconnect instead of failing.
-        (session.client.options as { reconnectPeriod?: number }).reconnectPeriod = 1000;
         const out = opts.json === true ? process.stderr : process.stdout;
         const result = await migrateOnce(session, container as string, opts.to, opts.fs, (e) => out.write(`${describeEvent(e)}\n`), (line) => out.write(`${line}\n`));
         if (opts.json === true) printJson(result);
         else process.stdout.write(`${formatTimings(result)}\n`);
-      });
+      }, { reconnect: true }); // a migration outlives a broker restart
     });
 }

@@ -141,6 +141,8 @@ function dockerdConfig(layout: LabLayout, host: LabHost): object {
     'cgroup-parent': `/${host.cgroupName}`,
     'log-driver': 'json-file',
     'shutdown-timeout': 5,
+    // A dockerd restart leaves containers running (as on provisioned hosts: ansible docker role).
+    'live-restore': true,
   };
 }
 
@@ -274,6 +276,8 @@ async function ensureCompute(layout: LabLayout, host: LabHost): Promise<void> {
       `  knownHostsPath: ${layout.knownHosts}`,
       `stateDir: ${host.computeStateDir}`,
       `cpus: [${host.cpus.join(', ')}]`,
+      // The lab settles interrupted migrations sooner than the 30 s default (its fault tests wait for it).
+      'reconcileIntervalSeconds: 10',
       '',
     ].join('\n'),
   );

@@ -42,7 +42,7 @@ describe('live migration (lab, real Docker + CRIU)', () => {
       await runOn('h1', name);
       await waitForCount(layout, 'h1', name, 10);
       // A file written before the move, and a file of the image deleted (a whiteout in the diff).
-      await execIn(dockerOf(layout, 'h1'), name, ['sh', '-c', 'mkdir -p /data/deep/er && echo written-before > /data/deep/er/marker && rm /etc/group']);
+      await execIn(dockerOf(layout, 'h1'), name, ['sh', '-c', 'mkdir -p /data/deep/er && echo written-before > /data/deep/er/marker && rm /etc/group && rm -r /sbin']);
       const herdId = (JSON.parse(await herdOk(['containers', '--json'])) as { name: string; herdId: string }[]).find((c) => c.name === name)?.herdId;
 
       for (const [from, to] of [['h1', 'h2'], ['h2', 'h1']] as const) {
@@ -58,12 +58,14 @@ describe('live migration (lab, real Docker + CRIU)', () => {
         // No restart: the count continues from where it was, it does not start over at 1.
         const after = await waitForCount(layout, to, name, before + 1);
         expect(after).toBeGreaterThan(before);
-        const marker = await execIn(dockerOf(layout, to), name, ['sh', '-c', 'cat /data/deep/er/marker 2>/dev/null || echo absent; [ -e /etc/group ] && echo group-present || echo group-absent']);
+        const marker = await execIn(dockerOf(layout, to), name, ['sh', '-c', 'cat /data/deep/er/marker 2>/dev/null || echo absent; [ -e /etc/group ] && echo group-present || echo group-absent; [ -e /sbin ] && echo sbin-present || echo sbin-absent']);
         if (fs === 'none') {
           expect(marker).toContain('absent');
         } else {
           expect(marker).toContain('written-before');
-          if (fs === 'diff') expect(marker).toContain('group-absent');
+          // Deleted in the container, present in the image: deleted on the target too (full mode whites them out).
+          expect(marker).toContain('group-absent');
+          expect(marker).toContain('sbin-absent');
         }
       }
       const listed = (JSON.parse(await herdOk(['containers', '--json'])) as { name: string; herdId: string; hostId: string }[]).filter((c) => c.name === name);
