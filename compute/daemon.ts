@@ -19,6 +19,7 @@ import type { MigrationContext } from './migration/context.ts';
 import { readFaults } from './migration/faults.ts';
 import { killRuncJobs } from './migration/runc-jobs.ts';
 import { MigrationStore } from './migration/migration-store.ts';
+import { fenceTarget } from './migration/fence.ts';
 import { KeyedLock } from './migration/keyed-lock.ts';
 import { Reconciler } from './migration/reconciler.ts';
 import { resolveInDoubt, rollBackSource, rollForward } from './migration/source-settle.ts';
@@ -248,6 +249,11 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
         sharedPaths: config.sharedPaths,
         locks,
         stopping: () => stopping,
+        fence: async (targetHost, migrationId) => {
+          const t = view?.host(targetHost);
+          if (t?.fencing === undefined) throw new HerdError('IN_DOUBT', `host ${targetHost} published no fencing details (state dir, Docker socket): cannot fence it`);
+          return fenceTarget(await ssh.get(t.address ?? targetHost, t.sshPort ?? 22), t.fencing, migrationId);
+        },
       };
       // Serve first: settling an interrupted migration may need this host's answers (and a peer's).
       server = await serveCommands(c, hostId, clientId, handlers, log);

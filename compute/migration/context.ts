@@ -9,6 +9,7 @@ import type { SerialQueue } from './serial-queue.ts';
 import type { SshPool } from './ssh-pool.ts';
 import type { Fault } from './faults.ts';
 import type { KeyedLock } from './keyed-lock.ts';
+import type { FenceOutcome } from './fence.ts';
 
 export interface MigrationContext {
   hostId: string;
@@ -24,6 +25,8 @@ export interface MigrationContext {
   publishEvent(event: MigrationEvent): Promise<void>;
   /** Per migration id: the source's run, the target's handlers and the reconciler take turns. */
   locks: KeyedLock;
+  /** Makes sure a migration's copy on the target does not run (or says it runs) without its daemon: over SSH (fence.ts). */
+  fence(targetHost: string, migrationId: string): Promise<FenceOutcome>;
   /** True once a graceful stop began: no new migration starts. */
   stopping(): boolean;
   /** Herd id → migration id of the migrations this host is the source of, running now. */

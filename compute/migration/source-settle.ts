@@ -11,7 +11,6 @@ import { PROTOCOL_VERSION } from '../../protocol/messages.ts';
 import { isNoReply } from '../../protocol/rpc.ts';
 import type { MigrationContext } from './context.ts';
 import { corruptImages } from './faults.ts';
-import { fenceTarget } from './fence.ts';
 import type { SourceRecord } from './migration-store.ts';
 import { killRuncJobs, sweepTempDirsSoon, waitForRuncJobs } from './runc-jobs.ts';
 
@@ -160,16 +159,12 @@ export async function resolveInDoubt(ctx: MigrationContext, record: SourceRecord
   let answer: AbortResult | undefined = await askTargetToAbort(ctx, record, 'the source resolves a restore in doubt');
   let how = 'the target answered';
   if (answer === undefined) {
-    const target = ctx.view.host(record.targetHost);
-    if (target?.fencing !== undefined) {
-      try {
-        const conn = await ctx.ssh.get(target.address ?? record.targetHost, target.sshPort ?? 22);
-        const fenced = await fenceTarget(conn, target.fencing, record.migrationId);
-        answer = { state: fenced === 'running' ? 'running' : 'aborted' };
-        how = 'fenced over SSH';
-      } catch (err) {
-        ctx.log.warn({ migrationId: record.migrationId, err: (err as Error).message }, 'cannot fence the target over SSH');
-      }
+    try {
+      const fenced = await ctx.fence(record.targetHost, record.migrationId);
+      answer = { state: fenced === 'running' ? 'running' : 'aborted' };
+      how = 'fenced over SSH';
+    } catch (err) {
+      ctx.log.warn({ migrationId: record.migrationId, err: (err as Error).message }, 'cannot fence the target');
     }
   }
   if (answer === undefined) {

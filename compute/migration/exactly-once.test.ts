@@ -1,0 +1,217 @@
+/**
+ * The migration state machine, table-driven, with a fake runtime and a fake peer
+ * (testing/fake-cluster.ts): every phase a source can be interrupted in × what the target
+ * did × how the link behaves → what the reconcilers make of it. The invariant checked in
+ * every case: never two running copies, and the source resumes only when the target's copy
+ * cannot run. The lab's fault-injection round (test/e2e/exactly-once.test.ts) checks the
+ * same with real daemons, Docker and CRIU.
+ */
+import { describe, expect, it } from 'vitest';
+import { HERD_MIGRATION_LABEL } from '../runtime/container-runtime.ts';
+import type { SourcePhase, SourceRecord, TargetRecord } from './migration-store.ts';
+import { reconcileOnce } from './reconciler.ts';
+import { abortTarget, commitTarget, prepareTarget, restoreTarget } from './target-side.ts';
+import { FakeCluster, type LinkMode } from './testing/fake-cluster.ts';
+
+const MID = 'm-20261126T120000-abcdef';
+const CP = `herd-${MID}`;
+const HERD_ID = 'c0ffee000001';
+
+type TargetSetup = 'none' | 'prepared' | 'running' | 'crashed-restoring-running' | 'crashed-restoring-stopped';
+type SourceContainer = 'running' | 'exited-with-checkpoint' | 'gone';
+
+interface Case {
+  name: string;
+  phase: SourcePhase;
+  source: SourceContainer;
+  target: TargetSetup;
+  link: LinkMode;
+  fence?: 'real' | 'fails';
+  /** Expected after the source's reconciler pass. */
+  expect: { running: string[]; sourceOutcome: string };
+}
+
+async function setup(c: Case): Promise<FakeCluster> {
+  const cluster = new FakeCluster(['h1', 'h2']);
+  const src = cluster.runtime('h1');
+  const tgt = cluster.runtime('h2');
+  const now = new Date().toISOString();
+  const sourceContainer =
+    c.source === 'gone'
+      ? { dockerId: 'gone00000000' }
+      : src.add({ name: 'counter', herdId: HERD_ID, state: c.source === 'running' ? 'running' : 'exited', checkpoints: c.source === 'exited-with-checkpoint' ? [CP] : [] });
+  const base = { migrationId: MID, herdId: HERD_ID, container: 'counter', sourceHost: 'h1', targetHost: 'h2', fsMode: 'diff' as const, checkpointId: CP, startedAt: now, updatedAt: now };
+  const record: SourceRecord = { ...base, role: 'source', phase: c.phase, sourceDockerId: sourceContainer.dockerId };
+  await cluster.ctx('h1').store.save(record);
+  if (c.target !== 'none') {
+    const copy = tgt.add({ name: 'counter', herdId: HERD_ID, state: c.target === 'running' || c.target === 'crashed-restoring-running' ? 'running' : 'created', labels: { [HERD_MIGRATION_LABEL]: MID } });
+    const phase: TargetRecord['phase'] = c.target === 'prepared' ? 'prepared' : c.target === 'running' ? 'running' : 'restoring';
+    await cluster.ctx('h2').store.save({ ...base, role: 'target', phase, targetDockerId: copy.dockerId, checkpointDir: `${tgt.root}/${copy.dockerId}/checkpoints/${CP}`, upperDir: `${tgt.root}/${copy.dockerId}/upper` });
+  }
+  cluster.links.set('h2', c.link);
+  cluster.fences.set('h2', c.fence ?? 'real');
+  return cluster;
+}
+
+const CASES: Case[] = [
+  // Before the restore request: the target's copy cannot run, whatever the link does.
+  { name: 'accepted, nothing frozen yet', phase: 'accepted', source: 'running', target: 'none', link: 'ok', expect: { running: ['h1'], sourceOutcome: 'rolled-back' } },
+  { name: 'checkpointed, target prepared', phase: 'checkpointed', source: 'exited-with-checkpoint', target: 'prepared', link: 'ok', expect: { running: ['h1'], sourceOutcome: 'rolled-back' } },
+  { name: 'transferring, target offline', phase: 'transferring', source: 'exited-with-checkpoint', target: 'prepared', link: 'offline', fence: 'fails', expect: { running: ['h1'], sourceOutcome: 'rolled-back' } },
+  { name: 'transferring, replies lost', phase: 'transferring', source: 'exited-with-checkpoint', target: 'prepared', link: 'lost-replies', expect: { running: ['h1'], sourceOutcome: 'rolled-back' } },
+  { name: 'checkpointing, the dump never finished (no checkpoint): restarted', phase: 'checkpointing', source: 'exited-with-checkpoint', target: 'prepared', link: 'ok', expect: { running: ['h1'], sourceOutcome: 'restarted' } },
+  // Restore requested: in doubt until the target answers or is fenced.
+  { name: 'restoring, the request never arrived', phase: 'restoring', source: 'exited-with-checkpoint', target: 'prepared', link: 'ok', expect: { running: ['h1'], sourceOutcome: 'rolled-back' } },
+  { name: 'restoring, the target restored (reply lost)', phase: 'restoring', source: 'exited-with-checkpoint', target: 'running', link: 'ok', expect: { running: ['h2'], sourceOutcome: 'done' } },
+  { name: 'restoring, target restored, its daemon unreachable: fenced → runs', phase: 'restoring', source: 'exited-with-checkpoint', target: 'running', link: 'offline', expect: { running: ['h2'], sourceOutcome: 'done' } },
+  { name: 'restoring, target prepared, its daemon unreachable: fenced → removed', phase: 'restoring', source: 'exited-with-checkpoint', target: 'prepared', link: 'offline', expect: { running: ['h1'], sourceOutcome: 'rolled-back' } },
+  { name: 'restoring, target unreachable and no fence: in doubt, frozen', phase: 'restoring', source: 'exited-with-checkpoint', target: 'running', link: 'offline', fence: 'fails', expect: { running: ['h2'], sourceOutcome: 'in-doubt' } },
+  { name: 'restoring, target prepared, unreachable and no fence: in doubt, frozen (down, not twice)', phase: 'restoring', source: 'exited-with-checkpoint', target: 'prepared', link: 'offline', fence: 'fails', expect: { running: [], sourceOutcome: 'in-doubt' } },
+  { name: 'restoring, abort replies lost: fenced', phase: 'restoring', source: 'exited-with-checkpoint', target: 'running', link: 'lost-replies', expect: { running: ['h2'], sourceOutcome: 'done' } },
+  { name: 'restoring, target daemon died mid-restore, Docker finished it', phase: 'restoring', source: 'exited-with-checkpoint', target: 'crashed-restoring-running', link: 'ok', expect: { running: ['h2'], sourceOutcome: 'done' } },
+  { name: 'restoring, target daemon died mid-restore, the copy never started', phase: 'restoring', source: 'exited-with-checkpoint', target: 'crashed-restoring-stopped', link: 'ok', expect: { running: ['h1'], sourceOutcome: 'rolled-back' } },
+  // Restored: only forward.
+  { name: 'restored, the source not yet removed', phase: 'restored', source: 'exited-with-checkpoint', target: 'running', link: 'ok', expect: { running: ['h2'], sourceOutcome: 'done' } },
+  { name: 'restored, target unreachable', phase: 'restored', source: 'exited-with-checkpoint', target: 'running', link: 'offline', fence: 'fails', expect: { running: ['h2'], sourceOutcome: 'done' } },
+  { name: 'rolling back after a confirmed abort', phase: 'rolling-back', source: 'exited-with-checkpoint', target: 'none', link: 'ok', expect: { running: ['h1'], sourceOutcome: 'rolled-back' } },
+  { name: 'source container removed outside Herd', phase: 'checkpointed', source: 'gone', target: 'prepared', link: 'ok', expect: { running: [], sourceOutcome: 'rolled-back' } },
+];
+
+describe('exactly once: interrupted migrations settle (fake runtime, fake peer)', () => {
+  it.each(CASES.map((c) => [c.name, c] as const))('%s', async (_name, c) => {
+    const cluster = await setup(c);
+    if (c.name.startsWith('checkpointing, the dump never finished')) cluster.runtime('h1').containers.forEach((x) => x.checkpoints.clear());
+    await reconcileOnce(cluster.ctx('h1'));
+    expect(cluster.runningCopies(HERD_ID).sort()).toEqual(c.expect.running);
+    const src = cluster.ctx('h1').store;
+    const outcome = src.get('source', MID) !== undefined ? 'in-doubt' : src.tombstone('source', MID)?.outcome;
+    expect(outcome).toBe(c.expect.sourceOutcome);
+    // The link comes back; both reconcilers pass: everything ends, still exactly once.
+    cluster.links.set('h2', 'ok');
+    await reconcileOnce(cluster.ctx('h1'));
+    await reconcileOnce(cluster.ctx('h2'));
+    const running = cluster.runningCopies(HERD_ID);
+    expect(running.length).toBeLessThanOrEqual(1);
+    if (c.source !== 'gone') expect(running).toHaveLength(1);
+    expect(cluster.ctx('h1').store.list()).toEqual([]);
+    expect(cluster.ctx('h2').store.list()).toEqual([]);
+    const sourceEnd = cluster.ctx('h1').store.tombstone('source', MID)?.outcome;
+    const targetEnd = cluster.ctx('h2').store.tombstone('target', MID)?.outcome;
+    if (sourceEnd === 'done') {
+      expect(running).toEqual(['h2']);
+      expect(targetEnd).toBe('committed');
+    } else {
+      expect(targetEnd === undefined || targetEnd === 'aborted').toBe(true);
+      expect([...cluster.runtime('h2').containers.values()].filter((x) => x.herdId === HERD_ID)).toEqual([]);
+    }
+    // No checkpoint is left on the source's copy.
+    for (const x of cluster.runtime('h1').containers.values()) expect([...x.checkpoints]).toEqual([]);
+  });
+
+  it('a source that cannot reach Docker decides nothing; the next pass settles it', async () => {
+    const cluster = await setup({ name: '', phase: 'checkpointed', source: 'exited-with-checkpoint', target: 'prepared', link: 'ok', expect: { running: [], sourceOutcome: '' } });
+    cluster.runtime('h1').down = true;
+    await reconcileOnce(cluster.ctx('h1'));
+    expect(cluster.ctx('h1').store.get('source', MID)?.phase).toBe('rolling-back');
+    expect(cluster.runningCopies(HERD_ID)).toEqual([]);
+    cluster.runtime('h1').down = false;
+    await reconcileOnce(cluster.ctx('h1'));
+    expect(cluster.runningCopies(HERD_ID)).toEqual(['h1']);
+    expect(cluster.ctx('h1').store.tombstone('source', MID)?.outcome).toBe('rolled-back');
+  });
+
+  it('a failed local restore restarts the container (state lost) and says so', async () => {
+    const cluster = await setup({ name: '', phase: 'transferring', source: 'exited-with-checkpoint', target: 'prepared', link: 'ok', expect: { running: [], sourceOutcome: '' } });
+    cluster.runtime('h1').restore = 'fail';
+    await reconcileOnce(cluster.ctx('h1'));
+    expect(cluster.runningCopies(HERD_ID)).toEqual(['h1']);
+    expect(cluster.ctx('h1').store.tombstone('source', MID)?.outcome).toBe('restarted');
+  });
+});
+
+describe('target handlers: idempotent per migration, late commands do nothing', () => {
+  const spec = { herdId: HERD_ID, name: 'counter', image: 'busybox' };
+  const prepare = (cluster: FakeCluster) => prepareTarget(cluster.ctx('h2'), { migrationId: MID, sourceHost: 'h1', spec, fsMode: 'none', checkpointId: CP });
+  const giveImages = (cluster: FakeCluster, dockerId: string) => cluster.runtime('h2').containers.get(dockerId)!.checkpoints.add(CP);
+
+  it('prepare twice gives the same container; a prepare after an abort is refused', async () => {
+    const cluster = new FakeCluster(['h1', 'h2']);
+    const a = await prepare(cluster);
+    const b = await prepare(cluster);
+    expect(b).toEqual(a);
+    expect(await abortTarget(cluster.ctx('h2'), { migrationId: MID })).toEqual({ state: 'aborted' });
+    expect(cluster.runtime('h2').containers.size).toBe(0);
+    await expect(prepare(cluster)).rejects.toThrow(/already ended .*aborted/);
+    await expect(restoreTarget(cluster.ctx('h2'), { migrationId: MID })).rejects.toMatchObject({ code: 'RESTORE_FAILED' });
+    expect(cluster.runtime('h2').containers.size).toBe(0);
+  });
+
+  it('restore twice runs once; abort of a running copy refuses and says running; commit ends it; abort after commit says committed', async () => {
+    const cluster = new FakeCluster(['h1', 'h2']);
+    const p = await prepare(cluster);
+    giveImages(cluster, p.targetDockerId);
+    const first = await restoreTarget(cluster.ctx('h2'), { migrationId: MID });
+    const again = await restoreTarget(cluster.ctx('h2'), { migrationId: MID });
+    expect(again.restoreMs).toBe(first.restoreMs);
+    expect(await abortTarget(cluster.ctx('h2'), { migrationId: MID })).toEqual({ state: 'running' });
+    expect(cluster.runtime('h2').running()).toHaveLength(1);
+    expect(await commitTarget(cluster.ctx('h2'), { migrationId: MID })).toEqual({ committed: true });
+    expect(await commitTarget(cluster.ctx('h2'), { migrationId: MID })).toEqual({ committed: true });
+    expect(await abortTarget(cluster.ctx('h2'), { migrationId: MID })).toEqual({ state: 'committed' });
+    expect(cluster.runtime('h2').running()).toHaveLength(1);
+    expect(cluster.ctx('h2').store.list()).toEqual([]);
+  });
+
+  it('a failed restore removes the copy before it answers (the answer is definite)', async () => {
+    const cluster = new FakeCluster(['h1', 'h2']);
+    const p = await prepare(cluster);
+    giveImages(cluster, p.targetDockerId);
+    cluster.runtime('h2').restore = 'fail';
+    await expect(restoreTarget(cluster.ctx('h2'), { migrationId: MID })).rejects.toMatchObject({ code: 'RESTORE_FAILED' });
+    expect(cluster.runtime('h2').containers.size).toBe(0);
+    expect(cluster.ctx('h2').store.tombstone('target', MID)?.outcome).toBe('aborted');
+  });
+
+  it('a restore whose call failed although Docker ran it counts as restored', async () => {
+    const cluster = new FakeCluster(['h1', 'h2']);
+    const p = await prepare(cluster);
+    giveImages(cluster, p.targetDockerId);
+    cluster.runtime('h2').restore = 'fail-but-runs';
+    await restoreTarget(cluster.ctx('h2'), { migrationId: MID });
+    expect(cluster.ctx('h2').store.get('target', MID)?.phase).toBe('running');
+  });
+
+  it('a restore failing while Docker cannot say whether the copy runs answers IN_DOUBT, not a failure', async () => {
+    const cluster = new FakeCluster(['h1', 'h2']);
+    const p = await prepare(cluster);
+    giveImages(cluster, p.targetDockerId);
+    const rt = cluster.runtime('h2');
+    const original = rt.startFromCheckpoint.bind(rt);
+    rt.startFromCheckpoint = async (id, cp) => {
+      rt.down = true;
+      return original(id, cp);
+    };
+    await expect(restoreTarget(cluster.ctx('h2'), { migrationId: MID })).rejects.toMatchObject({ code: 'IN_DOUBT' });
+    expect(cluster.ctx('h2').store.get('target', MID)?.phase).toBe('restoring');
+  });
+
+  it('a fence marker stops a restore that has not begun', async () => {
+    const cluster = new FakeCluster(['h1', 'h2']);
+    const p = await prepare(cluster);
+    giveImages(cluster, p.targetDockerId);
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(cluster.ctx('h2').store.fenceFile(MID), '');
+    await expect(restoreTarget(cluster.ctx('h2'), { migrationId: MID })).rejects.toThrow(/fenced/);
+    expect(cluster.runtime('h2').running()).toEqual([]);
+  });
+
+  it('concurrent abort and restore take turns: the abort sees the restore through and answers running', async () => {
+    const cluster = new FakeCluster(['h1', 'h2']);
+    const p = await prepare(cluster);
+    giveImages(cluster, p.targetDockerId);
+    const restore = restoreTarget(cluster.ctx('h2'), { migrationId: MID });
+    const abort = abortTarget(cluster.ctx('h2'), { migrationId: MID });
+    await restore;
+    expect(await abort).toEqual({ state: 'running' });
+  });
+});
