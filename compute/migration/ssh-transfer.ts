@@ -78,11 +78,16 @@ export function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-/** Counts bytes flowing through. */
+/** A transfer that moves no byte for this long fails (a peer gone silent without closing). */
+export const TRANSFER_STALL_MS = 60_000;
+
+/** Counts bytes flowing through, and when the last ones did. */
 class ByteCounter extends Transform {
   bytes = 0;
+  lastAt = Date.now();
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null, data?: Buffer) => void): void {
     this.bytes += chunk.length;
+    this.lastAt = Date.now();
     done(null, chunk);
   }
 }
@@ -131,7 +136,11 @@ export function openReceiver(conn: Client, options: { xattrs: boolean }): Promis
           return new Promise((done, fail) => {
             const counter = new ByteCounter();
             let failed = false;
+            const watchdog = setInterval(() => {
+              if (Date.now() - counter.lastAt > TRANSFER_STALL_MS) failWith(`no data moved for ${TRANSFER_STALL_MS / 1000} s: giving up`);
+            }, 5000);
             const failWith = (message: string, cause?: unknown) => {
+              clearInterval(watchdog);
               if (failed) return;
               failed = true;
               channel.close();
@@ -142,6 +151,7 @@ export function openReceiver(conn: Client, options: { xattrs: boolean }): Promis
             };
             (source as Readable).on('error', (e: Error) => failWith(`reading the source failed: ${e.message}`, e));
             void closed.then(() => {
+              clearInterval(watchdog);
               if (failed) return;
               if (exitCode === 0) done(counter.bytes);
               else failWith(`remote tar into ${dir} exited ${exitCode ?? 'by signal'}: ${stderr.trim().split('\n').slice(-3).join(' | ') || 'connection lost'}`);

@@ -34,8 +34,17 @@ function stripName(name: string | undefined): string {
   return (name ?? '').replace(/^\//, '');
 }
 
+/**
+ * Deadline of Docker calls that should take a moment (inspect, list, create, start, remove):
+ * a hung dockerd fails them instead of stalling a migration. Calls that legitimately take
+ * long (checkpoint, restore, stop, export, a remove that waits for a restore, events) use
+ * the client without one; CRIU jobs have their own deadline (the CRIU queue).
+ */
+const QUICK_CALL_DEADLINE_MS = 60_000;
+
 export class DockerRuntime implements ContainerRuntime {
   readonly docker: Docker;
+  private readonly quick: Docker;
 
   readonly socketPath: string;
   readonly dataRoot: string;
@@ -44,11 +53,12 @@ export class DockerRuntime implements ContainerRuntime {
     this.socketPath = options.socketPath;
     this.dataRoot = options.dataRoot;
     this.docker = new Docker({ socketPath: options.socketPath });
+    this.quick = new Docker({ socketPath: options.socketPath, timeout: QUICK_CALL_DEADLINE_MS });
   }
 
   async info(): Promise<RuntimeInfo> {
     try {
-      const [version, info] = await Promise.all([this.docker.version(), this.docker.info() as Promise<Record<string, unknown>>]);
+      const [version, info] = await Promise.all([this.quick.version(), this.quick.info() as Promise<Record<string, unknown>>]);
       return {
         dockerVersion: version.Version,
         dataRoot: String(info.DockerRootDir),
@@ -63,7 +73,7 @@ export class DockerRuntime implements ContainerRuntime {
   async list(hostId: string): Promise<ContainerSummary[]> {
     let rows: Docker.ContainerInfo[];
     try {
-      rows = await this.docker.listContainers({ all: true, filters: { label: [HERD_ID_LABEL] } });
+      rows = await this.quick.listContainers({ all: true, filters: { label: [HERD_ID_LABEL] } });
     } catch (err) {
       throw dockerError(err, 'listing containers');
     }
@@ -90,16 +100,16 @@ export class DockerRuntime implements ContainerRuntime {
   async inspect(ref: string, hostId: string): Promise<ContainerDetails> {
     let data: Docker.ContainerInspectInfo;
     try {
-      data = await this.docker.getContainer(ref).inspect();
+      data = await this.quick.getContainer(ref).inspect();
     } catch (err) {
       if ((err as DockerApiError).statusCode !== 404) throw dockerError(err, `inspecting container "${ref}"`);
       // Not a name or Docker id: try the Herd id label.
-      const byLabel = await this.docker.listContainers({ all: true, filters: { label: [`${HERD_ID_LABEL}=${ref}`] } }).catch((e: unknown) => {
+      const byLabel = await this.quick.listContainers({ all: true, filters: { label: [`${HERD_ID_LABEL}=${ref}`] } }).catch((e: unknown) => {
         throw dockerError(e, 'listing containers');
       });
       const first = byLabel[0];
       if (first === undefined) throw new HerdError('UNKNOWN_CONTAINER', `no container named "${ref}" (or with Herd id "${ref}") on host ${hostId}`);
-      data = await this.docker.getContainer(first.Id).inspect();
+      data = await this.quick.getContainer(first.Id).inspect();
     }
     const labels = data.Config.Labels ?? {};
     const herdId = labels[HERD_ID_LABEL];
@@ -156,7 +166,7 @@ export class DockerRuntime implements ContainerRuntime {
 
   async findByMigration(migrationId: string): Promise<string[]> {
     try {
-      const rows = await this.docker.listContainers({ all: true, filters: { label: [`${HERD_MIGRATION_LABEL}=${migrationId}`] } });
+      const rows = await this.quick.listContainers({ all: true, filters: { label: [`${HERD_MIGRATION_LABEL}=${migrationId}`] } });
       return rows.map((r) => r.Id);
     } catch (err) {
       throw dockerError(err, 'listing containers');
@@ -165,7 +175,7 @@ export class DockerRuntime implements ContainerRuntime {
 
   async migrationCopies(): Promise<{ dockerId: string; migrationId: string; state: string }[]> {
     try {
-      const rows = await this.docker.listContainers({ all: true, filters: { label: [HERD_MIGRATION_LABEL] } });
+      const rows = await this.quick.listContainers({ all: true, filters: { label: [HERD_MIGRATION_LABEL] } });
       return rows.map((r) => ({ dockerId: r.Id, migrationId: r.Labels[HERD_MIGRATION_LABEL] ?? '', state: r.State }));
     } catch (err) {
       throw dockerError(err, 'listing containers');
@@ -182,7 +192,7 @@ export class DockerRuntime implements ContainerRuntime {
 
   async hasImage(image: string): Promise<boolean> {
     try {
-      await this.docker.getImage(image).inspect();
+      await this.quick.getImage(image).inspect();
       return true;
     } catch (err) {
       if ((err as DockerApiError).statusCode === 404) return false;
@@ -218,7 +228,7 @@ export class DockerRuntime implements ContainerRuntime {
       if (spec.network.mac !== undefined) options.MacAddress = spec.network.mac;
     }
     try {
-      const container = await this.docker.createContainer(options);
+      const container = await this.quick.createContainer(options);
       return container.id;
     } catch (err) {
       throw dockerError(err, `creating container "${spec.name}"`);
@@ -227,7 +237,7 @@ export class DockerRuntime implements ContainerRuntime {
 
   async start(dockerId: string): Promise<void> {
     try {
-      await this.docker.getContainer(dockerId).start();
+      await this.quick.getContainer(dockerId).start();
     } catch (err) {
       if ((err as DockerApiError).statusCode === 304) return; // already running
       throw dockerError(err, `starting container ${dockerId.slice(0, 12)}`);
@@ -245,7 +255,7 @@ export class DockerRuntime implements ContainerRuntime {
 
   async remove(dockerId: string, force = false): Promise<void> {
     try {
-      await this.docker.getContainer(dockerId).remove({ force, v: true });
+      await this.quick.getContainer(dockerId).remove({ force, v: true });
     } catch (err) {
       if ((err as DockerApiError).statusCode === 404) return; // already gone
       throw dockerError(err, `removing container ${dockerId.slice(0, 12)}`);
@@ -304,7 +314,7 @@ export class DockerRuntime implements ContainerRuntime {
     if (!exit) return;
     // Docker learns of the exit through containerd; wait so that a rollback can start it again.
     for (let i = 0; i < 200; i++) {
-      const state = await this.docker.getContainer(dockerId).inspect().then((d) => d.State.Running).catch(() => false);
+      const state = await this.quick.getContainer(dockerId).inspect().then((d) => d.State.Running).catch(() => false);
       if (!state) return;
       await new Promise((r) => setTimeout(r, 25));
     }
@@ -321,7 +331,7 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async deleteCheckpoint(dockerId: string, checkpointId: string): Promise<void> {
-    const container = this.docker.getContainer(dockerId) as Docker.Container & { deleteCheckpoint(id: string, opts?: object): Promise<unknown> };
+    const container = this.quick.getContainer(dockerId) as Docker.Container & { deleteCheckpoint(id: string, opts?: object): Promise<unknown> };
     try {
       await container.deleteCheckpoint(checkpointId, {});
     } catch (err) {
@@ -375,9 +385,9 @@ export class DockerRuntime implements ContainerRuntime {
     let data: Docker.NetworkInspectInfo;
     let rows: Docker.ContainerInfo[];
     try {
-      data = await this.docker.getNetwork(name).inspect();
+      data = await this.quick.getNetwork(name).inspect();
       // Stopped containers have no endpoint (not in the inspect) but take their pinned address back when started.
-      rows = await this.docker.listContainers({ all: true, filters: { network: [name] } });
+      rows = await this.quick.listContainers({ all: true, filters: { network: [name] } });
     } catch (err) {
       if ((err as DockerApiError).statusCode === 404) throw new HerdError('DOCKER_FAILED', `no Docker network named "${name}" on this host`, { cause: err, retryable: false });
       throw dockerError(err, `inspecting network "${name}"`);
