@@ -125,9 +125,10 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
           topics.controlCommands(config.nodeId),
         );
         await loop.start();
-        // Exactly-once check: duplicates are stopped (held in recommend mode or paused), lost containers reported.
-        const holdRepairs = () => (l.status().mode !== 'act' ? 'recommend mode' : l.status().paused ? 'the loop is paused' : undefined);
-        guard = new PlacementGuard({ view, rpc, log, nodeId: config.nodeId, publishEvent, holdRepairs });
+        // Exactly-once check: duplicates are stopped (a repair, not a move: done while paused too;
+        // held in recommend mode, where Herd only reports), lost containers reported.
+        const holdRepairs = () => (l.status().mode !== 'act' ? 'recommend mode' : undefined);
+        guard = new PlacementGuard({ view, rpc, log, nodeId: config.nodeId, publishEvent: (e) => l.keepEvent(e), holdRepairs });
         guard.start();
       }
       publishStatus();

@@ -328,6 +328,13 @@ export class ControlLoop {
     else this.safety.lastFailedAtMs[r.herdId] = Math.max(at, this.safety.lastFailedAtMs[r.herdId] ?? 0);
   }
 
+  /** Keeps an event raised beside the loop (the placement guard) with the loop's own, so that `herd events` shows both. */
+  keepEvent(event: ControlEvent): void {
+    this.events.push(event);
+    if (this.events.length > EVENT_MEMORY) this.events.splice(0, this.events.length - EVENT_MEMORY);
+    this.deps.publishEvent(event);
+  }
+
   private emit(e: ControlEventInput): void {
     const event: ControlEvent = { v: PROTOCOL_VERSION, nodeId: this.deps.nodeId, at: new Date().toISOString(), ...e };
     this.events.push(event);
