@@ -68,6 +68,14 @@ export const containerSpecSchema = z.strictObject({
    * refused before anything is frozen.
    */
   binds: z.array(z.strictObject({ source: z.string().startsWith('/'), target: z.string().startsWith('/'), readOnly: z.boolean().optional() })).optional(),
+  /**
+   * Named Docker volumes (local driver). A migration carries their contents to a volume of the
+   * same name on the target (which must not have one) and removes the source's once the
+   * target runs the container.
+   */
+  volumes: z.array(z.strictObject({ name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'a Docker volume name'), target: z.string().startsWith('/'), readOnly: z.boolean().optional() })).optional(),
+  /** Docker's restart policy; carried to the target (the source's is set to "no" while it is checkpointed). */
+  restartPolicy: z.strictObject({ name: z.enum(['no', 'always', 'unless-stopped', 'on-failure']), maximumRetryCount: z.number().int().min(0).optional() }).optional(),
   network: networkAttachmentSchema.optional(),
   /** CPU limit in cores (Docker NanoCpus / 1e9). */
   cpuLimitCores: z.number().positive().optional(),
@@ -252,6 +260,8 @@ export interface PrepareResult {
   checkpointDir: string;
   /** The target container's overlay upper dir (diff and full modes extract into it). */
   upperDir: string;
+  /** Named volume → its directory on the target (the volume's contents are extracted into it). */
+  volumeDirs?: Record<string, string>;
 }
 
 /** Result of `migration.restore`. */

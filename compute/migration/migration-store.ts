@@ -38,7 +38,17 @@ const base = {
   updatedAt: z.string(),
 };
 
-const sourceRecordSchema = z.object({ ...base, role: z.literal('source'), phase: z.enum(SOURCE_PHASES), sourceDockerId: z.string().min(1) });
+const restartPolicySchema = z.object({ name: z.enum(['no', 'always', 'unless-stopped', 'on-failure']), maximumRetryCount: z.number().int().optional() });
+const sourceRecordSchema = z.object({
+  ...base,
+  role: z.literal('source'),
+  phase: z.enum(SOURCE_PHASES),
+  sourceDockerId: z.string().min(1),
+  /** Named volumes carried: removed from the source once the target runs the container. */
+  volumes: z.array(z.string()).optional(),
+  /** The source's restart policy, set to "no" while it is checkpointed and put back if it resumes here. */
+  restartPolicy: restartPolicySchema.optional(),
+});
 const targetRecordSchema = z.object({
   ...base,
   role: z.literal('target'),
@@ -46,6 +56,8 @@ const targetRecordSchema = z.object({
   targetDockerId: z.string().optional(),
   checkpointDir: z.string().optional(),
   upperDir: z.string().optional(),
+  /** Named volumes the prepare created: removed if the migration is aborted. */
+  volumes: z.array(z.string()).optional(),
   restoreMs: z.number().optional(),
   runningAt: z.string().optional(),
 });

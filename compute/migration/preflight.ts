@@ -70,19 +70,21 @@ export function assertCheckpointable(container: string, processes: ProcessIds[],
 }
 
 /**
- * State a migration would not carry, refused before freezing: named volumes (their
- * contents stay on the source), bind mounts outside the shared paths (the target has other
- * files there), and a restart policy (Docker would restart the source when the checkpoint
- * stops it: two copies).
+ * State a migration would not carry, refused before freezing: bind mounts outside the
+ * shared paths (the target has other files there), volumes of another driver than "local"
+ * (Herd carries a local volume's directory; a plugin's storage it cannot see), and mounts
+ * of other kinds. Local named volumes are carried; restart policies too (source-side.ts
+ * sets the source's to "no" while it is checkpointed).
  */
-export function assertCarried(container: string, details: { mounts: { type: string; name?: string; source: string; destination: string }[]; restartPolicy: string }, sharedPaths: readonly string[]): void {
+export function assertCarried(container: string, details: { mounts: { type: string; name?: string; driver?: string; source: string; destination: string }[] }, sharedPaths: readonly string[]): void {
   const under = (path: string) => sharedPaths.some((p) => path === p || path.startsWith(p.endsWith('/') ? p : `${p}/`));
   const problems: string[] = [];
   for (const m of details.mounts) {
-    if (m.type === 'volume') problems.push(`named volume "${m.name ?? m.source}" at ${m.destination}: its contents are not carried; copy it to the target yourself and use a shared path, or run the container without it`);
-    else if (m.type === 'bind' && !under(m.source)) problems.push(`bind mount ${m.source} at ${m.destination}: not under a path shared by all hosts; list its directory in the compute config's sharedPaths if every host has the same files there`);
-    else if (m.type !== 'bind') problems.push(`${m.type} mount at ${m.destination}: not carried to the target`);
+    if (m.type === 'volume') {
+      if (m.driver !== undefined && m.driver !== 'local') problems.push(`volume "${m.name ?? m.source}" at ${m.destination} uses the "${m.driver}" driver: only local volumes are carried; use a local volume, or a shared path for storage every host sees`);
+    } else if (m.type === 'bind') {
+      if (!under(m.source)) problems.push(`bind mount ${m.source} at ${m.destination}: not under a path shared by all hosts; list its directory in the compute config's sharedPaths if every host has the same files there, or use a named volume (carried)`);
+    } else problems.push(`${m.type} mount at ${m.destination}: not carried to the target`);
   }
-  if (details.restartPolicy !== 'no' && details.restartPolicy !== '') problems.push(`restart policy "${details.restartPolicy}": Docker would restart the source when the checkpoint stops it; set it to "no" (docker update --restart=no) before migrating`);
   if (problems.length > 0) throw new HerdError('NOT_MIGRATABLE', `container "${container}" cannot be migrated as it is (nothing was frozen): ${problems.join('; ')}`);
 }

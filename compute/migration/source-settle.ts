@@ -106,6 +106,9 @@ export async function rollBackSource(ctx: MigrationContext, record: SourceRecord
     }
   }
   if (how !== undefined) detail = `${detail} (${how})`;
+  if (record.restartPolicy !== undefined && outcome !== 'lost') {
+    await runtime.setRestartPolicy(record.sourceDockerId, record.restartPolicy).catch((err: unknown) => ctx.log.error({ migrationId: record.migrationId, err: (err as Error).message }, 'could not put the restart policy back'));
+  }
   await runtime.deleteCheckpoint(record.sourceDockerId, record.checkpointId).catch(() => undefined);
   const error = cause === undefined ? undefined : cause.toWire();
   await ctx.store.finish('source', record.migrationId, {
@@ -131,6 +134,10 @@ export async function rollForward(ctx: MigrationContext, record: SourceRecord, r
   migrationEvent(ctx, record, 'cleanup', 'started');
   await waitForRuncJobs(record.sourceDockerId, 60_000);
   await ctx.runtime.remove(record.sourceDockerId, true); // throws when Docker is down: retried by the reconciler
+  for (const name of record.volumes ?? []) {
+    // The contents live on the target now; a copy left here would only go stale (and clash with a move back).
+    await ctx.runtime.removeVolume(name).catch((err: unknown) => ctx.log.warn({ migrationId: record.migrationId, volume: name, err: (err as Error).message }, 'could not remove the migrated volume from the source'));
+  }
   await ctx.store.finish('source', record.migrationId, {
     outcome: 'done',
     container: record.container,

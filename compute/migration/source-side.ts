@@ -69,6 +69,8 @@ export class SourceMigration {
   private readonly clock: Clock = { phaseStarted: new Map() };
   private record!: SourceRecord;
   private details!: ContainerDetails;
+  /** Named volume → its directory here. */
+  private readonly volumeDirs = new Map<string, string>();
 
   constructor(
     private readonly ctx: MigrationContext,
@@ -115,6 +117,13 @@ export class SourceMigration {
     if (ctx.inFlight.has(this.details.herdId)) throw new HerdError('ALREADY_MIGRATING', `container "${this.details.name}" (herd id ${this.details.herdId}) is already migrating`);
     if (!this.details.running) throw new HerdError('CONFLICT', `container "${this.details.name}" is ${this.details.state}, not running: only running containers are live-migrated`);
     assertCarried(this.details.name, this.details, ctx.sharedPaths);
+    for (const v of this.details.spec.volumes ?? []) {
+      const info = await ctx.runtime.volumeInfo(v.name);
+      if (info === undefined) throw new HerdError('DOCKER_FAILED', `volume "${v.name}" of "${this.details.name}" is not known to Docker on ${ctx.hostId}`);
+      const others = info.usedBy.filter((id) => id !== this.details.dockerId);
+      if (others.length > 0) throw new HerdError('NOT_MIGRATABLE', `volume "${v.name}" of "${this.details.name}" is also used by container(s) ${others.map((id) => id.slice(0, 12)).join(', ')} on ${ctx.hostId}: it cannot move without them (nothing was frozen)`);
+      this.volumeDirs.set(v.name, info.mountpoint);
+    }
     if (this.details.pid !== undefined) assertCheckpointable(this.details.name, containerProcesses(this.details.pid), hasSysResource());
     ctx.view.requireOnline(args.targetHost);
     ctx.inFlight.set(this.details.herdId, args.migrationId);
@@ -155,6 +164,8 @@ export class SourceMigration {
       sourceDockerId: d.dockerId,
       startedAt: now,
       updatedAt: now,
+      ...(this.volumeDirs.size > 0 ? { volumes: [...this.volumeDirs.keys()] } : {}),
+      ...(d.spec.restartPolicy === undefined ? {} : { restartPolicy: d.spec.restartPolicy }),
     };
     const totalStart = performance.now();
     await this.event('accepted', 'started', { detail: `fs mode ${args.fsMode}` });
@@ -166,7 +177,7 @@ export class SourceMigration {
     const sshPort = target.sshPort ?? 22;
     const ssh = ctx.ssh.get(sshHost, sshPort);
     try {
-      const requiredBytes = memoryUsageBytes(d.pid) * 2 + (args.fsMode === 'none' ? 0 : await this.filesystemEstimate());
+      const requiredBytes = memoryUsageBytes(d.pid) * 2 + (await this.filesystemEstimate());
       await Promise.all([this.request('migration.check', { migrationId: args.migrationId, spec: d.spec, requiredBytes }, CHECK_TIMEOUT_MS), ssh]);
     } catch (err) {
       const error = toHerdError(err);
@@ -189,6 +200,8 @@ export class SourceMigration {
     await this.event('checkpoint', 'started');
     const frozenAt = performance.now();
     try {
+      // Docker would restart a container the checkpoint stops: "no" until it resumes here or is removed.
+      if (d.spec.restartPolicy !== undefined) await ctx.runtime.setRestartPolicy(d.dockerId, { name: 'no' });
       await ctx.criu.run(() => ctx.runtime.checkpoint(d.dockerId, checkpointId, { exit: true, ...(ctx.faults().has('fail-checkpoint') ? { checkpointDir: '/dev/null/herd-fault-injected' } : {}) }), {
         onTimeout: () => killRuncJobs(d.dockerId),
       });
@@ -237,16 +250,23 @@ export class SourceMigration {
         }
         return send(fsReceiver, prep.upperDir, await ctx.runtime.exportFilesystem(d.dockerId), 'full filesystem transfer');
       };
-      // Wait for both streams even when one fails, so that nothing still writes on the target while it is aborted.
-      const [cp, fs] = await Promise.allSettled([
+      // Named volumes: every mode carries them (they are the container's data, not its image's filesystem).
+      const volumeTransfer = async (name: string, dir: string): Promise<number> => {
+        const into = prep.volumeDirs?.[name];
+        if (into === undefined) throw new HerdError('TRANSFER_FAILED', `the target prepared no directory for volume "${name}"`);
+        return send(await openReceiver(await ssh, { xattrs: true }), into, tarDirectory(dir, { xattrs: true }), `volume "${name}" transfer`);
+      };
+      // Wait for every stream even when one fails, so that nothing still writes on the target while it is aborted.
+      const [cp, fs, ...vols] = await Promise.allSettled([
         send(checkpointReceiver, prep.checkpointDir, tarDirectory(checkpointPath, { xattrs: false }), 'checkpoint transfer'),
         fsTransfer(),
+        ...[...this.volumeDirs].map(([name, dir]) => volumeTransfer(name, dir)),
       ]);
       stopWatching();
       if (ctx.view.host(args.targetHost)?.state === 'offline') throw new HerdError('HOST_OFFLINE', `target host ${args.targetHost} went offline during the transfer`);
-      if (cp.status === 'rejected') throw cp.reason;
-      if (fs.status === 'rejected') throw fs.reason;
-      [checkpointBytes, filesystemBytes] = [cp.value, fs.value];
+      for (const r of [cp, fs, ...vols]) if (r.status === 'rejected') throw r.reason;
+      checkpointBytes = (cp as PromiseFulfilledResult<number>).value;
+      filesystemBytes = [fs, ...vols].reduce((sum, r) => sum + (r as PromiseFulfilledResult<number>).value, 0);
       transferMs = performance.now() - transferStart;
       await this.event('transfer', 'finished', { bytes: checkpointBytes + filesystemBytes, detail: `checkpoint ${checkpointBytes} B, filesystem ${filesystemBytes} B` });
     } catch (err) {
@@ -344,11 +364,13 @@ export class SourceMigration {
     }
   }
 
+  /** Bytes of the filesystem (the upper dir unless mode none) and the volumes, for the target's disk check. */
   private async filesystemEstimate(): Promise<number> {
-    if (this.details.upperDir === undefined) return 0;
+    const dirs = [...(this.args.fsMode === 'none' || this.details.upperDir === undefined ? [] : [this.details.upperDir]), ...this.volumeDirs.values()];
+    if (dirs.length === 0) return 0;
     try {
-      const { stdout } = await execFileAsync('du', ['-sb', this.details.upperDir], { timeout: 30_000 });
-      return Number(stdout.split(/\s/)[0]) || 0;
+      const { stdout } = await execFileAsync('du', ['-sbc', ...dirs], { timeout: 30_000 });
+      return Number(/(\d+)\s+total\s*$/.exec(stdout)?.[1]) || 0;
     } catch {
       return 0;
     }

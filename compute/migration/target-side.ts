@@ -47,6 +47,9 @@ export async function checkTarget(ctx: MigrationContext, args: CommandArgs<'migr
   if (existing !== undefined) {
     throw new HerdError('CONFLICT', `target host ${hostId} already has a container named "${args.spec.name}" (herd id ${existing.herdId})`);
   }
+  for (const v of args.spec.volumes ?? []) {
+    if ((await runtime.volumeInfo(v.name)) !== undefined) throw new HerdError('CONFLICT', `target host ${hostId} already has a volume named "${v.name}": remove or rename it there first (its contents would mix with the migrated ones)`);
+  }
   const freeBytes = await runtime.freeBytes();
   if (freeBytes < args.requiredBytes + DISK_HEADROOM_BYTES) {
     throw new HerdError(
@@ -63,7 +66,7 @@ export function prepareTarget(ctx: MigrationContext, args: CommandArgs<'migratio
     refuseIfEnded(ctx, args.migrationId, 'prepare');
     const existing = store.get('target', args.migrationId);
     if (existing?.phase === 'prepared' && existing.targetDockerId !== undefined && existing.checkpointDir !== undefined && existing.upperDir !== undefined) {
-      return { targetDockerId: existing.targetDockerId, checkpointDir: existing.checkpointDir, upperDir: existing.upperDir }; // a repeated prepare
+      return { targetDockerId: existing.targetDockerId, checkpointDir: existing.checkpointDir, upperDir: existing.upperDir, volumeDirs: await volumeDirs(ctx, existing.volumes ?? []) }; // a repeated prepare
     }
     if (existing !== undefined && existing.phase !== 'preparing') throw new HerdError('CONFLICT', `migration ${args.migrationId} is already ${existing.phase} on host ${hostId}`);
     const now = new Date().toISOString();
@@ -86,6 +89,8 @@ export function prepareTarget(ctx: MigrationContext, args: CommandArgs<'migratio
       for (const id of await runtime.findByMigration(args.migrationId)) await runtime.removeUnlessRunning(id);
       const targetDockerId = await runtime.create(args.spec, { [HERD_MIGRATION_LABEL]: args.migrationId });
       record.targetDockerId = targetDockerId;
+      const volumes = (args.spec.volumes ?? []).map((v) => v.name);
+      if (volumes.length > 0) record.volumes = volumes; // created with the container: removed with it on an abort
       await store.save(record);
       const details = await runtime.inspect(targetDockerId, hostId);
       if (details.upperDir === undefined) throw new HerdError('DOCKER_FAILED', 'the target container has no overlay upper dir (storage driver must be overlay2)');
@@ -95,12 +100,22 @@ export function prepareTarget(ctx: MigrationContext, args: CommandArgs<'migratio
       Object.assign(record, { checkpointDir, upperDir: details.upperDir, phase: 'prepared' });
       await store.save(record);
       log.info({ migrationId: args.migrationId, targetDockerId }, 'target prepared');
-      return { targetDockerId, checkpointDir, upperDir: details.upperDir };
+      return { targetDockerId, checkpointDir, upperDir: details.upperDir, volumeDirs: await volumeDirs(ctx, volumes) };
     } catch (err) {
       await abortLocked(ctx, args.migrationId, 'prepare failed').catch((e: unknown) => log.error({ err: String(e) }, 'cleaning up a failed prepare failed; the reconciler retries'));
       throw err;
     }
   });
+}
+
+async function volumeDirs(ctx: MigrationContext, names: string[]): Promise<Record<string, string>> {
+  const dirs: Record<string, string> = {};
+  for (const name of names) {
+    const info = await ctx.runtime.volumeInfo(name);
+    if (info === undefined) throw new HerdError('DOCKER_FAILED', `volume "${name}" was not created with the target container on ${ctx.hostId}`);
+    dirs[name] = info.mountpoint;
+  }
+  return dirs;
 }
 
 export function restoreTarget(ctx: MigrationContext, args: CommandArgs<'migration.restore'>): Promise<TargetRestoreResult> {
@@ -187,6 +202,7 @@ async function abortLocked(ctx: MigrationContext, migrationId: string, reason: s
     }
   }
   if (record?.checkpointDir !== undefined) removeReceivedDir(record.checkpointDir);
+  for (const name of record?.volumes ?? []) await runtime.removeVolume(name);
   if (tomb === undefined) {
     await store.finish('target', migrationId, { outcome: 'aborted', detail: reason, ...(record === undefined ? {} : { container: record.container, herdId: record.herdId, sourceHost: record.sourceHost, targetHost: record.targetHost }) });
   }

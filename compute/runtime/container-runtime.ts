@@ -27,7 +27,7 @@ export interface ContainerDetails extends ContainerSummary {
   pid?: number;
   running: boolean;
   /** Volumes and binds as Docker reports them. */
-  mounts: { type: string; name?: string; source: string; destination: string; readOnly: boolean }[];
+  mounts: { type: string; name?: string; driver?: string; source: string; destination: string; readOnly: boolean }[];
   /** Docker's restart policy name ("no", "always", "unless-stopped", "on-failure"). */
   restartPolicy: string;
 }
@@ -79,6 +79,12 @@ export interface ContainerRuntime {
   exportFilesystem(dockerId: string): Promise<NodeJS.ReadableStream>;
   /** Calls `onChange` whenever a managed container is created, started, stopped or removed (by Herd or not); returns the stop function. */
   watchChanges?(onChange: () => void): () => void;
+  /** A named volume: where its data lives, its driver and the containers using it; undefined when there is none. */
+  volumeInfo(name: string): Promise<{ mountpoint: string; driver: string; usedBy: string[] } | undefined>;
+  /** Removes a named volume; missing is fine. */
+  removeVolume(name: string): Promise<void>;
+  /** Changes a container's restart policy (docker update --restart). */
+  setRestartPolicy(dockerId: string, policy: { name: string; maximumRetryCount?: number }): Promise<void>;
   /** Free bytes on the filesystem that holds Docker's data root. */
   freeBytes(): Promise<number>;
   /** A network of this host's Docker (docker network inspect); throws DOCKER_FAILED when there is none of that name. */

@@ -137,9 +137,15 @@ export class DockerRuntime implements ContainerRuntime {
       if (ip) spec.network.ip = ip;
       if (endpoint?.MacAddress) spec.network.mac = endpoint.MacAddress;
     }
-    const mounts = (data.Mounts ?? []).map((m) => ({ type: m.Type, ...(m.Name === undefined ? {} : { name: m.Name }), source: m.Source, destination: m.Destination, readOnly: m.RW === false }));
+    const mounts = (data.Mounts ?? []).map((m) => ({ type: m.Type, ...(m.Name === undefined ? {} : { name: m.Name }), ...(m.Driver ? { driver: m.Driver } : {}), source: m.Source, destination: m.Destination, readOnly: m.RW === false }));
     const binds = mounts.filter((m) => m.type === 'bind').map((m) => ({ source: m.source, target: m.destination, ...(m.readOnly ? { readOnly: true } : {}) }));
     if (binds.length > 0) spec.binds = binds;
+    const volumes = mounts.filter((m) => m.type === 'volume' && m.name !== undefined).map((m) => ({ name: m.name as string, target: m.destination, ...(m.readOnly ? { readOnly: true } : {}) }));
+    if (volumes.length > 0) spec.volumes = volumes;
+    const restart = data.HostConfig.RestartPolicy;
+    if (restart?.Name && restart.Name !== 'no') {
+      spec.restartPolicy = { name: restart.Name as 'always' | 'unless-stopped' | 'on-failure', ...(restart.Name === 'on-failure' && restart.MaximumRetryCount ? { maximumRetryCount: restart.MaximumRetryCount } : {}) };
+    }
     const graph = data.GraphDriver?.Data as Record<string, string> | undefined;
     const details: ContainerDetails = {
       mounts,
@@ -216,7 +222,9 @@ export class DockerRuntime implements ContainerRuntime {
     if (spec.user !== undefined) options.User = spec.user;
     if (spec.cpuLimitCores !== undefined) options.HostConfig!.NanoCpus = Math.round(spec.cpuLimitCores * 1e9);
     if (spec.memoryLimitBytes !== undefined) options.HostConfig!.Memory = spec.memoryLimitBytes;
-    if (spec.binds !== undefined) options.HostConfig!.Binds = spec.binds.map((b) => `${b.source}:${b.target}${b.readOnly === true ? ':ro' : ''}`);
+    const binds = [...(spec.binds ?? []).map((b) => `${b.source}:${b.target}${b.readOnly === true ? ':ro' : ''}`), ...(spec.volumes ?? []).map((v) => `${v.name}:${v.target}${v.readOnly === true ? ':ro' : ''}`)];
+    if (binds.length > 0) options.HostConfig!.Binds = binds;
+    if (spec.restartPolicy !== undefined) options.HostConfig!.RestartPolicy = { Name: spec.restartPolicy.name, ...(spec.restartPolicy.maximumRetryCount === undefined ? {} : { MaximumRetryCount: spec.restartPolicy.maximumRetryCount }) };
     if (spec.network === undefined) {
       options.HostConfig!.NetworkMode = 'none';
     } else {
@@ -374,6 +382,34 @@ export class DockerRuntime implements ContainerRuntime {
       stopped = true;
       (stream as unknown as { destroy?: () => void } | undefined)?.destroy?.();
     };
+  }
+
+  async volumeInfo(name: string): Promise<{ mountpoint: string; driver: string; usedBy: string[] } | undefined> {
+    try {
+      const v = (await this.quick.getVolume(name).inspect()) as { Mountpoint: string; Driver: string };
+      const users = await this.quick.listContainers({ all: true, filters: { volume: [name] } });
+      return { mountpoint: v.Mountpoint, driver: v.Driver, usedBy: users.map((u) => u.Id) };
+    } catch (err) {
+      if ((err as DockerApiError).statusCode === 404) return undefined;
+      throw dockerError(err, `inspecting volume "${name}"`);
+    }
+  }
+
+  async removeVolume(name: string): Promise<void> {
+    try {
+      await this.quick.getVolume(name).remove();
+    } catch (err) {
+      if ((err as DockerApiError).statusCode === 404) return;
+      throw dockerError(err, `removing volume "${name}"`);
+    }
+  }
+
+  async setRestartPolicy(dockerId: string, policy: { name: string; maximumRetryCount?: number }): Promise<void> {
+    try {
+      await this.quick.getContainer(dockerId).update({ RestartPolicy: { Name: policy.name, ...(policy.maximumRetryCount === undefined ? {} : { MaximumRetryCount: policy.maximumRetryCount }) } });
+    } catch (err) {
+      throw dockerError(err, `setting the restart policy of ${dockerId.slice(0, 12)} to "${policy.name}"`);
+    }
   }
 
   async freeBytes(): Promise<number> {

@@ -1,5 +1,5 @@
 /** Commands that talk to the cluster through the broker: hosts, containers, run, stop, rm. */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { newHerdId } from '../../protocol/ids.ts';
 import type { ContainerSpec, ContainerSummary } from '../../protocol/messages.ts';
 import { printJson, table, withBrokerOption, withSession } from './context.ts';
@@ -47,12 +47,19 @@ export function registerClusterCommands(program: Command): void {
     .option('--user <user>', 'user[:group] the process runs as (default: the image\'s, root)')
     .option('--cpus <cores>', 'CPU limit in cores', positiveNumber)
     .option('--memory <bytes>', 'memory limit in bytes', positiveNumber)
+    .option('-v, --volume <name:/path[:ro]>', 'named Docker volume mounted at /path (repeatable; migrations carry its contents)', collect)
+    .addOption(new Option('--restart <policy>', 'Docker restart policy (carried to the target of a migration)').choices(['no', 'always', 'unless-stopped', 'on-failure']))
     .option('--json', 'print JSON')
     .argument('<image>', 'image (e.g. herd/busybox)')
     .argument('[command...]', 'command and arguments (options after the image belong to the command)')
     .passThroughOptions()
-    .action(async (image: string, command: string[], opts: { host: string; name: string; network?: string; ip?: string; env?: string[]; user?: string; cpus?: number; memory?: number; json?: boolean }, cmd: Command) => {
+    .action(async (image: string, command: string[], opts: { host: string; name: string; network?: string; ip?: string; env?: string[]; user?: string; cpus?: number; memory?: number; volume?: string[]; restart?: 'no' | 'always' | 'unless-stopped' | 'on-failure'; json?: boolean }, cmd: Command) => {
       if (opts.ip !== undefined && opts.network === undefined) throw new InvalidArgumentError('--ip needs --network');
+      const volumes = (opts.volume ?? []).map((v) => {
+        const m = /^([A-Za-z0-9][A-Za-z0-9_.-]*):(\/[^:]*)(:ro)?$/.exec(v);
+        if (m === null) throw new InvalidArgumentError(`--volume ${JSON.stringify(v)}: expected name:/path or name:/path:ro (a named volume; host directories are not taken here)`);
+        return { name: m[1]!, target: m[2]!, ...(m[3] === undefined ? {} : { readOnly: true }) };
+      });
       const spec: ContainerSpec = { herdId: newHerdId(), name: opts.name, image };
       if (command.length > 0) spec.cmd = command;
       if (opts.env !== undefined) spec.env = opts.env;
@@ -60,6 +67,8 @@ export function registerClusterCommands(program: Command): void {
       if (opts.user !== undefined) spec.user = opts.user;
       if (opts.cpus !== undefined) spec.cpuLimitCores = opts.cpus;
       if (opts.memory !== undefined) spec.memoryLimitBytes = Math.round(opts.memory);
+      if (volumes.length > 0) spec.volumes = volumes;
+      if (opts.restart !== undefined && opts.restart !== 'no') spec.restartPolicy = { name: opts.restart };
       await withSession(cmd, async ({ view, rpc }) => {
         view.requireOnline(opts.host);
         const started = await rpc.request<ContainerSummary>(opts.host, 'container.run', spec, { timeoutMs: 60_000 });

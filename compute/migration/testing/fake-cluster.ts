@@ -158,6 +158,16 @@ export class FakeRuntime implements ContainerRuntime {
   async freeBytes(): Promise<number> {
     return 10 * 2 ** 30;
   }
+  async volumeInfo(): Promise<undefined> {
+    this.check();
+    return undefined;
+  }
+  async removeVolume(): Promise<void> {
+    this.check();
+  }
+  async setRestartPolicy(): Promise<void> {
+    this.check();
+  }
   async networkInfo(): Promise<NetworkInfo> {
     throw new HerdError('DOCKER_FAILED', 'not in the fake');
   }
