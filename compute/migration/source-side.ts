@@ -113,10 +113,6 @@ export class SourceMigration {
     const { ctx, args } = this;
     if (args.targetHost === ctx.hostId) throw new HerdError('CONFLICT', `container "${args.container}" already runs on ${ctx.hostId}`);
     this.details = await ctx.runtime.inspect(args.container, ctx.hostId);
-    // Check and claim in the same tick, so that two concurrent requests cannot both pass.
-    if (ctx.inFlight.has(this.details.herdId)) throw new HerdError('ALREADY_MIGRATING', `container "${this.details.name}" (herd id ${this.details.herdId}) is already migrating`);
-    if (!this.details.running) throw new HerdError('CONFLICT', `container "${this.details.name}" is ${this.details.state}, not running: only running containers are live-migrated`);
-    assertCarried(this.details.name, this.details, ctx.sharedPaths);
     for (const v of this.details.spec.volumes ?? []) {
       const info = await ctx.runtime.volumeInfo(v.name);
       if (info === undefined) throw new HerdError('DOCKER_FAILED', `volume "${v.name}" of "${this.details.name}" is not known to Docker on ${ctx.hostId}`);
@@ -124,6 +120,10 @@ export class SourceMigration {
       if (others.length > 0) throw new HerdError('NOT_MIGRATABLE', `volume "${v.name}" of "${this.details.name}" is also used by container(s) ${others.map((id) => id.slice(0, 12)).join(', ')} on ${ctx.hostId}: it cannot move without them (nothing was frozen)`);
       this.volumeDirs.set(v.name, info.mountpoint);
     }
+    // Check and claim in the same tick, so that two concurrent requests cannot both pass.
+    if (ctx.inFlight.has(this.details.herdId)) throw new HerdError('ALREADY_MIGRATING', `container "${this.details.name}" (herd id ${this.details.herdId}) is already migrating`);
+    if (!this.details.running) throw new HerdError('CONFLICT', `container "${this.details.name}" is ${this.details.state}, not running: only running containers are live-migrated`);
+    assertCarried(this.details.name, this.details, ctx.sharedPaths);
     if (this.details.pid !== undefined) assertCheckpointable(this.details.name, containerProcesses(this.details.pid), hasSysResource());
     ctx.view.requireOnline(args.targetHost);
     ctx.inFlight.set(this.details.herdId, args.migrationId);

@@ -98,8 +98,9 @@ describe('live migration (lab, real Docker + CRIU)', () => {
     const results = await Promise.all([first, herd(['migrate', 'busy', '--to', 'h2'])]);
     const ok = results.filter((r) => r.code === 0);
     const refused = results.filter((r) => r.code !== 0);
-    expect(ok).toHaveLength(1);
-    expect(refused).toHaveLength(1);
+    const said = results.map((r) => `exit ${r.code}\n${r.stdout}\n${r.stderr}`).join('\n---\n');
+    expect(ok, said).toHaveLength(1);
+    expect(refused, said).toHaveLength(1);
     expect(refused[0]!.stderr).toMatch(/ALREADY_MIGRATING/);
     await setFaults(layout, 'h1', []);
     await expectRunsOnceOn(layout, 'busy', 'h2');

@@ -20,7 +20,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import Docker from 'dockerode';
 import type { LabLayout } from '../../control/lab/layout.ts';
-import { leftovers, placements } from '../support/containers.ts';
+import { mulberry32 } from '../../control/sim/generate.ts';
+import { demuxDockerStream, leftovers, placements } from '../support/containers.ts';
 import { herd, herdOk, HERD_BIN } from '../support/herd-cli.ts';
 import { dockerOf, setFaults } from '../support/lab.ts';
 
@@ -45,18 +46,6 @@ const POINTS = ['accepted', 'prepare', 'checkpoint', 'transfer', 'restore', 'cle
 
 export const COUNTER_NAME = 'xo-counter';
 const COUNTER_CMD = ['sh', '-c', 'head -c 4000000 /dev/urandom > /data/ballast; i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done'];
-
-/** Mulberry32: a small seeded generator, so that a failing run can be repeated with its seed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface FaultResult {
   index: number;
@@ -151,7 +140,7 @@ class CounterObserver {
         for (const row of rows) {
           if (row.State !== 'running') continue;
           const raw = await docker.getContainer(row.Id).logs({ stdout: true, tail: 3 }).catch(() => undefined);
-          const lines = raw === undefined ? [] : demux(raw as unknown as Buffer).trim().split('\n');
+          const lines = raw === undefined ? [] : demuxDockerStream(raw as unknown as Buffer).trim().split('\n');
           const value = Number(lines[lines.length - 1]);
           if (Number.isFinite(value) && value > 0) running.push({ host: host.id, value });
         }
@@ -165,16 +154,6 @@ class CounterObserver {
       this.busy = false;
     }
   }
-}
-
-function demux(raw: Buffer): string {
-  let out = '';
-  for (let i = 0; i + 8 <= raw.length; ) {
-    const size = raw.readUInt32BE(i + 4);
-    out += raw.subarray(i + 8, i + 8 + size).toString('utf8');
-    i += 8 + size;
-  }
-  return out;
 }
 
 /** Processes a migration may leave behind: runc checkpoint/restore jobs, tar senders and receivers. */
@@ -423,7 +402,7 @@ export async function injectOne(layout: LabLayout, index: number, kind: FaultKin
 /** Runs `count` faults of mixed kinds chosen with `seed` (every kind once before any twice). */
 export async function runFaultRound(layout: LabLayout, options: { seed: number; count: number; log?: (line: string) => void }): Promise<RoundTotals> {
   const log = options.log ?? ((line: string) => process.stdout.write(`${line}\n`));
-  const random = seededRandom(options.seed);
+  const random = mulberry32(options.seed); // seeded: a failing round can be repeated
   log(`fault round: seed ${options.seed}, ${options.count} faults`);
   const totals: RoundTotals = { seed: options.seed, injected: {}, completed: 0, rolledBack: 0, rolledForward: 0, restarted: 0, lost: 0, duplicated: 0, counterWentBack: 0, withLeftovers: 0, failures: [] };
   const observer = new CounterObserver(layout);

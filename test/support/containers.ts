@@ -12,7 +12,11 @@ export async function execIn(docker: Docker, container: string, cmd: string[]): 
     stream.on('end', () => resolve(Buffer.concat(chunks)));
     stream.on('error', reject);
   });
-  // Demultiplex Docker's 8-byte-header frames.
+  return demuxDockerStream(raw);
+}
+
+/** The text of a Docker attach/logs stream (frames with an 8-byte header: stream, 0, 0, 0, size). */
+export function demuxDockerStream(raw: Buffer): string {
   let out = '';
   for (let i = 0; i + 8 <= raw.length; ) {
     const size = raw.readUInt32BE(i + 4);
