@@ -1,4 +1,5 @@
 /** Commands that talk to the cluster through the broker: hosts, containers, run, stop, rm. */
+import { HerdError } from '../../protocol/errors.ts';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { newHerdId } from '../../protocol/ids.ts';
 import type { ContainerSpec, ContainerSummary } from '../../protocol/messages.ts';
@@ -54,10 +55,10 @@ export function registerClusterCommands(program: Command): void {
     .argument('[command...]', 'command and arguments (options after the image belong to the command)')
     .passThroughOptions()
     .action(async (image: string, command: string[], opts: { host: string; name: string; network?: string; ip?: string; env?: string[]; user?: string; cpus?: number; memory?: number; volume?: string[]; restart?: 'no' | 'always' | 'unless-stopped' | 'on-failure'; json?: boolean }, cmd: Command) => {
-      if (opts.ip !== undefined && opts.network === undefined) throw new InvalidArgumentError('--ip needs --network');
+      if (opts.ip !== undefined && opts.network === undefined) throw new HerdError('BAD_USAGE', '--ip needs --network');
       const volumes = (opts.volume ?? []).map((v) => {
         const m = /^([A-Za-z0-9][A-Za-z0-9_.-]*):(\/[^:]*)(:ro)?$/.exec(v);
-        if (m === null) throw new InvalidArgumentError(`--volume ${JSON.stringify(v)}: expected name:/path or name:/path:ro (a named volume; host directories are not taken here)`);
+        if (m === null) throw new HerdError('BAD_USAGE', `--volume ${JSON.stringify(v)}: expected name:/path or name:/path:ro (a named volume; host directories are not taken here)`);
         return { name: m[1]!, target: m[2]!, ...(m[3] === undefined ? {} : { readOnly: true }) };
       });
       const spec: ContainerSpec = { herdId: newHerdId(), name: opts.name, image };

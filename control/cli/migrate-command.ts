@@ -3,7 +3,7 @@
  * and the timings. `--status <id>` shows how a migration ended (or where it is) as its
  * hosts recorded it; `--rollback <id>` settles an interrupted one now.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { HerdError } from '../../protocol/errors.ts';
 import { FS_MODES, type FsMode, type MigrationStatus } from '../../protocol/messages.ts';
 import { describeEvent, formatTimings, migrateOnce, migrationStatusEverywhere } from '../migrations/migration-client.ts';
@@ -35,7 +35,7 @@ export function registerMigrateCommand(program: Command): void {
     .option('--json', 'print the result as JSON (events still go to stderr)')
     .action(async (container: string | undefined, opts: MigrateOptions, cmd: Command) => {
       const modes = [opts.status, opts.rollback, container].filter((x) => x !== undefined).length;
-      if (modes !== 1) throw new InvalidArgumentError('give a container to migrate (with --to), or --status <id>, or --rollback <id>');
+      if (modes !== 1) throw new HerdError('BAD_USAGE', 'give a container to migrate (with --to), or --status <id>, or --rollback <id>');
       await withSession(cmd, async (session) => {
         if (opts.status !== undefined) {
           const rows = await migrationStatusEverywhere(session, opts.status);
@@ -53,7 +53,7 @@ export function registerMigrateCommand(program: Command): void {
           else process.stdout.write(`${result.outcome}\n${statusTable([result])}\n`);
           return;
         }
-        if (opts.to === undefined) throw new InvalidArgumentError('--to <host> is required to migrate');
+        if (opts.to === undefined) throw new HerdError('BAD_USAGE', '--to <host> is required to migrate');
         const out = opts.json === true ? process.stderr : process.stdout;
         const result = await migrateOnce(session, container as string, opts.to, opts.fs, (e) => out.write(`${describeEvent(e)}\n`), (line) => out.write(`${line}\n`));
         if (opts.json === true) printJson(result);
