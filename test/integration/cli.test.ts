@@ -38,6 +38,21 @@ describe('herd CLI', () => {
     expect(fs.stderr).toContain('Allowed choices are diff, full, none');
   });
 
+  it('usage errors an action finds are printed with their cause, exit 2', async () => {
+    const cases: [string[], RegExp][] = [
+      [['migrate'], /BAD_USAGE.*give a container to migrate/],
+      [['migrate', 'x'], /BAD_USAGE.*--to <host> is required/],
+      [['migrate', 'x', '--status', 'm-1'], /BAD_USAGE.*give a container to migrate.*or --status/],
+      [['run', '--host', 'h1', '--name', 'x', '--ip', '10.0.0.1', 'img'], /BAD_USAGE.*--ip needs --network/],
+      [['run', '--host', 'h1', '--name', 'x', '--volume', '/tmp:/x', 'img'], /BAD_USAGE.*--volume "\/tmp:\/x": expected name:\/path/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await herd(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(message);
+    }
+  });
+
   it('an unreachable broker is a clear error, exit 1', async () => {
     const r = await herd(['containers', '--broker', 'mqtt://127.0.0.1:1']);
     expect(r.code).toBe(1);
