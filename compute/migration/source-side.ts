@@ -334,11 +334,13 @@ export class SourceMigration {
    */
   private async awaitRestore(): Promise<TargetRestoreResult> {
     const { ctx, args } = this;
-    const reply = this.request<TargetRestoreResult>('migration.restore', { migrationId: args.migrationId }, RESTORE_TIMEOUT_MS);
-    const settled = reply.then(
+    const send = () => this.request<TargetRestoreResult>('migration.restore', { migrationId: args.migrationId }, RESTORE_TIMEOUT_MS);
+    let reply = send();
+    let settled = reply.then(
       () => 'reply' as const,
       () => 'reply' as const,
     );
+    let notArrived = 0;
     for (;;) {
       if ((await Promise.race([settled, new Promise<'tick'>((r) => setTimeout(() => r('tick'), STATUS_POLL_MS))])) === 'reply') return reply;
       const status = await ctx.rpc.request<MigrationStatus>(args.targetHost, 'migration.status', { migrationId: args.migrationId }, { timeoutMs: 5000 }).catch(() => undefined);
@@ -348,6 +350,19 @@ export class SourceMigration {
         return { restoreMs: status.restoreMs ?? 0, runningAt: status.updatedAt ?? new Date().toISOString() };
       }
       if (status.state === 'aborted') throw new HerdError('RESTORE_FAILED', `the target aborted migration ${args.migrationId} (${status.detail ?? 'no detail'}) and its reply was lost`);
+      // Still "prepared" twice in a row: the request was lost (published while the broker was
+      // down). Send it again; a restore is idempotent per migration on the target.
+      notArrived = status.state === 'in-flight' && status.phase === 'prepared' ? notArrived + 1 : 0;
+      if (notArrived >= 2) {
+        this.log.warn('the target never got the restore request: sending it again');
+        notArrived = 0;
+        const again = send();
+        reply = Promise.race([reply, again]);
+        settled = reply.then(
+          () => 'reply' as const,
+          () => 'reply' as const,
+        );
+      }
     }
   }
 
