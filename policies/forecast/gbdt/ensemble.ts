@@ -52,13 +52,14 @@ export class Ensemble {
     const x = this.float32 ? Float64Array.from(Float32Array.from(data)) : data;
     out.fill(this.float32 ? Math.fround(this.baseScore) : this.baseScore);
     // Each split node's column offset into `data` for this row count (-1 on leaves).
-    const col = new Float64Array(this.feature.length);
+    if (rows * Math.max(1, ...this.feature) >= 2 ** 31) throw new Error(`too many rows for one prediction call: ${rows}`);
+    const col = new Int32Array(this.feature.length);
     for (let n = 0; n < col.length; n++) col[n] = (this.feature[n] as number) < 0 ? -1 : (this.feature[n] as number) * rows;
     for (let t = 0; t < nTrees; t++) this.addTree(x, rows, this.roots[t] as number, col, out);
     return out;
   }
 
-  private addTree(x: Float64Array, rows: number, root: number, col: Float64Array, out: Float64Array): void {
+  private addTree(x: Float64Array, rows: number, root: number, col: Int32Array, out: Float64Array): void {
     const { threshold, left, right, defaultLeft, value } = this;
     const f32 = this.float32;
     for (let r = 0; r < rows; r++) {

@@ -46,8 +46,10 @@ export class TreeGrower {
   private readonly tmp: Uint32Array;
   private readonly ng: Float64Array;
   private readonly pool: Float64Array[] = [];
-  /** The tree's nodes, in bin space too (for updating training predictions). */
-  splitBin: number[] = [];
+  /** The last tree's leaves: their rows are `rows()[leafStart[i] .. leafEnd[i])`, their value `leafValue[i]`. */
+  leafStart: number[] = [];
+  leafEnd: number[] = [];
+  leafValue: number[] = [];
 
   constructor(
     private readonly m: BinnedMatrix,
@@ -68,7 +70,9 @@ export class TreeGrower {
     const right: number[] = [];
     const value: number[] = [];
     const gain: number[] = [];
-    const splitBin: number[] = [];
+    const leafStart: number[] = [];
+    const leafEnd: number[] = [];
+    const leafValue: number[] = [];
     const addNode = (): number => {
       feature.push(-1);
       threshold.push(0);
@@ -77,11 +81,13 @@ export class TreeGrower {
       right.push(-1);
       value.push(0);
       gain.push(0);
-      splitBin.push(-1);
       return feature.length - 1;
     };
-    const setLeaf = (id: number, g: number, h: number) => {
+    const setLeaf = (id: number, g: number, h: number, start: number, end: number) => {
       value[id] = (-g / (h + p.lambda)) * p.eta;
+      leafStart.push(start);
+      leafEnd.push(end);
+      leafValue.push(value[id] as number);
     };
 
     this.idx.set(rows.subarray(0, nRows));
@@ -89,7 +95,7 @@ export class TreeGrower {
     for (let i = 0; i < nRows; i++) g0 += grad[this.idx[i] as number] as number;
     const root: Pending = { id: addNode(), start: 0, end: nRows, g: g0, h: nRows, hist: null, feature: -1, bin: 0, defaultLeft: true, gain: 0, gl: 0, hl: 0 };
     if (p.maxDepth === 0 || nRows === 0) {
-      setLeaf(root.id, root.g, root.h);
+      setLeaf(root.id, root.g, root.h, 0, nRows);
     } else {
       root.hist = this.take();
       this.buildHist(root.hist, grad, 0, nRows, feats);
@@ -101,7 +107,7 @@ export class TreeGrower {
       const childrenSplit = depth + 1 < p.maxDepth;
       for (const node of level) {
         if (node.feature < 0) {
-          setLeaf(node.id, node.g, node.h);
+          setLeaf(node.id, node.g, node.h, node.start, node.end);
           if (node.hist) this.give(node.hist);
           continue;
         }
@@ -109,7 +115,6 @@ export class TreeGrower {
         const l = addNode();
         const r = addNode();
         feature[node.id] = node.feature;
-        splitBin[node.id] = node.bin;
         const nb = m.nBins[node.feature] as number;
         threshold[node.id] = node.bin < nb - 1 ? (m.cuts[node.feature] as Float64Array)[node.bin] as number : m.upper[node.feature] as number;
         defaultLeft[node.id] = node.defaultLeft ? 1 : 0;
@@ -119,8 +124,8 @@ export class TreeGrower {
         const ln: Pending = { id: l, start: node.start, end: mid, g: node.gl, h: node.hl, hist: null, feature: -1, bin: 0, defaultLeft: true, gain: 0, gl: 0, hl: 0 };
         const rn: Pending = { id: r, start: mid, end: node.end, g: node.g - node.gl, h: node.h - node.hl, hist: null, feature: -1, bin: 0, defaultLeft: true, gain: 0, gl: 0, hl: 0 };
         if (!childrenSplit) {
-          setLeaf(l, ln.g, ln.h);
-          setLeaf(r, rn.g, rn.h);
+          setLeaf(l, ln.g, ln.h, ln.start, ln.end);
+          setLeaf(r, rn.g, rn.h, rn.start, rn.end);
           this.give(node.hist as Float64Array);
           continue;
         }
@@ -136,8 +141,15 @@ export class TreeGrower {
       level = next;
     }
     for (const node of level) if (node.hist) this.give(node.hist);
-    this.splitBin = splitBin;
+    this.leafStart = leafStart;
+    this.leafEnd = leafEnd;
+    this.leafValue = leafValue;
     return treeFromArrays({ feature, threshold, defaultLeft, left, right, value, gain });
+  }
+
+  /** The row numbers, grouped by the last tree's leaves. */
+  rows(): Uint32Array {
+    return this.idx;
   }
 
   private take(): Float64Array {
@@ -150,6 +162,10 @@ export class TreeGrower {
 
   private buildHist(hist: Float64Array, grad: Float64Array, start: number, end: number, feats: Int32Array): void {
     const { idx, ng, m } = this;
+    if (end - start === m.rows) {
+      this.buildHistAll(hist, grad, feats);
+      return;
+    }
     for (let i = start; i < end; i++) ng[i] = grad[idx[i] as number] as number;
     for (let j = 0; j < feats.length; j++) {
       const f = feats[j] as number;
@@ -159,6 +175,23 @@ export class TreeGrower {
       for (let i = start; i < end; i++) {
         const k = o + ((bf[idx[i] as number] as number) << 1);
         hist[k] = (hist[k] as number) + (ng[i] as number);
+        hist[k + 1] = (hist[k + 1] as number) + 1;
+      }
+    }
+  }
+
+  /** Every row is in the node (the root without row sampling): no index indirection. */
+  private buildHistAll(hist: Float64Array, grad: Float64Array, feats: Int32Array): void {
+    const m = this.m;
+    const n = m.rows;
+    for (let j = 0; j < feats.length; j++) {
+      const f = feats[j] as number;
+      const o = (m.offsets[f] as number) << 1;
+      hist.fill(0, o, o + (((m.nBins[f] as number) + 1) << 1));
+      const bf = m.bins[f] as Uint8Array;
+      for (let r = 0; r < n; r++) {
+        const k = o + ((bf[r] as number) << 1);
+        hist[k] = (hist[k] as number) + (grad[r] as number);
         hist[k + 1] = (hist[k + 1] as number) + 1;
       }
     }

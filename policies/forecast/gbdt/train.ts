@@ -91,7 +91,7 @@ export function trainGbdt(train: Matrix, y: Float64Array, params: Partial<GbdtPa
     const feats = nCols === train.cols ? allCols : sampleColumns(train.cols, nCols, rng);
     const tree = grower.grow(grad, rows, nRows, feats);
     trees.push(tree);
-    addTreeBinned(tree, grower.splitBin, binned, pred);
+    addTreeToTraining(grower, tree, binned, pred, train, nRows < n);
     if (validation && valPred) {
       const one = new Ensemble([tree], 0).predict(validation.x.data, validation.x.rows);
       let se = 0;
@@ -126,17 +126,33 @@ function sampleColumns(n: number, k: number, rng: ReturnType<typeof seededRng>):
   return all.slice(0, k).sort();
 }
 
-/** Adds a freshly grown tree's output to every training row, walking it in bin space. */
-function addTreeBinned(tree: Tree, splitBin: number[], m: BinnedMatrix, pred: Float64Array): void {
-  const { feature, left, right, defaultLeft, value } = tree;
-  const sb = Int32Array.from(splitBin);
-  for (let r = 0; r < m.rows; r++) {
+/**
+ * Adds a freshly grown tree's output to every training row: the sampled rows through the
+ * grower's leaf ranges, the others (only with `subsample` < 1) by walking the tree.
+ */
+function addTreeToTraining(grower: TreeGrower, tree: Tree, m: BinnedMatrix, pred: Float64Array, x: Matrix, sampled: boolean): void {
+  const idx = grower.rows();
+  const seen = sampled ? new Uint8Array(m.rows) : undefined;
+  for (let l = 0; l < grower.leafValue.length; l++) {
+    const v = grower.leafValue[l] as number;
+    const end = grower.leafEnd[l] as number;
+    for (let i = grower.leafStart[l] as number; i < end; i++) {
+      const r = idx[i] as number;
+      pred[r] = (pred[r] as number) + v;
+      if (seen) seen[r] = 1;
+    }
+  }
+  if (!seen) return;
+  const { feature, threshold, left, right, defaultLeft, value } = tree;
+  const rows = x.rows;
+  for (let r = 0; r < rows; r++) {
+    if (seen[r]) continue;
     let node = 0;
     let f = feature[0] as number;
     while (f >= 0) {
-      const b = (m.bins[f] as Uint8Array)[r] as number;
-      const goLeft = b === (m.nBins[f] as number) ? defaultLeft[node] === 1 : b <= (sb[node] as number);
-      node = goLeft ? (left[node] as number) : (right[node] as number);
+      const v = x.data[f * rows + r] as number;
+      const t = threshold[node] as number;
+      node = v < t ? (left[node] as number) : v >= t ? (right[node] as number) : defaultLeft[node] ? (left[node] as number) : (right[node] as number);
       f = feature[node] as number;
     }
     pred[r] = (pred[r] as number) + (value[node] as number);
