@@ -9,7 +9,8 @@
  * numpy reads the very same doubles) for XGBoost, which runs in a python3 subprocess in the
  * same run with the same hyperparameters and one thread. Training time includes binning
  * (Herd) and DMatrix construction (XGBoost); prediction uses `inplace_predict` on the
- * numpy array. With `--repeat N` each side runs N times and the fastest time counts.
+ * numpy array; XGBoost gets base_score = mean(y) like Herd. With `--repeat N` each side runs
+ * N times and the fastest time counts.
  * See issue "Forecasting", "Benchmark". Needs python3-xgboost (Debian, 1.7).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
