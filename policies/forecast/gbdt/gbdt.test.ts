@@ -77,6 +77,15 @@ describe('trainGbdt', () => {
     expect([...model.predict(matrixFromColumns({ a: [Number.NaN, 0.1, 0.9] }))].map((v) => Math.round(v * 1000) / 1000)).toEqual([10, 0, 3]);
   });
 
+  it('survives degenerate inputs: one row, a constant column, all-NaN column, tiny subsample', () => {
+    const one = trainGbdt(matrixFromColumns({ a: [1] }), Float64Array.of(3), { nEstimators: 3 });
+    expect([...one.predict(matrixFromColumns({ a: [5] }))]).toEqual([3]);
+    const x = matrixFromColumns({ c: [1, 1, 1, 1], n: [Number.NaN, Number.NaN, Number.NaN, Number.NaN], v: [0, 1, 2, 3] });
+    const y = Float64Array.of(0, 0, 10, 10);
+    const m = trainGbdt(x, y, { nEstimators: 50, maxDepth: 2, lambda: 0, minChildWeight: 0, subsample: 0.01, seed: 3 });
+    expect([...m.predict(x)].every(Number.isFinite)).toBe(true);
+  });
+
   it('saves and loads to identical predictions', () => {
     const { x, y } = data(1000, 8, (v) => v * v, 0.2);
     const model = trainGbdt(x, y, { nEstimators: 20, maxDepth: 4, eta: 0.2 });

@@ -84,7 +84,7 @@ export class TreeGrower {
       return feature.length - 1;
     };
     const setLeaf = (id: number, g: number, h: number, start: number, end: number) => {
-      value[id] = (-g / (h + p.lambda)) * p.eta;
+      value[id] = h + p.lambda > 0 ? (-g / (h + p.lambda)) * p.eta : 0;
       leafStart.push(start);
       leafEnd.push(end);
       leafValue.push(value[id] as number);
