@@ -8,6 +8,10 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { ClusterSnapshot } from './model.ts';
 import { POLICY_NAMES, runPolicy } from './registry.ts';
+import { TINY_MODEL } from './forecast-greedy/tiny-model.ts';
+
+/** Arguments a policy needs beyond its defaults (forecast-greedy: a model). */
+const REQUIRED_ARGS: Partial<Record<(typeof POLICY_NAMES)[number], Record<string, unknown>>> = { 'forecast-greedy': { model: TINY_MODEL } };
 
 const arbSnapshot: fc.Arbitrary<ClusterSnapshot> = fc
   .record({
@@ -57,7 +61,7 @@ const arbSnapshot: fc.Arbitrary<ClusterSnapshot> = fc
   }));
 
 describe.each(POLICY_NAMES)('policy %s', (name) => {
-  const step = { policy: name, args: {} };
+  const step = { policy: name, args: REQUIRED_ARGS[name] ?? {} };
 
   it('moves only containers that are where it says, once each, never while in flight, to an online host that accepts them and is not full', () => {
     fc.assert(

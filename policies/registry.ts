@@ -10,12 +10,14 @@ import { cpuGreedyMultithread } from './cpu-greedy-multithread/policy.ts';
 import type { Annotation, ClusterSnapshot, Plan, PolicyDefinition } from './model.ts';
 import { oltpDisk } from './oltp-disk/policy.ts';
 import { drain } from './drain/policy.ts';
+import { forecastGreedy } from './forecast-greedy/policy.ts';
 
 export const POLICIES = {
   'cpu-greedy': cpuGreedy,
   'cpu-greedy-multithread': cpuGreedyMultithread,
   'oltp-disk': oltpDisk,
   drain,
+  'forecast-greedy': forecastGreedy,
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each policy has its own argument type
 } as const satisfies Record<string, PolicyDefinition<any>>;
 
@@ -44,7 +46,17 @@ export function checkPolicyArgs(step: PolicyStep): { args: unknown; errors: stri
 
 /** The default arguments of a policy (what `herd plan` shows and a config may override). */
 export function defaultArgs(name: PolicyName): unknown {
-  return (POLICIES[name] as PolicyDefinition<unknown>).argsSchema.parse({});
+  const schema = (POLICIES[name] as PolicyDefinition<unknown>).argsSchema;
+  const all = schema.safeParse({});
+  if (all.success) return all.data;
+  // A policy with a required argument (forecast-greedy's model): the defaults of the others.
+  const shape = (schema as unknown as { shape?: Record<string, z.ZodType> }).shape ?? {};
+  return Object.fromEntries(
+    Object.entries(shape).flatMap(([k, field]) => {
+      const d = field.safeParse(undefined);
+      return d.success && d.data !== undefined ? [[k, d.data]] : [];
+    }),
+  );
 }
 
 export function runPolicy(snapshot: ClusterSnapshot, step: PolicyStep): Plan {

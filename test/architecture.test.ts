@@ -19,7 +19,7 @@ type Component = (typeof COMPONENTS)[number];
 /** What other components may import of a daemon (its commands, config schema, entry point). */
 const PUBLIC_MODULES: Partial<Record<Component, string[]>> = {
   compute: ['compute/main.ts', 'compute/config.ts'],
-  monitor: ['monitor/main.ts', 'monitor/config.ts', 'monitor/cli.ts', 'monitor/cgroup-reader.ts'],
+  monitor: ['monitor/main.ts', 'monitor/config.ts', 'monitor/cli.ts', 'monitor/cgroup-reader.ts', 'monitor/dataset/index.ts'],
 };
 
 const MAY_IMPORT: Record<Component, Component[]> = {

@@ -15,6 +15,7 @@ import { registerMigrateCommand } from './migrate-command.ts';
 import { registerDemoCommand } from './demo-command.ts';
 import { registerControlCommands } from './control-commands.ts';
 import { registerSimulateCommand } from './simulate-command.ts';
+import { registerForecastCommand } from './forecast-command.ts';
 import { registerMonitorCommands } from '../../monitor/cli.ts';
 
 export function buildProgram(): Command {
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
   registerMigrateCommand(program);
   registerDemoCommand(program);
   registerSimulateCommand(program);
+  registerForecastCommand(program);
   registerControlCommands(program, program.commands.find((c) => c.name() === 'control') as Command);
   registerMonitorCommands(program, { onDaemon: () => (cliState.daemonRunning = true), brokerUrl, defaultConfig: () => (readLabState() === undefined ? undefined : labLayout({ hosts: 1, cpuCount: 1 }).monitorConfig) });
   // Commander exits from nested commands too: make every one throw instead.

@@ -1,0 +1,276 @@
+/**
+ * `herd forecast train|evaluate|importance|predict`: trains the ops/s model the
+ * forecast-greedy policy uses (policies/forecast/gbdt) on a training table — a CSV
+ * (monitor/dataset/README.md) or one built from the recorded metrics (--since/--to) —
+ * and inspects it. Offline: needs no broker.
+ *
+ * Hold-out: `train` validates on the last `--validation` share of the rows (default 0.2;
+ * rows in time order, so it is the latest stretch, as the model will be used: on the
+ * future). `evaluate` scores a model on a table it was not trained on.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { Command } from 'commander';
+import { HerdError } from '../../protocol/errors.ts';
+import { assertFeatures, loadModel, trainGbdt, type GbdtModel, type GbdtParams, type Matrix } from '../../policies/forecast/gbdt/index.ts';
+import { buildTableFromDir, LABEL_COLUMN, parseCsvTable, parseTime, tableToCsv, toMatrix, type CsvTable } from '../../monitor/dataset/index.ts';
+import { printJson, table } from './context.ts';
+
+const DEFAULT_DATASET_DIR = '/var/lib/herd/metrics';
+
+// ------------------------------------------------------------------ option parsing
+const usage = (message: string): never => {
+  throw new HerdError('BAD_USAGE', message);
+};
+
+export function intOption(flag: string, text: string | undefined, min: number): number | undefined {
+  if (text === undefined) return undefined;
+  const x = Number(text);
+  if (text.trim() === '' || !Number.isInteger(x) || x < min) usage(`${flag} must be an integer >= ${min}, got "${text}"`);
+  return x;
+}
+
+export function numberOption(flag: string, text: string | undefined, ok: (x: number) => boolean, what: string): number | undefined {
+  if (text === undefined) return undefined;
+  const x = Number(text);
+  if (text.trim() === '' || !Number.isFinite(x) || !ok(x)) usage(`${flag} must be ${what}, got "${text}"`);
+  return x;
+}
+
+export interface TrainOptions {
+  source: { kind: 'csv'; file: string } | { kind: 'recorded'; dir: string; since: Date; to: Date; stepMs: number };
+  model: string;
+  label?: string;
+  params: Partial<GbdtParams>;
+  validation: number;
+}
+
+export function parseTrainOptions(opts: { data?: string; since?: string; to?: string; dir?: string; step?: string; model: string; label?: string; trees?: string; depth?: string; eta?: string; seed?: string; validation?: string }, now = new Date()): TrainOptions {
+  if (opts.data !== undefined && (opts.since !== undefined || opts.to !== undefined)) usage('give either --data FILE or --since/--to (recorded metrics), not both');
+  if (opts.data === undefined && opts.since === undefined) usage('no training data: give --data FILE (a training table, CSV) or --since TIME [--to TIME] (the recorded metrics)');
+  if (opts.data !== undefined && opts.step !== undefined) usage('--step applies to recorded metrics (--since/--to), not to a table given with --data');
+  const params: Partial<GbdtParams> = {};
+  const trees = intOption('--trees', opts.trees, 1);
+  const depth = intOption('--depth', opts.depth, 1);
+  const eta = numberOption('--eta', opts.eta, (x) => x > 0 && x <= 1, 'a number in (0, 1]');
+  const seed = intOption('--seed', opts.seed, 0);
+  if (trees !== undefined) params.nEstimators = trees;
+  if (depth !== undefined) {
+    if (depth > 30) usage(`--depth must be at most 30, got ${depth}`);
+    params.maxDepth = depth;
+  }
+  if (eta !== undefined) params.eta = eta;
+  if (seed !== undefined) params.seed = seed;
+  const validation = numberOption('--validation', opts.validation, (x) => x > 0 && x < 1, 'a share in (0, 1)') ?? 0.2;
+  if (opts.model.trim() === '') usage('--model needs a file name');
+  if (opts.label !== undefined && (opts.label.trim() === '' || opts.label === LABEL_COLUMN)) usage(`--label names the column or metric to predict instead of "${LABEL_COLUMN}", got "${opts.label}"`);
+  let source: TrainOptions['source'];
+  if (opts.data !== undefined) source = { kind: 'csv', file: opts.data };
+  else {
+    const since = parseTime(opts.since as string, now);
+    const to = parseTime(opts.to ?? 'now', now);
+    if (!(since < to)) usage(`--since (${since.toISOString()}) must be before --to (${to.toISOString()})`);
+    const step = numberOption('--step', opts.step, (x) => x > 0, 'a positive number of seconds') ?? 5;
+    source = { kind: 'recorded', dir: opts.dir ?? DEFAULT_DATASET_DIR, since, to, stepMs: step * 1000 };
+  }
+  return { source, model: opts.model, ...(opts.label === undefined ? {} : { label: opts.label }), params, validation };
+}
+
+// ------------------------------------------------------------------ tables and models
+/** Reads a training table; with `labelColumn`, that column is the label (and no feature). */
+export function readTable(file: string, options: { requireLabel: boolean; labelColumn?: string }): CsvTable {
+  if (!existsSync(file)) throw new HerdError('BAD_USAGE', `${file}: no such file (a training table, CSV: see monitor/dataset/README.md)`);
+  const t = parseCsvTable(readFileSync(file, 'utf8'), { file, requireLabel: options.requireLabel && options.labelColumn === undefined });
+  if (options.labelColumn === undefined) return t;
+  const k = t.names.indexOf(options.labelColumn);
+  if (k < 0) throw new HerdError('BAD_CONFIG', `${file}: no column "${options.labelColumn}" (--label) among ${t.names.join(', ')}`);
+  const label = t.columns[k] as Float64Array;
+  const missing = label.findIndex((x) => Number.isNaN(x));
+  if (missing >= 0) throw new HerdError('BAD_CONFIG', `${file}: row ${missing + 1} (line ${missing + 2}) column "${options.labelColumn}" (--label) is empty: every row needs a label`);
+  return { names: t.names.filter((_, i) => i !== k), columns: t.columns.filter((_, i) => i !== k), label, rows: t.rows };
+}
+
+export function readModel(file: string): GbdtModel {
+  if (!existsSync(file)) throw new HerdError('BAD_USAGE', `${file}: no such model file (make one with herd forecast train)`);
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new HerdError('BAD_CONFIG', `${file}: not JSON: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  try {
+    return loadModel(json);
+  } catch (err) {
+    throw new HerdError('BAD_CONFIG', `${file}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+/** The table's feature columns in the model's order; BAD_CONFIG naming missing/extra columns otherwise. */
+export function matrixForModel(model: GbdtModel, t: CsvTable, file: string): Matrix {
+  const names = model.featureNames;
+  if (names.length === 0) return toMatrix(t); // an XGBoost model without names: the table's column order
+  try {
+    assertFeatures(model, [...t.names].sort((a, b) => names.indexOf(a) - names.indexOf(b)));
+  } catch (err) {
+    throw new HerdError('BAD_CONFIG', `${file}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  return toMatrix({ names: [...names], columns: names.map((n) => t.columns[t.names.indexOf(n)] as Float64Array), rows: t.rows });
+}
+
+/** The model's predictions; BAD_CONFIG naming the file when the table does not fit the model. */
+export function predictTable(model: GbdtModel, t: CsvTable, file: string): Float64Array {
+  const x = matrixForModel(model, t, file);
+  try {
+    return model.predict(x);
+  } catch (err) {
+    throw new HerdError('BAD_CONFIG', `${file}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+export function sliceTable(t: CsvTable, from: number, to: number): CsvTable {
+  return { names: t.names, columns: t.columns.map((c) => c.slice(from, to)), ...(t.label === undefined ? {} : { label: t.label.slice(from, to) }), rows: to - from };
+}
+
+export interface Scores {
+  rows: number;
+  rmse: number;
+  mae: number;
+  r2: number;
+}
+
+export function scores(y: Float64Array, yhat: Float64Array): Scores {
+  const n = y.length;
+  let se = 0;
+  let ae = 0;
+  let mean = 0;
+  for (let i = 0; i < n; i++) mean += (y[i] as number) / n;
+  let ss = 0;
+  for (let i = 0; i < n; i++) {
+    const e = (y[i] as number) - (yhat[i] as number);
+    se += e * e;
+    ae += Math.abs(e);
+    ss += ((y[i] as number) - mean) ** 2;
+  }
+  return { rows: n, rmse: Math.sqrt(se / n), mae: ae / n, r2: ss === 0 ? (se === 0 ? 1 : Number.NaN) : 1 - se / ss };
+}
+
+const g = (x: number) => (Number.isNaN(x) ? 'n/a' : Math.abs(x) >= 100 ? x.toFixed(1) : x.toPrecision(4));
+
+// ------------------------------------------------------------------ commands
+export async function runTrain(o: TrainOptions, out: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<{ model: GbdtModel; validation: Scores; trainRows: number }> {
+  let t: CsvTable;
+  let what: string;
+  if (o.source.kind === 'csv') {
+    t = readTable(o.source.file, { requireLabel: true, ...(o.label === undefined ? {} : { labelColumn: o.label }) });
+    what = o.source.file;
+  } else {
+    const built = await buildTableFromDir(o.source.dir, o.source, { stepMs: o.source.stepMs, ...(o.label === undefined ? {} : { labelMetric: o.label }) });
+    t = parseCsvTable(tableToCsv(built), { requireLabel: true });
+    what = `${o.source.dir} ${o.source.since.toISOString()} .. ${o.source.to.toISOString()} (${o.source.stepMs / 1000} s grid, ${built.dropped.noLabel} grid row(s) without a label dropped)`;
+  }
+  if (t.rows < 10) throw new HerdError('BAD_CONFIG', `${o.source.kind === 'csv' ? o.source.file : what}: ${t.rows} row(s), too few to train and validate on (at least 10)`);
+  out(`read ${t.rows} rows × ${t.names.length} features from ${what}`);
+  const nVal = Math.max(1, Math.round(t.rows * o.validation));
+  const train = sliceTable(t, 0, t.rows - nVal);
+  const val = sliceTable(t, t.rows - nVal, t.rows);
+  const p = { nEstimators: 100, maxDepth: 6, eta: 0.3, seed: 0, ...o.params };
+  out(`training ${p.nEstimators} trees (depth ${p.maxDepth}, eta ${p.eta}, seed ${p.seed}) on ${train.rows} rows; validating on the last ${val.rows}`);
+  const started = Date.now();
+  let model: GbdtModel;
+  try {
+    model = trainGbdt(toMatrix(train), train.label as Float64Array, o.params, { x: toMatrix(val), y: val.label as Float64Array });
+  } catch (err) {
+    throw new HerdError('BAD_CONFIG', `training failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const validation = scores(val.label as Float64Array, model.predict(toMatrix(val)));
+  out(`trained in ${((Date.now() - started) / 1000).toFixed(1)} s${model.bestIteration === undefined ? '' : ` (best iteration ${model.bestIteration})`}`);
+  out(`validation RMSE ${g(validation.rmse)}, MAE ${g(validation.mae)}, R² ${g(validation.r2)} (${validation.rows} held-out rows)`);
+  writeFileSync(o.model, `${JSON.stringify(model.toJSON())}\n`);
+  out(`wrote ${o.model}`);
+  return { model, validation, trainRows: train.rows };
+}
+
+export function registerForecastCommand(program: Command): void {
+  const forecast = program.command('forecast').description('train and inspect the ops/s model of the forecast-greedy policy (offline)');
+
+  forecast
+    .command('train')
+    .description('train a model on a training table (--data) or on the recorded metrics (--since/--to); prints the validation RMSE')
+    .option('--data <file>', 'training table, CSV (header: feature columns and "label"; monitor/dataset/README.md)')
+    .option('--since <time>', 'recorded metrics from (ISO time, date, or a duration ago such as 2h)')
+    .option('--to <time>', 'recorded metrics until, exclusive (default now)')
+    .option('--dir <dir>', `dataset directory with --since (default ${DEFAULT_DATASET_DIR})`)
+    .option('--step <seconds>', 'grid step with --since (default 5)')
+    .requiredOption('--model <file>', 'where to write the model (JSON)')
+    .option('--label <metric>', 'predict this column (--data) or container metric (--since) instead of sysbench ops/s')
+    .option('--trees <n>', 'boosting rounds (default 100)')
+    .option('--depth <n>', 'tree depth (default 6)')
+    .option('--eta <x>', 'learning rate (default 0.3)')
+    .option('--seed <n>', 'random seed (default 0)')
+    .option('--validation <share>', 'share of the rows (the last ones) held out for validation (default 0.2)')
+    .action(async (opts: Parameters<typeof parseTrainOptions>[0]) => {
+      await runTrain(parseTrainOptions(opts));
+    });
+
+  forecast
+    .command('evaluate')
+    .description('RMSE, MAE and R² of a model on a table it was not trained on')
+    .requiredOption('--model <file>', 'model (JSON: Herd\'s or XGBoost\'s)')
+    .requiredOption('--data <file>', 'table with the model\'s feature columns and "label"')
+    .option('--label <column>', 'the label column (default "label")')
+    .option('--json', 'print JSON')
+    .action((opts: { model: string; data: string; label?: string; json?: boolean }) => {
+      const model = readModel(opts.model);
+      const t = readTable(opts.data, { requireLabel: true, ...(opts.label === undefined ? {} : { labelColumn: opts.label }) });
+      const s = scores(t.label as Float64Array, predictTable(model, t, opts.data));
+      if (opts.json === true) printJson(s);
+      else process.stdout.write(`${table(['rows', 'RMSE', 'MAE', 'R²'], [[String(s.rows), g(s.rmse), g(s.mae), g(s.r2)]])}\n`);
+    });
+
+  forecast
+    .command('importance')
+    .description('the model\'s features ranked by total split gain')
+    .requiredOption('--model <file>', 'model (JSON)')
+    .option('--json', 'print JSON')
+    .action((opts: { model: string; json?: boolean }) => {
+      const ranked = readModel(opts.model).importance();
+      const total = ranked.reduce((s, f) => s + f.gain, 0);
+      const rows = ranked.map((f, i) => ({ rank: i + 1, feature: f.feature, gain: f.gain, share: total > 0 ? f.gain / total : 0 }));
+      if (opts.json === true) printJson(rows);
+      else process.stdout.write(`${table(['rank', 'feature', 'gain', 'share'], rows.map((r) => [String(r.rank), r.feature, g(r.gain), `${(r.share * 100).toFixed(1)} %`]))}\n`);
+    });
+
+  forecast
+    .command('predict')
+    .description('predictions for every row of a table (a label column, if any, is ignored)')
+    .requiredOption('--model <file>', 'model (JSON)')
+    .requiredOption('--data <file>', 'table with the model\'s feature columns')
+    .option('--json', 'print JSON')
+    .action((opts: { model: string; data: string; json?: boolean }) => {
+      const model = readModel(opts.model);
+      const t = readTable(opts.data, { requireLabel: false });
+      const yhat = predictTable(model, t, opts.data);
+      if (opts.json === true) printJson(Array.from(yhat));
+      else process.stdout.write(`row,prediction\n${Array.from(yhat, (y, i) => `${i + 1},${y}`).join('\n')}\n`);
+    });
+}
+
+/**
+ * For the control loop's config loader: every forecast-greedy step whose `model` is a path
+ * gets the model's JSON instead (relative paths against `baseDir`, the config file's
+ * directory), so that the policy stays pure. BAD_CONFIG naming the step and file otherwise.
+ */
+export function resolveForecastModels<S extends { policy: string; args?: Record<string, unknown> }>(steps: readonly S[], baseDir: string): S[] {
+  return steps.map((s, i) => {
+    const model = s.args?.model;
+    if (s.policy !== 'forecast-greedy' || typeof model !== 'string') return s;
+    const file = isAbsolute(model) ? model : resolve(baseDir, model);
+    if (!existsSync(file)) throw new HerdError('BAD_CONFIG', `loop.policies.${i}.args.model: ${file}: no such file (forecast-greedy needs a trained model: herd forecast train --data TABLE.csv --model ${model})`);
+    try {
+      return { ...s, args: { ...s.args, model: JSON.parse(readFileSync(file, 'utf8')) as unknown } };
+    } catch (err) {
+      throw new HerdError('BAD_CONFIG', `loop.policies.${i}.args.model: ${file}: not JSON: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  });
+}
+export const configDirOf = (configFile: string): string => dirname(resolve(configFile));

@@ -1,0 +1,188 @@
+/**
+ * `forecast-greedy`: moves containers where a trained model (`herd forecast train`)
+ * predicts they do more operations per second. Candidates are only the (container, host)
+ * pairs that matter: containers on overloaded hosts (CPU used ≥ `overloadUtil` × cores)
+ * × other hosts that accept containers and have CPU room for them. For each, the model
+ * predicts the container's ops/s where it is (its host's window as measured) and on the
+ * target "as if moved" (the target's CPU, disk ops and memory with the container's added);
+ * a pair qualifies when predicted(target) / predicted(current) ≥ `rewardThreshold`. The
+ * best ratios go first, each container at most once, while the target still has room and
+ * the source is still overloaded (after the moves planned before), at most `maxMoves`.
+ *
+ * Pure: `args.model` is the model's JSON (Herd's or XGBoost's), loaded while the
+ * arguments are parsed (once per JSON object); a path must be read into JSON before
+ * (`resolveForecastModels` in control/cli/forecast-command.ts).
+ */
+import { z } from 'zod';
+import { loadModel, type GbdtModel } from '../forecast/gbdt/index.ts';
+import { acceptsContainers, arrivingCpu, byKeyThenId, fmt, hostCpuUsed, type Annotation, type ClusterSnapshot, type ContainerSnapshot, type HostSnapshot, type Move, type Plan, type PolicyDefinition } from '../model.ts';
+import { ineligibility, windowProblem } from '../cpu-greedy/greedy.ts';
+import { featureValues, SNAPSHOT_FEATURES, type SnapshotFeature } from './features.ts';
+
+const NAME = 'forecast-greedy';
+export const MISSING_MODEL = 'forecast-greedy needs a trained model: herd forecast train --data TABLE.csv --model MODEL.json (or --since/--to on recorded metrics), then give args.model (the model file, read when the config is loaded)';
+
+const loaded = new WeakMap<object, GbdtModel>();
+
+/** The model of a JSON value, with its features checked against what a snapshot provides (memoised per object). */
+export function modelOf(json: unknown): GbdtModel {
+  if (json === null || typeof json !== 'object') throw new Error('not a model JSON object');
+  const known = loaded.get(json);
+  if (known !== undefined) return known;
+  const model = loadModel(json);
+  if (model.featureNames.length === 0) throw new Error(`the model has no feature names (an XGBoost model saved without them): it needs columns named like the training table's (${SNAPSHOT_FEATURES.join(', ')})`);
+  const unknown = model.featureNames.filter((n) => !(SNAPSHOT_FEATURES as readonly string[]).includes(n));
+  if (unknown.length > 0) throw new Error(`the model uses feature(s) a cluster snapshot does not provide: ${unknown.join(', ')} (provided: ${SNAPSHOT_FEATURES.join(', ')})`);
+  loaded.set(json, model);
+  return model;
+}
+
+const modelArg = z.unknown().transform((json, ctx) => {
+  if (json === undefined || json === null) {
+    ctx.addIssue({ code: 'custom', message: MISSING_MODEL });
+    return z.NEVER;
+  }
+  if (typeof json === 'string') {
+    ctx.addIssue({ code: 'custom', message: `"${json}" is a path: the control loop's config loader must read it into the model's JSON before the policy runs (resolveForecastModels); offline, give the JSON itself` });
+    return z.NEVER;
+  }
+  try {
+    return { json, model: modelOf(json) };
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: `not a usable model: ${err instanceof Error ? err.message : String(err)}` });
+    return z.NEVER;
+  }
+});
+
+export const forecastGreedyArgsSchema = z.strictObject({
+  /** The trained model's JSON (required). */
+  model: modelArg,
+  /** Minimum predicted(target) / predicted(current) for a move. */
+  rewardThreshold: z.number().min(1).default(1.1),
+  /** A host is overloaded from this share of its cores used. */
+  overloadUtil: z.number().positive().max(1).default(0.9),
+  /** Share of the target's cores its CPU use may reach with the container added. */
+  targetMaxUtil: z.number().positive().max(1).default(1),
+  maxMoves: z.number().int().min(1).default(2),
+  minSamples: z.number().int().min(0).default(3),
+  maxMissingRatio: z.number().min(0).max(1).default(0.02),
+});
+export type ForecastGreedyArgs = z.infer<typeof forecastGreedyArgsSchema>;
+
+interface Pair {
+  c: ContainerSnapshot;
+  from: HostSnapshot;
+  to: HostSnapshot;
+  current: number;
+  predicted: number;
+  ratio: number;
+}
+
+/** Predicts every row at once (column-major matrix in the model's column order). */
+function predictRows(model: GbdtModel, rows: Record<SnapshotFeature, number>[]): Float64Array {
+  const names = model.featureNames;
+  const data = new Float64Array(rows.length * names.length);
+  names.forEach((n, k) => rows.forEach((r, i) => (data[k * rows.length + i] = r[n as SnapshotFeature])));
+  return model.predict({ data, rows: rows.length, cols: names.length, names: [...names] });
+}
+
+const pct = (ratio: number) => `${ratio >= 1 ? '+' : ''}${fmt((ratio - 1) * 100, 0)}%`;
+
+export function planForecastGreedy(snapshot: ClusterSnapshot, args: ForecastGreedyArgs): Plan {
+  const annotations: Annotation[] = [];
+  const plan = (moves: Move[]): Plan => ({ snapshotVersion: snapshot.version, policy: NAME, moves, annotations });
+  const model = args.model.model;
+  const used = new Map(snapshot.hosts.map((h) => [h.hostId, hostCpuUsed(h, snapshot.containers) + arrivingCpu(snapshot, h.hostId)]));
+  const online = snapshot.hosts.filter((h) => h.online);
+  if (online.length < 2) {
+    annotations.push({ level: 'info', code: 'TOO_FEW_HOSTS', policy: NAME, message: `${online.length} online host(s): nothing to move between` });
+    return plan([]);
+  }
+  const overloaded = online.filter((h) => (used.get(h.hostId) ?? 0) >= args.overloadUtil * h.cores - 1e-9).sort(byKeyThenId((h) => (used.get(h.hostId) ?? 0) / h.cores, (h) => h.hostId, true));
+  if (overloaded.length === 0) {
+    annotations.push({ level: 'info', code: 'BALANCED', policy: NAME, message: `no host uses ${fmt(args.overloadUtil * 100, 0)} % of its cores or more (${online.map((h) => `${h.hostId} ${fmt((used.get(h.hostId) ?? 0) / h.cores * 100, 0)} %`).join(', ')})` });
+    return plan([]);
+  }
+  const targets = online.filter((h) => acceptsContainers(h) && windowProblem(h, args) === undefined);
+  const room = (h: HostSnapshot, extra: number) => h.cores * args.targetMaxUtil - (used.get(h.hostId) ?? 0) - extra;
+
+  const skipped: string[] = [];
+  const candidates: { c: ContainerSnapshot; from: HostSnapshot; to: HostSnapshot[] }[] = [];
+  for (const from of overloaded) {
+    for (const c of snapshot.containers.filter((x) => x.hostId === from.hostId).sort(byKeyThenId((x) => x.cpuCores ?? 0, (x) => x.herdId, true))) {
+      const why = ineligibility(c, args, snapshot.nowMs);
+      if (why !== undefined) {
+        skipped.push(`${c.name}: ${why.message}`);
+        continue;
+      }
+      const to = targets.filter((t) => t.hostId !== from.hostId && (c.cpuCores ?? 0) <= room(t, 0) + 1e-9);
+      if (to.length > 0) candidates.push({ c, from, to });
+    }
+  }
+  if (skipped.length > 0) annotations.push({ level: 'skip', code: 'CANDIDATE_REJECTED', policy: NAME, message: `${skipped.slice(0, 5).join('; ')}${skipped.length > 5 ? '; …' : ''}` });
+  const overloadText = overloaded.map((h) => `${h.hostId} uses ${fmt(used.get(h.hostId) ?? 0)} of ${h.cores} core(s)`).join(', ');
+  if (candidates.length === 0) {
+    annotations.push({ level: 'skip', code: 'NO_TARGET_CAPACITY', policy: NAME, message: `${overloadText}; no other host accepts and has CPU room for any of their movable containers` });
+    return plan([]);
+  }
+
+  // One prediction for every row: each candidate where it is, then on each of its targets.
+  const rows: Record<SnapshotFeature, number>[] = [];
+  for (const { c, from, to } of candidates) {
+    rows.push(featureValues(snapshot, c, from, false));
+    for (const t of to) rows.push(featureValues(snapshot, c, t, true));
+  }
+  const predicted = predictRows(model, rows);
+  const pairs: Pair[] = [];
+  let i = 0;
+  for (const { c, from, to } of candidates) {
+    const current = predicted[i++] as number;
+    for (const t of to) {
+      const p = predicted[i++] as number;
+      pairs.push({ c, from, to: t, current, predicted: p, ratio: current > 0 ? p / current : Number.NaN });
+    }
+  }
+  const qualifying = pairs.filter((p) => p.ratio >= args.rewardThreshold).sort(byKeyThenId((p) => p.ratio, (p) => `${p.c.herdId}>${p.to.hostId}`, true));
+  if (qualifying.length === 0) {
+    const best = pairs.filter((p) => !Number.isNaN(p.ratio)).sort(byKeyThenId((p) => p.ratio, (p) => `${p.c.herdId}>${p.to.hostId}`, true))[0];
+    annotations.push({
+      level: 'info',
+      code: 'BELOW_REWARD',
+      policy: NAME,
+      message: best === undefined ? `${overloadText}; the model predicts no positive ops/s for the candidates where they are: no gain to compare` : `${overloadText}; the best predicted gain is ${best.c.name} on ${best.to.hostId}: ${fmt(best.predicted, 0)} ops/s vs ${fmt(best.current, 0)} on ${best.from.hostId} (${pct(best.ratio)}), below ×${args.rewardThreshold}`,
+    });
+    return plan([]);
+  }
+  const moves: Move[] = [];
+  const moved = new Set<string>();
+  const added = new Map<string, number>();
+  for (const p of qualifying) {
+    if (moves.length >= args.maxMoves) break;
+    if (moved.has(p.c.herdId)) continue;
+    const cores = p.c.cpuCores ?? 0;
+    if (cores > room(p.to, added.get(p.to.hostId) ?? 0) + 1e-9) continue;
+    if ((used.get(p.from.hostId) ?? 0) + (added.get(p.from.hostId) ?? 0) < args.overloadUtil * p.from.cores - 1e-9) continue; // no longer overloaded
+    moved.add(p.c.herdId);
+    added.set(p.to.hostId, (added.get(p.to.hostId) ?? 0) + cores);
+    added.set(p.from.hostId, (added.get(p.from.hostId) ?? 0) - cores);
+    moves.push({
+      herdId: p.c.herdId,
+      name: p.c.name,
+      from: p.from.hostId,
+      to: p.to.hostId,
+      policy: NAME,
+      reasonCode: 'PREDICTED_GAIN',
+      reason: `predicted ${fmt(p.predicted, 0)} ops/s on ${p.to.hostId} vs ${fmt(p.current, 0)} on ${p.from.hostId} (${pct(p.ratio)}); ${p.from.hostId} uses ${fmt(used.get(p.from.hostId) ?? 0)} of ${p.from.cores} core(s)`,
+      expectedGain: p.predicted - p.current,
+    });
+  }
+  if (moves.length === 0) annotations.push({ level: 'skip', code: 'NO_TARGET_CAPACITY', policy: NAME, message: `${overloadText}; ${qualifying.length} pair(s) above ×${args.rewardThreshold} but their targets filled up or their sources stopped being overloaded` });
+  return plan(moves);
+}
+
+export const forecastGreedy: PolicyDefinition<ForecastGreedyArgs> = {
+  name: NAME,
+  description: 'moves containers off overloaded hosts to where a trained model (herd forecast train) predicts the most ops/s, when the predicted gain reaches rewardThreshold',
+  argsSchema: forecastGreedyArgsSchema as unknown as z.ZodType<ForecastGreedyArgs>,
+  plan: planForecastGreedy,
+};

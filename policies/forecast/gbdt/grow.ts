@@ -1,0 +1,288 @@
+/**
+ * Grows one tree, depth by depth, on bin histograms (XGBoost's `hist` with
+ * `grow_policy=depthwise`), for squared error: the gradient of a row is `pred - y` and its
+ * hessian 1, so a histogram slot holds (sum of gradients, count).
+ *
+ * Speed: rows live in one index array partitioned in place per node; only the smaller
+ * child's histogram is built from its rows, the larger one is its parent's minus it (in the
+ * parent's buffer); nodes at the last level need no histogram; buffers come from a pool
+ * reused across trees. Hot loops use typed arrays and no closures.
+ *
+ * Split gain (for a candidate with sums GL, HL | GR, HR):
+ *   1/2 [GL²/(HL+λ) + GR²/(HR+λ) − (GL+GR)²/(HL+HR+λ)] − γ,
+ * both children need a hessian of at least `minChildWeight`, and only positive gains split.
+ * NaNs are tried on both sides; the better side is the node's default direction.
+ * Leaf weight: −G/(H+λ) · η.
+ */
+import type { BinnedMatrix } from './binning.ts';
+import { treeFromArrays, type Tree } from './tree.ts';
+
+export interface GrowParams {
+  maxDepth: number;
+  eta: number;
+  lambda: number;
+  gamma: number;
+  minChildWeight: number;
+}
+
+interface Pending {
+  id: number;
+  start: number;
+  end: number;
+  g: number;
+  h: number;
+  hist: Float64Array | null;
+  /** Best split found (feature < 0: none). */
+  feature: number;
+  bin: number;
+  defaultLeft: boolean;
+  gain: number;
+  gl: number;
+  hl: number;
+}
+
+export class TreeGrower {
+  private readonly idx: Uint32Array;
+  private readonly tmp: Uint32Array;
+  private readonly ng: Float64Array;
+  private readonly pool: Float64Array[] = [];
+  /** The last tree's leaves: their rows are `rows()[leafStart[i] .. leafEnd[i])`, their value `leafValue[i]`. */
+  leafStart: number[] = [];
+  leafEnd: number[] = [];
+  leafValue: number[] = [];
+
+  constructor(
+    private readonly m: BinnedMatrix,
+    private readonly p: GrowParams,
+  ) {
+    this.idx = new Uint32Array(m.rows);
+    this.tmp = new Uint32Array(m.rows);
+    this.ng = new Float64Array(m.rows);
+  }
+
+  /** Grows a tree on `rows[0..nRows)` (increasing row numbers) and the columns `feats` (increasing). */
+  grow(grad: Float64Array, rows: Uint32Array, nRows: number, feats: Int32Array): Tree {
+    const { p, m } = this;
+    const feature: number[] = [];
+    const threshold: number[] = [];
+    const defaultLeft: number[] = [];
+    const left: number[] = [];
+    const right: number[] = [];
+    const value: number[] = [];
+    const gain: number[] = [];
+    const leafStart: number[] = [];
+    const leafEnd: number[] = [];
+    const leafValue: number[] = [];
+    const addNode = (): number => {
+      feature.push(-1);
+      threshold.push(0);
+      defaultLeft.push(1);
+      left.push(-1);
+      right.push(-1);
+      value.push(0);
+      gain.push(0);
+      return feature.length - 1;
+    };
+    const setLeaf = (id: number, g: number, h: number, start: number, end: number) => {
+      value[id] = h + p.lambda > 0 ? (-g / (h + p.lambda)) * p.eta : 0;
+      leafStart.push(start);
+      leafEnd.push(end);
+      leafValue.push(value[id] as number);
+    };
+
+    this.idx.set(rows.subarray(0, nRows));
+    let g0 = 0;
+    for (let i = 0; i < nRows; i++) g0 += grad[this.idx[i] as number] as number;
+    const root: Pending = { id: addNode(), start: 0, end: nRows, g: g0, h: nRows, hist: null, feature: -1, bin: 0, defaultLeft: true, gain: 0, gl: 0, hl: 0 };
+    if (p.maxDepth === 0 || nRows === 0) {
+      setLeaf(root.id, root.g, root.h, 0, nRows);
+    } else {
+      root.hist = this.take();
+      this.buildHist(root.hist, grad, 0, nRows, feats);
+      this.findSplit(root, feats);
+    }
+    let level: Pending[] = p.maxDepth === 0 || nRows === 0 ? [] : [root];
+    for (let depth = 0; depth < p.maxDepth && level.length > 0; depth++) {
+      const next: Pending[] = [];
+      const childrenSplit = depth + 1 < p.maxDepth;
+      for (const node of level) {
+        if (node.feature < 0) {
+          setLeaf(node.id, node.g, node.h, node.start, node.end);
+          if (node.hist) this.give(node.hist);
+          continue;
+        }
+        const mid = this.partition(node);
+        const l = addNode();
+        const r = addNode();
+        feature[node.id] = node.feature;
+        const nb = m.nBins[node.feature] as number;
+        threshold[node.id] = node.bin < nb - 1 ? (m.cuts[node.feature] as Float64Array)[node.bin] as number : m.upper[node.feature] as number;
+        defaultLeft[node.id] = node.defaultLeft ? 1 : 0;
+        left[node.id] = l;
+        right[node.id] = r;
+        gain[node.id] = node.gain;
+        const ln: Pending = { id: l, start: node.start, end: mid, g: node.gl, h: node.hl, hist: null, feature: -1, bin: 0, defaultLeft: true, gain: 0, gl: 0, hl: 0 };
+        const rn: Pending = { id: r, start: mid, end: node.end, g: node.g - node.gl, h: node.h - node.hl, hist: null, feature: -1, bin: 0, defaultLeft: true, gain: 0, gl: 0, hl: 0 };
+        if (!childrenSplit) {
+          setLeaf(l, ln.g, ln.h, ln.start, ln.end);
+          setLeaf(r, rn.g, rn.h, rn.start, rn.end);
+          this.give(node.hist as Float64Array);
+          continue;
+        }
+        const [small, large] = mid - node.start <= node.end - mid ? [ln, rn] : [rn, ln];
+        small.hist = this.take();
+        this.buildHist(small.hist, grad, small.start, small.end, feats);
+        large.hist = node.hist as Float64Array;
+        this.subtract(large.hist, small.hist, feats);
+        this.findSplit(ln, feats);
+        this.findSplit(rn, feats);
+        next.push(ln, rn);
+      }
+      level = next;
+    }
+    for (const node of level) if (node.hist) this.give(node.hist);
+    this.leafStart = leafStart;
+    this.leafEnd = leafEnd;
+    this.leafValue = leafValue;
+    return treeFromArrays({ feature, threshold, defaultLeft, left, right, value, gain });
+  }
+
+  /** The row numbers, grouped by the last tree's leaves. */
+  rows(): Uint32Array {
+    return this.idx;
+  }
+
+  private take(): Float64Array {
+    return this.pool.pop() ?? new Float64Array(this.m.totalSlots * 2);
+  }
+
+  private give(h: Float64Array): void {
+    this.pool.push(h);
+  }
+
+  private buildHist(hist: Float64Array, grad: Float64Array, start: number, end: number, feats: Int32Array): void {
+    const { idx, ng, m } = this;
+    if (end - start === m.rows) {
+      this.buildHistAll(hist, grad, feats);
+      return;
+    }
+    for (let i = start; i < end; i++) ng[i] = grad[idx[i] as number] as number;
+    for (let j = 0; j < feats.length; j++) {
+      const f = feats[j] as number;
+      const o = (m.offsets[f] as number) << 1;
+      hist.fill(0, o, o + (((m.nBins[f] as number) + 1) << 1));
+      const bf = m.bins[f] as Uint8Array;
+      for (let i = start; i < end; i++) {
+        const k = o + ((bf[idx[i] as number] as number) << 1);
+        hist[k] = (hist[k] as number) + (ng[i] as number);
+        hist[k + 1] = (hist[k + 1] as number) + 1;
+      }
+    }
+  }
+
+  /** Every row is in the node (the root without row sampling): no index indirection. */
+  private buildHistAll(hist: Float64Array, grad: Float64Array, feats: Int32Array): void {
+    const m = this.m;
+    const n = m.rows;
+    for (let j = 0; j < feats.length; j++) {
+      const f = feats[j] as number;
+      const o = (m.offsets[f] as number) << 1;
+      hist.fill(0, o, o + (((m.nBins[f] as number) + 1) << 1));
+      const bf = m.bins[f] as Uint8Array;
+      for (let r = 0; r < n; r++) {
+        const k = o + ((bf[r] as number) << 1);
+        hist[k] = (hist[k] as number) + (grad[r] as number);
+        hist[k + 1] = (hist[k + 1] as number) + 1;
+      }
+    }
+  }
+
+  private subtract(big: Float64Array, small: Float64Array, feats: Int32Array): void {
+    const m = this.m;
+    for (let j = 0; j < feats.length; j++) {
+      const f = feats[j] as number;
+      const o = (m.offsets[f] as number) << 1;
+      const e = o + (((m.nBins[f] as number) + 1) << 1);
+      for (let k = o; k < e; k++) big[k] = (big[k] as number) - (small[k] as number);
+    }
+  }
+
+  private findSplit(node: Pending, feats: Int32Array): void {
+    const { m, p } = this;
+    const hist = node.hist as Float64Array;
+    const lambda = p.lambda;
+    const mcw = p.minChildWeight;
+    const G = node.g;
+    const H = node.h;
+    node.feature = -1;
+    if (H < 2 * mcw || H < 2) return;
+    const parent = (G * G) / (H + lambda);
+    let best = 0;
+    for (let j = 0; j < feats.length; j++) {
+      const f = feats[j] as number;
+      const o = (m.offsets[f] as number) << 1;
+      const nb = m.nBins[f] as number;
+      const mg = hist[o + (nb << 1)] as number;
+      const mh = hist[o + (nb << 1) + 1] as number;
+      let gl = 0;
+      let hl = 0;
+      for (let s = 0; s < nb; s++) {
+        gl += hist[o + (s << 1)] as number;
+        hl += hist[o + (s << 1) + 1] as number;
+        if (s === nb - 1 && mh === 0) break;
+        // missing right
+        let gr = G - gl;
+        let hr = H - hl;
+        if (hl >= mcw && hr >= mcw && hl > 0 && hr > 0) {
+          const gain = 0.5 * ((gl * gl) / (hl + lambda) + (gr * gr) / (hr + lambda) - parent) - p.gamma;
+          if (gain > best) {
+            best = gain;
+            node.feature = f;
+            node.bin = s;
+            node.defaultLeft = mh === 0;
+            node.gain = gain;
+            node.gl = gl;
+            node.hl = hl;
+          }
+        }
+        if (mh === 0) continue;
+        // missing left
+        const gl2 = gl + mg;
+        const hl2 = hl + mh;
+        gr = G - gl2;
+        hr = H - hl2;
+        if (hl2 >= mcw && hr >= mcw && hl2 > 0 && hr > 0) {
+          const gain = 0.5 * ((gl2 * gl2) / (hl2 + lambda) + (gr * gr) / (hr + lambda) - parent) - p.gamma;
+          if (gain > best) {
+            best = gain;
+            node.feature = f;
+            node.bin = s;
+            node.defaultLeft = true;
+            node.gain = gain;
+            node.gl = gl2;
+            node.hl = hl2;
+          }
+        }
+      }
+    }
+  }
+
+  /** Stable in-place partition of the node's rows; returns where the right child starts. */
+  private partition(node: Pending): number {
+    const { idx, tmp, m } = this;
+    const bf = m.bins[node.feature] as Uint8Array;
+    const miss = m.nBins[node.feature] as number;
+    const sb = node.bin;
+    const dl = node.defaultLeft;
+    let w = node.start;
+    let k = 0;
+    for (let i = node.start; i < node.end; i++) {
+      const r = idx[i] as number;
+      const b = bf[r] as number;
+      if (b === miss ? dl : b <= sb) idx[w++] = r;
+      else tmp[k++] = r;
+    }
+    idx.set(tmp.subarray(0, k), w);
+    return w;
+  }
+}
