@@ -4,15 +4,24 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../protocol/config.ts';
 import { HerdError } from '../protocol/errors.ts';
-import { controlConfigSchema } from './config.ts';
+import { TINY_MODEL } from '../policies/forecast-greedy/tiny-model.ts';
+import { controlConfigSchema, resolveControlConfigFiles } from './config.ts';
 
-function load(yaml: string) {
-  const file = join(mkdtempSync(join(tmpdir(), 'herd-control-config-')), 'control.yaml');
+function load(yaml: string, files: Record<string, string> = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'herd-control-config-'));
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+  const file = join(dir, 'control.yaml');
   writeFileSync(file, yaml);
-  return loadConfig(controlConfigSchema, { file, what: 'control config' });
+  return loadConfig(controlConfigSchema, { file, what: 'control config', resolveFiles: resolveControlConfigFiles });
 }
 
 describe('control config', () => {
+  it('reads a forecast-greedy model named by a path relative to the config file; a missing one is an error naming the step', () => {
+    const c = load(['loop:', '  policies:', '    - policy: forecast-greedy', '      args: { model: model.json }'].join('\n'), { 'model.json': JSON.stringify(TINY_MODEL) });
+    expect((c.loop.policies[0]?.args as { model: unknown }).model).toBeTypeOf('object');
+    expect(() => load(['loop:', '  policies:', '    - policy: forecast-greedy', '      args: { model: absent.json }'].join('\n'))).toThrow(/loop\.policies\.0\.args\.model: .*absent\.json: no such file/);
+  });
+
   it("has Herd's published loop settings by default", () => {
     const c = load('{}');
     expect(c.loop).toMatchObject({ windowSeconds: 30, evaluationIntervalSeconds: 150, initialDelaySeconds: 150, missingSamplesThreshold: 0.02, mode: 'act' });

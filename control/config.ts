@@ -1,5 +1,8 @@
 /** Configuration of the control daemon (`herd control --config /etc/herd/control.yaml`). */
+import { existsSync, readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
+import { HerdError } from '../protocol/errors.ts';
 
 /** Node's timers fire at once beyond 2^31 − 1 ms (about 24.8 days): no interval may be longer. */
 const seconds = () => z.number().max(2_147_483, 'at most 2147483 s (Node timers overflow beyond)');
@@ -76,3 +79,29 @@ export const controlConfigSchema = z.strictObject({
 });
 
 export type ControlConfig = z.infer<typeof controlConfigSchema>;
+
+/**
+ * For the control loop's config loader: every forecast-greedy step whose `model` is a path
+ * gets the model's JSON instead (relative paths against `baseDir`, the config file's
+ * directory), so that the policy stays pure. BAD_CONFIG naming the step and file otherwise.
+ */
+export function resolveForecastModels<S extends { policy: string; args?: Record<string, unknown> }>(steps: readonly S[], baseDir: string): S[] {
+  return steps.map((s, i) => {
+    const model = s.args?.model;
+    if (s.policy !== 'forecast-greedy' || typeof model !== 'string') return s;
+    const file = isAbsolute(model) ? model : resolve(baseDir, model);
+    if (!existsSync(file)) throw new HerdError('BAD_CONFIG', `loop.policies.${i}.args.model: ${file}: no such file (forecast-greedy needs a trained model: herd forecast train --data TABLE.csv --model ${model})`);
+    try {
+      return { ...s, args: { ...s.args, model: JSON.parse(readFileSync(file, 'utf8')) as unknown } };
+    } catch (err) {
+      throw new HerdError('BAD_CONFIG', `loop.policies.${i}.args.model: ${file}: not JSON: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  });
+}
+
+/** The control config's files read in (forecast-greedy model paths): pass as loadConfig's resolveFiles. */
+export function resolveControlConfigFiles(config: unknown, baseDir: string): unknown {
+  const loop = (config as { loop?: { policies?: unknown } } | undefined)?.loop;
+  if (loop === undefined || !Array.isArray(loop.policies)) return config;
+  return { ...(config as object), loop: { ...loop, policies: resolveForecastModels(loop.policies as { policy: string; args?: Record<string, unknown> }[], baseDir) } };
+}

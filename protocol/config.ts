@@ -4,6 +4,7 @@
  * report every error at once with its path, and freeze the result.
  */
 import { readFileSync } from 'node:fs';
+import { dirname, resolve as resolvePath } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { describeIssues } from './codec.ts';
@@ -47,9 +48,19 @@ export function readConfigFile(path: string): unknown {
  * Loads a config: file (optional) ← overrides, validated by `schema`.
  * Throws BAD_CONFIG listing every problem as `path: message`.
  */
-export function loadConfig<S extends z.ZodType>(schema: S, options: { file?: string; overrides?: Record<string, unknown>; what: string }): Readonly<z.infer<S>> {
+export function loadConfig<S extends z.ZodType>(
+  schema: S,
+  options: {
+    file?: string;
+    overrides?: Record<string, unknown>;
+    what: string;
+    /** Reads files the config names (relative to the config file's directory) into it before validation. */
+    resolveFiles?: (config: unknown, baseDir: string) => unknown;
+  },
+): Readonly<z.infer<S>> {
   const fromFile = options.file === undefined ? {} : readConfigFile(options.file);
-  const merged = mergeConfig(fromFile, options.overrides ?? {});
+  const raw = mergeConfig(fromFile, options.overrides ?? {});
+  const merged = options.resolveFiles === undefined ? raw : options.resolveFiles(raw, options.file === undefined ? process.cwd() : dirname(resolvePath(options.file)));
   const result = schema.safeParse(merged);
   if (!result.success) {
     const where = options.file === undefined ? options.what : `${options.what} (${options.file})`;

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { loadConfig } from '../../protocol/config.ts';
 import { computeConfigSchema } from '../../compute/config.ts';
 import { runCompute } from '../../compute/main.ts';
-import { controlConfigSchema } from '../config.ts';
+import { controlConfigSchema, resolveControlConfigFiles } from '../config.ts';
 import { monitorConfigSchema } from '../../monitor/config.ts';
 import { formatChecks, runChecks, runTestChecks } from '../doctor.ts';
 import { runControl } from '../main.ts';
@@ -69,7 +69,7 @@ export function registerAdminCommands(program: Command): void {
     .addArgument(new Command().createArgument('<kind>', 'which daemon').choices(Object.keys(CONFIG_SCHEMAS)))
     .argument('<file>', 'the YAML file')
     .action((kind: keyof typeof CONFIG_SCHEMAS, file: string) => {
-      const loaded = loadConfig(CONFIG_SCHEMAS[kind], { file, what: `${kind} config` });
+      const loaded = loadConfig(CONFIG_SCHEMAS[kind], { file, what: `${kind} config`, ...(kind === 'control' ? { resolveFiles: resolveControlConfigFiles } : {}) });
       printJson(loaded);
     });
 }

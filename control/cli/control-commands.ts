@@ -16,7 +16,7 @@ import { chainFor, decide, loopStep } from '../../policies/pipeline.ts';
 import { emptySafetyState } from '../../policies/safety/safety.ts';
 import type { MigrationRecord } from '../loop/history-store.ts';
 import { loadConfig } from '../../protocol/config.ts';
-import { controlConfigSchema } from '../config.ts';
+import { controlConfigSchema, resolveControlConfigFiles } from '../config.ts';
 import { printJson, table, withBrokerOption, withSession, type Session } from './context.ts';
 
 const CONTROL_HELP = 'control daemon node id (default: the one online)';
@@ -123,7 +123,7 @@ export function registerControlCommands(program: Command, control: Command): voi
       if (opts.snapshot !== undefined) {
         // The loop's decision on a saved snapshot: the same chain, thresholds and safety rules (with no history).
         const snapshot = readSnapshotFile(opts.snapshot);
-        const loop = loadConfig(controlConfigSchema, { ...(opts.config === undefined ? {} : { file: opts.config }), what: 'control config' }).loop;
+        const loop = loadConfig(controlConfigSchema, { ...(opts.config === undefined ? {} : { file: opts.config }), what: 'control config', resolveFiles: resolveControlConfigFiles }).loop;
         const options = { missingSamplesThreshold: loop.missingSamplesThreshold, draining: snapshot.hosts.some((h) => h.draining === true) };
         const chain = opts.policy !== undefined ? [loopStep({ policy: opts.policy, args: {} }, loop.missingSamplesThreshold)] : chainFor(loop.policies, options);
         const d = decide(snapshot, chain, emptySafetyState(), loop.safety);

@@ -9,7 +9,8 @@ import { FEATURES } from '../../monitor/dataset/index.ts';
 import { SNAPSHOT_FEATURES } from '../../policies/forecast-greedy/features.ts';
 import { checkPolicyArgs, runPolicy } from '../../policies/registry.ts';
 import { container, host, snapshot } from '../../policies/testing/builders.ts';
-import { parseTrainOptions, registerForecastCommand, resolveForecastModels, scores } from './forecast-command.ts';
+import { resolveForecastModels } from '../config.ts';
+import { parseTrainOptions, registerForecastCommand, scores } from './forecast-command.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'herd-forecast-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -9,7 +9,6 @@
  * future). `evaluate` scores a model on a table it was not trained on.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
 import { Command } from 'commander';
 import { HerdError } from '../../protocol/errors.ts';
 import { assertFeatures, loadModel, trainGbdt, type GbdtModel, type GbdtParams, type Matrix } from '../../policies/forecast/gbdt/index.ts';
@@ -255,22 +254,3 @@ export function registerForecastCommand(program: Command): void {
     });
 }
 
-/**
- * For the control loop's config loader: every forecast-greedy step whose `model` is a path
- * gets the model's JSON instead (relative paths against `baseDir`, the config file's
- * directory), so that the policy stays pure. BAD_CONFIG naming the step and file otherwise.
- */
-export function resolveForecastModels<S extends { policy: string; args?: Record<string, unknown> }>(steps: readonly S[], baseDir: string): S[] {
-  return steps.map((s, i) => {
-    const model = s.args?.model;
-    if (s.policy !== 'forecast-greedy' || typeof model !== 'string') return s;
-    const file = isAbsolute(model) ? model : resolve(baseDir, model);
-    if (!existsSync(file)) throw new HerdError('BAD_CONFIG', `loop.policies.${i}.args.model: ${file}: no such file (forecast-greedy needs a trained model: herd forecast train --data TABLE.csv --model ${model})`);
-    try {
-      return { ...s, args: { ...s.args, model: JSON.parse(readFileSync(file, 'utf8')) as unknown } };
-    } catch (err) {
-      throw new HerdError('BAD_CONFIG', `loop.policies.${i}.args.model: ${file}: not JSON: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  });
-}
-export const configDirOf = (configFile: string): string => dirname(resolve(configFile));

@@ -11,7 +11,7 @@
  *
  * Pure: `args.model` is the model's JSON (Herd's or XGBoost's), loaded while the
  * arguments are parsed (once per JSON object); a path must be read into JSON before
- * (`resolveForecastModels` in control/cli/forecast-command.ts).
+ * (`resolveForecastModels` in control/config.ts).
  */
 import { z } from 'zod';
 import { loadModel, type GbdtModel } from '../forecast/gbdt/index.ts';
