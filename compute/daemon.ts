@@ -55,6 +55,13 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
   let runtimeInfo: RuntimeInfo | undefined;
   let criuVersion: string | undefined;
 
+  /** How peers reach this host's sshd and fence its migrations (fence.ts): in every status, the offline ones too. */
+  const reachability = () => ({
+    address: config.ssh.address,
+    sshPort: config.ssh.port,
+    fencing: { stateDir: config.stateDir, dockerSocket: config.docker.socketPath },
+  });
+
   const onlineStatus = (): HostStatus => {
     const status: HostStatus = {
       v: PROTOCOL_VERSION,
@@ -67,7 +74,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
     if (runtimeInfo !== undefined) status.dockerVersion = runtimeInfo.dockerVersion;
     if (criuVersion !== undefined) status.criuVersion = criuVersion;
     if (config.cpus !== undefined) status.cpus = [...config.cpus];
-    status.fencing = { stateDir: config.stateDir, dockerSocket: config.docker.socketPath };
+    status.fencing = reachability().fencing;
     return status;
   };
 
@@ -219,7 +226,8 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
         url: config.broker.url,
         clientId,
         ...brokerCredentials(config.broker),
-        will: { topic: topics.hostStatus(hostId), payload: { v: PROTOCOL_VERSION, hostId, state: 'offline', since: startedAt, reason: 'connection lost' } satisfies HostStatus },
+        // The offline statuses keep what a peer needs to fence this host over SSH when its daemon is gone.
+        will: { topic: topics.hostStatus(hostId), payload: { ...reachability(), v: PROTOCOL_VERSION, hostId, state: 'offline', since: startedAt, reason: 'connection lost' } satisfies HostStatus },
       });
       const c = client;
       // Our last will may have overwritten the retained status: say "online" on every (re)connect.
@@ -280,7 +288,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
       await view?.close();
       ssh.close();
       if (client !== undefined) {
-        const offline: HostStatus = { v: PROTOCOL_VERSION, hostId, state: 'offline', since: new Date().toISOString(), reason: 'daemon stopped' };
+        const offline: HostStatus = { ...reachability(), v: PROTOCOL_VERSION, hostId, state: 'offline', since: new Date().toISOString(), reason: 'daemon stopped' };
         if (client.connected) await publishJson(client, topics.hostStatus(hostId), offline, { retain: true }).catch(() => undefined);
         await closeBroker(client);
       }

@@ -196,7 +196,12 @@ async function abortLocked(ctx: MigrationContext, migrationId: string, reason: s
   for (const id of dockerIds) {
     await waitForRuncJobs(id, 60_000);
     if ((await runtime.removeUnlessRunning(id)) === 'running') {
-      if (record !== undefined) await store.save(Object.assign(record, { phase: 'running', targetDockerId: id }));
+      if (record !== undefined) {
+        await store.save(Object.assign(record, { phase: 'running', targetDockerId: id }));
+        // Restored (by Docker, after this daemon died mid-restore): the images are not needed any more.
+        await runtime.deleteCheckpoint(id, record.checkpointId).catch(() => undefined);
+        if (record.checkpointDir !== undefined) removeReceivedDir(record.checkpointDir);
+      }
       log.warn({ migrationId, reason }, 'abort refused: the target copy runs');
       return { state: 'running' };
     }
