@@ -71,7 +71,8 @@ export async function reconcileOnce(ctx: MigrationContext): Promise<ReconcileOut
 
 async function collectGarbage(ctx: MigrationContext): Promise<void> {
   const { runtime, store, locks, log } = ctx;
-  const active = new Set(store.list().map((r) => r.migrationId));
+  const records = store.list();
+  const active = new Set(records.map((r) => r.migrationId));
   // Target copies never started whose migration this host no longer tracks.
   for (const copy of await runtime.migrationCopies()) {
     if (copy.state !== 'created' || active.has(copy.migrationId) || locks.held(copy.migrationId)) continue;
@@ -79,7 +80,7 @@ async function collectGarbage(ctx: MigrationContext): Promise<void> {
     if (removed === 'removed') log.warn({ migrationId: copy.migrationId, dockerId: copy.dockerId.slice(0, 12) }, 'removed a migration copy that was never started');
   }
   // Checkpoints of migrations no longer in flight.
-  const checkpointsInUse = new Set(store.list().map((r) => r.checkpointId));
+  const checkpointsInUse = new Set(records.map((r) => r.checkpointId));
   for (const c of await runtime.list(ctx.hostId)) {
     for (const name of runtime.checkpointNames(c.dockerId)) {
       if (!name.startsWith('herd-') || checkpointsInUse.has(name) || locks.held(name.slice('herd-'.length))) continue;

@@ -28,8 +28,6 @@ export interface ContainerDetails extends ContainerSummary {
   running: boolean;
   /** Volumes and binds as Docker reports them. */
   mounts: { type: string; name?: string; driver?: string; source: string; destination: string; readOnly: boolean }[];
-  /** Docker's restart policy name ("no", "always", "unless-stopped", "on-failure"). */
-  restartPolicy: string;
 }
 
 /** A Docker network as this host's Docker sees it (its first IPv4 IPAM config). */

@@ -149,7 +149,6 @@ export class DockerRuntime implements ContainerRuntime {
     const graph = data.GraphDriver?.Data as Record<string, string> | undefined;
     const details: ContainerDetails = {
       mounts,
-      restartPolicy: data.HostConfig.RestartPolicy?.Name || 'no',
       herdId,
       name,
       hostId,

@@ -4,27 +4,18 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { HerdError } from '../../protocol/errors.ts';
 import { FEATURES } from '../../monitor/dataset/index.ts';
 import { SNAPSHOT_FEATURES } from '../../policies/forecast-greedy/features.ts';
 import { checkPolicyArgs, runPolicy } from '../../policies/registry.ts';
 import { container, host, snapshot } from '../../policies/testing/builders.ts';
 import { resolveForecastModels } from '../config.ts';
 import { parseTrainOptions, registerForecastCommand, scores } from './forecast-command.ts';
+import { thrownHerdError } from '../../test/support/thrown.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'herd-forecast-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const FIXTURE = fileURLToPath(new URL('../../monitor/dataset/fixtures/lab', import.meta.url));
 
-function herdError(f: () => unknown): HerdError {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof HerdError) return e;
-    throw e;
-  }
-  throw new Error('did not throw');
-}
 
 /** Runs `herd forecast …`; returns stdout and stderr. */
 async function herd(...argv: string[]): Promise<{ out: string; err: string }> {
@@ -93,7 +84,7 @@ describe('herd forecast train: options', () => {
     [{ since: '1h', to: '2h' }, /--since .* must be before --to/],
     [{ since: 'yesterday-ish' }, /"yesterday-ish" is not a time/],
   ])('%j → BAD_USAGE', (opts, message) => {
-    const e = herdError(() => parseTrainOptions({ model: 'm.json', ...opts }, now));
+    const e = thrownHerdError(() => parseTrainOptions({ model: 'm.json', ...opts }, now));
     expect(e.code).toBe('BAD_USAGE');
     expect(e.message).toMatch(message);
   });

@@ -7,18 +7,10 @@ import { HerdError } from '../../protocol/errors.ts';
 import { loopConfigSchema } from '../config.ts';
 import { safetyRulesSchema } from '../../policies/safety/safety.ts';
 import { loadScenarioFile, parseScenario, scenarioErrors, scenarioJsonSchemaText } from './scenario.ts';
+import { thrownHerdError } from '../../test/support/thrown.ts';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 
-function thrown(fn: () => unknown): HerdError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof HerdError) return err;
-    throw err;
-  }
-  throw new Error('did not throw');
-}
 
 describe('scenario schema', () => {
   it('scenario.schema.json is up to date (regenerate: npx tsx control/sim/write-schema.ts)', () => {
@@ -63,7 +55,7 @@ describe('scenario schema', () => {
       ],
       control: { policies: [{ policy: 'nope' }, { policy: 'cpu-greedy', args: { maxMoves: -1 } }], windowSeconds: 1 },
     };
-    const err = thrown(() => parseScenario(bad, 'bad.json'));
+    const err = thrownHerdError(() => parseScenario(bad, 'bad.json'));
     expect(err.code).toBe('BAD_CONFIG');
     expect(err.message).toMatch(/^bad\.json: invalid scenario/);
     for (const path of [
@@ -87,11 +79,11 @@ describe('scenario schema', () => {
 
   it('a missing file or bad JSON is BAD_CONFIG naming the file', () => {
     const dir = mkdtempSync(join(tmpdir(), 'herd-sim-'));
-    const missing = thrown(() => loadScenarioFile(join(dir, 'nope.json')));
+    const missing = thrownHerdError(() => loadScenarioFile(join(dir, 'nope.json')));
     expect(missing.code).toBe('BAD_CONFIG');
     expect(missing.message).toContain('nope.json: cannot read');
     writeFileSync(join(dir, 'broken.json'), '{ "name": ');
-    const broken = thrown(() => loadScenarioFile(join(dir, 'broken.json')));
+    const broken = thrownHerdError(() => loadScenarioFile(join(dir, 'broken.json')));
     expect(broken.code).toBe('BAD_CONFIG');
     expect(broken.message).toContain('broken.json: not valid JSON');
   });

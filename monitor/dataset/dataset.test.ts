@@ -5,21 +5,12 @@ import { parseCsvTable, splitCsvLine, tableToCsv, toMatrix } from './csv.ts';
 import { resampleJoinDanfo } from './danfo.ts';
 import { FEATURES } from './features.ts';
 import { opsReports, parseSysbenchLine } from './sysbench.ts';
-import { HerdError } from '../../protocol/errors.ts';
+import { thrownHerdError } from '../../test/support/thrown.ts';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/lab', import.meta.url));
 const iso = (ms: number) => new Date(ms).toISOString();
 const T0 = Date.parse('2026-11-26T10:00:00.000Z');
 
-function errorOf(f: () => unknown): HerdError {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof HerdError) return e;
-    throw e;
-  }
-  throw new Error('did not throw');
-}
 
 describe('sysbench report lines', () => {
   it.each([
@@ -142,7 +133,7 @@ describe('CSV table', () => {
     ['x,x,label\n', /column "x" appears twice/],
     ['label\n1\n', /no feature column/],
   ])('%j → error', (text, message) => {
-    const e = errorOf(() => parseCsvTable(text, { file: 't.csv', requireLabel: true }));
+    const e = thrownHerdError(() => parseCsvTable(text, { file: 't.csv', requireLabel: true }));
     expect(e.code).toBe('BAD_CONFIG');
     expect(e.message).toMatch(message);
   });

@@ -148,7 +148,7 @@ export function fakeRuntime(options: { images?: string[] } = {}): ContainerRunti
       if (!images.has(spec.image)) throw new HerdError('IMAGE_MISSING', `image ${spec.image} is not present`);
       if ([...containers.values()].some((c) => c.name === spec.name)) throw new HerdError('CONFLICT', `name "${spec.name}" is in use`);
       const dockerId = `fake${String(next++).padStart(60, '0')}`;
-      containers.set(dockerId, { herdId: spec.herdId, name: spec.name, hostId: '', dockerId, image: spec.image, state: 'created', spec, running: false, mounts: [], restartPolicy: 'no' });
+      containers.set(dockerId, { herdId: spec.herdId, name: spec.name, hostId: '', dockerId, image: spec.image, state: 'created', spec, running: false, mounts: [] });
       return dockerId;
     },
     async start(dockerId: string): Promise<void> {

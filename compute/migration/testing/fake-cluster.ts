@@ -86,7 +86,6 @@ export class FakeRuntime implements ContainerRuntime {
       spec: { herdId: c.herdId, name: c.name, image: 'busybox' },
       upperDir: `${this.root}/${c.dockerId}/upper`,
       mounts: [],
-      restartPolicy: 'no',
     };
   }
   async hasImage(): Promise<boolean> {
