@@ -1,5 +1,5 @@
 /**
- * `npx tsx test/bench/forecast-friedman.ts [--rows 100000] [--trees 200] [--depth 6] [--eta 0.1] [--repeat 1]`
+ * `npx tsx test/bench/forecast-friedman.ts [--rows 100000] [--trees 200] [--depth 6] [--eta 0.1] [--repeat 3]`
  *
  * Prints figures (not a test): Herd's gradient-boosted trees (policies/forecast/gbdt) against
  * XGBoost's `hist` method on Friedman #1 — 100,000 rows × 20 features (5 informative),
@@ -30,7 +30,7 @@ const { values: opts } = parseArgs({
     trees: { type: 'string', default: '200' },
     depth: { type: 'string', default: '6' },
     eta: { type: 'string', default: '0.1' },
-    repeat: { type: 'string', default: '1' },
+    repeat: { type: 'string', default: '3' },
     python: { type: 'string' },
   },
 });

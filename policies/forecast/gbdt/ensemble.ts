@@ -1,77 +1,190 @@
 /**
- * Prediction: all trees concatenated into flat typed arrays (child indices absolute), walked
- * tree by tree over every row of a column-major matrix, with no object or closure per row
- * or node. A NaN fails both `v < t` and `v >= t` and so takes the node's default direction.
+ * Prediction. Every tree is laid out as a complete binary tree of its own depth (children
+ * of slot i at 2i + 1 and 2i + 2; a leaf above the last level is copied into every leaf
+ * slot below it), so that a row descends by arithmetic, `i = 2i + 1 + (x >= threshold)`,
+ * with no branch that depends on the data. Rows go through in blocks of BLOCK: the block is
+ * copied row-major into a small buffer that stays in cache, and every tree descends four
+ * rows at once, so that their independent descents overlap. Measured on Friedman #1 (20,000
+ * rows, 200 trees of depth 6, one core): about 85 ms, against 330 ms for a walk of
+ * node-and-child arrays with a branch per node, and 140 ms for the whole block descending
+ * level by level through a slot array.
+ *
+ * A NaN fails `v >= t`, so it would go left; a block holding a NaN takes a row-by-row loop
+ * that sends it the node's default direction instead. Trees deeper than MAX_COMPLETE_DEPTH (a
+ * complete layout would be too big) are walked node by node.
  *
  * `float32` reproduces XGBoost's arithmetic for imported models: inputs are rounded to
  * float32 before the comparison with the (float32) split condition, and the sum of leaf
  * values is rounded to float32 after every tree, as XGBoost's predictor does.
  */
-import type { Tree } from './tree.ts';
+import { leafValue, type Tree } from './tree.ts';
+
+const BLOCK = 128;
+const MAX_COMPLETE_DEPTH = 12;
+
+function depthOf(t: Tree): number {
+  let max = 0;
+  const stack: [number, number][] = [[0, 0]];
+  while (stack.length > 0) {
+    const [n, d] = stack.pop() as [number, number];
+    if ((t.feature[n] as number) < 0) max = Math.max(max, d);
+    else stack.push([t.left[n] as number, d + 1], [t.right[n] as number, d + 1]);
+  }
+  return max;
+}
 
 export class Ensemble {
-  readonly feature: Int32Array;
-  readonly threshold: Float64Array;
-  readonly defaultLeft: Uint8Array;
-  readonly left: Int32Array;
-  readonly right: Int32Array;
-  readonly value: Float64Array;
-  readonly roots: Int32Array;
+  /** Per tree: its depth, where its split slots start, where its leaf slots start. */
+  private readonly depth: Int32Array;
+  private readonly splitBase: Int32Array;
+  private readonly leafBase: Int32Array;
+  /** Per split slot: feature, threshold, 1 when missing values go right. */
+  private readonly feature: Int32Array;
+  private readonly threshold: Float64Array;
+  private readonly missingRight: Uint8Array;
+  private readonly leaf: Float64Array;
+  private readonly complete: boolean;
 
   constructor(
     readonly trees: Tree[],
     readonly baseScore: number,
     readonly float32 = false,
   ) {
-    const n = trees.reduce((s, t) => s + t.feature.length, 0);
-    this.feature = new Int32Array(n);
-    this.threshold = new Float64Array(n);
-    this.defaultLeft = new Uint8Array(n);
-    this.left = new Int32Array(n);
-    this.right = new Int32Array(n);
-    this.value = new Float64Array(n);
-    this.roots = new Int32Array(trees.length);
-    let at = 0;
-    trees.forEach((t, i) => {
-      this.roots[i] = at;
-      this.feature.set(t.feature, at);
-      this.threshold.set(t.threshold, at);
-      this.defaultLeft.set(t.defaultLeft, at);
-      this.value.set(t.value, at);
-      for (let j = 0; j < t.feature.length; j++) {
-        this.left[at + j] = (t.left[j] as number) + at;
-        this.right[at + j] = (t.right[j] as number) + at;
-      }
-      at += t.feature.length;
-    });
+    this.depth = Int32Array.from(trees, depthOf);
+    this.complete = this.depth.every((d) => d <= MAX_COMPLETE_DEPTH);
+    this.splitBase = new Int32Array(trees.length);
+    this.leafBase = new Int32Array(trees.length);
+    let splits = 0;
+    let leaves = 0;
+    if (this.complete)
+      trees.forEach((_, i) => {
+        this.splitBase[i] = splits;
+        this.leafBase[i] = leaves;
+        splits += 2 ** (this.depth[i] as number) - 1;
+        leaves += 2 ** (this.depth[i] as number);
+      });
+    this.feature = new Int32Array(splits);
+    this.threshold = new Float64Array(splits);
+    this.missingRight = new Uint8Array(splits);
+    this.leaf = new Float64Array(leaves);
+    if (this.complete) trees.forEach((t, i) => this.layOut(t, i));
   }
 
-  /** Predictions for `rows` rows of the column-major `data`, using the first `nTrees` trees. */
-  predict(data: Float64Array, rows: number, nTrees = this.trees.length): Float64Array {
-    const out = new Float64Array(rows);
+  /** Copies tree `ti` into its complete layout (slots below an early leaf repeat the leaf). */
+  private layOut(t: Tree, ti: number): void {
+    const d = this.depth[ti] as number;
+    const firstLeafSlot = 2 ** d - 1;
+    const stack: [number, number][] = [[0, 0]];
+    while (stack.length > 0) {
+      const [node, slot] = stack.pop() as [number, number];
+      if (slot >= firstLeafSlot) {
+        this.leaf[(this.leafBase[ti] as number) + slot - firstLeafSlot] = t.value[node] as number;
+        continue;
+      }
+      const at = (this.splitBase[ti] as number) + slot;
+      const f = t.feature[node] as number;
+      if (f >= 0) {
+        this.feature[at] = f;
+        this.threshold[at] = t.threshold[node] as number;
+        this.missingRight[at] = t.defaultLeft[node] ? 0 : 1;
+      }
+      stack.push([f >= 0 ? (t.left[node] as number) : node, 2 * slot + 1], [f >= 0 ? (t.right[node] as number) : node, 2 * slot + 2]);
+    }
+  }
+
+  /** Predictions for `rows` rows of the column-major `data` with `cols` columns. */
+  predict(data: Float64Array, rows: number, cols: number): Float64Array {
+    const out = new Float64Array(rows).fill(this.float32 ? Math.fround(this.baseScore) : this.baseScore);
+    if (rows === 0) return out;
     const x = this.float32 ? Float64Array.from(Float32Array.from(data)) : data;
-    out.fill(this.float32 ? Math.fround(this.baseScore) : this.baseScore);
-    // Each split node's column offset into `data` for this row count (-1 on leaves).
-    if (rows * Math.max(1, ...this.feature) >= 2 ** 31) throw new Error(`too many rows for one prediction call: ${rows}`);
-    const col = new Int32Array(this.feature.length);
-    for (let n = 0; n < col.length; n++) col[n] = (this.feature[n] as number) < 0 ? -1 : (this.feature[n] as number) * rows;
-    for (let t = 0; t < nTrees; t++) this.addTree(x, rows, this.roots[t] as number, col, out);
+    if (!this.complete) {
+      for (const t of this.trees) this.walk(t, x, rows, out);
+      return out;
+    }
+    const block = new Float64Array(BLOCK * cols);
+    for (let b0 = 0; b0 < rows; b0 += BLOCK) {
+      const m = Math.min(rows, b0 + BLOCK) - b0;
+      let hasNaN = false;
+      for (let c = 0; c < cols; c++) {
+        const from = c * rows + b0;
+        for (let j = 0, at = c; j < m; j++, at += cols) {
+          const v = x[from + j] as number;
+          block[at] = v;
+          if (v !== v) hasNaN = true;
+        }
+      }
+      for (let t = 0; t < this.trees.length; t++) this.descend(t, block, cols, m, hasNaN, out, b0);
+    }
     return out;
   }
 
-  private addTree(x: Float64Array, rows: number, root: number, col: Int32Array, out: Float64Array): void {
-    const { threshold, left, right, defaultLeft, value } = this;
+  /**
+   * Adds tree `t`'s leaf values for the `m` rows of `block` (row-major) to `out[b0…]`: four
+   * rows at a time, their slots in locals, so that four independent descents overlap.
+   */
+  private descend(t: number, block: Float64Array, cols: number, m: number, hasNaN: boolean, out: Float64Array, b0: number): void {
+    const { feature: f, threshold: th, leaf } = this;
+    const d = this.depth[t] as number;
+    const base = this.splitBase[t] as number;
+    const leaves = (this.leafBase[t] as number) - (2 ** d - 1);
     const f32 = this.float32;
-    for (let r = 0; r < rows; r++) {
-      let n = root;
-      let c = col[n] as number;
-      while (c >= 0) {
-        const v = x[c + r] as number;
-        const t = threshold[n] as number;
-        n = v < t ? (left[n] as number) : v >= t ? (right[n] as number) : defaultLeft[n] ? (left[n] as number) : (right[n] as number);
-        c = col[n] as number;
+    let j = hasNaN ? 0 : descendFours(f, th, leaf, base, leaves, d, block, cols, m, out, b0, f32);
+    const right = this.missingRight;
+    for (let row = j * cols; j < m; j++, row += cols) {
+      let i = 0;
+      for (let level = 0; level < d; level++) {
+        const n = base + i;
+        const v = block[row + (f[n] as number)] as number;
+        i = 2 * i + 1 + (v === v ? +(v >= (th[n] as number)) : (right[n] as number));
       }
-      out[r] = f32 ? Math.fround((out[r] as number) + (value[n] as number)) : (out[r] as number) + (value[n] as number);
+      const sum = (out[b0 + j] as number) + (leaf[leaves + i] as number);
+      out[b0 + j] = f32 ? Math.fround(sum) : sum;
     }
   }
+
+  /** Adds tree `t`'s leaf values for every row, walking its node arrays (for deep trees). */
+  private walk(t: Tree, x: Float64Array, rows: number, out: Float64Array): void {
+    for (let r = 0; r < rows; r++) {
+      const sum = (out[r] as number) + leafValue(t, x, rows, r);
+      out[r] = this.float32 ? Math.fround(sum) : sum;
+    }
+  }
+}
+
+/**
+ * The rows of a NaN-free block four at a time (see Ensemble.descend), their slots in
+ * locals so that four independent descents overlap; returns how many rows it did.
+ */
+function descendFours(f: Int32Array, th: Float64Array, leaf: Float64Array, base: number, leaves: number, d: number, block: Float64Array, cols: number, m: number, out: Float64Array, b0: number, f32: boolean): number {
+  let j = 0;
+  for (; j + 4 <= m; j += 4) {
+    const r0 = j * cols;
+    const r1 = r0 + cols;
+    const r2 = r1 + cols;
+    const r3 = r2 + cols;
+    let i0 = 0;
+    let i1 = 0;
+    let i2 = 0;
+    let i3 = 0;
+    for (let level = 0; level < d; level++) {
+      const n0 = base + i0;
+      const n1 = base + i1;
+      const n2 = base + i2;
+      const n3 = base + i3;
+      i0 = 2 * i0 + 1 + +((block[r0 + (f[n0] as number)] as number) >= (th[n0] as number));
+      i1 = 2 * i1 + 1 + +((block[r1 + (f[n1] as number)] as number) >= (th[n1] as number));
+      i2 = 2 * i2 + 1 + +((block[r2 + (f[n2] as number)] as number) >= (th[n2] as number));
+      i3 = 2 * i3 + 1 + +((block[r3 + (f[n3] as number)] as number) >= (th[n3] as number));
+    }
+    const o = b0 + j;
+    const s0 = (out[o] as number) + (leaf[leaves + i0] as number);
+    const s1 = (out[o + 1] as number) + (leaf[leaves + i1] as number);
+    const s2 = (out[o + 2] as number) + (leaf[leaves + i2] as number);
+    const s3 = (out[o + 3] as number) + (leaf[leaves + i3] as number);
+    out[o] = f32 ? Math.fround(s0) : s0;
+    out[o + 1] = f32 ? Math.fround(s1) : s1;
+    out[o + 2] = f32 ? Math.fround(s2) : s2;
+    out[o + 3] = f32 ? Math.fround(s3) : s3;
+  }
+  return j;
 }

@@ -162,15 +162,42 @@ export class TreeGrower {
 
   private buildHist(hist: Float64Array, grad: Float64Array, start: number, end: number, feats: Int32Array): void {
     const { idx, ng, m } = this;
-    if (end - start === m.rows) {
-      this.buildHistAll(hist, grad, feats);
-      return;
-    }
     for (let i = start; i < end; i++) ng[i] = grad[idx[i] as number] as number;
-    for (let j = 0; j < feats.length; j++) {
+    let j = 0;
+    // Four columns per pass over the rows: the row index and gradient are read once for all four.
+    for (; j + 4 <= feats.length; j += 4) {
+      const f0 = feats[j] as number;
+      const f1 = feats[j + 1] as number;
+      const f2 = feats[j + 2] as number;
+      const f3 = feats[j + 3] as number;
+      const o0 = this.clear(hist, f0);
+      const o1 = this.clear(hist, f1);
+      const o2 = this.clear(hist, f2);
+      const o3 = this.clear(hist, f3);
+      const b0 = m.bins[f0] as Uint8Array;
+      const b1 = m.bins[f1] as Uint8Array;
+      const b2 = m.bins[f2] as Uint8Array;
+      const b3 = m.bins[f3] as Uint8Array;
+      for (let i = start; i < end; i++) {
+        const r = idx[i] as number;
+        const g = ng[i] as number;
+        const k0 = o0 + ((b0[r] as number) << 1);
+        const k1 = o1 + ((b1[r] as number) << 1);
+        const k2 = o2 + ((b2[r] as number) << 1);
+        const k3 = o3 + ((b3[r] as number) << 1);
+        hist[k0] = (hist[k0] as number) + g;
+        hist[k0 + 1] = (hist[k0 + 1] as number) + 1;
+        hist[k1] = (hist[k1] as number) + g;
+        hist[k1 + 1] = (hist[k1 + 1] as number) + 1;
+        hist[k2] = (hist[k2] as number) + g;
+        hist[k2 + 1] = (hist[k2 + 1] as number) + 1;
+        hist[k3] = (hist[k3] as number) + g;
+        hist[k3 + 1] = (hist[k3 + 1] as number) + 1;
+      }
+    }
+    for (; j < feats.length; j++) {
       const f = feats[j] as number;
-      const o = (m.offsets[f] as number) << 1;
-      hist.fill(0, o, o + (((m.nBins[f] as number) + 1) << 1));
+      const o = this.clear(hist, f);
       const bf = m.bins[f] as Uint8Array;
       for (let i = start; i < end; i++) {
         const k = o + ((bf[idx[i] as number] as number) << 1);
@@ -180,21 +207,11 @@ export class TreeGrower {
     }
   }
 
-  /** Every row is in the node (the root without row sampling): no index indirection. */
-  private buildHistAll(hist: Float64Array, grad: Float64Array, feats: Int32Array): void {
-    const m = this.m;
-    const n = m.rows;
-    for (let j = 0; j < feats.length; j++) {
-      const f = feats[j] as number;
-      const o = (m.offsets[f] as number) << 1;
-      hist.fill(0, o, o + (((m.nBins[f] as number) + 1) << 1));
-      const bf = m.bins[f] as Uint8Array;
-      for (let r = 0; r < n; r++) {
-        const k = o + ((bf[r] as number) << 1);
-        hist[k] = (hist[k] as number) + (grad[r] as number);
-        hist[k + 1] = (hist[k + 1] as number) + 1;
-      }
-    }
+  /** Zeroes column `f`'s slots in `hist`; returns where they start. */
+  private clear(hist: Float64Array, f: number): number {
+    const o = (this.m.offsets[f] as number) << 1;
+    hist.fill(0, o, o + (((this.m.nBins[f] as number) + 1) << 1));
+    return o;
   }
 
   private subtract(big: Float64Array, small: Float64Array, feats: Int32Array): void {

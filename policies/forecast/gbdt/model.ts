@@ -87,7 +87,7 @@ export class TreeModel implements GbdtModel {
     if (this.featureNames.length > 0) assertFeatures(this, x.names);
     else if (x.cols !== this.nFeatures) throw new Error(`the model expects ${this.nFeatures} columns, the data has ${x.cols}`);
     if (x.data.length !== x.rows * x.cols) throw new Error(`matrix data has ${x.data.length} values, expected rows × cols = ${x.rows * x.cols}`);
-    return this.ensemble.predict(x.data, x.rows);
+    return this.ensemble.predict(x.data, x.rows, x.cols);
   }
 
   importance(): { feature: string; gain: number }[] {

@@ -12,7 +12,7 @@ import { TreeGrower } from './grow.ts';
 import type { Matrix } from './matrix.ts';
 import { TreeModel, assertFeatures, type GbdtModel, type GbdtParams } from './model.ts';
 import { seededRng } from './random.ts';
-import type { Tree } from './tree.ts';
+import { leafValue, type Tree } from './tree.ts';
 import { Ensemble } from './ensemble.ts';
 
 /** XGBoost's defaults, 100 rounds. */
@@ -93,7 +93,7 @@ export function trainGbdt(train: Matrix, y: Float64Array, params: Partial<GbdtPa
     trees.push(tree);
     addTreeToTraining(grower, tree, binned, pred, train, nRows < n);
     if (validation && valPred) {
-      const one = new Ensemble([tree], 0).predict(validation.x.data, validation.x.rows);
+      const one = new Ensemble([tree], 0).predict(validation.x.data, validation.x.rows, validation.x.cols);
       let se = 0;
       for (let i = 0; i < valPred.length; i++) {
         valPred[i] = (valPred[i] as number) + (one[i] as number);
@@ -143,18 +143,5 @@ function addTreeToTraining(grower: TreeGrower, tree: Tree, m: BinnedMatrix, pred
     }
   }
   if (!seen) return;
-  const { feature, threshold, left, right, defaultLeft, value } = tree;
-  const rows = x.rows;
-  for (let r = 0; r < rows; r++) {
-    if (seen[r]) continue;
-    let node = 0;
-    let f = feature[0] as number;
-    while (f >= 0) {
-      const v = x.data[f * rows + r] as number;
-      const t = threshold[node] as number;
-      node = v < t ? (left[node] as number) : v >= t ? (right[node] as number) : defaultLeft[node] ? (left[node] as number) : (right[node] as number);
-      f = feature[node] as number;
-    }
-    pred[r] = (pred[r] as number) + (value[node] as number);
-  }
+  for (let r = 0; r < x.rows; r++) if (!seen[r]) pred[r] = (pred[r] as number) + leafValue(tree, x.data, x.rows, r);
 }

@@ -47,3 +47,17 @@ export function checkTree(t: Tree, nFeatures: number, where: string): void {
     }
   }
 }
+
+/** The leaf value tree `t` gives row `r` of the column-major `x` with `rows` rows (NaN takes the default direction). */
+export function leafValue(t: Tree, x: Float64Array, rows: number, r: number): number {
+  const { feature, threshold, left, right, defaultLeft, value } = t;
+  let n = 0;
+  let f = feature[0] as number;
+  while (f >= 0) {
+    const v = x[f * rows + r] as number;
+    const th = threshold[n] as number;
+    n = v < th ? (left[n] as number) : v >= th ? (right[n] as number) : defaultLeft[n] ? (left[n] as number) : (right[n] as number);
+    f = feature[n] as number;
+  }
+  return value[n] as number;
+}
