@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -134,6 +135,14 @@ describe('herd forecast (train, evaluate, importance, predict) on a table', () =
     await expect(herd('importance', '--model', join(dir, 'other.json'))).rejects.toMatchObject({ code: 'BAD_CONFIG', message: expect.stringMatching(/other\.json: /) });
     await expect(herd('predict', '--model', model, '--data', join(dir, 'absent.csv'))).rejects.toMatchObject({ code: 'BAD_USAGE', message: expect.stringMatching(/absent\.csv: no such file/) });
     await expect(herd('train', '--data', data, '--model', join(dir, 'y.json'), '--label', 'nope')).rejects.toThrow(/train\.csv: no column "nope" \(--label\)/);
+  });
+
+  it('reads a gzipped table (.gz), and says so when a .gz file is not gzip', async () => {
+    const gz = join(dir, 'held-out.csv.gz');
+    writeFileSync(gz, gzipSync(readFileSync(heldOut)));
+    expect(JSON.parse((await herd('predict', '--model', model, '--data', gz, '--json')).out)).toEqual(JSON.parse((await herd('predict', '--model', model, '--data', heldOut, '--json')).out));
+    writeFileSync(join(dir, 'plain.csv.gz'), readFileSync(heldOut));
+    await expect(herd('predict', '--model', model, '--data', join(dir, 'plain.csv.gz'))).rejects.toMatchObject({ code: 'BAD_CONFIG', message: expect.stringMatching(/plain\.csv\.gz: not gzip data/) });
   });
 
   it('trains on another column with --label (and drops it from the features)', async () => {

@@ -9,6 +9,7 @@
  * future). `evaluate` scores a model on a table it was not trained on.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { Command } from 'commander';
 import { HerdError } from '../../protocol/errors.ts';
 import { assertFeatures, loadModel, trainGbdt, type GbdtModel, type GbdtParams, type Matrix } from '../../policies/forecast/gbdt/index.ts';
@@ -79,14 +80,21 @@ export function parseTrainOptions(opts: { data?: string; since?: string; to?: st
 /** Reads a training table; with `labelColumn`, that column is the label (and no feature). */
 export function readTable(file: string, options: { requireLabel: boolean; labelColumn?: string }): CsvTable {
   if (!existsSync(file)) throw new HerdError('BAD_USAGE', `${file}: no such file (a training table, CSV: see monitor/dataset/README.md)`);
-  const t = parseCsvTable(readFileSync(file, 'utf8'), { file, requireLabel: options.requireLabel && options.labelColumn === undefined });
+  const bytes = readFileSync(file);
+  let text: string;
+  try {
+    text = (file.endsWith('.gz') ? gunzipSync(bytes) : bytes).toString('utf8');
+  } catch (err) {
+    throw new HerdError('BAD_CONFIG', `${file}: not gzip data (${(err as Error).message}); name a plain CSV without .gz`, { cause: err });
+  }
+  const t = parseCsvTable(text, { file, requireLabel: options.requireLabel && options.labelColumn === undefined });
   if (options.labelColumn === undefined) return t;
   const k = t.names.indexOf(options.labelColumn);
   if (k < 0) throw new HerdError('BAD_CONFIG', `${file}: no column "${options.labelColumn}" (--label) among ${t.names.join(', ')}`);
   const label = t.columns[k] as Float64Array;
   const missing = label.findIndex((x) => Number.isNaN(x));
   if (missing >= 0) throw new HerdError('BAD_CONFIG', `${file}: row ${missing + 1} (line ${missing + 2}) column "${options.labelColumn}" (--label) is empty: every row needs a label`);
-  return { names: t.names.filter((_, i) => i !== k), columns: t.columns.filter((_, i) => i !== k), label, rows: t.rows };
+  return { names: t.names.filter((_, i) => i !== k), columns: t.columns.filter((_, i) => i !== k), label, rows: t.rows, keys: t.keys };
 }
 
 export function readModel(file: string): GbdtModel {
@@ -127,7 +135,8 @@ export function predictTable(model: GbdtModel, t: CsvTable, file: string): Float
 }
 
 export function sliceTable(t: CsvTable, from: number, to: number): CsvTable {
-  return { names: t.names, columns: t.columns.map((c) => c.slice(from, to)), ...(t.label === undefined ? {} : { label: t.label.slice(from, to) }), rows: to - from };
+  const keys = Object.fromEntries(Object.entries(t.keys).map(([k, v]) => [k, v.slice(from, to)]));
+  return { names: t.names, columns: t.columns.map((c) => c.slice(from, to)), ...(t.label === undefined ? {} : { label: t.label.slice(from, to) }), rows: to - from, keys };
 }
 
 export interface Scores {
@@ -195,7 +204,7 @@ export function registerForecastCommand(program: Command): void {
   forecast
     .command('train')
     .description('train a model on a training table (--data) or on the recorded metrics (--since/--to); prints the validation RMSE')
-    .option('--data <file>', 'training table, CSV (header: feature columns and "label"; monitor/dataset/README.md)')
+    .option('--data <file>', 'training table, CSV, gzipped when it ends in .gz (header: feature columns and "label"; monitor/dataset/README.md)')
     .option('--since <time>', 'recorded metrics from (ISO time, date, or a duration ago such as 2h)')
     .option('--to <time>', 'recorded metrics until, exclusive (default now)')
     .option('--dir <dir>', `dataset directory with --since (default ${DEFAULT_DATASET_DIR})`)

@@ -1,10 +1,11 @@
 /**
  * Base images for the lab, built locally (no registry is reachable): a busybox image
- * from Debian's busybox-static, and a sysbench image (busybox plus sysbench and the
- * shared libraries it links). Imported on the first host, then saved and loaded on the
+ * from Debian's busybox-static, and a sysbench image (busybox plus sysbench, the
+ * shared libraries it links — its MySQL and PostgreSQL drivers among them — and its Lua
+ * scripts in /usr/share/sysbench, so that an oltp_* client runs in a container). Imported on the first host, then saved and loaded on the
  * others so that every host has identical image ids.
  */
-import { createReadStream, createWriteStream, existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync, copyFileSync, chmodSync } from 'node:fs';
+import { cpSync, createReadStream, createWriteStream, existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync, copyFileSync, chmodSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import Docker from 'dockerode';
@@ -71,7 +72,10 @@ export async function buildLabImages(imagesDir: string, builder: Docker): Promis
   for (const [key, repoTag] of Object.entries(LAB_IMAGES) as [keyof typeof LAB_IMAGES, string][]) {
     const root = `${work}/${key}-root`;
     await buildBusyboxRoot(root);
-    if (key === 'sysbench') await addBinaryWithLibs(root, sysbench);
+    if (key === 'sysbench') {
+      await addBinaryWithLibs(root, sysbench);
+      if (existsSync('/usr/share/sysbench')) cpSync('/usr/share/sysbench', `${root}/usr/share/sysbench`, { recursive: true });
+    }
     const rootTar = `${work}/${key}-rootfs.tar`;
     await mustRun(`packing ${key} rootfs`, 'tar', ['--numeric-owner', '-C', root, '-cf', rootTar, '.']);
     try {

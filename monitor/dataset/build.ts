@@ -11,6 +11,7 @@
  *   - No host sample at t → the row stays, host columns NaN (the learner handles missing values).
  *   - A field a sample lacks → NaN in its column.
  *   - No label at t → the row is dropped (counted in `dropped.noLabel`).
+ *   - Rows come in time order, then by Herd id.
  * Label: sysbench ops/s (see sysbench.ts): the first report at or after t and less than
  * `labelToleranceMs` (default 10 s) after it (a report covers the interval that ends at
  * its time, so the one after t covers t); or, with `labelMetric`, a metric of the
@@ -167,14 +168,16 @@ export function buildTable(hosts: readonly DatasetRecord[], containers: readonly
       hostIds.push(hostId);
     }
   }
+  // Rows in time order (then by container), as the CSV format promises: training holds out the last rows.
+  const order = Array.from(label, (_, i) => i).sort((a, b) => (atMs[a] as number) - (atMs[b] as number) || ((herdIds[a] as string) < (herdIds[b] as string) ? -1 : 1));
   return {
     names: keepCols.map((c) => FEATURES[c] as string),
-    columns: out.map((c) => Float64Array.from(c)),
-    label: Float64Array.from(label),
+    columns: out.map((c) => Float64Array.from(order, (i) => c[i] as number)),
+    label: Float64Array.from(order, (i) => label[i] as number),
     rows: label.length,
-    atMs: Float64Array.from(atMs),
-    herdIds,
-    hostIds,
+    atMs: Float64Array.from(order, (i) => atMs[i] as number),
+    herdIds: order.map((i) => herdIds[i] as string),
+    hostIds: order.map((i) => hostIds[i] as string),
     dropped: { noLabel },
   };
 }

@@ -9,12 +9,13 @@ import type { TrainingTable } from './build.ts';
 export const LABEL_COLUMN = 'label';
 export const KEY_COLUMNS = ['at', 'herdId', 'hostId'] as const;
 
-/** A table read back: features (column-major), the label (absent when the CSV has none and it was not required). */
+/** A table read back: features (column-major), the label (absent when the CSV has none and it was not required), the key columns it has. */
 export interface CsvTable {
   names: string[];
   columns: Float64Array[];
   label?: Float64Array;
   rows: number;
+  keys: Partial<Record<(typeof KEY_COLUMNS)[number], string[]>>;
 }
 
 const quote = (s: string) => (/[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
@@ -80,9 +81,12 @@ export function parseCsvTable(text: string, options: { file?: string; requireLab
   const rows = lines.length - 1;
   const columns = featureAt.map(() => new Float64Array(rows));
   const label = labelAt < 0 ? undefined : new Float64Array(rows);
+  const keyAt = KEY_COLUMNS.map((k) => ({ k, i: header.indexOf(k) })).filter(({ i }) => i >= 0);
+  const keys: CsvTable['keys'] = Object.fromEntries(keyAt.map(({ k }) => [k, new Array<string>(rows)]));
   for (let r = 0; r < rows; r++) {
     const cells = splitCsvLine(lines[r + 1] as string);
     if (cells.length !== header.length) throw new HerdError('BAD_CONFIG', `${file}: row ${r + 1} (line ${r + 2}) has ${cells.length} cells, the header ${header.length}`);
+    for (const { k, i } of keyAt) (keys[k] as string[])[r] = cells[i] as string;
     featureAt.forEach(({ h, i }, k) => ((columns[k] as Float64Array)[r] = numeric(cells[i] as string, file, r, h)));
     if (label !== undefined) {
       const y = numeric(cells[labelAt] as string, file, r, LABEL_COLUMN);
@@ -90,7 +94,7 @@ export function parseCsvTable(text: string, options: { file?: string; requireLab
       label[r] = y;
     }
   }
-  return { names: featureAt.map(({ h }) => h), columns, ...(label === undefined ? {} : { label }), rows };
+  return { names: featureAt.map(({ h }) => h), columns, ...(label === undefined ? {} : { label }), rows, keys };
 }
 
 function numeric(cell: string, file: string, r: number, column: string): number {

@@ -17,7 +17,9 @@ describe('sysbench report lines', () => {
     ['[ 10s ] thds: 4 tps: 123.45 qps: 2469.00 (r/w/o: 1728.30/493.80/246.90) lat (ms,95%): 44.17 err/s: 0.00 reconn/s: 0.00', 123.45],
     ['[ 1s ] thds: 1 eps: 1234.00 lat (ms,95%): 0.82', 1234],
     ['  [ 2.5s ] thds: 2 eps: 7 lat (ms,95%): 0.82', 7],
+    ['[ 1s ] 3300.46 MiB/sec', 3300.46],
     ['    events/s (eps):                      612.50', undefined],
+    ['    3773.20 MiB transferred (3772.41 MiB/sec)', undefined],
     ['SQL statistics:', undefined],
     ['[ 10s ] reads: 10.00 MiB/s writes: 3.00 MiB/s fsyncs/s: 1.00', undefined],
   ])('%s → %s', (line, ops) => expect(parseSysbenchLine(line)).toBe(ops));
@@ -62,6 +64,14 @@ describe('buildTable: grid, join, label', () => {
     expect(t.names).not.toContain('ctr_cpu_cores');
     expect(Array.from(t.label)).toEqual([0.2]);
     expect(Number.isNaN(t.columns[t.names.indexOf('host_cpu_util')]?.[0])).toBe(true);
+  });
+
+  it('puts the rows in time order across containers (training holds out the last rows)', () => {
+    const other = (ms: number, cpuCores: number) => ({ ...ctr(ms, 'h2', cpuCores), herdId: 'c0' });
+    const t = buildTable([], [ctr(T0 + 2_000, 'h1', 0.2), ctr(T0 + 7_000, 'h1', 0.7), other(T0 + 1_000, 0.1), other(T0 + 6_000, 0.6), other(T0 + 11_000, 1.1)], { labelMetric: 'ctr_cpu_cores' });
+    expect(Array.from(t.atMs)).toEqual([T0 + 5_000, T0 + 5_000, T0 + 10_000, T0 + 10_000, T0 + 15_000]);
+    expect(t.herdIds).toEqual(['c0', 'c1', 'c0', 'c1', 'c0']);
+    expect(Array.from(t.label)).toEqual([0.1, 0.2, 0.6, 0.7, 1.1]);
   });
 
   it('labels with any numeric field of the container sample', () => {
