@@ -9,8 +9,8 @@
  * node-and-child arrays with a branch per node, and 140 ms for the whole block descending
  * level by level through a slot array.
  *
- * A NaN fails `v >= t`, so it would go left; a block holding a NaN takes a row-by-row loop
- * that sends it the node's default direction instead. Trees deeper than MAX_COMPLETE_DEPTH (a
+ * A NaN fails `v >= t`, so it would go left; in a block holding a NaN, `v !== v` adds the
+ * node's default direction (still no branch). Trees deeper than MAX_COMPLETE_DEPTH (a
  * complete layout would be too big) are walked node by node.
  *
  * `float32` reproduces XGBoost's arithmetic for imported models: inputs are rounded to
@@ -128,8 +128,8 @@ export class Ensemble {
     const base = this.splitBase[t] as number;
     const leaves = (this.leafBase[t] as number) - (2 ** d - 1);
     const f32 = this.float32;
-    let j = hasNaN ? 0 : descendFours(f, th, leaf, base, leaves, d, block, cols, m, out, b0, f32);
     const right = this.missingRight;
+    let j = descendFours(f, th, leaf, base, leaves, d, block, cols, m, out, b0, f32, hasNaN ? right : undefined);
     for (let row = j * cols; j < m; j++, row += cols) {
       let i = 0;
       for (let level = 0; level < d; level++) {
@@ -152,10 +152,11 @@ export class Ensemble {
 }
 
 /**
- * The rows of a NaN-free block four at a time (see Ensemble.descend), their slots in
- * locals so that four independent descents overlap; returns how many rows it did.
+ * The rows of a block four at a time (see Ensemble.descend), their slots in locals so that
+ * four independent descents overlap; returns how many rows it did. `right` (each split's
+ * direction for a missing value) only when the block holds a NaN.
  */
-function descendFours(f: Int32Array, th: Float64Array, leaf: Float64Array, base: number, leaves: number, d: number, block: Float64Array, cols: number, m: number, out: Float64Array, b0: number, f32: boolean): number {
+function descendFours(f: Int32Array, th: Float64Array, leaf: Float64Array, base: number, leaves: number, d: number, block: Float64Array, cols: number, m: number, out: Float64Array, b0: number, f32: boolean, right: Uint8Array | undefined): number {
   let j = 0;
   for (; j + 4 <= m; j += 4) {
     const r0 = j * cols;
@@ -166,16 +167,33 @@ function descendFours(f: Int32Array, th: Float64Array, leaf: Float64Array, base:
     let i1 = 0;
     let i2 = 0;
     let i3 = 0;
-    for (let level = 0; level < d; level++) {
-      const n0 = base + i0;
-      const n1 = base + i1;
-      const n2 = base + i2;
-      const n3 = base + i3;
-      i0 = 2 * i0 + 1 + +((block[r0 + (f[n0] as number)] as number) >= (th[n0] as number));
-      i1 = 2 * i1 + 1 + +((block[r1 + (f[n1] as number)] as number) >= (th[n1] as number));
-      i2 = 2 * i2 + 1 + +((block[r2 + (f[n2] as number)] as number) >= (th[n2] as number));
-      i3 = 2 * i3 + 1 + +((block[r3 + (f[n3] as number)] as number) >= (th[n3] as number));
-    }
+    if (right === undefined)
+      for (let level = 0; level < d; level++) {
+        const n0 = base + i0;
+        const n1 = base + i1;
+        const n2 = base + i2;
+        const n3 = base + i3;
+        i0 = 2 * i0 + 1 + +((block[r0 + (f[n0] as number)] as number) >= (th[n0] as number));
+        i1 = 2 * i1 + 1 + +((block[r1 + (f[n1] as number)] as number) >= (th[n1] as number));
+        i2 = 2 * i2 + 1 + +((block[r2 + (f[n2] as number)] as number) >= (th[n2] as number));
+        i3 = 2 * i3 + 1 + +((block[r3 + (f[n3] as number)] as number) >= (th[n3] as number));
+      }
+    else
+      // A NaN fails `v >= t`; `v !== v` adds the node's default direction, still without a branch.
+      for (let level = 0; level < d; level++) {
+        const n0 = base + i0;
+        const n1 = base + i1;
+        const n2 = base + i2;
+        const n3 = base + i3;
+        const v0 = block[r0 + (f[n0] as number)] as number;
+        const v1 = block[r1 + (f[n1] as number)] as number;
+        const v2 = block[r2 + (f[n2] as number)] as number;
+        const v3 = block[r3 + (f[n3] as number)] as number;
+        i0 = 2 * i0 + 1 + (+(v0 >= (th[n0] as number)) | (+(v0 !== v0) & (right[n0] as number)));
+        i1 = 2 * i1 + 1 + (+(v1 >= (th[n1] as number)) | (+(v1 !== v1) & (right[n1] as number)));
+        i2 = 2 * i2 + 1 + (+(v2 >= (th[n2] as number)) | (+(v2 !== v2) & (right[n2] as number)));
+        i3 = 2 * i3 + 1 + (+(v3 >= (th[n3] as number)) | (+(v3 !== v3) & (right[n3] as number)));
+      }
     const o = b0 + j;
     const s0 = (out[o] as number) + (leaf[leaves + i0] as number);
     const s1 = (out[o + 1] as number) + (leaf[leaves + i1] as number);
