@@ -10,12 +10,13 @@ import { HerdError } from '../../protocol/errors.ts';
 import { newHerdId } from '../../protocol/ids.ts';
 import { controlEventSchema, type ContainerSpec, type ControlEvent } from '../../protocol/messages.ts';
 import { topics } from '../../protocol/topics.ts';
+import { sysbenchOltpClient } from '../lab/debian-images.ts';
 import { findControl, askControl } from './control-commands.ts';
 import { table, withBrokerOption, withSession } from './context.ts';
 
-type DemoWorkload = Omit<ContainerSpec, 'herdId'> & { needsNetwork?: boolean };
+type DemoWorkload = Omit<ContainerSpec, 'herdId'> & { needsNetwork?: boolean; oltp?: boolean };
 
-/** On the lab's 1-core hosts: four CPU-bound workloads of half a core each (4 x 0.5 on one core), two idle services. */
+/** On the lab's 1-core hosts: four CPU-bound workloads of half a core each (4 x 0.5 on one core), two idle services; with --oltp also MariaDB and its sysbench client. */
 export const DEMO_WORKLOADS: DemoWorkload[] = [
   { name: 'demo-cpu-1', image: 'herd/sysbench', cmd: ['sysbench', 'cpu', '--time=0', '--threads=1', 'run'], cpuLimitCores: 0.5 },
   { name: 'demo-cpu-2', image: 'herd/sysbench', cmd: ['sysbench', 'cpu', '--time=0', '--threads=1', 'run'], cpuLimitCores: 0.5 },
@@ -23,6 +24,9 @@ export const DEMO_WORKLOADS: DemoWorkload[] = [
   { name: 'demo-mt-2', image: 'herd/sysbench', cmd: ['sysbench', 'cpu', '--time=0', '--threads=2', 'run'], cpuLimitCores: 0.5 },
   { name: 'demo-counter', image: 'herd/busybox', cmd: ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo $i > /data/count; sleep 1; done'] },
   { name: 'demo-web', image: 'herd/busybox', cmd: ['httpd', '-f', '-p', '80', '-h', '/etc'], network: { network: 'herd-lan', ip: '10.213.0.250' }, needsNetwork: true },
+  // With --oltp: a real database under a real OLTP client (sysbench in a container, over herd-lan).
+  { name: 'demo-db', image: 'herd/mariadb', network: { network: 'herd-lan', ip: '10.213.0.251' }, needsNetwork: true, oltp: true },
+  { name: 'demo-oltp', image: 'herd/sysbench', cmd: sysbenchOltpClient('10.213.0.251', { reportSeconds: 10 }), cpuLimitCores: 0.3, network: { network: 'herd-lan', ip: '10.213.0.252' }, needsNetwork: true, oltp: true },
 ];
 
 function positiveInt(value: string): number {
@@ -39,27 +43,34 @@ export function registerDemoCommand(program: Command): void {
     .option('--host <host>', 'the host to pile the workloads on (default: the first online host)')
     .option('--stable <n>', 'evaluations in a row without a move that count as stable', positiveInt, 3)
     .option('--timeout <seconds>', 'give up after this long', positiveInt, 420)
-    .option('--no-network', 'skip the HTTP workload on the herd-lan network')
+    .option('--no-network', 'skip the workloads on the herd-lan network (the HTTP server; with --oltp, the database)')
+    .option('--oltp', 'also run MariaDB (herd/mariadb: "bin/herd lab image mariadb" first) under a sysbench oltp_read_write client container')
     .option('--control <nodeId>', 'control daemon node id (default: the one online)')
-    .action(async (opts: { host?: string; stable: number; timeout: number; network: boolean; control?: string }, cmd: Command) => {
+    .action(async (opts: { host?: string; stable: number; timeout: number; network: boolean; oltp?: boolean; control?: string }, cmd: Command) => {
+      if (opts.oltp === true && !opts.network) throw new HerdError('BAD_USAGE', '--oltp needs the herd-lan network (its client reaches the database there): drop --no-network');
       await withSession(cmd, async (session) => {
         const online = session.view.hosts().filter((h) => h.state === 'online').map((h) => h.hostId);
         if (online.length < 2) throw new HerdError('HOST_OFFLINE', `the demo needs at least 2 online hosts, found ${online.length} (${online.join(', ') || 'none'}); run "bin/herd lab up" as root`);
         const pile = opts.host ?? (online[0] as string);
         session.view.requireOnline(pile);
         const nodeId = await findControl(session, opts.control);
-        const workloads = DEMO_WORKLOADS.filter((w) => opts.network || w.needsNetwork !== true);
+        const workloads = DEMO_WORKLOADS.filter((w) => (opts.network || w.needsNetwork !== true) && (opts.oltp === true || w.oltp !== true));
 
         // A fresh start: the demo's own containers from an earlier run go, then all start on one host.
-        for (const c of session.view.containers().filter((c) => workloads.some((w) => w.name === c.name))) {
+        for (const c of session.view.containers().filter((c) => DEMO_WORKLOADS.some((w) => w.name === c.name))) {
           await session.rpc.request(c.hostId, 'container.remove', { container: c.herdId, force: true }, { timeoutMs: 60_000 });
         }
         for (const w of workloads) {
-          const { needsNetwork: _n, ...spec } = w;
-          await session.rpc.request(pile, 'container.run', { ...spec, herdId: newHerdId() }, { timeoutMs: 60_000 });
+          const { needsNetwork: _n, oltp: _o, ...spec } = w;
+          try {
+            await session.rpc.request(pile, 'container.run', { ...spec, herdId: newHerdId() }, { timeoutMs: 60_000 });
+          } catch (err) {
+            if (w.image === 'herd/mariadb' && /no such image/i.test((err as Error).message)) throw new HerdError('BAD_USAGE', `${pile} has no herd/mariadb image: run "bin/herd lab image mariadb" first (--oltp)`, { cause: err });
+            throw err;
+          }
         }
         process.stdout.write(`started ${workloads.length} workloads on ${pile}: ${workloads.map((w) => w.name).join(', ')}\n`);
-        process.stdout.write(`  4 CPU-bound sysbench containers of 0.5 core each (2 of them 2-threaded) share ${pile}'s one core; the control loop (${nodeId}) decides what moves\n`);
+        process.stdout.write(`  4 CPU-bound sysbench containers of 0.5 core each (2 of them 2-threaded) share ${pile}'s one core${opts.oltp === true ? ', with MariaDB under a sysbench OLTP client' : ''}; the control loop (${nodeId}) decides what moves\n`);
 
         const events: ControlEvent[] = [];
         let wake: (() => void) | undefined;

@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { Argument, Command, InvalidArgumentError } from 'commander';
 import Docker from 'dockerode';
 import { HerdError } from '../../protocol/errors.ts';
-import { ensureMariadbImage, MARIADB_IMAGE } from '../lab/mariadb-image.ts';
+import { DEBIAN_IMAGES, debianImageTag, ensureDebianImage, type DebianImageName } from '../lab/debian-images.ts';
 import { readLabState } from '../lab/state.ts';
 import { createLogger } from '../../protocol/log.ts';
 import { labDown } from '../lab/lab-down.ts';
@@ -33,14 +33,14 @@ export function registerLabCommands(program: Command): void {
     });
   lab
     .command('image')
-    .description('build (once per machine) and load an optional lab image on every host: mariadb (Debian 12\'s MariaDB 10.11, user/password/database sbtest)')
-    .addArgument(new Argument('<name>', 'the image').choices(['mariadb']))
-    .action(async () => {
+    .description(`build (once per machine) and load an optional lab image on every host: ${Object.entries(DEBIAN_IMAGES).map(([n, i]) => `${n} (${i.what})`).join('; ')}`)
+    .addArgument(new Argument('<name>', 'the image').choices(Object.keys(DEBIAN_IMAGES)))
+    .action(async (name: DebianImageName) => {
       const state = readLabState();
       if (state === undefined) throw new HerdError('LAB_FAILED', 'the lab is not up: run "herd lab up" first');
       const layout = labLayout({ hosts: state.hosts, cpuCount: availableParallelism() });
-      await ensureMariadbImage(layout.hosts.map((h) => new Docker({ socketPath: h.dockerSocket })), layout.imagesDir, say);
-      say(`${MARIADB_IMAGE} is on ${layout.hosts.map((h) => h.id).join(', ')}`);
+      await ensureDebianImage(name, layout.hosts.map((h) => new Docker({ socketPath: h.dockerSocket })), layout.imagesDir, say);
+      say(`${debianImageTag(name)} is on ${layout.hosts.map((h) => h.id).join(', ')}`);
     });
   lab
     .command('down')

@@ -23,7 +23,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
-import { MARIADB_CREDENTIALS } from '../../control/lab/mariadb-image.ts';
+import { sysbenchOltpClient } from '../../control/lab/debian-images.ts';
 import { labLayout } from '../../control/lab/layout.ts';
 import { seededRng } from '../../policies/forecast/gbdt/index.ts';
 import { buildTableFromDir, tableToCsv } from '../../monitor/dataset/index.ts';
@@ -65,13 +65,10 @@ function cpuOrMemory(kind: 'cpu' | 'memory', host: string): Workload {
 
 function oltpPair(i: number, host: string, clientHost: string): Workload[] {
   const db = `fc-db-${i}`;
-  const sb = [`--db-driver=mysql`, `--mysql-host=${DB_IPS[i]}`, `--mysql-user=${MARIADB_CREDENTIALS.user}`, `--mysql-password=${MARIADB_CREDENTIALS.password}`, `--mysql-db=${MARIADB_CREDENTIALS.database}`, '--tables=2', '--table-size=10000'].join(' ');
-  const script = i === 0 ? 'oltp_read_write' : 'oltp_read_only';
-  // The server needs a few seconds to start: prepare until it answers, then run for ever.
-  const client = `until sysbench ${script} ${sb} prepare >/dev/null 2>&1; do sysbench ${script} ${sb} cleanup >/dev/null 2>&1; sleep 3; done; exec sysbench ${script} ${sb} --threads=2 --time=0 --report-interval=1 run`;
+  const client = sysbenchOltpClient(DB_IPS[i] as string, { script: i === 0 ? 'oltp_read_write' : 'oltp_read_only' });
   return [
     { name: db, kind: 'db', host, args: ['--host', host, '--name', db, '--cpus', '0.5', '--network', 'herd-lan', '--ip', DB_IPS[i] as string, 'herd/mariadb'] },
-    { name: `fc-oltp-${i}`, kind: 'oltp', host: clientHost, args: ['--host', clientHost, '--name', `fc-oltp-${i}`, '--cpus', '0.3', '--network', 'herd-lan', '--ip', CLIENT_IPS[i] as string, 'herd/sysbench', 'sh', '-c', client] },
+    { name: `fc-oltp-${i}`, kind: 'oltp', host: clientHost, args: ['--host', clientHost, '--name', `fc-oltp-${i}`, '--cpus', '0.3', '--network', 'herd-lan', '--ip', CLIENT_IPS[i] as string, 'herd/sysbench', ...client] },
   ];
 }
 

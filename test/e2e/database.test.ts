@@ -11,7 +11,7 @@
 import { spawn } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { LabLayout } from '../../control/lab/layout.ts';
-import { MARIADB_CREDENTIALS } from '../../control/lab/mariadb-image.ts';
+import { MARIADB_CREDENTIALS } from '../../control/lab/debian-images.ts';
 import { runCommand } from '../../control/lab/shell.ts';
 import { execIn, placements } from '../support/containers.ts';
 import { herd, herdOk } from '../support/herd-cli.ts';
