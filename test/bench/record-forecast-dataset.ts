@@ -80,6 +80,8 @@ async function main(): Promise<void> {
   const hostList = (JSON.parse(await herdOk(['hosts', '--json'])) as { hostId: string; state: string }[]).filter((h) => h.state === 'online').map((h) => h.hostId).sort();
   if (hostList.length < 2) throw new Error(`the recording needs at least 2 online lab hosts, found ${hostList.length}: run "bin/herd lab up --hosts 3"`);
   await herdOk(['lab', 'image', 'mariadb'], { timeoutMs: 1_200_000 });
+  // Leftovers of an interrupted recording would clash with the names used below.
+  for (const c of JSON.parse(await herdOk(['containers', '--json'])) as { name: string }[]) if (c.name.startsWith('fc-')) await herd(['rm', c.name, '--force']);
 
   // A second monitor: the lab's configuration, sampling every second into its own directory.
   const layout = labLayout({ hosts: hostList.length, cpuCount: 1 });
@@ -97,7 +99,6 @@ async function main(): Promise<void> {
   const weighted = [...hostList, hostList[0] as string, hostList[0] as string];
   try {
     for (const [i, w] of [...oltpPair(0, hostList[0] as string, pick(hostList)), ...oltpPair(1, hostList[1] as string, pick(hostList))].entries()) {
-      await herd(['rm', w.name, '--force']);
       await start(w);
       running.push(w);
       if (i % 2 === 0) await sleep(2000);
