@@ -63,18 +63,10 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
   });
 
   const onlineStatus = (): HostStatus => {
-    const status: HostStatus = {
-      v: PROTOCOL_VERSION,
-      hostId,
-      state: 'online',
-      since: startedAt ?? new Date().toISOString(),
-      address: config.ssh.address,
-      sshPort: config.ssh.port,
-    };
+    const status: HostStatus = { ...reachability(), v: PROTOCOL_VERSION, hostId, state: 'online', since: startedAt ?? new Date().toISOString() };
     if (runtimeInfo !== undefined) status.dockerVersion = runtimeInfo.dockerVersion;
     if (criuVersion !== undefined) status.criuVersion = criuVersion;
     if (config.cpus !== undefined) status.cpus = [...config.cpus];
-    status.fencing = reachability().fencing;
     return status;
   };
 

@@ -1,9 +1,10 @@
 /**
  * Base images for the lab, built locally (no registry is reachable): a busybox image
- * from Debian's busybox-static, and a sysbench image (busybox plus sysbench, the
- * shared libraries it links — its MySQL and PostgreSQL drivers among them — and its Lua
- * scripts in /usr/share/sysbench, so that an oltp_* client runs in a container). Imported on the first host, then saved and loaded on the
- * others so that every host has identical image ids.
+ * from Debian's busybox-static, and a sysbench image (busybox plus sysbench, the shared
+ * libraries it links — its MySQL and PostgreSQL drivers among them — and its Lua scripts
+ * in /usr/share/sysbench, so that an oltp_* client runs in a container). Imported on the
+ * first host, then saved and loaded on the others so that every host has identical image
+ * ids.
  */
 import { cpSync, createReadStream, createWriteStream, existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync, copyFileSync, chmodSync } from 'node:fs';
 import { dirname } from 'node:path';

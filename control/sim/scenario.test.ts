@@ -3,14 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { HerdError } from '../../protocol/errors.ts';
 import { loopConfigSchema } from '../config.ts';
 import { safetyRulesSchema } from '../../policies/safety/safety.ts';
 import { loadScenarioFile, parseScenario, scenarioErrors, scenarioJsonSchemaText } from './scenario.ts';
 import { thrownHerdError } from '../../test/support/thrown.ts';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
-
 
 describe('scenario schema', () => {
   it('scenario.schema.json is up to date (regenerate: npx tsx control/sim/write-schema.ts)', () => {

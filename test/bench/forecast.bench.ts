@@ -28,7 +28,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { readTable, sliceTable } from '../../control/cli/forecast-command.ts';
+import { readTable, scores, sliceTable } from '../../control/cli/forecast-command.ts';
 import { toMatrix } from '../../monitor/dataset/index.ts';
 import { seededRng, sliceRows, trainGbdt, type GbdtModel, type GbdtParams, type Matrix } from '../../policies/forecast/gbdt/index.ts';
 import { REPO_ROOT } from '../support/herd-cli.ts';
@@ -102,11 +102,6 @@ function findPython(): string {
   throw new Error(`no python3 with xgboost among ${candidates.join(', ')} (apt-get install python3-xgboost, or --python PATH)`);
 }
 
-const rmseOf = (a: Float64Array, b: Float64Array) => {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += ((a[i] as number) - (b[i] as number)) ** 2;
-  return Math.sqrt(s / a.length);
-};
 const shares = (gain: number[]) => {
   const total = gain.reduce((s, g) => s + g, 0);
   return gain.map((g) => (total > 0 ? g / total : 0));
@@ -163,7 +158,7 @@ function runHerd(s: Split): Side {
     predictSeconds = Math.min(predictSeconds, (t2 - t1) / 1000);
   }
   const gain = new Map((model as GbdtModel).importance().map((f) => [f.feature, f.gain]));
-  return { rmse: rmseOf(predictions, s.ytest), trainSeconds, predictSeconds, predictions, gainShare: shares(s.train.names.map((n) => gain.get(n) ?? 0)) };
+  return { rmse: scores(s.ytest, predictions).rmse, trainSeconds, predictSeconds, predictions, gainShare: shares(s.train.names.map((n) => gain.get(n) ?? 0)) };
 }
 
 function runXgboost(python: string, s: Split, dir: string): Side & { version: string } {
@@ -208,7 +203,11 @@ function report(s: Split, herd: Side, xgb: Side & { version: string }): void {
  */
 async function forecastChart(file: string, s: ReturnType<typeof lab>, herd: Side, xgb: Side): Promise<string> {
   const rowsOf = new Map<string, number[]>();
-  s.herdIds.forEach((id, i) => rowsOf.set(id, [...(rowsOf.get(id) ?? []), i]));
+  s.herdIds.forEach((id, i) => {
+    const rows = rowsOf.get(id);
+    if (rows === undefined) rowsOf.set(id, [i]);
+    else rows.push(i);
+  });
   const most = Math.max(...[...rowsOf.values()].map((r) => r.length));
   const relativeError = (rows: number[]) => {
     const actual = rows.reduce((a, i) => a + Math.abs(s.ytest[i] as number), 0);

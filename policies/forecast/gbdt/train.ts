@@ -13,7 +13,6 @@ import type { Matrix } from './matrix.ts';
 import { TreeModel, assertFeatures, type GbdtModel, type GbdtParams } from './model.ts';
 import { seededRng } from './random.ts';
 import { leafValue, type Tree } from './tree.ts';
-import { Ensemble } from './ensemble.ts';
 
 /** XGBoost's defaults, 100 rounds. */
 export const DEFAULT_PARAMS: GbdtParams = {
@@ -93,10 +92,10 @@ export function trainGbdt(train: Matrix, y: Float64Array, params: Partial<GbdtPa
     trees.push(tree);
     addTreeToTraining(grower, tree, binned, pred, train, nRows < n);
     if (validation && valPred) {
-      const one = new Ensemble([tree], 0).predict(validation.x.data, validation.x.rows, validation.x.cols);
+      // One new tree per round: walk it per row rather than lay out an ensemble every round.
       let se = 0;
       for (let i = 0; i < valPred.length; i++) {
-        valPred[i] = (valPred[i] as number) + (one[i] as number);
+        valPred[i] = (valPred[i] as number) + leafValue(tree, validation.x.data, validation.x.rows, i);
         const d = (valPred[i] as number) - (validation.y[i] as number);
         se += d * d;
       }
