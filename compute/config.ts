@@ -2,12 +2,15 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { brokerClientConfigSchema } from '../protocol/config.ts';
+import { commandLimitsSchema } from '../protocol/rpc.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
 
 export const computeConfigSchema = z.strictObject({
   /** This host's id in topics and the CLI. Default: the machine's hostname. */
   hostId: z.string().regex(ID_PATTERN).default(() => hostname().split('.')[0] ?? 'localhost'),
   broker: brokerClientConfigSchema,
+  /** Which commands this host accepts (age, concurrency). */
+  commands: commandLimitsSchema,
   docker: z
     .strictObject({
       /** The Docker daemon's API socket on this host. */

@@ -4,6 +4,7 @@
  * host's command topic.
  */
 import { brokerCredentials } from '../protocol/config.ts';
+import { computeClientId } from '../protocol/access.ts';
 import { newHerdId } from '../protocol/ids.ts';
 import type { Logger } from 'pino';
 import { HerdError } from '../protocol/errors.ts';
@@ -46,7 +47,7 @@ export interface ComputeDaemon {
 export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDeps): ComputeDaemon {
   const { runtime, log } = deps;
   const hostId = config.hostId;
-  const clientId = `herd-compute-${hostId}`.slice(0, 64);
+  const clientId = computeClientId(hostId);
   let client: MqttClient | undefined;
   let server: CommandServer | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -256,7 +257,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
         },
       };
       // Serve first: settling an interrupted migration may need this host's answers (and a peer's).
-      server = await serveCommands(c, hostId, clientId, handlers, log);
+      server = await serveCommands(c, hostId, clientId, handlers, log, { limits: config.commands, maxMessageBytes: config.broker.maxMessageBytes });
       announce();
       reconciler = new Reconciler(migration, config.reconcileIntervalSeconds * 1000);
       reconciler.start();

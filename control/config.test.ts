@@ -15,15 +15,26 @@ function load(yaml: string, files: Record<string, string> = {}) {
   return loadConfig(controlConfigSchema, { file, what: 'control config', resolveFiles: resolveControlConfigFiles });
 }
 
+/** An embedded broker open to anyone: what these tests (about the loop) need; the broker's own rules are tested below. */
+const OPEN = 'broker: { auth: { allowAnonymous: true } }';
+
 describe('control config', () => {
+  it('refuses an embedded broker without a users file unless anonymous access is asked for by name', () => {
+    expect(() => load('{}')).toThrow(/field `broker\.auth\.usersFile`: the embedded broker needs broker\.auth\.usersFile \(herd auth init/);
+    expect(() => load('broker: { auth: { usersFile: /etc/herd/auth/users.yaml } }')).toThrow(/field `broker\.credentialsFile`: .*needs its own identity/);
+    const c = load('broker: { auth: { usersFile: /etc/herd/auth/users.yaml }, credentialsFile: /etc/herd/auth/control.credentials.yaml }');
+    expect(c.broker).toMatchObject({ host: '127.0.0.1', auth: { allowAnonymous: false }, maxPacketBytes: 8 * 1024 * 1024 });
+    expect(load('broker: { embedded: false, url: "mqtts://broker:8883" }').broker.embedded).toBe(false);
+  });
+
   it('reads a forecast-greedy model named by a path relative to the config file; a missing one is an error naming the step', () => {
-    const c = load(['loop:', '  policies:', '    - policy: forecast-greedy', '      args: { model: model.json }'].join('\n'), { 'model.json': JSON.stringify(TINY_MODEL) });
+    const c = load([OPEN, 'loop:', '  policies:', '    - policy: forecast-greedy', '      args: { model: model.json }'].join('\n'), { 'model.json': JSON.stringify(TINY_MODEL) });
     expect((c.loop.policies[0]?.args as { model: unknown }).model).toBeTypeOf('object');
-    expect(() => load(['loop:', '  policies:', '    - policy: forecast-greedy', '      args: { model: absent.json }'].join('\n'))).toThrow(/loop\.policies\.0\.args\.model: .*absent\.json: no such file/);
+    expect(() => load([OPEN, 'loop:', '  policies:', '    - policy: forecast-greedy', '      args: { model: absent.json }'].join('\n'))).toThrow(/loop\.policies\.0\.args\.model: .*absent\.json: no such file/);
   });
 
   it("has Herd's published loop settings by default", () => {
-    const c = load('{}');
+    const c = load(OPEN);
     expect(c.loop).toMatchObject({ windowSeconds: 30, evaluationIntervalSeconds: 150, initialDelaySeconds: 150, missingSamplesThreshold: 0.02, mode: 'act' });
     expect(c.loop.policies).toEqual([{ policy: 'oltp-disk', args: {} }]);
   });
@@ -40,7 +51,7 @@ describe('control config', () => {
   });
 
   it('is frozen after load', () => {
-    const c = load('loop: { mode: recommend }');
+    const c = load(`${OPEN}\nloop: { mode: recommend }`);
     expect(c.loop.mode).toBe('recommend');
     expect(Object.isFrozen(c.loop.safety)).toBe(true);
   });

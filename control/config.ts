@@ -3,6 +3,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { HerdError } from '../protocol/errors.ts';
+import { brokerAuthFields } from '../protocol/config.ts';
+import { commandLimitsSchema } from '../protocol/rpc.ts';
 
 /** Node's timers fire at once beyond 2^31 − 1 ms (about 24.8 days): no interval may be longer. */
 const seconds = () => z.number().max(2_147_483, 'at most 2147483 s (Node timers overflow beyond)');
@@ -64,16 +66,39 @@ export const controlConfigSchema = z.strictObject({
     .strictObject({
       /** Run the embedded aedes broker (default). Set false and give `url` to use an external MQTT 3.1.1 broker such as Mosquitto. */
       embedded: z.boolean().default(true),
-      /** Where the embedded broker listens. */
-      host: z.string().default('0.0.0.0'),
+      /** Where the embedded broker listens: loopback unless set (compute hosts on other machines need an address they reach). */
+      host: z.string().default('127.0.0.1'),
       port: z.number().int().min(0).max(65535).default(1883),
       /** External broker URL; required when embedded is false. */
       url: z.string().optional(),
-      username: z.string().optional(),
-      password: z.string().optional(),
+      /** The control daemon's own identity on the broker (credentialsFile from herd auth init) and the CA for mqtts://. */
+      ...brokerAuthFields,
+      /** Who the embedded broker admits. */
+      auth: z
+        .strictObject({
+          /** Identities with their roles and password hashes (herd auth init writes it), mode 0600. */
+          usersFile: z.string().optional(),
+          /** Admit anyone, unauthenticated (anyone who reaches the broker can run, stop and move containers). For tests on loopback only. */
+          allowAnonymous: z.boolean().default(false),
+        })
+        .prefault({}),
+      /** TLS on the embedded broker's listener (PEM files; herd auth init makes a CA and a certificate). */
+      tls: z.strictObject({ certFile: z.string(), keyFile: z.string() }).optional(),
+      /** Packets larger than this close the sender's connection (embedded broker); messages larger than this are dropped unread. */
+      maxPacketBytes: z.number().int().min(1024).default(8 * 1024 * 1024),
     })
     .prefault({})
-    .refine((b) => b.embedded || b.url !== undefined, { message: 'broker.url is required when broker.embedded is false', path: ['url'] }),
+    .refine((b) => b.embedded || b.url !== undefined, { message: 'broker.url is required when broker.embedded is false', path: ['url'] })
+    .refine((b) => !b.embedded || b.auth.usersFile !== undefined || b.auth.allowAnonymous, {
+      message: 'the embedded broker needs broker.auth.usersFile (herd auth init --dir /etc/herd/auth writes it and each identity\'s credentials), or broker.auth.allowAnonymous: true to run it open (insecure)',
+      path: ['auth', 'usersFile'],
+    })
+    .refine((b) => !b.embedded || b.auth.usersFile === undefined || b.credentialsFile !== undefined || b.username !== undefined, {
+      message: "with broker.auth.usersFile the control daemon needs its own identity: broker.credentialsFile (herd auth init writes control.credentials.yaml)",
+      path: ['credentialsFile'],
+    }),
+  /** Which commands the control daemon accepts (age, concurrency). */
+  commands: commandLimitsSchema,
   loop: loopConfigSchema,
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
 });

@@ -7,7 +7,9 @@
  * herd/v1/control/{nodeId}/events and keeps a retained status (last will: offline) on
  * herd/v1/control/{nodeId}/status.
  */
-import { brokerCredentials } from '../protocol/config.ts';
+import { brokerCredentials, readConfigBytes } from '../protocol/config.ts';
+import { controlClientId } from '../protocol/access.ts';
+import { loadUsersFile, readSecretFile } from '../protocol/credentials.ts';
 import type { Logger } from 'pino';
 import { closeBroker, connectBroker, publishJson, type MqttClient } from '../protocol/mqtt.ts';
 import { CommandClient, serveCommands, type CommandServer } from '../protocol/rpc.ts';
@@ -60,12 +62,21 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
   return {
     async start() {
       if (config.broker.embedded) {
-        broker = await startEmbeddedBroker({ host: config.broker.host, port: config.broker.port }, log);
+        broker = await startEmbeddedBroker(
+          {
+            host: config.broker.host,
+            port: config.broker.port,
+            maxPacketBytes: config.broker.maxPacketBytes,
+            ...(config.broker.auth.usersFile === undefined ? {} : { users: loadUsersFile(config.broker.auth.usersFile) }),
+            ...(config.broker.tls === undefined ? {} : { tls: { cert: readConfigBytes(config.broker.tls.certFile, 'broker.tls.certFile'), key: Buffer.from(readSecretFile(config.broker.tls.keyFile, 'broker TLS key')) } }),
+          },
+          log,
+        );
         url = broker.url;
       } else {
         url = config.broker.url as string;
       }
-      const clientId = `herd-control-${config.nodeId}`;
+      const clientId = controlClientId(config.nodeId);
       client = await connectBroker({
         url,
         clientId,
@@ -122,7 +133,7 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
             'control.drain': async (cmd) => l.drain(cmd.args.host, cmd.args.cancel === true),
           },
           log,
-          topics.controlCommands(config.nodeId),
+          { topic: topics.controlCommands(config.nodeId), limits: config.commands, maxMessageBytes: config.broker.maxPacketBytes },
         );
         await loop.start();
         // Exactly-once check: duplicates are stopped (a repair, not a move: done while paused too;

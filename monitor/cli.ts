@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { runMonitor } from './main.ts';
 import { DATASET_KINDS, type DatasetKind } from './dataset.ts';
 import { exportCsv, parseTime } from './export.ts';
-import { loadConfig } from '../protocol/config.ts';
+import { cliBrokerEndpoint, loadConfig } from '../protocol/config.ts';
+import type { BrokerEndpoint } from '../protocol/mqtt.ts';
 import { HerdError } from '../protocol/errors.ts';
 import { monitorConfigSchema } from './config.ts';
 import { resolveLogRef, runLogs } from './logs-command.ts';
@@ -19,8 +20,8 @@ const DEFAULT_DATASET_DIR = '/var/lib/herd/metrics';
 export interface MonitorCommandHooks {
   /** Called before the daemon starts, so the CLI does not exit when the action returns (control/cli sets cliState.daemonRunning). */
   onDaemon?: () => void;
-  /** The broker URL a client command uses (control/cli: --broker, $HERD_BROKER, the lab's broker). */
-  brokerUrl?: (cmd: Command) => string;
+  /** The broker and identity a client command uses (control/cli: --broker, --credentials, $HERD_BROKER, the lab's broker). */
+  brokerEndpoint?: (cmd: Command) => BrokerEndpoint;
   /** A monitor config to take datasetDir from when none is given (the local lab's, when it is up). */
   defaultConfig?: () => string | undefined;
 }
@@ -36,9 +37,11 @@ function datasetDirOf(opts: { dir?: string; config?: string }, hooks: MonitorCom
   return DEFAULT_DATASET_DIR;
 }
 
-/** The broker a client command talks to: the CLI's choice (hooks), else --broker, $HERD_BROKER, mqtt://127.0.0.1:1883. */
-function brokerUrlOf(cmd: Command, hooks: MonitorCommandHooks): string {
-  return hooks.brokerUrl?.(cmd) ?? (cmd.optsWithGlobals() as { broker?: string }).broker ?? process.env.HERD_BROKER ?? 'mqtt://127.0.0.1:1883';
+/** The broker a client command talks to: the CLI's choice (hooks), else --broker, $HERD_BROKER, mqtt://127.0.0.1:1883 with $HERD_CREDENTIALS. */
+function brokerEndpointOf(cmd: Command, hooks: MonitorCommandHooks): BrokerEndpoint {
+  if (hooks.brokerEndpoint !== undefined) return hooks.brokerEndpoint(cmd);
+  const opts = cmd.optsWithGlobals() as { broker?: string; credentials?: string; ca?: string };
+  return cliBrokerEndpoint({ url: opts.broker ?? process.env.HERD_BROKER ?? 'mqtt://127.0.0.1:1883', credentialsFile: opts.credentials, caFile: opts.ca });
 }
 
 export function registerMonitorCommands(program: Command, hooks: MonitorCommandHooks = {}): void {
@@ -88,7 +91,7 @@ export function registerMonitorCommands(program: Command, hooks: MonitorCommandH
     .option('--json', 'print the latest samples as JSON ({ hosts, containers })')
     .option('--broker <url>', 'MQTT broker the monitors publish to')
     .action(async (opts: { seconds: number; json?: boolean }, cmd: Command) => {
-      const latest = await collectLatest(brokerUrlOf(cmd, hooks), opts.seconds);
+      const latest = await collectLatest(brokerEndpointOf(cmd, hooks), opts.seconds);
       if (opts.json === true) process.stdout.write(`${JSON.stringify({ hosts: [...latest.hosts.values()], containers: [...latest.containers.values()], rejected: latest.rejected }, null, 2)}\n`);
       else process.stdout.write(renderTop(latest));
     });
@@ -110,7 +113,7 @@ export function registerMonitorCommands(program: Command, hooks: MonitorCommandH
     .option('--broker <url>', 'MQTT broker to resolve a container name with')
     .action(async (ref: string, opts: { follow?: boolean; tail?: number; timestamps?: boolean; json?: boolean; dir?: string; config?: string }, cmd: Command) => {
       const logsDir = join(datasetDirOf(opts, hooks), 'logs');
-      const herdId = await resolveLogRef(ref, logsDir, brokerUrlOf(cmd, hooks));
+      const herdId = await resolveLogRef(ref, logsDir, brokerEndpointOf(cmd, hooks));
       await runLogs({ path: join(logsDir, `${herdId}.log`), follow: opts.follow === true, ...(opts.tail === undefined ? {} : { tail: opts.tail }), format: opts.json === true ? 'json' : opts.timestamps === true ? 'timestamps' : 'text' });
     });
 }

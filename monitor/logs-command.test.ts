@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ContainerLogStore, formatNanoTime, type LogRecord } from './log-store.ts';
 import { resolveLogRef, runLogs } from './logs-command.ts';
 
-const NO_BROKER = 'mqtt://127.0.0.1:9';
+const NO_BROKER = { url: 'mqtt://127.0.0.1:9' };
 const rec = (i: number, hostId: string, stream: 'stdout' | 'stderr' = 'stdout'): LogRecord => ({
   at: formatNanoTime(1_795_390_145_000_000_000n + BigInt(i) * 1_000_000_000n),
   hostId,

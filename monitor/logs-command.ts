@@ -11,17 +11,17 @@ import { join } from 'node:path';
 import { watchCluster } from '../protocol/cluster-view.ts';
 import { HerdError, toHerdError } from '../protocol/errors.ts';
 import { silentLogger } from '../protocol/log.ts';
-import { closeBroker } from '../protocol/mqtt.ts';
+import { closeBroker, type BrokerEndpoint } from '../protocol/mqtt.ts';
 import { connectCommandClient } from '../protocol/rpc.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
 import { followLog, readLog } from './log-reader.ts';
 import { herdIdsNamed, logFileName, type LogRecord } from './log-store.ts';
 
-export async function resolveLogRef(ref: string, logsDir: string, brokerUrl: string): Promise<string> {
+export async function resolveLogRef(ref: string, logsDir: string, broker: BrokerEndpoint): Promise<string> {
   if (ID_PATTERN.test(ref) && existsSync(join(logsDir, logFileName(ref)))) return ref;
   let brokerProblem: string | undefined;
   try {
-    const client = await connectCommandClient(brokerUrl, 'herd-logs');
+    const client = await connectCommandClient(broker, 'herd-logs');
     try {
       const view = await watchCluster(client, silentLogger);
       try {

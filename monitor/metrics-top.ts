@@ -6,7 +6,7 @@
  */
 import { HerdError } from '../protocol/errors.ts';
 import { emptyLatest, takeMessage, type LatestMetrics } from '../protocol/metrics-view.ts';
-import { closeBroker } from '../protocol/mqtt.ts';
+import { closeBroker, type BrokerEndpoint } from '../protocol/mqtt.ts';
 import { connectCommandClient } from '../protocol/rpc.ts';
 import { topics } from '../protocol/topics.ts';
 
@@ -46,8 +46,8 @@ export function renderTop(latest: LatestMetrics): string {
 }
 
 /** Listens for `seconds` and returns what arrived; BROKER_UNREACHABLE when there is no broker. */
-export async function collectLatest(brokerUrl: string, seconds: number): Promise<LatestMetrics> {
-  const client = await connectCommandClient(brokerUrl, 'herd-top');
+export async function collectLatest(broker: BrokerEndpoint, seconds: number): Promise<LatestMetrics> {
+  const client = await connectCommandClient(broker, 'herd-top');
   const latest = emptyLatest();
   try {
     client.on('message', (topic, payload) => takeMessage(latest, topic, payload.toString('utf8')));
@@ -57,7 +57,7 @@ export async function collectLatest(brokerUrl: string, seconds: number): Promise
     await closeBroker(client);
   }
   if (latest.hosts.size === 0 && latest.containers.size === 0) {
-    throw new HerdError('TIMEOUT', `no metrics arrived on ${brokerUrl} within ${seconds} s: is a monitor running (herd monitor, or herd lab up)?`);
+    throw new HerdError('TIMEOUT', `no metrics arrived on ${broker.url} within ${seconds} s: is a monitor running (herd monitor, or herd lab up)?`);
   }
   return latest;
 }

@@ -9,6 +9,8 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { describeIssues } from './codec.ts';
 import { HerdError } from './errors.ts';
+import { loadCredentialsFile } from './credentials.ts';
+import type { BrokerEndpoint } from './mqtt.ts';
 
 export function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
@@ -70,20 +72,64 @@ export function loadConfig<S extends z.ZodType>(
   return deepFreeze(result.data);
 }
 
+/** How a daemon (or the CLI) authenticates to the broker and checks its certificate. */
+export const brokerAuthFields = {
+  /** YAML file `{ username, password }`, mode 0600 (`herd auth init` writes one per identity). */
+  credentialsFile: z.string().optional(),
+  username: z.string().optional(),
+  /** Prefer credentialsFile: a password here sits in a config file that is often readable. */
+  password: z.string().optional(),
+  /** CA certificate (PEM) that signed the broker's certificate, for mqtts:// URLs. */
+  caFile: z.string().optional(),
+};
+
 /** How a daemon reaches the MQTT broker: the same block in every daemon's config. */
 export const brokerClientConfigSchema = z
   .strictObject({
-    /** mqtt://host:port of the control daemon's embedded broker or an external MQTT 3.1.1 broker. */
+    /** mqtt://host:port (or mqtts://) of the control daemon's embedded broker or an external MQTT 3.1.1 broker. */
     url: z.string().default('mqtt://127.0.0.1:1883'),
-    username: z.string().optional(),
-    password: z.string().optional(),
+    ...brokerAuthFields,
+    /** Received messages larger than this are dropped unread (the broker has its own limit). */
+    maxMessageBytes: z.number().int().positive().default(8 * 1024 * 1024),
   })
   .prefault({});
 
-/** The credentials part of a broker config, for connectBroker. */
-export function brokerCredentials(broker: { username?: string | undefined; password?: string | undefined }): { username?: string; password?: string } {
+export interface BrokerAuth {
+  credentialsFile?: string | undefined;
+  username?: string | undefined;
+  password?: string | undefined;
+  caFile?: string | undefined;
+}
+
+/** A file a config names (a certificate), read at start; BAD_CONFIG naming the field when it cannot be. */
+export function readConfigBytes(path: string, field: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new HerdError('BAD_CONFIG', `${field}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+}
+
+/** The credentials and CA a broker block names, read from their files: spread into connectBroker's options. */
+export function brokerCredentials(broker: BrokerAuth): { username?: string; password?: string; ca?: Buffer } {
+  const fromFile = broker.credentialsFile === undefined ? undefined : loadCredentialsFile(broker.credentialsFile);
+  const username = fromFile?.username ?? broker.username;
+  const password = fromFile?.password ?? broker.password;
+  const ca = broker.caFile === undefined ? undefined : readConfigBytes(broker.caFile, 'broker.caFile');
   return {
-    ...(broker.username === undefined ? {} : { username: broker.username }),
-    ...(broker.password === undefined ? {} : { password: broker.password }),
+    ...(username === undefined ? {} : { username }),
+    ...(password === undefined ? {} : { password }),
+    ...(ca === undefined ? {} : { ca }),
+  };
+}
+
+/**
+ * A client command's broker endpoint: the URL and the credentials and CA files it was given
+ * (flags), else $HERD_CREDENTIALS and $HERD_BROKER_CA.
+ */
+export function cliBrokerEndpoint(options: { url: string; credentialsFile?: string | undefined; caFile?: string | undefined }): BrokerEndpoint {
+  return {
+    url: options.url,
+    ...brokerCredentials({ credentialsFile: options.credentialsFile ?? process.env.HERD_CREDENTIALS, caFile: options.caFile ?? process.env.HERD_BROKER_CA }),
   };
 }

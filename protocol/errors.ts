@@ -31,6 +31,9 @@ export const ERROR_CATALOGUE = {
   IN_DOUBT: { retryable: true, summary: 'The outcome of a restore on the target is not known yet (no answer, no fence): the container stays frozen, never duplicated, and the compute daemon keeps resolving it; `herd migrate --status <id>` shows the outcome.' },
   TIMEOUT: { retryable: true, summary: 'No reply arrived in time.' },
   BROKER_UNAVAILABLE: { retryable: true, summary: 'The MQTT broker could not be reached.' },
+  NOT_AUTHORIZED: { retryable: false, summary: 'The broker refused the credentials or client id, or the sender may not send this command; the message names the identity and the rule.' },
+  STALE_COMMAND: { retryable: false, summary: 'A command older than the receiver accepts (`commands.maxAgeSeconds`) or dated in the future: a replay or a clock off by more than that.' },
+  BUSY: { retryable: true, summary: 'The daemon already runs as many commands as it allows at once (`commands.maxConcurrent`).' },
   PCP_UNAVAILABLE: { retryable: true, summary: 'A pmproxy (PCP REST API) did not answer in time, refused the connection or answered with an HTTP error.' },
   // --- environment
   NOT_ROOT: { retryable: false, summary: 'The operation needs root privileges.' },

@@ -117,7 +117,7 @@ export type FsMode = (typeof FS_MODES)[number];
 /** Names a container on a host by name or Herd id. */
 const containerRef = z.string().min(1);
 
-/** Argument schemas per command type. The reply's `result` for each type is in COMMAND_RESULTS. */
+/** Argument schemas per command type. The schemas of results a caller acts on are in COMMAND_RESULTS. */
 export const COMMAND_ARGS = {
   'host.info': z.strictObject({}),
   'container.list': z.strictObject({}),
@@ -253,29 +253,38 @@ export type MigrationEvent = z.infer<typeof migrationEventSchema>;
 export type MigrationTimings = NonNullable<MigrationEvent['timings']>;
 
 // ---------------------------------------------------------------- command results
+/** A path a peer names on its own host: absolute, without `..` or empty segments. */
+const peerPath = z
+  .string()
+  .regex(/^\/[A-Za-z0-9._@:+=,\/-]*$/, 'must be an absolute path of plain characters')
+  .refine((p) => !p.split('/').slice(1).some((seg) => seg === '' || seg === '.' || seg === '..'), 'must not contain empty, . or .. segments');
+
 /** Result of `migration.prepare`: where the source sends data (paths on the target host). */
-export interface PrepareResult {
-  targetDockerId: string;
+export const prepareResultSchema = z.strictObject({
+  targetDockerId: z.string().regex(/^[0-9a-f]{12,64}$/, 'a Docker container id'),
   /** Directory the checkpoint images are extracted into (the target container's own checkpoint dir). */
-  checkpointDir: string;
+  checkpointDir: peerPath,
   /** The target container's overlay upper dir (diff and full modes extract into it). */
-  upperDir: string;
+  upperDir: peerPath,
   /** Named volume → its directory on the target (the volume's contents are extracted into it). */
-  volumeDirs?: Record<string, string>;
-}
+  volumeDirs: z.record(z.string(), peerPath).optional(),
+});
+export type PrepareResult = z.infer<typeof prepareResultSchema>;
 
 /** Result of `migration.restore`. */
-export interface TargetRestoreResult {
-  restoreMs: number;
+export const targetRestoreResultSchema = z.strictObject({
+  restoreMs: z.number().min(0),
   /** When the container was running on the target (ISO time). */
-  runningAt: string;
-}
+  runningAt: isoTime,
+});
+export type TargetRestoreResult = z.infer<typeof targetRestoreResultSchema>;
 
 /** Result of `migration.abort`: the target's state once the abort was handled. */
-export interface AbortResult {
+export const abortResultSchema = z.strictObject({
   /** aborted: it does not and will not run the container; running/committed: it runs it. */
-  state: 'aborted' | 'running' | 'committed';
-}
+  state: z.enum(['aborted', 'running', 'committed']),
+});
+export type AbortResult = z.infer<typeof abortResultSchema>;
 
 /** Result of `migration.status`: what one host knows of a migration. */
 export interface MigrationStatus {
@@ -306,6 +315,16 @@ export interface MigrationResult {
   fsMode: FsMode;
   timings: MigrationTimings;
 }
+
+/**
+ * Schemas of the replies' `result` that a receiver acts on (paths to write to, whether a
+ * peer runs a container): CommandClient validates these before handing them over.
+ */
+export const COMMAND_RESULTS: Partial<Record<CommandType, z.ZodType>> = {
+  'migration.prepare': prepareResultSchema,
+  'migration.restore': targetRestoreResultSchema,
+  'migration.abort': abortResultSchema,
+};
 
 // ---------------------------------------------------------------- metric samples (monitor daemon)
 const nonNegative = z.number().finite().min(0);

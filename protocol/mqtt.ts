@@ -11,12 +11,22 @@ import { ID_PATTERN } from './topics.ts';
 
 export type { MqttClient };
 
+/** Where a client connects and as whom (the CLI resolves one from flags, environment and the lab). */
+export interface BrokerEndpoint {
+  url: string;
+  username?: string;
+  password?: string;
+  ca?: Buffer;
+}
+
 export interface BrokerConnectOptions {
   /** mqtt://host:port (or mqtts://). */
   url: string;
   clientId: string;
   username?: string;
   password?: string;
+  /** CA certificate(s) (PEM) the broker's TLS certificate must chain to (mqtts://). */
+  ca?: Buffer;
   /** Retained message the broker publishes for us if our connection drops. */
   will?: { topic: string; payload: unknown };
   connectTimeoutMs?: number;
@@ -47,6 +57,7 @@ export async function connectBroker(options: BrokerConnectOptions): Promise<Mqtt
     queueQoSZero: false,
     ...(options.username === undefined ? {} : { username: options.username }),
     ...(options.password === undefined ? {} : { password: options.password }),
+    ...(options.ca === undefined ? {} : { ca: options.ca, rejectUnauthorized: true }),
     ...(options.will === undefined
       ? {}
       : { will: { topic: options.will.topic, payload: Buffer.from(encode(options.will.payload)), qos: 1, retain: true } }),
@@ -69,6 +80,12 @@ export async function connectBroker(options: BrokerConnectOptions): Promise<Mqtt
     });
   } catch (err) {
     client.end(true);
+    // CONNACK 2 (identifier rejected), 4 (bad username or password), 5 (not authorized): retrying cannot help.
+    const refused = (err as { code?: unknown }).code;
+    if (refused === 2 || refused === 4 || refused === 5) {
+      const who = options.username === undefined ? 'without credentials' : `as ${options.username}`;
+      throw new HerdError('NOT_AUTHORIZED', `MQTT broker ${options.url} refused client ${options.clientId} ${who}: ${(err as Error).message} (check the credentials file; herd auth init writes one per identity)`, { cause: err });
+    }
     throw new HerdError('BROKER_UNAVAILABLE', `cannot connect to MQTT broker ${options.url}: ${(err as Error).message}`, { cause: err });
   }
   return client;

@@ -7,11 +7,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { decode, decodeCommand, salvageReplyAddress } from './codec.ts';
+import { decode, decodeCommand, describeIssues, salvageReplyAddress } from './codec.ts';
 import { HerdError, toHerdError } from './errors.ts';
-import { PROTOCOL_VERSION, replySchema, type Command, type CommandArgsInput, type CommandType, type Reply } from './messages.ts';
+import { COMMAND_RESULTS, PROTOCOL_VERSION, replySchema, type Command, type CommandArgsInput, type CommandType, type Reply } from './messages.ts';
 import { hostname } from 'node:os';
-import { connectBroker, publishJson, type MqttClient } from './mqtt.ts';
+import { z } from 'zod';
+import { computeClientId, controlClientId, mayCommand, operatorClientId } from './access.ts';
+import { connectBroker, publishJson, type BrokerEndpoint, type MqttClient } from './mqtt.ts';
 import { topics } from './topics.ts';
 
 export type CommandHandler<T extends CommandType> = (command: Command<T>) => Promise<unknown>;
@@ -21,14 +23,53 @@ export interface CommandServer {
   close(): Promise<void>;
 }
 
-const DUPLICATE_MEMORY = 500;
+/** What a daemon accepts: the `commands` block of the compute and control configs. */
+export const commandLimitsSchema = z
+  .strictObject({
+    /** Commands sent longer ago than this (or dated this far in the future) are refused as STALE_COMMAND: replays and badly skewed clocks. */
+    maxAgeSeconds: z.number().positive().max(86_400).default(120),
+    /** Commands run at once; more are refused as BUSY (retryable). */
+    maxConcurrent: z.number().int().positive().default(16),
+    /** Ids remembered (for the age window) to answer a redelivered or replayed command with its first reply instead of running it again; when full of fresh ids, new commands are refused as BUSY. */
+    maxRemembered: z.number().int().positive().default(10_000),
+  })
+  .prefault({});
+export type CommandLimits = z.infer<typeof commandLimitsSchema>;
 
-/** Serves commands addressed to `hostId`. A handler's throw becomes an error reply; nothing a message contains can stop the server. */
-export async function serveCommands(client: MqttClient, hostId: string, ownClientId: string, handlers: CommandHandlers, log: Logger, topic = topics.hostCommands(hostId)): Promise<CommandServer> {
-  const seen = new Map<string, Promise<Reply>>();
+export interface ServeOptions {
+  /** Where commands arrive (default: the host's command topic). */
+  topic?: string;
+  limits?: Partial<CommandLimits>;
+  /** Larger payloads are dropped unread. */
+  maxMessageBytes?: number;
+  /** For tests: the clock. */
+  now?: () => number;
+}
+
+/**
+ * Serves commands addressed to `hostId`. A handler's throw becomes an error reply; nothing a
+ * message contains can stop the server. Before a handler runs: the sender must be allowed
+ * the command (protocol/access.ts mayCommand), the command must be fresh (sentAt within
+ * maxAgeSeconds), and no more than maxConcurrent may run. A command id seen within the
+ * age window is answered with its first reply and not run again.
+ */
+export async function serveCommands(client: MqttClient, hostId: string, ownClientId: string, handlers: CommandHandlers, log: Logger, options: ServeOptions = {}): Promise<CommandServer> {
+  const topic = options.topic ?? topics.hostCommands(hostId);
+  const limits = commandLimitsSchema.parse(options.limits ?? {});
+  const maxAgeMs = limits.maxAgeSeconds * 1000;
+  const now = options.now ?? Date.now;
+  /** id → first reply and when it was received; ids older than twice the age window cannot come back fresh. */
+  const seen = new Map<string, { reply: Promise<Reply>; at: number }>();
+  let running = 0;
+
+  const refuse = (command: Command, error: HerdError): Promise<Reply> => {
+    log.warn({ commandId: command.id, type: command.type, from: command.from, code: error.code, err: error.message }, 'refused command');
+    return Promise.resolve({ v: PROTOCOL_VERSION, id: command.id, ok: false, from: ownClientId, error: error.toWire() });
+  };
 
   const answer = async (command: Command): Promise<Reply> => {
     const handler = handlers[command.type] as CommandHandler<CommandType> | undefined;
+    running++;
     try {
       if (handler === undefined) throw new HerdError('UNKNOWN_COMMAND', `host ${hostId} does not implement command "${command.type}"`);
       const result = await handler(command);
@@ -37,11 +78,44 @@ export async function serveCommands(client: MqttClient, hostId: string, ownClien
       const error = toHerdError(err);
       log.warn({ commandId: command.id, type: command.type, code: error.code, err: error.message }, 'command failed');
       return { v: PROTOCOL_VERSION, id: command.id, ok: false, from: ownClientId, error: error.toWire() };
+    } finally {
+      running--;
     }
+  };
+
+  /** The reply to a decoded command: the first one for a known id, else a check and a run. */
+  const reply = (command: Command): Promise<Reply> => {
+    const t = now();
+    for (const [id, entry] of seen) {
+      if (t - entry.at <= 2 * maxAgeMs) break;
+      seen.delete(id);
+    }
+    const known = seen.get(command.id);
+    if (known !== undefined) {
+      log.info({ commandId: command.id }, 'duplicate command: answering with the first reply');
+      return known.reply;
+    }
+    const sentAt = Date.parse(command.sentAt);
+    if (Math.abs(t - sentAt) > maxAgeMs) {
+      const ageS = Math.round((t - sentAt) / 1000);
+      return refuse(command, new HerdError('STALE_COMMAND', `command ${command.id} (${command.type}) was sent ${ageS >= 0 ? `${ageS} s ago` : `${-ageS} s in the future`}; host ${hostId} accepts commands at most ${limits.maxAgeSeconds} s old (a replay, or clocks out of sync)`));
+    }
+    const allowed = mayCommand(command.from, command.type);
+    if (!allowed.allowed) return refuse(command, new HerdError('NOT_AUTHORIZED', allowed.reason ?? `${command.from} may not send ${command.type}`));
+    if (running >= limits.maxConcurrent) return refuse(command, new HerdError('BUSY', `host ${hostId} already runs ${running} commands (commands.maxConcurrent); try again`));
+    if (seen.size >= limits.maxRemembered) return refuse(command, new HerdError('BUSY', `host ${hostId} received more than ${limits.maxRemembered} commands within ${2 * limits.maxAgeSeconds} s (commands.maxRemembered); try again`));
+    log.debug({ commandId: command.id, type: command.type, from: command.from }, 'command received');
+    const pending = answer(command);
+    seen.set(command.id, { reply: pending, at: t });
+    return pending;
   };
 
   const onMessage = (received: string, payload: Buffer) => {
     if (received !== topic) return;
+    if (options.maxMessageBytes !== undefined && payload.length > options.maxMessageBytes) {
+      log.warn({ bytes: payload.length, maxMessageBytes: options.maxMessageBytes }, 'dropped an oversized command unread');
+      return;
+    }
     let command: Command;
     try {
       command = decodeCommand(payload);
@@ -50,22 +124,13 @@ export async function serveCommands(client: MqttClient, hostId: string, ownClien
       const address = salvageReplyAddress(payload);
       log.warn({ code: error.code, err: error.message, replyTo: address?.from }, 'rejected command');
       if (address !== undefined) {
-        const reply: Reply = { v: PROTOCOL_VERSION, id: address.id, ok: false, from: ownClientId, error: error.toWire() };
-        publishJson(client, topics.replies(address.from), reply).catch((e: unknown) => log.warn({ err: String(e) }, 'could not send error reply'));
+        const bad: Reply = { v: PROTOCOL_VERSION, id: address.id, ok: false, from: ownClientId, error: error.toWire() };
+        publishJson(client, topics.replies(address.from), bad).catch((e: unknown) => log.warn({ err: String(e) }, 'could not send error reply'));
       }
       return;
     }
-    let pending = seen.get(command.id);
-    if (pending === undefined) {
-      log.debug({ commandId: command.id, type: command.type, from: command.from }, 'command received');
-      pending = answer(command);
-      seen.set(command.id, pending);
-      if (seen.size > DUPLICATE_MEMORY) seen.delete(seen.keys().next().value as string);
-    } else {
-      log.info({ commandId: command.id }, 'duplicate command: answering with the first reply');
-    }
-    pending
-      .then((reply) => publishJson(client, topics.replies(command.from), reply))
+    reply(command)
+      .then((r) => publishJson(client, topics.replies(command.from), r))
       .catch((e: unknown) => log.warn({ commandId: command.id, err: String(e) }, 'could not send reply'));
   };
 
@@ -103,7 +168,7 @@ export function isNoReply(err: unknown): boolean {
 
 /** Sends commands and matches replies by id. One per MQTT client. */
 export class CommandClient {
-  private readonly pending = new Map<string, { resolve: (r: unknown) => void; reject: (e: HerdError) => void; timer: NodeJS.Timeout }>();
+  private readonly pending = new Map<string, { resolve: (r: unknown) => void; reject: (e: HerdError) => void; timer: NodeJS.Timeout; peer: string; type: CommandType }>();
   private readonly onMessage: (topic: string, payload: Buffer) => void;
   private readonly replyTopic: string;
 
@@ -120,10 +185,19 @@ export class CommandClient {
       }
       const waiter = this.pending.get(reply.id);
       if (waiter === undefined) return; // late or duplicate reply
+      if (reply.from !== waiter.peer) {
+        // Only the daemon asked may answer (the broker binds client ids to identities): a forgery is ignored, the real reply may still come.
+        this.log.warn({ commandId: reply.id, from: reply.from, expected: waiter.peer }, 'ignored a reply from the wrong peer');
+        return;
+      }
       this.pending.delete(reply.id);
       clearTimeout(waiter.timer);
-      if (reply.ok) waiter.resolve(reply.result);
-      else waiter.reject(HerdError.fromWire(reply.error as never));
+      if (!reply.ok) return waiter.reject(HerdError.fromWire(reply.error as never));
+      const schema = COMMAND_RESULTS[waiter.type];
+      if (schema === undefined) return waiter.resolve(reply.result);
+      const checked = schema.safeParse(reply.result);
+      if (checked.success) waiter.resolve(checked.data);
+      else waiter.reject(new HerdError('BAD_MESSAGE', `reply of ${reply.from} to "${waiter.type}" is invalid: ${describeIssues(checked.error.issues, 'result')}`));
     };
   }
 
@@ -142,7 +216,7 @@ export class CommandClient {
         this.pending.delete(id);
         reject(noReply(new HerdError('TIMEOUT', `no reply from host ${hostId} to "${type}" within ${timeoutMs} ms`)));
       }, timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
+      this.pending.set(id, { resolve, reject, timer, type, peer: type.startsWith('control.') ? controlClientId(hostId) : computeClientId(hostId) });
     });
     const envelope = { v: PROTOCOL_VERSION, id, type, from: this.clientId, sentAt: new Date().toISOString(), args };
     try {
@@ -166,12 +240,7 @@ export class CommandClient {
   }
 }
 
-/** A unique client id that stays the same for the life of this process: `<role>-<host>-<pid>`. */
-export function processClientId(role: string, host: string): string {
-  return `${role}-${host}-${process.pid}`.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 64);
-}
-
 /** A short-lived client for one CLI command: no reconnecting, a clear error within 3 s when the broker is not there. */
-export function connectCommandClient(brokerUrl: string, role: string): Promise<MqttClient> {
-  return connectBroker({ url: brokerUrl, clientId: processClientId(role, hostname()), reconnectPeriodMs: 0, connectTimeoutMs: 3000 });
+export function connectCommandClient(endpoint: BrokerEndpoint, what: string): Promise<MqttClient> {
+  return connectBroker({ ...endpoint, clientId: operatorClientId(endpoint.username, what, hostname()), reconnectPeriodMs: 0, connectTimeoutMs: 3000 });
 }

@@ -2,23 +2,42 @@
 import type { Command } from 'commander';
 import { hostname } from 'node:os';
 import { silentLogger } from '../../protocol/log.ts';
-import { closeBroker, connectBroker, type MqttClient } from '../../protocol/mqtt.ts';
-import { CommandClient, processClientId } from '../../protocol/rpc.ts';
+import { closeBroker, connectBroker, type BrokerEndpoint, type MqttClient } from '../../protocol/mqtt.ts';
+import { CommandClient } from '../../protocol/rpc.ts';
+import { operatorClientId } from '../../protocol/access.ts';
+import { cliBrokerEndpoint } from '../../protocol/config.ts';
+import { existsSync } from 'node:fs';
 import { watchCluster, type ClusterView } from '../../protocol/cluster-view.ts';
 import { readLabState } from '../lab/state.ts';
+
+/** Where provisioning puts the operator's credentials on the control node. */
+export const DEFAULT_CREDENTIALS_FILE = '/etc/herd/credentials.yaml';
 
 export const cliState = { daemonRunning: false };
 
 export const BROKER_HELP = "MQTT broker URL (default: $HERD_BROKER, the local lab's broker if it is up, else mqtt://127.0.0.1:1883)";
+export const CREDENTIALS_HELP = `broker credentials file, YAML { username, password } (default: $HERD_CREDENTIALS, the lab's operator credentials for the lab's broker, else ${DEFAULT_CREDENTIALS_FILE} if present)`;
+export const CA_HELP = "CA certificate of the broker's TLS certificate, for mqtts:// (default: $HERD_BROKER_CA, the lab's CA for the lab's broker)";
 
-/** Every command that talks to the broker accepts --broker after its name too. */
+/** Every command that talks to the broker accepts --broker, --credentials and --ca after its name too. */
 export function withBrokerOption(cmd: Command): Command {
-  return cmd.option('--broker <url>', BROKER_HELP);
+  return cmd.option('--broker <url>', BROKER_HELP).option('--credentials <file>', CREDENTIALS_HELP).option('--ca <file>', CA_HELP);
 }
 
 export function brokerUrl(cmd: Command): string {
   const global = cmd.optsWithGlobals() as { broker?: string };
   return global.broker ?? process.env.HERD_BROKER ?? readLabState()?.brokerUrl ?? 'mqtt://127.0.0.1:1883';
+}
+
+/** The broker and the identity a client command uses: flags, environment, the lab's operator (for the lab's broker), the machine's default file. */
+export function brokerEndpoint(cmd: Command): BrokerEndpoint {
+  const global = cmd.optsWithGlobals() as { credentials?: string; ca?: string };
+  const url = brokerUrl(cmd);
+  const lab = readLabState();
+  const forLab = lab !== undefined && lab.brokerUrl === url;
+  const credentialsFile = global.credentials ?? process.env.HERD_CREDENTIALS ?? (forLab ? lab.credentialsFile : undefined) ?? (existsSync(DEFAULT_CREDENTIALS_FILE) ? DEFAULT_CREDENTIALS_FILE : undefined);
+  const caFile = global.ca ?? process.env.HERD_BROKER_CA ?? (forLab ? lab.caFile : undefined);
+  return cliBrokerEndpoint({ url, credentialsFile, caFile });
 }
 
 export interface Session {
@@ -34,8 +53,9 @@ export interface Session {
  * a broker restart) then keeps it, with its subscriptions, across broker restarts.
  */
 export async function openSession(cmd: Command, options: { reconnect?: boolean } = {}): Promise<Session> {
-  const clientId = processClientId('herd-cli', hostname());
-  const client = await connectBroker({ url: brokerUrl(cmd), clientId, reconnectPeriodMs: 0 });
+  const endpoint = brokerEndpoint(cmd);
+  const clientId = operatorClientId(endpoint.username, 'herd-cli', hostname());
+  const client = await connectBroker({ ...endpoint, clientId, reconnectPeriodMs: 0 });
   // Before any subscription: mqtt.js only remembers topics to resubscribe while reconnecting is on.
   if (options.reconnect === true) (client.options as { reconnectPeriod?: number }).reconnectPeriod = 1000;
   const rpc = await CommandClient.create(client, clientId, silentLogger);

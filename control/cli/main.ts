@@ -8,7 +8,8 @@ import { HerdError, toHerdError } from '../../protocol/errors.ts';
 import { registerClusterCommands } from './cluster-commands.ts';
 import { registerLabCommands } from './lab-commands.ts';
 import { registerAdminCommands } from './admin-commands.ts';
-import { BROKER_HELP, brokerUrl, cliState } from './context.ts';
+import { registerAuthCommands } from './auth-commands.ts';
+import { BROKER_HELP, CA_HELP, CREDENTIALS_HELP, brokerEndpoint, cliState } from './context.ts';
 import { labLayout } from '../lab/layout.ts';
 import { readLabState } from '../lab/state.ts';
 import { registerMigrateCommand } from './migrate-command.ts';
@@ -23,12 +24,15 @@ export function buildProgram(): Command {
     .description('Herd: live migration of running Docker containers between hosts (CRIU + overlay diff layer)')
     .version('0.1.0', '-V, --version')
     .addOption(new Option('--broker <url>', BROKER_HELP))
+    .addOption(new Option('--credentials <file>', CREDENTIALS_HELP))
+    .addOption(new Option('--ca <file>', CA_HELP))
     .showHelpAfterError(true)
     .showSuggestionAfterError(true)
     .enablePositionalOptions()
     .exitOverride();
   program.configureOutput({ outputError: (str, write) => write(str) });
   registerAdminCommands(program);
+  registerAuthCommands(program);
   registerLabCommands(program);
   registerClusterCommands(program);
   registerMigrateCommand(program);
@@ -36,7 +40,7 @@ export function buildProgram(): Command {
   registerSimulateCommand(program);
   registerForecastCommand(program);
   registerControlCommands(program, program.commands.find((c) => c.name() === 'control') as Command);
-  registerMonitorCommands(program, { onDaemon: () => (cliState.daemonRunning = true), brokerUrl, defaultConfig: () => (readLabState() === undefined ? undefined : labLayout({ hosts: 1, cpuCount: 1 }).monitorConfig) });
+  registerMonitorCommands(program, { onDaemon: () => (cliState.daemonRunning = true), brokerEndpoint, defaultConfig: () => (readLabState() === undefined ? undefined : labLayout({ hosts: 1, cpuCount: 1 }).monitorConfig) });
   // Commander exits from nested commands too: make every one throw instead.
   const override = (cmd: Command) => {
     cmd.exitOverride();

@@ -36,6 +36,7 @@ export function registerMigrateCommand(program: Command): void {
     .action(async (container: string | undefined, opts: MigrateOptions, cmd: Command) => {
       const modes = [opts.status, opts.rollback, container].filter((x) => x !== undefined).length;
       if (modes !== 1) throw new HerdError('BAD_USAGE', 'give a container to migrate (with --to), or --status <id>, or --rollback <id>');
+      if (container !== undefined && opts.to === undefined) throw new HerdError('BAD_USAGE', '--to <host> is required to migrate');
       await withSession(cmd, async (session) => {
         if (opts.status !== undefined) {
           const rows = await migrationStatusEverywhere(session, opts.status);
@@ -53,9 +54,8 @@ export function registerMigrateCommand(program: Command): void {
           else process.stdout.write(`${result.outcome}\n${statusTable([result])}\n`);
           return;
         }
-        if (opts.to === undefined) throw new HerdError('BAD_USAGE', '--to <host> is required to migrate');
         const out = opts.json === true ? process.stderr : process.stdout;
-        const result = await migrateOnce(session, container as string, opts.to, opts.fs, (e) => out.write(`${describeEvent(e)}\n`), (line) => out.write(`${line}\n`));
+        const result = await migrateOnce(session, container as string, opts.to as string, opts.fs, (e) => out.write(`${describeEvent(e)}\n`), (line) => out.write(`${line}\n`));
         if (opts.json === true) printJson(result);
         else process.stdout.write(`${formatTimings(result)}\n`);
       }, { reconnect: true }); // a migration outlives a broker restart

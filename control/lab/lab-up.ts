@@ -9,9 +9,12 @@ import { availableParallelism } from 'node:os';
 import Docker from 'dockerode';
 import type { Logger } from 'pino';
 import { HerdError } from '../../protocol/errors.ts';
-import { connectBroker, closeBroker } from '../../protocol/mqtt.ts';
+import { connectBroker, closeBroker, type BrokerEndpoint } from '../../protocol/mqtt.ts';
 import { watchCluster } from '../../protocol/cluster-view.ts';
 import { runChecks } from '../doctor.ts';
+import { computeUsername, credentialsPath, initAuth, type AuthFiles } from '../auth/auth-init.ts';
+import { operatorClientId } from '../../protocol/access.ts';
+import { cliBrokerEndpoint } from '../../protocol/config.ts';
 import { buildLabImages, loadLabImages } from './images.ts';
 import { labLayout, type LabHost, type LabLayout } from './layout.ts';
 import { livePid, mustRun, runCommand, spawnDetached, waitFor } from './shell.ts';
@@ -199,8 +202,33 @@ async function ensurePcp(say: (l: string) => void): Promise<boolean> {
   return started;
 }
 
+/** Configs name credentials files: 0600 like them. */
+function writeConfig(path: string, text: string): void {
+  writeFileSync(path, text, { mode: 0o600 });
+  chmodSync(path, 0o600);
+}
+
+/** The lab's identities (one per host, the control daemon, the monitor, the operator) and its CA: kept across `up`s. */
+function ensureAuth(layout: LabLayout): AuthFiles & { tls: NonNullable<AuthFiles['tls']> } {
+  const files = initAuth({ dir: layout.authDir, computeHosts: layout.hosts.map((h) => h.id), controlNode: LAB_CONTROL_NODE, tlsNames: [layout.gateway] });
+  if (files.tls === undefined) throw new HerdError('LAB_FAILED', `no TLS files in ${layout.authDir}`);
+  return { ...files, tls: files.tls };
+}
+
+/** How a lab daemon (by its username) connects to the lab's broker. */
+function labBrokerClient(layout: LabLayout, username: string) {
+  return { url: layout.brokerUrl, credentialsFile: credentialsPath(layout.authDir, username), caFile: `${layout.authDir}/ca.pem` };
+}
+
+/** The lab operator's endpoint (lab up's own checks; the CLI gets it from the lab state). */
+export function labOperatorEndpoint(layout: LabLayout): BrokerEndpoint {
+  return cliBrokerEndpoint(labBrokerClient(layout, 'operator'));
+}
+
+const LAB_CONTROL_NODE = 'lab';
+
 async function ensureControl(layout: LabLayout): Promise<void> {
-  writeFileSync(layout.controlConfig, `${JSON.stringify(labControlConfig(layout), null, 2)}\n`);
+  writeConfig(layout.controlConfig, `${JSON.stringify(labControlConfig(layout), null, 2)}\n`);
   if (livePid(layout.controlPidFile, 'control') !== undefined) return;
   const pid = spawnDetached(`${herdRoot()}/bin/herd`, ['control', '--config', layout.controlConfig], layout.controlLog);
   writeFileSync(layout.controlPidFile, `${pid}\n`);
@@ -213,8 +241,16 @@ async function ensureControl(layout: LabLayout): Promise<void> {
  */
 export function labControlConfig(layout: LabLayout) {
   return {
-    nodeId: 'lab',
-    broker: { embedded: true, host: '0.0.0.0', port: layout.brokerPort },
+    nodeId: LAB_CONTROL_NODE,
+    broker: {
+      embedded: true,
+      host: layout.gateway,
+      port: layout.brokerPort,
+      auth: { usersFile: `${layout.authDir}/users.yaml` },
+      tls: { certFile: `${layout.authDir}/broker.pem`, keyFile: `${layout.authDir}/broker.key` },
+      credentialsFile: credentialsPath(layout.authDir, 'control'),
+      caFile: `${layout.authDir}/ca.pem`,
+    },
     loop: {
       startPaused: true,
       windowSeconds: 12,
@@ -235,7 +271,7 @@ export const LAB_SAMPLE_SECONDS = 2;
 /** The monitor runs in the root namespace, next to pmproxy, and watches every lab host. */
 async function ensureMonitor(layout: LabLayout): Promise<void> {
   const config = {
-    broker: { url: layout.brokerUrl },
+    broker: labBrokerClient(layout, 'monitor'),
     datasetDir: layout.metricsDir,
     hostIntervalSeconds: LAB_SAMPLE_SECONDS,
     containerIntervalSeconds: LAB_SAMPLE_SECONDS,
@@ -250,7 +286,7 @@ async function ensureMonitor(layout: LabLayout): Promise<void> {
       swapNetworkDirection: true,
     })),
   };
-  writeFileSync(layout.monitorConfig, `${JSON.stringify(config, null, 2)}\n`);
+  writeConfig(layout.monitorConfig, `${JSON.stringify(config, null, 2)}\n`);
   if (livePid(layout.monitorPidFile, 'monitor') !== undefined) return;
   const pid = spawnDetached(`${herdRoot()}/bin/herd`, ['monitor', '--config', layout.monitorConfig], layout.monitorLog);
   writeFileSync(layout.monitorPidFile, `${pid}\n`);
@@ -258,12 +294,15 @@ async function ensureMonitor(layout: LabLayout): Promise<void> {
 
 async function ensureCompute(layout: LabLayout, host: LabHost): Promise<void> {
   mkdirSync(host.computeStateDir, { recursive: true });
-  writeFileSync(
+  const broker = labBrokerClient(layout, computeUsername(host.id));
+  writeConfig(
     host.computeConfig,
     [
       `hostId: ${host.id}`,
       'broker:',
-      `  url: ${layout.brokerUrl}`,
+      `  url: ${broker.url}`,
+      `  credentialsFile: ${broker.credentialsFile}`,
+      `  caFile: ${broker.caFile}`,
       'docker:',
       `  socketPath: ${host.dockerSocket}`,
       `  dataRoot: ${host.dockerDataRoot}`,
@@ -288,14 +327,16 @@ async function ensureCompute(layout: LabLayout, host: LabHost): Promise<void> {
 
 async function waitForBroker(layout: LabLayout): Promise<void> {
   await waitFor(`the control daemon's broker at ${layout.brokerUrl} (log: ${layout.controlLog})`, 30_000, async () => {
-    const c = await connectBroker({ url: layout.brokerUrl, clientId: `herd-lab-probe-${process.pid}`, reconnectPeriodMs: 0, connectTimeoutMs: 1000 });
+    const endpoint = labOperatorEndpoint(layout);
+    const c = await connectBroker({ ...endpoint, clientId: operatorClientId(endpoint.username, 'herd-lab-probe', 'lab'), reconnectPeriodMs: 0, connectTimeoutMs: 1000 });
     await closeBroker(c);
     return true;
   }, 300);
 }
 
 async function waitForHostsOnline(layout: LabLayout, log: Logger): Promise<void> {
-  const client = await connectBroker({ url: layout.brokerUrl, clientId: `herd-lab-${process.pid}`, reconnectPeriodMs: 0 });
+  const endpoint = labOperatorEndpoint(layout);
+  const client = await connectBroker({ ...endpoint, clientId: operatorClientId(endpoint.username, 'herd-lab', 'lab'), reconnectPeriodMs: 0 });
   try {
     const view = await watchCluster(client, log);
     try {
@@ -333,6 +374,9 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
   if (!rootWasShared) await mustRun('making / rshared', 'mount', ['--make-rshared', '/']);
 
   const state: LabState = previous ?? { hosts: options.hosts, createdAt: new Date().toISOString(), rootWasShared, startedPcp: false, brokerUrl: layout.brokerUrl };
+  say(`identities and TLS certificates (${layout.authDir})`);
+  const auth = ensureAuth(layout);
+  Object.assign(state, { brokerUrl: layout.brokerUrl, credentialsFile: auth.credentials.operator, caFile: auth.tls.caFile });
   writeLabState(state);
 
   say(`network: bridge ${layout.bridge} ${layout.gateway}/${layout.prefixLength}, ${layout.hosts.length} namespace(s)`);

@@ -11,7 +11,7 @@ describe('labLayout', () => {
     ]);
     const sockets = new Set(layout.hosts.map((h) => h.dockerSocket));
     expect(sockets.size).toBe(3);
-    expect(layout.brokerUrl).toBe('mqtt://10.213.0.1:1883');
+    expect(layout.brokerUrl).toBe('mqtts://10.213.0.1:1883');
   });
 
   it('gives hosts distinct CPUs while the machine has enough, then shares round-robin', () => {

@@ -47,7 +47,10 @@ export interface LabLayout {
   /** Docker network (macvlan) every host has, so containers keep their IP across hosts. */
   containerNetwork: string;
   brokerPort: number;
+  /** mqtts:// on the bridge's address: the lab's broker speaks TLS and admits only the identities in authDir. */
   brokerUrl: string;
+  /** Users file, credentials per identity, CA and broker certificate (herd auth init). */
+  authDir: string;
   controlConfig: string;
   controlPidFile: string;
   controlLog: string;
@@ -128,7 +131,8 @@ export function labLayout(options: LabOptions): LabLayout {
     gateway,
     containerNetwork: 'herd-lan',
     brokerPort,
-    brokerUrl: `mqtt://${gateway}:${brokerPort}`,
+    brokerUrl: `mqtts://${gateway}:${brokerPort}`,
+    authDir: `${stateDir}/auth`,
     controlConfig: `${stateDir}/control.yaml`,
     controlPidFile: `${runDir}/control.pid`,
     controlLog: `${stateDir}/control.log`,

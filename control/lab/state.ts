@@ -13,6 +13,10 @@ export interface LabState {
   /** Whether `up` started pmcd/pmproxy (then `down` stops them). */
   startedPcp: boolean;
   brokerUrl: string;
+  /** The lab operator's broker credentials (herd auth init), used by the CLI for the lab's broker. */
+  credentialsFile?: string;
+  /** The CA of the lab broker's TLS certificate. */
+  caFile?: string;
 }
 
 export function readLabState(file = LAB_STATE_FILE): LabState | undefined {

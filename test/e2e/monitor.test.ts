@@ -8,12 +8,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LabLayout } from '../../control/lab/layout.ts';
-import { readLabState } from '../../control/lab/state.ts';
 import { containerMetricsBatchSchema, type ContainerMetrics } from '../../protocol/messages.ts';
-import { closeBroker, connectBroker, type MqttClient } from '../../protocol/mqtt.ts';
+import { closeBroker, type MqttClient } from '../../protocol/mqtt.ts';
 import { topics } from '../../protocol/topics.ts';
 import { herdOk } from '../support/herd-cli.ts';
-import { dockerOf, readyLab } from '../support/lab.ts';
+import { connectLabBroker, dockerOf, readyLab } from '../support/lab.ts';
 
 const POLL_MS = 500;
 const WAIT_MS = 30_000;
@@ -43,7 +42,7 @@ describe('monitor on the lab (real Docker, PCP, the lab monitor daemon)', () => 
 
   beforeAll(async () => {
     layout = await readyLab(2);
-    client = await connectBroker({ url: readLabState()?.brokerUrl ?? layout.brokerUrl, clientId: `e2e-monitor-${process.pid}` });
+    client = await connectLabBroker(layout, 'e2e-monitor');
     client.on('message', (_topic, payload) => received.push(...containerMetricsBatchSchema.parse(JSON.parse(payload.toString('utf8'))).samples));
     await client.subscribeAsync(topics.allContainerMetrics, { qos: 0 });
   });

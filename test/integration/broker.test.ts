@@ -14,6 +14,7 @@ import { HerdError } from '../../protocol/errors.ts';
 import { silentLogger } from '../../protocol/log.ts';
 import type { HostStatus } from '../../protocol/messages.ts';
 import { closeBroker, connectBroker, publishJson, type MqttClient } from '../../protocol/mqtt.ts';
+import { computeClientId } from '../../protocol/access.ts';
 import { CommandClient, serveCommands, type CommandServer } from '../../protocol/rpc.ts';
 import { topics } from '../../protocol/topics.ts';
 import { eventually, fakeRuntime, Inbox } from './helpers.ts';
@@ -39,11 +40,11 @@ let stopCalls = 0;
 
 beforeAll(async () => {
   broker = await startEmbeddedBroker({ host: '127.0.0.1', port: 0 }, log);
-  const serverClient = await connect('itest-server');
+  const serverClient = await connect(computeClientId(HOST));
   const server: CommandServer = await serveCommands(
     serverClient,
     HOST,
-    'itest-server',
+    computeClientId(HOST),
     {
       'host.info': async (cmd) => ({ hostId: HOST, askedBy: cmd.from }),
       'container.stop': async (cmd) => {
@@ -99,7 +100,7 @@ describe('request/reply through the embedded broker', () => {
     await publishJson(raw, topic, { ...envelope('bad-extra', 'host.info', {}), colour: 'red' });
 
     const notJson = (await replyTo('bad-json')).json;
-    expect(notJson).toMatchObject({ ok: false, from: 'itest-server', error: { code: 'BAD_MESSAGE', retryable: false } });
+    expect(notJson).toMatchObject({ ok: false, from: computeClientId(HOST), error: { code: 'BAD_MESSAGE', retryable: false } });
     expect(notJson.error.message).toMatch(/command is not valid JSON/);
 
     const unknown = (await replyTo('bad-type')).json;
@@ -128,7 +129,7 @@ describe('request/reply through the embedded broker', () => {
     await publishJson(raw, topics.hostCommands(HOST), command);
     const first = await rawReplies.next('first reply to dup-1', (m) => m.json?.id === 'dup-1');
     const second = await rawReplies.next('second reply to dup-1', (m) => m.json?.id === 'dup-1', 1);
-    expect(first.json).toEqual({ v: 1, id: 'dup-1', ok: true, from: 'itest-server', result: { stopped: 'web', calls: before + 1 } });
+    expect(first.json).toEqual({ v: 1, id: 'dup-1', ok: true, from: computeClientId(HOST), result: { stopped: 'web', calls: before + 1 } });
     expect(second.json).toEqual(first.json);
     expect(stopCalls).toBe(before + 1);
     // A new id runs again.

@@ -15,6 +15,7 @@ import { startEmbeddedBroker, type EmbeddedBroker } from '../../control/broker/e
 import { silentLogger } from '../../protocol/log.ts';
 import { PROTOCOL_VERSION, type ContainerMetrics, type ContainerSummary, type HostStatus, type MigrationEvent } from '../../protocol/messages.ts';
 import { closeBroker, connectBroker, publishJson, type MqttClient } from '../../protocol/mqtt.ts';
+import { computeClientId } from '../../protocol/access.ts';
 import { serveCommands, type CommandServer } from '../../protocol/rpc.ts';
 import { topics } from '../../protocol/topics.ts';
 import { eventually, Inbox } from './helpers.ts';
@@ -54,12 +55,20 @@ async function publishMetrics(): Promise<void> {
   }
 }
 
+/** Replies to a host's commands must come from that host's compute client id. */
+const hostClients: MqttClient[] = [];
+async function hostClient(hostId: string): Promise<MqttClient> {
+  const client = await connectBroker({ url: broker.url, clientId: computeClientId(hostId), reconnectPeriodMs: 0 });
+  hostClients.push(client);
+  return client;
+}
+
 async function fakeComputeHost(hostId: string): Promise<void> {
   const status: HostStatus = { v: 1, hostId, state: 'online', since: new Date().toISOString(), cpus: [hostId === 'h1' ? 0 : 1] };
   await publishJson(fake, topics.hostStatus(hostId), status, { retain: true });
   await publishContainers(hostId);
   servers.push(
-    await serveCommands(fake, hostId, 'itest-fake', {
+    await serveCommands(await hostClient(hostId), hostId, computeClientId(hostId), {
       'migration.start': async (cmd) => {
         const { migrationId, container, targetHost } = cmd.args;
         starts.push(migrationId);
@@ -120,6 +129,7 @@ afterAll(async () => {
   for (const s of servers) await s.close();
   servers = [];
   await closeBroker(fake);
+  for (const c of hostClients) await closeBroker(c);
   await broker.close();
   rmSync(stateDir, { recursive: true, force: true });
 });

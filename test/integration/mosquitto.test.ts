@@ -17,6 +17,7 @@ import { HerdError } from '../../protocol/errors.ts';
 import { silentLogger } from '../../protocol/log.ts';
 import type { HostStatus } from '../../protocol/messages.ts';
 import { closeBroker, connectBroker, publishJson, type MqttClient } from '../../protocol/mqtt.ts';
+import { computeClientId } from '../../protocol/access.ts';
 import { CommandClient, serveCommands } from '../../protocol/rpc.ts';
 import { topics } from '../../protocol/topics.ts';
 import { eventually, fakeRuntime, freePort, Inbox } from './helpers.ts';
@@ -84,8 +85,8 @@ afterAll(async () => {
 
 describe('through Mosquitto', () => {
   it('round-trips a command, and a bad one gets an error reply naming the field', async () => {
-    const serverClient = await connect('itest-mq-server');
-    const server = await serveCommands(serverClient, 'mq-host', 'itest-mq-server', { 'host.info': async (cmd) => ({ via: 'mosquitto', askedBy: cmd.from }) }, log);
+    const serverClient = await connect(computeClientId('mq-host'));
+    const server = await serveCommands(serverClient, 'mq-host', computeClientId('mq-host'), { 'host.info': async (cmd) => ({ via: 'mosquitto', askedBy: cmd.from }) }, log);
     closers.push(() => server.close());
     const rpc = await CommandClient.create(await connect('itest-mq-caller'), 'itest-mq-caller', log);
     closers.push(() => rpc.close());

@@ -13,6 +13,7 @@ import { decode } from '../../protocol/codec.ts';
 import { silentLogger } from '../../protocol/log.ts';
 import { controlEventSchema, type ContainerSummary, type HostContainers, type HostStatus } from '../../protocol/messages.ts';
 import { closeBroker, connectBroker, publishJson, type MqttClient } from '../../protocol/mqtt.ts';
+import { computeClientId } from '../../protocol/access.ts';
 import { CommandClient, serveCommands } from '../../protocol/rpc.ts';
 import { topics } from '../../protocol/topics.ts';
 import { eventually, Inbox } from './helpers.ts';
@@ -28,7 +29,7 @@ const cleanups: Array<() => Promise<unknown>> = [];
 
 /** A fake compute host: retained status and container list on its own connection; `container.stop` marks the copy exited and republishes the list, like the real daemon. */
 async function fakeHost(hostId: string, containers: ContainerSummary[], stopDelayMs = 0) {
-  const client = await connectBroker({ url: broker.url, clientId: `itest-${hostId}`, reconnectPeriodMs: 0 });
+  const client = await connectBroker({ url: broker.url, clientId: computeClientId(hostId), reconnectPeriodMs: 0 });
   const stops: string[] = [];
   const list = containers.map((c) => ({ ...c }));
   const publishList = () => publishJson(client, topics.hostContainers(hostId), { v: 1, hostId, at: new Date().toISOString(), containers: list } satisfies HostContainers, { retain: true });
@@ -37,7 +38,7 @@ async function fakeHost(hostId: string, containers: ContainerSummary[], stopDela
   const server = await serveCommands(
     client,
     hostId,
-    `itest-${hostId}`,
+    computeClientId(hostId),
     {
       'container.stop': async (cmd) => {
         stops.push(cmd.args.container);

@@ -8,6 +8,9 @@ import { runChecks } from '../../control/doctor.ts';
 import { labLayout, type LabLayout } from '../../control/lab/layout.ts';
 import { runCommand } from '../../control/lab/shell.ts';
 import { herdOk } from './herd-cli.ts';
+import { labOperatorEndpoint } from '../../control/lab/lab-up.ts';
+import { operatorClientId } from '../../protocol/access.ts';
+import { connectBroker, type MqttClient } from '../../protocol/mqtt.ts';
 
 export async function requireLabPrerequisites(): Promise<void> {
   const failed = (await runChecks()).filter((c) => !c.ok);
@@ -22,6 +25,12 @@ export async function freshLab(hosts = 2): Promise<LabLayout> {
   await herdOk(['lab', 'down'], { timeoutMs: 120_000 });
   await herdOk(['lab', 'up', '--hosts', String(hosts)], { timeoutMs: 600_000 });
   return labLayout({ hosts, cpuCount: availableParallelism() });
+}
+
+/** A client of the lab's broker as the lab's operator (TLS, the operator's credentials). */
+export function connectLabBroker(layout: LabLayout, what: string): Promise<MqttClient> {
+  const endpoint = labOperatorEndpoint(layout);
+  return connectBroker({ ...endpoint, clientId: operatorClientId(endpoint.username, what, 'e2e') });
 }
 
 export function dockerOf(layout: LabLayout, hostId: string): Docker {

@@ -1,0 +1,123 @@
+/**
+ * `herd auth init`: the broker's users file and one credentials file per identity, and
+ * optionally a CA with a certificate for the broker's TLS listener. Running it again keeps
+ * what exists (passwords, keys) and adds what is missing, so provisioning can run it on
+ * every pass and a new host only gets its own identity.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify as toYaml } from 'yaml';
+import { USERNAME_PATTERN, type Identity } from '../../protocol/access.ts';
+import { hashPassword, loadCredentialsFile, loadUsersFile, newPassword, writeSecretFile, type UserEntry } from '../../protocol/credentials.ts';
+import { HerdError } from '../../protocol/errors.ts';
+
+export interface AuthInitOptions {
+  dir: string;
+  /** Compute host ids: one identity each (`compute-<host>`). */
+  computeHosts: readonly string[];
+  /** Operator usernames (default: operator). */
+  operators?: readonly string[];
+  /** The control daemon's node id (default control). */
+  controlNode?: string;
+  /** Names and addresses clients use to reach the broker: with any, a CA and a broker certificate for them are made. */
+  tlsNames?: readonly string[];
+}
+
+export interface AuthFiles {
+  dir: string;
+  usersFile: string;
+  /** username → credentials file. */
+  credentials: Record<string, string>;
+  /** Present when TLS files were made (or exist). */
+  tls?: { caFile: string; certFile: string; keyFile: string };
+  /** Identities added by this run. */
+  added: string[];
+}
+
+/** The username of a compute host's identity: `compute-<host>`, lower-cased, other characters as `-`. */
+export function computeUsername(hostId: string): string {
+  return `compute-${hostId.toLowerCase().replace(/[^a-z0-9_-]/g, '-')}`.slice(0, 32);
+}
+
+export function credentialsPath(dir: string, username: string): string {
+  return join(dir, `${username}.credentials.yaml`);
+}
+
+export function initAuth(options: AuthInitOptions): AuthFiles {
+  const dir = options.dir;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const wanted: Identity[] = [
+    { username: 'control', role: 'control', node: options.controlNode ?? 'control' },
+    { username: 'monitor', role: 'monitor' },
+    ...options.computeHosts.map((host): Identity => ({ username: computeUsername(host), role: 'compute', host })),
+    ...(options.operators ?? ['operator']).map((username): Identity => ({ username, role: 'operator' })),
+  ];
+  const bad = wanted.filter((i) => !USERNAME_PATTERN.test(i.username)).map((i) => i.username);
+  if (bad.length > 0) throw new HerdError('BAD_USAGE', `invalid username(s) ${bad.join(', ')}: 1-32 characters of a-z 0-9 _ -, not starting with "herd-"`);
+
+  const usersFile = join(dir, 'users.yaml');
+  const users = new Map<string, UserEntry>(existsSync(usersFile) ? loadUsersFile(usersFile).map((u) => [u.username, u]) : []);
+  const credentials: Record<string, string> = {};
+  const added: string[] = [];
+  for (const identity of wanted) {
+    const file = credentialsPath(dir, identity.username);
+    credentials[identity.username] = file;
+    const known = users.get(identity.username);
+    if (known !== undefined && existsSync(file)) {
+      const role = known.role === identity.role && known.host === identity.host && (identity.role !== 'control' || known.node === identity.node);
+      if (!role) throw new HerdError('CONFLICT', `${usersFile} already has ${identity.username} as ${known.role}${known.host ? ` of ${known.host}` : ''}; remove it there (and ${file}) to change it`);
+      loadCredentialsFile(file); // still readable and 0600
+      continue;
+    }
+    const password = newPassword();
+    users.set(identity.username, { ...identity, passwordHash: hashPassword(password) });
+    writeSecretFile(file, toYaml({ username: identity.username, password }));
+    added.push(identity.username);
+  }
+  writeSecretFile(usersFile, `# Herd broker identities (herd auth init). Roles: protocol/access.ts.\n${toYaml({ users: [...users.values()] })}`);
+  const tls = options.tlsNames !== undefined && options.tlsNames.length > 0 ? ensureTls(dir, options.tlsNames) : existingTls(dir);
+  return { dir, usersFile, credentials, ...(tls === undefined ? {} : { tls }), added };
+}
+
+function existingTls(dir: string): AuthFiles['tls'] {
+  const files = { caFile: join(dir, 'ca.pem'), certFile: join(dir, 'broker.pem'), keyFile: join(dir, 'broker.key') };
+  return Object.values(files).every((f) => existsSync(f)) ? files : undefined;
+}
+
+function openssl(args: string[], what: string): void {
+  try {
+    execFileSync('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { stderr?: Buffer };
+    if (e.code === 'ENOENT') throw new HerdError('MISSING_DEPENDENCY', 'openssl not found: apt-get install openssl');
+    throw new HerdError('BAD_CONFIG', `openssl failed ${what}: ${e.stderr?.toString().trim() ?? e.message}`, { cause: err });
+  }
+}
+
+/** A CA (kept) and a broker certificate for `names` (remade when the names change). */
+function ensureTls(dir: string, names: readonly string[]): NonNullable<AuthFiles['tls']> {
+  const caFile = join(dir, 'ca.pem');
+  const caKey = join(dir, 'ca.key');
+  const certFile = join(dir, 'broker.pem');
+  const keyFile = join(dir, 'broker.key');
+  const namesFile = join(dir, 'broker.names');
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  if (!existsSync(caFile) || !existsSync(caKey)) {
+    openssl(['req', '-x509', ...ec, '-keyout', caKey, '-out', caFile, '-days', '3650', '-subj', '/CN=Herd broker CA'], 'making the CA');
+    writeSecretFile(caKey, readFileSync(caKey, 'utf8'));
+  }
+  const san = names.map((n) => (/^[\d.]+$|:/.test(n) ? `IP:${n}` : `DNS:${n}`)).join(',');
+  if (!existsSync(certFile) || !existsSync(keyFile) || !existsSync(namesFile) || readFileSync(namesFile, 'utf8') !== san) {
+    const csr = join(dir, 'broker.csr');
+    const ext = join(dir, 'broker.ext');
+    writeFileSync(ext, `subjectAltName=${san}\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n`);
+    openssl(['req', ...ec, '-keyout', keyFile, '-out', csr, '-subj', '/CN=herd-broker'], 'making the broker key');
+    openssl(['x509', '-req', '-in', csr, '-CA', caFile, '-CAkey', caKey, '-CAcreateserial', '-out', certFile, '-days', '825', '-extfile', ext], 'signing the broker certificate');
+    writeSecretFile(keyFile, readFileSync(keyFile, 'utf8'));
+    writeFileSync(namesFile, san);
+    rmSync(csr, { force: true });
+    rmSync(ext, { force: true });
+  }
+  return { caFile, certFile, keyFile };
+}
