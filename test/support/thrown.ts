@@ -10,3 +10,13 @@ export function thrownHerdError(fn: () => unknown): HerdError {
   }
   throw new Error('did not throw');
 }
+
+/** What a promise rejects with (for asserting its code and message); fails the test when it resolves. */
+export async function thrown(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('did not reject');
+}
