@@ -6,6 +6,9 @@ import { runCompute } from '../../compute/main.ts';
 import { controlConfigSchema, resolveControlConfigFiles } from '../config.ts';
 import { monitorConfigSchema } from '../../monitor/config.ts';
 import { formatChecks, runChecks, runTestChecks } from '../doctor.ts';
+import { securityChecks, type DaemonKind } from '../security-checks.ts';
+import { readLabState } from '../lab/state.ts';
+import { labLayout } from '../lab/layout.ts';
 import { runControl } from '../main.ts';
 import { cliState, printJson } from './context.ts';
 import { CONTROL_MODES, type ControlMode } from '../../protocol/messages.ts';
@@ -16,6 +19,17 @@ function parsePort(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`port must be 0-65535, got "${value}"`);
   return n;
+}
+
+/** The daemon configs on this machine: $HERD_<KIND>_CONFIG or /etc/herd/<kind>.yaml, and the lab's when it is up. */
+function daemonConfigFiles(): { kind: DaemonKind; file: string }[] {
+  const files: { kind: DaemonKind; file: string }[] = (['control', 'compute', 'monitor'] as const).map((kind) => ({ kind, file: process.env[`HERD_${kind.toUpperCase()}_CONFIG`] ?? `/etc/herd/${kind}.yaml` }));
+  const lab = readLabState();
+  if (lab !== undefined) {
+    const layout = labLayout({ hosts: lab.hosts, cpuCount: 1 });
+    files.push({ kind: 'control', file: layout.controlConfig }, { kind: 'monitor', file: layout.monitorConfig }, ...layout.hosts.map((h) => ({ kind: 'compute' as const, file: h.computeConfig })));
+  }
+  return files;
 }
 
 export function registerAdminCommands(program: Command): void {
@@ -50,11 +64,11 @@ export function registerAdminCommands(program: Command): void {
 
   program
     .command('doctor')
-    .description('check that this machine can run Herd and the lab: programs, CRIU, kernel features')
+    .description("check that this machine can run Herd and the lab (programs, CRIU, kernel features) and what is insecure in the daemons' configs (/etc/herd/*.yaml, the lab's)")
     .option('--json', 'print JSON')
     .option('--tests', 'also check what the test suite and benchmarks need')
     .action(async (opts: { json?: boolean; tests?: boolean }) => {
-      const checks = [...(await runChecks()), ...(opts.tests === true ? await runTestChecks() : [])];
+      const checks = [...(await runChecks()), ...(opts.tests === true ? await runTestChecks() : []), ...securityChecks(daemonConfigFiles())];
       if (opts.json === true) printJson(checks);
       else process.stdout.write(`${formatChecks(checks)}\n`);
       const failed = checks.filter((c) => !c.ok).length;
