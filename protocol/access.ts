@@ -162,3 +162,43 @@ export function mayCommand(fromClientId: string, type: CommandType): Decision {
   if (sender.role === 'compute' && !PEER_COMMANDS.has(type)) return deny(`compute host ${sender.host} may send its peers only ${[...PEER_COMMANDS].join(', ')}, not ${type}`);
   return allow;
 }
+
+/** Topics every identity may read: the cluster's state, metrics and events. */
+const CLUSTER_READ_FILTERS = ['herd/v1/hosts/+/status', 'herd/v1/hosts/+/containers', 'herd/v1/migrations/+/events', 'herd/v1/metrics/hosts/+', 'herd/v1/metrics/hosts/+/containers', 'herd/v1/control/+/status', 'herd/v1/control/+/events'];
+
+/**
+ * The rules above as a Mosquitto ACL file (acl_file), for a Mosquitto broker in place of
+ * the embedded one. Mosquitto cannot bind client ids to usernames nor look into payloads:
+ * there, a client id or a command's `from` is not proof of who sent it (docs/security.md).
+ */
+export function mosquittoAcl(identities: readonly Identity[]): string {
+  const lines = ['# Herd broker ACLs (herd auth mosquitto): the rules of protocol/access.ts.', '# Every client reads its own replies.', 'pattern read herd/v1/replies/%c', ''];
+  for (const i of identities) {
+    lines.push(`user ${i.username}`);
+    const write = (t: string) => lines.push(`topic write ${t}`);
+    const read = (t: string) => lines.push(`topic read ${t}`);
+    switch (i.role) {
+      case 'compute':
+        [`herd/v1/hosts/${i.host}/status`, `herd/v1/hosts/${i.host}/containers`, 'herd/v1/migrations/+/events', 'herd/v1/replies/+', 'herd/v1/hosts/+/commands'].forEach(write);
+        read(`herd/v1/hosts/${i.host}/commands`);
+        break;
+      case 'monitor':
+        ['herd/v1/metrics/hosts/+', 'herd/v1/metrics/hosts/+/containers'].forEach(write);
+        break;
+      case 'control': {
+        const node = i.node ?? 'control';
+        [`herd/v1/control/${node}/status`, `herd/v1/control/${node}/events`, 'herd/v1/replies/+', 'herd/v1/hosts/+/commands'].forEach(write);
+        read(`herd/v1/control/${node}/commands`);
+        read('$SYS/#');
+        break;
+      }
+      case 'operator':
+        ['herd/v1/hosts/+/commands', 'herd/v1/control/+/commands'].forEach(write);
+        read('$SYS/#');
+        break;
+    }
+    CLUSTER_READ_FILTERS.forEach(read);
+    lines.push('');
+  }
+  return lines.join('\n');
+}

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
-import { USERNAME_PATTERN, type Identity } from '../../protocol/access.ts';
+import { mosquittoAcl, USERNAME_PATTERN, type Identity } from '../../protocol/access.ts';
 import { hashPassword, loadCredentialsFile, loadUsersFile, newPassword, writeSecretFile, type UserEntry } from '../../protocol/credentials.ts';
 import { HerdError } from '../../protocol/errors.ts';
 
@@ -120,4 +120,14 @@ function ensureTls(dir: string, names: readonly string[]): NonNullable<AuthFiles
     rmSync(ext, { force: true });
   }
   return { caFile, certFile, keyFile };
+}
+
+/** A Mosquitto password file and ACL file from the users file: Mosquitto reads the same `$7$` hashes. */
+export function writeMosquittoFiles(dir: string): { passwordFile: string; aclFile: string } {
+  const users = loadUsersFile(join(dir, 'users.yaml'));
+  const passwordFile = join(dir, 'mosquitto.passwd');
+  const aclFile = join(dir, 'mosquitto.acl');
+  writeSecretFile(passwordFile, users.map((u) => `${u.username}:${u.passwordHash}\n`).join(''));
+  writeSecretFile(aclFile, mosquittoAcl(users));
+  return { passwordFile, aclFile };
 }

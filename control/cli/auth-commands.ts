@@ -1,6 +1,6 @@
 /** `herd auth`: the broker's identities, credentials and TLS files. */
 import type { Command } from 'commander';
-import { initAuth } from '../auth/auth-init.ts';
+import { initAuth, writeMosquittoFiles } from '../auth/auth-init.ts';
 import { HerdError } from '../../protocol/errors.ts';
 import { printJson } from './context.ts';
 
@@ -33,5 +33,16 @@ export function registerAuthCommands(program: Command): void {
         ...(files.tls === undefined ? [] : [`TLS: CA ${files.tls.caFile} (broker.caFile of every daemon, --ca of the CLI); broker certificate ${files.tls.certFile}, key ${files.tls.keyFile} (broker.tls)`]),
       ];
       process.stdout.write(`${lines.join('\n')}\n`);
+    });
+
+  auth
+    .command('mosquitto')
+    .description("write Mosquitto's password file and ACL file from the users file (to run Mosquitto as the broker instead of the embedded one)")
+    .requiredOption('--dir <dir>', 'the directory herd auth init wrote')
+    .option('--json', 'print JSON')
+    .action((opts: { dir: string; json?: boolean }) => {
+      const files = writeMosquittoFiles(opts.dir);
+      if (opts.json === true) return printJson(files);
+      process.stdout.write(`password_file ${files.passwordFile}\nacl_file ${files.aclFile}\n`);
     });
 }

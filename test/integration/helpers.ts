@@ -3,7 +3,10 @@
  * client receives, polling for a condition, free loopback ports, and a small in-memory
  * ContainerRuntime so the compute daemon's command path runs without Docker.
  */
+import { spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { HerdError } from '../../protocol/errors.ts';
 import type { ContainerSpec, ContainerSummary } from '../../protocol/messages.ts';
 import type { MqttClient } from '../../protocol/mqtt.ts';
@@ -181,4 +184,49 @@ export function fakeRuntime(options: { images?: string[] } = {}): ContainerRunti
       return Reflect.get(target, prop, receiver);
     },
   }) as unknown as ContainerRuntime & { calls: string[] };
+}
+
+export const MOSQUITTO = '/usr/sbin/mosquitto';
+
+export interface MosquittoProcess {
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts Debian's mosquitto with `conf` (written to dir/mosquitto.conf) and resolves once
+ * `ready` succeeds; rejects with its output if it exits first. Stopped by its pid.
+ */
+export async function startMosquitto(dir: string, conf: string[], ready: () => Promise<void>): Promise<MosquittoProcess> {
+  // Never skip: a machine without mosquitto is not set up for these suites.
+  if (!existsSync(MOSQUITTO)) throw new Error('mosquitto not installed: run scripts/setup');
+  const file = join(dir, 'mosquitto.conf');
+  writeFileSync(file, [...conf, 'persistence false', 'log_dest stderr', ''].join('\n'));
+  const proc = spawn(MOSQUITTO, ['-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  proc.stdout?.on('data', (d: Buffer) => (log += d.toString()));
+  proc.stderr?.on('data', (d: Buffer) => (log += d.toString()));
+  let exited: string | undefined;
+  proc.once('exit', (code, signal) => (exited = `mosquitto exited (code ${code}, signal ${signal}):\n${log}`));
+  proc.once('error', (err) => (exited = `mosquitto could not start: ${err.message}`));
+  const stop = async () => {
+    if (proc.pid !== undefined && proc.exitCode === null && proc.signalCode === null) {
+      const gone = new Promise((r) => proc.once('exit', r));
+      process.kill(proc.pid, 'SIGTERM');
+      await gone;
+    }
+  };
+  for (let attempt = 0; ; attempt++) {
+    if (exited !== undefined) throw new Error(exited);
+    try {
+      await ready();
+      return { output: () => log, stop };
+    } catch (err) {
+      if (attempt >= 100) {
+        await stop();
+        throw new Error(`mosquitto did not accept connections: ${(err as Error).message}\n${log}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
 }

@@ -4,8 +4,7 @@
  * broker (`broker.embedded: false`) watching a compute daemon (in-memory runtime).
  * The test starts Mosquitto itself on a free loopback port and stops it by its pid.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,14 +19,12 @@ import { closeBroker, connectBroker, publishJson, type MqttClient } from '../../
 import { computeClientId } from '../../protocol/access.ts';
 import { CommandClient, serveCommands } from '../../protocol/rpc.ts';
 import { topics } from '../../protocol/topics.ts';
-import { eventually, fakeRuntime, freePort, Inbox } from './helpers.ts';
+import { eventually, fakeRuntime, freePort, Inbox, startMosquitto, type MosquittoProcess } from './helpers.ts';
 
-const MOSQUITTO = '/usr/sbin/mosquitto';
 const log = silentLogger;
 
 let dir: string;
-let mosquitto: ChildProcess | undefined;
-let mosquittoLog = '';
+let mosquitto: MosquittoProcess | undefined;
 let url: string;
 const clients: MqttClient[] = [];
 const closers: Array<() => Promise<unknown>> = [];
@@ -38,48 +35,23 @@ async function connect(clientId: string, extra: Partial<Parameters<typeof connec
   return client;
 }
 
-/** Starts mosquitto and resolves once a client can connect; rejects with its output if it exits first. */
-async function startMosquitto(): Promise<void> {
+async function startPlainMosquitto(): Promise<void> {
   const port = await freePort();
-  const conf = join(dir, 'mosquitto.conf');
-  writeFileSync(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'log_dest stderr', ''].join('\n'));
   url = `mqtt://127.0.0.1:${port}`;
-  const proc = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
-  mosquitto = proc;
-  proc.stdout?.on('data', (d: Buffer) => (mosquittoLog += d.toString()));
-  proc.stderr?.on('data', (d: Buffer) => (mosquittoLog += d.toString()));
-  let exited: string | undefined;
-  proc.once('exit', (code, signal) => (exited = `mosquitto exited (code ${code}, signal ${signal}):\n${mosquittoLog}`));
-  proc.once('error', (err) => (exited = `mosquitto could not start: ${err.message}`));
-  for (let attempt = 0; ; attempt++) {
-    if (exited !== undefined) throw new Error(exited);
-    try {
-      const probe = await connectBroker({ url, clientId: 'itest-mosquitto-probe', reconnectPeriodMs: 0, connectTimeoutMs: 1000 });
-      await closeBroker(probe);
-      return;
-    } catch (err) {
-      if (attempt >= 100) throw new Error(`mosquitto did not accept connections on ${url}: ${(err as Error).message}\n${mosquittoLog}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  mosquitto = await startMosquitto(dir, [`listener ${port} 127.0.0.1`, 'allow_anonymous true'], async () => {
+    await closeBroker(await connectBroker({ url, clientId: 'itest-mosquitto-probe', reconnectPeriodMs: 0, connectTimeoutMs: 1000 }));
+  });
 }
 
 beforeAll(async () => {
-  // Never skip: a machine without mosquitto is not set up for this suite.
-  if (!existsSync(MOSQUITTO)) throw new Error('mosquitto not installed: run scripts/setup');
   dir = mkdtempSync(join(tmpdir(), 'herd-itest-mosquitto-'));
-  await startMosquitto();
+  await startPlainMosquitto();
 });
 
 afterAll(async () => {
   for (const close of closers.reverse()) await close().catch(() => undefined);
   await Promise.all(clients.map((c) => closeBroker(c)));
-  const proc = mosquitto;
-  if (proc?.pid !== undefined && proc.exitCode === null && proc.signalCode === null) {
-    const exited = new Promise((r) => proc.once('exit', r));
-    process.kill(proc.pid, 'SIGTERM');
-    await exited;
-  }
+  await mosquitto?.stop();
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
 });
 
