@@ -122,12 +122,23 @@ function ensureTls(dir: string, names: readonly string[]): NonNullable<AuthFiles
   return { caFile, certFile, keyFile };
 }
 
-/** A Mosquitto password file and ACL file from the users file: Mosquitto reads the same `$7$` hashes. */
-export function writeMosquittoFiles(dir: string): { passwordFile: string; aclFile: string } {
+/**
+ * A Mosquitto password file and ACL file from the users file: Mosquitto reads the same `$7$`
+ * hashes. Files whose content is unchanged are left alone (their owner and mode too, which
+ * provisioning sets for the mosquitto user).
+ */
+export function writeMosquittoFiles(dir: string): { passwordFile: string; aclFile: string; changed: boolean } {
   const users = loadUsersFile(join(dir, 'users.yaml'));
   const passwordFile = join(dir, 'mosquitto.passwd');
   const aclFile = join(dir, 'mosquitto.acl');
-  writeSecretFile(passwordFile, users.map((u) => `${u.username}:${u.passwordHash}\n`).join(''));
-  writeSecretFile(aclFile, mosquittoAcl(users));
-  return { passwordFile, aclFile };
+  let changed = false;
+  for (const [file, text] of [
+    [passwordFile, users.map((u) => `${u.username}:${u.passwordHash}\n`).join('')],
+    [aclFile, mosquittoAcl(users)],
+  ] as const) {
+    if (existsSync(file) && readFileSync(file, 'utf8') === text) continue;
+    writeSecretFile(file, text);
+    changed = true;
+  }
+  return { passwordFile, aclFile, changed };
 }
