@@ -56,12 +56,8 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
   let runtimeInfo: RuntimeInfo | undefined;
   let criuVersion: string | undefined;
 
-  /** How peers reach this host's sshd and fence its migrations (fence.ts): in every status, the offline ones too. */
-  const reachability = () => ({
-    address: config.ssh.address,
-    sshPort: config.ssh.port,
-    fencing: { stateDir: config.stateDir, dockerSocket: config.docker.socketPath },
-  });
+  /** How peers reach this host's sshd (transfers, and fencing its migrations when this daemon is gone: fence.ts): in every status, the offline ones too. */
+  const reachability = () => ({ address: config.ssh.address, sshPort: config.ssh.port });
 
   const onlineStatus = (): HostStatus => {
     const status: HostStatus = { ...reachability(), v: PROTOCOL_VERSION, hostId, state: 'online', since: startedAt ?? new Date().toISOString() };
@@ -252,8 +248,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
         stopping: () => stopping,
         fence: async (targetHost, migrationId) => {
           const t = view?.host(targetHost);
-          if (t?.fencing === undefined) throw new HerdError('IN_DOUBT', `host ${targetHost} published no fencing details (state dir, Docker socket): cannot fence it`);
-          return fenceTarget(await ssh.get(t.address ?? targetHost, t.sshPort ?? 22), t.fencing, migrationId);
+          return fenceTarget(await ssh.get(t?.address ?? targetHost, t?.sshPort ?? 22), migrationId);
         },
       };
       // Serve first: settling an interrupted migration may need this host's answers (and a peer's).

@@ -35,11 +35,6 @@ export const hostStatusSchema = z.strictObject({
   /** CPUs this host's containers may use (its cpuset in the lab). */
   cpus: z.array(z.number().int().min(0)).optional(),
   reason: z.string().optional(),
-  /**
-   * What a migration's source needs to fence this host over SSH when it cannot reach this
-   * daemon (see compute/migration/fence.ts): its migration state dir and Docker socket.
-   */
-  fencing: z.strictObject({ stateDir: z.string().regex(/^\/[A-Za-z0-9._/-]*$/), dockerSocket: z.string().regex(/^\/[A-Za-z0-9._/-]*$/) }).optional(),
 });
 export type HostStatus = z.infer<typeof hostStatusSchema>;
 

@@ -3,7 +3,8 @@
  * compute daemon (killed, restarting, cut off from the broker) but must know, before it
  * resumes its own copy, that the target's copy is not running and never will.
  *
- * On the target, as root, the script:
+ * On the target, the transfer key's forced command (bin/herd-ssh-command `herd-fence <id>`),
+ * with the target's own state dir and Docker socket from its receiver config:
  * 1. answers from the target's tombstone when the migration already ended there;
  * 2. writes the fence marker `<stateDir>/migrations/<id>.fence` (and syncs): the target
  *    daemon saves its "restoring" record *before* it checks for the marker, so either it
@@ -18,38 +19,15 @@
  */
 import type { Client } from 'ssh2';
 import { HerdError } from '../../protocol/errors.ts';
-import type { HostStatus } from '../../protocol/messages.ts';
-import { HERD_MIGRATION_LABEL } from '../runtime/container-runtime.ts';
-import { shellQuote } from './ssh-transfer.ts';
+import { FENCE_COMMAND } from './ssh-transfer.ts';
 
 export type FenceOutcome = 'running' | 'fenced';
 
-export function fenceScript(fencing: NonNullable<HostStatus['fencing']>, migrationId: string): string {
-  const q = shellQuote;
-  return [
-    'set -u',
-    `dir=${q(`${fencing.stateDir}/migrations`)}; id=${q(migrationId)}; d="docker -H unix://"${q(fencing.dockerSocket)}`,
-    '[ -d "$dir" ] || { echo "no migration state dir $dir" >&2; exit 2; }',
-    'if [ -f "$dir/$id.target.done.json" ]; then',
-    '  if grep -q \'"outcome": "committed"\' "$dir/$id.target.done.json"; then echo RUNNING; else echo FENCED; fi; exit 0',
-    'fi',
-    ': > "$dir/$id.fence" && sync -f "$dir/$id.fence" || exit 3',
-    `ids=$($d ps -aq --no-trunc --filter label=${HERD_MIGRATION_LABEL}="$id") || exit 4`,
-    'for c in $ids; do',
-    '  $d rm "$c" >/dev/null 2>&1 && continue',
-    '  r=$($d inspect -f "{{.State.Running}}" "$c" 2>/dev/null) || continue',
-    '  if [ "$r" = true ]; then echo RUNNING; exit 0; fi',
-    '  echo "cannot remove $c" >&2; exit 5',
-    'done',
-    'echo FENCED',
-  ].join('\n');
-}
-
 /** Runs the fence on the target through an SSH connection to it. */
-export function fenceTarget(conn: Client, fencing: NonNullable<HostStatus['fencing']>, migrationId: string, timeoutMs = 120_000): Promise<FenceOutcome> {
+export function fenceTarget(conn: Client, migrationId: string, timeoutMs = 120_000): Promise<FenceOutcome> {
   return new Promise((resolve, reject) => {
     const fail = (message: string, cause?: unknown) => reject(new HerdError('IN_DOUBT', `fencing migration ${migrationId} on the target over SSH failed: ${message}`, { cause }));
-    conn.exec(fenceScript(fencing, migrationId), (err, channel) => {
+    conn.exec(FENCE_COMMAND(migrationId), (err, channel) => {
       if (err) return fail(err.message, err);
       let out = '';
       let errText = '';

@@ -73,11 +73,6 @@ export function connectSsh(target: SshTarget, timeoutMs = 10_000): Promise<Clien
   });
 }
 
-/** Single-quotes a string for the remote shell. */
-export function shellQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
 /** A transfer that moves no byte for this long fails (a peer gone silent without closing). */
 export const TRANSFER_STALL_MS = 60_000;
 
@@ -105,14 +100,17 @@ export interface RemoteReceiver {
   cancel(): void;
 }
 
-/** The remote side: read the target directory from the first line, then extract the rest of stdin there. */
-export function receiverCommand(options: { xattrs: boolean }): string {
-  const x = options.xattrs ? " --xattrs --xattrs-include='*'" : '';
-  return `IFS= read -r dir && mkdir -p "$dir" && exec tar -x --numeric-owner${x} -C "$dir"`;
-}
+/**
+ * What the source asks the target's sshd to run. The transfer key's forced command
+ * (bin/herd-ssh-command) runs only these: the receiver (read the target directory from the
+ * first line, check it lies under the target's own data roots, extract the rest of stdin
+ * there) and the fence (fence.ts).
+ */
+export const RECEIVE_COMMAND = { plain: 'herd-receive', xattrs: 'herd-receive --xattrs' } as const;
+export const FENCE_COMMAND = (migrationId: string) => `herd-fence ${migrationId}`;
 
 export function openReceiver(conn: Client, options: { xattrs: boolean }): Promise<RemoteReceiver> {
-  const command = receiverCommand(options);
+  const command = options.xattrs ? RECEIVE_COMMAND.xattrs : RECEIVE_COMMAND.plain;
   return new Promise((resolve, reject) => {
     conn.exec(command, (err, channel) => {
       if (err) {

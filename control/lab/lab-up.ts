@@ -93,17 +93,27 @@ function ensureCgroups(layout: LabLayout): void {
   }
 }
 
+/**
+ * An sshd per host, each host with its own transfer key. A host's authorized_keys lists its
+ * peers' keys, each with `restrict` and the forced command bin/herd-ssh-command (only Herd's
+ * receiver and fence run, only under this host's data roots); known_hosts pins every host key.
+ */
 async function ensureSsh(layout: LabLayout): Promise<void> {
   mkdirSync(layout.sshDir, { recursive: true, mode: 0o700 });
-  if (!existsSync(layout.sshKey)) await mustRun('creating the lab SSH key', 'ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'herd-lab', '-f', layout.sshKey]);
-  writeFileSync(layout.authorizedKeys, readFileSync(`${layout.sshKey}.pub`, 'utf8'), { mode: 0o600 });
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
   const known: string[] = [];
   for (const host of layout.hosts) {
     mkdirSync(host.dir, { recursive: true });
     mkdirSync(host.runDir, { recursive: true });
+    if (!existsSync(host.sshKey)) await mustRun(`creating the transfer key of ${host.id}`, 'ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `herd-transfer@${host.id}`, '-f', host.sshKey]);
     if (!existsSync(host.sshdHostKey)) await mustRun(`creating host key of ${host.id}`, 'ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', host.id, '-f', host.sshdHostKey]);
     known.push(`${host.ip} ${readFileSync(`${host.sshdHostKey}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ')}`);
+  }
+  for (const host of layout.hosts) {
+    writeConfig(host.sshReceiverConfig, [`root ${host.dockerDataRoot}`, `root ${host.computeStateDir}`, `state ${host.computeStateDir}`, `docker ${host.dockerSocket}`, ''].join('\n'));
+    const forced = `restrict,command="${herdRoot()}/bin/herd-ssh-command ${host.sshReceiverConfig}"`;
+    const peers = layout.hosts.filter((p) => p.id !== host.id).map((p) => `${forced} ${readFileSync(`${p.sshKey}.pub`, 'utf8').trim()}`);
+    writeConfig(host.authorizedKeys, `${peers.join('\n')}\n`);
     writeFileSync(
       host.sshdConfig,
       [
@@ -111,7 +121,7 @@ async function ensureSsh(layout: LabLayout): Promise<void> {
         'Port 22',
         `HostKey ${host.sshdHostKey}`,
         `PidFile ${host.sshdPidFile}`,
-        `AuthorizedKeysFile ${layout.authorizedKeys}`,
+        `AuthorizedKeysFile ${host.authorizedKeys}`,
         'PermitRootLogin prohibit-password',
         'PasswordAuthentication no',
         'KbdInteractiveAuthentication no',
@@ -119,7 +129,6 @@ async function ensureSsh(layout: LabLayout): Promise<void> {
         'StrictModes no',
         'MaxSessions 64',
         'MaxStartups 64:30:128',
-        'Subsystem sftp internal-sftp',
         '',
       ].join('\n'),
     );
@@ -311,7 +320,7 @@ async function ensureCompute(layout: LabLayout, host: LabHost): Promise<void> {
       `  address: ${host.ip}`,
       '  port: 22',
       '  user: root',
-      `  privateKeyPath: ${layout.sshKey}`,
+      `  privateKeyPath: ${host.sshKey}`,
       `  knownHostsPath: ${layout.knownHosts}`,
       `stateDir: ${host.computeStateDir}`,
       `cpus: [${host.cpus.join(', ')}]`,

@@ -27,6 +27,12 @@ export interface LabHost {
   dockerConfig: string;
   dockerLog: string;
   sshdConfig: string;
+  /** This host's own transfer key (its peers' authorized_keys run only bin/herd-ssh-command for it). */
+  sshKey: string;
+  /** Peers' keys this host's sshd accepts, each with the forced command. */
+  authorizedKeys: string;
+  /** What the forced command may do on this host (its data roots, state dir, Docker socket). */
+  sshReceiverConfig: string;
   sshdHostKey: string;
   sshdPidFile: string;
   sshdLog: string;
@@ -62,8 +68,6 @@ export interface LabLayout {
   monitorLog: string;
   metricsDir: string;
   sshDir: string;
-  sshKey: string;
-  authorizedKeys: string;
   knownHosts: string;
   imagesDir: string;
   hosts: LabHost[];
@@ -112,6 +116,9 @@ export function labLayout(options: LabOptions): LabLayout {
       dockerConfig: `${dir}/daemon.json`,
       dockerLog: `${dir}/dockerd.log`,
       sshdConfig: `${dir}/sshd_config`,
+      sshKey: `${dir}/id_ed25519`,
+      authorizedKeys: `${dir}/authorized_keys`,
+      sshReceiverConfig: `${dir}/ssh-receiver.conf`,
       sshdHostKey: `${dir}/ssh_host_ed25519_key`,
       sshdPidFile: `${hostRun}/sshd.pid`,
       sshdLog: `${dir}/sshd.log`,
@@ -143,8 +150,6 @@ export function labLayout(options: LabOptions): LabLayout {
     monitorLog: `${stateDir}/monitor.log`,
     metricsDir: `${stateDir}/metrics`,
     sshDir: `${stateDir}/ssh`,
-    sshKey: `${stateDir}/ssh/id_ed25519`,
-    authorizedKeys: `${stateDir}/ssh/authorized_keys`,
     knownHosts: `${stateDir}/ssh/known_hosts`,
     imagesDir: `${stateDir}/images`,
     hosts,

@@ -116,7 +116,7 @@ export async function bareMigration(ctx: BenchContext, w: Workload, tag: string)
     const memory = readMemory(src.pid);
     runcSample = await runcDump(ctx, src.id, tag);
 
-    const sshBase = ['-i', ctx.layout.sshKey, '-o', `UserKnownHostsFile=${ctx.layout.knownHosts}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes'];
+    const sshBase = ['-i', ctx.src.sshKey, '-o', `UserKnownHostsFile=${ctx.layout.knownHosts}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes'];
     const remote = `root@${ctx.dst.ip}`;
     const sshCmd = `ssh -S ${sq(control)} ${sshBase.map(sq).join(' ')} ${remote}`;
     const t0 = performance.now();
@@ -130,10 +130,11 @@ export async function bareMigration(ctx: BenchContext, w: Workload, tag: string)
     await mustDocker('docker checkpoint create', ctx.src, ['checkpoint', 'create', name, cp], 600_000);
     const tCheckpointed = performance.now();
     const x = `--numeric-owner --xattrs --xattrs-include='*'`;
-    await mustSh('copying the upper dir', `tar -c ${x} -C ${sq(src.upperDir)} . | ${sshCmd} ${sq(`tar -x ${x} -C ${sq(dstUpper)}`)}`, 600_000);
+    // Through the transfer key's forced command, as Herd does (bin/herd-ssh-command: directory on the first line, then the tar).
+    await mustSh('copying the upper dir', `(printf '%s\\n' ${sq(dstUpper)}; tar -c ${x} -C ${sq(src.upperDir)} .) | ${sshCmd} 'herd-receive --xattrs'`, 600_000);
     const srcCp = `${ctx.src.dockerDataRoot}/containers/${src.id}/checkpoints/${cp}`;
     const dstCp = `${ctx.dst.dockerDataRoot}/containers/${dstId}/checkpoints/${cp}`;
-    await mustSh('copying the checkpoint', `tar -c -C ${sq(srcCp)} . | ${sshCmd} ${sq(`mkdir -p ${sq(dstCp)} && tar -x -C ${sq(dstCp)}`)}`, 600_000);
+    await mustSh('copying the checkpoint', `(printf '%s\\n' ${sq(dstCp)}; tar -c -C ${sq(srcCp)} .) | ${sshCmd} herd-receive`, 600_000);
     const tCopied = performance.now();
     await mustDocker('docker start --checkpoint on h2', ctx.dst, ['start', '--checkpoint', cp, name], 600_000);
     const tRunning = performance.now();

@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labLeftovers } from '../../control/lab/lab-down.ts';
-import type { LabLayout } from '../../control/lab/layout.ts';
+import type { LabHost, LabLayout } from '../../control/lab/layout.ts';
+import { existsSync, rmSync } from 'node:fs';
 import { execIn } from '../support/containers.ts';
 import { herd, herdOk } from '../support/herd-cli.ts';
 import { dockerOf, freshLab, inHost } from '../support/lab.ts';
@@ -51,15 +52,22 @@ describe('lab (2 hosts, real Docker, sshd, PCP)', () => {
     expect(out).toContain('sysbench 1.');
   });
 
-  it('hosts reach each other over the lab network and over SSH with verified host keys', async () => {
+  it('hosts reach each other over the lab network and over SSH with verified host keys; the transfer key runs only the receiver, under the peer\'s data roots', async () => {
     const ping = await inHost(layout, 'h1', 'busybox', ['ping', '-c', '1', '-W', '2', layout.hosts[1]!.ip]);
     expect(ping.code, ping.stderr).toBe(0);
-    const ssh = await inHost(layout, 'h2', 'ssh', [
-      '-i', layout.sshKey, '-o', `UserKnownHostsFile=${layout.knownHosts}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes',
-      `root@${layout.hosts[0]!.ip}`, 'cat /proc/self/net/dev >/dev/null && echo reached-$(ip -o -4 addr show eth0 | busybox awk "{print \\$4}")',
-    ]);
-    expect(ssh.code, ssh.stderr).toBe(0);
-    expect(ssh.stdout.trim()).toBe(`reached-${layout.hosts[0]!.ip}/24`);
+    const [h1, h2] = layout.hosts as [LabHost, LabHost];
+    const ssh = `ssh -i ${h2.sshKey} -o UserKnownHostsFile=${layout.knownHosts} -o StrictHostKeyChecking=yes -o BatchMode=yes root@${h1.ip}`;
+    const shell = await inHost(layout, 'h2', 'sh', ['-c', `${ssh} 'id; cat /etc/shadow'`]);
+    expect(shell.code).toBe(126);
+    expect(shell.stderr).toMatch(/refused: this key runs only Herd's receiver and fence/);
+    const into = `${h1.dockerDataRoot}/lab-test-receive`;
+    const received = await inHost(layout, 'h2', 'sh', ['-c', `(printf '%s\\n' ${into}; tar -c -C /etc hostname) | ${ssh} herd-receive`]);
+    expect(received.code, received.stderr).toBe(0);
+    expect(existsSync(`${into}/hostname`)).toBe(true);
+    rmSync(into, { recursive: true, force: true });
+    const escape = await inHost(layout, 'h2', 'sh', ['-c', `(printf '%s\\n' /root/.ssh; tar -c -C /etc hostname) | ${ssh} herd-receive`]);
+    expect(escape.code).toBe(126);
+    expect(escape.stderr).toMatch(/not under this host's data roots/);
   });
 
   it('PCP answers over REST from inside a host', async () => {

@@ -1,0 +1,70 @@
+/**
+ * bin/herd-ssh-command, the forced command of Herd's transfer key, run as sshd runs it
+ * (SSH_ORIGINAL_COMMAND, the receiver config): the receiver extracts only under the host's
+ * data roots, and nothing else (a shell, another command) runs.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { HERD_MIGRATION_LABEL } from '../runtime/container-runtime.ts';
+import { FENCE_COMMAND, RECEIVE_COMMAND } from './ssh-transfer.ts';
+
+const SCRIPT = resolve(import.meta.dirname, '../../bin/herd-ssh-command');
+const dir = mkdtempSync(join(tmpdir(), 'herd-ssh-command-'));
+const root = join(dir, 'data');
+const outside = join(dir, 'outside');
+mkdirSync(root);
+mkdirSync(outside);
+symlinkSync(outside, join(root, 'escape'));
+const conf = join(dir, 'receiver.conf');
+writeFileSync(conf, `root ${root}\nstate ${join(dir, 'state')}\ndocker /nonexistent.sock\n`);
+
+/** A tar stream of one file `hello.txt`. */
+const src = join(dir, 'src');
+mkdirSync(src);
+writeFileSync(join(src, 'hello.txt'), 'hi\n');
+const tarball = spawnSync('tar', ['-c', '-C', src, 'hello.txt']).stdout;
+
+function run(command: string | undefined, stdin: Buffer | string = '') {
+  const r = spawnSync(SCRIPT, [conf], { input: stdin, env: { ...(command === undefined ? {} : { SSH_ORIGINAL_COMMAND: command }), PATH: process.env.PATH ?? '' } });
+  return { code: r.status, stderr: r.stderr.toString() };
+}
+
+describe('herd-ssh-command (the transfer key may run only the receiver and the fence)', () => {
+  it('extracts into a directory under a data root, with and without xattrs', () => {
+    for (const command of [RECEIVE_COMMAND.plain, RECEIVE_COMMAND.xattrs]) {
+      const target = join(root, 'containers', command.length.toString(), 'checkpoints', 'cp');
+      const r = run(command, Buffer.concat([Buffer.from(`${target}\n`), tarball]));
+      expect(r, command).toMatchObject({ code: 0 });
+      expect(readFileSync(join(target, 'hello.txt'), 'utf8')).toBe('hi\n');
+    }
+  });
+
+  it.each([
+    ['outside every root', '/root/.ssh', /not under this host's data roots/],
+    ['the root itself', `${root}`, /not under this host's data roots/],
+    ['climbing out with ..', `${root}/../outside/x`, /\. or \.\. or empty segments/],
+    ['through a symlink', `${root}/escape/x`, /not under this host's data roots/],
+    ['relative', 'data/x', /must be absolute/],
+  ])('refuses a target directory %s', (_what, target, message) => {
+    const r = run(RECEIVE_COMMAND.plain, Buffer.concat([Buffer.from(`${target}\n`), tarball]));
+    expect(r.code).toBe(126);
+    expect(r.stderr).toMatch(message);
+    expect(existsSync(join(outside, 'x'))).toBe(false);
+  });
+
+  it.each([[undefined], ['id'], ['sh -c id'], ['tar -x -C /root/.ssh'], [`${RECEIVE_COMMAND.plain} extra`], ['herd-fence ../../etc'], ['herd-fence']])('refuses %s', (command) => {
+    const r = run(command);
+    expect(r.code).toBe(126);
+    expect(r.stderr).toMatch(/refused/);
+  });
+
+  it('fences with the host own state dir and Docker socket, never paths from the peer', () => {
+    const r = run(FENCE_COMMAND('m-1'));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`no migration state dir ${join(dir, 'state')}/migrations`);
+    expect(readFileSync(SCRIPT, 'utf8')).toContain(`label=${HERD_MIGRATION_LABEL}=`);
+  });
+});
