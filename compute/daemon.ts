@@ -252,7 +252,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
         },
       };
       // Serve first: settling an interrupted migration may need this host's answers (and a peer's).
-      server = await serveCommands(c, hostId, clientId, handlers, log, { limits: config.commands, maxMessageBytes: config.broker.maxMessageBytes });
+      server = await serveCommands(c, hostId, clientId, handlers, log, { limits: config.commands });
       announce();
       reconciler = new Reconciler(migration, config.reconcileIntervalSeconds * 1000);
       reconciler.start();

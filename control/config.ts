@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { HerdError } from '../protocol/errors.ts';
+import { MAX_MESSAGE_BYTES } from '../protocol/codec.ts';
 import { brokerAuthFields } from '../protocol/config.ts';
 import { commandLimitsSchema } from '../protocol/rpc.ts';
 
@@ -84,8 +85,8 @@ export const controlConfigSchema = z.strictObject({
         .prefault({}),
       /** TLS on the embedded broker's listener (PEM files; herd auth init makes a CA and a certificate). */
       tls: z.strictObject({ certFile: z.string(), keyFile: z.string() }).optional(),
-      /** Packets larger than this close the sender's connection (embedded broker); messages larger than this are dropped unread. */
-      maxPacketBytes: z.number().int().min(1024).default(8 * 1024 * 1024),
+      /** Packets larger than this close the sender's connection (embedded broker). Daemons read no message over 8 MiB (MAX_MESSAGE_BYTES). */
+      maxPacketBytes: z.number().int().min(1024).default(MAX_MESSAGE_BYTES),
     })
     .prefault({})
     .refine((b) => b.embedded || b.url !== undefined, { message: 'broker.url is required when broker.embedded is false', path: ['url'] })

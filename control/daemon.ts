@@ -133,7 +133,7 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
             'control.drain': async (cmd) => l.drain(cmd.args.host, cmd.args.cancel === true),
           },
           log,
-          { topic: topics.controlCommands(config.nodeId), limits: config.commands, maxMessageBytes: config.broker.maxPacketBytes },
+          { topic: topics.controlCommands(config.nodeId), limits: config.commands },
         );
         await loop.start();
         // Exactly-once check: duplicates are stopped (a repair, not a move: done while paused too;

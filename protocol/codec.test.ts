@@ -55,6 +55,7 @@ describe('decodeCommand rejects bad commands with an error naming the problem', 
   const CASES: Array<{ name: string; payload: string; code: ErrorCode; message: RegExp }> = [
     { name: 'not JSON', payload: '{"v":1,"id":', code: 'BAD_MESSAGE', message: /command is not valid JSON/ },
     { name: 'plain text', payload: 'hello', code: 'BAD_MESSAGE', message: /not valid JSON.*"hello"/ },
+    { name: 'over 8 MiB', payload: wire({ args: { pad: 'x'.repeat(8 * 1024 * 1024) } }), code: 'BAD_MESSAGE', message: /command of \d+ bytes is larger than the 8388608 bytes Herd reads/ },
     { name: 'a JSON array', payload: '[1,2]', code: 'BAD_MESSAGE', message: /command is invalid: .*expected object/ },
     { name: 'JSON null', payload: 'null', code: 'BAD_MESSAGE', message: /command is invalid/ },
     { name: 'missing id', payload: wire({ id: undefined }), code: 'BAD_MESSAGE', message: /field `id`/ },

@@ -26,7 +26,11 @@ export function describeIssues(issues: readonly z.core.$ZodIssue[], prefix = '')
     .join('; ');
 }
 
+/** The largest message Herd reads (the embedded broker's default packet limit, too): larger ones are refused unread. */
+export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+
 export function parseJson(payload: Buffer | string, what: string): unknown {
+  if (payload.length > MAX_MESSAGE_BYTES) throw new HerdError('BAD_MESSAGE', `${what} of ${payload.length} bytes is larger than the ${MAX_MESSAGE_BYTES} bytes Herd reads`);
   const text = typeof payload === 'string' ? payload : payload.toString('utf8');
   try {
     return JSON.parse(text);
@@ -76,6 +80,7 @@ export function decodeCommand(payload: Buffer | string): Command {
  * `"id"` and `"from"` strings: a wrong guess only sends a reply nobody waits for.
  */
 export function salvageReplyAddress(payload: Buffer | string): { id: string; from: string } | undefined {
+  if (payload.length > MAX_MESSAGE_BYTES) return undefined;
   const text = typeof payload === 'string' ? payload : payload.toString('utf8');
   const ok = (s: unknown): s is string => typeof s === 'string' && ID_PATTERN.test(s);
   let raw: unknown;

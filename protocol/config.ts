@@ -89,8 +89,6 @@ export const brokerClientConfigSchema = z
     /** mqtt://host:port (or mqtts://) of the control daemon's embedded broker or an external MQTT 3.1.1 broker. */
     url: z.string().default('mqtt://127.0.0.1:1883'),
     ...brokerAuthFields,
-    /** Received messages larger than this are dropped unread (the broker has its own limit). */
-    maxMessageBytes: z.number().int().positive().default(8 * 1024 * 1024),
   })
   .prefault({});
 

@@ -40,8 +40,6 @@ export interface ServeOptions {
   /** Where commands arrive (default: the host's command topic). */
   topic?: string;
   limits?: Partial<CommandLimits>;
-  /** Larger payloads are dropped unread. */
-  maxMessageBytes?: number;
   /** For tests: the clock. */
   now?: () => number;
 }
@@ -112,10 +110,6 @@ export async function serveCommands(client: MqttClient, hostId: string, ownClien
 
   const onMessage = (received: string, payload: Buffer) => {
     if (received !== topic) return;
-    if (options.maxMessageBytes !== undefined && payload.length > options.maxMessageBytes) {
-      log.warn({ bytes: payload.length, maxMessageBytes: options.maxMessageBytes }, 'dropped an oversized command unread');
-      return;
-    }
     let command: Command;
     try {
       command = decodeCommand(payload);

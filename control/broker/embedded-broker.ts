@@ -15,6 +15,7 @@ import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import { clientIdAllowed, mayPublish, maySubscribe, type Identity } from '../../protocol/access.ts';
 import { verifyPassword, type UserEntry } from '../../protocol/credentials.ts';
+import { MAX_MESSAGE_BYTES } from '../../protocol/codec.ts';
 import { HerdError } from '../../protocol/errors.ts';
 import { parseTopic } from '../../protocol/topics.ts';
 import { PacketSizeMeter } from './packet-size-guard.ts';
@@ -38,7 +39,7 @@ export interface EmbeddedBroker {
   close(): Promise<void>;
 }
 
-export const DEFAULT_MAX_PACKET_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_MAX_PACKET_BYTES = MAX_MESSAGE_BYTES;
 
 /** Commands and replies name their sender in `from`: it must be the publishing client's own id. */
 function senderMismatch(client: Client, payload: Buffer | string): string | undefined {
