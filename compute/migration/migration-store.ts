@@ -122,16 +122,24 @@ export class MigrationStore {
     }
   }
 
+  /** Temp files this process is writing now: any other `.tmp` was left by a crash mid-write. */
+  private readonly writing = new Set<string>();
+
   private async writeDurably(final: string, value: unknown): Promise<void> {
     const tmp = `${final}.tmp`;
-    const handle = await open(tmp, 'w');
+    this.writing.add(tmp);
     try {
-      await handle.writeFile(`${JSON.stringify(value, null, 2)}\n`);
-      await handle.sync();
+      const handle = await open(tmp, 'w');
+      try {
+        await handle.writeFile(`${JSON.stringify(value, null, 2)}\n`);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(tmp, final);
     } finally {
-      await handle.close();
+      this.writing.delete(tmp);
     }
-    await rename(tmp, final);
     this.syncDir();
   }
 
@@ -204,13 +212,13 @@ export class MigrationStore {
     return existsSync(this.fenceFile(migrationId));
   }
 
-  /** Removes tombstones older than TOMBSTONE_DAYS and temp files left by a crash mid-write. */
+  /** Removes tombstones older than TOMBSTONE_DAYS and temp files left by a crash mid-write (any this process is not writing). */
   collectGarbage(nowMs = Date.now()): number {
     let removed = 0;
     for (const name of readdirSync(this.dir)) {
       const path = `${this.dir}/${name}`;
       const old = (days: number) => nowMs - statSync(path).mtimeMs > days * 86_400_000;
-      if ((name.endsWith('.done.json') && old(TOMBSTONE_DAYS)) || (name.endsWith('.tmp') && old(1 / 24))) {
+      if ((name.endsWith('.done.json') && old(TOMBSTONE_DAYS)) || (name.endsWith('.tmp') && !this.writing.has(path))) {
         rmSync(path, { force: true });
         removed++;
       }

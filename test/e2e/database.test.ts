@@ -4,9 +4,11 @@
  * the root namespace over the lab's macvlan network is live-migrated h1 → h2 → h1 while the
  * load runs. Every transaction succeeds, no connection is re-made, and a table written
  * before the first move is intact after the last. CRIU needs `file-locks` for this (every
- * database holds file locks): Herd's provisioning puts it in runc's CRIU config. Tables of
- * 20,000 rows: with small ones, 4 connections deadlock now and then (sysbench retries and
- * counts an ignored error), migration or not.
+ * database holds file locks): Herd's provisioning puts it in runc's CRIU config.
+ * Four connections on the same rows deadlock now and then, migration or not (seen with 20,000
+ * rows per table too): InnoDB rolls one transaction back and sysbench runs it again. Only
+ * that error (1213) is retried here (`--mysql-ignore-errors=1213`); any other error — a lost
+ * connection, a lock wait timeout, a server gone — ends sysbench with an error, and fails.
  */
 import { spawn } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -18,7 +20,7 @@ import { herd, herdOk } from '../support/herd-cli.ts';
 import { dockerOf, readyLab } from '../support/lab.ts';
 
 const IP = '10.213.0.241';
-const SYSBENCH = ['oltp_read_write', '--db-driver=mysql', `--mysql-host=${IP}`, `--mysql-user=${MARIADB_CREDENTIALS.user}`, `--mysql-password=${MARIADB_CREDENTIALS.password}`, `--mysql-db=${MARIADB_CREDENTIALS.database}`, '--tables=4', '--table-size=20000'];
+const SYSBENCH = ['oltp_read_write', '--db-driver=mysql', `--mysql-host=${IP}`, `--mysql-user=${MARIADB_CREDENTIALS.user}`, `--mysql-password=${MARIADB_CREDENTIALS.password}`, `--mysql-db=${MARIADB_CREDENTIALS.database}`, '--tables=4', '--table-size=20000', '--mysql-ignore-errors=1213'];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function sysbenchRun(seconds: number): Promise<{ code: number; out: string }> {
@@ -60,10 +62,11 @@ describe('a real database under OLTP load (lab)', () => {
 
     expect(code, out).toBe(0);
     const transactions = Number(/transactions:\s+(\d+)/.exec(out)?.[1]);
-    const errors = Number(/ignored errors:\s+(\d+)/.exec(out)?.[1]);
+    const deadlocksRetried = Number(/ignored errors:\s+(\d+)/.exec(out)?.[1]);
     const reconnects = Number(/reconnects:\s+(\d+)/.exec(out)?.[1]);
     expect(transactions, out).toBeGreaterThan(0);
-    expect(errors, out).toBe(0);
+    // A deadlock is retried by sysbench (the transaction then commits); a handful in 40 s of 4 threads is InnoDB, not the move.
+    expect(deadlocksRetried, out).toBeLessThan(transactions / 1000);
     expect(reconnects, out).toBe(0);
     expect(await sql('h1', 'SELECT note FROM marker WHERE id = 1')).toContain('written before the first move');
     const where = await placements(layout, 'db');
