@@ -3,12 +3,15 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { brokerClientConfigSchema } from '../protocol/config.ts';
 import { commandLimitsSchema } from '../protocol/rpc.ts';
+import { METRICS_PORTS, metricsConfigSchema } from '../protocol/metrics-endpoint.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
 
 export const computeConfigSchema = z.strictObject({
   /** This host's id in topics and the CLI. Default: the machine's hostname. */
   hostId: z.string().regex(ID_PATTERN).default(() => hostname().split('.')[0] ?? 'localhost'),
   broker: brokerClientConfigSchema,
+  /** Prometheus metrics on GET /metrics (compute/compute-metrics.ts). */
+  metrics: metricsConfigSchema(METRICS_PORTS.compute),
   /** Which commands this host accepts (age, concurrency). */
   commands: commandLimitsSchema,
   docker: z

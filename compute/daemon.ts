@@ -5,6 +5,8 @@
  */
 import { brokerCredentials } from '../protocol/config.ts';
 import { computeClientId } from '../protocol/access.ts';
+import { newRegistry, serveMetrics, type MetricsServer } from '../protocol/metrics-endpoint.ts';
+import { registerComputeMetrics } from './compute-metrics.ts';
 import { newHerdId } from '../protocol/ids.ts';
 import type { Logger } from 'pino';
 import { HerdError } from '../protocol/errors.ts';
@@ -89,6 +91,9 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
 
   const store = new MigrationStore(config.stateDir);
   const criu = new SerialQueue();
+  const registry = newRegistry();
+  registerComputeMetrics(registry, { store, criu });
+  let metricsServer: MetricsServer | undefined;
   const addressing = new SerialQueue();
   const ssh = new SshPool({ user: config.ssh.user, privateKeyPath: config.ssh.privateKeyPath, knownHostsPath: config.ssh.knownHostsPath });
   let rpc: CommandClient | undefined;
@@ -208,6 +213,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
 
   return {
     async start() {
+      if (config.metrics.enabled) metricsServer = await serveMetrics(registry, config.metrics, log);
       runtimeInfo = await runtime.info();
       criuVersion = await deps.criuVersion?.().catch(() => undefined);
       startedAt = new Date().toISOString();
@@ -275,6 +281,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
       await rpc?.close();
       await view?.close();
       ssh.close();
+      await metricsServer?.close();
       if (client !== undefined) {
         const offline: HostStatus = { ...reachability(), v: PROTOCOL_VERSION, hostId, state: 'offline', since: new Date().toISOString(), reason: 'daemon stopped' };
         if (client.connected) await publishJson(client, topics.hostStatus(hostId), offline, { retain: true }).catch(() => undefined);

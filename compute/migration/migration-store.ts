@@ -200,12 +200,18 @@ export class MigrationStore {
     return records;
   }
 
+  /** Called with each migration this host ends (its tombstone and the record it ended, when there was one): metrics. */
+  onFinish?: (tombstone: Tombstone, record: MigrationRecord | undefined) => void;
+
   /** Ends a migration on this host: the tombstone is durable before the record goes. */
   async finish(role: MigrationRecord['role'], migrationId: string, outcome: Omit<Tombstone, 'migrationId' | 'role' | 'finishedAt'>): Promise<void> {
-    await this.writeDurably(this.tombstoneFile(role, migrationId), { migrationId, role, finishedAt: new Date().toISOString(), ...outcome });
+    const record = this.onFinish === undefined ? undefined : this.get(role, migrationId);
+    const tombstone: Tombstone = { migrationId, role, finishedAt: new Date().toISOString(), ...outcome };
+    await this.writeDurably(this.tombstoneFile(role, migrationId), tombstone);
     rmSync(this.file(role, migrationId), { force: true });
     rmSync(this.fenceFile(migrationId), { force: true });
     this.syncDir();
+    this.onFinish?.(tombstone, record);
   }
 
   fenced(migrationId: string): boolean {

@@ -323,6 +323,8 @@ async function ensureCompute(layout: LabLayout, host: LabHost): Promise<void> {
       `  privateKeyPath: ${host.sshKey}`,
       `  knownHostsPath: ${layout.knownHosts}`,
       `stateDir: ${host.computeStateDir}`,
+      'metrics:',
+      `  host: ${host.ip}`,
       `cpus: [${host.cpus.join(', ')}]`,
       // The lab settles interrupted migrations sooner than the 30 s default (its fault tests wait for it).
       'reconcileIntervalSeconds: 10',

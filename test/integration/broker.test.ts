@@ -177,7 +177,7 @@ describe('compute daemon command path (in-memory runtime, no Docker)', () => {
 
   beforeAll(async () => {
     stateDir = mkdtempSync(join(tmpdir(), 'herd-itest-compute-'));
-    const config = computeConfigSchema.parse({ hostId, broker: { url: broker.url }, stateDir, containersIntervalSeconds: 3600, ssh: { address: '10.77.0.11' } });
+    const config = computeConfigSchema.parse({ hostId, broker: { url: broker.url }, stateDir, containersIntervalSeconds: 3600, ssh: { address: '10.77.0.11' }, metrics: { port: 0 } });
     daemon = buildComputeDaemon(config, { runtime, log });
     closers.push(async () => {
       await daemon.close();

@@ -98,7 +98,7 @@ describe('daemons on an external broker (Mosquitto)', () => {
     closers.push(() => control.close());
     await control.start();
     const stateDir = join(dir, 'compute-state');
-    compute = buildComputeDaemon(computeConfigSchema.parse({ hostId, broker: { url }, stateDir, containersIntervalSeconds: 3600 }), { runtime: fakeRuntime(), log });
+    compute = buildComputeDaemon(computeConfigSchema.parse({ hostId, broker: { url }, stateDir, containersIntervalSeconds: 3600, metrics: { port: 0 } }), { runtime: fakeRuntime(), log });
     closers.push(() => compute.close());
   });
 

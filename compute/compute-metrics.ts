@@ -1,0 +1,69 @@
+/**
+ * The compute daemon's Prometheus families. Migrations are counted where they end (the
+ * migration store's tombstone: both roles, every outcome, crashes settled by the reconciler
+ * included); phase durations and bytes come from a done migration's timings.
+ */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { MigrationResult } from '../protocol/messages.ts';
+import type { MigrationRecord, MigrationStore, Tombstone } from './migration/migration-store.ts';
+import type { SerialQueue } from './migration/serial-queue.ts';
+
+/** Downtime-scale buckets, in seconds (a migration's phases take 10 ms to minutes). */
+const PHASE_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300];
+
+export function registerComputeMetrics(registry: Registry, deps: { store: MigrationStore; criu: SerialQueue }): void {
+  const migrations = new Counter({
+    name: 'herd_migrations_total',
+    help: 'Migrations this host ended, by its role, the outcome (done, rolled-back, restarted, aborted, committed) and the filesystem mode',
+    labelNames: ['role', 'outcome', 'fs_mode'] as const,
+    registers: [registry],
+  });
+  const phases = new Histogram({
+    name: 'herd_migration_phase_seconds',
+    help: 'Durations of the phases of done migrations this host was the source of (checkpoint, transfer, restore, downtime: frozen to running on the target, total)',
+    labelNames: ['phase'] as const,
+    buckets: PHASE_BUCKETS,
+    registers: [registry],
+  });
+  const bytes = new Counter({
+    name: 'herd_migration_bytes_total',
+    help: 'Bytes moved by done migrations this host was the source of: checkpoint images and filesystem (upper dir or whole filesystem)',
+    labelNames: ['kind'] as const,
+    registers: [registry],
+  });
+  const rollbacks = new Counter({
+    name: 'herd_rollbacks_total',
+    help: 'Migrations this host was the source of that ended with the container back here (rolled back or restarted), by the error code that caused it',
+    labelNames: ['cause'] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'herd_criu_queue_length',
+    help: 'CRIU operations (checkpoint, restore) running or waiting on this host',
+    registers: [registry],
+    collect() {
+      this.set(deps.criu.length);
+    },
+  });
+  new Gauge({
+    name: 'herd_migrations_in_flight',
+    help: 'Migrations in flight on this host, by role',
+    labelNames: ['role'] as const,
+    registers: [registry],
+    collect() {
+      const records = deps.store.list();
+      for (const role of ['source', 'target'] as const) this.set({ role }, records.filter((r) => r.role === role).length);
+    },
+  });
+
+  deps.store.onFinish = (t: Tombstone, record: MigrationRecord | undefined) => {
+    const result = t.role === 'source' && t.outcome === 'done' ? (t.result as MigrationResult | undefined) : undefined;
+    migrations.inc({ role: t.role, outcome: t.outcome, fs_mode: result?.fsMode ?? record?.fsMode ?? 'unknown' });
+    if (t.role === 'source' && (t.outcome === 'rolled-back' || t.outcome === 'restarted')) rollbacks.inc({ cause: t.error?.code ?? 'unknown' });
+    const timings = result?.timings;
+    if (timings === undefined) return;
+    for (const [phase, ms] of [['checkpoint', timings.checkpointMs], ['transfer', timings.transferMs], ['restore', timings.restoreMs], ['downtime', timings.downtimeMs], ['total', timings.totalMs]] as const) phases.observe({ phase }, ms / 1000);
+    bytes.inc({ kind: 'checkpoint' }, timings.checkpointBytes);
+    bytes.inc({ kind: 'filesystem' }, timings.filesystemBytes);
+  };
+}

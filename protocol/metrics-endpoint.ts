@@ -1,0 +1,71 @@
+/**
+ * Prometheus metrics of a daemon (prom-client): one registry per daemon with the process
+ * metrics (CPU, memory, event loop) and the daemon's own families, served as text on
+ * GET /metrics. Names follow Prometheus' conventions: `herd_` prefix, base units, `_total`
+ * counters, histograms for durations.
+ */
+import { createServer, type Server } from 'node:http';
+import type { Logger } from 'pino';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { z } from 'zod';
+import { HerdError } from './errors.ts';
+
+/** The `metrics` block of every daemon's config; the port differs per daemon. */
+export function metricsConfigSchema(defaultPort: number) {
+  return z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Where /metrics listens (loopback unless set: Prometheus on another host needs an address it reaches). */
+      host: z.string().default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(defaultPort),
+    })
+    .prefault({});
+}
+export type MetricsConfig = z.infer<ReturnType<typeof metricsConfigSchema>>;
+
+/** Default /metrics ports: compute, monitor, control. */
+export const METRICS_PORTS = { compute: 9464, monitor: 9465, control: 9466 } as const;
+
+export function newRegistry(): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  return registry;
+}
+
+export interface MetricsServer {
+  /** http://host:port/metrics actually bound. */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+export async function serveMetrics(registry: Registry, config: { host: string; port: number }, log: Logger): Promise<MetricsServer> {
+  const server: Server = createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /metrics here\n');
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`cannot collect metrics: ${String(err)}\n`),
+    );
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    throw new HerdError('BAD_CONFIG', `metrics cannot listen on ${config.host}:${config.port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message} (metrics.host, metrics.port, or metrics.enabled: false)`, { cause: err });
+  }
+  const bound = server.address();
+  const port = typeof bound === 'object' && bound !== null ? bound.port : config.port;
+  const url = `http://${config.host}:${port}/metrics`;
+  log.info({ url }, 'metrics served');
+  return {
+    url,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
