@@ -6,6 +6,7 @@ import { HerdError } from '../protocol/errors.ts';
 import { MAX_MESSAGE_BYTES } from '../protocol/codec.ts';
 import { brokerAuthFields } from '../protocol/config.ts';
 import { commandLimitsSchema } from '../protocol/rpc.ts';
+import { METRICS_PORTS, metricsConfigSchema } from '../protocol/metrics-endpoint.ts';
 
 /** Node's timers fire at once beyond 2^31 − 1 ms (about 24.8 days): no interval may be longer. */
 const seconds = () => z.number().max(2_147_483, 'at most 2147483 s (Node timers overflow beyond)');
@@ -98,6 +99,8 @@ export const controlConfigSchema = z.strictObject({
       message: "with broker.auth.usersFile the control daemon needs its own identity: broker.credentialsFile (herd auth init writes control.credentials.yaml)",
       path: ['credentialsFile'],
     }),
+  /** Prometheus metrics on GET /metrics (control/control-metrics.ts). */
+  metrics: metricsConfigSchema(METRICS_PORTS.control),
   /** Which commands the control daemon accepts (age, concurrency). */
   commands: commandLimitsSchema,
   loop: loopConfigSchema,

@@ -9,6 +9,8 @@
  */
 import { brokerCredentials, readConfigBytes } from '../protocol/config.ts';
 import { controlClientId } from '../protocol/access.ts';
+import { newRegistry, serveMetrics, type MetricsServer } from '../protocol/metrics-endpoint.ts';
+import { registerControlMetrics } from './control-metrics.ts';
 import { loadUsersFile, readSecretFile } from '../protocol/credentials.ts';
 import type { Logger } from 'pino';
 import { closeBroker, connectBroker, publishJson, type MqttClient } from '../protocol/mqtt.ts';
@@ -29,11 +31,15 @@ export interface ControlDaemon {
   brokerUrl(): string;
   /** The control loop, once started with the loop enabled. */
   loop(): ControlLoop | undefined;
+  /** Where GET /metrics is served, when metrics are on. */
+  metricsUrl(): string | undefined;
 }
 
 export function buildControlDaemon(config: ControlConfig, deps: { log: Logger }): ControlDaemon {
   const { log } = deps;
   let broker: EmbeddedBroker | undefined;
+  const registry = newRegistry();
+  let metricsServer: MetricsServer | undefined;
   let client: MqttClient | undefined;
   let view: ClusterView | undefined;
   let url: string | undefined;
@@ -61,6 +67,7 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
 
   return {
     async start() {
+      if (config.metrics.enabled) metricsServer = await serveMetrics(registry, config.metrics, log);
       if (config.broker.embedded) {
         broker = await startEmbeddedBroker(
           {
@@ -98,7 +105,9 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
       if (config.loop.enabled) {
         rpc = await CommandClient.create(client, clientId, log);
         const c = client;
+        const metrics = registerControlMetrics(registry, () => loop?.latestSnapshot());
         const publishEvent = (e: ControlEvent) => {
+          metrics.observe(e);
           publishJson(c, topics.controlEvents(config.nodeId), e).catch((err: unknown) => log.warn({ err: String(err) }, 'could not publish a control event'));
         };
         loop = new ControlLoop(config.loop, {
@@ -153,6 +162,7 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
       await view?.close();
       if (client !== undefined) await closeBroker(client);
       await broker?.close();
+      await metricsServer?.close();
       log.info('control daemon stopped');
     },
     status() {
@@ -164,5 +174,6 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
       return url;
     },
     loop: () => loop,
+    metricsUrl: () => metricsServer?.url,
   };
 }

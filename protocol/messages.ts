@@ -489,6 +489,8 @@ export const controlEventSchema = z.strictObject({
   /** On an evaluation: moves the policy chain proposed, and those the safety layer allowed. */
   proposed: z.number().int().min(0).optional(),
   allowed: z.number().int().min(0).optional(),
+  /** On an evaluation: ms to build the snapshot and plan. */
+  durationMs: z.number().min(0).optional(),
   /** On a placement event: the hosts concerned (running a copy, or last running it). */
   hosts: z.array(id).optional(),
 });

@@ -251,6 +251,7 @@ async function ensureControl(layout: LabLayout): Promise<void> {
 export function labControlConfig(layout: LabLayout) {
   return {
     nodeId: LAB_CONTROL_NODE,
+    metrics: { host: layout.gateway },
     broker: {
       embedded: true,
       host: layout.gateway,

@@ -116,6 +116,11 @@ export class ControlLoop {
   }
 
   // ------------------------------------------------------------------ operator actions
+  /** The snapshot of the latest evaluation (metrics' gauges). */
+  latestSnapshot(): ClusterSnapshot | undefined {
+    return this.lastEvaluation?.snapshot;
+  }
+
   status() {
     return {
       mode: this.config.mode as ControlMode,
@@ -260,13 +265,15 @@ export class ControlLoop {
     this.executor.reconcile();
     // Unique across restarts: the history keeps evaluation ids.
     const evaluationId = `e-${this.bootId}-${++this.evaluationCount}`;
+    const planStarted = performance.now();
     const { snapshot, plan, allowed, state, rules } = decide(await this.snapshot(evaluationId), this.chain(), this.safety, this.config.safety);
+    const durationMs = performance.now() - planStarted;
     this.safety = { ...state, lastMovedAtMs: this.safety.lastMovedAtMs, lastFailedAtMs: this.safety.lastFailedAtMs };
     const acting = this.config.mode === 'act' && !this.state.paused;
     const evaluation: Evaluation = { evaluationId, trigger, at: new Date(snapshot.nowMs).toISOString(), snapshot, plan, allowed, sent: 0 };
     this.lastEvaluation = evaluation;
     const why = acting ? '' : this.state.paused ? ' (paused: nothing is sent)' : ' (recommend-only: nothing is sent)';
-    this.emit({ kind: 'evaluation', evaluationId, policy: plan.policy, proposed: plan.moves.length, allowed: allowed.moves.length, message: `${trigger} evaluation ${evaluationId}: ${snapshot.hosts.filter((h) => h.online).length} host(s), ${snapshot.containers.length} container(s), ${snapshot.inFlight.length} in flight; ${plan.policy} proposed ${plan.moves.length} move(s), ${allowed.moves.length} allowed${why}` });
+    this.emit({ kind: 'evaluation', evaluationId, policy: plan.policy, proposed: plan.moves.length, allowed: allowed.moves.length, durationMs, message: `${trigger} evaluation ${evaluationId}: ${snapshot.hosts.filter((h) => h.online).length} host(s), ${snapshot.containers.length} container(s), ${snapshot.inFlight.length} in flight; ${plan.policy} proposed ${plan.moves.length} move(s), ${allowed.moves.length} allowed${why}` });
     for (const a of allowed.annotations) {
       this.emit({ kind: a.level === 'veto' ? 'veto' : 'annotation', evaluationId, code: a.code, ...(a.policy === undefined ? {} : { policy: a.policy }), ...(a.herdId === undefined ? {} : { herdId: a.herdId }), message: a.message });
     }

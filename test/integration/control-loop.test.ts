@@ -92,6 +92,7 @@ function startDaemon(): Promise<ControlDaemon> {
   const config = controlConfigSchema.parse({
     nodeId: 'itest-control',
     broker: { embedded: false, url: broker.url },
+    metrics: { port: 0 },
     loop: {
       windowSeconds: 4,
       // Evaluations are asked for by the test (and by nothing else).
@@ -163,6 +164,24 @@ describe('control loop through a real broker', () => {
     }
     expect(starts).toHaveLength(1);
     await closeBroker(watcher);
+
+    // The same story in the Prometheus families (types and labels).
+    const evaluations = (loop.status() as { evaluations: number }).evaluations;
+    expect(evaluations).toBeGreaterThanOrEqual(4);
+    const text = await (await fetch(daemon.metricsUrl() as string)).text();
+    for (const line of [
+      '# TYPE herd_control_evaluations_total counter',
+      `herd_control_evaluations_total{policy="cpu-greedy-multithread"} ${evaluations}`,
+      'herd_control_moves_proposed_total 1',
+      'herd_control_moves_executed_total 1',
+      'herd_control_migrations_total{outcome="done"} 1',
+      'herd_control_annotations_total{reason="NO_TARGET_CAPACITY"}',
+      '# TYPE herd_control_plan_duration_seconds histogram',
+      `herd_control_plan_duration_seconds_count ${evaluations}`,
+      'herd_control_migration_downtime_seconds_sum 0.9',
+      'herd_control_containers{host="h2"}',
+      '# TYPE herd_control_cpu_imbalance_ratio gauge',
+    ]) expect(text.split('\n').filter((l) => l.includes('herd_control')).join('\n'), line).toContain(line);
   });
 
   it('restarted while a migration is in flight, it loses no history, sends no duplicate, and learns the outcome from the hosts', async () => {
