@@ -1,6 +1,7 @@
 /** Configuration of the monitor daemon (`herd monitor --config /etc/herd/monitor.yaml`). */
 import { z } from 'zod';
 import { brokerClientConfigSchema } from '../protocol/config.ts';
+import { METRICS_PORTS, metricsConfigSchema } from '../protocol/metrics-endpoint.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
 
 export const monitorHostSchema = z.strictObject({
@@ -27,6 +28,8 @@ export type MonitorHostConfig = z.infer<typeof monitorHostSchema>;
 export const monitorConfigSchema = z
   .strictObject({
     broker: brokerClientConfigSchema,
+    /** Prometheus metrics on GET /metrics (monitor/monitor-metrics.ts). */
+    metrics: metricsConfigSchema(METRICS_PORTS.monitor),
     /** Hosts to monitor; each is polled independently. */
     hosts: z.array(monitorHostSchema).min(1, 'list at least one host to monitor'),
     /** Host sampling period (Herd's published default: 5 s). */

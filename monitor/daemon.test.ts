@@ -21,6 +21,7 @@ describe('migration tracking', () => {
     const samples: ContainerMetrics[] = [];
     const config = monitorConfigSchema.parse({
       broker: { url: 'mqtt://127.0.0.1:9' },
+      metrics: { enabled: false },
       datasetDir: null,
       containerIntervalSeconds: 0.1,
       hosts: [{ id: 'h2', pmproxyUrl: 'http://pcp-h2' }, { id: 'h1', pmproxyUrl: 'http://pcp-h1' }],

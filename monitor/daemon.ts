@@ -28,6 +28,8 @@ import { ContainerLogFollower, dockerLogSource, type FileFollowings, type LogFol
 import { ContainerLogStore } from './log-store.ts';
 import { PcpClient } from './pcp-client.ts';
 import { BufferedPublisher, type PublisherStats } from './publisher.ts';
+import { registerMonitorMetrics } from './monitor-metrics.ts';
+import { newRegistry, serveMetrics, type MetricsServer } from '../protocol/metrics-endpoint.ts';
 
 export interface MonitorDaemonDeps {
   log: Logger;
@@ -59,6 +61,8 @@ export interface MonitorDaemon {
   start(): Promise<void>;
   close(): Promise<void>;
   status(): MonitorStatus;
+  /** Where GET /metrics is served, when metrics are on. */
+  metricsUrl(): string | undefined;
 }
 
 interface Loop {
@@ -109,6 +113,9 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
   const dataset = config.datasetDir === null ? undefined : new DatasetWriter(config.datasetDir);
   const logStore = config.datasetDir === null || !config.containerLogs ? undefined : new ContainerLogStore(join(config.datasetDir, 'logs'), { maxBytes: config.containerLogMaxBytes, rotatedFiles: config.containerLogRotatedFiles });
   const clientId = `herd-monitor-${process.pid}`;
+  const registry = newRegistry();
+  let metricsServer: MetricsServer | undefined;
+  const metrics = registerMonitorMetrics(registry, { publisher: () => publisher.stats(), staleHosts: () => hosts.filter((h) => h.hostLoop.status.stale).length });
   let client: MqttClient | undefined;
   let connectTimer: NodeJS.Timeout | undefined;
   let closed = false;
@@ -129,7 +136,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
 
   const hosts: HostRuntime[] = config.hosts.map((h, i) => {
     // One PCP client (context) per loop: host and container loops have different periods.
-    const pcp = (interval: number) => new PcpClient({ url: h.pmproxyUrl, pollIntervalSeconds: interval, timeoutMs: config.requestTimeoutMs, ...(deps.fetchImpl === undefined ? {} : { fetchImpl: deps.fetchImpl }) });
+    const pcp = (interval: number) => new PcpClient({ url: h.pmproxyUrl, pollIntervalSeconds: interval, timeoutMs: config.requestTimeoutMs, fetchImpl: metrics.timedFetch(h.id, deps.fetchImpl ?? fetch) });
     return {
       config: h,
       hostSampler: new HostSampler(pcp(config.hostIntervalSeconds), { hostId: h.id, ...(h.cpus === undefined ? {} : { cpus: h.cpus }), ...(h.interfaces === undefined ? {} : { interfaces: h.interfaces }), swapNetworkDirection: h.swapNetworkDirection }),
@@ -159,6 +166,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
     if (problemOf('host', hostMetricsSchema, sample) !== undefined) return undefined;
     const json = JSON.stringify(sample);
     publisher.publish(topics.hostMetrics(sample.hostId), json);
+    metrics.samples('host', 1);
     deps.onSample?.('host', sample);
     return { at: sample.at, json };
   };
@@ -179,6 +187,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
     }
     payload += ']}';
     publisher.publish(topics.containerMetrics(hostId), payload, Math.max(1, lines.length));
+    metrics.samples('container', lines.length);
     return lines;
   };
 
@@ -187,6 +196,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
     if (dataset === undefined || lines.length === 0) return;
     try {
       dataset.appendLines(kind, lines);
+      metrics.datasetBytes(lines.reduce((n, l) => n + Buffer.byteLength(l.json) + 1, 0));
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'cannot append to the dataset');
     }
@@ -290,6 +300,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
   return {
     async start() {
       startedAt = new Date().toISOString();
+      if (config.metrics.enabled) metricsServer = await serveMetrics(registry, config.metrics, log);
       // Sampling does not wait for the broker: samples are buffered until it is there.
       void connect();
       for (const h of hosts) {
@@ -314,7 +325,9 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
       const c = publisher.detach() ?? client;
       if (c !== undefined) await closeBroker(c);
       dataset?.close();
+      await metricsServer?.close();
     },
+    metricsUrl: () => metricsServer?.url,
     status() {
       return {
         connected: client?.connected === true,

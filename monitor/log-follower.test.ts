@@ -252,6 +252,7 @@ describe('the monitor daemon keeps container logs', () => {
       docker.say(ID_A, 1, 'from the daemon test');
       const config = monitorConfigSchema.parse({
         broker: { url: 'mqtt://127.0.0.1:9' },
+        metrics: { enabled: false },
         datasetDir: dir,
         containerIntervalSeconds: 0.1,
         hosts: [{ id: 'h1', pmproxyUrl: 'http://127.0.0.1:9' }],

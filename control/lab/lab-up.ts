@@ -282,6 +282,7 @@ export const LAB_SAMPLE_SECONDS = 2;
 async function ensureMonitor(layout: LabLayout): Promise<void> {
   const config = {
     broker: labBrokerClient(layout, 'monitor'),
+    metrics: { host: layout.gateway },
     datasetDir: layout.metricsDir,
     hostIntervalSeconds: LAB_SAMPLE_SECONDS,
     containerIntervalSeconds: LAB_SAMPLE_SECONDS,

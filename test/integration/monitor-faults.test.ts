@@ -161,6 +161,7 @@ describe('monitor daemon against broken and recorded pmproxies', () => {
         maxBackoffSeconds: 2,
         datasetDir: join(tmp, 'dataset'),
         publishBufferSize: 100,
+        metrics: { port: 0 },
       },
     });
     daemon = buildMonitorDaemon(config, { log: silentLogger, listerFor: (h) => ({ list: async () => placement[h.id] ?? [] }) });
@@ -253,6 +254,22 @@ describe('monitor daemon against broken and recorded pmproxies', () => {
     const r = await readDataset(join(tmp, 'dataset'), 'hosts', { since: new Date(Date.now() - 600_000), to: new Date(Date.now() + 1000) });
     expect(r.records.some((x) => x.hostId === 'h1' && x.stale === false)).toBe(true);
     expect(r.records.some((x) => x.hostId === 'http500' && x.stale === true)).toBe(true);
+  });
+
+  it('exports its own figures to Prometheus: samples, pmproxy requests and failures per host, stale hosts, dataset bytes', async () => {
+    const text = (await (await fetch(daemon.metricsUrl() as string)).text()).split('\n');
+    const value = (series: string) => Number(text.find((l) => l.startsWith(`${series} `))?.split(' ')[1]);
+    expect(text).toContain('# TYPE herd_monitor_samples_total counter');
+    expect(value('herd_monitor_samples_total{kind="host"}')).toBeGreaterThan(0);
+    expect(value('herd_monitor_samples_total{kind="container"}')).toBeGreaterThan(0);
+    expect(text).toContain('# TYPE herd_monitor_pcp_request_duration_seconds histogram');
+    expect(value('herd_monitor_pcp_request_duration_seconds_count{host="h1"}')).toBeGreaterThan(0);
+    expect(value('herd_monitor_pcp_errors_total{host="http500"}')).toBeGreaterThan(0);
+    expect(text.some((l) => l.startsWith('herd_monitor_pcp_errors_total{host="h1"}'))).toBe(false);
+    expect(value('herd_monitor_hosts_stale')).toBeGreaterThanOrEqual(1);
+    expect(value('herd_monitor_dataset_bytes_total')).toBeGreaterThan(0);
+    expect(text).toContain('# TYPE herd_monitor_samples_dropped_total counter');
+    expect(text).toContain('# TYPE process_cpu_seconds_total counter');
   });
 });
 
