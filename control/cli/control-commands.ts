@@ -27,6 +27,12 @@ function positiveInt(value: string): number {
   return n;
 }
 
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number of seconds');
+  return n;
+}
+
 /** The control daemon to talk to: --control, else the only one whose retained status says online. */
 export async function findControl(session: Session, wanted: string | undefined): Promise<string> {
   const statuses = new Map<string, ControlStatus>();
@@ -142,17 +148,37 @@ export function registerControlCommands(program: Command, control: Command): voi
 
   withControl(program.command('status'))
     .description('the control loop, hosts with their current metrics, containers with placement, CPU and disk')
-    .option('--json', 'print JSON')
-    .action(async (opts: ControlOpts, cmd: Command) => {
-      await withSession(cmd, async (session) => {
-        const nodeId = await findControl(session, opts.control);
-        const status = await askControl<Record<string, unknown> & { mode: string; paused: boolean; draining: string[]; nextEvaluationAt?: string; lastEvaluationAt?: string; inFlight: unknown[]; policies: string[] }, 'control.status'>(session, nodeId, 'control.status', {});
-        const { snapshot } = await askControl<{ snapshot: ClusterSnapshot }, 'control.plan'>(session, nodeId, 'control.plan', {});
-        if (opts.json === true) return printJson({ control: { nodeId, ...status }, snapshot });
-        const state = status.paused ? `paused${typeof status.pausedReason === 'string' ? ` (${status.pausedReason})` : ''}` : status.mode === 'recommend' ? 'recommend-only' : 'acting';
-        process.stdout.write(`control ${nodeId}: ${state}; policies ${status.policies.join(' > ')}; ${status.inFlight.length} migration(s) in flight${status.draining.length > 0 ? `; draining ${status.draining.join(', ')}` : ''}; last evaluation ${status.lastEvaluationAt ?? 'none yet'}, next ${status.nextEvaluationAt ?? '-'}\n\n`);
-        process.stdout.write(renderSnapshot(snapshot));
-      });
+    .option('--json', 'print JSON (with --watch: one object per line and refresh)')
+    .option('-w, --watch [seconds]', 'refresh every N seconds (default 2) until interrupted; on a terminal the screen is redrawn', positiveNumber)
+    .option('--count <n>', 'with --watch: stop after n refreshes', positiveInt)
+    .action(async (opts: ControlOpts & { watch?: number | true; count?: number }, cmd: Command) => {
+      if (opts.count !== undefined && opts.watch === undefined) throw new HerdError('BAD_USAGE', '--count needs --watch');
+      const everyMs = opts.watch === undefined ? undefined : (opts.watch === true ? 2 : opts.watch) * 1000;
+      const redraw = everyMs !== undefined && opts.json !== true && process.stdout.isTTY === true;
+      await withSession(
+        cmd,
+        async (session) => {
+          const nodeId = await findControl(session, opts.control);
+          for (let round = 1; ; round++) {
+            const status = await askControl<Record<string, unknown> & { mode: string; paused: boolean; draining: string[]; nextEvaluationAt?: string; lastEvaluationAt?: string; inFlight: unknown[]; policies: string[] }, 'control.status'>(session, nodeId, 'control.status', {});
+            const { snapshot } = await askControl<{ snapshot: ClusterSnapshot }, 'control.plan'>(session, nodeId, 'control.plan', {});
+            if (opts.json === true) {
+              const value = { control: { nodeId, ...status }, snapshot };
+              if (everyMs === undefined) printJson(value);
+              else process.stdout.write(`${JSON.stringify({ at: new Date().toISOString(), ...value })}\n`);
+            } else {
+              const state = status.paused ? `paused${typeof status.pausedReason === 'string' ? ` (${status.pausedReason})` : ''}` : status.mode === 'recommend' ? 'recommend-only' : 'acting';
+              const text = `control ${nodeId}: ${state}; policies ${status.policies.join(' > ')}; ${status.inFlight.length} migration(s) in flight${status.draining.length > 0 ? `; draining ${status.draining.join(', ')}` : ''}; last evaluation ${status.lastEvaluationAt ?? 'none yet'}, next ${status.nextEvaluationAt ?? '-'}\n\n${renderSnapshot(snapshot)}`;
+              // A terminal is redrawn in place; a pipe or file gets each refresh after a dated separator.
+              if (redraw) process.stdout.write(`\x1b[H\x1b[2J${text}\n(every ${everyMs / 1000} s; Ctrl-C to stop)\n`);
+              else process.stdout.write(everyMs === undefined ? text : `--- ${new Date().toISOString()}\n${text}`);
+            }
+            if (everyMs === undefined || round === opts.count) return;
+            await new Promise((r) => setTimeout(r, everyMs));
+          }
+        },
+        { reconnect: everyMs !== undefined },
+      );
     });
 
   withControl(program.command('events'))

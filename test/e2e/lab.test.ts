@@ -8,7 +8,8 @@ import { labLeftovers } from '../../control/lab/lab-down.ts';
 import type { LabHost, LabLayout } from '../../control/lab/layout.ts';
 import { existsSync, rmSync } from 'node:fs';
 import { execIn } from '../support/containers.ts';
-import { herd, herdOk } from '../support/herd-cli.ts';
+import { runCommand } from '../../control/lab/shell.ts';
+import { HERD_BIN, herd, herdOk } from '../support/herd-cli.ts';
 import { dockerOf, freshLab, inHost } from '../support/lab.ts';
 
 describe('lab (2 hosts, real Docker, sshd, PCP)', () => {
@@ -76,6 +77,20 @@ describe('lab (2 hosts, real Docker, sshd, PCP)', () => {
     const body = JSON.parse(r.stdout) as { values: { name: string; instances: { value: number }[] }[] };
     const ncpu = body.values.find((v) => v.name === 'hinv.ncpu');
     expect(ncpu?.instances[0]?.value).toBeGreaterThan(0);
+  });
+
+  it('herd status --watch refreshes: redrawn on a terminal, dated blocks in a pipe, one JSON object per refresh with --json', async () => {
+    const json = await herdOk(['status', '--watch', '0.5', '--count', '2', '--json']);
+    const lines = json.trim().split('\n').map((l) => JSON.parse(l) as { at: string; control: { nodeId: string }; snapshot: { hosts: unknown[] } });
+    expect(lines.map((l) => [l.control.nodeId, l.snapshot.hosts.length])).toEqual([['lab', 2], ['lab', 2]]);
+    const piped = await herdOk(['status', '--watch', '0.5', '--count', '2']);
+    expect(piped.match(/^--- \d{4}-\d\d-\d\dT/gm)).toHaveLength(2);
+    expect(piped).not.toContain('\x1b[');
+    // A terminal (script(1) gives the command a pty): the screen is cleared and redrawn.
+    const tty = await runCommand('script', ['-qec', `${HERD_BIN} status --watch 0.5 --count 2`, '/dev/null'], { timeoutMs: 60_000 });
+    expect(tty.code, tty.stderr).toBe(0);
+    expect(tty.stdout.split('\x1b[H\x1b[2J')).toHaveLength(3);
+    expect(tty.stdout).toContain('(every 0.5 s; Ctrl-C to stop)');
   });
 
   it('"lab up" a second time is harmless', async () => {
