@@ -223,11 +223,14 @@ export const migrationEventSchema = z.strictObject({
   sourceHost: id,
   targetHost: id,
   phase: z.enum(MIGRATION_PHASES),
-  status: z.enum(['started', 'finished', 'failed']),
+  /** progress: while a phase runs (the transfer, twice a second with `bytes` so far and `totalBytes` estimated). */
+  status: z.enum(['started', 'progress', 'finished', 'failed']),
   at: isoTime,
   /** Duration of the phase in ms, on `finished`/`failed`. */
   durationMs: z.number().min(0).optional(),
   bytes: z.number().int().min(0).optional(),
+  /** On a transfer's progress: the bytes it should move in all (an estimate; absent when unknown, e.g. fs mode full). */
+  totalBytes: z.number().int().min(0).optional(),
   /** On the final `done` event: the timings of the whole migration. */
   timings: z
     .strictObject({

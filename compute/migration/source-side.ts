@@ -65,6 +65,9 @@ interface Clock {
   phaseStarted: Map<MigrationPhase, number>;
 }
 
+/** How often a transfer reports the bytes it moved. */
+const PROGRESS_INTERVAL_MS = 500;
+
 export class SourceMigration {
   private readonly clock: Clock = { phaseStarted: new Map() };
   private record!: SourceRecord;
@@ -80,6 +83,9 @@ export class SourceMigration {
   private get log() {
     return this.ctx.log.child({ migrationId: this.args.migrationId });
   }
+
+  /** Bytes the transfer should move (memory in use + upper dir and volumes), for progress; unknown in full mode. */
+  private estimatedTransferBytes: number | undefined;
 
   private async event(phase: MigrationPhase, status: MigrationEvent['status'], extra: Partial<MigrationEvent> = {}): Promise<void> {
     const now = performance.now();
@@ -98,7 +104,7 @@ export class SourceMigration {
       ...(status !== 'started' && began !== undefined ? { durationMs: Math.round((now - began) * 10) / 10 } : {}),
       ...extra,
     };
-    this.log.info({ phase, status, durationMs: event.durationMs, bytes: event.bytes }, `migration ${phase} ${status}`);
+    this.log[status === 'progress' ? 'debug' : 'info']({ phase, status, durationMs: event.durationMs, bytes: event.bytes }, `migration ${phase} ${status}`);
     // Not awaited: events must not stretch the downtime; the MQTT client keeps their order.
     this.ctx.publishEvent(event).catch((err: unknown) => this.log.warn({ err: String(err) }, 'cannot publish migration event'));
   }
@@ -177,7 +183,11 @@ export class SourceMigration {
     const sshPort = target.sshPort ?? 22;
     const ssh = ctx.ssh.get(sshHost, sshPort);
     try {
-      const requiredBytes = memoryUsageBytes(d.pid) * 2 + (await this.filesystemEstimate());
+      const memoryBytes = memoryUsageBytes(d.pid);
+      const filesystemBytes = await this.filesystemEstimate();
+      // What the transfer will move, roughly (the checkpoint is about the memory in use): the progress bar's 100 %. Unknown for a whole-filesystem export.
+      if (args.fsMode !== 'full') this.estimatedTransferBytes = memoryBytes + filesystemBytes;
+      const requiredBytes = memoryBytes * 2 + filesystemBytes;
       await Promise.all([this.request('migration.check', { migrationId: args.migrationId, spec: d.spec, requiredBytes }, CHECK_TIMEOUT_MS), ssh]);
     } catch (err) {
       const error = toHerdError(err);
@@ -224,6 +234,7 @@ export class SourceMigration {
     let checkpointBytes = 0;
     let filesystemBytes = 0;
     let stopWatching: () => void = () => undefined;
+    let progressTimer: NodeJS.Timeout | undefined;
     try {
       prep = await prepared;
       await this.event('prepare', 'finished', { detail: `target container ${prep.targetDockerId.slice(0, 12)}` });
@@ -240,8 +251,16 @@ export class SourceMigration {
         }
       });
       const slow = ctx.faults().has('slow-transfer');
+      // Progress for people watching (herd migrate's bar): bytes moved so far, twice a second while they change.
+      let moved = 0;
+      let reported = 0;
+      progressTimer = setInterval(() => {
+        if (moved === reported) return;
+        reported = moved;
+        void this.event('transfer', 'progress', { bytes: moved, ...(this.estimatedTransferBytes === undefined ? {} : { totalBytes: Math.max(moved, this.estimatedTransferBytes) }) });
+      }, PROGRESS_INTERVAL_MS);
       const send = (receiver: RemoteReceiver, dir: string, source: NodeJS.ReadableStream, what: string) =>
-        receiver.send(dir, slow ? (source as import('node:stream').Readable).pipe(new Throttle(1024 * 1024)) : source, what);
+        receiver.send(dir, slow ? (source as import('node:stream').Readable).pipe(new Throttle(1024 * 1024)) : source, what, (n) => (moved += n));
       const fsTransfer = async (): Promise<number> => {
         if (fsReceiver === undefined) return 0;
         if (args.fsMode === 'diff') {
@@ -263,6 +282,7 @@ export class SourceMigration {
         ...[...this.volumeDirs].map(([name, dir]) => volumeTransfer(name, dir)),
       ]);
       stopWatching();
+      clearInterval(progressTimer);
       if (ctx.view.host(args.targetHost)?.state === 'offline') throw new HerdError('HOST_OFFLINE', `target host ${args.targetHost} went offline during the transfer`);
       for (const r of [cp, fs, ...vols]) if (r.status === 'rejected') throw r.reason;
       checkpointBytes = (cp as PromiseFulfilledResult<number>).value;
@@ -271,6 +291,7 @@ export class SourceMigration {
       await this.event('transfer', 'finished', { bytes: checkpointBytes + filesystemBytes, detail: `checkpoint ${checkpointBytes} B, filesystem ${filesystemBytes} B` });
     } catch (err) {
       stopWatching();
+      clearInterval(progressTimer);
       cancelReceivers();
       const error = toHerdError(err);
       const phase: MigrationPhase = this.record.phase === 'transferring' ? 'transfer' : 'prepare';

@@ -80,9 +80,13 @@ export const TRANSFER_STALL_MS = 60_000;
 class ByteCounter extends Transform {
   bytes = 0;
   lastAt = Date.now();
+  constructor(private readonly onBytes?: (n: number) => void) {
+    super();
+  }
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null, data?: Buffer) => void): void {
     this.bytes += chunk.length;
     this.lastAt = Date.now();
+    this.onBytes?.(chunk.length);
     done(null, chunk);
   }
 }
@@ -94,8 +98,8 @@ class ByteCounter extends Transform {
  * ~120 ms measured in the lab) behind the checkpoint.
  */
 export interface RemoteReceiver {
-  /** Sends `source` into `dir` on the remote host; resolves with the bytes sent once the remote tar exited 0. */
-  send(dir: string, source: Readable | NodeJS.ReadableStream, what: string): Promise<number>;
+  /** Sends `source` into `dir` on the remote host; resolves with the bytes sent once the remote tar exited 0. `onBytes` hears each chunk's size (progress). */
+  send(dir: string, source: Readable | NodeJS.ReadableStream, what: string, onBytes?: (n: number) => void): Promise<number>;
   /** Closes a receiver that will not be used. */
   cancel(): void;
 }
@@ -129,10 +133,10 @@ export function openReceiver(conn: Client, options: { xattrs: boolean }): Promis
       });
       const closed = new Promise<void>((done) => channel.once('close', () => done()));
       resolve({
-        send(dir, source, what) {
+        send(dir, source, what, onBytes) {
           if (/[\n\0]/.test(dir)) return Promise.reject(new HerdError('TRANSFER_FAILED', `${what}: invalid target directory ${JSON.stringify(dir)}`));
           return new Promise((done, fail) => {
-            const counter = new ByteCounter();
+            const counter = new ByteCounter(onBytes);
             let failed = false;
             const watchdog = setInterval(() => {
               if (Date.now() - counter.lastAt > TRANSFER_STALL_MS) failWith(`no data moved for ${TRANSFER_STALL_MS / 1000} s: giving up`);

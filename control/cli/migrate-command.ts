@@ -6,7 +6,8 @@
 import { Command, Option } from 'commander';
 import { HerdError } from '../../protocol/errors.ts';
 import { FS_MODES, type FsMode, type MigrationStatus } from '../../protocol/messages.ts';
-import { describeEvent, formatTimings, migrateOnce, migrationStatusEverywhere } from '../migrations/migration-client.ts';
+import { formatTimings, migrateOnce, migrationStatusEverywhere } from '../migrations/migration-client.ts';
+import { migrationPrinter } from './migration-progress.ts';
 import { printJson, table, withBrokerOption, withSession } from './context.ts';
 
 interface MigrateOptions {
@@ -55,7 +56,8 @@ export function registerMigrateCommand(program: Command): void {
           return;
         }
         const out = opts.json === true ? process.stderr : process.stdout;
-        const result = await migrateOnce(session, container as string, opts.to as string, opts.fs, (e) => out.write(`${describeEvent(e)}\n`), (line) => out.write(`${line}\n`));
+        const printer = migrationPrinter(out, opts.json !== true && out.isTTY === true);
+        const result = await migrateOnce(session, container as string, opts.to as string, opts.fs, printer.event, printer.line);
         if (opts.json === true) printJson(result);
         else process.stdout.write(`${formatTimings(result)}\n`);
       }, { reconnect: true }); // a migration outlives a broker restart

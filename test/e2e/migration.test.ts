@@ -7,7 +7,7 @@ import Docker from 'dockerode';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { LabLayout } from '../../control/lab/layout.ts';
 import { COUNTER, count, execIn, leftovers, placements } from '../support/containers.ts';
-import { herd, herdOk } from '../support/herd-cli.ts';
+import { HERD_BIN, herd, herdOk } from '../support/herd-cli.ts';
 import { dockerOf, readyLab, setFaults } from '../support/lab.ts';
 import { runCommand } from '../../control/lab/shell.ts';
 
@@ -104,6 +104,24 @@ describe('live migration (lab, real Docker + CRIU)', () => {
     expect(refused[0]!.stderr).toMatch(/ALREADY_MIGRATING/);
     await setFaults(layout, 'h1', []);
     await expectRunsOnceOn(layout, 'busy', 'h2');
+  });
+
+  it('shows the transfer as a bar on a terminal (herd migrate under script(1)); in a pipe only the phase lines', async () => {
+    await runOn('h1', 'shown');
+    await execIn(dockerOf(layout, 'h1'), 'shown', ['sh', '-c', 'head -c 4000000 /dev/urandom > /data/big']);
+    await setFaults(layout, 'h1', ['slow-transfer']); // 1 MiB/s: a few seconds of transfer, reported twice a second
+    try {
+      const tty = await runCommand('script', ['-qec', `${HERD_BIN} migrate shown --to h2`, '/dev/null'], { timeoutMs: 120_000 });
+      expect(tty.code, tty.stdout).toBe(0);
+      expect(tty.stdout).toMatch(/\r\x1b\[2Ktransfer   \[[#.]{30}\] \d+\.\d \/ \d+\.\d MiB +\d+ %/);
+      const piped = await herd(['migrate', 'shown', '--to', 'h1'], { timeoutMs: 120_000 });
+      expect(piped.code, piped.stderr).toBe(0);
+      expect(piped.stdout).toMatch(/transfer +finished/);
+      expect(piped.stdout).not.toMatch(/[\r\x1b]|progress/);
+    } finally {
+      await setFaults(layout, 'h1', []);
+    }
+    await expectRunsOnceOn(layout, 'shown', 'h1');
   });
 
   it('refuses, before freezing, a container whose processes run as another user when root lacks CAP_SYS_RESOURCE (this machine)', async () => {
