@@ -53,6 +53,11 @@ export async function migrateOnce(
 ): Promise<MigrationResult> {
   const { view, rpc, client } = session;
   const found = view.findContainer(container);
+  // No copy runs and the one listed takes part in a migration: it is frozen on its source or
+  // prepared on its target. Asking "its" host would ask the wrong one (the target's copy).
+  if (found.state !== 'running' && found.migrationId !== undefined) {
+    throw new HerdError('ALREADY_MIGRATING', `container "${found.name}" has migration ${found.migrationId} in flight; wait for it (herd migrate --status ${found.migrationId})`);
+  }
   view.requireOnline(found.hostId);
   view.requireOnline(to);
   const migrationId = options.migrationId ?? newMigrationId();
