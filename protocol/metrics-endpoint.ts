@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
-import { HerdError } from './errors.ts';
+import { listenOn } from './listen.ts';
 
 /** The `metrics` block of every daemon's config; the port differs per daemon. */
 export function metricsConfigSchema(defaultPort: number) {
@@ -49,19 +49,7 @@ export async function serveMetrics(registry: Registry, config: { host: string; p
       (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`cannot collect metrics: ${String(err)}\n`),
     );
   });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.port, config.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-  } catch (err) {
-    throw new HerdError('BAD_CONFIG', `metrics cannot listen on ${config.host}:${config.port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message} (metrics.host, metrics.port, or metrics.enabled: false)`, { cause: err });
-  }
-  const bound = server.address();
-  const port = typeof bound === 'object' && bound !== null ? bound.port : config.port;
+  const port = await listenOn(server, config.host, config.port, 'metrics', 'metrics.host, metrics.port, or metrics.enabled: false');
   const url = `http://${config.host}:${port}/metrics`;
   log.info({ url }, 'metrics served');
   return {

@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import { clientIdAllowed, mayPublish, maySubscribe, type Identity } from '../../protocol/access.ts';
 import { verifyPassword, type UserEntry } from '../../protocol/credentials.ts';
 import { MAX_MESSAGE_BYTES } from '../../protocol/codec.ts';
-import { HerdError } from '../../protocol/errors.ts';
+import { listenOn } from '../../protocol/listen.ts';
 import { parseTopic } from '../../protocol/topics.ts';
 import { PacketSizeMeter } from './packet-size-guard.ts';
 
@@ -38,8 +38,6 @@ export interface EmbeddedBroker {
   readonly url: string;
   close(): Promise<void>;
 }
-
-export const DEFAULT_MAX_PACKET_BYTES = MAX_MESSAGE_BYTES;
 
 /** Commands and replies name their sender in `from`: it must be the publishing client's own id. */
 function senderMismatch(client: Client, payload: Buffer | string): string | undefined {
@@ -124,7 +122,7 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions, log: L
   aedes.on('client', (client) => log.debug({ clientId: client.id }, 'mqtt client connected'));
   aedes.on('clientDisconnect', (client) => log.debug({ clientId: client.id }, 'mqtt client disconnected'));
 
-  const maxPacketBytes = options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
+  const maxPacketBytes = options.maxPacketBytes ?? MAX_MESSAGE_BYTES;
   // aedes pulls bytes with conn.read(): meter them there and close the connection at an oversized packet's header.
   const handle = (socket: Socket) => {
     const meter = new PacketSizeMeter(maxPacketBytes);
@@ -141,21 +139,13 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions, log: L
     aedes.handle(socket);
   };
   const server: Server = options.tls === undefined ? createServer(handle) : createTlsServer({ cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.2' }, handle);
+  let port: number;
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(options.port, options.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    port = await listenOn(server, options.host, options.port, 'embedded broker');
   } catch (err) {
     aedes.close();
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new HerdError('BAD_CONFIG', `embedded broker cannot listen on ${options.host}:${options.port}: ${code ?? (err as Error).message}`, { cause: err });
+    throw err;
   }
-  const bound = server.address();
-  const port = typeof bound === 'object' && bound !== null ? bound.port : options.port;
   const host = options.host === '0.0.0.0' ? '127.0.0.1' : options.host;
   const scheme = options.tls === undefined ? 'mqtt' : 'mqtts';
   log.info({ host: options.host, port, tls: options.tls !== undefined, authentication: users !== undefined, maxPacketBytes }, 'embedded MQTT broker listening');

@@ -15,6 +15,7 @@ import { runChecks } from '../doctor.ts';
 import { computeUsername, credentialsPath, initAuth, type AuthFiles } from '../auth/auth-init.ts';
 import { operatorClientId } from '../../protocol/access.ts';
 import { cliBrokerEndpoint } from '../../protocol/config.ts';
+import { writeSecretFile } from '../../protocol/credentials.ts';
 import { buildLabImages, loadLabImages } from './images.ts';
 import { labLayout, type LabHost, type LabLayout } from './layout.ts';
 import { livePid, mustRun, runCommand, spawnDetached, waitFor } from './shell.ts';
@@ -110,10 +111,10 @@ async function ensureSsh(layout: LabLayout): Promise<void> {
     known.push(`${host.ip} ${readFileSync(`${host.sshdHostKey}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ')}`);
   }
   for (const host of layout.hosts) {
-    writeConfig(host.sshReceiverConfig, [`root ${host.dockerDataRoot}`, `root ${host.computeStateDir}`, `state ${host.computeStateDir}`, `docker ${host.dockerSocket}`, ''].join('\n'));
+    writeSecretFile(host.sshReceiverConfig, [`root ${host.dockerDataRoot}`, `root ${host.computeStateDir}`, `state ${host.computeStateDir}`, `docker ${host.dockerSocket}`, ''].join('\n'));
     const forced = `restrict,command="${herdRoot()}/bin/herd-ssh-command ${host.sshReceiverConfig}"`;
     const peers = layout.hosts.filter((p) => p.id !== host.id).map((p) => `${forced} ${readFileSync(`${p.sshKey}.pub`, 'utf8').trim()}`);
-    writeConfig(host.authorizedKeys, `${peers.join('\n')}\n`);
+    writeSecretFile(host.authorizedKeys, `${peers.join('\n')}\n`);
     writeFileSync(
       host.sshdConfig,
       [
@@ -211,12 +212,6 @@ async function ensurePcp(say: (l: string) => void): Promise<boolean> {
   return started;
 }
 
-/** Configs name credentials files: 0600 like them. */
-function writeConfig(path: string, text: string): void {
-  writeFileSync(path, text, { mode: 0o600 });
-  chmodSync(path, 0o600);
-}
-
 /** The lab's identities (one per host, the control daemon, the monitor, the operator) and its CA: kept across `up`s. */
 function ensureAuth(layout: LabLayout): AuthFiles & { tls: NonNullable<AuthFiles['tls']> } {
   const files = initAuth({ dir: layout.authDir, computeHosts: layout.hosts.map((h) => h.id), controlNode: LAB_CONTROL_NODE, tlsNames: [layout.gateway] });
@@ -237,7 +232,7 @@ export function labOperatorEndpoint(layout: LabLayout): BrokerEndpoint {
 const LAB_CONTROL_NODE = 'lab';
 
 async function ensureControl(layout: LabLayout): Promise<void> {
-  writeConfig(layout.controlConfig, `${JSON.stringify(labControlConfig(layout), null, 2)}\n`);
+  writeSecretFile(layout.controlConfig, `${JSON.stringify(labControlConfig(layout), null, 2)}\n`);
   if (livePid(layout.controlPidFile, 'control') !== undefined) return;
   const pid = spawnDetached(`${herdRoot()}/bin/herd`, ['control', '--config', layout.controlConfig], layout.controlLog);
   writeFileSync(layout.controlPidFile, `${pid}\n`);
@@ -297,7 +292,7 @@ async function ensureMonitor(layout: LabLayout): Promise<void> {
       swapNetworkDirection: true,
     })),
   };
-  writeConfig(layout.monitorConfig, `${JSON.stringify(config, null, 2)}\n`);
+  writeSecretFile(layout.monitorConfig, `${JSON.stringify(config, null, 2)}\n`);
   if (livePid(layout.monitorPidFile, 'monitor') !== undefined) return;
   const pid = spawnDetached(`${herdRoot()}/bin/herd`, ['monitor', '--config', layout.monitorConfig], layout.monitorLog);
   writeFileSync(layout.monitorPidFile, `${pid}\n`);
@@ -306,7 +301,7 @@ async function ensureMonitor(layout: LabLayout): Promise<void> {
 async function ensureCompute(layout: LabLayout, host: LabHost): Promise<void> {
   mkdirSync(host.computeStateDir, { recursive: true });
   const broker = labBrokerClient(layout, computeUsername(host.id));
-  writeConfig(
+  writeSecretFile(
     host.computeConfig,
     [
       `hostId: ${host.id}`,
