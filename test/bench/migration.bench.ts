@@ -14,7 +14,7 @@ import { herd } from '../support/herd-cli.ts';
 import { DOCKER_CLI, MiB, NAME_PREFIX, Registry, docker, hostOf, lastLines, run, type Workload } from './bench-support.ts';
 import { LARGE_IMAGE, ensureLargeImage } from './large-image.ts';
 import { bareMigration, ensurePodmanImage, herdMigration, makeContext, podmanMigration, type FsMode, type Sample } from './methods.ts';
-import { medianOf, printWorkload, ratioLine, workloadTitle, type Row, type WorkloadResult } from './report.ts';
+import { medianOf, printWorkload, ratioLine, targetLine, workloadTitle, type Row, type WorkloadResult } from './report.ts';
 
 const HELP = `usage: npm run bench:migration -- [options]
   --mem LIST        resident memory per workload, MiB (default 16,256; env BENCH_MEM)
@@ -183,18 +183,32 @@ async function main(): Promise<number> {
   }
   out('');
   out('== ratios (medians of total time; Herd totals from its MigrationResult)');
+  const targets: string[] = [];
+  const BARE = { text: '<= 1.25x', met: (x: number) => x <= 1.25 };
+  const PODMAN = { text: '< 1x (faster than podman)', met: (x: number) => x < 1 };
+  const DIFF = { text: '>= 5x (diff 5x faster than full)', met: (x: number) => x >= 5 };
   for (const r of results) {
     const t = workloadTitle(r.workload);
     out(`[${t}]`);
-    out(`  ${ratioLine('herd diff total / bare total', medianOf(r, 'herd diff', 'totalMs'), medianOf(r, 'bare (docker by hand)', 'totalMs'), { text: '<= 1.25x', met: (x) => x <= 1.25 })}`);
+    const [herd, bare] = [medianOf(r, 'herd diff', 'totalMs'), medianOf(r, 'bare (docker by hand)', 'totalMs')];
+    out(`  ${ratioLine('herd diff total / bare total', herd, bare, BARE)}`);
+    targets.push(targetLine(`herd diff total / bare total [${t}]`, herd, bare, BARE));
     out(`  ${ratioLine('herd diff downtime / bare downtime', medianOf(r, 'herd diff', 'downtimeMs'), medianOf(r, 'bare (docker by hand)', 'downtimeMs'))}`);
-    if (withPodman) out(`  ${ratioLine('herd diff total / podman total', medianOf(r, 'herd diff', 'totalMs'), medianOf(r, 'podman export/import', 'totalMs'), { text: '< 1x (faster than podman)', met: (x) => x < 1 })}`);
+    if (withPodman) {
+      const podman = medianOf(r, 'podman export/import', 'totalMs');
+      out(`  ${ratioLine('herd diff total / podman total', herd, podman, PODMAN)}`);
+      targets.push(targetLine(`herd diff total / podman total [${t}]`, herd, podman, PODMAN));
+    }
   }
   if (large !== undefined) {
     out(`[${workloadTitle(large.workload)}]`);
-    out(`  ${ratioLine('herd full total / herd diff total', medianOf(large, 'herd full', 'totalMs'), medianOf(large, 'herd diff', 'totalMs'), { text: '>= 5x (diff 5x faster than full)', met: (x) => x >= 5 })}`);
+    const [full, diff] = [medianOf(large, 'herd full', 'totalMs'), medianOf(large, 'herd diff', 'totalMs')];
+    out(`  ${ratioLine('herd full total / herd diff total', full, diff, DIFF)}`);
+    targets.push(targetLine(`herd full total / herd diff total [${workloadTitle(large.workload)}]`, full, diff, DIFF));
     out(`  ${ratioLine('herd full downtime / herd diff downtime', medianOf(large, 'herd full', 'downtimeMs'), medianOf(large, 'herd diff', 'downtimeMs'))}`);
   }
+  out('');
+  for (const line of targets) out(line);
   const failed = [...results, ...(large ? [large] : [])].flatMap((r) => r.rows.flatMap((row) => row.samples.filter((s) => s.error !== undefined))).length;
   if (failed > 0) out(`\n${failed} measurement(s) FAILED: see the FAILED lines above.`);
   return interrupted ? 130 : 0;

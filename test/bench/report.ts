@@ -77,3 +77,10 @@ export function ratioLine(label: string, a: number | undefined, b: number | unde
   const x = a / b;
   return `${label} = ${(a / 1000).toFixed(2)} s / ${(b / 1000).toFixed(2)} s = ${x.toFixed(2)}x${target ? `   target ${target.text}: ${target.met(x) ? 'MET' : 'MISSED'}` : ''}`;
 }
+
+/** The closing line of a benchmark for one target: `target <what>: <figure> vs <goal>: MET|MISSED` (MISSED when not measured). */
+export function targetLine(what: string, a: number | undefined, b: number | undefined, target: { text: string; met: (x: number) => boolean }): string {
+  if (a === undefined || b === undefined || b === 0) return `target ${what}: not measured vs ${target.text}: MISSED`;
+  const x = a / b;
+  return `target ${what}: ${x.toFixed(2)}x vs ${target.text}: ${target.met(x) ? 'MET' : 'MISSED'}`;
+}
