@@ -7,6 +7,7 @@ import { MAX_MESSAGE_BYTES } from '../protocol/codec.ts';
 import { brokerAuthFields } from '../protocol/config.ts';
 import { commandLimitsSchema } from '../protocol/rpc.ts';
 import { METRICS_PORTS, metricsConfigSchema } from '../protocol/metrics-endpoint.ts';
+import { dashboardConfigSchema } from './dashboard/dashboard-server.ts';
 
 /** Node's timers fire at once beyond 2^31 − 1 ms (about 24.8 days): no interval may be longer. */
 const seconds = () => z.number().max(2_147_483, 'at most 2147483 s (Node timers overflow beyond)');
@@ -101,6 +102,8 @@ export const controlConfigSchema = z.strictObject({
     }),
   /** Prometheus metrics on GET /metrics (control/control-metrics.ts). */
   metrics: metricsConfigSchema(METRICS_PORTS.control),
+  /** The web dashboard (control/dashboard/): placement, live metrics, migrations, decisions. */
+  dashboard: dashboardConfigSchema,
   /** Which commands the control daemon accepts (age, concurrency). */
   commands: commandLimitsSchema,
   loop: loopConfigSchema,

@@ -11,6 +11,9 @@ import { brokerCredentials, readConfigBytes } from '../protocol/config.ts';
 import { controlClientId } from '../protocol/access.ts';
 import { newRegistry, serveMetrics, type MetricsServer } from '../protocol/metrics-endpoint.ts';
 import { registerControlMetrics } from './control-metrics.ts';
+import { serveDashboard, type DashboardServer } from './dashboard/dashboard-server.ts';
+import { dashboardState, feedLiveState } from './dashboard/feed.ts';
+import { LiveState } from './dashboard/live-state.ts';
 import { loadUsersFile, readSecretFile } from '../protocol/credentials.ts';
 import type { Logger } from 'pino';
 import { closeBroker, connectBroker, publishJson, type MqttClient } from '../protocol/mqtt.ts';
@@ -33,6 +36,8 @@ export interface ControlDaemon {
   loop(): ControlLoop | undefined;
   /** Where GET /metrics is served, when metrics are on. */
   metricsUrl(): string | undefined;
+  /** The web dashboard's URL, when it is on. */
+  dashboardUrl(): string | undefined;
 }
 
 export function buildControlDaemon(config: ControlConfig, deps: { log: Logger }): ControlDaemon {
@@ -47,6 +52,9 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
   let loop: ControlLoop | undefined;
   let guard: PlacementGuard | undefined;
   let server: CommandServer | undefined;
+  let dashboard: DashboardServer | undefined;
+  let stopFeed: (() => Promise<void>) | undefined;
+  const live = new LiveState();
   const startedAt = new Date().toISOString();
 
   const publishStatus = () => {
@@ -61,6 +69,7 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
       ...(s?.pausedReason === undefined ? {} : { pausedReason: s.pausedReason }),
       ...(s?.lastEvaluationAt === undefined ? {} : { lastEvaluationAt: s.lastEvaluationAt }),
       ...(s?.nextEvaluationAt === undefined ? {} : { nextEvaluationAt: s.nextEvaluationAt }),
+      ...(dashboard === undefined ? {} : { dashboardUrl: dashboard.url }),
     };
     publishJson(client, topics.controlStatus(config.nodeId), status, { retain: true }).catch((err: unknown) => log.warn({ err: String(err) }, 'could not publish control status'));
   };
@@ -68,13 +77,15 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
   return {
     async start() {
       if (config.metrics.enabled) metricsServer = await serveMetrics(registry, config.metrics, log);
+      // The broker's identities: who the embedded broker admits, and who may act on the dashboard.
+      const users = config.broker.auth.usersFile === undefined ? undefined : loadUsersFile(config.broker.auth.usersFile);
       if (config.broker.embedded) {
         broker = await startEmbeddedBroker(
           {
             host: config.broker.host,
             port: config.broker.port,
             maxPacketBytes: config.broker.maxPacketBytes,
-            ...(config.broker.auth.usersFile === undefined ? {} : { users: loadUsersFile(config.broker.auth.usersFile) }),
+            ...(users === undefined ? {} : { users }),
             ...(config.broker.tls === undefined ? {} : { tls: { cert: readConfigBytes(config.broker.tls.certFile, 'broker.tls.certFile'), key: Buffer.from(readSecretFile(config.broker.tls.keyFile, 'broker TLS key')) } }),
           },
           log,
@@ -108,6 +119,7 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
         const metrics = registerControlMetrics(registry, () => loop?.latestSnapshot());
         const publishEvent = (e: ControlEvent) => {
           metrics.observe(e);
+          live.control(e);
           publishJson(c, topics.controlEvents(config.nodeId), e).catch((err: unknown) => log.warn({ err: String(err) }, 'could not publish a control event'));
         };
         loop = new ControlLoop(config.loop, {
@@ -151,10 +163,34 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
         guard = new PlacementGuard({ view, rpc, log, nodeId: config.nodeId, publishEvent: (e) => l.keepEvent(e), holdRepairs });
         guard.start();
       }
+      if (config.dashboard.enabled) {
+        const v = view;
+        stopFeed = await feedLiveState(client, v, live, log);
+        const l = loop;
+        dashboard = await serveDashboard(config.dashboard, {
+          nodeId: config.nodeId,
+          live,
+          state: () => dashboardState(v, live, l, config.loop.policies),
+          ...(l === undefined
+            ? {}
+            : {
+                actions: {
+                  pause: (reason) => (l.pause(reason), l.status()),
+                  resume: () => (l.resume(), l.status()),
+                  drain: (host, cancel) => l.drain(host, cancel),
+                },
+              }),
+          ...(users === undefined ? {} : { users }),
+          ...(config.dashboard.tls === undefined ? {} : { tls: { cert: readConfigBytes(config.dashboard.tls.certFile, 'dashboard.tls.certFile'), key: Buffer.from(readSecretFile(config.dashboard.tls.keyFile, 'dashboard TLS key')) } }),
+          log,
+        });
+      }
       publishStatus();
       log.info({ broker: url, embedded: config.broker.embedded, loop: config.loop.enabled ? config.loop.mode : 'off' }, 'control daemon started');
     },
     async close() {
+      await dashboard?.close();
+      await stopFeed?.();
       await guard?.close();
       await loop?.close();
       await server?.close();
@@ -175,5 +211,6 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
     },
     loop: () => loop,
     metricsUrl: () => metricsServer?.url,
+    dashboardUrl: () => dashboard?.url,
   };
 }

@@ -456,6 +456,8 @@ export const controlStatusSchema = z.strictObject({
   draining: z.array(id).optional(),
   lastEvaluationAt: isoTime.optional(),
   nextEvaluationAt: isoTime.optional(),
+  /** Where the control daemon serves its web dashboard. */
+  dashboardUrl: z.string().optional(),
 });
 export type ControlStatus = z.infer<typeof controlStatusSchema>;
 

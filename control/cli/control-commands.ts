@@ -34,7 +34,13 @@ function positiveNumber(value: string): number {
 }
 
 /** The control daemon to talk to: --control, else the only one whose retained status says online. */
+/** The node id of the control daemon to ask: `wanted`, or the only one online. */
 export async function findControl(session: Session, wanted: string | undefined): Promise<string> {
+  return (await findControlStatus(session, wanted)).nodeId;
+}
+
+/** The retained status of the control daemon to ask (with its dashboard's URL). */
+export async function findControlStatus(session: Session, wanted: string | undefined): Promise<ControlStatus> {
   const statuses = new Map<string, ControlStatus>();
   const onMessage = (topic: string, payload: Buffer) => {
     const parsed = parseTopic(topic);
@@ -55,11 +61,11 @@ export async function findControl(session: Session, wanted: string | undefined):
     const s = statuses.get(wanted);
     if (s === undefined) throw new HerdError('UNKNOWN_HOST', `no control daemon "${wanted}" has reported (known: ${[...statuses.keys()].join(', ') || 'none'})`);
     if (s.state !== 'online') throw new HerdError('HOST_OFFLINE', `control daemon "${wanted}" is offline since ${s.since}`);
-    return wanted;
+    return s;
   }
   if (online.length === 0) throw new HerdError('HOST_OFFLINE', 'no control daemon is online: start one (herd control, or herd lab up)');
   if (online.length > 1) throw new HerdError('BAD_USAGE', `${online.length} control daemons are online (${online.map((s) => s.nodeId).join(', ')}): choose one with --control`);
-  return (online[0] as ControlStatus).nodeId;
+  return online[0] as ControlStatus;
 }
 
 export async function askControl<R, T extends CommandType>(session: Session, nodeId: string, type: T, args: CommandArgsInput<T>, timeoutMs = 60_000): Promise<R> {

@@ -11,7 +11,7 @@ import { newHerdId } from '../../protocol/ids.ts';
 import { controlEventSchema, type ContainerSpec, type ControlEvent } from '../../protocol/messages.ts';
 import { topics } from '../../protocol/topics.ts';
 import { sysbenchOltpClient } from '../lab/debian-images.ts';
-import { findControl, askControl } from './control-commands.ts';
+import { findControlStatus, askControl } from './control-commands.ts';
 import { table, withBrokerOption, withSession } from './context.ts';
 
 type DemoWorkload = Omit<ContainerSpec, 'herdId'> & { needsNetwork?: boolean; oltp?: boolean };
@@ -53,7 +53,9 @@ export function registerDemoCommand(program: Command): void {
         if (online.length < 2) throw new HerdError('HOST_OFFLINE', `the demo needs at least 2 online hosts, found ${online.length} (${online.join(', ') || 'none'}); run "bin/herd lab up" as root`);
         const pile = opts.host ?? (online[0] as string);
         session.view.requireOnline(pile);
-        const nodeId = await findControl(session, opts.control);
+        const control = await findControlStatus(session, opts.control);
+        const nodeId = control.nodeId;
+        const dashboard = control.dashboardUrl === undefined ? '' : ` Watch it live: ${control.dashboardUrl}`;
         const workloads = DEMO_WORKLOADS.filter((w) => (opts.network || w.needsNetwork !== true) && (opts.oltp === true || w.oltp !== true));
 
         // A fresh start: the demo's own containers from an earlier run go, then all start on one host.
@@ -70,7 +72,7 @@ export function registerDemoCommand(program: Command): void {
           }
         }
         process.stdout.write(`started ${workloads.length} workloads on ${pile}: ${workloads.map((w) => w.name).join(', ')}\n`);
-        process.stdout.write(`  4 CPU-bound sysbench containers of 0.5 core each (2 of them 2-threaded) share ${pile}'s one core${opts.oltp === true ? ', with MariaDB under a sysbench OLTP client' : ''}; the control loop (${nodeId}) decides what moves\n`);
+        process.stdout.write(`  4 CPU-bound sysbench containers of 0.5 core each (2 of them 2-threaded) share ${pile}'s one core${opts.oltp === true ? ', with MariaDB under a sysbench OLTP client' : ''}; the control loop (${nodeId}) decides what moves.${dashboard}\n`);
 
         const events: ControlEvent[] = [];
         let wake: (() => void) | undefined;
@@ -132,6 +134,7 @@ export function registerDemoCommand(program: Command): void {
         const median = sorted.length === 0 ? 0 : (sorted[Math.floor(sorted.length / 2)] as number);
         const stable = moved > 0 && quiet >= opts.stable;
         process.stdout.write(`${moved} migration(s) by the control loop, ${failed} failed; median downtime ${median.toFixed(0)} ms; ${stable ? `stable: ${quiet} evaluations in a row without a move` : `not stable within ${opts.timeout} s`}. The loop keeps running: "bin/herd events -f", "bin/herd status", "bin/herd history".\n`);
+        if (control.dashboardUrl !== undefined) process.stdout.write(`dashboard: ${control.dashboardUrl}\n`);
         if (!stable || failed > 0) process.exitCode = 1;
       });
     });

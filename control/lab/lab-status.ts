@@ -22,6 +22,7 @@ export interface LabStatus {
   up: boolean;
   createdAt?: string;
   brokerUrl?: string;
+  dashboardUrl?: string;
   control: boolean;
   monitor: boolean;
   pcp: boolean;
@@ -59,6 +60,7 @@ export async function labStatus(): Promise<LabStatus> {
     up: true,
     createdAt: state.createdAt,
     brokerUrl: state.brokerUrl,
+    dashboardUrl: layout.dashboardUrl,
     control: livePid(layout.controlPidFile, 'control') !== undefined,
     monitor: livePid(layout.monitorPidFile, 'monitor') !== undefined,
     pcp,
@@ -70,7 +72,7 @@ export function formatLabStatus(s: LabStatus): string {
   if (!s.up) return 'lab: down (run "herd lab up")';
   const yes = (b: boolean) => (b ? 'up' : 'DOWN');
   const lines = [
-    `lab: up since ${s.createdAt}; broker ${s.brokerUrl} (control daemon ${yes(s.control)}); monitor ${yes(s.monitor)}; PCP ${yes(s.pcp)}`,
+    `lab: up since ${s.createdAt}; broker ${s.brokerUrl} (control daemon ${yes(s.control)}, dashboard ${s.dashboardUrl}); monitor ${yes(s.monitor)}; PCP ${yes(s.pcp)}`,
     'HOST  IP            CPUS  NETNS  DOCKERD  SSHD  COMPUTE  CONTAINERS',
   ];
   for (const h of s.hosts) {

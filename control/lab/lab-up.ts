@@ -17,7 +17,7 @@ import { operatorClientId } from '../../protocol/access.ts';
 import { cliBrokerEndpoint } from '../../protocol/config.ts';
 import { writeSecretFile } from '../../protocol/credentials.ts';
 import { buildLabImages, loadLabImages } from './images.ts';
-import { labLayout, type LabHost, type LabLayout } from './layout.ts';
+import { LAB_DASHBOARD_PORT, labLayout, type LabHost, type LabLayout } from './layout.ts';
 import { livePid, mustRun, runCommand, spawnDetached, waitFor } from './shell.ts';
 import { herdRoot, readLabState, writeLabState, type LabState } from './state.ts';
 
@@ -247,6 +247,8 @@ export function labControlConfig(layout: LabLayout) {
   return {
     nodeId: LAB_CONTROL_NODE,
     metrics: { host: layout.gateway },
+    // Actions (pause, resume, drain) with the lab operator's credentials: on loopback only.
+    dashboard: { host: '127.0.0.1', port: LAB_DASHBOARD_PORT, actions: true },
     broker: {
       embedded: true,
       host: layout.gateway,
@@ -414,6 +416,6 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
   for (const host of layout.hosts) await ensureCompute(layout, host);
   await ensureMonitor(layout);
   await waitForHostsOnline(layout, options.log);
-  say(`lab is up: ${layout.hosts.map((h) => `${h.id}=${h.ip}`).join(' ')}; broker ${layout.brokerUrl}`);
+  say(`lab is up: ${layout.hosts.map((h) => `${h.id}=${h.ip}`).join(' ')}; broker ${layout.brokerUrl}; dashboard ${layout.dashboardUrl}`);
   return state;
 }

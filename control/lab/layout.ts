@@ -3,6 +3,8 @@
  * Pure: the same inputs give the same layout, so up, down and status agree.
  */
 export const LAB_MAX_HOSTS = 8;
+/** Where the lab's control daemon serves its dashboard. */
+export const LAB_DASHBOARD_PORT = 9480;
 
 export interface LabHost {
   /** Herd host id, e.g. "h1". */
@@ -55,6 +57,8 @@ export interface LabLayout {
   brokerPort: number;
   /** mqtts:// on the bridge's address: the lab's broker speaks TLS and admits only the identities in authDir. */
   brokerUrl: string;
+  /** The control daemon's web dashboard (loopback: the lab's operator is on this machine). */
+  dashboardUrl: string;
   /** Users file, credentials per identity, CA and broker certificate (herd auth init). */
   authDir: string;
   controlConfig: string;
@@ -139,6 +143,7 @@ export function labLayout(options: LabOptions): LabLayout {
     containerNetwork: 'herd-lan',
     brokerPort,
     brokerUrl: `mqtts://${gateway}:${brokerPort}`,
+    dashboardUrl: `http://127.0.0.1:${LAB_DASHBOARD_PORT}/`,
     authDir: `${stateDir}/auth`,
     controlConfig: `${stateDir}/control.yaml`,
     controlPidFile: `${runDir}/control.pid`,

@@ -12,8 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LabLayout } from '../../control/lab/layout.ts';
 import { METRICS_PORTS } from '../../protocol/metrics-endpoint.ts';
 import { COUNTER } from '../support/containers.ts';
-import { herdOk } from '../support/herd-cli.ts';
-import { readyLab } from '../support/lab.ts';
+import { herd, herdOk } from '../support/herd-cli.ts';
+import { readyLab, setFaults } from '../support/lab.ts';
 import { eventually, freePort } from '../integration/helpers.ts';
 
 const PROMETHEUS = '/usr/bin/prometheus';
@@ -72,6 +72,14 @@ describe('Prometheus scrapes the lab (real prometheus, PromQL)', () => {
   it('answers PromQL for every family of the compute daemons, the monitor and the control daemon', { timeout: 300_000 }, async () => {
     await herdOk(['run', '--host', 'h1', '--name', 'prom-a', 'herd/busybox', ...COUNTER]);
     await herdOk(['migrate', 'prom-a', '--to', 'h2'], { timeoutMs: 120_000 });
+    // A rollback, for herd_rollbacks_total by cause: h2's checkpoint fails, the container stays on h2.
+    await setFaults(layout, 'h2', ['fail-checkpoint']);
+    try {
+      const failed = await herd(['migrate', 'prom-a', '--to', 'h1'], { timeoutMs: 120_000 });
+      expect(failed.code, failed.stderr).not.toBe(0);
+    } finally {
+      await setFaults(layout, 'h2', []);
+    }
     await herdOk(['control', 'evaluate']);
     const answers: string[] = [];
     const expectSeries = async (promql: string, check: (values: number[]) => boolean = (v) => v.length > 0) => {
@@ -88,7 +96,7 @@ describe('Prometheus scrapes the lab (real prometheus, PromQL)', () => {
     await expectSeries('sum by (kind) (herd_migration_bytes_total)', (v) => v.length === 2 && v.every((x) => x > 0));
     await expectSeries('herd_criu_queue_length', (v) => v.length === 2);
     await expectSeries('herd_migrations_in_flight', (v) => v.length === 4);
-    // herd_rollbacks_total appears with the first rollback (none here): its family is checked in compute/compute-metrics.test.ts.
+    await expectSeries('herd_rollbacks_total{instance="10.213.0.12:9464"}', (v) => v.length === 1 && v[0] === 1);
     // monitor
     await expectSeries('sum by (kind) (herd_monitor_samples_total)', (v) => v.length === 2 && v.every((x) => x > 0));
     await expectSeries('sum(rate(herd_monitor_pcp_request_duration_seconds_count[30s]))', (v) => v[0] !== undefined && v[0] > 0);

@@ -93,6 +93,7 @@ function startDaemon(): Promise<ControlDaemon> {
     nodeId: 'itest-control',
     broker: { embedded: false, url: broker.url },
     metrics: { port: 0 },
+    dashboard: { port: 0 },
     loop: {
       windowSeconds: 4,
       // Evaluations are asked for by the test (and by nothing else).

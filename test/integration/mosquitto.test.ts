@@ -94,7 +94,7 @@ describe('daemons on an external broker (Mosquitto)', () => {
   const hostId = 'mq-compute';
 
   beforeAll(async () => {
-    control = buildControlDaemon(controlConfigSchema.parse({ nodeId: 'itest', broker: { embedded: false, url }, loop: { enabled: false }, metrics: { port: 0 } }), { log });
+    control = buildControlDaemon(controlConfigSchema.parse({ nodeId: 'itest', broker: { embedded: false, url }, loop: { enabled: false }, metrics: { port: 0 }, dashboard: { port: 0 } }), { log });
     closers.push(() => control.close());
     await control.start();
     const stateDir = join(dir, 'compute-state');

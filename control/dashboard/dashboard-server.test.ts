@@ -1,0 +1,148 @@
+import { get } from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import { HerdError } from '../../protocol/errors.ts';
+import { hashPassword, type UserEntry } from '../../protocol/credentials.ts';
+import { silentLogger } from '../../protocol/log.ts';
+import { PROTOCOL_VERSION } from '../../protocol/messages.ts';
+import { buildDashboardApp, dashboardConfigSchema, serveDashboard, type DashboardDeps, type DashboardServer } from './dashboard-server.ts';
+import { LiveState } from './live-state.ts';
+
+const users: UserEntry[] = [
+  { username: 'alice', role: 'operator', passwordHash: hashPassword('secret') },
+  { username: 'mon', role: 'monitor', passwordHash: hashPassword('m') },
+];
+const basic = (u: string, p: string) => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
+
+function deps(over: Partial<DashboardDeps> = {}): DashboardDeps & { calls: string[] } {
+  const calls: string[] = [];
+  return {
+    nodeId: 'lab',
+    live: new LiveState(),
+    state: () => ({ hosts: [{ hostId: 'h1' }] }),
+    actions: {
+      pause: (reason) => calls.push(`pause ${reason ?? ''}`),
+      resume: () => calls.push('resume'),
+      drain: (host, cancel) => {
+        if (host === 'nope') throw new HerdError('UNKNOWN_HOST', 'unknown host "nope"');
+        return calls.push(`drain ${host} ${cancel}`);
+      },
+    },
+    users,
+    log: silentLogger,
+    calls,
+    ...over,
+  };
+}
+
+describe('dashboard server', () => {
+  let server: DashboardServer | undefined;
+  afterEach(async () => {
+    await server?.close();
+    server = undefined;
+  });
+
+  it('serves the page, its script and uPlot from the package, and nothing else of the disk', async () => {
+    const app = await buildDashboardApp(dashboardConfigSchema.parse({}), deps());
+    const page = await app.inject('/');
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toContain('<script src="/dashboard.js">');
+    expect((await app.inject('/dashboard.js')).statusCode).toBe(200);
+    const uplot = await app.inject('/vendor/uPlot.iife.min.js');
+    expect(uplot.statusCode).toBe(200);
+    expect(uplot.body).toContain('uPlot');
+    expect((await app.inject('/vendor/uPlot.cjs.js')).statusCode).toBe(404);
+    expect((await app.inject('/vendor/../package.json')).statusCode).toBe(404);
+    const missing = await app.inject('/api/nothing');
+    expect(missing.statusCode).toBe(404);
+    expect(missing.json().error.message).toContain('/api/nothing');
+    await app.close();
+  });
+
+  it('answers the state with the node id and whether actions are on', async () => {
+    const app = await buildDashboardApp(dashboardConfigSchema.parse({}), deps());
+    const r = await app.inject('/api/state');
+    expect(r.json()).toMatchObject({ nodeId: 'lab', actions: false, hosts: [{ hostId: 'h1' }] });
+    await app.close();
+  });
+
+  it('is read-only unless actions are on', async () => {
+    const d = deps();
+    const app = await buildDashboardApp(dashboardConfigSchema.parse({}), d);
+    const r = await app.inject({ method: 'POST', url: '/api/control/pause', headers: { authorization: basic('alice', 'secret') } });
+    expect(r.statusCode).toBe(403);
+    expect(r.json().error.message).toContain('read-only');
+    expect(d.calls).toEqual([]);
+    await app.close();
+  });
+
+  it('authorizes actions as the CLI: a known identity, its password, and its role may send the command', async () => {
+    const d = deps();
+    const app = await buildDashboardApp(dashboardConfigSchema.parse({ actions: true }), d);
+    const post = (url: string, authorization?: string, payload?: unknown) => app.inject({ method: 'POST', url, ...(authorization === undefined ? {} : { headers: { authorization } }), ...(payload === undefined ? {} : { payload: payload as object }) });
+    const none = await post('/api/control/pause');
+    expect(none.statusCode).toBe(401);
+    expect(none.headers['www-authenticate']).toContain('Basic');
+    expect((await post('/api/control/pause', basic('alice', 'wrong'))).statusCode).toBe(401);
+    expect((await post('/api/control/pause', basic('bob', 'secret'))).json().error.message).toContain('"bob"');
+    const monitor = await post('/api/control/pause', basic('mon', 'm'));
+    expect(monitor.statusCode).toBe(403);
+    expect(monitor.json().error.message).toMatch(/monitor/);
+    expect((await post('/api/control/pause', basic('alice', 'secret'), { reason: 'maintenance' })).statusCode).toBe(200);
+    expect((await post('/api/control/resume', basic('alice', 'secret'))).statusCode).toBe(200);
+    expect((await post('/api/control/drain', basic('alice', 'secret'), { host: 'h2' })).statusCode).toBe(200);
+    const bad = await post('/api/control/drain', basic('alice', 'secret'), { hots: 'h2' });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.message).toMatch(/host/);
+    const unknown = await post('/api/control/drain', basic('alice', 'secret'), { host: 'nope' });
+    expect(unknown.statusCode).toBe(404);
+    expect(unknown.json().error).toMatchObject({ code: 'UNKNOWN_HOST' });
+    expect(d.calls).toEqual(['pause maintenance', 'resume', 'drain h2 false']);
+    await app.close();
+  });
+
+  it('says when the loop is off', async () => {
+    const app = await buildDashboardApp(dashboardConfigSchema.parse({ actions: true }), deps({ actions: undefined }));
+    const r = await app.inject({ method: 'POST', url: '/api/control/resume', headers: { authorization: basic('alice', 'secret') } });
+    expect(r.statusCode).toBe(409);
+    expect(r.json().error.message).toContain('loop is off');
+    await app.close();
+  });
+
+  it('refuses actions on a network address without TLS', () => {
+    const r = dashboardConfigSchema.safeParse({ actions: true, host: '10.0.0.1' });
+    expect(r.success).toBe(false);
+    expect(r.error?.issues[0]?.message).toContain('dashboard.tls');
+    expect(dashboardConfigSchema.safeParse({ actions: true, host: '10.0.0.1', tls: { certFile: 'c', keyFile: 'k' } }).success).toBe(true);
+  });
+
+  it('streams every live update as a server-sent event', async () => {
+    const d = deps();
+    server = await serveDashboard(dashboardConfigSchema.parse({ port: 0 }), d);
+    const text = await new Promise<string>((resolve, reject) => {
+      const req = get(`${server?.url}api/events`, (res) => {
+        expect(res.headers['content-type']).toBe('text/event-stream');
+        let body = '';
+        res.on('data', (chunk: Buffer) => {
+          body += chunk.toString();
+          if (body.includes('event: update')) d.live.host({ v: PROTOCOL_VERSION, hostId: 'h2', at: new Date().toISOString(), stale: false, cpuUtil: 0.9 });
+          if (body.includes('"hostId":"h2"')) {
+            req.destroy();
+            resolve(body);
+          }
+        });
+      });
+      req.on('error', reject);
+      // The first update once the stream is open.
+      setTimeout(() => d.live.host({ v: PROTOCOL_VERSION, hostId: 'h1', at: new Date().toISOString(), stale: false, cpuUtil: 0.5 }), 200);
+    });
+    expect(text).toContain('retry: 2000');
+    expect(text).toMatch(/event: update\ndata: \{"type":"host-metrics","hostId":"h1"/);
+    expect(text).toContain('"cpu":0.9');
+  });
+
+  it('names the address it cannot listen on', async () => {
+    server = await serveDashboard(dashboardConfigSchema.parse({ port: 0 }), deps());
+    const port = Number(new URL(server.url).port);
+    await expect(serveDashboard(dashboardConfigSchema.parse({ port }), deps())).rejects.toThrow(new RegExp(`dashboard cannot listen on 127.0.0.1:${port}: EADDRINUSE`));
+  });
+});

@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { PROTOCOL_VERSION, type MigrationEvent } from '../../protocol/messages.ts';
+import { LiveState, SERIES_POINTS, type DashboardUpdate } from './live-state.ts';
+
+const at = (s: number) => new Date(Date.UTC(2026, 10, 27, 0, 0, s)).toISOString();
+const event = (phase: MigrationEvent['phase'], status: MigrationEvent['status'], extra: Partial<MigrationEvent> = {}): MigrationEvent => ({
+  v: PROTOCOL_VERSION, migrationId: 'm1', herdId: 'c1', container: 'web', sourceHost: 'h1', targetHost: 'h2', phase, status, at: at(1), ...extra,
+});
+
+describe('LiveState', () => {
+  it('keeps a bounded series per host and tells listeners each sample', () => {
+    const live = new LiveState();
+    const seen: DashboardUpdate[] = [];
+    live.subscribe((u) => seen.push(u));
+    for (let i = 0; i < SERIES_POINTS + 5; i++) live.host({ v: PROTOCOL_VERSION, hostId: 'h1', at: at(i), stale: false, cpuUtil: 0.5, diskOpsPerSec: i });
+    const s = live.hostSeries.get('h1');
+    expect(s?.t).toHaveLength(SERIES_POINTS);
+    expect(s?.disk.at(-1)).toBe(SERIES_POINTS + 4);
+    expect(seen).toHaveLength(SERIES_POINTS + 5);
+    expect(seen[0]).toMatchObject({ type: 'host-metrics', hostId: 'h1', cpu: 0.5, disk: 0 });
+  });
+
+  it('sums container read and write ops, null when the monitor had neither', () => {
+    const live = new LiveState();
+    live.containers({ v: PROTOCOL_VERSION, hostId: 'h1', at: at(0), samples: [
+      { v: PROTOCOL_VERSION, herdId: 'a', hostId: 'h1', name: 'a', dockerId: 'x', at: at(0), state: 'running', cpuCores: 0.25, diskReadOpsPerSec: 3, diskWriteOpsPerSec: 4 },
+      { v: PROTOCOL_VERSION, herdId: 'b', hostId: 'h1', name: 'b', dockerId: 'y', at: at(0), state: 'running' },
+    ] });
+    expect(live.latestContainer.get('a')).toMatchObject({ cpu: 0.25, disk: 7 });
+    expect(live.latestContainer.get('b')).toMatchObject({ cpu: null, disk: null });
+    // A container that left the placement loses its series.
+    live.placement([], [{ herdId: 'a', name: 'a', hostId: 'h1', dockerId: 'x', image: 'i', state: 'running' }]);
+    expect([...live.containerSeries.keys()]).toEqual(['a']);
+  });
+
+  it('follows a migration phase by phase to its downtime', () => {
+    const live = new LiveState();
+    live.migration(event('accepted', 'started'));
+    live.migration(event('checkpoint', 'finished', { durationMs: 400 }));
+    live.migration(event('transfer', 'progress', { bytes: 10, totalBytes: 40 }));
+    expect(live.migrationList()[0]).toMatchObject({ state: 'running', phase: 'transfer', bytes: 10, totalBytes: 40, phases: { checkpoint: 400 } });
+    live.migration(event('transfer', 'finished', { durationMs: 900, bytes: 40 }));
+    live.migration(event('done', 'finished', { timings: { checkpointMs: 400, transferMs: 900, restoreMs: 700, totalMs: 2500, downtimeMs: 2000, checkpointBytes: 30, filesystemBytes: 10 } }));
+    expect(live.migrationList()[0]).toMatchObject({ state: 'done', downtimeMs: 2000, totalMs: 2500, bytes: 40, phases: { checkpoint: 400, transfer: 900 } });
+  });
+
+  it('lists running migrations first and forgets the oldest finished ones', () => {
+    const live = new LiveState();
+    for (let i = 0; i < 60; i++) {
+      live.migration(event('accepted', 'started', { migrationId: `m${i}`, at: at(i) }));
+      live.migration(event('failed', 'failed', { migrationId: `m${i}`, at: at(i), error: { code: 'ROLLED_BACK', message: 'x', retryable: true } }));
+    }
+    live.migration(event('accepted', 'started', { migrationId: 'live', at: at(0) }));
+    const list = live.migrationList();
+    expect(list[0]?.migrationId).toBe('live');
+    expect(list).toHaveLength(51);
+    expect(list[1]).toMatchObject({ migrationId: 'm59', state: 'failed', error: 'ROLLED_BACK: x' });
+  });
+});
