@@ -97,12 +97,23 @@ describe('herd forecast (train, evaluate, importance, predict) on a table', () =
   const model = join(dir, 'model.json');
 
   it('trains, printing progress and the validation RMSE, and writes the model', async () => {
-    const { err } = await herd('train', '--data', data, '--model', model, '--trees', '60', '--depth', '4', '--eta', '0.3', '--seed', '1');
-    expect(err).toMatch(/read 400 rows × 14 features from .*train\.csv/);
-    expect(err).toMatch(/training 60 trees \(depth 4, eta 0.3, seed 1\) on 320 rows; validating on the last 80/);
-    const rmse = Number(/validation RMSE ([0-9.]+)/.exec(err)?.[1]);
+    const { out } = await herd('train', '--data', data, '--model', model, '--trees', '60', '--depth', '4', '--eta', '0.3', '--seed', '1');
+    expect(out).toMatch(/read 400 rows × 14 features from .*train\.csv/);
+    expect(out).toMatch(/training 60 trees \(depth 4, eta 0.3, seed 1\) on 320 rows; validating on the last 80/);
+    // Not on a terminal: the phase lines only, no bar of rounds, no control characters.
+    expect(out).not.toMatch(/[\r\x1b]|round/);
+    const rmse = Number(/validation RMSE ([0-9.]+)/.exec(out)?.[1]);
     expect(rmse).toBeLessThan(60);
     expect(JSON.parse(readFileSync(model, 'utf8'))).toMatchObject({ format: 'herd-gbdt', featureNames: [...SNAPSHOT_FEATURES] });
+  });
+
+  it('with --json: the result alone on stdout, the phase lines on stderr', async () => {
+    const { out, err } = await herd('train', '--data', data, '--model', join(dir, 'j.json'), '--trees', '10', '--json');
+    const r = JSON.parse(out) as { model: string; trainRows: number; validation: { rmse: number; rows: number } };
+    expect(r).toMatchObject({ model: join(dir, 'j.json'), trainRows: 320, validation: { rows: 80 } });
+    expect(r.validation.rmse).toBeGreaterThan(0);
+    expect(err).toMatch(/training 10 trees/);
+    expect(err).not.toMatch(/[\r\x1b]/);
   });
 
   it('evaluates on held-out rows (JSON and text)', async () => {
@@ -146,7 +157,7 @@ describe('herd forecast (train, evaluate, importance, predict) on a table', () =
   });
 
   it('trains on another column with --label (and drops it from the features)', async () => {
-    const { err } = await herd('train', '--data', data, '--model', join(dir, 'threads.json'), '--label', 'ctr_threads', '--trees', '5');
+    const { out: err } = await herd('train', '--data', data, '--model', join(dir, 'threads.json'), '--label', 'ctr_threads', '--trees', '5');
     expect(err).toMatch(/read 400 rows × 13 features/); // the 14 less ctr_threads; the "label" column is never a feature
     expect(JSON.parse(readFileSync(join(dir, 'threads.json'), 'utf8')).featureNames).not.toContain('ctr_threads');
   });

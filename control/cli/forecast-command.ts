@@ -8,6 +8,7 @@
  * rows in time order, so it is the latest stretch, as the model will be used: on the
  * future). `evaluate` scores a model on a table it was not trained on.
  */
+import { cliProgress, type Progress } from './progress.ts';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { Command } from 'commander';
@@ -165,7 +166,8 @@ export function scores(y: Float64Array, yhat: Float64Array): Scores {
 const g = (x: number) => (Number.isNaN(x) ? 'n/a' : Math.abs(x) >= 100 ? x.toFixed(1) : x.toPrecision(4));
 
 // ------------------------------------------------------------------ commands
-export async function runTrain(o: TrainOptions, out: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<{ model: GbdtModel; validation: Scores; trainRows: number }> {
+export async function runTrain(o: TrainOptions, progress: Progress = cliProgress(false)): Promise<{ model: GbdtModel; validation: Scores; trainRows: number }> {
+  const out = (line: string) => progress.phase(line);
   let t: CsvTable;
   let what: string;
   if (o.source.kind === 'csv') {
@@ -186,7 +188,9 @@ export async function runTrain(o: TrainOptions, out: (line: string) => void = (l
   const started = Date.now();
   let model: GbdtModel;
   try {
-    model = trainGbdt(toMatrix(train), train.label as Float64Array, o.params, { x: toMatrix(val), y: val.label as Float64Array });
+    model = trainGbdt(toMatrix(train), train.label as Float64Array, o.params, { x: toMatrix(val), y: val.label as Float64Array }, (round, rounds, rmse) =>
+      progress.advance(`round${rmse === undefined ? '' : ` (validation RMSE ${g(rmse)})`}`, round + 1, rounds),
+    );
   } catch (err) {
     throw new HerdError('BAD_CONFIG', `training failed: ${err instanceof Error ? err.message : String(err)}`);
   }
@@ -216,8 +220,16 @@ export function registerForecastCommand(program: Command): void {
     .option('--eta <x>', 'learning rate (default 0.3)')
     .option('--seed <n>', 'random seed (default 0)')
     .option('--validation <share>', 'share of the rows (the last ones) held out for validation (default 0.2)')
-    .action(async (opts: Parameters<typeof parseTrainOptions>[0]) => {
-      await runTrain(parseTrainOptions(opts));
+    .option('--json', 'print {model, trainRows, validation, bestIteration} as JSON at the end (progress goes to stderr)')
+    .action(async (opts: Parameters<typeof parseTrainOptions>[0] & { json?: boolean }) => {
+      const options = parseTrainOptions(opts);
+      const progress = cliProgress(opts.json, { clock: true });
+      try {
+        const r = await runTrain(options, progress);
+        if (opts.json === true) printJson({ model: options.model, trainRows: r.trainRows, validation: r.validation, ...(r.model.bestIteration === undefined ? {} : { bestIteration: r.model.bestIteration }) });
+      } finally {
+        progress.end();
+      }
     });
 
   forecast

@@ -11,6 +11,7 @@ import { formatLabStatus, labStatus } from '../lab/lab-status.ts';
 import { labUp } from '../lab/lab-up.ts';
 import { LAB_MAX_HOSTS, labLayout } from '../lab/layout.ts';
 import { printJson } from './context.ts';
+import { cliProgress } from './progress.ts';
 
 function parseHosts(value: string): number {
   const n = Number(value);
@@ -19,6 +20,7 @@ function parseHosts(value: string): number {
 }
 
 const say = (line: string) => process.stdout.write(`lab: ${line}\n`);
+const labProgress = (json?: boolean) => cliProgress(json, { prefix: 'lab: ', clock: true });
 
 export function registerLabCommands(program: Command): void {
   const lab = program.command('lab').description('a local lab of compute hosts in network namespaces on this machine (needs root)');
@@ -27,20 +29,36 @@ export function registerLabCommands(program: Command): void {
     .description('build the lab: namespaces, bridge, a Docker daemon and sshd per host, PCP, images, Herd daemons')
     .option('--hosts <n>', `number of compute hosts (1-${LAB_MAX_HOSTS})`, parseHosts, 2)
     .option('--provision', 'run the Ansible playbook against localhost even if every check passes')
-    .action(async (opts: { hosts: number; provision?: boolean }) => {
-      await labUp({ hosts: opts.hosts, provision: opts.provision === true, log: createLogger('lab', 'warn'), say });
-      process.stdout.write(`${formatLabStatus(await labStatus())}\n`);
+    .option('--json', 'print the lab status as JSON at the end (progress goes to stderr)')
+    .action(async (opts: { hosts: number; provision?: boolean; json?: boolean }) => {
+      const progress = labProgress(opts.json);
+      try {
+        await labUp({ hosts: opts.hosts, provision: opts.provision === true, log: createLogger('lab', 'warn'), progress });
+      } finally {
+        progress.end();
+      }
+      const status = await labStatus();
+      if (opts.json === true) printJson(status);
+      else process.stdout.write(`${formatLabStatus(status)}\n`);
     });
   lab
     .command('image')
     .description(`build (once per machine) and load an optional lab image on every host: ${Object.entries(DEBIAN_IMAGES).map(([n, i]) => `${n} (${i.what})`).join('; ')}`)
     .addArgument(new Argument('<name>', 'the image').choices(Object.keys(DEBIAN_IMAGES)))
-    .action(async (name: DebianImageName) => {
+    .option('--json', 'print {image, hosts} as JSON at the end (progress goes to stderr)')
+    .action(async (name: DebianImageName, opts: { json?: boolean }) => {
       const state = readLabState();
       if (state === undefined) throw new HerdError('LAB_FAILED', 'the lab is not up: run "herd lab up" first');
       const layout = labLayout({ hosts: state.hosts, cpuCount: availableParallelism() });
-      await ensureDebianImage(name, layout.hosts.map((h) => new Docker({ socketPath: h.dockerSocket })), layout.imagesDir, say);
-      say(`${debianImageTag(name)} is on ${layout.hosts.map((h) => h.id).join(', ')}`);
+      const progress = labProgress(opts.json);
+      try {
+        await ensureDebianImage(name, layout.hosts.map((h) => new Docker({ socketPath: h.dockerSocket })), layout.imagesDir, progress);
+      } finally {
+        progress.end();
+      }
+      const hosts = layout.hosts.map((h) => h.id);
+      if (opts.json === true) printJson({ image: debianImageTag(name), hosts });
+      else say(`${debianImageTag(name)} is on ${hosts.join(', ')}`);
     });
   lab
     .command('down')

@@ -8,6 +8,7 @@ import { HerdError } from '../../protocol/errors.ts';
 import { FS_MODES, type FsMode, type MigrationStatus } from '../../protocol/messages.ts';
 import { formatTimings, migrateOnce, migrationStatusEverywhere } from '../migrations/migration-client.ts';
 import { migrationPrinter } from './migration-progress.ts';
+import { cliProgress } from './progress.ts';
 import { printJson, table, withBrokerOption, withSession } from './context.ts';
 
 interface MigrateOptions {
@@ -55,9 +56,9 @@ export function registerMigrateCommand(program: Command): void {
           else process.stdout.write(`${result.outcome}\n${statusTable([result])}\n`);
           return;
         }
-        const out = opts.json === true ? process.stderr : process.stdout;
-        const printer = migrationPrinter(out, opts.json !== true && out.isTTY === true);
-        const result = await migrateOnce(session, container as string, opts.to as string, opts.fs, printer.event, printer.line);
+        const progress = cliProgress(opts.json);
+        const printer = migrationPrinter(progress);
+        const result = await migrateOnce(session, container as string, opts.to as string, opts.fs, printer.event, printer.line).finally(() => progress.end());
         if (opts.json === true) printJson(result);
         else process.stdout.write(`${formatTimings(result)}\n`);
       }, { reconnect: true }); // a migration outlives a broker restart

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { MigrationEvent } from '../../protocol/messages.ts';
-import { migrationPrinter, progressBar } from './migration-progress.ts';
+import { migrationPrinter } from './migration-progress.ts';
+import { createProgress, progressBar } from './progress.ts';
 
 const event = (phase: MigrationEvent['phase'], status: MigrationEvent['status'], extra: Partial<MigrationEvent> = {}): MigrationEvent => ({
   v: 1,
@@ -28,7 +29,7 @@ const story = [
 
 function run(terminal: boolean): string {
   let text = '';
-  const printer = migrationPrinter({ write: (s: string) => (text += s) }, terminal);
+  const printer = migrationPrinter(createProgress({ write: (s: string) => (text += s) }, terminal ? 'terminal' : 'lines'));
   for (const e of story) printer.event(e);
   printer.line('migrated web h1 -> h2');
   return text;
@@ -36,9 +37,10 @@ function run(terminal: boolean): string {
 
 describe('herd migrate progress', () => {
   it('draws the bar from the bytes and the estimate, capped at 100 %, or the bytes alone without an estimate', () => {
-    expect(progressBar(10 * MIB, 40 * MIB, 20)).toBe('transfer   [#####...............] 10.0 / 40.0 MiB   25 %');
-    expect(progressBar(50 * MIB, 40 * MIB, 10)).toBe('transfer   [##########] 50.0 / 40.0 MiB  100 %');
-    expect(progressBar(3 * MIB, undefined)).toBe('transfer   3.0 MiB');
+    expect(progressBar('transfer  ', 10 * MIB, 40 * MIB, 'bytes', 20)).toBe('transfer   [#####...............] 10.0 / 40.0 MiB   25 %');
+    expect(progressBar('transfer  ', 50 * MIB, 40 * MIB, 'bytes', 10)).toBe('transfer   [##########] 50.0 / 40.0 MiB  100 %');
+    expect(progressBar('transfer  ', 3 * MIB, undefined, 'bytes')).toBe('transfer   3.0 MiB');
+    expect(progressBar('round', 7, 10, 'count', 10)).toBe('round [#######...] 7 / 10   70 %');
   });
 
   it('on a terminal: a line per phase event and the transfer bar redrawn in place, cleared before the next line', () => {

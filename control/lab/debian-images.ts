@@ -10,11 +10,12 @@
  * the others (identical image ids). The servers run as root: on machines whose root lacks
  * CAP_SYS_RESOURCE, CRIU cannot dump processes of another user (see `herd doctor`).
  */
-import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type Docker from 'dockerode';
 import { HerdError } from '../../protocol/errors.ts';
+import { readCounted, type LabProgress } from './images.ts';
 import { mustRun, runCommand } from './shell.ts';
 
 export const MARIADB_CREDENTIALS = { user: 'sbtest', password: 'sbtest', database: 'sbtest', port: 3306 } as const;
@@ -137,7 +138,8 @@ const hasImage = (docker: Docker, tag: string) =>
 const follow = (docker: Docker, stream: NodeJS.ReadableStream) => new Promise<void>((resolve, reject) => docker.modem.followProgress(stream, (err: Error | null) => (err ? reject(err) : resolve())));
 
 /** Makes sure every host has herd/<name> (built once per machine, imported once per lab). */
-export async function ensureDebianImage(name: DebianImageName, dockers: Docker[], imagesDir: string, say: (line: string) => void): Promise<void> {
+export async function ensureDebianImage(name: DebianImageName, dockers: Docker[], imagesDir: string, progress: LabProgress): Promise<void> {
+  const say = (line: string) => progress.phase(line);
   const tag = debianImageTag(name);
   const missing: Docker[] = [];
   for (const d of dockers) if (!(await hasImage(d, tag))) missing.push(d);
@@ -155,9 +157,9 @@ export async function ensureDebianImage(name: DebianImageName, dockers: Docker[]
     await pipeline(await builder.getImage(tag).get(), createWriteStream(`${saved}.part`));
     await mustRun(`finishing the ${name} image tarball`, 'mv', [`${saved}.part`, saved]);
   }
-  for (const d of missing) {
+  for (const [i, d] of missing.entries()) {
     if (await hasImage(d, tag)) continue;
-    say(`${tag}: loading the image on a host`);
-    await follow(d, await d.loadImage(createReadStream(saved)));
+    say(`${tag}: loading the image on host ${i + 1} of ${missing.length}`);
+    await follow(d, await d.loadImage(readCounted(saved, tag, progress)));
   }
 }

@@ -8,7 +8,10 @@
  */
 import { cpSync, createReadStream, createWriteStream, existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync, copyFileSync, chmodSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { statSync } from 'node:fs';
+import type { Progress } from '../cli/progress.ts';
 import Docker from 'dockerode';
 import { HerdError } from '../../protocol/errors.ts';
 import { mustRun, runCommand } from './shell.ts';
@@ -93,7 +96,27 @@ export async function buildLabImages(imagesDir: string, builder: Docker): Promis
 }
 
 /** Loads the saved images into a host's daemon unless it already has them. */
-export async function loadLabImages(docker: Docker, saved: Record<keyof typeof LAB_IMAGES, string>): Promise<void> {
+/** What lab work reports: phases, and bytes or counts as they go (control/cli/progress.ts). */
+export type LabProgress = Pick<Progress, 'phase' | 'advance'>;
+
+/** A file read for Docker, its bytes reported to `progress` under `label` as they are read. */
+export function readCounted(file: string, label: string, progress: LabProgress | undefined): Readable {
+  const source = createReadStream(file);
+  if (progress === undefined) return source;
+  const total = statSync(file).size;
+  let done = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, callback) {
+      done += chunk.length;
+      progress.advance(label, done, total, 'bytes');
+      callback(null, chunk);
+    },
+  });
+  source.on('error', (err) => counter.destroy(err));
+  return source.pipe(counter);
+}
+
+export async function loadLabImages(docker: Docker, saved: Record<keyof typeof LAB_IMAGES, string>, progress?: LabProgress, hostId = ''): Promise<void> {
   for (const [key, repoTag] of Object.entries(LAB_IMAGES) as [keyof typeof LAB_IMAGES, string][]) {
     const present = await docker
       .getImage(repoTag)
@@ -101,7 +124,7 @@ export async function loadLabImages(docker: Docker, saved: Record<keyof typeof L
       .then(() => true)
       .catch(() => false);
     if (present) continue;
-    const stream = await docker.loadImage(createReadStream(saved[key]));
+    const stream = await docker.loadImage(readCounted(saved[key], `${repoTag} → ${hostId}`, progress));
     await new Promise<void>((resolve, reject) => docker.modem.followProgress(stream, (err: Error | null) => (err ? reject(err) : resolve())));
   }
 }

@@ -16,7 +16,7 @@ import { computeUsername, credentialsPath, initAuth, type AuthFiles } from '../a
 import { operatorClientId } from '../../protocol/access.ts';
 import { cliBrokerEndpoint } from '../../protocol/config.ts';
 import { writeSecretFile } from '../../protocol/credentials.ts';
-import { buildLabImages, loadLabImages } from './images.ts';
+import { buildLabImages, loadLabImages, type LabProgress } from './images.ts';
 import { LAB_DASHBOARD_PORT, labLayout, type LabHost, type LabLayout } from './layout.ts';
 import { livePid, mustRun, runCommand, spawnDetached, waitFor } from './shell.ts';
 import { herdRoot, readLabState, writeLabState, type LabState } from './state.ts';
@@ -26,8 +26,8 @@ export interface LabUpOptions {
   /** Run the Ansible playbook even when every check passes. */
   provision?: boolean;
   log: Logger;
-  /** Progress lines for humans. */
-  say: (line: string) => void;
+  /** Progress for humans: phases, and bytes as images load. */
+  progress: LabProgress;
 }
 
 export function requireRoot(what: string): void {
@@ -41,7 +41,7 @@ async function ensureDependencies(options: LabUpOptions): Promise<void> {
     throw new HerdError('MISSING_DEPENDENCY', `this machine cannot run the lab: ${unfixable.map((c) => `${c.name} (${c.detail}; fix: ${c.fix})`).join('; ')}`);
   }
   if (failed.length > 0 || options.provision === true) {
-    options.say(failed.length > 0 ? `provisioning: missing ${failed.map((c) => c.name).join(', ')}` : 'provisioning (--provision)');
+    options.progress.phase(failed.length > 0 ? `provisioning: missing ${failed.map((c) => c.name).join(', ')}` : 'provisioning (--provision)');
     const setup = `${herdRoot()}/scripts/setup`;
     const r = await runCommand(setup, [], { timeoutMs: 30 * 60_000, env: { ...process.env, HERD_SETUP_SKIP_NPM: '1' } });
     if (r.code !== 0) throw new HerdError('MISSING_DEPENDENCY', `provisioning with ${setup} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().split('\n').slice(-8).join(' | ')}`);
@@ -372,7 +372,7 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
     throw new HerdError('CONFLICT', `a lab with ${previous.hosts} host(s) is already up; run "herd lab down" first to change the number of hosts`);
   }
   const layout = labLayout({ hosts: options.hosts, cpuCount: availableParallelism() });
-  const say = options.say;
+  const say = (line: string) => options.progress.phase(line);
   await ensureDependencies(options);
   mkdirSync(layout.stateDir, { recursive: true });
   mkdirSync(layout.runDir, { recursive: true });
@@ -406,7 +406,7 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
   say('base images');
   const saved = await buildLabImages(layout.imagesDir, dockers[0] as Docker);
   for (const [i, host] of layout.hosts.entries()) {
-    await loadLabImages(dockers[i] as Docker, saved);
+    await loadLabImages(dockers[i] as Docker, saved, options.progress, host.id);
     await ensureContainerNetwork(layout, host, dockers[i] as Docker);
   }
   say('Herd daemons');

@@ -24,9 +24,11 @@ import { MARIADB_CREDENTIALS, REDIS_PORT } from '../../control/lab/debian-images
 import { runCommand } from '../../control/lab/shell.ts';
 import type { MigrationResult } from '../../protocol/messages.ts';
 import { herd, herdOk } from '../support/herd-cli.ts';
+import { benchProgress } from './report.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 const out = (line: string) => process.stdout.write(`${line}\n`);
+const bench = benchProgress('bench:db-migration');
 const targets: string[] = [];
 
 function arg(name: string, fallback: number): number {
@@ -52,6 +54,7 @@ async function moveBackAndForth(name: string, t0: number): Promise<Move[]> {
   for (let i = 0; i < MOVES; i++) {
     await sleep(t0 + GAP * (i + 1) * 1000 - Date.now());
     const at = (Date.now() - t0) / 1000;
+    bench.phase(`${name}: move ${i + 1} of ${MOVES} (to ${i % 2 === 0 ? 'h2' : 'h1'}) at ${at.toFixed(0)} s`);
     const r = await herd(['migrate', name, '--to', i % 2 === 0 ? 'h2' : 'h1', '--json'], { timeoutMs: 300_000 });
     moves.push(r.code === 0 ? { at, result: JSON.parse(r.stdout) as MigrationResult } : { at, error: r.stderr.trim().split('\n').at(-1) ?? 'failed' });
   }

@@ -33,6 +33,7 @@ import { toMatrix } from '../../monitor/dataset/index.ts';
 import { seededRng, sliceRows, trainGbdt, type GbdtModel, type GbdtParams, type Matrix } from '../../policies/forecast/gbdt/index.ts';
 import { REPO_ROOT } from '../support/herd-cli.ts';
 import { writePngChart } from './png-chart.ts';
+import { benchProgress } from './report.ts';
 
 const SEED = 20261126;
 const FRIEDMAN_FEATURES = 20;
@@ -260,6 +261,7 @@ async function importanceChart(file: string, s: Split, herd: Side, xgb: Side): P
 const targets: string[] = [];
 const python = findPython();
 const dir = mkdtempSync(join(tmpdir(), 'herd-forecast-bench-'));
+const bench = benchProgress('bench:forecast');
 try {
   console.log(`parameters: ${params.nEstimators} trees, depth ${params.maxDepth}, eta ${params.eta}, lambda ${params.lambda}, max_bin ${params.maxBin}, one thread; best of ${REPEAT}`);
   const labSplit = lab(resolve(opts.data as string));
@@ -267,7 +269,9 @@ try {
   const results: [Split, Side, Side & { version: string }][] = [];
   for (const s of [labSplit, friedmanSplit]) {
     console.log(`\n(${s === labSplit ? 'a' : 'b'}) ${s.what}`);
+    bench.phase(`${s.name}: Herd's learner, ${REPEAT} run(s)`);
     const herd = runHerd(s);
+    bench.phase(`${s.name}: XGBoost ${REPEAT} run(s)`);
     const xgb = runXgboost(python, s, dir);
     report(s, herd, xgb);
     results.push([s, herd, xgb]);

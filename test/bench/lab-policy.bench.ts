@@ -23,6 +23,7 @@ import { livePid, spawnDetached } from '../../control/lab/shell.ts';
 import { herdRoot, readLabState } from '../../control/lab/state.ts';
 import type { MigrationRecord } from '../../control/loop/history-store.ts';
 import { herd, herdOk } from '../support/herd-cli.ts';
+import { benchProgress } from './report.ts';
 
 const WORKLOADS = [
   { name: 'benchloop-1', threads: 1 },
@@ -83,13 +84,19 @@ async function useControl(layout: LabLayout, loop: Record<string, unknown> | und
   throw new Error('the compute hosts did not come back online after the control daemon was replaced');
 }
 
+const bench = benchProgress('bench:lab-policy');
+
 async function runPhase(phase: string, seconds: number, active: boolean): Promise<PhaseResult> {
   await removeWorkloads();
   if (!active) await herdOk(['control', 'pause', '--reason', 'bench:lab-policy: migration off']);
   const t0 = Date.now();
   for (const w of WORKLOADS) await herdOk(['run', '--host', 'h1', '--name', w.name, 'herd/sysbench', 'sysbench', 'cpu', `--threads=${w.threads}`, `--time=${seconds}`, 'run']);
   process.stdout.write(`  ${phase}: ${WORKLOADS.length} containers started on h1 at ${new Date(t0).toISOString().slice(11, 19)}; running ${seconds} s\n`);
-  await sleep(seconds * 1000);
+  for (let s = 1; s <= seconds; s++) {
+    await sleep(t0 + s * 1000 - Date.now());
+    bench.advance(`${phase.slice(0, 24)} s`, s, seconds);
+  }
+  bench.end();
   const events = new Map<string, number>();
   for (let i = 0; i < 60 && events.size < WORKLOADS.length; i++) {
     for (const w of WORKLOADS) {

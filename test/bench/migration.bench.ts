@@ -14,7 +14,7 @@ import { herd } from '../support/herd-cli.ts';
 import { DOCKER_CLI, MiB, NAME_PREFIX, Registry, docker, hostOf, lastLines, run, type Workload } from './bench-support.ts';
 import { LARGE_IMAGE, ensureLargeImage } from './large-image.ts';
 import { bareMigration, ensurePodmanImage, herdMigration, makeContext, podmanMigration, type FsMode, type Sample } from './methods.ts';
-import { medianOf, printWorkload, ratioLine, targetLine, workloadTitle, type Row, type WorkloadResult } from './report.ts';
+import { benchProgress, medianOf, printWorkload, ratioLine, targetLine, workloadTitle, type Row, type WorkloadResult } from './report.ts';
 
 const HELP = `usage: npm run bench:migration -- [options]
   --mem LIST        resident memory per workload, MiB (default 16,256; env BENCH_MEM)
@@ -55,7 +55,8 @@ const withPodman = opts['no-podman'] !== true;
 const MODES: FsMode[] = ['diff', 'full', 'none'];
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
-const progress = (s: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+const bench = benchProgress('bench:migration');
+const progress = (s: string) => bench.phase(s);
 
 async function firstLine(cmd: string, args: string[]): Promise<string> {
   const r = await run(cmd, args, 30_000);

@@ -2,6 +2,12 @@
 import type { Workload } from './bench-support.ts';
 import { MiB } from './bench-support.ts';
 import type { Sample } from './methods.ts';
+import { createProgress, type Progress } from '../../control/cli/progress.ts';
+
+/** A benchmark's progress on stderr (control/cli/progress.ts): on a terminal with the time and bars, else plain lines; stdout keeps the figures. */
+export function benchProgress(name: string): Progress {
+  return createProgress(process.stderr, process.stderr.isTTY === true ? 'terminal' : 'lines', { prefix: `${name}: `, clock: true });
+}
 
 export interface Row {
   method: string;

@@ -190,10 +190,16 @@ function renderMigrations() {
         el('td', { class: 'num' }, fmt.ms(m.phases.transfer)),
         el('td', { class: 'num' }, fmt.ms(m.phases.restore)),
         el('td', { class: 'num downtime' }, fmt.ms(m.downtimeMs)),
-        el('td', { class: `outcome-${m.state}`, title: m.error || '' }, m.state + (m.error ? ` (${m.error})` : '')),
+        el('td', { class: `outcome-${m.state}`, title: m.error || '' }, m.state + (m.error ? ` (${errorCodes(m.error)})` : '')),
       );
     }),
   );
+}
+
+/** "ROLLED_BACK: … [CHECKPOINT_FAILED: …] …" → "ROLLED_BACK, CHECKPOINT_FAILED" (the whole message is the cell's title). */
+function errorCodes(message) {
+  const codes = [...new Set(message.match(/\b[A-Z][A-Z_]{3,}(?=:)/g) || [])];
+  return codes.length > 0 ? codes.join(', ') : message.slice(0, 80);
 }
 
 function renderHistory() {
@@ -214,7 +220,7 @@ function renderHistory() {
         el('td', { class: `outcome-${r.outcome || 'running'}` }, r.outcome || 'running'),
         el('td', { class: 'num' }, fmt.ms(r.timings && r.timings.downtimeMs)),
         el('td', {}, r.manual ? 'manual' : r.policy || ''),
-        el('td', {}, r.reason || (r.error ? `${r.error.code}: ${r.error.message}` : '')),
+        el('td', { title: r.error ? `${r.error.code}: ${r.error.message}` : '' }, r.reason || '', r.error ? el('div', { class: 'outcome-failed' }, errorCodes(`${r.error.code}: ${r.error.message}`)) : null),
       ),
     ),
   );

@@ -51,7 +51,10 @@ export function resolveParams(params: Partial<GbdtParams>): GbdtParams {
   return p;
 }
 
-export function trainGbdt(train: Matrix, y: Float64Array, params: Partial<GbdtParams> = {}, validation?: { x: Matrix; y: Float64Array }): GbdtModel {
+/** Called after each boosting round (0-based) with the validation RMSE so far, when there is a validation set. */
+export type RoundListener = (round: number, rounds: number, validationRmse: number | undefined) => void;
+
+export function trainGbdt(train: Matrix, y: Float64Array, params: Partial<GbdtParams> = {}, validation?: { x: Matrix; y: Float64Array }, onRound?: RoundListener): GbdtModel {
   const p = resolveParams(params);
   const n = train.rows;
   if (train.names.length !== train.cols) throw new Error(`the matrix has ${train.cols} columns but ${train.names.length} names`);
@@ -100,11 +103,12 @@ export function trainGbdt(train: Matrix, y: Float64Array, params: Partial<GbdtPa
         se += d * d;
       }
       const rmse = Math.sqrt(se / Math.max(1, valPred.length));
+      onRound?.(round, p.nEstimators, rmse);
       if (rmse < best) {
         best = rmse;
         bestIteration = round;
       } else if (p.earlyStoppingRounds !== undefined && round - bestIteration >= p.earlyStoppingRounds) break;
-    }
+    } else onRound?.(round, p.nEstimators, undefined);
   }
   const stopped = validation !== undefined && p.earlyStoppingRounds !== undefined && bestIteration >= 0;
   const kept = stopped ? trees.slice(0, bestIteration + 1) : trees;
