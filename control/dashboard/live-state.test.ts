@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION, type MigrationEvent } from '../../protocol/messages.ts';
-import { LiveState, SERIES_POINTS, type DashboardUpdate } from './live-state.ts';
+import { LiveState, SERIES_POINTS, SILENT_MIGRATION_MS, type DashboardUpdate } from './live-state.ts';
 
-const at = (s: number) => new Date(Date.UTC(2026, 10, 27, 0, 0, s)).toISOString();
+const base = Date.now() - 300_000;
+const at = (s: number) => new Date(base + s * 1000).toISOString();
 const event = (phase: MigrationEvent['phase'], status: MigrationEvent['status'], extra: Partial<MigrationEvent> = {}): MigrationEvent => ({
   v: PROTOCOL_VERSION, migrationId: 'm1', herdId: 'c1', container: 'web', sourceHost: 'h1', targetHost: 'h2', phase, status, at: at(1), ...extra,
 });
@@ -42,6 +43,15 @@ describe('LiveState', () => {
     live.migration(event('transfer', 'finished', { durationMs: 900, bytes: 40 }));
     live.migration(event('done', 'finished', { timings: { checkpointMs: 400, transferMs: 900, restoreMs: 700, totalMs: 2500, downtimeMs: 2000, checkpointBytes: 30, filesystemBytes: 10 } }));
     expect(live.migrationList()[0]).toMatchObject({ state: 'done', downtimeMs: 2000, totalMs: 2500, bytes: 40, phases: { checkpoint: 400, transfer: 900 } });
+  });
+
+  it('shows a running migration that fell silent as unknown, with how to ask', () => {
+    let now = Date.parse(at(1));
+    const live = new LiveState(() => now);
+    live.migration(event('transfer', 'started'));
+    expect(live.migrationList()[0]?.state).toBe('running');
+    now += SILENT_MIGRATION_MS + 1;
+    expect(live.migrationList()[0]).toMatchObject({ state: 'unknown', error: expect.stringContaining('herd migrate --status m1') });
   });
 
   it('lists running migrations first and forgets the oldest finished ones', () => {

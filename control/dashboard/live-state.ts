@@ -12,6 +12,8 @@ import type { ContainerMetricsBatch, ContainerSummary, ControlEvent, HostMetrics
 export const SERIES_POINTS = 300;
 /** Finished migrations kept for the page. */
 const RECENT_MIGRATIONS = 50;
+/** A running migration with no event for this long is shown as unknown (its source may be gone): `herd migrate --status` asks the hosts. */
+export const SILENT_MIGRATION_MS = 15 * 60_000;
 
 export interface Series {
   /** Unix seconds. */
@@ -30,7 +32,7 @@ export interface MigrationView {
   updatedAt: string;
   /** The phase now (or the last one: done, failed). */
   phase: string;
-  state: 'running' | 'done' | 'failed';
+  state: 'running' | 'done' | 'failed' | 'unknown';
   /** ms per finished phase. */
   phases: Record<string, number>;
   bytes?: number;
@@ -69,6 +71,8 @@ export class LiveState {
   readonly latestContainer = new Map<string, { cpu: number | null; disk: number | null; memoryBytes: number | null; at: string }>();
   private readonly migrations = new Map<string, MigrationView>();
   private readonly listeners = new Set<(u: DashboardUpdate) => void>();
+
+  constructor(private readonly now: () => number = Date.now) {}
 
   /** Calls `listener` with every update until the returned function is called. */
   subscribe(listener: (u: DashboardUpdate) => void): () => void {
@@ -148,6 +152,12 @@ export class LiveState {
 
   /** Running migrations first, then the latest finished ones, newest first. */
   migrationList(): MigrationView[] {
+    for (const m of this.migrations.values()) {
+      if (m.state === 'running' && this.now() - Date.parse(m.updatedAt) > SILENT_MIGRATION_MS) {
+        m.state = 'unknown';
+        m.error = `no event for ${SILENT_MIGRATION_MS / 60_000} min: herd migrate --status ${m.migrationId}`;
+      }
+    }
     return [...this.migrations.values()].sort((a, b) => (a.state === 'running') !== (b.state === 'running') ? (a.state === 'running' ? -1 : 1) : b.startedAt.localeCompare(a.startedAt));
   }
 

@@ -133,7 +133,14 @@ function renderHosts() {
       return el(
         'div',
         { class: `host ${h.state}`, 'data-host': h.hostId },
-        el('h3', {}, h.hostId, el('span', { class: 'state' }, h.state + (draining ? ' · draining' : '')), el('span', { class: 'state' }, h.cpus ? `CPUs ${h.cpus.join(',')}` : '')),
+        el(
+          'h3',
+          {},
+          h.hostId,
+          el('span', { class: 'state' }, h.state + (draining ? ' · draining' : '')),
+          el('span', { class: 'state' }, h.cpus ? `CPUs ${h.cpus.join(',')}` : ''),
+          state.actions ? drainButton(h.hostId, draining) : null,
+        ),
         el('div', { class: 'figures', id: `figures-${h.hostId}` }, hostFigures(h.hostId)),
         el(
           'div',
@@ -148,6 +155,12 @@ function renderHosts() {
     }),
   );
   redrawCharts();
+}
+
+function drainButton(hostId, draining) {
+  const b = el('button', { type: 'button', class: 'drain', 'data-drain': hostId }, draining ? 'Undrain' : 'Drain');
+  b.addEventListener('click', () => act('/api/control/drain', { host: hostId, cancel: Boolean(draining) }));
+  return b;
 }
 
 function hostFigures(hostId) {
@@ -303,11 +316,13 @@ function refreshSoon() {
       const res = await fetch('/api/state', { cache: 'no-store' });
       if (!res.ok) return;
       const s = await res.json();
+      const drains = JSON.stringify(state.control && state.control.draining);
       Object.assign(state, { control: s.control, history: s.history, events: s.events, forecast: s.forecast });
       renderLoop();
       renderHistory();
       renderForecast();
       renderEvents();
+      if (JSON.stringify(s.control && s.control.draining) !== drains) renderHosts();
     } catch (err) {
       console.warn('could not refresh the state', err);
     }
