@@ -49,6 +49,11 @@ export const computeConfigSchema = z.strictObject({
    * bind mounts and named volumes are refused before anything is frozen.
    */
   sharedPaths: z.array(z.string().startsWith('/', 'must be an absolute path')).default([]),
+  /**
+   * Diff mode: copy the upper dir while the container still runs, then after the freeze
+   * only what changed since (compute/migration/fs-precopy.ts). false: all of it while frozen.
+   */
+  preCopyFilesystem: z.boolean().default(true),
   /** Where in-flight migration records and staged checkpoints live. */
   stateDir: z.string().default('/var/lib/herd/compute'),
   /** CPUs this host's containers run on, reported in status (informational). */

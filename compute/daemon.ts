@@ -250,6 +250,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
         publishEvent: (event) => publishJson(c, topics.migrationEvents(event.migrationId), event),
         faults: () => readFaults(config.stateDir),
         sharedPaths: config.sharedPaths,
+        preCopyFilesystem: config.preCopyFilesystem,
         locks,
         stopping: () => stopping,
         fence: async (targetHost, migrationId) => {

@@ -211,7 +211,7 @@ export const replySchema = z.discriminatedUnion('ok', [
 export type Reply = z.infer<typeof replySchema>;
 
 // ---------------------------------------------------------------- migration events
-export const MIGRATION_PHASES = ['accepted', 'prepare', 'checkpoint', 'transfer', 'restore', 'resolve', 'cleanup', 'rollback', 'done', 'failed'] as const;
+export const MIGRATION_PHASES = ['accepted', 'prepare', 'precopy', 'checkpoint', 'transfer', 'restore', 'resolve', 'cleanup', 'rollback', 'done', 'failed'] as const;
 export type MigrationPhase = (typeof MIGRATION_PHASES)[number];
 
 /** Published on herd/v1/migrations/{migrationId}/events, one per phase start and end. */
@@ -242,6 +242,9 @@ export const migrationEventSchema = z.strictObject({
       downtimeMs: z.number().min(0),
       checkpointBytes: z.number().int().min(0),
       filesystemBytes: z.number().int().min(0),
+      /** With the filesystem pre-copy (diff mode): its time and bytes, before the freeze (filesystemBytes is what moved after it). */
+      precopyMs: z.number().min(0).optional(),
+      precopyBytes: z.number().int().min(0).optional(),
     })
     .optional(),
   error: wireErrorSchema.optional(),

@@ -33,6 +33,8 @@ export interface MigrationContext {
   inFlight: Map<string, string>;
   /** Host directories every compute host shares: bind mounts under them migrate as they are. */
   sharedPaths: readonly string[];
+  /** Diff mode: copy the upper dir before the freeze, then only what changed (fs-precopy.ts). */
+  preCopyFilesystem: boolean;
   /** Faults to inject, read from `<stateDir>/faults` at each use (tests only; see faults.ts). */
   faults(): ReadonlySet<Fault>;
 }

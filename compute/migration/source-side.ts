@@ -14,6 +14,7 @@
  *   without one the container stays frozen (IN_DOUBT) and the reconciler keeps asking.
  * The whole run holds the migration's lock; every step is recorded durably first.
  */
+import type { Client } from 'ssh2';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
@@ -26,7 +27,8 @@ import type { MigrationContext } from './context.ts';
 import type { SourceRecord } from './migration-store.ts';
 import { killRuncJobs } from './runc-jobs.ts';
 import { askTargetToAbort, resolveInDoubt, restoreOutcomeUnknown, rollBackSource, rollForward, type Settled } from './source-settle.ts';
-import { openReceiver, tarDirectory, type RemoteReceiver } from './ssh-transfer.ts';
+import { openReceiver, prunePaths, tarDirectory, type RemoteReceiver } from './ssh-transfer.ts';
+import { changesSince, snapshotTree, type TreeSnapshot } from './fs-precopy.ts';
 import { assertCarried, assertCheckpointable, containerProcesses, hasSysResource } from './preflight.ts';
 
 const execFileAsync = promisify(execFile);
@@ -86,6 +88,8 @@ export class SourceMigration {
 
   /** Bytes the transfer should move (memory in use + upper dir and volumes), for progress; unknown in full mode. */
   private estimatedTransferBytes: number | undefined;
+  /** The upper dir and volumes (du), for the pre-copy's progress. */
+  private estimatedFilesystemBytes = 0;
 
   private async event(phase: MigrationPhase, status: MigrationEvent['status'], extra: Partial<MigrationEvent> = {}): Promise<void> {
     const now = performance.now();
@@ -185,6 +189,7 @@ export class SourceMigration {
     try {
       const memoryBytes = memoryUsageBytes(d.pid);
       const filesystemBytes = await this.filesystemEstimate();
+      this.estimatedFilesystemBytes = filesystemBytes;
       // What the transfer will move, roughly (the checkpoint is about the memory in use): the progress bar's 100 %. Unknown for a whole-filesystem export.
       if (args.fsMode !== 'full') this.estimatedTransferBytes = memoryBytes + filesystemBytes;
       const requiredBytes = memoryBytes * 2 + filesystemBytes;
@@ -206,6 +211,22 @@ export class SourceMigration {
     const cancelReceivers = () => void receivers.then((rs) => rs.forEach((r) => r?.cancel())).catch(() => undefined);
     prepared.catch(() => undefined);
     receivers.catch(() => undefined);
+    // Diff mode: the upper dir goes while the container still runs; after the freeze, only what changed.
+    let precopy: { snapshot: TreeSnapshot; ms: number; bytes: number } | undefined;
+    if (args.fsMode === 'diff' && ctx.preCopyFilesystem && d.upperDir !== undefined) {
+      try {
+        precopy = await this.preCopy(d.upperDir, await prepared, await ssh);
+        // After the freeze: the memory and what changed (unknown, small), not the upper dir again.
+        if (this.estimatedTransferBytes !== undefined) this.estimatedTransferBytes = Math.max(0, this.estimatedTransferBytes - this.estimatedFilesystemBytes);
+      } catch (err) {
+        const error = toHerdError(err, 'TRANSFER_FAILED');
+        await this.event('precopy', 'failed', { error: error.toWire() });
+        cancelReceivers();
+        // Nothing was frozen: the target's copy goes, the source runs on.
+        await askTargetToAbort(ctx, this.record, 'filesystem pre-copy failed');
+        throw await this.rolledBack('precopy', error, await rollBackSource(ctx, this.record, error));
+      }
+    }
     await this.setPhase('checkpointing');
     await this.event('checkpoint', 'started');
     const frozenAt = performance.now();
@@ -237,7 +258,7 @@ export class SourceMigration {
     let progressTimer: NodeJS.Timeout | undefined;
     try {
       prep = await prepared;
-      await this.event('prepare', 'finished', { detail: `target container ${prep.targetDockerId.slice(0, 12)}` });
+      if (precopy === undefined) await this.event('prepare', 'finished', { detail: `target container ${prep.targetDockerId.slice(0, 12)}` });
       // 3. Transfer the checkpoint images and the filesystem, both streams at once.
       await this.setPhase('transferring');
       await this.event('transfer', 'started');
@@ -265,7 +286,12 @@ export class SourceMigration {
         if (fsReceiver === undefined) return 0;
         if (args.fsMode === 'diff') {
           if (d.upperDir === undefined) throw new HerdError('TRANSFER_FAILED', 'source container has no overlay upper dir');
-          return send(fsReceiver, prep.upperDir, tarDirectory(d.upperDir, { xattrs: true }), 'filesystem diff transfer');
+          if (precopy === undefined) return send(fsReceiver, prep.upperDir, tarDirectory(d.upperDir, { xattrs: true }), 'filesystem diff transfer');
+          // What changed since the pre-copy: deletions first, then the changed entries alone.
+          const changes = await changesSince(d.upperDir, precopy.snapshot);
+          if (changes.deleted.length > 0) await prunePaths(await ssh, prep.upperDir, changes.deleted);
+          this.log.info({ changed: changes.changed.length, deleted: changes.deleted.length }, 'filesystem changes since the pre-copy');
+          return send(fsReceiver, prep.upperDir, tarDirectory(d.upperDir, { xattrs: true, only: changes.changed }), 'filesystem delta transfer');
         }
         return send(fsReceiver, prep.upperDir, await ctx.runtime.exportFilesystem(d.dockerId), 'full filesystem transfer');
       };
@@ -332,6 +358,7 @@ export class SourceMigration {
       downtimeMs: round(downtimeMs),
       checkpointBytes,
       filesystemBytes,
+      ...(precopy === undefined ? {} : { precopyMs: round(precopy.ms), precopyBytes: precopy.bytes }),
     };
     const result: MigrationResult = { migrationId: args.migrationId, herdId: d.herdId, container: d.name, sourceHost: ctx.hostId, targetHost: args.targetHost, fsMode: args.fsMode, timings };
     // 5. The target runs: remove the source (its checkpoint goes with it), then the target commits.
@@ -397,6 +424,33 @@ export class SourceMigration {
       });
       if (settled !== 'in-doubt' || Date.now() > deadline) return settled;
       await new Promise((r) => setTimeout(r, 5000));
+    }
+  }
+
+  /**
+   * Copies the upper dir to the target's while the container runs (after the target
+   * prepared its container), noting beforehand what is there (fs-precopy.ts).
+   */
+  private async preCopy(upperDir: string, prep: PrepareResult, conn: Client): Promise<{ snapshot: TreeSnapshot; ms: number; bytes: number }> {
+    await this.event('prepare', 'finished', { detail: `target container ${prep.targetDockerId.slice(0, 12)}` });
+    await this.event('precopy', 'started');
+    const start = performance.now();
+    const snapshot = await snapshotTree(upperDir);
+    let moved = 0;
+    let reported = 0;
+    const timer = setInterval(() => {
+      if (moved === reported) return;
+      reported = moved;
+      void this.event('precopy', 'progress', { bytes: moved, ...(this.estimatedFilesystemBytes > 0 ? { totalBytes: Math.max(moved, this.estimatedFilesystemBytes) } : {}) });
+    }, PROGRESS_INTERVAL_MS);
+    try {
+      const receiver = await openReceiver(conn, { xattrs: true });
+      const bytes = await receiver.send(prep.upperDir, tarDirectory(upperDir, { xattrs: true }), 'filesystem pre-copy', (n) => (moved += n));
+      const ms = performance.now() - start;
+      await this.event('precopy', 'finished', { durationMs: round(ms), bytes, detail: `${snapshot.entries.size} entries while running` });
+      return { snapshot, ms, bytes };
+    } finally {
+      clearInterval(timer);
     }
   }
 

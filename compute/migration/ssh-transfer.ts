@@ -112,6 +112,34 @@ export interface RemoteReceiver {
  */
 export const RECEIVE_COMMAND = { plain: 'herd-receive', xattrs: 'herd-receive --xattrs' } as const;
 export const FENCE_COMMAND = (migrationId: string) => `herd-fence ${migrationId}`;
+export const PRUNE_COMMAND = 'herd-prune';
+
+/** Deletes `paths` (relative, NUL-free) under `dir` on the remote host: the deletions of a filesystem pre-copy. */
+export function prunePaths(conn: Client, dir: string, paths: readonly string[]): Promise<void> {
+  if (/[\n\0]/.test(dir) || paths.some((p) => p.includes('\0'))) return Promise.reject(new HerdError('TRANSFER_FAILED', `pruning ${dir}: invalid path`));
+  return new Promise((resolve, reject) => {
+    conn.exec(PRUNE_COMMAND, (err, channel) => {
+      if (err) {
+        reject(new HerdError('TRANSFER_FAILED', `cannot start the remote pruner: ${err.message}`, { cause: err }));
+        return;
+      }
+      channel.resume();
+      let stderr = '';
+      let exitCode: number | null = null;
+      channel.stderr.on('data', (d: Buffer) => {
+        if (stderr.length < 4000) stderr += d.toString();
+      });
+      channel.on('exit', (code: number | null) => {
+        exitCode = code;
+      });
+      channel.once('close', () => {
+        if (exitCode === 0) resolve();
+        else reject(new HerdError('TRANSFER_FAILED', `deleting ${paths.length} path(s) under ${dir} exited ${exitCode ?? 'by signal'}: ${stderr.trim().split('\n').slice(-3).join(' | ') || 'connection lost'}`));
+      });
+      channel.end(Buffer.concat([Buffer.from(`${dir}\n`), ...paths.map((p) => Buffer.from(`${p}\0`))]));
+    });
+  });
+}
 
 export function openReceiver(conn: Client, options: { xattrs: boolean }): Promise<RemoteReceiver> {
   const command = options.xattrs ? RECEIVE_COMMAND.xattrs : RECEIVE_COMMAND.plain;
@@ -170,11 +198,16 @@ export function openReceiver(conn: Client, options: { xattrs: boolean }): Promis
   });
 }
 
-/** A local `tar -c` of a directory as a stream; errors (non-zero exit) surface on the stream. */
-export function tarDirectory(dir: string, options: { xattrs: boolean }): Readable {
-  const args = ['-c', '--numeric-owner', '--sparse', '-C', dir, '.'];
+/**
+ * A local `tar -c` of a directory as a stream; errors (non-zero exit) surface on the stream.
+ * With `only`, just those entries (relative paths, directories without their contents).
+ */
+export function tarDirectory(dir: string, options: { xattrs: boolean; only?: readonly string[] }): Readable {
+  const args = ['-c', '--numeric-owner', '--sparse', '-C', dir, ...(options.only === undefined ? ['.'] : ['--no-recursion', '--null', '--verbatim-files-from', '-T', '-'])];
   if (options.xattrs) args.splice(1, 0, '--xattrs', '--xattrs-include=*');
-  const child = spawn('tar', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('tar', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  child.stdin.on('error', () => undefined); // tar failing early closes it: its exit code says why
+  child.stdin.end(options.only === undefined ? undefined : Buffer.concat(options.only.map((p) => Buffer.from(p === '.' ? '.\0' : `./${p}\0`))));
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   // Pipe at once: Node resumes (and so discards) an unread child stdout when the child exits.

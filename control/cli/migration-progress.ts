@@ -1,6 +1,7 @@
 /**
  * How `herd migrate` shows a migration (control/cli/progress.ts): a line per phase event;
- * on a terminal, the transfer's bytes as a bar redrawn in place.
+ * on a terminal, the bytes of the transfer (and of the filesystem pre-copy) as a bar redrawn
+ * in place.
  */
 import type { MigrationEvent } from '../../protocol/messages.ts';
 import { describeEvent } from '../migrations/migration-client.ts';
@@ -10,7 +11,7 @@ export function migrationPrinter(progress: Progress): { event(e: MigrationEvent)
   return {
     event(e) {
       if (e.status === 'progress') {
-        if (e.bytes !== undefined) progress.advance('transfer  ', e.bytes, e.totalBytes, 'bytes');
+        if (e.bytes !== undefined) progress.advance(e.phase.padEnd(10), e.bytes, e.totalBytes, 'bytes');
         return;
       }
       progress.phase(describeEvent(e));

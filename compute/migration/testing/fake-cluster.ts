@@ -266,6 +266,7 @@ export class FakeCluster {
       publishEvent: async () => undefined,
       inFlight: new Map(),
       sharedPaths: [],
+      preCopyFilesystem: false,
       faults: () => new Set(),
       locks: new KeyedLock(),
       stopping: () => false,

@@ -1,0 +1,129 @@
+/**
+ * The filesystem pre-copy on real directories: a copy taken while "running", then the
+ * changes after the "freeze" (deletions first, then the changed entries alone, through the
+ * same tar and forced-command pruner the migration uses) give a directory that equals a
+ * copy of the frozen one: files, modes, owners, times, xattrs, whiteouts, deletions.
+ */
+import { spawnSync } from 'node:child_process';
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync, linkSync, chownSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { changesSince, snapshotTree } from './fs-precopy.ts';
+import { PRUNE_COMMAND, tarDirectory } from './ssh-transfer.ts';
+
+const SCRIPT = resolve(import.meta.dirname, '../../bin/herd-ssh-command');
+
+function must(cmd: string, args: string[], input?: Buffer): Buffer {
+  const r = spawnSync(cmd, args, { ...(input === undefined ? {} : { input }), maxBuffer: 64 * 2 ** 20 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+  return r.stdout;
+}
+
+async function collect(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/**
+ * The tree as one archive, sorted, with contents, owners, modes, mtimes, xattrs, links and
+ * device numbers (not atime and ctime, which no copy keeps): equal archives, equal trees.
+ */
+const image = (dir: string) => must('tar', ['-c', '--sort=name', '--numeric-owner', '--xattrs', '--xattrs-include=*', '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime', '-C', dir, '.']);
+
+const setXattr = (path: string, name: string, value: string) => must('python3', ['-c', 'import os,sys; os.setxattr(sys.argv[1], sys.argv[2], sys.argv[3].encode(), follow_symlinks=False)', path, name, value]);
+
+describe('filesystem pre-copy (real directories, real tar, the real pruner)', () => {
+  it('pre-copy plus the changes since equals a copy of the frozen directory, and sends only what changed', { timeout: 30_000 }, async () => {
+    const base = mkdtempSync(join(tmpdir(), 'herd-precopy-'));
+    const upper = join(base, 'upper');
+    const target = join(base, 'data', 'target');
+    mkdirSync(join(upper, 'db', 'old'), { recursive: true });
+    mkdirSync(join(upper, 'etc'), { recursive: true });
+    mkdirSync(join(upper, 'gone', 'deep'), { recursive: true });
+    writeFileSync(join(upper, 'db', 'table.ibd'), Buffer.alloc(256 * 1024, 1));
+    writeFileSync(join(upper, 'db', 'untouched.ibd'), Buffer.alloc(64 * 1024, 2));
+    writeFileSync(join(upper, 'db', 'old', 'a'), 'a');
+    writeFileSync(join(upper, 'etc', 'conf'), 'x=1\n');
+    writeFileSync(join(upper, 'etc', 'mode'), 'm');
+    writeFileSync(join(upper, 'gone', 'deep', 'file'), 'bye');
+    writeFileSync(join(upper, 'becomes-dir'), 'file for now');
+    writeFileSync(join(upper, 'renamed-from'), 'moving');
+    symlinkSync('/etc/passwd', join(upper, 'link'));
+    // The container runs on: wait out the ctime slack so that the untouched entries count as old.
+    await new Promise((r) => setTimeout(r, 2300));
+
+    const snapshot = await snapshotTree(upper);
+    mkdirSync(target, { recursive: true });
+    must('tar', ['-x', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-C', target], await collect(tarDirectory(upper, { xattrs: true })));
+
+    // Changes while the pre-copy runs and up to the freeze.
+    appendFileSync(join(upper, 'db', 'table.ibd'), Buffer.alloc(4096, 3));
+    chmodSync(join(upper, 'etc', 'mode'), 0o600);
+    chownSync(join(upper, 'etc', 'conf'), 1234, 5678);
+    setXattr(join(upper, 'db'), 'trusted.overlay.opaque', 'y');
+    writeFileSync(join(upper, 'etc', 'new'), 'new file');
+    rmSync(join(upper, 'gone'), { recursive: true });
+    rmSync(join(upper, 'becomes-dir'));
+    mkdirSync(join(upper, 'becomes-dir'));
+    writeFileSync(join(upper, 'becomes-dir', 'inside'), 'i');
+    renameSync(join(upper, 'renamed-from'), join(upper, 'renamed-to'));
+    linkSync(join(upper, 'etc', 'new'), join(upper, 'etc', 'new-link'));
+    rmSync(join(upper, 'db', 'old', 'a'));
+    must('mknod', [join(upper, 'db', 'old', 'a'), 'c', '0', '0']); // an overlay whiteout in its place
+
+    // The freeze: what changed goes, deletions first.
+    const changes = await changesSince(upper, snapshot);
+    expect(changes.changed).not.toContain('db/untouched.ibd');
+    expect(changes.changed).not.toContain('link');
+    expect(changes.changed).toEqual(expect.arrayContaining(['db/table.ibd', 'etc/mode', 'etc/conf', 'db', 'etc/new', 'becomes-dir', 'becomes-dir/inside', 'renamed-to', 'db/old/a']));
+    expect(changes.deleted).toEqual(['becomes-dir', 'db/old/a', 'gone', 'renamed-from']);
+
+    writeFileSync(join(base, 'receiver.conf'), `root ${join(base, 'data')}\n`);
+    const pruned = spawnSync(SCRIPT, [join(base, 'receiver.conf')], {
+      input: Buffer.concat([Buffer.from(`${target}\n`), ...changes.deleted.map((p) => Buffer.from(`${p}\0`))]),
+      env: { SSH_ORIGINAL_COMMAND: PRUNE_COMMAND, PATH: process.env.PATH ?? '' },
+    });
+    expect(pruned.status, pruned.stderr.toString()).toBe(0);
+    const delta = await collect(tarDirectory(upper, { xattrs: true, only: changes.changed }));
+    must('tar', ['-x', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-C', target], delta);
+
+    // Readable first (what differs), then byte for byte.
+    const list = (dir: string) => must('tar', ['-tv', '--full-time', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-f', '-'], image(dir)).toString();
+    expect(list(target)).toBe(list(upper));
+    expect(image(target).equals(image(upper))).toBe(true);
+    // The untouched 64 KiB file did not go again.
+    expect(delta.length).toBeLessThan(256 * 1024 + 4096 + 64 * 1024);
+    rmSync(base, { recursive: true, force: true });
+  });
+
+  it('the pruner deletes only under the target directory: not through a symlink, not with ..', () => {
+    const base = mkdtempSync(join(tmpdir(), 'herd-prune-'));
+    const data = join(base, 'data');
+    const target = join(data, 't');
+    const outside = join(base, 'outside');
+    mkdirSync(target, { recursive: true });
+    mkdirSync(outside);
+    writeFileSync(join(outside, 'precious'), 'keep');
+    symlinkSync(outside, join(target, 'escape'));
+    writeFileSync(join(base, 'receiver.conf'), `root ${data}\n`);
+    const prune = (paths: string[], dir = target) =>
+      spawnSync(SCRIPT, [join(base, 'receiver.conf')], { input: Buffer.concat([Buffer.from(`${dir}\n`), ...paths.map((p) => Buffer.from(`${p}\0`))]), env: { SSH_ORIGINAL_COMMAND: PRUNE_COMMAND, PATH: process.env.PATH ?? '' } });
+    for (const [paths, message] of [
+      [['escape/precious'], /leads out of/],
+      [['../outside/precious'], /\. or \.\. or empty segments/],
+      [['/etc/passwd'], /must be relative/],
+    ] as const) {
+      const r = prune([...paths]);
+      expect(r.status).toBe(126);
+      expect(r.stderr.toString()).toMatch(message);
+    }
+    expect(prune(['x'], outside).stderr.toString()).toMatch(/not under this host's data roots/);
+    // The symlink itself may go (not what it points to).
+    expect(prune(['escape']).status).toBe(0);
+    expect(must('cat', [join(outside, 'precious')]).toString()).toBe('keep');
+    rmSync(base, { recursive: true, force: true });
+  });
+});

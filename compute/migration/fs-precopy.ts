@@ -1,0 +1,99 @@
+/**
+ * The filesystem before the freeze (diff mode): the overlay upper dir is copied while the
+ * container still runs, and after the freeze only what changed since goes, with deletions,
+ * the way p.haul's "preliminary FS migration" did.
+ *
+ * Before the pre-copy starts, `snapshotTree` notes every entry (path, inode, type) and the
+ * time. After the freeze, `changesSince` walks the dir again: an entry whose inode change
+ * time (ctime: set by every write, chmod, chown, xattr change, rename or link, and by
+ * nothing a process can forge) is not older than the snapshot, or that is new, is sent
+ * again; an entry whose inode or type differs is deleted on the target first (a file that
+ * became a directory, a whiteout that replaced a file); an entry that is gone is deleted.
+ * A directory whose entries changed has a new ctime itself, so its mode and times follow.
+ * The result on the target equals a copy of the frozen upper dir (checked in tests).
+ */
+import { lstat, opendir } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/**
+ * Changes within this long before the snapshot count as changes after it: file systems
+ * keep ctime at the kernel's clock tick, which may lag the wall clock a process reads.
+ */
+export const CTIME_SLACK_MS = 2000;
+
+export interface TreeEntry {
+  ino: bigint;
+  /** The file type bits of st_mode (S_IFMT). */
+  type: number;
+}
+
+export interface TreeSnapshot {
+  /** Wall clock when the walk began (ms). */
+  takenAtMs: number;
+  /** Relative path ("a/b") → what it was. */
+  entries: Map<string, TreeEntry>;
+}
+
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
+
+/**
+ * Every entry under `dir` (not `dir` itself), depth first: each directory right before its
+ * contents, so that tar, extracting a list in this order, sets a directory's times once its
+ * contents are in. Symlinks are not followed.
+ */
+async function walk(dir: string, visit: (rel: string, st: { ino: bigint; mode: number; ctimeMs: number }) => void, rel = ''): Promise<void> {
+  const names: string[] = [];
+  for await (const entry of await opendir(rel === '' ? dir : join(dir, rel))) names.push(entry.name);
+  for (const name of names) {
+    const path = rel === '' ? name : `${rel}/${name}`;
+    const st = await lstat(join(dir, path), { bigint: true });
+    visit(path, { ino: st.ino, mode: Number(st.mode), ctimeMs: Number(st.ctimeNs / 1_000_000n) });
+    if ((Number(st.mode) & S_IFMT) === S_IFDIR) await walk(dir, visit, path);
+  }
+}
+
+/** What is under `dir` now, and when the walk began. */
+export async function snapshotTree(dir: string, now: () => number = Date.now): Promise<TreeSnapshot> {
+  const takenAtMs = now();
+  const entries = new Map<string, TreeEntry>();
+  await walk(dir, (rel, st) => entries.set(rel, { ino: st.ino, type: st.mode & S_IFMT }));
+  return { takenAtMs, entries };
+}
+
+export interface TreeChanges {
+  /** Entries to send again, depth first ("." for the directory itself: its mode and times). */
+  changed: string[];
+  /** Entries to delete on the target before the changed ones arrive (gone, or replaced by another inode or type); no entry under another one listed. */
+  deleted: string[];
+}
+
+/** What changed under `dir` since `snapshot` (see the top of this file). */
+export async function changesSince(dir: string, snapshot: TreeSnapshot): Promise<TreeChanges> {
+  const since = snapshot.takenAtMs - CTIME_SLACK_MS;
+  const changed: string[] = [];
+  const replaced: string[] = [];
+  const seen = new Set<string>();
+  await walk(dir, (rel, st) => {
+    seen.add(rel);
+    const before = snapshot.entries.get(rel);
+    if (before !== undefined && (before.ino !== st.ino || before.type !== (st.mode & S_IFMT))) replaced.push(rel);
+    if (before === undefined || before.ino !== st.ino || before.type !== (st.mode & S_IFMT) || st.ctimeMs >= since) changed.push(rel);
+  });
+  const gone = [...snapshot.entries.keys()].filter((rel) => !seen.has(rel));
+  const root = await lstat(dir, { bigint: true });
+  if (Number(root.ctimeNs / 1_000_000n) >= since) changed.unshift('.');
+  return { changed, deleted: outermost([...gone, ...replaced]) };
+}
+
+/** The paths not under another path of the list (deleting a directory deletes what it held), sorted. */
+function outermost(paths: string[]): string[] {
+  const sorted = [...new Set(paths)].sort();
+  const out: string[] = [];
+  for (const p of sorted) {
+    const last = out[out.length - 1];
+    if (last !== undefined && p.startsWith(`${last}/`)) continue;
+    out.push(p);
+  }
+  return out;
+}
