@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { changesSince, snapshotTree } from './fs-precopy.ts';
-import { PRUNE_COMMAND, tarDirectory } from './ssh-transfer.ts';
+import { PRUNE_COMMAND, tarDirectory, unescapeTarName } from './ssh-transfer.ts';
 
 const SCRIPT = resolve(import.meta.dirname, '../../bin/herd-ssh-command');
 
@@ -36,6 +36,11 @@ const image = (dir: string) => must('tar', ['-c', '--sort=name', '--numeric-owne
 const setXattr = (path: string, name: string, value: string) => must('python3', ['-c', 'import os,sys; os.setxattr(sys.argv[1], sys.argv[2], sys.argv[3].encode(), follow_symlinks=False)', path, name, value]);
 
 describe('filesystem pre-copy (real directories, real tar, the real pruner)', () => {
+  it('reads back the names tar prints in its escape quoting', () => {
+    expect(unescapeTarName('./a\\nb\\\\c\\303\\251 d')).toBe('./a\nb\\cé d');
+    expect(unescapeTarName('plain/name')).toBe('plain/name');
+  });
+
   it('pre-copy plus the changes since equals a copy of the frozen directory, and sends only what changed', { timeout: 30_000 }, async () => {
     const base = mkdtempSync(join(tmpdir(), 'herd-precopy-'));
     const upper = join(base, 'upper');
@@ -56,8 +61,14 @@ describe('filesystem pre-copy (real directories, real tar, the real pruner)', ()
     await new Promise((r) => setTimeout(r, 2300));
 
     const snapshot = await snapshotTree(upper);
+    // Made after the snapshot, before the pre-copy reads them: in its archive but not in the snapshot.
+    const weird = 'we\nird \\ é';
+    writeFileSync(join(upper, weird), 'short-lived');
+    writeFileSync(join(upper, 'during'), 'becomes a directory');
     mkdirSync(target, { recursive: true });
-    must('tar', ['-x', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-C', target], await collect(tarDirectory(upper, { xattrs: true })));
+    must('tar', ['-x', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-C', target], await collect(tarDirectory(upper, { xattrs: true, live: { archived: (rel) => snapshot.archived.add(rel) } })));
+    expect(snapshot.archived).toContain(weird);
+    expect(snapshot.archived).toContain('gone/deep/file');
 
     // Changes while the pre-copy runs and up to the freeze.
     appendFileSync(join(upper, 'db', 'table.ibd'), Buffer.alloc(4096, 3));
@@ -73,13 +84,16 @@ describe('filesystem pre-copy (real directories, real tar, the real pruner)', ()
     linkSync(join(upper, 'etc', 'new'), join(upper, 'etc', 'new-link'));
     rmSync(join(upper, 'db', 'old', 'a'));
     must('mknod', [join(upper, 'db', 'old', 'a'), 'c', '0', '0']); // an overlay whiteout in its place
+    rmSync(join(upper, weird));
+    rmSync(join(upper, 'during'));
+    mkdirSync(join(upper, 'during'));
 
     // The freeze: what changed goes, deletions first.
     const changes = await changesSince(upper, snapshot);
     expect(changes.changed).not.toContain('db/untouched.ibd');
     expect(changes.changed).not.toContain('link');
     expect(changes.changed).toEqual(expect.arrayContaining(['db/table.ibd', 'etc/mode', 'etc/conf', 'db', 'etc/new', 'becomes-dir', 'becomes-dir/inside', 'renamed-to', 'db/old/a']));
-    expect(changes.deleted).toEqual(['becomes-dir', 'db/old/a', 'gone', 'renamed-from']);
+    expect(changes.deleted).toEqual(['becomes-dir', 'db/old/a', 'during', 'gone', 'renamed-from', weird].sort());
 
     writeFileSync(join(base, 'receiver.conf'), `root ${join(base, 'data')}\n`);
     const pruned = spawnSync(SCRIPT, [join(base, 'receiver.conf')], {

@@ -4,14 +4,17 @@
  * the way p.haul's "preliminary FS migration" did.
  *
  * Before the pre-copy starts, `snapshotTree` notes every entry (path, inode, type) and the
- * time. After the freeze, `changesSince` walks the dir again: an entry whose inode change
- * time (ctime: set by every write, chmod, chown, xattr change, rename or link, and by
- * nothing a process can forge) is not older than the snapshot, or that is new, is sent
- * again; an entry whose inode or type differs is deleted on the target first (a file that
- * became a directory, a whiteout that replaced a file); an entry that is gone is deleted.
+ * time; while it runs, the pre-copy's tar names every entry it archived (`archived`: the
+ * container may create and delete files meanwhile). After the freeze, `changesSince` walks
+ * the dir again: an entry whose inode change time (ctime: set by every write, chmod, chown,
+ * xattr change, rename or link, and by nothing a process can forge) is not older than the
+ * snapshot, or that is new, is sent again; an entry whose inode or type differs, or that
+ * the pre-copy may hold in another form (archived but not in the snapshot), is deleted on
+ * the target first; an entry the target may hold that is gone is deleted.
  * A directory whose entries changed has a new ctime itself, so its mode and times follow.
  * The result on the target equals a copy of the frozen upper dir (checked in tests).
  */
+import type { BigIntStats } from 'node:fs';
 import { lstat, opendir } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -32,6 +35,8 @@ export interface TreeSnapshot {
   takenAtMs: number;
   /** Relative path ("a/b") → what it was. */
   entries: Map<string, TreeEntry>;
+  /** What the pre-copy's archive holds (filled while it runs). */
+  archived: Set<string>;
 }
 
 const S_IFMT = 0o170000;
@@ -44,21 +49,35 @@ const S_IFDIR = 0o040000;
  */
 async function walk(dir: string, visit: (rel: string, st: { ino: bigint; mode: number; ctimeMs: number }) => void, rel = ''): Promise<void> {
   const names: string[] = [];
-  for await (const entry of await opendir(rel === '' ? dir : join(dir, rel))) names.push(entry.name);
+  try {
+    for await (const entry of await opendir(rel === '' ? dir : join(dir, rel))) names.push(entry.name);
+  } catch (err) {
+    // A directory of a running container that went meanwhile: nothing of it to note.
+    if (rel !== '' && isGone(err)) return;
+    throw err;
+  }
   for (const name of names) {
     const path = rel === '' ? name : `${rel}/${name}`;
-    const st = await lstat(join(dir, path), { bigint: true });
+    let st: BigIntStats;
+    try {
+      st = await lstat(join(dir, path), { bigint: true });
+    } catch (err) {
+      if (isGone(err)) continue; // deleted between the listing and now
+      throw err;
+    }
     visit(path, { ino: st.ino, mode: Number(st.mode), ctimeMs: Number(st.ctimeNs / 1_000_000n) });
     if ((Number(st.mode) & S_IFMT) === S_IFDIR) await walk(dir, visit, path);
   }
 }
+
+const isGone = (err: unknown) => (err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR';
 
 /** What is under `dir` now, and when the walk began. */
 export async function snapshotTree(dir: string, now: () => number = Date.now): Promise<TreeSnapshot> {
   const takenAtMs = now();
   const entries = new Map<string, TreeEntry>();
   await walk(dir, (rel, st) => entries.set(rel, { ino: st.ino, type: st.mode & S_IFMT }));
-  return { takenAtMs, entries };
+  return { takenAtMs, entries, archived: new Set() };
 }
 
 export interface TreeChanges {
@@ -77,10 +96,11 @@ export async function changesSince(dir: string, snapshot: TreeSnapshot): Promise
   await walk(dir, (rel, st) => {
     seen.add(rel);
     const before = snapshot.entries.get(rel);
-    if (before !== undefined && (before.ino !== st.ino || before.type !== (st.mode & S_IFMT))) replaced.push(rel);
+    // Not in the snapshot but archived: created during the pre-copy, perhaps replaced since by another type.
+    if (before === undefined ? snapshot.archived.has(rel) : before.ino !== st.ino || before.type !== (st.mode & S_IFMT)) replaced.push(rel);
     if (before === undefined || before.ino !== st.ino || before.type !== (st.mode & S_IFMT) || st.ctimeMs >= since) changed.push(rel);
   });
-  const gone = [...snapshot.entries.keys()].filter((rel) => !seen.has(rel));
+  const gone = [...new Set([...snapshot.entries.keys(), ...snapshot.archived])].filter((rel) => !seen.has(rel));
   const root = await lstat(dir, { bigint: true });
   if (Number(root.ctimeNs / 1_000_000n) >= since) changed.unshift('.');
   return { changed, deleted: outermost([...gone, ...replaced]) };

@@ -445,7 +445,9 @@ export class SourceMigration {
     }, PROGRESS_INTERVAL_MS);
     try {
       const receiver = await openReceiver(conn, { xattrs: true });
-      const bytes = await receiver.send(prep.upperDir, tarDirectory(upperDir, { xattrs: true }), 'filesystem pre-copy', (n) => (moved += n));
+      const source = tarDirectory(upperDir, { xattrs: true, live: { archived: (rel) => snapshot.archived.add(rel) } });
+      const slow = this.ctx.faults().has('slow-transfer');
+      const bytes = await receiver.send(prep.upperDir, slow ? source.pipe(new Throttle(1024 * 1024)) : source, 'filesystem pre-copy', (n) => (moved += n));
       const ms = performance.now() - start;
       await this.event('precopy', 'finished', { durationMs: round(ms), bytes, detail: `${snapshot.entries.size} entries while running` });
       return { snapshot, ms, bytes };

@@ -4,7 +4,10 @@
  * remote host key must match the known_hosts file: no key, no transfer.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { createReadStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { PassThrough, Transform, type Readable } from 'node:stream';
 import { Client, type ConnectConfig } from 'ssh2';
 import { HerdError } from '../../protocol/errors.ts';
@@ -201,15 +204,32 @@ export function openReceiver(conn: Client, options: { xattrs: boolean }): Promis
 /**
  * A local `tar -c` of a directory as a stream; errors (non-zero exit) surface on the stream.
  * With `only`, just those entries (relative paths, directories without their contents).
+ * With `live`, the directory may change while it is read (a running container's): files
+ * that change, shrink or vanish meanwhile are not errors (their changes go later), and
+ * `live.archived` hears the relative path of every entry the archive holds.
  */
-export function tarDirectory(dir: string, options: { xattrs: boolean; only?: readonly string[] }): Readable {
+export function tarDirectory(dir: string, options: { xattrs: boolean; only?: readonly string[]; live?: { archived(rel: string): void } }): Readable {
   const args = ['-c', '--numeric-owner', '--sparse', '-C', dir, ...(options.only === undefined ? ['.'] : ['--no-recursion', '--null', '--verbatim-files-from', '-T', '-'])];
   if (options.xattrs) args.splice(1, 0, '--xattrs', '--xattrs-include=*');
+  // The names of a live archive, read once tar is done (stdio pipes are sockets, which tar cannot open by /dev/fd).
+  const indexFile = options.live === undefined ? undefined : join(mkdtempSync(join(tmpdir(), 'herd-tar-index-')), 'index');
+  if (indexFile !== undefined) args.splice(1, 0, '-v', `--index-file=${indexFile}`, '--quoting-style=escape', '--warning=no-file-changed', '--warning=no-file-shrank', '--warning=no-file-removed');
   const child = spawn('tar', args, { stdio: ['pipe', 'pipe', 'pipe'] });
   child.stdin.on('error', () => undefined); // tar failing early closes it: its exit code says why
   child.stdin.end(options.only === undefined ? undefined : Buffer.concat(options.only.map((p) => Buffer.from(p === '.' ? '.\0' : `./${p}\0`))));
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const listNames = async () => {
+    if (indexFile === undefined || options.live === undefined) return;
+    try {
+      for await (const line of createInterface({ input: createReadStream(indexFile), crlfDelay: Infinity })) {
+        const rel = unescapeTarName(line).replace(/^\.\/?/, '').replace(/\/$/, '');
+        if (rel !== '') options.live.archived(rel);
+      }
+    } finally {
+      rmSync(dirname(indexFile), { recursive: true, force: true });
+    }
+  };
   // Pipe at once: Node resumes (and so discards) an unread child stdout when the child exits.
   const out = new PassThrough();
   child.stdout.pipe(out, { end: false });
@@ -217,9 +237,43 @@ export function tarDirectory(dir: string, options: { xattrs: boolean; only?: rea
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
   child.on('close', (code) => {
-    if (code === 0) out.end();
-    else out.destroy(new Error(`tar of ${dir} exited ${code}: ${stderr.trim()}`));
+    // 1: some file changed while it was read, which a live directory may do.
+    if (code === 0 || (code === 1 && options.live !== undefined)) void listNames().then(() => out.end(), (err: unknown) => out.destroy(err as Error));
+    else {
+      if (indexFile !== undefined) rmSync(dirname(indexFile), { recursive: true, force: true });
+      out.destroy(new Error(`tar of ${dir} exited ${code}: ${stderr.trim()}`));
+    }
   });
-  child.on('error', (err) => out.destroy(err));
+  child.on('error', (err) => {
+    if (indexFile !== undefined) rmSync(dirname(indexFile), { recursive: true, force: true });
+    out.destroy(err);
+  });
   return out;
+}
+
+const ESCAPES: Record<string, number> = { '\\': 0x5c, a: 0x07, b: 0x08, f: 0x0c, n: 0x0a, r: 0x0d, t: 0x09, v: 0x0b, '?': 0x3f };
+
+/** A member name as GNU tar's `escape` quoting style prints it (bytes above ASCII as octal), back to the name. */
+export function unescapeTarName(quoted: string): string {
+  const bytes: number[] = [];
+  for (let i = 0; i < quoted.length; i++) {
+    const c = quoted.charCodeAt(i);
+    if (c !== 0x5c || i + 1 >= quoted.length) {
+      bytes.push(...Buffer.from(quoted[i] as string, 'utf8'));
+      continue;
+    }
+    const octal = /^[0-7]{3}/.exec(quoted.slice(i + 1, i + 4));
+    if (octal !== null) {
+      bytes.push(parseInt(octal[0], 8));
+      i += 3;
+      continue;
+    }
+    const e = ESCAPES[quoted[i + 1] as string];
+    if (e === undefined) bytes.push(c);
+    else {
+      bytes.push(e);
+      i += 1;
+    }
+  }
+  return Buffer.from(bytes).toString('utf8');
 }

@@ -136,7 +136,7 @@ export class LiveState {
       if (e.timings !== undefined) {
         m.downtimeMs = e.timings.downtimeMs;
         m.totalMs = e.timings.totalMs;
-        m.bytes = e.timings.checkpointBytes + e.timings.filesystemBytes;
+        m.bytes = e.timings.checkpointBytes + e.timings.filesystemBytes + (e.timings.precopyBytes ?? 0);
       }
     } else if (e.phase === 'failed') {
       m.state = 'failed';

@@ -74,6 +74,46 @@ describe('live migration (lab, real Docker + CRIU)', () => {
     });
   }
 
+  it('diff mode copies the filesystem before the freeze and only the changes after it: a writer that creates, appends and deletes through the move finds its files as it left them', async () => {
+    const name = 'precopy-writer';
+    // 20 MiB written before the move (goes in the pre-copy), then a file per step, the three latest kept, a log of every step.
+    const writer = ['sh', '-c', 'mkdir -p /data/w && dd if=/dev/urandom of=/data/big bs=1M count=20 2>/dev/null; i=0; while true; do if [ -e /data/stop ]; then sleep 1; continue; fi; i=$((i+1)); echo $i >> /data/w/log; echo $i > /data/w/f$i; rm -f /data/w/f$((i-3)); echo $i > /data/w/last; done'];
+    await runOn('h1', name, 'herd/busybox', writer);
+    const sum = async (host: string) => execIn(dockerOf(layout, host), name, ['md5sum', '/data/big']);
+    for (let i = 0; i < 100 && !(await sum('h1').catch(() => '')).includes('/data/big'); i++) await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 1000));
+    const bigBefore = await sum('h1');
+    const result = await herd(['migrate', name, '--to', 'h2', '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    const t = (JSON.parse(result.stdout) as { timings: { precopyBytes?: number; filesystemBytes: number; downtimeMs: number } }).timings;
+    expect(result.stderr).toMatch(/precopy +finished[\s\S]*checkpoint +finished/);
+    expect(t.precopyBytes).toBeGreaterThan(20 * 2 ** 20);
+    // After the freeze only what the writer changed since went: far less than the big file.
+    expect(t.filesystemBytes).toBeLessThan(5 * 2 ** 20);
+    await expectRunsOnceOn(layout, name, 'h2');
+    await new Promise((r) => setTimeout(r, 1000));
+    await execIn(dockerOf(layout, 'h2'), name, ['touch', '/data/stop']);
+    await new Promise((r) => setTimeout(r, 1500));
+    // Every step logged once, in order, with no gap; the three latest files and only those, each with its number.
+    const check = await execIn(dockerOf(layout, 'h2'), name, [
+      'sh',
+      '-c',
+      [
+        'n=$(cat /data/w/last)',
+        'awk -v n="$n" \'$1 != NR { bad = 1 } END { print (bad || NR != n) ? "LOG-BAD " NR " " n : "LOG-OK " NR }\' /data/w/log',
+        'echo "files $(ls /data/w | grep -c "^f")"',
+        'for i in $((n - 2)) $((n - 1)) $n; do [ "$(cat /data/w/f$i 2>/dev/null)" = "$i" ] || echo "MISSING-OR-BAD f$i"; done',
+        'echo "last $n"',
+      ].join('; '),
+    ]);
+    expect(check).toMatch(/LOG-OK \d+/);
+    expect(check).toContain('files 3');
+    expect(check).not.toContain('MISSING-OR-BAD');
+    expect(await sum('h2')).toBe(bigBefore);
+    await herdOk(['rm', name, '--force']);
+    expect(await leftovers(layout)).toEqual([]);
+  });
+
   it('runs four migrations between two hosts at once', async () => {
     const names = ['par-1', 'par-2', 'par-3', 'par-4'];
     await Promise.all(names.map((n, i) => runOn(i % 2 === 0 ? 'h1' : 'h2', n)));
@@ -113,7 +153,9 @@ describe('live migration (lab, real Docker + CRIU)', () => {
     try {
       const tty = await runCommand('script', ['-qec', `${HERD_BIN} migrate shown --to h2`, '/dev/null'], { timeoutMs: 120_000 });
       expect(tty.code, tty.stdout).toBe(0);
-      expect(tty.stdout).toMatch(/\r\x1b\[2Ktransfer   \[[#.]{30}\] \d+\.\d \/ \d+\.\d MiB +\d+ %/);
+      // The 4 MB file goes in the pre-copy (diff mode), before the freeze: its bar, then the transfer's lines.
+      expect(tty.stdout).toMatch(/\r\x1b\[2Kprecopy +\[[#.]{30}\] \d+\.\d \/ \d+\.\d MiB +\d+ %/);
+      expect(tty.stdout).toMatch(/transfer +finished/);
       const piped = await herd(['migrate', 'shown', '--to', 'h1'], { timeoutMs: 120_000 });
       expect(piped.code, piped.stderr).toBe(0);
       expect(piped.stdout).toMatch(/transfer +finished/);

@@ -184,7 +184,7 @@ function containerChip(c) {
 function renderMigrations() {
   const body = document.querySelector('#migrations tbody');
   if (state.migrations.length === 0) {
-    body.replaceChildren(el('tr', {}, el('td', { colspan: 10, class: 'empty' }, 'no migration since the control daemon started')));
+    body.replaceChildren(el('tr', {}, el('td', { colspan: 11, class: 'empty' }, 'no migration since the control daemon started')));
     return;
   }
   body.replaceChildren(
@@ -199,6 +199,7 @@ function renderMigrations() {
         el('td', {}, `${m.from} → ${m.to}`),
         el('td', {}, m.phase),
         el('td', {}, progress),
+        el('td', { class: 'num' }, fmt.ms(m.phases.precopy)),
         el('td', { class: 'num' }, fmt.ms(m.phases.checkpoint)),
         el('td', { class: 'num' }, fmt.ms(m.phases.transfer)),
         el('td', { class: 'num' }, fmt.ms(m.phases.restore)),
