@@ -20,7 +20,7 @@ export function registerComputeMetrics(registry: Registry, deps: { store: Migrat
   });
   const phases = new Histogram({
     name: 'herd_migration_phase_seconds',
-    help: 'Durations of the phases of done migrations this host was the source of (checkpoint, transfer, restore, downtime: frozen to running on the target, total)',
+    help: 'Durations of the phases of done migrations this host was the source of (precopy: the filesystem before the freeze, checkpoint, transfer, restore, downtime: frozen to running on the target, total)',
     labelNames: ['phase'] as const,
     buckets: PHASE_BUCKETS,
     registers: [registry],
@@ -63,7 +63,9 @@ export function registerComputeMetrics(registry: Registry, deps: { store: Migrat
     const timings = result?.timings;
     if (timings === undefined) return;
     for (const [phase, ms] of [['checkpoint', timings.checkpointMs], ['transfer', timings.transferMs], ['restore', timings.restoreMs], ['downtime', timings.downtimeMs], ['total', timings.totalMs]] as const) phases.observe({ phase }, ms / 1000);
+    if (timings.precopyMs !== undefined) phases.observe({ phase: 'precopy' }, timings.precopyMs / 1000);
     bytes.inc({ kind: 'checkpoint' }, timings.checkpointBytes);
     bytes.inc({ kind: 'filesystem' }, timings.filesystemBytes);
+    if (timings.precopyBytes !== undefined) bytes.inc({ kind: 'precopy' }, timings.precopyBytes);
   };
 }

@@ -91,9 +91,9 @@ describe('Prometheus scrapes the lab (real prometheus, PromQL)', () => {
     await expectSeries('sum by (role, outcome, fs_mode) (herd_migrations_total)', (v) => v.some((x) => x >= 1));
     await expectSeries('herd_migrations_total{role="source",outcome="done",fs_mode="diff",instance="10.213.0.11:9464"}', (v) => v[0] !== undefined && v[0] >= 1);
     await expectSeries('herd_migrations_total{role="target",outcome="committed"}', (v) => v.some((x) => x >= 1));
-    await expectSeries('sum by (phase) (herd_migration_phase_seconds_count)', (v) => v.length === 5 && v.every((x) => x >= 1));
+    await expectSeries('sum by (phase) (herd_migration_phase_seconds_count)', (v) => v.length === 6 && v.every((x) => x >= 1));
     await expectSeries('histogram_quantile(0.5, sum by (le) (herd_migration_phase_seconds_bucket{phase="downtime"}))', (v) => v[0] !== undefined && v[0] > 0);
-    await expectSeries('sum by (kind) (herd_migration_bytes_total)', (v) => v.length === 2 && v.every((x) => x > 0));
+    await expectSeries('sum by (kind) (herd_migration_bytes_total)', (v) => v.length === 3 && v.every((x) => x > 0));
     await expectSeries('herd_criu_queue_length', (v) => v.length === 2);
     await expectSeries('herd_migrations_in_flight', (v) => v.length === 4);
     await expectSeries('herd_rollbacks_total{instance="10.213.0.12:9464"}', (v) => v.length === 1 && v[0] === 1);
