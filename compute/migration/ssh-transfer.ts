@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { PassThrough, Transform, type Readable } from 'node:stream';
-import { Client, type ConnectConfig } from 'ssh2';
+import { Client, type ClientChannel, type ConnectConfig } from 'ssh2';
 import { HerdError } from '../../protocol/errors.ts';
 
 export interface SshTarget {
@@ -117,88 +117,80 @@ export const RECEIVE_COMMAND = { plain: 'herd-receive', xattrs: 'herd-receive --
 export const FENCE_COMMAND = (migrationId: string) => `herd-fence ${migrationId}`;
 export const PRUNE_COMMAND = 'herd-prune';
 
-/** Deletes `paths` (relative, NUL-free) under `dir` on the remote host: the deletions of a filesystem pre-copy. */
-export function prunePaths(conn: Client, dir: string, paths: readonly string[]): Promise<void> {
-  if (/[\n\0]/.test(dir) || paths.some((p) => p.includes('\0'))) return Promise.reject(new HerdError('TRANSFER_FAILED', `pruning ${dir}: invalid path`));
-  return new Promise((resolve, reject) => {
-    conn.exec(PRUNE_COMMAND, (err, channel) => {
-      if (err) {
-        reject(new HerdError('TRANSFER_FAILED', `cannot start the remote pruner: ${err.message}`, { cause: err }));
-        return;
-      }
-      channel.resume();
-      let stderr = '';
-      let exitCode: number | null = null;
-      channel.stderr.on('data', (d: Buffer) => {
-        if (stderr.length < 4000) stderr += d.toString();
-      });
-      channel.on('exit', (code: number | null) => {
-        exitCode = code;
-      });
-      channel.once('close', () => {
-        if (exitCode === 0) resolve();
-        else reject(new HerdError('TRANSFER_FAILED', `deleting ${paths.length} path(s) under ${dir} exited ${exitCode ?? 'by signal'}: ${stderr.trim().split('\n').slice(-3).join(' | ') || 'connection lost'}`));
-      });
-      channel.end(Buffer.concat([Buffer.from(`${dir}\n`), ...paths.map((p) => Buffer.from(`${p}\0`))]));
-    });
-  });
+/** A command started over SSH: its channel, and once it closed, its exit code and the last lines of its stderr. */
+interface RemoteCommand {
+  channel: ClientChannel;
+  closed: Promise<{ code: number | null; stderr: string }>;
 }
 
-export function openReceiver(conn: Client, options: { xattrs: boolean }): Promise<RemoteReceiver> {
-  const command = options.xattrs ? RECEIVE_COMMAND.xattrs : RECEIVE_COMMAND.plain;
+function execRemote(conn: Client, command: string, what: string): Promise<RemoteCommand> {
   return new Promise((resolve, reject) => {
     conn.exec(command, (err, channel) => {
       if (err) {
-        reject(new HerdError('TRANSFER_FAILED', `cannot start the remote receiver: ${err.message}`, { cause: err }));
+        reject(new HerdError('TRANSFER_FAILED', `cannot start the remote ${what}: ${err.message}`, { cause: err }));
         return;
       }
       // Drain stdout: ssh2 only emits 'close' once the readable side has ended.
       channel.resume();
       let stderr = '';
-      let exitCode: number | null = null;
+      let code: number | null = null;
       channel.stderr.on('data', (d: Buffer) => {
         if (stderr.length < 4000) stderr += d.toString();
       });
-      channel.on('exit', (code: number | null) => {
-        exitCode = code;
+      channel.on('exit', (c: number | null) => {
+        code = c;
       });
-      const closed = new Promise<void>((done) => channel.once('close', () => done()));
-      resolve({
-        send(dir, source, what, onBytes) {
-          if (/[\n\0]/.test(dir)) return Promise.reject(new HerdError('TRANSFER_FAILED', `${what}: invalid target directory ${JSON.stringify(dir)}`));
-          return new Promise((done, fail) => {
-            const counter = new ByteCounter(onBytes);
-            let failed = false;
-            const watchdog = setInterval(() => {
-              if (Date.now() - counter.lastAt > TRANSFER_STALL_MS) failWith(`no data moved for ${TRANSFER_STALL_MS / 1000} s: giving up`);
-            }, 5000);
-            const failWith = (message: string, cause?: unknown) => {
-              clearInterval(watchdog);
-              if (failed) return;
-              failed = true;
-              channel.close();
-              // Stop the producer too (a local tar child would otherwise block forever on a full pipe).
-              (source as Readable).unpipe?.();
-              (source as Readable).destroy?.();
-              fail(new HerdError('TRANSFER_FAILED', `${what}: ${message}`, { cause }));
-            };
-            (source as Readable).on('error', (e: Error) => failWith(`reading the source failed: ${e.message}`, e));
-            void closed.then(() => {
-              clearInterval(watchdog);
-              if (failed) return;
-              if (exitCode === 0) done(counter.bytes);
-              else failWith(`remote tar into ${dir} exited ${exitCode ?? 'by signal'}: ${stderr.trim().split('\n').slice(-3).join(' | ') || 'connection lost'}`);
-            });
-            channel.write(`${dir}\n`);
-            (source as Readable).pipe(counter).pipe(channel);
-          });
-        },
-        cancel() {
-          channel.end();
-        },
-      });
+      const closed = new Promise<{ code: number | null; stderr: string }>((done) => channel.once('close', () => done({ code, stderr: stderr.trim().split('\n').slice(-3).join(' | ') || 'connection lost' })));
+      resolve({ channel, closed });
     });
   });
+}
+
+/** Deletes `paths` (relative, NUL-free) under `dir` on the remote host: the deletions of a filesystem pre-copy. */
+export async function prunePaths(conn: Client, dir: string, paths: readonly string[]): Promise<void> {
+  if (/[\n\0]/.test(dir) || paths.some((p) => p.includes('\0'))) throw new HerdError('TRANSFER_FAILED', `pruning ${dir}: invalid path`);
+  const { channel, closed } = await execRemote(conn, PRUNE_COMMAND, 'pruner');
+  channel.end(Buffer.concat([Buffer.from(`${dir}\n`), ...paths.map((p) => Buffer.from(`${p}\0`))]));
+  const { code, stderr } = await closed;
+  if (code !== 0) throw new HerdError('TRANSFER_FAILED', `deleting ${paths.length} path(s) under ${dir} exited ${code ?? 'by signal'}: ${stderr}`);
+}
+
+export async function openReceiver(conn: Client, options: { xattrs: boolean }): Promise<RemoteReceiver> {
+  const { channel, closed } = await execRemote(conn, options.xattrs ? RECEIVE_COMMAND.xattrs : RECEIVE_COMMAND.plain, 'receiver');
+  return {
+    send(dir, source, what, onBytes) {
+      if (/[\n\0]/.test(dir)) return Promise.reject(new HerdError('TRANSFER_FAILED', `${what}: invalid target directory ${JSON.stringify(dir)}`));
+      return new Promise((done, fail) => {
+        const counter = new ByteCounter(onBytes);
+        let failed = false;
+        const watchdog = setInterval(() => {
+          if (Date.now() - counter.lastAt > TRANSFER_STALL_MS) failWith(`no data moved for ${TRANSFER_STALL_MS / 1000} s: giving up`);
+        }, 5000);
+        const failWith = (message: string, cause?: unknown) => {
+          clearInterval(watchdog);
+          if (failed) return;
+          failed = true;
+          channel.close();
+          // Stop the producer too (a local tar child would otherwise block forever on a full pipe).
+          (source as Readable).unpipe?.();
+          (source as Readable).destroy?.();
+          fail(new HerdError('TRANSFER_FAILED', `${what}: ${message}`, { cause }));
+        };
+        (source as Readable).on('error', (e: Error) => failWith(`reading the source failed: ${e.message}`, e));
+        void closed.then(({ code, stderr }) => {
+          clearInterval(watchdog);
+          if (failed) return;
+          if (code === 0) done(counter.bytes);
+          else failWith(`remote tar into ${dir} exited ${code ?? 'by signal'}: ${stderr}`);
+        });
+        channel.write(`${dir}\n`);
+        (source as Readable).pipe(counter).pipe(channel);
+      });
+    },
+    cancel() {
+      channel.end();
+    },
+  };
 }
 
 /**
