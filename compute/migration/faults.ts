@@ -14,6 +14,8 @@ export const FAULTS = [
   'corrupt-images-in-transit',
   /** Source: its own images are damaged before rolling back, so the local restore really fails. */
   'fail-local-restore',
+  /** Source: the filesystem pre-copy is sent to a directory outside the target's data roots, so the target's receiver really refuses it. */
+  'fail-precopy',
   /** Source: the transfer is throttled (1 MiB/s), leaving time to kill a daemon mid-transfer. */
   'slow-transfer',
   /** Target: the restore really happens, its reply is never sent (the source must find out by asking). */

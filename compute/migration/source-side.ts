@@ -447,7 +447,8 @@ export class SourceMigration {
       const receiver = await openReceiver(conn, { xattrs: true });
       const source = tarDirectory(upperDir, { xattrs: true, live: { archived: (rel) => snapshot.archived.add(rel) } });
       const slow = this.ctx.faults().has('slow-transfer');
-      const bytes = await receiver.send(prep.upperDir, slow ? source.pipe(new Throttle(1024 * 1024)) : source, 'filesystem pre-copy', (n) => (moved += n));
+      const into = this.ctx.faults().has('fail-precopy') ? '/herd-fault-injected/upper' : prep.upperDir;
+      const bytes = await receiver.send(into, slow ? source.pipe(new Throttle(1024 * 1024)) : source, 'filesystem pre-copy', (n) => (moved += n));
       const ms = performance.now() - start;
       await this.event('precopy', 'finished', { durationMs: round(ms), bytes, detail: `${snapshot.entries.size} entries while running` });
       return { snapshot, ms, bytes };

@@ -51,6 +51,23 @@ describe('rollback (lab, real faults)', () => {
     expect(await leftovers(layout)).toEqual([]);
   });
 
+  it('the filesystem pre-copy fails (the target refuses it): nothing was frozen, the target copy goes, the source runs on', async () => {
+    await startCounter(layout, 'rb-precopy');
+    await setFaults(layout, 'h1', ['fail-precopy']);
+    const before = await count(layout, 'h1', 'rb-precopy');
+    const r = await herd(['migrate', 'rb-precopy', '--to', 'h2']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('ROLLED_BACK');
+    expect(r.stderr).toContain('TRANSFER_FAILED');
+    expect(r.stderr).toMatch(/not under this host's data roots/);
+    expect(r.stdout).toMatch(/precopy +failed/);
+    expect(r.stdout).not.toMatch(/checkpoint +started/);
+    await expectOnceOnSource(layout, 'rb-precopy');
+    await new Promise((res) => setTimeout(res, 300));
+    expect(await count(layout, 'h1', 'rb-precopy')).toBeGreaterThan(before);
+    expect(await leftovers(layout)).toEqual([]);
+  });
+
   it('images corrupted in transit (remote restore fails): the source resumes from its checkpoint', async () => {
     await startCounter(layout, 'rb-remote');
     await setFaults(layout, 'h2', ['corrupt-images-in-transit']);
