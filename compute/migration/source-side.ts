@@ -3,6 +3,9 @@
  * the container here while the target creates its container, in parallel; stream the
  * checkpoint and the filesystem (diff: overlay upper dir; full: the whole filesystem;
  * none: nothing) to the target over SSH; have the target restore; remove the source.
+ * In diff mode with `preCopyFilesystem`, the target's container is awaited first and the
+ * upper dir goes while the container still runs; after the freeze only what changed since
+ * (fs-precopy.ts). A failure before the freeze leaves nothing to undo here but the target's copy.
  *
  * Exactly once (see source-settle.ts for how it ends):
  * - before the restore request: a failure aborts the target (its copy never started) and
@@ -214,17 +217,20 @@ export class SourceMigration {
     // Diff mode: the upper dir goes while the container still runs; after the freeze, only what changed.
     let precopy: { snapshot: TreeSnapshot; ms: number; bytes: number } | undefined;
     if (args.fsMode === 'diff' && ctx.preCopyFilesystem && d.upperDir !== undefined) {
+      let phase: MigrationPhase = 'prepare';
       try {
-        precopy = await this.preCopy(d.upperDir, await prepared, await ssh);
+        const prep = await prepared;
+        phase = 'precopy';
+        precopy = await this.preCopy(d.upperDir, prep, await ssh);
         // After the freeze: the memory and what changed (unknown, small), not the upper dir again.
         if (this.estimatedTransferBytes !== undefined) this.estimatedTransferBytes = Math.max(0, this.estimatedTransferBytes - this.estimatedFilesystemBytes);
       } catch (err) {
         const error = toHerdError(err, 'TRANSFER_FAILED');
-        await this.event('precopy', 'failed', { error: error.toWire() });
+        await this.event(phase, 'failed', { error: error.toWire() });
         cancelReceivers();
         // Nothing was frozen: the target's copy goes, the source runs on.
-        await askTargetToAbort(ctx, this.record, 'filesystem pre-copy failed');
-        throw await this.rolledBack('precopy', error, await rollBackSource(ctx, this.record, error));
+        await askTargetToAbort(ctx, this.record, `${phase === 'prepare' ? 'prepare' : 'filesystem pre-copy'} failed`);
+        throw await this.rolledBack(phase, error, await rollBackSource(ctx, this.record, error));
       }
     }
     await this.setPhase('checkpointing');
