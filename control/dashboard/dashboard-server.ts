@@ -83,6 +83,8 @@ export interface DashboardServer {
 const PUBLIC_DIR = join(dirname(fileURLToPath(import.meta.url)), 'public');
 const UPLOT_DIR = dirname(createRequire(import.meta.url).resolve('uplot/dist/uPlot.iife.min.js'));
 const HEARTBEAT_MS = 15_000;
+/** Updates buffered for one event-stream client before it is dropped. */
+const MAX_BUFFERED_BYTES = 8 * 2 ** 20;
 
 const STATUS_OF: Partial<Record<ErrorCode, number>> = { BAD_USAGE: 400, BAD_MESSAGE: 400, NOT_AUTHORIZED: 403, UNKNOWN_HOST: 404, CONFLICT: 409, HOST_OFFLINE: 409 };
 
@@ -106,7 +108,14 @@ export async function buildDashboardApp(config: DashboardConfig, deps: Dashboard
     const res = reply.raw;
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     res.write('retry: 2000\n\n');
-    const send = (u: DashboardUpdate) => res.write(`event: update\ndata: ${JSON.stringify(u)}\n\n`);
+    const send = (u: DashboardUpdate) => {
+      // A client that stopped reading is dropped rather than buffered without end; the page reconnects and reloads the state.
+      if (res.writableLength > MAX_BUFFERED_BYTES) {
+        res.destroy();
+        return;
+      }
+      res.write(`event: update\ndata: ${JSON.stringify(u)}\n\n`);
+    };
     const unsubscribe = deps.live.subscribe(send);
     const heartbeat = setInterval(() => res.write(': heartbeat\n\n'), HEARTBEAT_MS);
     request.raw.on('close', () => {
