@@ -142,7 +142,8 @@ export class LiveState {
       m.state = 'failed';
       if (e.error !== undefined) m.error = `${e.error.code}: ${e.error.message}`;
     }
-    this.trim();
+    // Only an end adds to the finished ones (progress events come twice a second).
+    if (m.state !== 'running') this.trim();
     this.emit({ type: 'migration', migration: { ...m, phases: { ...m.phases } } });
   }
 

@@ -289,6 +289,9 @@ function renderEvents() {
   root.replaceChildren(...(rows.length === 0 ? [el('li', { class: 'empty' }, 'no events yet')] : rows.map((e) => el('li', { 'data-kind': e.kind }, el('time', {}, fmt.time(e.at)), `${e.kind}: ${e.message}`))));
 }
 
+/** Herd id → container summary, rebuilt with the placement (sample rounds look containers up by id). */
+let containerById = new Map();
+
 function renderAll() {
   document.getElementById('node').textContent = `control ${state.nodeId}`;
   document.getElementById('actions').hidden = !state.actions;
@@ -305,6 +308,7 @@ async function loadState() {
   const res = await fetch('/api/state', { cache: 'no-store' });
   if (!res.ok) throw new Error(`GET /api/state: ${res.status}`);
   Object.assign(state, await res.json());
+  containerById = new Map(state.containers.map((c) => [c.herdId, c]));
 }
 
 let refreshTimer;
@@ -347,7 +351,7 @@ function apply(u) {
         pushPoint(s, u.t, c.cpu, c.disk);
         state.latest.containers[c.herdId] = { cpu: c.cpu, disk: c.disk, memoryBytes: c.memoryBytes };
         const chip = document.getElementById(`ct-${c.herdId}`);
-        const summary = state.containers.find((x) => x.herdId === c.herdId);
+        const summary = containerById.get(c.herdId);
         if (chip && summary) chip.replaceWith(containerChip(summary));
       }
       chartsLater();
@@ -355,6 +359,7 @@ function apply(u) {
     case 'placement':
       state.hosts = u.hosts;
       state.containers = u.containers;
+      containerById = new Map(state.containers.map((c) => [c.herdId, c]));
       renderHosts();
       break;
     case 'migration': {
@@ -364,7 +369,7 @@ function apply(u) {
       state.migrations.sort((a, b) => ((a.state === 'running') !== (b.state === 'running') ? (a.state === 'running' ? -1 : 1) : b.startedAt.localeCompare(a.startedAt)));
       renderMigrations();
       const chip = document.getElementById(`ct-${u.migration.herdId}`);
-      const summary = state.containers.find((x) => x.herdId === u.migration.herdId);
+      const summary = containerById.get(u.migration.herdId);
       if (chip && summary) chip.replaceWith(containerChip(summary));
       if (u.migration.state !== 'running') refreshSoon();
       break;
