@@ -293,7 +293,8 @@ export interface MigrationStatus {
   hostId: string;
   role?: 'source' | 'target';
   /** An in-flight record's phase, or the outcome of a finished migration (its tombstone). */
-  state: 'unknown' | 'in-flight' | 'done' | 'rolled-back' | 'restarted' | 'aborted' | 'committed' | 'in-doubt';
+  /** refused: the source turned it down before freezing anything (the error says why). */
+  state: 'unknown' | 'in-flight' | 'done' | 'rolled-back' | 'restarted' | 'refused' | 'aborted' | 'committed' | 'in-doubt';
   phase?: string;
   container?: string;
   targetHost?: string;

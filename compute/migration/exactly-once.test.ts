@@ -10,7 +10,8 @@ import { describe, expect, it } from 'vitest';
 import { HERD_MIGRATION_LABEL } from '../runtime/container-runtime.ts';
 import type { SourcePhase, SourceRecord, TargetRecord } from './migration-store.ts';
 import { reconcileOnce } from './reconciler.ts';
-import { abortTarget, commitTarget, prepareTarget, restoreTarget } from './target-side.ts';
+import { SourceMigration } from './source-side.ts';
+import { abortTarget, commitTarget, migrationStatus, prepareTarget, restoreTarget } from './target-side.ts';
 import { FakeCluster, type LinkMode } from './testing/fake-cluster.ts';
 
 const MID = 'm-20261126T120000-abcdef';
@@ -126,6 +127,29 @@ describe('exactly once: interrupted migrations settle (fake runtime, fake peer)'
     await reconcileOnce(cluster.ctx('h1'));
     expect(cluster.runningCopies(HERD_ID)).toEqual(['h1']);
     expect(cluster.ctx('h1').store.tombstone('source', MID)?.outcome).toBe('restarted');
+  });
+});
+
+describe('the source records a migration before anything can freeze', () => {
+  it('a migration the target refuses leaves a "refused" tombstone with the error; the container runs on', async () => {
+    const cluster = new FakeCluster(['h1', 'h2']);
+    cluster.runtime('h1').add({ name: 'counter', herdId: HERD_ID, state: 'running' });
+    cluster.runtime('h2').add({ name: 'counter', herdId: 'other0000001', state: 'running' });
+    const ctx = cluster.ctx('h1');
+    Object.assign(ctx, { ssh: { get: async () => ({}) } });
+    await expect(new SourceMigration(ctx, { migrationId: MID, container: 'counter', targetHost: 'h2', fsMode: 'diff' }).run()).rejects.toMatchObject({ code: 'CONFLICT' });
+    expect(ctx.store.list()).toEqual([]);
+    expect(ctx.store.tombstone('source', MID)).toMatchObject({ outcome: 'refused', error: { code: 'CONFLICT' }, detail: 'refused before anything was frozen' });
+    expect(migrationStatus(ctx, MID)).toMatchObject({ role: 'source', state: 'refused', error: { code: 'CONFLICT', message: expect.stringContaining('already has a container named "counter"') } });
+    expect(cluster.runningCopies(HERD_ID)).toEqual(['h1']);
+  });
+
+  it('a migration claimed but not yet recorded is in flight, not unknown', () => {
+    const cluster = new FakeCluster(['h1', 'h2']);
+    const ctx = cluster.ctx('h1');
+    expect(migrationStatus(ctx, MID).state).toBe('unknown');
+    ctx.inFlight.set(HERD_ID, MID);
+    expect(migrationStatus(ctx, MID)).toMatchObject({ role: 'source', state: 'in-flight', phase: 'accepted' });
   });
 });
 

@@ -67,7 +67,7 @@ export type SourceRecord = z.infer<typeof sourceRecordSchema>;
 export type TargetRecord = z.infer<typeof targetRecordSchema>;
 export type MigrationRecord = SourceRecord | TargetRecord;
 
-export const OUTCOMES = ['done', 'rolled-back', 'restarted', 'aborted', 'committed'] as const;
+export const OUTCOMES = ['done', 'rolled-back', 'restarted', 'refused', 'aborted', 'committed'] as const;
 export type Outcome = (typeof OUTCOMES)[number];
 
 const tombstoneSchema = z.object({

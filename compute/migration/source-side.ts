@@ -181,6 +181,8 @@ export class SourceMigration {
       ...(d.spec.restartPolicy === undefined ? {} : { restartPolicy: d.spec.restartPolicy }),
     };
     const totalStart = performance.now();
+    // Recorded before anyone hears of it: a daemon that dies from here on finds the record at start and settles it.
+    await ctx.store.save(this.record);
     await this.event('accepted', 'started', { detail: `fs mode ${args.fsMode}` });
 
     // 1. Ask the target before freezing anything (clear errors with nothing to undo).
@@ -199,10 +201,11 @@ export class SourceMigration {
       await Promise.all([this.request('migration.check', { migrationId: args.migrationId, spec: d.spec, requiredBytes }, CHECK_TIMEOUT_MS), ssh]);
     } catch (err) {
       const error = toHerdError(err);
-      await this.event('failed', 'failed', { error: error.toWire(), detail: 'refused before anything was frozen' });
+      const detail = 'refused before anything was frozen';
+      await ctx.store.finish('source', args.migrationId, { outcome: 'refused', detail, error: error.toWire(), container: d.name, herdId: d.herdId, sourceHost: ctx.hostId, targetHost: args.targetHost });
+      await this.event('failed', 'failed', { error: error.toWire(), detail });
       throw error;
     }
-    await ctx.store.save(this.record);
 
     // 2. In parallel: the target creates its container, the receivers start, the source checkpoints.
     await this.event('prepare', 'started');

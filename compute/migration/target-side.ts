@@ -274,6 +274,8 @@ export function migrationStatus(ctx: MigrationContext, migrationId: string): Mig
       };
     }
   }
+  // A source run that has claimed its container but not recorded the migration yet.
+  if ([...ctx.inFlight.values()].includes(migrationId)) return { ...base, role: 'source', state: 'in-flight', phase: 'accepted' };
   return { ...base, state: 'unknown' };
 }
 

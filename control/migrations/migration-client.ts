@@ -73,12 +73,13 @@ export async function migrateOnce(
   client.on('message', listener);
   try {
     await client.subscribeAsync(eventsTopic, { qos: 1 });
+    const sourceSince = view.host(found.hostId)?.since; // the source daemon's start: a restart changes it
     onStart?.(`migrating ${found.name} (${found.herdId}) from ${found.hostId} to ${to}, fs ${fsMode}, id ${migrationId}`);
     const started = rpc.request<MigrationResult>(found.hostId, 'migration.start', { migrationId, container: found.herdId, targetHost: to, fsMode }, { timeoutMs: options.timeoutMs ?? MIGRATION_TIMEOUT_MS });
     // The reply can be lost (the source's daemon restarted, the broker restarted): the source's
     // record or tombstone still says how the migration ended, so ask it now and then.
     const polled = new AbortController();
-    const outcome = pollOutcome(rpc, found.hostId, migrationId, polled.signal);
+    const outcome = pollOutcome(session, found.hostId, sourceSince, migrationId, polled.signal);
     started.catch(() => undefined);
     outcome.catch(() => undefined);
     try {
@@ -119,6 +120,9 @@ export function outcomeOf(status: MigrationStatus): MigrationResult | HerdError 
       }
     );
   }
+  if (status.state === 'refused') {
+    return new HerdError(status.error?.code ?? 'CONFLICT', `migration ${status.migrationId} was refused before anything was frozen: ${status.error?.message ?? status.detail ?? ''}`);
+  }
   if (status.state === 'rolled-back' || status.state === 'restarted') {
     const code = status.state === 'restarted' ? 'RESTORE_FAILED' : 'ROLLED_BACK';
     return new HerdError(code, `migration ${status.migrationId} ${status.state === 'restarted' ? 'failed and the container was restarted (memory state lost)' : 'was rolled back'}: ${status.detail ?? ''}${status.error ? ` [${status.error.code}: ${status.error.message}]` : ''}`);
@@ -126,12 +130,18 @@ export function outcomeOf(status: MigrationStatus): MigrationResult | HerdError 
   return undefined;
 }
 
-async function pollOutcome(rpc: CommandClient, sourceHost: string, migrationId: string, signal: AbortSignal): Promise<MigrationResult> {
+async function pollOutcome(session: MigrationSession, sourceHost: string, sourceSince: string | undefined, migrationId: string, signal: AbortSignal): Promise<MigrationResult> {
   for (;;) {
     await new Promise((r) => setTimeout(r, POLL_EVERY_MS).unref());
     if (signal.aborted) return new Promise<never>(() => undefined);
-    const status = await rpc.request<MigrationStatus>(sourceHost, 'migration.status', { migrationId }, { timeoutMs: 5000 }).catch(() => undefined);
+    const status = await session.rpc.request<MigrationStatus>(sourceHost, 'migration.status', { migrationId }, { timeoutMs: 5000 }).catch(() => undefined);
     if (signal.aborted || status === undefined) continue;
+    // A source records a migration before it freezes anything. One that restarted since the
+    // request and does not know it lost the request (or died before recording it): nothing ran.
+    const since = session.view.host(sourceHost)?.since;
+    if (status.state === 'unknown' && since !== sourceSince) {
+      throw new HerdError('ROLLED_BACK', `migration ${migrationId} never started: the compute daemon of ${sourceHost} restarted (at ${since}) before recording it, so nothing was frozen and the container runs on ${sourceHost}; start it again`);
+    }
     const outcome = outcomeOf(status);
     if (outcome instanceof HerdError) throw outcome;
     if (outcome !== undefined) return outcome;

@@ -17,7 +17,7 @@ import type { FenceOutcome } from '../fence.ts';
 import { KeyedLock } from '../keyed-lock.ts';
 import { MigrationStore } from '../migration-store.ts';
 import { SerialQueue } from '../serial-queue.ts';
-import { abortTarget, commitTarget, migrationStatus } from '../target-side.ts';
+import { abortTarget, checkTarget, commitTarget, migrationStatus } from '../target-side.ts';
 
 export interface FakeContainer {
   dockerId: string;
@@ -216,7 +216,8 @@ export class FakeCluster {
     const ctx = this.ctx(hostId);
     const migrationId = String(args.migrationId);
     let result: unknown;
-    if (type === 'migration.abort') result = await abortTarget(ctx, { migrationId, reason: String(args.reason ?? '') });
+    if (type === 'migration.check') result = await checkTarget(ctx, args as never);
+    else if (type === 'migration.abort') result = await abortTarget(ctx, { migrationId, reason: String(args.reason ?? '') });
     else if (type === 'migration.commit') result = await commitTarget(ctx, { migrationId });
     else if (type === 'migration.status') result = migrationStatus(ctx, migrationId);
     else throw new HerdError('UNKNOWN_COMMAND', `fake link does not carry ${type}`);
