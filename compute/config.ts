@@ -5,6 +5,10 @@ import { brokerClientConfigSchema } from '../protocol/config.ts';
 import { commandLimitsSchema } from '../protocol/rpc.ts';
 import { METRICS_PORTS, metricsConfigSchema } from '../protocol/metrics-endpoint.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
+import { RESTORE_MODES } from './runtime/direct-restore.ts';
+
+/** The Docker runtime name direct restores need registered (bin/herd-runc): for provisioning and doctor. */
+export { DIRECT_RESTORE_RUNTIME } from './runtime/direct-restore.ts';
 
 export const computeConfigSchema = z.strictObject({
   /** This host's id in topics and the CLI. Default: the machine's hostname. */
@@ -26,9 +30,16 @@ export const computeConfigSchema = z.strictObject({
        * How to checkpoint: "runc" dumps straight into the container's checkpoint dir
        * (Docker's own path archives the images through containerd's content store and
        * is ~7x slower for large memory); "docker" uses Docker's checkpoint API.
-       * Restores always go through Docker (start --checkpoint).
        */
       checkpointWith: z.enum(['runc', 'docker']).default('runc'),
+      /**
+       * How a migration's target restores (always through Docker's start --checkpoint, so
+       * Docker owns the container): "direct" reads the received images where they landed
+       * through the `herd-runc` runtime (compute/runtime/direct-restore.ts); "docker" lets
+       * Docker copy them through containerd first (seconds for large memory); "auto" is
+       * direct when Docker has the herd-runc runtime registered, else docker.
+       */
+      restoreWith: z.enum(RESTORE_MODES).default('auto'),
     })
     .prefault({}),
   ssh: z

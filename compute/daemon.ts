@@ -33,6 +33,7 @@ import { abortTarget, checkTarget, commitTarget, migrationStatus, prepareTarget,
 import { announceAddress } from './runtime/announce-address.ts';
 import { addressesInUse, assertAddressFree, chooseAddress, isSharedL2Driver } from './runtime/shared-network-address.ts';
 import type { ContainerRuntime, RuntimeInfo } from './runtime/container-runtime.ts';
+import { DIRECT_RESTORE_RUNTIME, resolveRestorePath, type RestorePath } from './runtime/direct-restore.ts';
 
 export interface ComputeDaemonDeps {
   runtime: ContainerRuntime;
@@ -57,6 +58,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
   let startedAt: string | undefined;
   let runtimeInfo: RuntimeInfo | undefined;
   let criuVersion: string | undefined;
+  let restorePath: RestorePath = 'docker';
 
   /** How peers reach this host's sshd (transfers, and fencing its migrations when this daemon is gone: fence.ts): in every status, the offline ones too. */
   const reachability = () => ({ address: config.ssh.address, sshPort: config.ssh.port });
@@ -65,6 +67,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
     const status: HostStatus = { ...reachability(), v: PROTOCOL_VERSION, hostId, state: 'online', since: startedAt ?? new Date().toISOString() };
     if (runtimeInfo !== undefined) status.dockerVersion = runtimeInfo.dockerVersion;
     if (criuVersion !== undefined) status.criuVersion = criuVersion;
+    if (runtimeInfo !== undefined) status.restoreWith = restorePath;
     if (config.cpus !== undefined) status.cpus = [...config.cpus];
     return status;
   };
@@ -215,6 +218,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
     async start() {
       if (config.metrics.enabled) metricsServer = await serveMetrics(registry, config.metrics, log);
       runtimeInfo = await runtime.info();
+      restorePath = resolveRestorePath(config.docker.restoreWith, runtimeInfo);
       criuVersion = await deps.criuVersion?.().catch(() => undefined);
       startedAt = new Date().toISOString();
       client = await connectBrokerPatiently({
@@ -251,6 +255,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
         faults: () => readFaults(config.stateDir),
         sharedPaths: config.sharedPaths,
         preCopyFilesystem: config.preCopyFilesystem,
+        restorePath,
         locks,
         stopping: () => stopping,
         fence: async (targetHost, migrationId) => {
@@ -269,7 +274,8 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
       stopWatching = runtime.watchChanges?.(() => {
         if (pending === undefined) pending = setTimeout(() => ((pending = undefined), void publishContainers()), 200);
       });
-      log.info({ hostId, broker: config.broker.url, docker: runtimeInfo.dockerVersion, criu: criuVersion }, 'compute daemon started');
+      log.info({ hostId, broker: config.broker.url, docker: runtimeInfo.dockerVersion, criu: criuVersion, restoreWith: restorePath }, 'compute daemon started');
+      if (restorePath === 'docker' && config.docker.restoreWith === 'auto') log.warn(`Docker has no "${DIRECT_RESTORE_RUNTIME}" runtime: restores go through Docker's copies of the images (slower; see docs/benchmark-migration.md)`);
     },
     async close() {
       // Graceful: no new migration; those in flight end (done or rolled back) before the daemon goes.

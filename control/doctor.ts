@@ -6,6 +6,7 @@ import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { loadNativeReader, NATIVE_READER_PATH } from '../monitor/cgroup-reader.ts';
 import { runCommand } from './lab/shell.ts';
 import { hasSysResource } from '../protocol/capabilities.ts';
+import { DIRECT_RESTORE_RUNTIME } from '../compute/config.ts';
 
 export interface CheckResult {
   name: string;
@@ -83,11 +84,32 @@ export async function runChecks(): Promise<CheckResult[]> {
   checks.push(await programCheck('pmproxy (PCP)', 'pmproxy', undefined));
   const busybox = existsSync('/bin/busybox') && !/interpreter/.test((await runCommand('file', ['-b', '/bin/busybox'])).stdout);
   checks.push({ name: 'busybox-static', ok: existsSync('/bin/busybox'), detail: existsSync('/bin/busybox') ? `/bin/busybox${busybox ? ' (static)' : ''}` : '/bin/busybox missing', fix: PROVISION, provisionable: true });
+  checks.push(directRestoreCheck());
   checks.push(await programCheck('sysbench', 'sysbench', ['--version']));
   checks.push(await programCheck('tar', 'tar', ['--version']));
   const native = loadNativeReader();
   checks.push({ name: "monitor's native cgroup reader", ok: 'module' in native, detail: 'module' in native ? NATIVE_READER_PATH : native.error, fix: 'scripts/build-native (scripts/setup runs it); without it the monitor reads with JavaScript at about twice the CPU', provisionable: true });
   return checks;
+}
+
+/** Whether this host's Docker (/etc/docker/daemon.json) has the runtime direct restores use; the lab's daemons always register it. */
+function directRestoreCheck(file = '/etc/docker/daemon.json'): CheckResult {
+  const name = `direct restore (${DIRECT_RESTORE_RUNTIME} runtime)`;
+  let path: unknown;
+  try {
+    path = (JSON.parse(readFileSync(file, 'utf8')) as { runtimes?: Record<string, { path?: unknown }> }).runtimes?.[DIRECT_RESTORE_RUNTIME]?.path;
+  } catch {
+    path = undefined;
+  }
+  if (typeof path !== 'string') {
+    return { name, ok: true, detail: `not registered in ${file}: migrated containers restore through Docker's copies of the images (slower, docker.restoreWith auto falls back)`, provisionable: true };
+  }
+  try {
+    accessSync(path, constants.X_OK);
+  } catch {
+    return { name, ok: false, detail: `${file} registers ${path}, which is not an executable file: Docker cannot start containers under it`, fix: PROVISION, provisionable: true };
+  }
+  return { name, ok: true, detail: `${file} registers ${path}: migrated containers restore from the images where they landed`, provisionable: true };
 }
 
 /** The lab joins hosts with veth pairs and gives containers macvlan addresses: try both. */

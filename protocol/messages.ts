@@ -32,6 +32,8 @@ export const hostStatusSchema = z.strictObject({
   sshPort: z.number().int().min(1).max(65535).optional(),
   dockerVersion: z.string().optional(),
   criuVersion: z.string().optional(),
+  /** How this host restores migrated containers: "direct" (the received images, read once) or "docker" (Docker's copies first). */
+  restoreWith: z.enum(['direct', 'docker']).optional(),
   /** CPUs this host's containers may use (its cpuset in the lab). */
   cpus: z.array(z.number().int().min(0)).optional(),
   reason: z.string().optional(),

@@ -10,6 +10,7 @@ import type { SshPool } from './ssh-pool.ts';
 import type { Fault } from './faults.ts';
 import type { KeyedLock } from './keyed-lock.ts';
 import type { FenceOutcome } from './fence.ts';
+import type { RestorePath } from '../runtime/direct-restore.ts';
 
 export interface MigrationContext {
   hostId: string;
@@ -35,6 +36,8 @@ export interface MigrationContext {
   sharedPaths: readonly string[];
   /** Diff mode: copy the upper dir before the freeze, then only what changed (fs-precopy.ts). */
   preCopyFilesystem: boolean;
+  /** How this host restores a migration's copy (compute/runtime/direct-restore.ts). */
+  restorePath: RestorePath;
   /** Faults to inject, read from `<stateDir>/faults` at each use (tests only; see faults.ts). */
   faults(): ReadonlySet<Fault>;
 }

@@ -54,7 +54,10 @@ const targetRecordSchema = z.object({
   role: z.literal('target'),
   phase: z.enum(TARGET_PHASES),
   targetDockerId: z.string().optional(),
+  /** Where the checkpoint images are received: Docker's checkpoint dir, or outside it for a direct restore. */
   checkpointDir: z.string().optional(),
+  /** direct: Docker's checkpoint dir only names checkpointDir (compute/runtime/direct-restore.ts). Absent: docker. */
+  restoreWith: z.enum(['direct', 'docker']).optional(),
   upperDir: z.string().optional(),
   /** Named volumes the prepare created: removed if the migration is aborted. */
   volumes: z.array(z.string()).optional(),

@@ -11,10 +11,13 @@
  * A Docker error other than "no such container" decides nothing: the record stays and
  * the next pass tries again.
  */
+import { existsSync, readdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { HerdError } from '../../protocol/errors.ts';
 import type { MigrationStatus } from '../../protocol/messages.ts';
 import type { MigrationContext } from './context.ts';
 import type { MigrationRecord, SourceRecord } from './migration-store.ts';
+import { removeReceivedDir } from './faults.ts';
 import { removeLeakedTempDirs } from './runc-jobs.ts';
 import { askTargetToAbort, resolveInDoubt, rollBackSource, rollForward } from './source-settle.ts';
 import { reconcileTarget } from './target-side.ts';
@@ -86,6 +89,13 @@ async function collectGarbage(ctx: MigrationContext): Promise<void> {
       if (!name.startsWith('herd-') || checkpointsInUse.has(name) || locks.held(name.slice('herd-'.length))) continue;
       await runtime.deleteCheckpoint(c.dockerId, name);
       log.warn({ container: c.name, checkpoint: name }, 'removed a checkpoint left by an ended migration');
+    }
+    // Images received for a direct restore (outside Docker's checkpoint dir).
+    const staged = dirname(runtime.stagedImagesPath(c.dockerId, 'x'));
+    for (const name of existsSync(staged) ? readdirSync(staged) : []) {
+      if (checkpointsInUse.has(name) || locks.held(name.slice('herd-'.length))) continue;
+      removeReceivedDir(`${staged}/${name}`);
+      log.warn({ container: c.name, images: name }, 'removed checkpoint images left by an ended migration');
     }
   }
   if (ctx.criu.length === 0) {

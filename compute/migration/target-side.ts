@@ -23,6 +23,7 @@ import { corruptImages, mountFullDisk, removeReceivedDir } from './faults.ts';
 import type { MigrationContext } from './context.ts';
 import { hideDeletedLowerPaths } from './overlay-deletions.ts';
 import { killRuncJobs, sweepTempDirsSoon, waitForRuncJobs } from './runc-jobs.ts';
+import { DIRECT_RESTORE_RUNTIME, pointCheckpointAt } from '../runtime/direct-restore.ts';
 
 /** Headroom kept free on the target beyond the estimated size. */
 const DISK_HEADROOM_BYTES = 256 * 1024 * 1024;
@@ -87,17 +88,18 @@ export function prepareTarget(ctx: MigrationContext, args: CommandArgs<'migratio
     try {
       // A half-made container of an earlier attempt (a crash mid-prepare) goes first.
       for (const id of await runtime.findByMigration(args.migrationId)) await runtime.removeUnlessRunning(id);
-      const targetDockerId = await runtime.create(args.spec, { [HERD_MIGRATION_LABEL]: args.migrationId });
+      const direct = ctx.restorePath === 'direct';
+      const targetDockerId = await runtime.create(args.spec, { [HERD_MIGRATION_LABEL]: args.migrationId }, direct ? { runtime: DIRECT_RESTORE_RUNTIME } : {});
       record.targetDockerId = targetDockerId;
       const volumes = (args.spec.volumes ?? []).map((v) => v.name);
       if (volumes.length > 0) record.volumes = volumes; // created with the container: removed with it on an abort
       await store.save(record);
       const details = await runtime.inspect(targetDockerId, hostId);
       if (details.upperDir === undefined) throw new HerdError('DOCKER_FAILED', 'the target container has no overlay upper dir (storage driver must be overlay2)');
-      const checkpointDir = runtime.checkpointPath(targetDockerId, args.checkpointId);
+      const checkpointDir = direct ? runtime.stagedImagesPath(targetDockerId, args.checkpointId) : runtime.checkpointPath(targetDockerId, args.checkpointId);
       mkdirSync(checkpointDir, { recursive: true });
       if (ctx.faults().has('disk-full')) mountFullDisk(checkpointDir);
-      Object.assign(record, { checkpointDir, upperDir: details.upperDir, phase: 'prepared' });
+      Object.assign(record, { checkpointDir, restoreWith: ctx.restorePath, upperDir: details.upperDir, phase: 'prepared' });
       await store.save(record);
       log.info({ migrationId: args.migrationId, targetDockerId }, 'target prepared');
       return { targetDockerId, checkpointDir, upperDir: details.upperDir, volumeDirs: await volumeDirs(ctx, volumes) };
@@ -146,6 +148,7 @@ export function restoreTarget(ctx: MigrationContext, args: CommandArgs<'migratio
         await hideDeletedLowerPaths(record.upperDir, details.lowerDirs ?? []);
       }
       if (ctx.faults().has('corrupt-images-in-transit') && record.checkpointDir !== undefined) corruptImages(record.checkpointDir);
+      if (record.restoreWith === 'direct' && record.checkpointDir !== undefined) pointCheckpointAt(runtime.checkpointPath(targetDockerId, record.checkpointId), record.checkpointDir);
       await ctx.criu.run(() => runtime.startFromCheckpoint(targetDockerId, record.checkpointId), { onTimeout: () => killRuncJobs(targetDockerId) });
     } catch (err) {
       failure = err;

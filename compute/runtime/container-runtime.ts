@@ -14,6 +14,8 @@ export interface RuntimeInfo {
   dataRoot: string;
   storageDriver: string;
   experimental: boolean;
+  /** Runtimes registered with Docker (daemon.json "runtimes", plus runc). */
+  runtimes: string[];
 }
 
 export interface ContainerDetails extends ContainerSummary {
@@ -55,7 +57,7 @@ export interface ContainerRuntime {
   /** Names of a container's checkpoints (its checkpoint dir's entries). */
   checkpointNames(dockerId: string): string[];
   /** Creates (not starts) a managed container. Throws IMAGE_MISSING, CONFLICT. */
-  create(spec: ContainerSpec & { herdId: string }, extraLabels?: Record<string, string>): Promise<string>;
+  create(spec: ContainerSpec & { herdId: string }, extraLabels?: Record<string, string>, options?: { runtime?: string }): Promise<string>;
   start(dockerId: string): Promise<void>;
   stop(dockerId: string, timeoutSeconds?: number): Promise<void>;
   remove(dockerId: string, force?: boolean): Promise<void>;
@@ -73,6 +75,8 @@ export interface ContainerRuntime {
   deleteCheckpoint(dockerId: string, checkpointId: string): Promise<void>;
   /** Where Docker keeps a container's checkpoint (`<data-root>/containers/<id>/checkpoints/<name>`). */
   checkpointPath(dockerId: string, checkpointId: string): string;
+  /** Where a direct restore's images are received (`<data-root>/containers/<id>/herd-images/<name>`: removed with the container). */
+  stagedImagesPath(dockerId: string, checkpointId: string): string;
   /** The whole filesystem of a (stopped) container as a tar stream (docker export). */
   exportFilesystem(dockerId: string): Promise<NodeJS.ReadableStream>;
   /** Calls `onChange` whenever a managed container is created, started, stopped or removed (by Herd or not); returns the stop function. */

@@ -64,6 +64,7 @@ export class DockerRuntime implements ContainerRuntime {
         dataRoot: String(info.DockerRootDir),
         storageDriver: String(info.Driver),
         experimental: Boolean((version as unknown as { Experimental?: boolean }).Experimental ?? info.ExperimentalBuild),
+        runtimes: Object.keys((info.Runtimes as Record<string, unknown> | undefined) ?? {}),
       };
     } catch (err) {
       throw new HerdError('DOCKER_FAILED', `Docker daemon at ${this.socketPath} is not answering: ${dockerMessage(err)}`, { cause: err });
@@ -205,7 +206,7 @@ export class DockerRuntime implements ContainerRuntime {
     }
   }
 
-  async create(spec: ContainerSpec & { herdId: string }, extraLabels: Record<string, string> = {}): Promise<string> {
+  async create(spec: ContainerSpec & { herdId: string }, extraLabels: Record<string, string> = {}, createOptions: { runtime?: string } = {}): Promise<string> {
     if (!(await this.hasImage(spec.image))) {
       throw new HerdError('IMAGE_MISSING', `image "${spec.image}" is not present on this host (load it with docker load, or provision the host)`);
     }
@@ -213,7 +214,7 @@ export class DockerRuntime implements ContainerRuntime {
       name: spec.name,
       Image: spec.image,
       Labels: { ...(spec.labels ?? {}), ...extraLabels, [HERD_ID_LABEL]: spec.herdId },
-      HostConfig: {},
+      HostConfig: createOptions.runtime === undefined ? {} : { Runtime: createOptions.runtime },
     };
     if (spec.cmd !== undefined && spec.cmd.length > 0) options.Cmd = spec.cmd;
     if (spec.env !== undefined) options.Env = spec.env;
@@ -350,6 +351,10 @@ export class DockerRuntime implements ContainerRuntime {
 
   checkpointPath(dockerId: string, checkpointId: string): string {
     return `${this.dataRoot}/containers/${dockerId}/checkpoints/${checkpointId}`;
+  }
+
+  stagedImagesPath(dockerId: string, checkpointId: string): string {
+    return `${this.dataRoot}/containers/${dockerId}/herd-images/${checkpointId}`;
   }
 
   async exportFilesystem(dockerId: string): Promise<NodeJS.ReadableStream> {

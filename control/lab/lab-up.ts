@@ -20,6 +20,7 @@ import { buildLabImages, loadLabImages, type LabProgress } from './images.ts';
 import { LAB_DASHBOARD_PORT, labLayout, type LabHost, type LabLayout } from './layout.ts';
 import { livePid, mustRun, runCommand, spawnDetached, waitFor } from './shell.ts';
 import { herdRoot, readLabState, writeLabState, type LabState } from './state.ts';
+import { DIRECT_RESTORE_RUNTIME } from '../../compute/config.ts';
 
 export interface LabUpOptions {
   hosts: number;
@@ -156,14 +157,21 @@ function dockerdConfig(layout: LabLayout, host: LabHost): object {
     'shutdown-timeout': 5,
     // A dockerd restart leaves containers running (as on provisioned hosts: ansible docker role).
     'live-restore': true,
+    // Direct restore (compute/runtime/direct-restore.ts), as the ansible docker role registers it.
+    runtimes: { [DIRECT_RESTORE_RUNTIME]: { path: `${herdRoot()}/bin/herd-runc` } },
   };
 }
 
 async function ensureDocker(layout: LabLayout, host: LabHost): Promise<Docker> {
   mkdirSync(host.dockerDataRoot, { recursive: true });
   mkdirSync(host.runDir, { recursive: true });
-  writeFileSync(host.dockerConfig, `${JSON.stringify(dockerdConfig(layout, host), null, 2)}\n`);
-  if (livePid(host.dockerPidFile, 'dockerd') === undefined) {
+  const config = `${JSON.stringify(dockerdConfig(layout, host), null, 2)}\n`;
+  const changed = !existsSync(host.dockerConfig) || readFileSync(host.dockerConfig, 'utf8') !== config;
+  writeFileSync(host.dockerConfig, config);
+  const running = livePid(host.dockerPidFile, 'dockerd');
+  // A running dockerd reloads its runtimes on SIGHUP (the other settings here do not change while it runs).
+  if (running !== undefined && changed) process.kill(running, 'SIGHUP');
+  if (running === undefined) {
     // `ip netns exec` remounts /sys and dockerd then fails ("Devices cgroup isn't mounted"): nsenter only the network.
     spawnDetached('nsenter', [`--net=/var/run/netns/${host.netns}`, 'dockerd', '--config-file', host.dockerConfig], host.dockerLog);
   }

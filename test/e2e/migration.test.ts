@@ -10,6 +10,7 @@ import { COUNTER, count, execIn, leftovers, placements } from '../support/contai
 import { HERD_BIN, herd, herdOk } from '../support/herd-cli.ts';
 import { dockerOf, readyLab, setFaults } from '../support/lab.ts';
 import { runCommand } from '../../control/lab/shell.ts';
+import { restoreTempDirs } from '../faults/fault-round.ts';
 
 
 async function runOn(hostId: string, name: string, image = 'herd/busybox', cmd = COUNTER): Promise<void> {
@@ -112,6 +113,42 @@ describe('live migration (lab, real Docker + CRIU)', () => {
     expect(await sum('h2')).toBe(bigBefore);
     await herdOk(['rm', name, '--force']);
     expect(await leftovers(layout)).toEqual([]);
+  });
+
+  it('restores directly from the received images (herd-runc) while Docker owns the container: ps, logs, inspect, stop work, it migrates again, nothing is left', async () => {
+    const name = `direct-${Date.now().toString(36)}`;
+    const hosts = JSON.parse(await herdOk(['hosts', '--json'])) as { hostId: string; restoreWith?: string }[];
+    expect(hosts.filter((h) => h.hostId === 'h1' || h.hostId === 'h2').map((h) => h.restoreWith)).toEqual(['direct', 'direct']);
+    await runOn('h1', name, 'herd/busybox', ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo "tick $i"; echo $i > /data/count; sleep 0.1; done']);
+    await waitForCount(layout, 'h1', name, 5);
+    const result = await herd(['migrate', name, '--to', 'h2', '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    const docker = dockerOf(layout, 'h2');
+    const copy = docker.getContainer(name);
+    const inspected = await copy.inspect();
+    expect(inspected.HostConfig.Runtime).toBe('herd-runc');
+    expect(inspected.State.Running).toBe(true);
+    expect((await docker.listContainers({ filters: { name: [name] } })).map((c) => c.State)).toEqual(['running']);
+    const before = await waitForCount(layout, 'h2', name, 1);
+    const after = await waitForCount(layout, 'h2', name, before + 3);
+    expect(after).toBeGreaterThan(before);
+    // docker logs: the lines from before the move (h1's log file did not move) are not expected; new ticks are.
+    await new Promise((r) => setTimeout(r, 500));
+    const logs = (await copy.logs({ stdout: true, tail: 5 })).toString('latin1');
+    expect(logs).toMatch(/tick \d+/);
+    // A second migration of the directly restored container, back to h1.
+    const back = await herd(['migrate', name, '--to', 'h1', '--json']);
+    expect(back.code, back.stderr).toBe(0);
+    await expectRunsOnceOn(layout, name, 'h1');
+    expect(await waitForCount(layout, 'h1', name, after + 1)).toBeGreaterThan(after);
+    expect(await leftovers(layout)).toEqual([]);
+    // containerd's unpacked copies of the checkpoint dir (a marker file each) are swept after the restores.
+    for (let i = 0; i < 40 && restoreTempDirs().length > 0; i++) await new Promise((r) => setTimeout(r, 250));
+    expect(restoreTempDirs()).toEqual([]);
+    // Docker stops it like any container.
+    await dockerOf(layout, 'h1').getContainer(name).stop({ t: 1 });
+    expect((await dockerOf(layout, 'h1').getContainer(name).inspect()).State.Running).toBe(false);
+    await herdOk(['rm', name, '--force']);
   });
 
   it('runs four migrations between two hosts at once', async () => {

@@ -133,7 +133,7 @@ export function fakeRuntime(options: { images?: string[] } = {}): ContainerRunti
     calls,
     async info(): Promise<RuntimeInfo> {
       calls.push('info');
-      return { dockerVersion: 'fake-1.0', dataRoot: '/nonexistent', storageDriver: 'overlay2', experimental: true };
+      return { dockerVersion: 'fake-1.0', dataRoot: '/nonexistent', storageDriver: 'overlay2', experimental: true, runtimes: ['runc'] };
     },
     async list(hostId: string): Promise<ContainerSummary[]> {
       calls.push('list');

@@ -46,7 +46,7 @@ export async function placements(layout: LabLayout, name: string): Promise<Place
   return found;
 }
 
-/** What a migration may leave behind on a host: checkpoint dirs, migration records, containers created by migrations that are not running. */
+/** What a migration may leave behind on a host: checkpoint dirs, images staged for a direct restore, migration records, containers created by migrations that are not running. */
 export async function leftovers(layout: LabLayout): Promise<string[]> {
   const left: string[] = [];
   for (const host of layout.hosts) {
@@ -57,6 +57,8 @@ export async function leftovers(layout: LabLayout): Promise<string[]> {
     for (const id of existsSync(containersDir) ? readdirSync(containersDir) : []) {
       const cps = existsSync(`${containersDir}/${id}/checkpoints`) ? readdirSync(`${containersDir}/${id}/checkpoints`) : [];
       if (cps.length > 0) left.push(`${host.id}: checkpoints ${cps.join(', ')} of ${id.slice(0, 12)}`);
+      const staged = existsSync(`${containersDir}/${id}/herd-images`) ? readdirSync(`${containersDir}/${id}/herd-images`) : [];
+      if (staged.length > 0) left.push(`${host.id}: staged checkpoint images ${staged.join(', ')} of ${id.slice(0, 12)}`);
     }
     const docker = new Docker({ socketPath: host.dockerSocket });
     for (const c of await docker.listContainers({ all: true, filters: { label: ['io.herd.id'] } })) {

@@ -66,7 +66,7 @@ export class FakeRuntime implements ContainerRuntime {
 
   async info(): Promise<RuntimeInfo> {
     this.check();
-    return { dockerVersion: 'fake', dataRoot: this.root, storageDriver: 'overlay2', experimental: true };
+    return { dockerVersion: 'fake', dataRoot: this.root, storageDriver: 'overlay2', experimental: true, runtimes: ['runc'] };
   }
   async list(hostId: string): Promise<ContainerSummary[]> {
     this.check();
@@ -150,6 +150,9 @@ export class FakeRuntime implements ContainerRuntime {
   }
   checkpointPath(dockerId: string, checkpointId: string): string {
     return `${this.root}/${dockerId}/checkpoints/${checkpointId}`;
+  }
+  stagedImagesPath(dockerId: string, checkpointId: string): string {
+    return `${this.root}/${dockerId}/herd-images/${checkpointId}`;
   }
   async exportFilesystem(): Promise<NodeJS.ReadableStream> {
     throw new HerdError('DOCKER_FAILED', 'not in the fake');
@@ -268,6 +271,7 @@ export class FakeCluster {
       inFlight: new Map(),
       sharedPaths: [],
       preCopyFilesystem: false,
+      restorePath: 'docker',
       faults: () => new Set(),
       locks: new KeyedLock(),
       stopping: () => false,
