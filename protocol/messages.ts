@@ -21,6 +21,10 @@ export const wireErrorSchema = z.strictObject({
 
 // ---------------------------------------------------------------- host status
 /** Retained on herd/v1/hosts/{hostId}/status. The broker publishes the last will (state "offline") when the daemon's connection drops. */
+/** How a target restores a migrated container: "direct" reads the received images once (the herd-runc runtime); "docker" lets Docker copy them through containerd first. */
+export const RESTORE_PATHS = ['direct', 'docker'] as const;
+export type RestorePath = (typeof RESTORE_PATHS)[number];
+
 export const hostStatusSchema = z.strictObject({
   v: version,
   hostId: id,
@@ -33,7 +37,7 @@ export const hostStatusSchema = z.strictObject({
   dockerVersion: z.string().optional(),
   criuVersion: z.string().optional(),
   /** How this host restores migrated containers: "direct" (the received images, read once) or "docker" (Docker's copies first). */
-  restoreWith: z.enum(['direct', 'docker']).optional(),
+  restoreWith: z.enum(RESTORE_PATHS).optional(),
   /** CPUs this host's containers may use (its cpuset in the lab). */
   cpus: z.array(z.number().int().min(0)).optional(),
   reason: z.string().optional(),
@@ -129,6 +133,8 @@ export const COMMAND_ARGS = {
     container: containerRef,
     targetHost: id,
     fsMode: z.enum(FS_MODES).default('diff'),
+    /** How the target restores this migration (default: the target's docker.restoreWith). */
+    restoreWith: z.enum(RESTORE_PATHS).optional(),
   }),
   /** Target side, before the source freezes anything: can this host take the container (image, name, disk)? */
   'migration.check': z.strictObject({
@@ -144,6 +150,7 @@ export const COMMAND_ARGS = {
     spec: containerSpecSchema.extend({ herdId: id }),
     fsMode: z.enum(FS_MODES),
     checkpointId: id,
+    restoreWith: z.enum(RESTORE_PATHS).optional(),
   }),
   /** Target side: restore the received checkpoint into the prepared container. */
   'migration.restore': z.strictObject({ migrationId: id }),
@@ -265,8 +272,10 @@ const peerPath = z
 /** Result of `migration.prepare`: where the source sends data (paths on the target host). */
 export const prepareResultSchema = z.strictObject({
   targetDockerId: z.string().regex(/^[0-9a-f]{12,64}$/, 'a Docker container id'),
-  /** Directory the checkpoint images are extracted into (the target container's own checkpoint dir). */
+  /** Directory the checkpoint images are extracted into (the target container's checkpoint dir, or beside it for a direct restore). */
   checkpointDir: peerPath,
+  /** How the target will restore. */
+  restoreWith: z.enum(RESTORE_PATHS).optional(),
   /** The target container's overlay upper dir (diff and full modes extract into it). */
   upperDir: peerPath,
   /** Named volume → its directory on the target (the volume's contents are extracted into it). */
@@ -317,6 +326,8 @@ export interface MigrationResult {
   sourceHost: string;
   targetHost: string;
   fsMode: FsMode;
+  /** How the target restored. */
+  restoreWith?: RestorePath;
   timings: MigrationTimings;
 }
 

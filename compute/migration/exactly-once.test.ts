@@ -6,6 +6,7 @@
  * cannot run. The lab's fault-injection round (test/e2e/exactly-once.test.ts) checks the
  * same with real daemons, Docker and CRIU.
  */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { HERD_MIGRATION_LABEL } from '../runtime/container-runtime.ts';
 import type { SourcePhase, SourceRecord, TargetRecord } from './migration-store.ts';
@@ -168,6 +169,30 @@ describe('target handlers: idempotent per migration, late commands do nothing', 
     await expect(prepare(cluster)).rejects.toThrow(/already ended .*aborted/);
     await expect(restoreTarget(cluster.ctx('h2'), { migrationId: MID })).rejects.toMatchObject({ code: 'RESTORE_FAILED' });
     expect(cluster.runtime('h2').containers.size).toBe(0);
+  });
+
+  it('direct restore: the copy runs under herd-runc, images land outside Docker\'s checkpoint dir, which only names them at restore; nothing stays', async () => {
+    const cluster = new FakeCluster(['h1', 'h2']);
+    Object.assign(cluster.ctx('h2'), { restorePath: 'direct' });
+    const p = await prepare(cluster);
+    const tgt = cluster.runtime('h2');
+    expect(p.restoreWith).toBe('direct');
+    expect(tgt.containers.get(p.targetDockerId)?.runtime).toBe('herd-runc');
+    expect(p.checkpointDir).toBe(tgt.stagedImagesPath(p.targetDockerId, CP));
+    writeFileSync(`${p.checkpointDir}/inventory.img`, 'images');
+    giveImages(cluster, p.targetDockerId);
+    await restoreTarget(cluster.ctx('h2'), { migrationId: MID });
+    expect(readFileSync(`${tgt.checkpointPath(p.targetDockerId, CP)}/herd-images`, 'utf8')).toBe(p.checkpointDir);
+    expect(existsSync(p.checkpointDir)).toBe(false);
+    expect(cluster.runningCopies(HERD_ID)).toEqual(['h2']);
+  });
+
+  it('a direct restore asked of a host that restores through Docker is refused at prepare, leaving nothing', async () => {
+    const cluster = new FakeCluster(['h1', 'h2']);
+    await expect(prepareTarget(cluster.ctx('h2'), { migrationId: MID, sourceHost: 'h1', spec, fsMode: 'none', checkpointId: CP, restoreWith: 'direct' })).rejects.toMatchObject({ code: 'MISSING_DEPENDENCY', message: expect.stringContaining('host h2 restores through Docker') });
+    expect(cluster.runtime('h2').containers.size).toBe(0);
+    expect(cluster.ctx('h2').store.list()).toEqual([]);
+    expect(cluster.ctx('h2').store.tombstone('target', MID)?.outcome).toBe('aborted');
   });
 
   it('restore twice runs once; abort of a running copy refuses and says running; commit ends it; abort after commit says committed', async () => {

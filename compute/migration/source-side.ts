@@ -209,7 +209,7 @@ export class SourceMigration {
 
     // 2. In parallel: the target creates its container, the receivers start, the source checkpoints.
     await this.event('prepare', 'started');
-    const prepared = this.request<PrepareResult>('migration.prepare', { migrationId: args.migrationId, sourceHost: ctx.hostId, spec: d.spec, fsMode: args.fsMode, checkpointId }, PREPARE_TIMEOUT_MS);
+    const prepared = this.request<PrepareResult>('migration.prepare', { migrationId: args.migrationId, sourceHost: ctx.hostId, spec: d.spec, fsMode: args.fsMode, checkpointId, ...(args.restoreWith === undefined ? {} : { restoreWith: args.restoreWith }) }, PREPARE_TIMEOUT_MS);
     // Receivers for the checkpoint and the filesystem, started now so that their start-up overlaps the checkpoint.
     const receivers = ssh.then((conn) =>
       Promise.all([openReceiver(conn, { xattrs: false }), args.fsMode === 'none' ? undefined : openReceiver(conn, { xattrs: args.fsMode === 'diff' })]),
@@ -369,7 +369,7 @@ export class SourceMigration {
       filesystemBytes,
       ...(precopy === undefined ? {} : { precopyMs: round(precopy.ms), precopyBytes: precopy.bytes }),
     };
-    const result: MigrationResult = { migrationId: args.migrationId, herdId: d.herdId, container: d.name, sourceHost: ctx.hostId, targetHost: args.targetHost, fsMode: args.fsMode, timings };
+    const result: MigrationResult = { migrationId: args.migrationId, herdId: d.herdId, container: d.name, sourceHost: ctx.hostId, targetHost: args.targetHost, fsMode: args.fsMode, ...(prep.restoreWith === undefined ? {} : { restoreWith: prep.restoreWith }), timings };
     // 5. The target runs: remove the source (its checkpoint goes with it), then the target commits.
     if (this.record.phase === 'restoring') await this.finishForward(result);
     await this.event('done', 'finished', { timings });

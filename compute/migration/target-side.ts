@@ -67,7 +67,7 @@ export function prepareTarget(ctx: MigrationContext, args: CommandArgs<'migratio
     refuseIfEnded(ctx, args.migrationId, 'prepare');
     const existing = store.get('target', args.migrationId);
     if (existing?.phase === 'prepared' && existing.targetDockerId !== undefined && existing.checkpointDir !== undefined && existing.upperDir !== undefined) {
-      return { targetDockerId: existing.targetDockerId, checkpointDir: existing.checkpointDir, upperDir: existing.upperDir, volumeDirs: await volumeDirs(ctx, existing.volumes ?? []) }; // a repeated prepare
+      return { targetDockerId: existing.targetDockerId, checkpointDir: existing.checkpointDir, restoreWith: existing.restoreWith ?? 'docker', upperDir: existing.upperDir, volumeDirs: await volumeDirs(ctx, existing.volumes ?? []) }; // a repeated prepare
     }
     if (existing !== undefined && existing.phase !== 'preparing') throw new HerdError('CONFLICT', `migration ${args.migrationId} is already ${existing.phase} on host ${hostId}`);
     const now = new Date().toISOString();
@@ -88,7 +88,9 @@ export function prepareTarget(ctx: MigrationContext, args: CommandArgs<'migratio
     try {
       // A half-made container of an earlier attempt (a crash mid-prepare) goes first.
       for (const id of await runtime.findByMigration(args.migrationId)) await runtime.removeUnlessRunning(id);
-      const direct = ctx.restorePath === 'direct';
+      const restoreWith = args.restoreWith ?? ctx.restorePath;
+      if (restoreWith === 'direct' && ctx.restorePath !== 'direct') throw new HerdError('MISSING_DEPENDENCY', `a direct restore was asked for, but host ${hostId} restores through Docker (its Docker has no "${DIRECT_RESTORE_RUNTIME}" runtime, or docker.restoreWith is "docker")`);
+      const direct = restoreWith === 'direct';
       const targetDockerId = await runtime.create(args.spec, { [HERD_MIGRATION_LABEL]: args.migrationId }, direct ? { runtime: DIRECT_RESTORE_RUNTIME } : {});
       record.targetDockerId = targetDockerId;
       const volumes = (args.spec.volumes ?? []).map((v) => v.name);
@@ -99,10 +101,10 @@ export function prepareTarget(ctx: MigrationContext, args: CommandArgs<'migratio
       const checkpointDir = direct ? runtime.stagedImagesPath(targetDockerId, args.checkpointId) : runtime.checkpointPath(targetDockerId, args.checkpointId);
       mkdirSync(checkpointDir, { recursive: true });
       if (ctx.faults().has('disk-full')) mountFullDisk(checkpointDir);
-      Object.assign(record, { checkpointDir, restoreWith: ctx.restorePath, upperDir: details.upperDir, phase: 'prepared' });
+      Object.assign(record, { checkpointDir, restoreWith, upperDir: details.upperDir, phase: 'prepared' });
       await store.save(record);
       log.info({ migrationId: args.migrationId, targetDockerId }, 'target prepared');
-      return { targetDockerId, checkpointDir, upperDir: details.upperDir, volumeDirs: await volumeDirs(ctx, volumes) };
+      return { targetDockerId, checkpointDir, restoreWith, upperDir: details.upperDir, volumeDirs: await volumeDirs(ctx, volumes) };
     } catch (err) {
       await abortLocked(ctx, args.migrationId, 'prepare failed').catch((e: unknown) => log.error({ err: String(e) }, 'cleaning up a failed prepare failed; the reconciler retries'));
       throw err;

@@ -8,6 +8,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { HerdError } from '../../protocol/errors.ts';
+import type { RestorePath } from '../../protocol/messages.ts';
 import type { RuntimeInfo } from './container-runtime.ts';
 
 /** The runtime name daemon.json registers bin/herd-runc under. */
@@ -18,7 +19,7 @@ export const STAGED_IMAGES_MARKER = 'herd-images';
 /** auto: direct when Docker has the runtime, else Docker's path. */
 export const RESTORE_MODES = ['auto', 'direct', 'docker'] as const;
 export type RestoreMode = (typeof RESTORE_MODES)[number];
-export type RestorePath = 'direct' | 'docker';
+export type { RestorePath };
 
 /** Which restore path this host uses, from the configured mode and what Docker has registered. */
 export function resolveRestorePath(mode: RestoreMode, info: Pick<RuntimeInfo, 'runtimes'>): RestorePath {

@@ -23,7 +23,7 @@ export function registerClusterCommands(program: Command): void {
       await withSession(cmd, async ({ view }) => {
         const hosts = view.hosts();
         if (opts.json === true) return printJson(hosts);
-        process.stdout.write(`${table(['HOST', 'STATE', 'SINCE', 'ADDRESS', 'DOCKER', 'CRIU', 'CPUS'], hosts.map((h) => [h.hostId, h.state, h.since, h.address ?? '', h.dockerVersion ?? '', h.criuVersion ?? '', (h.cpus ?? []).join(',')]))}\n`);
+        process.stdout.write(`${table(['HOST', 'STATE', 'SINCE', 'ADDRESS', 'DOCKER', 'CRIU', 'RESTORE', 'CPUS'], hosts.map((h) => [h.hostId, h.state, h.since, h.address ?? '', h.dockerVersion ?? '', h.criuVersion ?? '', h.restoreWith ?? '', (h.cpus ?? []).join(',')]))}\n`);
       });
     });
 

@@ -80,8 +80,11 @@ function printMoves(what: string, unit: string, moves: Move[], perSecond: Map<nu
   }
   const done = moves.filter((m) => m.result !== undefined);
   const downs = done.map((m) => m.result!.timings.downtimeMs).sort((a, b) => a - b);
-  out(`(median downtime ${downs.length === 0 ? '-' : `${downs[Math.floor(downs.length / 2)]!.toFixed(0)} ms`})`);
+  const medianDown = downs[Math.floor(downs.length / 2)];
+  out(`(median downtime ${medianDown === undefined ? '-' : `${medianDown.toFixed(0)} ms`})`);
   targets.push(`target ${what} migrations completed: ${done.length} of ${moves.length} vs all: ${done.length === moves.length ? 'MET' : 'MISSED'}`);
+  // Issue 15: a database under load moves with under a second of downtime.
+  if (what === 'mariadb') targets.push(`target mariadb median downtime: ${medianDown === undefined ? 'not measured' : `${medianDown.toFixed(0)} ms`} vs < 1000 ms: ${medianDown !== undefined && medianDown < 1000 && done.length === moves.length ? 'MET' : 'MISSED'}`);
 }
 
 async function mariadb(): Promise<void> {

@@ -4,12 +4,12 @@
  * daemons; the bare Docker/CRIU primitives by hand; Podman's export/import; and a
  * runc-level dump as a floor for the checkpoint alone.
  */
-import { statSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import type { LabHost, LabLayout } from '../../control/lab/layout.ts';
 import type { MigrationResult } from '../../protocol/messages.ts';
 import { herd } from '../support/herd-cli.ts';
 import {
-  MiB, NAME_PREFIX, Registry, docker, hostOf, lastLines, must, mustDocker, mustSh, readMemory, run, sq, waitReady, workloadCommand,
+  DOCKER_CLI, MiB, NAME_PREFIX, Registry, docker, hostOf, lastLines, must, mustDocker, mustSh, readMemory, run, sq, waitReady, workloadCommand,
   type MemoryReading, type Workload,
 } from './bench-support.ts';
 
@@ -28,6 +28,8 @@ export interface Sample {
   /** Bare path only: the SSH master connection and the target `docker create`, before the freeze. */
   connectMs?: number;
   createMs?: number;
+  /** Bare path only: the copy of the checkpoint images alone (one copy over the link). */
+  imagesCopyMs?: number;
   memory?: MemoryReading;
   /** A check after the move that failed (the container not running, the diff wrong). */
   warning?: string;
@@ -68,8 +70,8 @@ async function startDockerWorkload(ctx: BenchContext, name: string, w: Workload)
   return { pid: Number(pid), id, upperDir };
 }
 
-/** Herd: `herd run` on h1, then `herd migrate --json` to h2 through the broker and both compute daemons. */
-export async function herdMigration(ctx: BenchContext, w: Workload, mode: FsMode, tag: string): Promise<Sample> {
+/** Herd: `herd run` on h1, then `herd migrate --json` to h2 through the broker and both compute daemons (restoring as h2 is configured, or as `restoreWith` says). */
+export async function herdMigration(ctx: BenchContext, w: Workload, mode: FsMode, tag: string, restoreWith?: 'direct' | 'docker'): Promise<Sample> {
   const name = ctx.registry.dockerName(`${NAME_PREFIX}${tag}`);
   try {
     const started = await herd(['run', '--host', ctx.src.id, '--name', name, '--json', w.image, ...workloadCommand(w)], { timeoutMs: 120_000 });
@@ -78,13 +80,15 @@ export async function herdMigration(ctx: BenchContext, w: Workload, mode: FsMode
     await waitReady(`container ${name} on h1`, readyProbe(ctx.src, name));
     const memory = readMemory(pid);
     const t0 = performance.now();
-    const m = await herd(['migrate', name, '--to', ctx.dst.id, '--fs', mode, '--json'], { timeoutMs: 15 * 60_000 });
+    const m = await herd(['migrate', name, '--to', ctx.dst.id, '--fs', mode, '--json', ...(restoreWith === undefined ? [] : ['--restore-with', restoreWith])], { timeoutMs: 15 * 60_000 });
     const cliMs = performance.now() - t0;
     if (m.code !== 0) {
       const why = lastLines(m.stderr.split('\n').filter((l) => /error|fail|rolled|\[/i.test(l)).join('\n') || m.stderr || m.stdout, 3);
       return { memory, cliMs, error: `herd migrate --fs ${mode} exited ${m.code}: ${why}` };
     }
-    const t = (JSON.parse(m.stdout) as MigrationResult).timings;
+    const result = JSON.parse(m.stdout) as MigrationResult;
+    const t = result.timings;
+    if (restoreWith !== undefined && result.restoreWith !== restoreWith) return { error: `asked to restore with ${restoreWith}, the target restored with ${result.restoreWith ?? 'an unreported path'}` };
     const warning = await verifyMoved((cmd) => docker(ctx.dst, ['exec', name, ...cmd]), w, mode !== 'none');
     return {
       checkpointMs: t.checkpointMs, transferMs: t.transferMs, restoreMs: t.restoreMs, downtimeMs: t.downtimeMs, totalMs: t.totalMs,
@@ -132,6 +136,7 @@ export async function bareMigration(ctx: BenchContext, w: Workload, tag: string)
     const x = `--numeric-owner --xattrs --xattrs-include='*'`;
     // Through the transfer key's forced command, as Herd does (bin/herd-ssh-command: directory on the first line, then the tar).
     await mustSh('copying the upper dir', `(printf '%s\\n' ${sq(dstUpper)}; tar -c ${x} -C ${sq(src.upperDir)} .) | ${sshCmd} 'herd-receive --xattrs'`, 600_000);
+    const tUpperCopied = performance.now();
     const srcCp = `${ctx.src.dockerDataRoot}/containers/${src.id}/checkpoints/${cp}`;
     const dstCp = `${ctx.dst.dockerDataRoot}/containers/${dstId}/checkpoints/${cp}`;
     await mustSh('copying the checkpoint', `(printf '%s\\n' ${sq(dstCp)}; tar -c -C ${sq(srcCp)} .) | ${sshCmd} herd-receive`, 600_000);
@@ -146,7 +151,7 @@ export async function bareMigration(ctx: BenchContext, w: Workload, tag: string)
     const warning = await verifyMoved((cmd) => docker(ctx.dst, ['exec', name, ...cmd]), w, true);
     const bare: Sample = {
       connectMs: tConnected - t0, createMs: tCreated - tConnected, checkpointMs: tCheckpointed - tCreated, transferMs: tCopied - tCheckpointed,
-      restoreMs: tRunning - tCopied, downtimeMs: tRunning - tCreated, totalMs: tEnd - t0, bytes, memory, ...(warning === undefined ? {} : { warning }),
+      restoreMs: tRunning - tCopied, downtimeMs: tRunning - tCreated, totalMs: tEnd - t0, bytes, memory, imagesCopyMs: tCopied - tUpperCopied, ...(warning === undefined ? {} : { warning }),
     };
     return { bare, runc: runcSample };
   } catch (err) {
@@ -165,6 +170,51 @@ async function runcDump(ctx: BenchContext, id: string, tag: string): Promise<Sam
   const bytes = Number((await run('du', ['-sb', dir])).stdout.split(/\s/)[0]);
   await run('rm', ['-rf', dir]);
   return { checkpointMs: r.ms, bytes };
+}
+
+/**
+ * The floor's restore half: CRIU through runc alone, with no Docker or containerd. The same
+ * workload runs as a plain runc container (an OCI bundle made from herd/busybox's
+ * filesystem, `runc spec` with its own namespaces), is dumped with `runc checkpoint`, and
+ * restored with `runc restore --detach` from where the images are. Run from the root
+ * namespace (not pinned to a lab host's CPU).
+ */
+export async function runcRoundTrip(ctx: BenchContext, w: Workload, tag: string): Promise<Sample> {
+  const id = `${NAME_PREFIX}runc-${tag}`;
+  const dir = ctx.registry.path(`${ctx.tmpDir}/runc-rt-${tag}`);
+  const root = `${dir}/state`;
+  const bundle = `${dir}/bundle`;
+  const runcQuiet = (args: string[]) => mustSh(`runc ${args[0]}`, `runc --root ${sq(root)} ${args.map(sq).join(' ')} </dev/null >/dev/null 2>${sq(`${dir}/runc.err`)}`, 600_000);
+  try {
+    const exportName = ctx.registry.dockerName(`${NAME_PREFIX}export-${tag}`);
+    await mustDocker('docker create (for its filesystem)', ctx.dst, ['create', '--name', exportName, w.image]);
+    await mustSh('exporting herd/busybox into a bundle', `mkdir -p ${sq(`${bundle}/rootfs`)} && ${DOCKER_CLI} -H unix://${ctx.dst.dockerSocket} export ${exportName} | tar -x -C ${sq(`${bundle}/rootfs`)}`);
+    await ctx.registry.removeDocker(exportName);
+    await must('runc spec', 'runc', ['spec', '--bundle', bundle]);
+    const specFile = `${bundle}/config.json`;
+    const spec = JSON.parse(readFileSync(specFile, 'utf8')) as { process: { terminal: boolean; args: string[] }; root: { readonly: boolean } };
+    spec.process.terminal = false;
+    spec.process.args = workloadCommand(w);
+    spec.root.readonly = false;
+    writeFileSync(specFile, JSON.stringify(spec));
+    await runcQuiet(['run', '--detach', '--bundle', bundle, id]);
+    await waitReady(`runc container ${id}`, () => run('runc', ['--root', root, 'exec', id, 'test', '-f', '/data/ready'], 30_000));
+    const images = `${dir}/images`;
+    const dump = await runcQuiet(['checkpoint', '--image-path', images, '--work-path', `${dir}/dump-work`, id]);
+    const bytes = Number((await run('du', ['-sb', images])).stdout.split(/\s/)[0]);
+    await run('runc', ['--root', root, 'delete', '--force', id]);
+    const restore = await runcQuiet(['restore', '--detach', '--image-path', images, '--work-path', `${dir}/restore-work`, '--bundle', bundle, id]);
+    const state = JSON.parse((await must('runc state', 'runc', ['--root', root, 'state', id])).stdout) as { status: string };
+    const warning = state.status === 'running' ? undefined : `after runc restore the container is ${state.status}`;
+    return { checkpointMs: dump.ms, restoreMs: restore.ms, bytes, ...(warning === undefined ? {} : { warning }) };
+  } catch (err) {
+    const stderr = await run('cat', [`${dir}/runc.err`]);
+    return { error: `${(err as Error).message}${stderr.stdout.trim() ? ` (runc: ${lastLines(stderr.stdout, 2)})` : ''}` };
+  } finally {
+    await run('runc', ['--root', root, 'kill', id, 'KILL']);
+    await run('runc', ['--root', root, 'delete', '--force', id]);
+    await run('rm', ['-rf', dir]);
+  }
 }
 
 /** Loads herd/busybox into Podman's root storage from the lab's saved image, unless it is already there. */

@@ -13,7 +13,7 @@ import { labLayout } from '../../control/lab/layout.ts';
 import { herd } from '../support/herd-cli.ts';
 import { DOCKER_CLI, MiB, NAME_PREFIX, Registry, docker, hostOf, lastLines, run, type Workload } from './bench-support.ts';
 import { LARGE_IMAGE, ensureLargeImage } from './large-image.ts';
-import { bareMigration, ensurePodmanImage, herdMigration, makeContext, podmanMigration, type FsMode, type Sample } from './methods.ts';
+import { bareMigration, ensurePodmanImage, herdMigration, makeContext, podmanMigration, runcRoundTrip, type FsMode, type Sample } from './methods.ts';
 import { benchProgress, medianOf, printWorkload, ratioLine, targetLine, workloadTitle, type Row, type WorkloadResult } from './report.ts';
 
 const HELP = `usage: npm run bench:migration -- [options]
@@ -24,12 +24,13 @@ const HELP = `usage: npm run bench:migration -- [options]
   --large-mb N      size of herd/bench-large's random files, MB (default 300; env BENCH_LARGE_MB)
   --no-large        skip the large-image diff-vs-full workload
   --no-podman       skip the Podman reference
+  --no-db           skip the MariaDB-under-load row (bench:db-migration --only mariadb --moves 2)
   --keep            keep herd/bench-large on the hosts afterwards`;
 
 const { values: opts } = parseArgs({
   options: {
     mem: { type: 'string' }, diff: { type: 'string' }, reps: { type: 'string' }, quick: { type: 'boolean' }, 'large-mb': { type: 'string' },
-    'no-large': { type: 'boolean' }, 'no-podman': { type: 'boolean' }, keep: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+    'no-large': { type: 'boolean' }, 'no-podman': { type: 'boolean' }, 'no-db': { type: 'boolean' }, keep: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   },
 });
 if (opts.help === true) {
@@ -52,6 +53,7 @@ const reps = quick ? 1 : list(opts.reps, process.env.BENCH_REPS, [3])[0]!;
 const largeMB = quick ? 100 : list(opts['large-mb'], process.env.BENCH_LARGE_MB, [300])[0]!;
 const withLarge = opts['no-large'] !== true;
 const withPodman = opts['no-podman'] !== true;
+const withDb = opts['no-db'] !== true && !quick;
 const MODES: FsMode[] = ['diff', 'full', 'none'];
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
@@ -67,6 +69,21 @@ function fmt(s: Sample): string {
   if (s.error !== undefined) return `FAILED: ${s.error}`;
   const f = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(0));
   return `checkpoint ${f(s.checkpointMs)} transfer ${f(s.transferMs)} restore ${f(s.restoreMs)} downtime ${f(s.downtimeMs)} total ${f(s.totalMs)} ms, ${((s.bytes ?? 0) / MiB).toFixed(1)} MiB`;
+}
+
+const FLOOR = 'floor (runc dump+copy+restore)';
+
+/**
+ * The floor of a migration's downtime: `runc checkpoint` of the very container (Docker's
+ * runc state, no containerd), one copy of its images over the lab's link (the bare path's
+ * timed copy of the checkpoint alone), and a raw `runc restore` of the same workload.
+ */
+function floorOf(dump: Sample, bare: Sample, alone: Sample): Sample {
+  const failed = [dump, bare, alone].find((s) => s.error !== undefined);
+  if (failed !== undefined) return { error: `a part of the floor failed: ${failed.error}` };
+  if (dump.checkpointMs === undefined || bare.imagesCopyMs === undefined || alone.restoreMs === undefined) return { error: 'a part of the floor was not measured' };
+  const downtimeMs = dump.checkpointMs + bare.imagesCopyMs + alone.restoreMs;
+  return { checkpointMs: dump.checkpointMs, transferMs: bare.imagesCopyMs, restoreMs: alone.restoreMs, downtimeMs, totalMs: downtimeMs, ...(dump.bytes === undefined ? {} : { bytes: dump.bytes }) };
 }
 
 async function main(): Promise<number> {
@@ -85,13 +102,15 @@ async function main(): Promise<number> {
   }
 
   const h1 = hostOf(layout, 'h1');
-  out('Herd migration benchmark (issue 3)');
+  out('Herd migration benchmark (issues 3 and 15)');
   out(`machine: ${availableParallelism()} CPUs (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, kernel ${readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}`);
   out(`CRIU: ${await firstLine('criu', ['--version'])}; runc: ${await firstLine('runc', ['--version'])}`);
   out(`Docker: daemon ${(await docker(h1, ['version', '-f', '{{.Server.Version}}'])).stdout.trim()} (one per lab host, h1 on CPU ${h1.cpus.join(',')}, h2 on CPU ${hostOf(layout, 'h2').cpus.join(',')}), client ${DOCKER_CLI} ${await firstLine(DOCKER_CLI, ['--version'])}`);
   out(`Podman: ${withPodman ? await firstLine('podman', ['--version']) : 'skipped (--no-podman)'}`);
   out(`runs: mem ${memList.join(',')} MiB x diff ${diffList.join(',')} MiB, ${reps} repetition(s), medians with [min-max]; large image ${withLarge ? `${largeMB} MB` : 'skipped'}`);
   out('Herd figures are the MigrationResult timings of `herd migrate --json` (measured by the source daemon); "CLI wall" is the whole command.');
+  out(`herd rows restore as the lab's h2 is configured (${(JSON.parse(hostsNow.stdout) as { hostId: string; restoreWith?: string }[]).find((h) => h.hostId === 'h2')?.restoreWith ?? 'unreported'}); "herd diff, docker restore" asks for Docker's path (--restore-with docker).`);
+  out(`floor = runc checkpoint of the container + the bare path's copy of its images alone + raw runc restore of the same workload ("runc alone": a plain runc container of herd/busybox, no Docker, no containerd).`);
 
   const tmpDir = mkdtempSync(`${tmpdir()}/herd-bench-`);
   const registry = new Registry(layout);
@@ -133,10 +152,12 @@ async function main(): Promise<number> {
 
     const measure = async (w: Workload, modes: FsMode[], refs: boolean): Promise<WorkloadResult> => {
       const rows: Row[] = [...modes.map((m) => ({ method: `herd ${m}`, samples: [] as Sample[] }))];
+      const dockerRestore: Row = { method: 'herd diff, docker restore', samples: [] };
       const bare: Row = { method: 'bare (docker by hand)', samples: [] };
-      const runcRow: Row = { method: 'runc dump only (ref)', samples: [] };
+      const runcAlone: Row = { method: 'runc alone (ref)', samples: [] };
+      const floor: Row = { method: FLOOR, samples: [] };
       const pod: Row = { method: 'podman export/import', samples: [] };
-      if (refs) rows.push(bare, ...(withPodman ? [pod] : []), runcRow);
+      if (refs) rows.push(dockerRestore, bare, ...(withPodman ? [pod] : []), runcAlone, floor);
       const key = `m${w.memMiB}d${w.diffMiB}${w.image === LARGE_IMAGE ? 'L' : ''}`;
       for (let rep = 1; rep <= reps; rep++) {
         for (const [i, m] of modes.entries()) {
@@ -146,10 +167,16 @@ async function main(): Promise<number> {
           progress(`${workloadTitle(w)} rep ${rep}/${reps} herd ${m}: ${fmt(s)}`);
         }
         if (!refs) continue;
+        const d = await herdMigration(ctx, w, 'diff', `${key}-dr-${rep}`, 'docker');
+        dockerRestore.samples.push(d);
+        progress(`${workloadTitle(w)} rep ${rep}/${reps} herd diff, docker restore: ${fmt(d)}`);
         const b = await bareMigration(ctx, w, `${key}-bare-${rep}`);
         bare.samples.push(b.bare);
-        runcRow.samples.push(b.runc);
         progress(`${workloadTitle(w)} rep ${rep}/${reps} bare: ${fmt(b.bare)}; runc dump ${fmt(b.runc)}`);
+        const alone = await runcRoundTrip(ctx, w, `${key}-${rep}`);
+        runcAlone.samples.push(alone);
+        progress(`${workloadTitle(w)} rep ${rep}/${reps} runc alone: ${fmt(alone)}`);
+        floor.samples.push(floorOf(b.runc, b.bare, alone));
         if (withPodman) {
           const p = await podmanMigration(ctx, w, `${key}-pod-${rep}`);
           pod.samples.push(p);
@@ -175,6 +202,15 @@ async function main(): Promise<number> {
     for (const p of problems) out(`cleanup: ${p}`);
   }
 
+  // The MariaDB row: bench:db-migration's MariaDB part, run as it runs alone (its own lab use, after ours).
+  let db: string[] = [];
+  if (withDb && !interrupted) {
+    progress('MariaDB under sysbench oltp_read_write: bench:db-migration --only mariadb --moves 2');
+    const r = await run('npx', ['tsx', `${import.meta.dirname}/db-migration.bench.ts`, '--only', 'mariadb', '--moves', '2', '--gap', '15'], 30 * 60_000);
+    db = r.stdout.trim().split('\n');
+    if (r.code !== 0) db.push(`bench:db-migration exited ${r.code}: ${lastLines(r.stderr)}`);
+  }
+
   const othersAtEnd = await others();
   out(`other (non-benchmark) containers on the lab: at start ${othersAtStart}; at end ${othersAtEnd}${othersAtStart === othersAtEnd ? '' : '  <- CHANGED during the run: someone else used the lab, figures may be disturbed'}`);
   for (const r of results) printWorkload(r, out);
@@ -186,6 +222,7 @@ async function main(): Promise<number> {
   out('== ratios (medians of total time; Herd totals from its MigrationResult)');
   const targets: string[] = [];
   const BARE = { text: '<= 1.25x', met: (x: number) => x <= 1.25 };
+  const FLOOR_GOAL = { text: '<= 1.5x the floor', met: (x: number) => x <= 1.5 };
   const PODMAN = { text: '< 1x (faster than podman)', met: (x: number) => x < 1 };
   const DIFF = { text: '>= 5x (diff 5x faster than full)', met: (x: number) => x >= 5 };
   for (const r of results) {
@@ -195,6 +232,11 @@ async function main(): Promise<number> {
     out(`  ${ratioLine('herd diff total / bare total', herd, bare, BARE)}`);
     targets.push(targetLine(`herd diff total / bare total [${t}]`, herd, bare, BARE));
     out(`  ${ratioLine('herd diff downtime / bare downtime', medianOf(r, 'herd diff', 'downtimeMs'), medianOf(r, 'bare (docker by hand)', 'downtimeMs'))}`);
+    const [down, floorDown] = [medianOf(r, 'herd diff', 'downtimeMs'), medianOf(r, FLOOR, 'downtimeMs')];
+    out(`  ${ratioLine('herd diff downtime / floor downtime', down, floorDown, FLOOR_GOAL)}`);
+    targets.push(targetLine(`herd diff downtime / floor [${t}]`, down, floorDown, FLOOR_GOAL));
+    out(`  ${ratioLine('herd diff restore: direct / docker', medianOf(r, 'herd diff', 'restoreMs'), medianOf(r, 'herd diff, docker restore', 'restoreMs'))}`);
+    out(`  ${ratioLine('herd diff restore / runc alone restore', medianOf(r, 'herd diff', 'restoreMs'), medianOf(r, 'runc alone (ref)', 'restoreMs'))}`);
     if (withPodman) {
       const podman = medianOf(r, 'podman export/import', 'totalMs');
       out(`  ${ratioLine('herd diff total / podman total', herd, podman, PODMAN)}`);
@@ -207,6 +249,12 @@ async function main(): Promise<number> {
     out(`  ${ratioLine('herd full total / herd diff total', full, diff, DIFF)}`);
     targets.push(targetLine(`herd full total / herd diff total [${workloadTitle(large.workload)}]`, full, diff, DIFF));
     out(`  ${ratioLine('herd full downtime / herd diff downtime', medianOf(large, 'herd full', 'downtimeMs'), medianOf(large, 'herd diff', 'downtimeMs'))}`);
+  }
+  if (db.length > 0) {
+    out('');
+    out('== MariaDB 10.11 under sysbench oltp_read_write (4 connections), diff mode, h1 -> h2 -> h1 (bench:db-migration)');
+    for (const line of db.filter((l) => !l.startsWith('target '))) out(line);
+    targets.push(...db.filter((l) => l.startsWith('target ')));
   }
   out('');
   for (const line of targets) out(line);

@@ -26,6 +26,8 @@ export interface FakeContainer {
   state: 'created' | 'running' | 'exited';
   labels: Record<string, string>;
   checkpoints: Set<string>;
+  /** The Docker runtime it was created with (create's option). */
+  runtime?: string;
 }
 
 let nextId = 0;
@@ -103,10 +105,10 @@ export class FakeRuntime implements ContainerRuntime {
   checkpointNames(dockerId: string): string[] {
     return [...(this.containers.get(dockerId)?.checkpoints ?? [])];
   }
-  async create(spec: ContainerSpec & { herdId: string }, extraLabels: Record<string, string> = {}): Promise<string> {
+  async create(spec: ContainerSpec & { herdId: string }, extraLabels: Record<string, string> = {}, options: { runtime?: string } = {}): Promise<string> {
     this.check();
     if ([...this.containers.values()].some((c) => c.name === spec.name)) throw new HerdError('CONFLICT', `name ${spec.name} in use on ${this.hostId}`);
-    return this.add({ name: spec.name, herdId: spec.herdId, state: 'created', labels: extraLabels }).dockerId;
+    return this.add({ name: spec.name, herdId: spec.herdId, state: 'created', labels: extraLabels, ...(options.runtime === undefined ? {} : { runtime: options.runtime }) }).dockerId;
   }
   async start(dockerId: string): Promise<void> {
     this.check();
