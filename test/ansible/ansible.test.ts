@@ -4,7 +4,7 @@
  * All of it is scripts/check-ansible; this test runs it and reads its PASS/FAIL and
  * PLAY RECAP lines. It never skips: without ansible-core or root it fails and says why.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,14 +23,27 @@ function parseRecaps(output: string): Recap[] {
   return recaps;
 }
 
+function runScript(path: string, timeoutMs: number): Promise<{ status: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; error?: Error }> {
+  return new Promise((resolve) => {
+    const child = spawn(path, [], { cwd: repoRoot, timeout: timeoutMs });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', (error) => resolve({ status: null, signal: null, stdout, stderr, error }));
+    child.on('close', (status, signal) => resolve({ status, signal, stdout, stderr }));
+  });
+}
+
 describe('ansible playbook (scripts/check-ansible)', () => {
   it('is installed: ansible-playbook and root', () => {
     expect(existsSync('/usr/bin/ansible-playbook'), 'ansible-playbook not found: run scripts/setup (as root)').toBe(true);
     expect(process.getuid?.(), 'the playbook provisions this machine: run the tests as root').toBe(0);
   });
 
-  it('passes syntax checks, runs twice on localhost, and the second run changes nothing', () => {
-    const res = spawnSync(script, [], { cwd: repoRoot, encoding: 'utf8', timeout: 900_000 });
+  it('passes syntax checks, runs twice on localhost, and the second run changes nothing', async () => {
+    // Asynchronously: a worker blocked past 60 s misses vitest's own RPC deadline (onTaskUpdate) and fails the run.
+    const res = await runScript(script, 900_000);
     const output = `${res.stdout ?? ''}${res.stderr ?? ''}`;
     const failures = output.split('\n').filter((l) => l.startsWith('FAIL'));
     expect(failures, `scripts/check-ansible reported:\n${output}`).toEqual([]);
