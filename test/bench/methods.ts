@@ -188,13 +188,15 @@ export async function runcRoundTrip(ctx: BenchContext, w: Workload, tag: string)
   try {
     const exportName = ctx.registry.dockerName(`${NAME_PREFIX}export-${tag}`);
     await mustDocker('docker create (for its filesystem)', ctx.dst, ['create', '--name', exportName, w.image]);
-    await mustSh('exporting herd/busybox into a bundle', `mkdir -p ${sq(`${bundle}/rootfs`)} && ${DOCKER_CLI} -H unix://${ctx.dst.dockerSocket} export ${exportName} | tar -x -C ${sq(`${bundle}/rootfs`)}`);
+    await mustSh('exporting herd/busybox into a bundle', `mkdir -p ${sq(`${bundle}/rootfs`)} && ${DOCKER_CLI} -H unix://${ctx.dst.dockerSocket} export ${exportName} | tar -x -C ${sq(`${bundle}/rootfs`)} && mkdir -p ${sq(`${bundle}/rootfs/data`)}`);
     await ctx.registry.removeDocker(exportName);
     await must('runc spec', 'runc', ['spec', '--bundle', bundle]);
     const specFile = `${bundle}/config.json`;
     const spec = JSON.parse(readFileSync(specFile, 'utf8')) as { process: { terminal: boolean; args: string[] }; root: { readonly: boolean } };
     spec.process.terminal = false;
-    spec.process.args = workloadCommand(w);
+    // Its stdio must be its own /dev/null: CRIU cannot dump a descriptor of a file outside the container's mounts.
+    const [shell, flag, script] = workloadCommand(w) as [string, string, string];
+    spec.process.args = [shell, flag, `exec </dev/null >/dev/null 2>&1; ${script}`];
     spec.root.readonly = false;
     writeFileSync(specFile, JSON.stringify(spec));
     await runcQuiet(['run', '--detach', '--bundle', bundle, id]);
