@@ -92,7 +92,7 @@ export async function herdMigration(ctx: BenchContext, w: Workload, mode: FsMode
     const warning = await verifyMoved((cmd) => docker(ctx.dst, ['exec', name, ...cmd]), w, mode !== 'none');
     return {
       checkpointMs: t.checkpointMs, transferMs: t.transferMs, restoreMs: t.restoreMs, downtimeMs: t.downtimeMs, totalMs: t.totalMs,
-      bytes: t.checkpointBytes + t.filesystemBytes, cliMs, memory, ...(warning === undefined ? {} : { warning }),
+      bytes: t.checkpointBytes + t.filesystemBytes + (t.precopyBytes ?? 0), cliMs, memory, ...(warning === undefined ? {} : { warning }),
     };
   } catch (err) {
     return { error: (err as Error).message };
