@@ -6,7 +6,7 @@
  * cannot run. The lab's fault-injection round (test/e2e/exactly-once.test.ts) checks the
  * same with real daemons, Docker and CRIU.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { HERD_MIGRATION_LABEL } from '../runtime/container-runtime.ts';
 import type { SourcePhase, SourceRecord, TargetRecord } from './migration-store.ts';
@@ -108,6 +108,23 @@ describe('exactly once: interrupted migrations settle (fake runtime, fake peer)'
     }
     // No checkpoint is left on the source's copy.
     for (const x of cluster.runtime('h1').containers.values()) expect([...x.checkpoints]).toEqual([]);
+  });
+
+  it('the reconciler removes images staged for a direct restore by a migration that ended, and keeps those of one in flight', async () => {
+    const cluster = new FakeCluster(['h1', 'h2']);
+    const rt = cluster.runtime('h2');
+    const copy = rt.add({ name: 'counter', herdId: HERD_ID, state: 'running' });
+    const ended = rt.stagedImagesPath(copy.dockerId, 'herd-m-ended');
+    const inFlight = rt.stagedImagesPath(copy.dockerId, CP);
+    for (const dir of [ended, inFlight]) {
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(`${dir}/inventory.img`, 'x');
+    }
+    const now = new Date().toISOString();
+    await cluster.ctx('h2').store.save({ role: 'target', phase: 'prepared', migrationId: MID, herdId: HERD_ID, container: 'counter', sourceHost: 'h1', targetHost: 'h2', fsMode: 'diff', checkpointId: CP, startedAt: now, updatedAt: now, targetDockerId: 'elsewhere000', checkpointDir: inFlight, restoreWith: 'direct' });
+    await cluster.ctx('h2').locks.run(MID, async () => reconcileOnce(cluster.ctx('h2'))); // held: the record is not settled meanwhile
+    expect(existsSync(ended)).toBe(false);
+    expect(existsSync(inFlight)).toBe(true);
   });
 
   it('a source that cannot reach Docker decides nothing; the next pass settles it', async () => {
