@@ -33,7 +33,8 @@ import { abortTarget, checkTarget, commitTarget, migrationStatus, prepareTarget,
 import { announceAddress } from './runtime/announce-address.ts';
 import { addressesInUse, assertAddressFree, chooseAddress, isSharedL2Driver } from './runtime/shared-network-address.ts';
 import type { ContainerRuntime, RuntimeInfo } from './runtime/container-runtime.ts';
-import { DIRECT_RESTORE_RUNTIME, resolveRestorePath, type RestorePath } from './runtime/direct-restore.ts';
+import { DIRECT_RESTORE_RUNTIME, resolveRestorePath } from './runtime/direct-restore.ts';
+import type { RestorePath } from '../protocol/messages.ts';
 
 export interface ComputeDaemonDeps {
   runtime: ContainerRuntime;
@@ -65,9 +66,8 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
 
   const onlineStatus = (): HostStatus => {
     const status: HostStatus = { ...reachability(), v: PROTOCOL_VERSION, hostId, state: 'online', since: startedAt ?? new Date().toISOString() };
-    if (runtimeInfo !== undefined) status.dockerVersion = runtimeInfo.dockerVersion;
+    if (runtimeInfo !== undefined) Object.assign(status, { dockerVersion: runtimeInfo.dockerVersion, restoreWith: restorePath });
     if (criuVersion !== undefined) status.criuVersion = criuVersion;
-    if (runtimeInfo !== undefined) status.restoreWith = restorePath;
     if (config.cpus !== undefined) status.cpus = [...config.cpus];
     return status;
   };

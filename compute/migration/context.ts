@@ -10,7 +10,7 @@ import type { SshPool } from './ssh-pool.ts';
 import type { Fault } from './faults.ts';
 import type { KeyedLock } from './keyed-lock.ts';
 import type { FenceOutcome } from './fence.ts';
-import type { RestorePath } from '../runtime/direct-restore.ts';
+import type { RestorePath } from '../../protocol/messages.ts';
 
 export interface MigrationContext {
   hostId: string;

@@ -84,16 +84,17 @@ async function collectGarbage(ctx: MigrationContext): Promise<void> {
   }
   // Checkpoints of migrations no longer in flight.
   const checkpointsInUse = new Set(records.map((r) => r.checkpointId));
+  const inUse = (checkpointId: string) => checkpointsInUse.has(checkpointId) || locks.held(checkpointId.slice('herd-'.length));
   for (const c of await runtime.list(ctx.hostId)) {
     for (const name of runtime.checkpointNames(c.dockerId)) {
-      if (!name.startsWith('herd-') || checkpointsInUse.has(name) || locks.held(name.slice('herd-'.length))) continue;
+      if (!name.startsWith('herd-') || inUse(name)) continue;
       await runtime.deleteCheckpoint(c.dockerId, name);
       log.warn({ container: c.name, checkpoint: name }, 'removed a checkpoint left by an ended migration');
     }
     // Images received for a direct restore (outside Docker's checkpoint dir).
     const staged = dirname(runtime.stagedImagesPath(c.dockerId, 'x'));
     for (const name of existsSync(staged) ? readdirSync(staged) : []) {
-      if (checkpointsInUse.has(name) || locks.held(name.slice('herd-'.length))) continue;
+      if (inUse(name)) continue;
       removeReceivedDir(`${staged}/${name}`);
       log.warn({ container: c.name, images: name }, 'removed checkpoint images left by an ended migration');
     }

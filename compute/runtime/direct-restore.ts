@@ -19,7 +19,6 @@ export const STAGED_IMAGES_MARKER = 'herd-images';
 /** auto: direct when Docker has the runtime, else Docker's path. */
 export const RESTORE_MODES = ['auto', 'direct', 'docker'] as const;
 export type RestoreMode = (typeof RESTORE_MODES)[number];
-export type { RestorePath };
 
 /** Which restore path this host uses, from the configured mode and what Docker has registered. */
 export function resolveRestorePath(mode: RestoreMode, info: Pick<RuntimeInfo, 'runtimes'>): RestorePath {
