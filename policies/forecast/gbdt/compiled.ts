@@ -1,0 +1,53 @@
+/**
+ * Generated descents (see ensemble.ts): for one tree depth, one row width and one rounding
+ * mode, a function that takes EIGHT rows of a block at a time through a complete-layout tree
+ * with the levels unrolled, the row offsets as constants and the root's split read once.
+ * Only integers that are checked here go into the generated source (the depth, the number of
+ * columns, the group size); thresholds, features and leaf values stay in typed arrays, so a
+ * model's numbers never become code.
+ */
+
+/** Adds the tree at `base`/`leaves` for block rows `from`… in groups; returns the first row not done. */
+export type GroupDescent = (f: Int32Array, th: Float64Array, leaf: Float64Array, base: number, leaves: number, block: Float64Array, from: number, to: number, acc: Float64Array) => number;
+
+export const GROUP = 8;
+/** Compiled descents by depth, columns and rounding mode (bounded: cleared when full). */
+const cache = new Map<string, GroupDescent>();
+const CACHE_LIMIT = 64;
+
+function checkInt(name: string, v: number, min: number, max: number): void {
+  if (!Number.isInteger(v) || v < min || v > max) throw new Error(`${name} must be an integer in ${min}..${max}, got ${v}`);
+}
+
+/** The generated source of a GroupDescent (exported for tests). */
+export function groupDescentSource(depth: number, cols: number, f32: boolean): string {
+  checkInt('depth', depth, 1, 30);
+  checkInt('cols', cols, 1, 2 ** 24);
+  const rows = Array.from({ length: GROUP }, (_, k) => k);
+  const lines: string[] = [];
+  lines.push('let j = from;', `for (; j + ${GROUP} <= to; j += ${GROUP}) {`, `  const r = j * ${cols};`);
+  lines.push('  const rf = f[base]; const rt = th[base];');
+  for (const k of rows) lines.push(`  let i${k} = 1 + +(block[r + ${k * cols} + rf] >= rt);`);
+  for (let level = 1; level < depth; level++) {
+    for (const k of rows) lines.push(`  const n${k}_${level} = base + i${k};`);
+    for (const k of rows) lines.push(`  i${k} = 2 * i${k} + 1 + +(block[r + ${k * cols} + f[n${k}_${level}]] >= th[n${k}_${level}]);`);
+  }
+  for (const k of rows) {
+    const sum = `acc[j + ${k}] + leaf[leaves + i${k}]`;
+    lines.push(`  acc[j + ${k}] = ${f32 ? `Math.fround(${sum})` : sum};`);
+  }
+  lines.push('}', 'return j;');
+  return lines.join('\n');
+}
+
+/** The GroupDescent for trees of `depth` levels over rows of `cols` columns (compiled once, then cached). */
+export function groupDescent(depth: number, cols: number, f32: boolean): GroupDescent {
+  const key = `${depth}/${cols}/${f32 ? 1 : 0}`;
+  let fn = cache.get(key);
+  if (fn === undefined) {
+    fn = new Function('f', 'th', 'leaf', 'base', 'leaves', 'block', 'from', 'to', 'acc', groupDescentSource(depth, cols, f32)) as GroupDescent;
+    if (cache.size >= CACHE_LIMIT) cache.clear();
+    cache.set(key, fn);
+  }
+  return fn;
+}
