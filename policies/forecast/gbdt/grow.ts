@@ -174,10 +174,10 @@ export class TreeGrower {
       const o1 = this.clear(hist, f1);
       const o2 = this.clear(hist, f2);
       const o3 = this.clear(hist, f3);
-      const b0 = m.bins[f0] as Uint8Array;
-      const b1 = m.bins[f1] as Uint8Array;
-      const b2 = m.bins[f2] as Uint8Array;
-      const b3 = m.bins[f3] as Uint8Array;
+      const b0 = m.bins[f0] as Uint16Array;
+      const b1 = m.bins[f1] as Uint16Array;
+      const b2 = m.bins[f2] as Uint16Array;
+      const b3 = m.bins[f3] as Uint16Array;
       for (let i = start; i < end; i++) {
         const r = idx[i] as number;
         const g = ng[i] as number;
@@ -198,7 +198,7 @@ export class TreeGrower {
     for (; j < feats.length; j++) {
       const f = feats[j] as number;
       const o = this.clear(hist, f);
-      const bf = m.bins[f] as Uint8Array;
+      const bf = m.bins[f] as Uint16Array;
       for (let i = start; i < end; i++) {
         const k = o + ((bf[idx[i] as number] as number) << 1);
         hist[k] = (hist[k] as number) + (ng[i] as number);
@@ -287,7 +287,7 @@ export class TreeGrower {
   /** Stable in-place partition of the node's rows; returns where the right child starts. */
   private partition(node: Pending): number {
     const { idx, tmp, m } = this;
-    const bf = m.bins[node.feature] as Uint8Array;
+    const bf = m.bins[node.feature] as Uint16Array;
     const miss = m.nBins[node.feature] as number;
     const sb = node.bin;
     const dl = node.defaultLeft;

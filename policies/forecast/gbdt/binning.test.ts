@@ -1,0 +1,30 @@
+import { describe, expect, it } from 'vitest';
+import { binMatrix } from './binning.ts';
+import { matrixFromColumns } from './matrix.ts';
+
+describe('binMatrix', () => {
+  it('cuts at every distinct value but the smallest when there are few, bin = number of cuts <= value', () => {
+    const m = binMatrix(matrixFromColumns({ a: [3, 1, 2, 2, 5, 1] }), 256);
+    expect([...(m.cuts[0] as Float64Array)]).toEqual([2, 3, 5]);
+    expect([...(m.bins[0] as Uint16Array)]).toEqual([2, 0, 1, 1, 3, 0]);
+    expect(m.upper[0]).toBeCloseTo(10 + 1e-5, 12);
+  });
+
+  it('spreads the cuts over the values between a heavily repeated smallest value and the largest, as XGBoost does', () => {
+    // 80 % zeros, then 2,000 distinct values: the zeros must not use up 80 % of the bins.
+    const a = [...Array.from({ length: 8000 }, () => 0), ...Array.from({ length: 2000 }, (_, i) => i + 1)];
+    const m = binMatrix(matrixFromColumns({ a }), 256);
+    const cuts = m.cuts[0] as Float64Array;
+    expect(cuts.length).toBe(255);
+    expect(cuts[0]).toBeLessThan(20);
+    expect(cuts[254]).toBeGreaterThan(1980);
+  });
+
+  it('gives a column with missing values all maxBin value bins and the missing slot after them', () => {
+    const a = [...Array.from({ length: 3000 }, (_, i) => i), Number.NaN];
+    const m = binMatrix(matrixFromColumns({ a }), 256);
+    expect(m.nBins[0]).toBe(256);
+    expect((m.bins[0] as Uint16Array)[3000]).toBe(256);
+    expect(Math.max(...(m.bins[0] as Uint16Array).subarray(0, 3000))).toBe(255);
+  });
+});
