@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { binMatrix } from './binning.ts';
+import { histPassSource } from './grow.ts';
+import { seededRng } from './random.ts';
+import { trainGbdt } from './train.ts';
 import { matrixFromColumns } from './matrix.ts';
 
 describe('binMatrix', () => {
@@ -26,5 +29,24 @@ describe('binMatrix', () => {
     expect(m.nBins[0]).toBe(256);
     expect((m.bins[0] as Uint16Array)[3000]).toBe(256);
     expect(Math.max(...(m.bins[0] as Uint16Array).subarray(0, 3000))).toBe(255);
+  });
+});
+
+describe('histogram passes', () => {
+  it('are generated only for a checked column count', () => {
+    for (const bad of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 33]) expect(() => histPassSource(bad)).toThrow(/columns per pass/);
+    expect(histPassSource(3)).not.toMatch(/\d\.\d|e[+-]?\d|Infinity|NaN/);
+  });
+
+  it('build the same trees with more columns than one pass takes (40, sampled or not)', () => {
+    const rng = seededRng(7);
+    const cols: Record<string, number[]> = {};
+    for (let c = 0; c < 40; c++) cols[`c${c}`] = Array.from({ length: 600 }, () => (rng.next() < 0.05 ? Number.NaN : Math.floor(rng.next() * 50)));
+    const y = Float64Array.from({ length: 600 }, (_, r) => ((cols.c37 as number[])[r] as number) > 20 ? 5 : -5);
+    const x = matrixFromColumns(cols);
+    const model = trainGbdt(x, y, { nEstimators: 5, maxDepth: 3 });
+    expect(model.importance()[0]?.feature).toBe('c37');
+    const sampled = trainGbdt(x, y, { nEstimators: 20, maxDepth: 3, colsampleByTree: 0.9, seed: 3 });
+    expect(sampled.importance()[0]?.feature).toBe('c37');
   });
 });

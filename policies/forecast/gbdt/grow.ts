@@ -3,10 +3,18 @@
  * `grow_policy=depthwise`), for squared error: the gradient of a row is `pred - y` and its
  * hessian 1, so a histogram slot holds (sum of gradients, count).
  *
- * Speed: rows live in one index array partitioned in place per node; only the smaller
- * child's histogram is built from its rows, the larger one is its parent's minus it (in the
- * parent's buffer); nodes at the last level need no histogram; buffers come from a pool
- * reused across trees. Hot loops use typed arrays and no closures.
+ * Speed: rows live in one index array partitioned in place per node (without a branch on
+ * the data); only the smaller child's histogram is built from its rows, the larger one is
+ * its parent's minus it (in the parent's buffer); nodes at the last level need no
+ * histogram; buffers come from a pool reused across trees. A histogram is built in one pass
+ * over the node's rows for up to 32 columns (generated code, the column loop unrolled,
+ * the bins read row-major): a column with few bins adds to the same slot row after row, a
+ * chain of dependent memory updates, and many columns per pass let those chains overlap.
+ * Measured on the lab recording (14 columns, several with 1 to 7 bins), 100 trees, one
+ * core: 1.84 s against 2.57 s for four columns per pass over column-major bins with a
+ * branching partition; Friedman #1: 2.70 against 3.35 s. One pass with a plain loop over
+ * the columns was 1.5 times slower than four columns per pass.
+ * Hot loops use typed arrays and no closures.
  *
  * Split gain (for a candidate with sums GL, HL | GR, HR):
  *   1/2 [GL²/(HL+λ) + GR²/(HR+λ) − (GL+GR)²/(HL+HR+λ)] − γ,
@@ -16,6 +24,40 @@
  */
 import type { BinnedMatrix } from './binning.ts';
 import { treeFromArrays, type Tree } from './tree.ts';
+
+/**
+ * Adds rows `idx[start..end)` to `hist` for `n` columns: column `col[from + j]`, whose
+ * slots start at `off[from + j]`. Generated per `n` (the column loop unrolled, so that a
+ * row's updates are independent instructions); only the checked integer `n` goes into the
+ * source.
+ */
+type HistPass = (hist: Float64Array, rb: Uint16Array, cols: number, idx: Uint32Array, grad: Float64Array, start: number, end: number, col: Int32Array, off: Int32Array, from: number) => void;
+
+/** Columns per histogram pass: more would make a generated function too big to optimise. */
+const PASS_COLUMNS = 32;
+const passes = new Map<number, HistPass>();
+
+export function histPassSource(n: number): string {
+  if (!Number.isInteger(n) || n < 1 || n > PASS_COLUMNS) throw new Error(`columns per pass must be an integer in 1..${PASS_COLUMNS}, got ${n}`);
+  const js = Array.from({ length: n }, (_, j) => j);
+  return [
+    ...js.map((j) => `const c${j} = col[from + ${j}]; const o${j} = off[from + ${j}];`),
+    'for (let i = start; i < end; i++) {',
+    '  const r = idx[i]; const g = grad[r]; const at = r * cols;',
+    ...js.map((j) => `  const k${j} = o${j} + (rb[at + c${j}] << 1);`),
+    ...js.map((j) => `  hist[k${j}] += g; hist[k${j} + 1] += 1;`),
+    '}',
+  ].join('\n');
+}
+
+function histPass(n: number): HistPass {
+  let fn = passes.get(n);
+  if (fn === undefined) {
+    fn = new Function('hist', 'rb', 'cols', 'idx', 'grad', 'start', 'end', 'col', 'off', 'from', histPassSource(n)) as HistPass;
+    passes.set(n, fn);
+  }
+  return fn;
+}
 
 export interface GrowParams {
   maxDepth: number;
@@ -44,7 +86,9 @@ interface Pending {
 export class TreeGrower {
   private readonly idx: Uint32Array;
   private readonly tmp: Uint32Array;
-  private readonly ng: Float64Array;
+  /** Scratch for buildHist: per sampled column, its index and where its slots start. */
+  private readonly featCol: Int32Array;
+  private readonly featOff: Int32Array;
   private readonly pool: Float64Array[] = [];
   /** The last tree's leaves: their rows are `rows()[leafStart[i] .. leafEnd[i])`, their value `leafValue[i]`. */
   leafStart: number[] = [];
@@ -57,7 +101,8 @@ export class TreeGrower {
   ) {
     this.idx = new Uint32Array(m.rows);
     this.tmp = new Uint32Array(m.rows);
-    this.ng = new Float64Array(m.rows);
+    this.featCol = new Int32Array(m.cols);
+    this.featOff = new Int32Array(m.cols);
   }
 
   /** Grows a tree on `rows[0..nRows)` (increasing row numbers) and the columns `feats` (increasing). */
@@ -160,50 +205,24 @@ export class TreeGrower {
     this.pool.push(h);
   }
 
+  /**
+   * The node's histogram over the columns `feats`, in one pass over its rows per 32 columns:
+   * a row's bins are read from one row-major stretch, and its updates go to as many
+   * independent slots as there are columns, so that a column with few bins (the same slot
+   * row after row) does not hold the pass up.
+   */
   private buildHist(hist: Float64Array, grad: Float64Array, start: number, end: number, feats: Int32Array): void {
-    const { idx, ng, m } = this;
-    for (let i = start; i < end; i++) ng[i] = grad[idx[i] as number] as number;
-    let j = 0;
-    // Four columns per pass over the rows: the row index and gradient are read once for all four.
-    for (; j + 4 <= feats.length; j += 4) {
-      const f0 = feats[j] as number;
-      const f1 = feats[j + 1] as number;
-      const f2 = feats[j + 2] as number;
-      const f3 = feats[j + 3] as number;
-      const o0 = this.clear(hist, f0);
-      const o1 = this.clear(hist, f1);
-      const o2 = this.clear(hist, f2);
-      const o3 = this.clear(hist, f3);
-      const b0 = m.bins[f0] as Uint16Array;
-      const b1 = m.bins[f1] as Uint16Array;
-      const b2 = m.bins[f2] as Uint16Array;
-      const b3 = m.bins[f3] as Uint16Array;
-      for (let i = start; i < end; i++) {
-        const r = idx[i] as number;
-        const g = ng[i] as number;
-        const k0 = o0 + ((b0[r] as number) << 1);
-        const k1 = o1 + ((b1[r] as number) << 1);
-        const k2 = o2 + ((b2[r] as number) << 1);
-        const k3 = o3 + ((b3[r] as number) << 1);
-        hist[k0] = (hist[k0] as number) + g;
-        hist[k0 + 1] = (hist[k0 + 1] as number) + 1;
-        hist[k1] = (hist[k1] as number) + g;
-        hist[k1 + 1] = (hist[k1 + 1] as number) + 1;
-        hist[k2] = (hist[k2] as number) + g;
-        hist[k2 + 1] = (hist[k2 + 1] as number) + 1;
-        hist[k3] = (hist[k3] as number) + g;
-        hist[k3 + 1] = (hist[k3 + 1] as number) + 1;
-      }
+    const { idx, m } = this;
+    const nf = feats.length;
+    const col = this.featCol;
+    const off = this.featOff;
+    for (let j = 0; j < nf; j++) {
+      col[j] = feats[j] as number;
+      off[j] = this.clear(hist, feats[j] as number);
     }
-    for (; j < feats.length; j++) {
-      const f = feats[j] as number;
-      const o = this.clear(hist, f);
-      const bf = m.bins[f] as Uint16Array;
-      for (let i = start; i < end; i++) {
-        const k = o + ((bf[idx[i] as number] as number) << 1);
-        hist[k] = (hist[k] as number) + (ng[i] as number);
-        hist[k + 1] = (hist[k + 1] as number) + 1;
-      }
+    for (let from = 0; from < nf; from += PASS_COLUMNS) {
+      const n = Math.min(PASS_COLUMNS, nf - from);
+      histPass(n)(hist, m.rowBins, m.cols, idx, grad, start, end, col, off, from);
     }
   }
 
@@ -284,20 +303,28 @@ export class TreeGrower {
     }
   }
 
-  /** Stable in-place partition of the node's rows; returns where the right child starts. */
+  /**
+   * Stable in-place partition of the node's rows; returns where the right child starts.
+   * Without a branch on the data (a row is written to both sides and only one side's count
+   * moves): the side of a row is as unpredictable as the data.
+   */
   private partition(node: Pending): number {
     const { idx, tmp, m } = this;
     const bf = m.bins[node.feature] as Uint16Array;
     const miss = m.nBins[node.feature] as number;
     const sb = node.bin;
-    const dl = node.defaultLeft;
+    const dl = node.defaultLeft ? 1 : 0;
     let w = node.start;
     let k = 0;
     for (let i = node.start; i < node.end; i++) {
       const r = idx[i] as number;
       const b = bf[r] as number;
-      if (b === miss ? dl : b <= sb) idx[w++] = r;
-      else tmp[k++] = r;
+      // A missing value's bin (miss) is above every split bin, so `b <= sb` sends it right.
+      const left = +(b <= sb) | (+(b === miss) & dl);
+      idx[w] = r;
+      tmp[k] = r;
+      w += left;
+      k += 1 - left;
     }
     idx.set(tmp.subarray(0, k), w);
     return w;
