@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { binMatrix } from './binning.ts';
-import { histPassSource } from './grow.ts';
+import { histPassSource, plainHistPass } from './grow.ts';
 import { seededRng } from './random.ts';
 import { trainGbdt } from './train.ts';
 import { matrixFromColumns } from './matrix.ts';
@@ -36,6 +36,23 @@ describe('histogram passes', () => {
   it('are generated only for a checked column count', () => {
     for (const bad of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 33]) expect(() => histPassSource(bad)).toThrow(/columns per pass/);
     expect(histPassSource(3)).not.toMatch(/\d\.\d|e[+-]?\d|Infinity|NaN/);
+  });
+
+  it('add up what the plain loop adds up', () => {
+    const rng = seededRng(11);
+    const rows = 300;
+    const cols = 7;
+    const rb = Uint16Array.from({ length: rows * cols }, () => rng.int(9));
+    const idx = Uint32Array.from({ length: 200 }, (_, i) => i + rng.int(2));
+    const grad = Float64Array.from({ length: rows }, () => rng.normal());
+    const col = Int32Array.from([6, 0, 3, 2, 5]);
+    const off = Int32Array.from(col, (c) => c * 20);
+    const plain = new Float64Array(200);
+    plainHistPass(4, plain, rb, cols, idx, grad, 5, 190, col, off, 1);
+    const generated = new Float64Array(200);
+    new Function('hist', 'rb', 'cols', 'idx', 'grad', 'start', 'end', 'col', 'off', 'from', histPassSource(4))(generated, rb, cols, idx, grad, 5, 190, col, off, 1);
+    expect(generated).toEqual(plain);
+    expect(plain.some((v) => v !== 0)).toBe(true);
   });
 
   it('build the same trees with more columns than one pass takes (40, sampled or not)', () => {

@@ -40,12 +40,20 @@ export function groupDescentSource(depth: number, cols: number, f32: boolean): s
   return lines.join('\n');
 }
 
-/** The GroupDescent for trees of `depth` levels over rows of `cols` columns (compiled once, then cached). */
-export function groupDescent(depth: number, cols: number, f32: boolean): GroupDescent {
+/**
+ * The GroupDescent for trees of `depth` levels over rows of `cols` columns (compiled once,
+ * then cached); undefined where code generation is disallowed (the caller's generic loop).
+ */
+export function groupDescent(depth: number, cols: number, f32: boolean): GroupDescent | undefined {
   const key = `${depth}/${cols}/${f32 ? 1 : 0}`;
   let fn = cache.get(key);
   if (fn === undefined) {
-    fn = new Function('f', 'th', 'leaf', 'base', 'leaves', 'block', 'from', 'to', 'acc', groupDescentSource(depth, cols, f32)) as GroupDescent;
+    const source = groupDescentSource(depth, cols, f32);
+    try {
+      fn = new Function('f', 'th', 'leaf', 'base', 'leaves', 'block', 'from', 'to', 'acc', source) as GroupDescent;
+    } catch {
+      return undefined;
+    }
     if (cache.size >= CACHE_LIMIT) cache.clear();
     cache.set(key, fn);
   }

@@ -111,7 +111,7 @@ export class Ensemble {
       for (const t of this.trees) this.walk(t, x, rows, out);
       return out;
     }
-    const fns = Array.from(this.depth, (d) => (this.generated && d > 0 ? groupDescent(d, cols, this.float32) : undefined));
+    const fns = Array.from(this.depth, (d) => (this.generated && d > 0 && cols <= 2 ** 24 ? groupDescent(d, cols, this.float32) : undefined));
     const block = new Float64Array(BLOCK * cols);
     const acc = new Float64Array(BLOCK);
     // Where each row of the block goes in `block`: rows without a missing value first.
