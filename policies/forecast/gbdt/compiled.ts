@@ -1,14 +1,19 @@
 /**
  * Generated descents (see ensemble.ts): for one tree depth, one row width and one rounding
- * mode, a function that takes EIGHT rows of a block at a time through a complete-layout tree
- * with the levels unrolled, the row offsets as constants and the root's split read once.
+ * mode, a function that takes eight rows of a block at a time through a complete-layout tree
+ * with the levels unrolled, the row offsets and the leaves' offset as constants, the root's
+ * split read once, and the tree's slots as views of their own (so no per-tree base is added
+ * at every step).
  * Only integers that are checked here go into the generated source (the depth, the number of
  * columns, the group size); thresholds, features and leaf values stay in typed arrays, so a
  * model's numbers never become code.
  */
 
-/** Adds the tree at `base`/`leaves` for block rows `from`… in groups; returns the first row not done. */
-export type GroupDescent = (f: Int32Array, th: Float64Array, leaf: Float64Array, base: number, leaves: number, block: Float64Array, from: number, to: number, acc: Float64Array) => number;
+/**
+ * Adds one tree (`f`, `th`: its split slots; `leaf`: its leaf slots) to `acc` for block rows
+ * `from`… (none missing) in groups of GROUP; returns the first row not done.
+ */
+export type GroupDescent = (f: Int32Array, th: Float64Array, leaf: Float64Array, block: Float64Array, from: number, to: number, acc: Float64Array) => number;
 
 export const GROUP = 8;
 /** Compiled descents by depth, columns and rounding mode (bounded: cleared when full). */
@@ -26,14 +31,13 @@ export function groupDescentSource(depth: number, cols: number, f32: boolean): s
   const rows = Array.from({ length: GROUP }, (_, k) => k);
   const lines: string[] = [];
   lines.push('let j = from;', `for (; j + ${GROUP} <= to; j += ${GROUP}) {`, `  const r = j * ${cols};`);
-  lines.push('  const rf = f[base]; const rt = th[base];');
+  lines.push('  const rf = f[0]; const rt = th[0];');
   for (const k of rows) lines.push(`  let i${k} = 1 + +(block[r + ${k * cols} + rf] >= rt);`);
   for (let level = 1; level < depth; level++) {
-    for (const k of rows) lines.push(`  const n${k}_${level} = base + i${k};`);
-    for (const k of rows) lines.push(`  i${k} = 2 * i${k} + 1 + +(block[r + ${k * cols} + f[n${k}_${level}]] >= th[n${k}_${level}]);`);
+    for (const k of rows) lines.push(`  i${k} = 2 * i${k} + 1 + +(block[r + ${k * cols} + f[i${k}]] >= th[i${k}]);`);
   }
   for (const k of rows) {
-    const sum = `acc[j + ${k}] + leaf[leaves + i${k}]`;
+    const sum = `acc[j + ${k}] + leaf[i${k} - ${2 ** depth - 1}]`;
     lines.push(`  acc[j + ${k}] = ${f32 ? `Math.fround(${sum})` : sum};`);
   }
   lines.push('}', 'return j;');
@@ -50,7 +54,7 @@ export function groupDescent(depth: number, cols: number, f32: boolean): GroupDe
   if (fn === undefined) {
     const source = groupDescentSource(depth, cols, f32);
     try {
-      fn = new Function('f', 'th', 'leaf', 'base', 'leaves', 'block', 'from', 'to', 'acc', source) as GroupDescent;
+      fn = new Function('f', 'th', 'leaf', 'block', 'from', 'to', 'acc', source) as GroupDescent;
     } catch {
       return undefined;
     }

@@ -7,14 +7,20 @@
  * rows at once (four where a NaN is), so that their independent descents overlap.
  *
  * Rows without a missing value go through a descent generated for the tree's depth and the
- * number of columns (compiled.ts: levels unrolled, row offsets and the root's split as
- * constants, fewer live values than the generic loop), compiled once per (depth, columns)
- * with `new Function`; only those two checked integers go into the generated source.
- * Measured on one core, 200 trees of depth 6, best of 7: Friedman #1 (20,000 rows) 64 ms
- * against 76 ms for the generic eight-row loop (descendRows), the lab test rows (21,863)
- * 70 ms against 82 ms; groups of 4, 12 or 16 rows were slower than 8. Earlier: 330 ms for a
- * walk of node-and-child arrays with a branch per node, 140 ms for the whole block
- * descending level by level through a slot array.
+ * number of columns (compiled.ts: levels unrolled, row offsets, the leaves' offset and the
+ * root's split as constants, the tree's slots as views of their own, so fewer live values
+ * and no per-tree base added at every step), compiled once per (depth, columns) with
+ * `new Function`; only those two checked integers go into the generated source, never a
+ * model's numbers. Measured on one core of a busy 2-vCPU VM, 200 trees of depth 6, best of
+ * 7, side by side in one process: Friedman #1 (20,000 rows) 57-59 ms against 70-77 ms for a
+ * generated descent that added the tree's base at every step and 75-79 ms for the generic
+ * eight-row loop (descendRows); the lab test rows (21,863) 60-63 ms against 68-76 and
+ * 79-84 ms. Groups of 4, 12 or
+ * 16 rows were slower than 8; blocks of 64, 256 or 512 rows no better than 128; rows
+ * quantized once to per-feature threshold ranks (Uint16) with each split packed into one
+ * Int32 (feature << 16 | rank) were slower (lab 74-84 ms against 69-71 ms), the descents
+ * alone no faster. Earlier: 330 ms for a walk of node-and-child arrays with a branch per
+ * node, 140 ms for the whole block descending level by level through a slot array.
  *
  * A NaN fails `v >= t`, so it would go left; in a block holding a NaN, `v !== v` adds the
  * node's default direction (still no branch). Trees deeper than MAX_COMPLETE_DEPTH (a
@@ -52,6 +58,10 @@ export class Ensemble {
   private readonly missingRight: Uint8Array;
   private readonly leaf: Float64Array;
   private readonly complete: boolean;
+  /** Per tree: views of its split and leaf slots (for the generated descents). */
+  private readonly treeFeature: Int32Array[];
+  private readonly treeThreshold: Float64Array[];
+  private readonly treeLeaf: Float64Array[];
 
   constructor(
     readonly trees: Tree[],
@@ -78,6 +88,11 @@ export class Ensemble {
     this.missingRight = new Uint8Array(splits);
     this.leaf = new Float64Array(leaves);
     if (this.complete) trees.forEach((t, i) => this.layOut(t, i));
+    const span = (i: number) => [this.splitBase[i] as number, (this.splitBase[i] as number) + 2 ** (this.depth[i] as number) - 1] as const;
+    const leafSpan = (i: number) => [this.leafBase[i] as number, (this.leafBase[i] as number) + 2 ** (this.depth[i] as number)] as const;
+    this.treeFeature = this.complete ? trees.map((_, i) => this.feature.subarray(...span(i))) : [];
+    this.treeThreshold = this.complete ? trees.map((_, i) => this.threshold.subarray(...span(i))) : [];
+    this.treeLeaf = this.complete ? trees.map((_, i) => this.leaf.subarray(...leafSpan(i))) : [];
   }
 
   /** Copies tree `ti` into its complete layout (slots below an early leaf repeat the leaf). */
@@ -154,7 +169,7 @@ export class Ensemble {
     const leaves = (this.leafBase[t] as number) - (2 ** d - 1);
     const f32 = this.float32;
     const right = this.missingRight;
-    const j = fn === undefined ? descendRows(f, th, leaf, base, leaves, d, block, cols, 0, clean, acc, f32, undefined) : fn(f, th, leaf, base, leaves, block, 0, clean, acc);
+    const j = fn === undefined ? descendRows(f, th, leaf, base, leaves, d, block, cols, 0, clean, acc, f32, undefined) : fn(this.treeFeature[t] as Int32Array, this.treeThreshold[t] as Float64Array, this.treeLeaf[t] as Float64Array, block, 0, clean, acc);
     descendOneByOne(f, th, right, leaf, base, leaves, d, block, cols, j, clean, acc, f32);
     const k = descendRows(f, th, leaf, base, leaves, d, block, cols, clean, m, acc, f32, right);
     descendOneByOne(f, th, right, leaf, base, leaves, d, block, cols, k, m, acc, f32);
