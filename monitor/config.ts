@@ -22,6 +22,13 @@ export const monitorHostSchema = z.strictObject({
   interfaces: z.array(z.string().min(1)).min(1).optional(),
   /** Swap in/out: the interfaces are seen from the other end (the lab's root-side veth). */
   swapNetworkDirection: z.boolean().default(false),
+  /**
+   * This host's own disks, as named in /sys/block (e.g. ["sdb"], or the lab's loop device):
+   * host disk figures count only these (read from the kernel's counters: PCP leaves loop
+   * devices out), and per-container block I/O counting is turned on for these. Every disk of
+   * the machine (PCP's disk.all) when absent.
+   */
+  disks: z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'must be a block device name as in /sys/block, e.g. "sdb"')).min(1).optional(),
 });
 export type MonitorHostConfig = z.infer<typeof monitorHostSchema>;
 

@@ -23,6 +23,7 @@ import { ContainerSampler, type ContainerLister } from './container-metrics.ts';
 import { dockerContainerLister } from './docker-lister.ts';
 import { DatasetWriter } from './dataset.ts';
 import { activateBlkioAccounting } from './blkio-accounting.ts';
+import { deviceNumbers } from './disk-stats.ts';
 import { HostSampler } from './host-metrics.ts';
 import { ContainerLogFollower, dockerLogSource, type FileFollowings, type LogFollowerStats, type LogSource } from './log-follower.ts';
 import { ContainerLogStore } from './log-store.ts';
@@ -109,6 +110,8 @@ export function backoffSeconds(intervalSeconds: number, failures: number, maxSec
 
 export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDeps): MonitorDaemon {
   const { log } = deps;
+  // A named disk that is not there is a config error, found now rather than as a stale host.
+  for (const h of config.hosts) if (h.disks !== undefined) deviceNumbers(h.disks);
   const publisher = new BufferedPublisher(config.publishBufferSize, log);
   const dataset = config.datasetDir === null ? undefined : new DatasetWriter(config.datasetDir);
   const logStore = config.datasetDir === null || !config.containerLogs ? undefined : new ContainerLogStore(join(config.datasetDir, 'logs'), { maxBytes: config.containerLogMaxBytes, rotatedFiles: config.containerLogRotatedFiles });
@@ -139,7 +142,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
     const pcp = (interval: number) => new PcpClient({ url: h.pmproxyUrl, pollIntervalSeconds: interval, timeoutMs: config.requestTimeoutMs, fetchImpl: metrics.timedFetch(h.id, deps.fetchImpl ?? fetch) });
     return {
       config: h,
-      hostSampler: new HostSampler(pcp(config.hostIntervalSeconds), { hostId: h.id, ...(h.cpus === undefined ? {} : { cpus: h.cpus }), ...(h.interfaces === undefined ? {} : { interfaces: h.interfaces }), swapNetworkDirection: h.swapNetworkDirection }),
+      hostSampler: new HostSampler(pcp(config.hostIntervalSeconds), { hostId: h.id, ...(h.cpus === undefined ? {} : { cpus: h.cpus }), ...(h.interfaces === undefined ? {} : { interfaces: h.interfaces }), ...(h.disks === undefined ? {} : { disks: h.disks }), swapNetworkDirection: h.swapNetworkDirection }),
       containerSampler: new ContainerSampler(pcp(config.containerIntervalSeconds), { hostId: h.id, cgroup: { root: h.cgroupRoot, parent: h.cgroupParent, procRoot: h.procRoot }, ...(h.cpus === undefined ? {} : { hostCpuCount: h.cpus.length }) }, readers[i]!.reader),
       lister: deps.listerFor?.(h) ?? dockerContainerLister(h.dockerSocket, { timeoutMs: config.requestTimeoutMs }),
       ...(logStore === undefined ? {} : { logFollower: new ContainerLogFollower(logStore, deps.logSourceFor?.(h) ?? dockerLogSource(h.dockerSocket), { hostId: h.id, log, fileFollowings }) }),
@@ -245,7 +248,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
     h.containerLoop.count = listed.length;
     if (!h.blkioDone && listed.length > 0) {
       // The cgroup parent exists once the host's Docker started a container.
-      const result = activateBlkioAccounting(h.config.cgroupRoot, h.config.cgroupParent);
+      const result = activateBlkioAccounting(h.config.cgroupRoot, h.config.cgroupParent, h.config.disks === undefined ? undefined : deviceNumbers(h.config.disks));
       if (result.done) {
         h.blkioDone = true;
         if (result.added.length > 0) log.info({ hostId: h.config.id, devices: result.added }, 'turned on per-container block I/O counting (no-op throttle rule)');

@@ -6,6 +6,7 @@
 import type { HostMetrics } from '../protocol/messages.ts';
 import { PROTOCOL_VERSION } from '../protocol/messages.ts';
 import type { InstanceValues, PcpClient } from './pcp-client.ts';
+import { readDiskCounters } from './disk-stats.ts';
 import { RateTracker, sumRates } from './rates.ts';
 
 const CPU_STATES = ['user', 'nice', 'sys', 'idle', 'wait.total', 'intr', 'steal'] as const;
@@ -41,6 +42,15 @@ export interface HostSamplerOptions {
    * of a host namespace receives what the host sends).
    */
   swapNetworkDirection?: boolean;
+  /**
+   * This host's own disks (names in /sys/block): disk figures count only these, read from
+   * the kernel's counters (monitor/disk-stats.ts); every disk of the machine (PCP's
+   * disk.all) when absent.
+   */
+  disks?: readonly string[];
+  sysBlock?: string;
+  /** The clock of the own disks' readings (seconds); Date.now by default. */
+  nowSeconds?: () => number;
 }
 
 const single = (values: InstanceValues | undefined): number | undefined => (values === undefined ? undefined : values.get(null));
@@ -114,13 +124,15 @@ export class HostSampler {
       const v = single(m.get(name));
       return v === undefined ? undefined : this.rates.rate(key, v, at);
     };
-    setIf(out, 'diskOpsPerSec', counter('disk.total', 'disk.all.total'), 2);
-    setIf(out, 'diskReadOpsPerSec', counter('disk.read', 'disk.all.read'), 2);
-    setIf(out, 'diskWriteOpsPerSec', counter('disk.write', 'disk.all.write'), 2);
-    // disk.all.avactive is ms of busy time summed over disks: divide by 1000 and the disk count.
-    const activeMsPerSec = counter('disk.avactive', 'disk.all.avactive');
-    const ndisk = Math.max(1, single(m.get('hinv.ndisk')) ?? 1);
-    setIf(out, 'diskActiveRatio', activeMsPerSec === undefined ? undefined : activeMsPerSec / 1000 / ndisk, 4);
+    if (this.options.disks === undefined) {
+      setIf(out, 'diskOpsPerSec', counter('disk.total', 'disk.all.total'), 2);
+      setIf(out, 'diskReadOpsPerSec', counter('disk.read', 'disk.all.read'), 2);
+      setIf(out, 'diskWriteOpsPerSec', counter('disk.write', 'disk.all.write'), 2);
+      // disk.all.avactive is ms of busy time summed over disks: divide by 1000 and the disk count.
+      const activeMsPerSec = counter('disk.avactive', 'disk.all.avactive');
+      const ndisk = Math.max(1, single(m.get('hinv.ndisk')) ?? 1);
+      setIf(out, 'diskActiveRatio', activeMsPerSec === undefined ? undefined : activeMsPerSec / 1000 / ndisk, 4);
+    } else this.ownDisks(out, this.options.disks);
 
     const net = await this.networkRates(m, at);
     setIf(out, 'netInBytesPerSec', net.in, 1);
@@ -137,6 +149,19 @@ export class HostSampler {
     setIf(pressure, 'ioSomeAvg10sPct', psiPct('io'), 2);
     if (Object.keys(pressure).length > 0) out.pressure = pressure;
     return out;
+  }
+
+  /** Disk figures of the host's own disks, from the kernel's counters read now. */
+  private ownDisks(out: HostMetrics, disks: readonly string[]): void {
+    const c = readDiskCounters(disks, this.options.sysBlock);
+    const now = this.options.nowSeconds?.() ?? Date.now() / 1000;
+    const reads = this.rates.rate('own.read', c.reads, now);
+    const writes = this.rates.rate('own.write', c.writes, now);
+    setIf(out, 'diskOpsPerSec', reads === undefined || writes === undefined ? undefined : reads + writes, 2);
+    setIf(out, 'diskReadOpsPerSec', reads, 2);
+    setIf(out, 'diskWriteOpsPerSec', writes, 2);
+    const activeMsPerSec = this.rates.rate('own.active', c.activeMs, now);
+    setIf(out, 'diskActiveRatio', activeMsPerSec === undefined ? undefined : clamp01(activeMsPerSec / 1000 / disks.length), 4);
   }
 
   private async networkRates(m: Map<string, InstanceValues>, at: number): Promise<{ in?: number; out?: number }> {

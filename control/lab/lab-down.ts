@@ -99,6 +99,8 @@ export async function labDown(say: (line: string) => void): Promise<void> {
     const r = await runCommand('umount', [mount]);
     if (r.code !== 0) await runCommand('umount', ['-l', mount]);
   }
+  // The disks' loop devices go with their mounts (autoclear); one left busy by a lazy unmount is detached when free.
+  for (const device of await labLoopDevices()) await runCommand('losetup', ['-d', device]);
   for (const host of layout.hosts) {
     if (existsSync(`/var/run/netns/${host.netns}`)) await runCommand('ip', ['netns', 'del', host.netns]);
     if ((await runCommand('ip', ['link', 'show', host.vethRoot])).code === 0) await runCommand('ip', ['link', 'del', host.vethRoot]);
@@ -128,6 +130,14 @@ export async function labDown(say: (line: string) => void): Promise<void> {
   else say('lab is down; nothing left behind');
 }
 
+/** Loop devices backed by a lab host's disk (control/lab/host-disk.ts), e.g. "/dev/loop3". */
+async function labLoopDevices(): Promise<string[]> {
+  return (await runCommand('losetup', ['-a'])).stdout
+    .split('\n')
+    .filter((l) => l.includes('/var/lib/herd-lab/'))
+    .map((l) => l.split(':')[0] as string);
+}
+
 /** What of a lab is still on the machine (empty after a clean `down`). */
 export async function labLeftovers(): Promise<string[]> {
   const left: string[] = [];
@@ -138,6 +148,8 @@ export async function labLeftovers(): Promise<string[]> {
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => /\/(herd-lab|netns\/herd-h)/.test(l));
   if (mounts.length > 0) left.push(`${mounts.length} mount(s) under the lab's paths`);
   for (const dir of ['/var/lib/herd-lab', '/run/herd-lab']) if (existsSync(dir)) left.push(`directory ${dir}`);
+  const loops = await labLoopDevices();
+  if (loops.length > 0) left.push(`loop devices ${loops.join(', ')}`);
   const cgroups = readdirSync('/sys/fs/cgroup').flatMap((c) => {
     try {
       return readdirSync(`/sys/fs/cgroup/${c}`).filter((d) => /^herd-h\d+$/.test(d)).map((d) => `${c}/${d}`);

@@ -16,6 +16,7 @@ import { computeUsername, credentialsPath, initAuth, type AuthFiles } from '../a
 import { operatorClientId } from '../../protocol/access.ts';
 import { cliBrokerEndpoint } from '../../protocol/config.ts';
 import { writeSecretFile } from '../../protocol/credentials.ts';
+import { ensureHostDisk } from './host-disk.ts';
 import { buildLabImages, loadLabImages, type LabProgress } from './images.ts';
 import { LAB_DASHBOARD_PORT, labLayout, type LabHost, type LabLayout } from './layout.ts';
 import { livePid, mustRun, runCommand, spawnDetached, waitFor } from './shell.ts';
@@ -163,7 +164,6 @@ function dockerdConfig(layout: LabLayout, host: LabHost): object {
 }
 
 async function ensureDocker(layout: LabLayout, host: LabHost): Promise<Docker> {
-  mkdirSync(host.dockerDataRoot, { recursive: true });
   mkdirSync(host.runDir, { recursive: true });
   const config = `${JSON.stringify(dockerdConfig(layout, host), null, 2)}\n`;
   const changed = !existsSync(host.dockerConfig) || readFileSync(host.dockerConfig, 'utf8') !== config;
@@ -284,7 +284,7 @@ export function labControlConfig(layout: LabLayout) {
 export const LAB_SAMPLE_SECONDS = 2;
 
 /** The monitor runs in the root namespace, next to pmproxy, and watches every lab host. */
-async function ensureMonitor(layout: LabLayout): Promise<void> {
+async function ensureMonitor(layout: LabLayout, disks: Map<string, string>): Promise<void> {
   const config = {
     broker: labBrokerClient(layout, 'monitor'),
     metrics: { host: layout.gateway },
@@ -300,6 +300,8 @@ async function ensureMonitor(layout: LabLayout): Promise<void> {
       // The root-side veth sees the host's traffic with in and out swapped.
       interfaces: [h.vethRoot],
       swapNetworkDirection: true,
+      // The host's own disk (its loop device), not the machine's.
+      disks: [disks.get(h.id)],
     })),
   };
   writeSecretFile(layout.monitorConfig, `${JSON.stringify(config, null, 2)}\n`);
@@ -403,8 +405,10 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
   say('sshd per host');
   await ensureSsh(layout);
   const dockers: Docker[] = [];
+  const disks = new Map<string, string>();
   for (const host of layout.hosts) {
-    say(`dockerd of ${host.id} (cpus ${host.cpus.join(',')})`);
+    disks.set(host.id, await ensureHostDisk(host));
+    say(`dockerd of ${host.id} (cpus ${host.cpus.join(',')}, disk ${disks.get(host.id)})`);
     dockers.push(await ensureDocker(layout, host));
   }
   say('PCP (pmcd, pmproxy)');
@@ -422,7 +426,7 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
   // The daemons connect at once: the broker must listen first.
   await waitForBroker(layout);
   for (const host of layout.hosts) await ensureCompute(layout, host);
-  await ensureMonitor(layout);
+  await ensureMonitor(layout, disks);
   await waitForHostsOnline(layout, options.log);
   say(`lab is up: ${layout.hosts.map((h) => `${h.id}=${h.ip}`).join(' ')}; broker ${layout.brokerUrl}; dashboard ${layout.dashboardUrl}`);
   return state;

@@ -23,7 +23,9 @@ export interface LabHost {
   dir: string;
   runDir: string;
   dockerSocket: string;
+  /** On the host's own disk: an ext4 file system in `diskImage`, loop-mounted (control/lab/host-disk.ts). */
   dockerDataRoot: string;
+  diskImage: string;
   dockerExecRoot: string;
   dockerPidFile: string;
   dockerConfig: string;
@@ -115,6 +117,7 @@ export function labLayout(options: LabOptions): LabLayout {
       runDir: hostRun,
       dockerSocket: `${hostRun}/docker.sock`,
       dockerDataRoot: `${dir}/docker`,
+      diskImage: `${dir}/disk.img`,
       dockerExecRoot: `${hostRun}/x`,
       dockerPidFile: `${hostRun}/dockerd.pid`,
       dockerConfig: `${dir}/daemon.json`,

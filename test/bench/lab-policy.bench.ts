@@ -14,15 +14,14 @@
  * Prints a table, then `target ...: MET|MISSED` lines. Needs the lab up (bin/herd lab up).
  *   npm run bench:lab-policy [-- --seconds 150]
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { labControlConfig } from '../../control/lab/lab-up.ts';
 import { labLayout, type LabLayout } from '../../control/lab/layout.ts';
-import { livePid, spawnDetached } from '../../control/lab/shell.ts';
-import { herdRoot, readLabState } from '../../control/lab/state.ts';
+import { readLabState } from '../../control/lab/state.ts';
 import type { MigrationRecord } from '../../control/loop/history-store.ts';
 import { herd, herdOk } from '../support/herd-cli.ts';
+import { sleep, useControl } from './lab-control.ts';
 import { benchProgress } from './report.ts';
 
 const WORKLOADS = [
@@ -47,8 +46,6 @@ function argSeconds(): number {
   return v;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 async function removeWorkloads(): Promise<void> {
   for (const w of WORKLOADS) await herd(['rm', w.name, '--force']);
 }
@@ -57,31 +54,6 @@ async function totalEvents(name: string): Promise<number | undefined> {
   const r = await herd(['logs', name]);
   const m = /total number of events:\s+(\d+)/.exec(r.stdout);
   return m === null ? undefined : Number(m[1]);
-}
-
-/** Replaces the lab's control daemon with one of ours (same broker port, our loop settings); undefined restores the lab's own. */
-async function useControl(layout: LabLayout, loop: Record<string, unknown> | undefined, dir: string): Promise<void> {
-  const pid = livePid(layout.controlPidFile, 'control');
-  if (pid !== undefined) {
-    process.kill(pid, 'SIGTERM');
-    for (let i = 0; i < 50 && livePid(layout.controlPidFile, 'control') !== undefined; i++) await sleep(200);
-  }
-  if (loop === undefined) {
-    await herdOk(['lab', 'up', '--hosts', String(layout.hosts.length)], { timeoutMs: 300_000 });
-  } else {
-    const base = labControlConfig(layout);
-    const file = join(dir, `control-${Date.now()}.json`);
-    writeFileSync(file, JSON.stringify({ ...base, loop: { ...base.loop, ...loop, startPaused: false, stateDir: join(dir, `state-${Date.now()}`) } }));
-    const child = spawnDetached(`${herdRoot()}/bin/herd`, ['control', '--config', file], join(dir, 'control.log'));
-    writeFileSync(layout.controlPidFile, `${child}\n`);
-  }
-  // The compute daemons reconnect to the new broker.
-  for (let i = 0; i < 60; i++) {
-    const r = await herd(['hosts', '--json']);
-    if (r.code === 0 && (JSON.parse(r.stdout) as { state: string }[]).filter((h) => h.state === 'online').length === layout.hosts.length) return;
-    await sleep(1000);
-  }
-  throw new Error('the compute hosts did not come back online after the control daemon was replaced');
 }
 
 const bench = benchProgress('bench:lab-policy');

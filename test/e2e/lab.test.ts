@@ -1,10 +1,11 @@
 /**
  * The lab end to end: two hosts come up, each runs a container through its own Docker
- * daemon, the hosts reach each other over the lab network and SSH, PCP answers over
- * REST, `up` twice is harmless, and `down` leaves nothing behind.
+ * daemon on its own disk, the hosts reach each other over the lab network and SSH, PCP
+ * answers over REST, `up` twice is harmless, and `down` leaves nothing behind.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labLeftovers } from '../../control/lab/lab-down.ts';
+import { mountSource } from '../../control/lab/host-disk.ts';
 import type { LabHost, LabLayout } from '../../control/lab/layout.ts';
 import { existsSync, rmSync } from 'node:fs';
 import { execIn } from '../support/containers.ts';
@@ -77,6 +78,33 @@ describe('lab (2 hosts, real Docker, sshd, PCP)', () => {
     const body = JSON.parse(r.stdout) as { values: { name: string; instances: { value: number }[] }[] };
     const ncpu = body.values.find((v) => v.name === 'hinv.ncpu');
     expect(ncpu?.instances[0]?.value).toBeGreaterThan(0);
+  });
+
+  it('gives each host a disk of its own: its Docker data root is on its own loop device, and a disk-heavy container shows on its host only', async () => {
+    const devices = layout.hosts.map((h) => mountSource(h.dockerDataRoot));
+    for (const d of devices) expect(d).toMatch(/^\/dev\/loop\d+$/);
+    expect(new Set(devices).size).toBe(layout.hosts.length);
+    // Direct writes (never merged in a page cache) on h1's disk, for longer than the loop's 12 s window.
+    await herdOk(['run', '--host', 'h1', '--name', 'lab-disk', 'herd/busybox', 'sh', '-c', 'while :; do dd if=/dev/zero of=/w bs=4k count=2000 oflag=direct 2>/dev/null; done']);
+    type Host = { hostId: string; diskOpsPerSec?: number; diskActiveRatio?: number };
+    type Container = { name: string; diskOpsPerSec?: number };
+    let hosts: Host[] = [];
+    let containers: Container[] = [];
+    for (let i = 0; i < 40; i++) {
+      const s = JSON.parse(await herdOk(['status', '--json'])) as { snapshot: { hosts: Host[]; containers: Container[] } };
+      hosts = s.snapshot.hosts;
+      containers = s.snapshot.containers;
+      if ((hosts.find((h) => h.hostId === 'h1')?.diskOpsPerSec ?? 0) > 200 && (containers.find((c) => c.name === 'lab-disk')?.diskOpsPerSec ?? 0) > 200) break;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    await herdOk(['rm', 'lab-disk', '--force']);
+    const h1 = hosts.find((h) => h.hostId === 'h1');
+    const h2 = hosts.find((h) => h.hostId === 'h2');
+    expect(h1?.diskOpsPerSec, JSON.stringify(hosts)).toBeGreaterThan(200);
+    expect(h1?.diskActiveRatio).toBeGreaterThan(0);
+    // h2's disk sees only its own Docker's occasional writes.
+    expect(h2?.diskOpsPerSec ?? 0, JSON.stringify(hosts)).toBeLessThan((h1?.diskOpsPerSec ?? 0) / 10);
+    expect(containers.find((c) => c.name === 'lab-disk')?.diskOpsPerSec, JSON.stringify(containers)).toBeGreaterThan(200);
   });
 
   it('herd status --watch refreshes: redrawn on a terminal, dated blocks in a pipe, one JSON object per refresh with --json', async () => {
