@@ -15,12 +15,13 @@
  * 7, side by side in one process: Friedman #1 (20,000 rows) 57-59 ms against 70-77 ms for a
  * generated descent that added the tree's base at every step and 75-79 ms for the generic
  * eight-row loop (descendRows); the lab test rows (21,863) 60-63 ms against 68-76 and
- * 79-84 ms. Groups of 4, 12 or
- * 16 rows were slower than 8; blocks of 64, 256 or 512 rows no better than 128; rows
- * quantized once to per-feature threshold ranks (Uint16) with each split packed into one
- * Int32 (feature << 16 | rank) were slower (lab 74-84 ms against 69-71 ms), the descents
- * alone no faster. Earlier: 330 ms for a walk of node-and-child arrays with a branch per
- * node, 140 ms for the whole block descending level by level through a slot array.
+ * 79-84 ms. In bench:forecast on a quiet VM: lab 58.8 ms (XGBoost 71.0), Friedman 50.2 ms
+ * (XGBoost 65.5). Groups of 4, 12 or 16 rows were slower than 8; blocks of 64, 256 or 512
+ * rows no better than 128; rows quantized once to per-feature threshold ranks (Uint16) with
+ * each split packed into one Int32 (feature << 16 | rank) were slower (lab 74-84 ms against
+ * 69-71 ms), the descents alone no faster; loading a level's eight values before comparing
+ * them made no difference. Earlier: 330 ms for a walk of node-and-child arrays with a branch
+ * per node, 140 ms for the whole block descending level by level through a slot array.
  *
  * A NaN fails `v >= t`, so it would go left; in a block holding a NaN, `v !== v` adds the
  * node's default direction (still no branch). Trees deeper than MAX_COMPLETE_DEPTH (a
