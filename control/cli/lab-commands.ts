@@ -19,6 +19,12 @@ function parseHosts(value: string): number {
   return n;
 }
 
+function parseDiskIops(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 10 || n > 1_000_000) throw new InvalidArgumentError('must be an integer from 10 to 1000000 (operations per second of each host\'s disk)');
+  return n;
+}
+
 const say = (line: string) => process.stdout.write(`lab: ${line}\n`);
 const labProgress = (json?: boolean) => cliProgress(json, { prefix: 'lab: ', clock: true });
 
@@ -28,12 +34,13 @@ export function registerLabCommands(program: Command): void {
     .command('up')
     .description('build the lab: namespaces, bridge, a Docker daemon and sshd per host, PCP, images, Herd daemons')
     .option('--hosts <n>', `number of compute hosts (1-${LAB_MAX_HOSTS})`, parseHosts, 2)
+    .option('--disk-iops <n>', "give each host's disk at most this many operations per second, queued beyond (a real disk's limit: a disk-heavy container then slows its own host only; needs python3-llfuse); default: no limit", parseDiskIops)
     .option('--provision', 'run the Ansible playbook against localhost even if every check passes')
     .option('--json', 'print the lab status as JSON at the end (progress goes to stderr)')
-    .action(async (opts: { hosts: number; provision?: boolean; json?: boolean }) => {
+    .action(async (opts: { hosts: number; diskIops?: number; provision?: boolean; json?: boolean }) => {
       const progress = labProgress(opts.json);
       try {
-        await labUp({ hosts: opts.hosts, provision: opts.provision === true, log: createLogger('lab', 'warn'), progress });
+        await labUp({ hosts: opts.hosts, ...(opts.diskIops === undefined ? {} : { diskIops: opts.diskIops }), provision: opts.provision === true, log: createLogger('lab', 'warn'), progress });
       } finally {
         progress.end();
       }

@@ -101,6 +101,11 @@ export async function labDown(say: (line: string) => void): Promise<void> {
   }
   // The disks' loop devices go with their mounts (autoclear); one left busy by a lazy unmount is detached when free.
   for (const device of await labLoopDevices()) await runCommand('losetup', ['-d', device]);
+  // A disk server (lab up --disk-iops) ends when its file system is unmounted; one that did not is stopped.
+  for (const host of layout.hosts) {
+    const pid = livePid(host.diskServerPidFile, 'herd-disk');
+    if (pid !== undefined) await stopPid(pid, 5000);
+  }
   for (const host of layout.hosts) {
     if (existsSync(`/var/run/netns/${host.netns}`)) await runCommand('ip', ['netns', 'del', host.netns]);
     if ((await runCommand('ip', ['link', 'show', host.vethRoot])).code === 0) await runCommand('ip', ['link', 'del', host.vethRoot]);

@@ -25,6 +25,8 @@ import { DIRECT_RESTORE_RUNTIME } from '../../compute/config.ts';
 
 export interface LabUpOptions {
   hosts: number;
+  /** Operations per second of each host's disk; kept from the running lab when absent. */
+  diskIops?: number;
   /** Run the Ansible playbook even when every check passes. */
   provision?: boolean;
   log: Logger;
@@ -381,6 +383,10 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
   if (previous !== undefined && previous.hosts !== options.hosts) {
     throw new HerdError('CONFLICT', `a lab with ${previous.hosts} host(s) is already up; run "herd lab down" first to change the number of hosts`);
   }
+  if (previous !== undefined && options.diskIops !== undefined && previous.diskIops !== options.diskIops) {
+    throw new HerdError('CONFLICT', `a lab whose disks have ${previous.diskIops === undefined ? 'no operations limit' : `${previous.diskIops} operations per second`} is already up; run "herd lab down" first to change --disk-iops`);
+  }
+  const diskIops = previous === undefined ? options.diskIops : previous.diskIops;
   const layout = labLayout({ hosts: options.hosts, cpuCount: availableParallelism() });
   const say = (line: string) => options.progress.phase(line);
   await ensureDependencies(options);
@@ -393,7 +399,7 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
   const rootWasShared = mountinfo !== undefined && / shared:\d+/.test(mountinfo);
   if (!rootWasShared) await mustRun('making / rshared', 'mount', ['--make-rshared', '/']);
 
-  const state: LabState = previous ?? { hosts: options.hosts, createdAt: new Date().toISOString(), rootWasShared, startedPcp: false, brokerUrl: layout.brokerUrl };
+  const state: LabState = previous ?? { hosts: options.hosts, createdAt: new Date().toISOString(), rootWasShared, startedPcp: false, brokerUrl: layout.brokerUrl, ...(diskIops === undefined ? {} : { diskIops }) };
   say(`identities and TLS certificates (${layout.authDir})`);
   const auth = ensureAuth(layout);
   Object.assign(state, { brokerUrl: layout.brokerUrl, credentialsFile: auth.credentials.operator, caFile: auth.tls.caFile });
@@ -407,7 +413,7 @@ export async function labUp(options: LabUpOptions): Promise<LabState> {
   const dockers: Docker[] = [];
   const disks = new Map<string, string>();
   for (const host of layout.hosts) {
-    disks.set(host.id, await ensureHostDisk(host));
+    disks.set(host.id, await ensureHostDisk(host, diskIops));
     say(`dockerd of ${host.id} (cpus ${host.cpus.join(',')}, disk ${disks.get(host.id)})`);
     dockers.push(await ensureDocker(layout, host));
   }

@@ -26,6 +26,10 @@ export interface LabHost {
   /** On the host's own disk: an ext4 file system in `diskImage`, loop-mounted (control/lab/host-disk.ts). */
   dockerDataRoot: string;
   diskImage: string;
+  /** With `--disk-iops`: where control/lab/herd-disk.py serves diskImage as `disk.img`, its pid file and log. */
+  diskServerDir: string;
+  diskServerPidFile: string;
+  diskServerLog: string;
   dockerExecRoot: string;
   dockerPidFile: string;
   dockerConfig: string;
@@ -118,6 +122,9 @@ export function labLayout(options: LabOptions): LabLayout {
       dockerSocket: `${hostRun}/docker.sock`,
       dockerDataRoot: `${dir}/docker`,
       diskImage: `${dir}/disk.img`,
+      diskServerDir: `${dir}/disk`,
+      diskServerPidFile: `${hostRun}/herd-disk.pid`,
+      diskServerLog: `${dir}/herd-disk.log`,
       dockerExecRoot: `${hostRun}/x`,
       dockerPidFile: `${hostRun}/dockerd.pid`,
       dockerConfig: `${dir}/daemon.json`,

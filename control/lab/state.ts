@@ -13,6 +13,8 @@ export interface LabState {
   /** Whether `up` started pmcd/pmproxy (then `down` stops them). */
   startedPcp: boolean;
   brokerUrl: string;
+  /** Operations per second of each host's disk (`lab up --disk-iops`); no limit when absent. */
+  diskIops?: number;
   /** The lab operator's broker credentials (herd auth init), used by the CLI for the lab's broker. */
   credentialsFile?: string;
   /** The CA of the lab broker's TLS certificate. */

@@ -1,12 +1,16 @@
 /**
- * `npm run bench:lab-oltp [-- --seconds 240]`: the `oltp-disk` policy on the real lab,
- * measured by its databases' transactions (issue 12, item 6).
+ * `npm run bench:lab-oltp [-- --seconds 300 --client-threads 2 --noisy-threads 8]`: the
+ * `oltp-disk` policy on the real lab, measured by its databases' transactions (issue 12,
+ * item 6). Needs a lab whose hosts' disks have a limited number of operations per second:
+ *   bin/herd lab down && bin/herd lab up --disk-iops 1000
+ * (control/lab/host-disk.ts: without a limit every lab host shares this machine's one disk,
+ * page cache and cores, and a noisy neighbour slows every host alike).
  *
  * Two MariaDB containers (herd/mariadb), each under `sysbench oltp_read_write` from this
  * machine (2 connections each, over the lab's network), share h1 with a disk-heavy
- * neighbour (`sysbench fileio` random writes with an fsync every 16 writes, in a
- * herd/sysbench container). Each lab host has a disk of its own (control/lab/host-disk.ts),
- * and the monitor reports each host's disk figures from its own device. The same scenario
+ * neighbour (`sysbench fileio` random writes by 8 threads with an fsync every 16 writes, in
+ * a herd/sysbench container). The monitor reports each host's disk figures from its own
+ * device. The same scenario
  * runs twice for the same duration, from the same start (containers made afresh, tables
  * prepared afresh):
  *   A. migration off (the control loop paused),
@@ -37,9 +41,9 @@ const REPORT_SECONDS = 10;
 
 const { values: opts } = parseArgs({
   options: {
-    seconds: { type: 'string', default: '240' },
+    seconds: { type: 'string', default: '300' },
     'client-threads': { type: 'string', default: '2' },
-    'noisy-threads': { type: 'string', default: '2' },
+    'noisy-threads': { type: 'string', default: '8' },
   },
 });
 const SECONDS = Number(opts.seconds);
@@ -70,6 +74,8 @@ interface ClientResult {
 
 interface PhaseResult {
   phase: string;
+  /** When the clients started (ms since the epoch). */
+  t0: number;
   clients: ClientResult[];
   migrations: MigrationRecord[];
 }
@@ -129,7 +135,7 @@ async function runPhase(phase: string, active: boolean): Promise<PhaseResult> {
   const names = new Set([...DATABASES.map((d) => d.name), NOISY]);
   const migrations = history.filter((r) => names.has(r.name) && Date.parse(r.startedAt) >= t0);
   await removeAll();
-  return { phase, clients: results, migrations };
+  return { phase, t0, clients: results, migrations };
 }
 
 const tpm = (c: ClientResult) => (c.transactions / SECONDS) * 60;
@@ -148,10 +154,11 @@ function report(results: PhaseResult[]): void {
   out('\nmigrations of the policy phase:');
   if (policy.migrations.length === 0) out('  none');
   for (const m of policy.migrations) {
-    const at = ((Date.parse(m.startedAt) - Date.parse(policy.migrations[0]?.startedAt ?? m.startedAt)) / 1000).toFixed(0);
-    out(`  ${m.name} ${m.from} -> ${m.to} ${m.outcome ?? 'in flight'}${m.timings === undefined ? '' : `, downtime ${m.timings.downtimeMs.toFixed(0)} ms`} (+${at} s after the first): ${m.reason ?? ''}`);
+    const at = ((Date.parse(m.startedAt) - policy.t0) / 1000).toFixed(0);
+    out(`  at ${at} s: ${m.name} ${m.from} -> ${m.to} ${m.outcome ?? 'in flight'}${m.timings === undefined ? '' : `, downtime ${m.timings.downtimeMs.toFixed(0)} ms`}: ${m.reason ?? ''}`);
   }
-  for (const r of results) for (const c of r.clients) out(`${r.phase.slice(0, 2)} ${c.name}: transactions ${c.transactions}, failed (ignored errors) ${c.errors}, reconnects ${c.reconnects}${c.fatal ? ', sysbench reported a FATAL error' : ''}`);
+  // sysbench's "ignored errors" are deadlocks and lock wait timeouts it retried (--mysql-ignore-errors' default set).
+  for (const r of results) for (const c of r.clients) out(`${r.phase.slice(0, 2)} ${c.name}: transactions ${c.transactions}, retried after a deadlock or lock wait (sysbench's ignored errors) ${c.errors}, reconnects ${c.reconnects}${c.fatal ? ', sysbench reported a FATAL error' : ''}`);
 
   const offMean = off.clients.reduce((a, c) => a + tpm(c), 0) / off.clients.length;
   const policyMean = policy.clients.reduce((a, c) => a + tpm(c), 0) / policy.clients.length;
@@ -159,10 +166,9 @@ function report(results: PhaseResult[]): void {
   const goal = PUBLISHED.policy / PUBLISHED.off;
   out('');
   out(`target OLTP transactions per minute per database, oltp-disk vs migration off: ${policyMean.toFixed(0)} vs ${offMean.toFixed(0)} = ${ratio.toFixed(2)}x vs >= ${goal.toFixed(2)}x (Herd's published ${PUBLISHED.policy} vs ${PUBLISHED.off}): ${ratio >= goal ? 'MET' : 'MISSED'}`);
-  const failed = results.flatMap((r) => r.clients).reduce((a, c) => a + Math.max(0, c.errors) + (c.errors < 0 || c.fatal ? 1 : 0), 0);
-  const reconnects = results.flatMap((r) => r.clients).reduce((a, c) => a + Math.max(0, c.reconnects) + (c.reconnects < 0 ? 1 : 0), 0);
-  out(`target failed transactions: ${failed} vs 0: ${failed === 0 ? 'MET' : 'MISSED'}`);
-  out(`target reconnects: ${reconnects} vs 0: ${reconnects === 0 ? 'MET' : 'MISSED'}`);
+  // A client that ended with a FATAL error, or without its summary, lost transactions; a reconnect lost a connection.
+  const broken = results.flatMap((r) => r.clients).filter((c) => c.fatal || c.reconnects !== 0 || c.errors < 0).length;
+  out(`target database clients that ran to the end without a fatal error or reconnect: ${DATABASES.length * results.length - broken} of ${DATABASES.length * results.length} vs all: ${broken === 0 ? 'MET' : 'MISSED'}`);
   const done = policy.migrations.filter((m) => m.outcome === 'done').length;
   out(`target the policy moved containers apart: ${done} completed migration(s) vs >= 1: ${done >= 1 ? 'MET' : 'MISSED'}`);
 }
@@ -172,10 +178,11 @@ async function main(): Promise<void> {
   if (state === undefined) throw new Error('the lab is not up: run bin/herd lab up (as root) first');
   const layout = labLayout({ hosts: state.hosts, cpuCount: availableParallelism() });
   if (layout.hosts.length < 2) throw new Error('the benchmark needs a lab of at least 2 hosts');
+  if (state.diskIops === undefined) throw new Error('the lab\'s disks have no operations limit, so a noisy neighbour slows every host alike: run bin/herd lab down && bin/herd lab up --disk-iops 1000');
   if ((await runCommand('sysbench', ['--version'])).code !== 0) throw new Error('sysbench is missing on this machine (apt-get install sysbench)');
   await herdOk(['lab', 'image', 'mariadb'], { timeoutMs: 1_200_000 });
   const dir = mkdtempSync(join(tmpdir(), 'herd-bench-oltp-'));
-  out(`bench:lab-oltp: ${DATABASES.length} MariaDB containers (sysbench oltp_read_write, ${CLIENT_THREADS} connections each) and a disk-heavy neighbour (sysbench fileio rndwr, ${NOISY_THREADS} threads) on h1 of ${layout.hosts.length} one-core hosts with a disk each; ${SECONDS} s per phase`);
+  out(`bench:lab-oltp: ${DATABASES.length} MariaDB containers (sysbench oltp_read_write, ${CLIENT_THREADS} connections each) and a disk-heavy neighbour (sysbench fileio rndwr, ${NOISY_THREADS} threads) on h1 of ${layout.hosts.length} one-core hosts, each with a disk of ${state.diskIops} operations/s; ${SECONDS} s per phase`);
   const results: PhaseResult[] = [];
   // oltp-disk alone: no CPU fallback, so that every move is a disk decision.
   const policies = [{ policy: 'oltp-disk', args: { fallback: 'none' } }];
