@@ -1,7 +1,9 @@
 /** `herd lab status`: what of the lab runs, host by host. */
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { basename } from 'node:path';
 import Docker from 'dockerode';
+import { mountSource } from './host-disk.ts';
 import { labLayout } from './layout.ts';
 import { livePid, runCommand } from './shell.ts';
 import { readLabState } from './state.ts';
@@ -16,6 +18,8 @@ export interface LabHostStatus {
   containers?: number;
   sshd: boolean;
   compute: boolean;
+  /** The host's disk (control/lab/host-disk.ts): its device, e.g. "loop3"; absent when its data root is not mounted. */
+  disk?: string;
 }
 
 export interface LabStatus {
@@ -26,6 +30,8 @@ export interface LabStatus {
   control: boolean;
   monitor: boolean;
   pcp: boolean;
+  /** Operations per second of each host's disk (`lab up --disk-iops`); absent: no limit. */
+  diskIops?: number;
   hosts: LabHostStatus[];
 }
 
@@ -44,6 +50,8 @@ export async function labStatus(): Promise<LabStatus> {
       sshd: livePid(host.sshdPidFile, 'sshd') !== undefined,
       compute: livePid(host.computePidFile, 'compute') !== undefined,
     };
+    const disk = mountSource(host.dockerDataRoot);
+    if (disk !== undefined) status.disk = basename(disk);
     if (status.dockerd) {
       const docker = new Docker({ socketPath: host.dockerSocket });
       try {
@@ -64,6 +72,7 @@ export async function labStatus(): Promise<LabStatus> {
     control: livePid(layout.controlPidFile, 'control') !== undefined,
     monitor: livePid(layout.monitorPidFile, 'monitor') !== undefined,
     pcp,
+    ...(state.diskIops === undefined ? {} : { diskIops: state.diskIops }),
     hosts,
   };
 }
@@ -72,12 +81,12 @@ export function formatLabStatus(s: LabStatus): string {
   if (!s.up) return 'lab: down (run "herd lab up")';
   const yes = (b: boolean) => (b ? 'up' : 'DOWN');
   const lines = [
-    `lab: up since ${s.createdAt}; broker ${s.brokerUrl} (control daemon ${yes(s.control)}, dashboard ${s.dashboardUrl}); monitor ${yes(s.monitor)}; PCP ${yes(s.pcp)}`,
-    'HOST  IP            CPUS  NETNS  DOCKERD  SSHD  COMPUTE  CONTAINERS',
+    `lab: up since ${s.createdAt}; broker ${s.brokerUrl} (control daemon ${yes(s.control)}, dashboard ${s.dashboardUrl}); monitor ${yes(s.monitor)}; PCP ${yes(s.pcp)}; disks ${s.diskIops === undefined ? 'without an operations limit' : `of ${s.diskIops} operations/s`}`,
+    'HOST  IP            CPUS  NETNS  DOCKERD  SSHD  COMPUTE  DISK     CONTAINERS',
   ];
   for (const h of s.hosts) {
     lines.push(
-      `${h.id.padEnd(5)} ${h.ip.padEnd(13)} ${h.cpus.join(',').padEnd(5)} ${yes(h.netns).padEnd(6)} ${yes(h.dockerd).padEnd(8)} ${yes(h.sshd).padEnd(5)} ${yes(h.compute).padEnd(8)} ${h.containers ?? '-'}`,
+      `${h.id.padEnd(5)} ${h.ip.padEnd(13)} ${h.cpus.join(',').padEnd(5)} ${yes(h.netns).padEnd(6)} ${yes(h.dockerd).padEnd(8)} ${yes(h.sshd).padEnd(5)} ${yes(h.compute).padEnd(8)} ${(h.disk ?? 'DOWN').padEnd(8)} ${h.containers ?? '-'}`,
     );
   }
   return lines.join('\n');

@@ -23,12 +23,12 @@ describe('lab (2 hosts, real Docker, sshd, PCP)', () => {
   });
 
   it('reports every part up', async () => {
-    const status = JSON.parse(await herdOk(['lab', 'status', '--json'])) as { up: boolean; control: boolean; pcp: boolean; hosts: { id: string; netns: boolean; dockerd: boolean; sshd: boolean; compute: boolean; cpus: number[] }[] };
+    const status = JSON.parse(await herdOk(['lab', 'status', '--json'])) as { up: boolean; control: boolean; pcp: boolean; hosts: { id: string; netns: boolean; dockerd: boolean; sshd: boolean; compute: boolean; cpus: number[]; disk?: string }[] };
     expect(status.up).toBe(true);
     expect(status.control).toBe(true);
     expect(status.pcp).toBe(true);
     expect(status.hosts.map((h) => h.id)).toEqual(['h1', 'h2']);
-    for (const h of status.hosts) expect(h).toMatchObject({ netns: true, dockerd: true, sshd: true, compute: true });
+    for (const h of status.hosts) expect(h).toMatchObject({ netns: true, dockerd: true, sshd: true, compute: true, disk: expect.stringMatching(/^loop\d+$/) });
     const hosts = JSON.parse(await herdOk(['hosts', '--json'])) as { hostId: string; state: string; criuVersion?: string }[];
     expect(hosts.map((h) => [h.hostId, h.state])).toEqual([['h1', 'online'], ['h2', 'online']]);
     expect(hosts[0]?.criuVersion).toMatch(/^4\./);
