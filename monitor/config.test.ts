@@ -39,6 +39,12 @@ describe('monitor config', () => {
     expect(() => load(overrides)).toThrow(text);
   });
 
+  it('takes a host\'s own disks by their /sys/block names and refuses anything else, naming the entry', () => {
+    expect(load({ hosts: [{ id: 'h1', disks: ['sdb', 'loop3', 'nvme0n1'] }] }).hosts[0]?.disks).toEqual(['sdb', 'loop3', 'nvme0n1']);
+    expect(() => load({ hosts: [{ id: 'h1', disks: ['../etc'] }] })).toThrow(/hosts\.0\.disks\.0.*block device name/);
+    expect(() => load({ hosts: [{ id: 'h1', disks: [] }] })).toThrow(/hosts\.0\.disks/);
+  });
+
   it('reads YAML, with the file named in errors', () => {
     const dir = mkdtempSync(join(tmpdir(), 'herd-monitor-config-'));
     try {
