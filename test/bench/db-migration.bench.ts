@@ -5,7 +5,11 @@
  *
  *  - MariaDB 10.11 (herd/mariadb) under `sysbench oltp_read_write` (4 connections, mysql
  *    driver, 4 tables of 20,000 rows) from the root namespace over the lab's macvlan
- *    network. Failed transactions are sysbench's ignored errors; reconnects its reconnects.
+ *    network. Four connections on the same rows deadlock now and then, migration or not:
+ *    InnoDB rolls one transaction back and sysbench runs it again. Only that error (1213) is
+ *    retried (`--mysql-ignore-errors=1213`, as in test/e2e/database.test.ts) and counted
+ *    apart; any other error (a lost connection, a lock wait timeout, a server gone) ends
+ *    sysbench with a FATAL error, and that is a failed transaction. Reconnects are its reconnects.
  *  - Redis 7.0 (herd/redis, Debian's redis-server, in memory) loaded with 200,000 keys of
  *    512 bytes (about 100 MiB), under 4 client connections (ioredis) that each keep one
  *    command in flight: SET of a load key, then GET of a preloaded key whose value is
@@ -90,7 +94,7 @@ function printMoves(what: string, unit: string, moves: Move[], perSecond: Map<nu
 async function mariadb(): Promise<void> {
   const ip = '10.213.0.242';
   const name = 'benchdb';
-  const sysbench = ['oltp_read_write', '--db-driver=mysql', `--mysql-host=${ip}`, `--mysql-user=${MARIADB_CREDENTIALS.user}`, `--mysql-password=${MARIADB_CREDENTIALS.password}`, `--mysql-db=${MARIADB_CREDENTIALS.database}`, '--tables=4', '--table-size=20000'];
+  const sysbench = ['oltp_read_write', '--db-driver=mysql', `--mysql-host=${ip}`, `--mysql-user=${MARIADB_CREDENTIALS.user}`, `--mysql-password=${MARIADB_CREDENTIALS.password}`, `--mysql-db=${MARIADB_CREDENTIALS.database}`, '--tables=4', '--table-size=20000', '--mysql-ignore-errors=1213'];
   await herdOk(['lab', 'image', 'mariadb'], { timeoutMs: 1_200_000 });
   await herd(['rm', name, '--force']);
   await herdOk(['run', '--host', 'h1', '--name', name, '--network', 'herd-lan', '--ip', ip, 'herd/mariadb']);
@@ -103,15 +107,15 @@ async function mariadb(): Promise<void> {
 
   const seconds = GAP * (MOVES + 1);
   const t0 = Date.now();
-  const load = new Promise<string>((resolve) => {
+  const load = new Promise<{ text: string; code: number | null }>((resolve) => {
     const child = spawn('sysbench', [...sysbench, '--threads=4', `--time=${seconds}`, '--report-interval=1', 'run'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let text = '';
     child.stdout.on('data', (d: Buffer) => (text += d.toString()));
     child.stderr.on('data', (d: Buffer) => (text += d.toString()));
-    child.on('close', () => resolve(text));
+    child.on('close', (code) => resolve({ text, code }));
   });
   const moves = await moveBackAndForth(name, t0);
-  const text = await load;
+  const { text, code } = await load;
   await herd(['rm', name, '--force']);
 
   const tps = new Map<number, number>();
@@ -119,11 +123,13 @@ async function mariadb(): Promise<void> {
   out(`\nMariaDB 10.11 under sysbench oltp_read_write (4 connections, 4 x 20,000 rows), ${MOVES} moves h1 <-> h2 (diff), ${seconds} s`);
   printMoves('mariadb', 'tps', moves, tps);
   const transactions = Number(/transactions:\s+(\d+)/.exec(text)?.[1] ?? 0);
-  const errors = Number(/ignored errors:\s+(\d+)/.exec(text)?.[1] ?? -1);
+  const deadlocks = Number(/ignored errors:\s+(\d+)/.exec(text)?.[1] ?? -1);
   const reconnects = Number(/reconnects:\s+(\d+)/.exec(text)?.[1] ?? -1);
   const fatal = /FATAL|ALERT/.test(text);
-  out(`transactions ${transactions}, failed (ignored errors) ${errors}, reconnects ${reconnects}${fatal ? ', sysbench reported a FATAL error' : ''}`);
-  targets.push(`target mariadb failed transactions: ${errors} vs 0: ${errors === 0 && !fatal ? 'MET' : 'MISSED'}`);
+  // sysbench ends at the first error it does not retry: a FATAL line, a non-zero exit, or no summary.
+  const failed = fatal || code !== 0 || deadlocks < 0 ? Math.max(1, (text.match(/FATAL/g) ?? []).length) : 0;
+  out(`transactions ${transactions}, failed ${failed}${fatal ? ` (${text.split('\n').find((l) => /FATAL|ALERT/.test(l))?.trim()})` : ''}, deadlocks rolled back by InnoDB and run again by sysbench ${deadlocks}, reconnects ${reconnects}`);
+  targets.push(`target mariadb failed transactions: ${failed} vs 0: ${failed === 0 ? 'MET' : 'MISSED'}`);
   targets.push(`target mariadb reconnects: ${reconnects} vs 0: ${reconnects === 0 ? 'MET' : 'MISSED'}`);
 }
 
