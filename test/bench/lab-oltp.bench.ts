@@ -10,16 +10,15 @@
  * machine (2 connections each, over the lab's network), share h1 with a disk-heavy
  * neighbour (`sysbench fileio` random writes by 8 threads with an fsync every 16 writes, in
  * a herd/sysbench container). The monitor reports each host's disk figures from its own
- * device. The same scenario
- * runs twice for the same duration, from the same start (containers made afresh, tables
- * prepared afresh):
+ * device. The same scenario runs twice for the same duration, from the same start
+ * (containers made afresh, tables prepared afresh):
  *   A. migration off (the control loop paused),
  *   B. the control loop with `oltp-disk` alone (no CPU fallback, so that only disk
  *      decisions move containers), the lab's loop and safety settings otherwise.
  * Prints the transactions per minute of each database per phase, their timeline, the
  * policy's migrations with its reasons, then `target ...: MET|MISSED` lines. Herd's
  * published result is 49 vs 110 transactions per minute for its OLTP server container
- * (2.2x). Needs the lab up (bin/herd lab up); builds herd/mariadb if the lab lacks it.
+ * (2.2x). Builds herd/mariadb (bin/herd lab image mariadb) if the lab lacks it.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
