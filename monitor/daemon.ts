@@ -83,6 +83,8 @@ interface HostRuntime {
   cpuCount?: number;
   /** Whether block I/O counting was turned on for this host's cgroup parent (or needs no more tries). */
   blkioDone: boolean;
+  /** major:minor of the host's own disks (`disks`), read at start (a missing one is a config error then). */
+  diskDevices?: string[];
 }
 
 /** One container sample in this many gets the full zod check (the rest: numbers finite and >= 0). */
@@ -110,8 +112,6 @@ export function backoffSeconds(intervalSeconds: number, failures: number, maxSec
 
 export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDeps): MonitorDaemon {
   const { log } = deps;
-  // A named disk that is not there is a config error, found now rather than as a stale host.
-  for (const h of config.hosts) if (h.disks !== undefined) deviceNumbers(h.disks);
   const publisher = new BufferedPublisher(config.publishBufferSize, log);
   const dataset = config.datasetDir === null ? undefined : new DatasetWriter(config.datasetDir);
   const logStore = config.datasetDir === null || !config.containerLogs ? undefined : new ContainerLogStore(join(config.datasetDir, 'logs'), { maxBytes: config.containerLogMaxBytes, rotatedFiles: config.containerLogRotatedFiles });
@@ -149,6 +149,8 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
       hostLoop: { status: { stale: false, failures: 0, rounds: 0 } },
       containerLoop: { status: { stale: false, failures: 0, rounds: 0 }, count: 0 },
       blkioDone: !config.blkioAccounting,
+      // A named disk that is not there is a config error, found now rather than as a stale host.
+      ...(h.disks === undefined ? {} : { diskDevices: deviceNumbers(h.disks) }),
     };
   });
 
@@ -248,7 +250,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
     h.containerLoop.count = listed.length;
     if (!h.blkioDone && listed.length > 0) {
       // The cgroup parent exists once the host's Docker started a container.
-      const result = activateBlkioAccounting(h.config.cgroupRoot, h.config.cgroupParent, h.config.disks === undefined ? undefined : deviceNumbers(h.config.disks));
+      const result = activateBlkioAccounting(h.config.cgroupRoot, h.config.cgroupParent, h.diskDevices);
       if (result.done) {
         h.blkioDone = true;
         if (result.added.length > 0) log.info({ hostId: h.config.id, devices: result.added }, 'turned on per-container block I/O counting (no-op throttle rule)');

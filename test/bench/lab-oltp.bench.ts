@@ -139,15 +139,15 @@ async function runPhase(phase: string, active: boolean): Promise<PhaseResult> {
 }
 
 const tpm = (c: ClientResult) => (c.transactions / SECONDS) * 60;
+/** Transactions per minute per database in a phase. */
+const meanTpm = (r: PhaseResult) => r.clients.reduce((a, c) => a + tpm(c), 0) / r.clients.length;
 
 function report(results: PhaseResult[]): void {
   const [off, policy] = results as [PhaseResult, PhaseResult];
   const pad = (s: string, n: number) => s.padEnd(n);
   out(`\n${pad('phase', 36)}${DATABASES.map((d) => pad(`${d.name} tpm`, 16)).join('')}${pad('mean tpm', 12)}${pad('vs off', 10)}migrations`);
   for (const r of results) {
-    const mean = r.clients.reduce((a, c) => a + tpm(c), 0) / r.clients.length;
-    const offMean = off.clients.reduce((a, c) => a + tpm(c), 0) / off.clients.length;
-    out(`${pad(r.phase, 36)}${r.clients.map((c) => pad(tpm(c).toFixed(0), 16)).join('')}${pad(mean.toFixed(0), 12)}${pad(r === off ? '-' : `${(mean / offMean).toFixed(2)}x`, 10)}${r.migrations.length}`);
+    out(`${pad(r.phase, 36)}${r.clients.map((c) => pad(tpm(c).toFixed(0), 16)).join('')}${pad(meanTpm(r).toFixed(0), 12)}${pad(r === off ? '-' : `${(meanTpm(r) / meanTpm(off)).toFixed(2)}x`, 10)}${r.migrations.length}`);
   }
   out(`\ntransactions per second, every ${REPORT_SECONDS} s:`);
   for (const r of results) for (const c of r.clients) out(`  ${pad(r.phase.slice(0, 2), 4)}${pad(c.name, 10)}${c.tps.map((v) => v.toFixed(0).padStart(5)).join('')}`);
@@ -160,8 +160,8 @@ function report(results: PhaseResult[]): void {
   // Only deadlocks (1213) are retried (--mysql-ignore-errors=1213): InnoDB rolls one transaction back, sysbench runs it again. Any other error is FATAL.
   for (const r of results) for (const c of r.clients) out(`${r.phase.slice(0, 2)} ${c.name}: transactions ${c.transactions}, deadlocks run again ${c.deadlocks}, reconnects ${c.reconnects}${c.fatal ? ', sysbench reported a FATAL error' : ''}`);
 
-  const offMean = off.clients.reduce((a, c) => a + tpm(c), 0) / off.clients.length;
-  const policyMean = policy.clients.reduce((a, c) => a + tpm(c), 0) / policy.clients.length;
+  const offMean = meanTpm(off);
+  const policyMean = meanTpm(policy);
   const ratio = policyMean / offMean;
   const goal = PUBLISHED.policy / PUBLISHED.off;
   out('');

@@ -1,5 +1,5 @@
 /**
- * Generated descents (see ensemble.ts): for one tree depth, one row width and one rounding
+ * Generated code of the learner: compileOnce, and the descents (see ensemble.ts): for one tree depth, one row width and one rounding
  * mode, a function that takes eight rows of a block at a time through a complete-layout tree
  * with the levels unrolled, the row offsets and the leaves' offset as constants, the root's
  * split read once, and the tree's slots as views of their own (so no per-tree base is added
@@ -16,9 +16,34 @@
 export type GroupDescent = (f: Int32Array, th: Float64Array, leaf: Float64Array, block: Float64Array, from: number, to: number, acc: Float64Array) => number;
 
 export const GROUP = 8;
-/** Compiled descents by depth, columns and rounding mode (bounded: cleared when full). */
-const cache = new Map<string, GroupDescent>();
+/** Compiled descents by depth, columns and rounding mode. */
+const descents = new Map<string, GroupDescent>();
+
+/** Generated functions kept per cache; a full cache is cleared (a few shapes recur in practice). */
 const CACHE_LIMIT = 64;
+/** Set once `new Function` has thrown (node --disallow-code-generation-from-strings): never tried again. */
+let codeGenerationDisallowed = false;
+
+/**
+ * `new Function(...params, source())`, compiled once per `key` into `cache`; undefined where
+ * code generation is disallowed (the caller then runs its plain loop). The one place where
+ * the learner's generated code (descents here, histogram passes in grow.ts) is compiled.
+ */
+export function compileOnce<F>(cache: Map<string, F>, key: string, params: string[], source: () => string): F | undefined {
+  const known = cache.get(key);
+  if (known !== undefined || codeGenerationDisallowed) return known;
+  const text = source();
+  let fn: F;
+  try {
+    fn = new Function(...params, text) as F;
+  } catch {
+    codeGenerationDisallowed = true;
+    return undefined;
+  }
+  if (cache.size >= CACHE_LIMIT) cache.clear();
+  cache.set(key, fn);
+  return fn;
+}
 
 function checkInt(name: string, v: number, min: number, max: number): void {
   if (!Number.isInteger(v) || v < min || v > max) throw new Error(`${name} must be an integer in ${min}..${max}, got ${v}`);
@@ -49,17 +74,5 @@ export function groupDescentSource(depth: number, cols: number, f32: boolean): s
  * then cached); undefined where code generation is disallowed (the caller's generic loop).
  */
 export function groupDescent(depth: number, cols: number, f32: boolean): GroupDescent | undefined {
-  const key = `${depth}/${cols}/${f32 ? 1 : 0}`;
-  let fn = cache.get(key);
-  if (fn === undefined) {
-    const source = groupDescentSource(depth, cols, f32);
-    try {
-      fn = new Function('f', 'th', 'leaf', 'block', 'from', 'to', 'acc', source) as GroupDescent;
-    } catch {
-      return undefined;
-    }
-    if (cache.size >= CACHE_LIMIT) cache.clear();
-    cache.set(key, fn);
-  }
-  return fn;
+  return compileOnce(descents, `${depth}/${cols}/${f32 ? 1 : 0}`, ['f', 'th', 'leaf', 'block', 'from', 'to', 'acc'], () => groupDescentSource(depth, cols, f32));
 }

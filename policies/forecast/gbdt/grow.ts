@@ -23,6 +23,7 @@
  * Leaf weight: −G/(H+λ) · η.
  */
 import type { BinnedMatrix } from './binning.ts';
+import { compileOnce } from './compiled.ts';
 import { treeFromArrays, type Tree } from './tree.ts';
 
 /**
@@ -35,7 +36,7 @@ type HistPass = (hist: Float64Array, rb: Uint16Array, cols: number, idx: Uint32A
 
 /** Columns per histogram pass: more would make a generated function too big to optimise. */
 const PASS_COLUMNS = 32;
-const passes = new Map<number, HistPass>();
+const passes = new Map<string, HistPass>();
 
 export function histPassSource(n: number): string {
   if (!Number.isInteger(n) || n < 1 || n > PASS_COLUMNS) throw new Error(`columns per pass must be an integer in 1..${PASS_COLUMNS}, got ${n}`);
@@ -51,18 +52,11 @@ export function histPassSource(n: number): string {
 }
 
 function histPass(n: number): HistPass {
-  let fn = passes.get(n);
-  if (fn === undefined) {
-    const source = histPassSource(n);
-    try {
-      fn = new Function('hist', 'rb', 'cols', 'idx', 'grad', 'start', 'end', 'col', 'off', 'from', source) as HistPass;
-    } catch {
-      // Code generation disallowed (e.g. node --disallow-code-generation-from-strings): the plain loop.
-      fn = (hist, rb, cols, idx, grad, start, end, col, off, from) => plainHistPass(n, hist, rb, cols, idx, grad, start, end, col, off, from);
-    }
-    passes.set(n, fn);
-  }
-  return fn;
+  return (
+    compileOnce(passes, String(n), ['hist', 'rb', 'cols', 'idx', 'grad', 'start', 'end', 'col', 'off', 'from'], () => histPassSource(n)) ??
+    // Code generation disallowed (e.g. node --disallow-code-generation-from-strings): the plain loop.
+    ((hist, rb, cols, idx, grad, start, end, col, off, from) => plainHistPass(n, hist, rb, cols, idx, grad, start, end, col, off, from))
+  );
 }
 
 /** What a generated HistPass does, with a loop over the columns (1.5 times slower). */
