@@ -255,6 +255,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
         faults: () => readFaults(config.stateDir),
         sharedPaths: config.sharedPaths,
         preCopyFilesystem: config.preCopyFilesystem,
+        preCopyFilesystemMinBytes: config.preCopyFilesystemMinBytes,
         restorePath,
         locks,
         stopping: () => stopping,

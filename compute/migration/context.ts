@@ -36,6 +36,8 @@ export interface MigrationContext {
   sharedPaths: readonly string[];
   /** Diff mode: copy the upper dir before the freeze, then only what changed (fs-precopy.ts). */
   preCopyFilesystem: boolean;
+  /** Smaller upper dirs go after the freeze (config preCopyFilesystemMinBytes). */
+  preCopyFilesystemMinBytes: number;
   /** How this host restores a migration's copy (compute/runtime/direct-restore.ts). */
   restorePath: RestorePath;
   /** Faults to inject, read from `<stateDir>/faults` at each use (tests only; see faults.ts). */

@@ -3,9 +3,10 @@
  * the container here while the target creates its container, in parallel; stream the
  * checkpoint and the filesystem (diff: overlay upper dir; full: the whole filesystem;
  * none: nothing) to the target over SSH; have the target restore; remove the source.
- * In diff mode with `preCopyFilesystem`, the target's container is awaited first and the
- * upper dir goes while the container still runs; after the freeze only what changed since
- * (fs-precopy.ts). A failure before the freeze leaves nothing to undo here but the target's copy.
+ * With `preCopyFilesystem`, the upper dir (diff mode) and the named volumes (every mode) of
+ * at least `preCopyFilesystemMinBytes` go while the container still runs, once the target
+ * prepared its container; after the freeze only what changed since (fs-precopy.ts).
+ * A failure before the freeze leaves nothing to undo here but the target's copy.
  *
  * Exactly once (see source-settle.ts for how it ends):
  * - before the restore request: a failure aborts the target (its copy never started) and
@@ -17,7 +18,6 @@
  *   without one the container stays frozen (IN_DOUBT) and the reconciler keeps asking.
  * The whole run holds the migration's lock; every step is recorded durably first.
  */
-import type { Client } from 'ssh2';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
@@ -70,6 +70,19 @@ interface Clock {
   phaseStarted: Map<MigrationPhase, number>;
 }
 
+/** A directory tree the migration carries as files: the upper dir (diff mode) or a named volume. */
+interface FsTree {
+  /** For messages: "filesystem" or `volume "name"`. */
+  what: string;
+  dir: string;
+  /** Its directory on the target, once prepared. */
+  into(prep: PrepareResult): string;
+  /** Its size (du) before the move. */
+  bytes: number;
+  /** Copied before the freeze (then only its changes after it). */
+  precopy: boolean;
+}
+
 /** How often a transfer reports the bytes it moved. */
 const PROGRESS_INTERVAL_MS = 500;
 
@@ -91,8 +104,8 @@ export class SourceMigration {
 
   /** Bytes the transfer should move (memory in use + upper dir and volumes), for progress; unknown in full mode. */
   private estimatedTransferBytes: number | undefined;
-  /** The upper dir and volumes (du), for the pre-copy's progress. */
-  private estimatedFilesystemBytes = 0;
+  /** The upper dir (diff mode) and the named volumes. */
+  private trees: FsTree[] = [];
 
   private async event(phase: MigrationPhase, status: MigrationEvent['status'], extra: Partial<MigrationEvent> = {}): Promise<void> {
     const now = performance.now();
@@ -193,10 +206,11 @@ export class SourceMigration {
     const ssh = ctx.ssh.get(sshHost, sshPort);
     try {
       const memoryBytes = memoryUsageBytes(d.pid);
-      const filesystemBytes = await this.filesystemEstimate();
-      this.estimatedFilesystemBytes = filesystemBytes;
+      const { trees, exportBytes } = await this.filesystemTrees();
+      this.trees = trees;
+      const filesystemBytes = exportBytes + trees.reduce((sum, t) => sum + t.bytes, 0);
       // What the transfer will move, roughly (the checkpoint is about the memory in use): the progress bar's 100 %. Unknown for a whole-filesystem export.
-      if (args.fsMode !== 'full') this.estimatedTransferBytes = memoryBytes + filesystemBytes;
+      if (args.fsMode !== 'full') this.estimatedTransferBytes = memoryBytes + this.trees.reduce((sum, t) => sum + (t.precopy ? 0 : t.bytes), 0);
       const requiredBytes = memoryBytes * 2 + filesystemBytes;
       await Promise.all([this.request('migration.check', { migrationId: args.migrationId, spec: d.spec, requiredBytes }, CHECK_TIMEOUT_MS), ssh]);
     } catch (err) {
@@ -210,23 +224,27 @@ export class SourceMigration {
     // 2. In parallel: the target creates its container, the receivers start, the source checkpoints.
     await this.event('prepare', 'started');
     const prepared = this.request<PrepareResult>('migration.prepare', { migrationId: args.migrationId, sourceHost: ctx.hostId, spec: d.spec, fsMode: args.fsMode, checkpointId, ...(args.restoreWith === undefined ? {} : { restoreWith: args.restoreWith }) }, PREPARE_TIMEOUT_MS);
-    // Receivers for the checkpoint and the filesystem, started now so that their start-up overlaps the checkpoint.
+    // Receivers for the checkpoint, a full export and each tree, started now so that their
+    // start-up (sshd's fork of the forced command) overlaps the pre-copy or the checkpoint.
     const receivers = ssh.then((conn) =>
-      Promise.all([openReceiver(conn, { xattrs: false }), args.fsMode === 'none' ? undefined : openReceiver(conn, { xattrs: args.fsMode === 'diff' })]),
+      Promise.all([openReceiver(conn, { xattrs: false }), args.fsMode === 'full' ? openReceiver(conn, { xattrs: false }) : undefined, ...this.trees.map(() => openReceiver(conn, { xattrs: true }))]),
     );
-    const cancelReceivers = () => void receivers.then((rs) => rs.forEach((r) => r?.cancel())).catch(() => undefined);
+    const precopyTrees = this.trees.filter((t) => t.precopy);
+    // The pre-copy's receivers likewise (one per tree, used one after the other).
+    const precopyReceivers = precopyTrees.length === 0 ? Promise.resolve([]) : ssh.then((conn) => Promise.all(precopyTrees.map(() => openReceiver(conn, { xattrs: true }))));
+    const cancelReceivers = () => void Promise.all([receivers, precopyReceivers]).then((all) => all.flat().forEach((r) => r?.cancel())).catch(() => undefined);
     prepared.catch(() => undefined);
     receivers.catch(() => undefined);
-    // Diff mode: the upper dir goes while the container still runs; after the freeze, only what changed.
-    let precopy: { snapshot: TreeSnapshot; ms: number; bytes: number } | undefined;
-    if (args.fsMode === 'diff' && ctx.preCopyFilesystem && d.upperDir !== undefined) {
+    precopyReceivers.catch(() => undefined);
+    // The large trees go while the container still runs; after the freeze, only what changed.
+    const precopied = new Map<FsTree, TreeSnapshot>();
+    let precopy: { ms: number; bytes: number } | undefined;
+    if (precopyTrees.length > 0) {
       let phase: MigrationPhase = 'prepare';
       try {
         const prep = await prepared;
         phase = 'precopy';
-        precopy = await this.preCopy(d.upperDir, prep, await ssh);
-        // After the freeze: the memory and what changed (unknown, small), not the upper dir again.
-        if (this.estimatedTransferBytes !== undefined) this.estimatedTransferBytes = Math.max(0, this.estimatedTransferBytes - this.estimatedFilesystemBytes);
+        precopy = await this.preCopy(precopyTrees, prep, await precopyReceivers, precopied);
       } catch (err) {
         const error = toHerdError(err, 'TRANSFER_FAILED');
         await this.event(phase, 'failed', { error: error.toWire() });
@@ -272,7 +290,7 @@ export class SourceMigration {
       await this.setPhase('transferring');
       await this.event('transfer', 'started');
       const transferStart = performance.now();
-      const [checkpointReceiver, fsReceiver] = await receivers;
+      const [checkpointReceiver, exportReceiver, ...treeReceivers] = await receivers;
       // If the target goes offline mid-transfer, cut the streams instead of filling its disk for nothing.
       stopWatching = ctx.view.onHostStatus((s) => {
         if (s.hostId === args.targetHost && s.state === 'offline') {
@@ -291,37 +309,28 @@ export class SourceMigration {
       }, PROGRESS_INTERVAL_MS);
       const send = (receiver: RemoteReceiver, dir: string, source: NodeJS.ReadableStream, what: string) =>
         receiver.send(dir, slow ? (source as import('node:stream').Readable).pipe(new Throttle(1024 * 1024)) : source, what, (n) => (moved += n));
-      const fsTransfer = async (): Promise<number> => {
-        if (fsReceiver === undefined) return 0;
-        if (args.fsMode === 'diff') {
-          if (d.upperDir === undefined) throw new HerdError('TRANSFER_FAILED', 'source container has no overlay upper dir');
-          if (precopy === undefined) return send(fsReceiver, prep.upperDir, tarDirectory(d.upperDir, { xattrs: true }), 'filesystem diff transfer');
-          // What changed since the pre-copy: deletions first, then the changed entries alone.
-          const changes = await changesSince(d.upperDir, precopy.snapshot);
-          if (changes.deleted.length > 0) await prunePaths(await ssh, prep.upperDir, changes.deleted);
-          this.log.info({ changed: changes.changed.length, deleted: changes.deleted.length }, 'filesystem changes since the pre-copy');
-          return send(fsReceiver, prep.upperDir, tarDirectory(d.upperDir, { xattrs: true, only: changes.changed }), 'filesystem delta transfer');
-        }
-        return send(fsReceiver, prep.upperDir, await ctx.runtime.exportFilesystem(d.dockerId), 'full filesystem transfer');
-      };
-      // Named volumes: every mode carries them (they are the container's data, not its image's filesystem).
-      const volumeTransfer = async (name: string, dir: string): Promise<number> => {
-        const into = prep.volumeDirs?.[name];
-        if (into === undefined) throw new HerdError('TRANSFER_FAILED', `the target prepared no directory for volume "${name}"`);
-        return send(await openReceiver(await ssh, { xattrs: true }), into, tarDirectory(dir, { xattrs: true }), `volume "${name}" transfer`);
+      const treeTransfer = async (tree: FsTree, receiver: RemoteReceiver): Promise<number> => {
+        const into = tree.into(prep);
+        const snapshot = precopied.get(tree);
+        if (snapshot === undefined) return send(receiver, into, tarDirectory(tree.dir, { xattrs: true }), `${tree.what} transfer`);
+        // What changed since the pre-copy: deletions first, then the changed entries alone.
+        const changes = await changesSince(tree.dir, snapshot);
+        if (changes.deleted.length > 0) await prunePaths(await ssh, into, changes.deleted);
+        this.log.info({ tree: tree.what, changed: changes.changed.length, deleted: changes.deleted.length }, 'filesystem changes since the pre-copy');
+        return send(receiver, into, tarDirectory(tree.dir, { xattrs: true, only: changes.changed }), `${tree.what} delta transfer`);
       };
       // Wait for every stream even when one fails, so that nothing still writes on the target while it is aborted.
-      const [cp, fs, ...vols] = await Promise.allSettled([
+      const [cp, ...fs] = await Promise.allSettled([
         send(checkpointReceiver, prep.checkpointDir, tarDirectory(checkpointPath, { xattrs: false }), 'checkpoint transfer'),
-        fsTransfer(),
-        ...[...this.volumeDirs].map(([name, dir]) => volumeTransfer(name, dir)),
+        ...(exportReceiver === undefined ? [] : [ctx.runtime.exportFilesystem(d.dockerId).then((exported) => send(exportReceiver, prep.upperDir, exported, 'full filesystem transfer'))]),
+        ...this.trees.map((tree, i) => treeTransfer(tree, treeReceivers[i] as RemoteReceiver)),
       ]);
       stopWatching();
       clearInterval(progressTimer);
       if (ctx.view.host(args.targetHost)?.state === 'offline') throw new HerdError('HOST_OFFLINE', `target host ${args.targetHost} went offline during the transfer`);
-      for (const r of [cp, fs, ...vols]) if (r.status === 'rejected') throw r.reason;
+      for (const r of [cp, ...fs]) if (r.status === 'rejected') throw r.reason;
       checkpointBytes = (cp as PromiseFulfilledResult<number>).value;
-      filesystemBytes = [fs, ...vols].reduce((sum, r) => sum + (r as PromiseFulfilledResult<number>).value, 0);
+      filesystemBytes = fs.reduce((sum, r) => sum + (r as PromiseFulfilledResult<number>).value, 0);
       transferMs = performance.now() - transferStart;
       await this.event('transfer', 'finished', { bytes: checkpointBytes + filesystemBytes, detail: `checkpoint ${checkpointBytes} B, filesystem ${filesystemBytes} B` });
     } catch (err) {
@@ -437,45 +446,81 @@ export class SourceMigration {
   }
 
   /**
-   * Copies the upper dir to the target's while the container runs (after the target
-   * prepared its container), noting beforehand what is there (fs-precopy.ts).
+   * Copies the trees to the target while the container runs (after the target prepared its
+   * container), one after the other, noting beforehand what each holds (fs-precopy.ts).
    */
-  private async preCopy(upperDir: string, prep: PrepareResult, conn: Client): Promise<{ snapshot: TreeSnapshot; ms: number; bytes: number }> {
+  private async preCopy(trees: FsTree[], prep: PrepareResult, receivers: RemoteReceiver[], snapshots: Map<FsTree, TreeSnapshot>): Promise<{ ms: number; bytes: number }> {
     await this.event('prepare', 'finished', { detail: `target container ${prep.targetDockerId.slice(0, 12)}` });
     await this.event('precopy', 'started');
     const start = performance.now();
-    const snapshot = await snapshotTree(upperDir);
+    const totalBytes = trees.reduce((sum, t) => sum + t.bytes, 0);
     let moved = 0;
     let reported = 0;
     const timer = setInterval(() => {
       if (moved === reported) return;
       reported = moved;
-      void this.event('precopy', 'progress', { bytes: moved, ...(this.estimatedFilesystemBytes > 0 ? { totalBytes: Math.max(moved, this.estimatedFilesystemBytes) } : {}) });
+      void this.event('precopy', 'progress', { bytes: moved, ...(totalBytes > 0 ? { totalBytes: Math.max(moved, totalBytes) } : {}) });
     }, PROGRESS_INTERVAL_MS);
     try {
-      const receiver = await openReceiver(conn, { xattrs: true });
-      const source = tarDirectory(upperDir, { xattrs: true, live: { archived: (rel) => snapshot.archived.add(rel) } });
-      const slow = this.ctx.faults().has('slow-transfer');
-      const into = this.ctx.faults().has('fail-precopy') ? '/herd-fault-injected/upper' : prep.upperDir;
-      const bytes = await receiver.send(into, slow ? source.pipe(new Throttle(1024 * 1024)) : source, 'filesystem pre-copy', (n) => (moved += n));
+      let entries = 0;
+      for (const [i, tree] of trees.entries()) {
+        const snapshot = await snapshotTree(tree.dir);
+        const source = tarDirectory(tree.dir, { xattrs: true, live: { archived: (rel) => snapshot.archived.add(rel) } });
+        const slow = this.ctx.faults().has('slow-transfer');
+        const into = this.ctx.faults().has('fail-precopy') ? '/herd-fault-injected/upper' : tree.into(prep);
+        await (receivers[i] as RemoteReceiver).send(into, slow ? source.pipe(new Throttle(1024 * 1024)) : source, `${tree.what} pre-copy`, (n) => (moved += n));
+        snapshots.set(tree, snapshot);
+        entries += snapshot.entries.size;
+      }
       const ms = performance.now() - start;
-      await this.event('precopy', 'finished', { durationMs: round(ms), bytes, detail: `${snapshot.entries.size} entries while running` });
-      return { snapshot, ms, bytes };
+      await this.event('precopy', 'finished', { durationMs: round(ms), bytes: moved, detail: `${entries} entries of ${trees.map((t) => t.what).join(', ')} while running` });
+      return { ms, bytes: moved };
     } finally {
       clearInterval(timer);
     }
   }
 
-  /** Bytes of the filesystem (the upper dir unless mode none) and the volumes, for the target's disk check. */
-  private async filesystemEstimate(): Promise<number> {
-    const dirs = [...(this.args.fsMode === 'none' || this.details.upperDir === undefined ? [] : [this.details.upperDir]), ...this.volumeDirs.values()];
-    if (dirs.length === 0) return 0;
-    try {
-      const { stdout } = await execFileAsync('du', ['-sbc', ...dirs], { timeout: 30_000 });
-      return Number(/(\d+)\s+total\s*$/.exec(stdout)?.[1]) || 0;
-    } catch {
-      return 0;
+  /**
+   * The trees the migration carries as files, with their sizes (du): the upper dir in diff
+   * mode, and the named volumes in every mode. Also the bytes of the upper dir in full mode,
+   * which its export carries (for the target's disk check).
+   */
+  private async filesystemTrees(): Promise<{ trees: FsTree[]; exportBytes: number }> {
+    const { args, ctx, details: d } = this;
+    const upper = args.fsMode === 'none' ? undefined : d.upperDir;
+    const dirs = [...(upper === undefined ? [] : [upper]), ...this.volumeDirs.values()];
+    const sizes = new Map<string, number>();
+    if (dirs.length > 0) {
+      try {
+        const { stdout } = await execFileAsync('du', ['-sb', '--', ...dirs], { timeout: 30_000 });
+        for (const line of stdout.split('\n')) {
+          const m = /^(\d+)\t(.*)$/.exec(line);
+          if (m !== null) sizes.set(m[2] as string, Number(m[1]));
+        }
+      } catch {
+        // Unknown sizes: no pre-copy decision can be made well; copy while running as configured.
+      }
     }
+    const tree = (what: string, dir: string, into: (prep: PrepareResult) => string): FsTree => {
+      const bytes = sizes.get(dir);
+      return { what, dir, into, bytes: bytes ?? 0, precopy: ctx.preCopyFilesystem && (bytes === undefined || bytes >= ctx.preCopyFilesystemMinBytes) };
+    };
+    const trees: FsTree[] = [];
+    if (args.fsMode === 'diff') {
+      if (d.upperDir === undefined) throw new HerdError('NOT_MIGRATABLE', `container "${d.name}" has no overlay upper dir (storage driver must be overlay2): use --fs none or full`);
+      trees.push(tree('filesystem', d.upperDir, (prep) => prep.upperDir));
+    }
+    // Named volumes: every mode carries them (they are the container's data, not its image's filesystem).
+    for (const [name, dir] of this.volumeDirs) {
+      trees.push(
+        tree(`volume "${name}"`, dir, (prep) => {
+          const into = prep.volumeDirs?.[name];
+          if (into === undefined) throw new HerdError('TRANSFER_FAILED', `the target prepared no directory for volume "${name}"`);
+          return into;
+        }),
+      );
+    }
+    return { trees, exportBytes: args.fsMode === 'full' && upper !== undefined ? (sizes.get(upper) ?? 0) : 0 };
   }
 
   private async request<R>(type: 'migration.check' | 'migration.prepare' | 'migration.restore', args: object, timeoutMs: number): Promise<R> {

@@ -53,6 +53,8 @@ describe('rollback (lab, real faults)', () => {
 
   it('the filesystem pre-copy fails (the target refuses it): nothing was frozen, the target copy goes, the source runs on', async () => {
     await startCounter(layout, 'rb-precopy');
+    // More than preCopyFilesystemMinBytes (4 MiB), so that the upper dir goes before the freeze.
+    await execIn(dockerOf(layout, 'h1'), 'rb-precopy', ['sh', '-c', 'head -c 6000000 /dev/urandom > /big']);
     await setFaults(layout, 'h1', ['fail-precopy']);
     const before = await count(layout, 'h1', 'rb-precopy');
     const r = await herd(['migrate', 'rb-precopy', '--to', 'h2']);

@@ -185,12 +185,12 @@ describe('live migration (lab, real Docker + CRIU)', () => {
 
   it('shows the transfer as a bar on a terminal (herd migrate under script(1)); in a pipe only the phase lines', async () => {
     await runOn('h1', 'shown');
-    await execIn(dockerOf(layout, 'h1'), 'shown', ['sh', '-c', 'head -c 4000000 /dev/urandom > /data/big']);
+    await execIn(dockerOf(layout, 'h1'), 'shown', ['sh', '-c', 'head -c 6000000 /dev/urandom > /data/big']);
     await setFaults(layout, 'h1', ['slow-transfer']); // 1 MiB/s: a few seconds of transfer, reported twice a second
     try {
       const tty = await runCommand('script', ['-qec', `${HERD_BIN} migrate shown --to h2`, '/dev/null'], { timeoutMs: 120_000 });
       expect(tty.code, tty.stdout).toBe(0);
-      // The 4 MB file goes in the pre-copy (diff mode), before the freeze: its bar, then the transfer's lines.
+      // The 6 MB file (over preCopyFilesystemMinBytes) goes in the pre-copy (diff mode), before the freeze: its bar, then the transfer's lines.
       expect(tty.stdout).toMatch(/\r\x1b\[2Kprecopy +\[[#.]{30}\] \d+\.\d \/ \d+\.\d MiB +\d+ %/);
       expect(tty.stdout).toMatch(/transfer +finished/);
       const piped = await herd(['migrate', 'shown', '--to', 'h1'], { timeoutMs: 120_000 });
@@ -239,12 +239,16 @@ describe('live migration (lab, real Docker + CRIU)', () => {
     const inspect = async (hostId: string, name: string) => dockerOf(layout, hostId).getContainer(name).inspect();
     await herdOk(['run', '--host', 'h1', '--name', 'withvol', '--volume', 'herd-e2e-vol:/vol', '--restart', 'always', 'herd/busybox', ...COUNTER]);
     await waitForCount(layout, 'h1', 'withvol', 5);
-    await execIn(dockerOf(layout, 'h1'), 'withvol', ['sh', '-c', 'mkdir -p /vol/db && head -c 3000000 /dev/urandom > /vol/db/table && md5sum /vol/db/table > /vol/sum']);
+    // 6 MB: over preCopyFilesystemMinBytes, so the volume goes before the freeze, then its changes (the new sum file).
+    await execIn(dockerOf(layout, 'h1'), 'withvol', ['sh', '-c', 'mkdir -p /vol/db && head -c 6000000 /dev/urandom > /vol/db/table && md5sum /vol/db/table > /vol/sum']);
     const sum = (await execIn(dockerOf(layout, 'h1'), 'withvol', ['cat', '/vol/sum'])).trim();
     for (const [from, to] of [['h1', 'h2'], ['h2', 'h1']] as const) {
       const before = await count(layout, from, 'withvol');
-      const r = await herd(['migrate', 'withvol', '--to', to]);
+      const r = await herd(['migrate', 'withvol', '--to', to, '--json']);
       expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+      const t = (JSON.parse(r.stdout) as { timings: { precopyBytes?: number; filesystemBytes: number } }).timings;
+      expect(t.precopyBytes, r.stdout).toBeGreaterThan(6_000_000);
+      expect(t.filesystemBytes, r.stdout).toBeLessThan(1_000_000);
       await expectRunsOnceOn(layout, 'withvol', to);
       expect(await waitForCount(layout, to, 'withvol', before + 1)).toBeGreaterThan(before);
       // The volume's contents came along, byte for byte; the source's copy of the volume is gone.

@@ -273,6 +273,7 @@ export class FakeCluster {
       inFlight: new Map(),
       sharedPaths: [],
       preCopyFilesystem: false,
+      preCopyFilesystemMinBytes: 0,
       restorePath: 'docker',
       faults: () => new Set(),
       locks: new KeyedLock(),
