@@ -5,6 +5,7 @@ import { brokerClientConfigSchema } from '../protocol/config.ts';
 import { commandLimitsSchema } from '../protocol/rpc.ts';
 import { METRICS_PORTS, metricsConfigSchema } from '../protocol/metrics-endpoint.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
+import { COMPRESSIONS } from '../protocol/messages.ts';
 import { RESTORE_MODES } from './runtime/direct-restore.ts';
 
 /** The Docker runtime name direct restores need registered (bin/herd-runc): for provisioning and doctor. */
@@ -72,6 +73,14 @@ export const computeConfigSchema = z.strictObject({
    * more than sending that little while frozen (4 MiB: about 25 ms at the lab's link speed).
    */
   preCopyFilesystemMinBytes: z.number().int().min(0).default(4 * 1024 * 1024),
+  /**
+   * How the streams this host sends to another are compressed: none, or lz4 (its fastest
+   * level; the lz4 package on both hosts; `herd migrate --compress` chooses per migration).
+   * Memory images and database files compress 2-250x, but lz4 costs about 2 ms of CPU per
+   * MiB on the sending host: it pays on a link slower than that (1 Gbit/s), not in the lab,
+   * where a host has one core and the link is a veth (docs/benchmark-migration.md).
+   */
+  transferCompression: z.enum(COMPRESSIONS).default('none'),
   /** Where in-flight migration records and staged checkpoints live. */
   stateDir: z.string().default('/var/lib/herd/compute'),
   /** CPUs this host's containers run on, reported in status (informational). */

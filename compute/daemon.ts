@@ -34,6 +34,7 @@ import { announceAddress } from './runtime/announce-address.ts';
 import { addressesInUse, assertAddressFree, chooseAddress, isSharedL2Driver } from './runtime/shared-network-address.ts';
 import type { ContainerRuntime, RuntimeInfo } from './runtime/container-runtime.ts';
 import { DIRECT_RESTORE_RUNTIME, resolveRestorePath } from './runtime/direct-restore.ts';
+import { assertCompressionAvailable } from './migration/ssh-transfer.ts';
 import type { RestorePath } from '../protocol/messages.ts';
 
 export interface ComputeDaemonDeps {
@@ -219,6 +220,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
       if (config.metrics.enabled) metricsServer = await serveMetrics(registry, config.metrics, log);
       runtimeInfo = await runtime.info();
       restorePath = resolveRestorePath(config.docker.restoreWith, runtimeInfo);
+      await assertCompressionAvailable(config.transferCompression);
       criuVersion = await deps.criuVersion?.().catch(() => undefined);
       startedAt = new Date().toISOString();
       client = await connectBrokerPatiently({
@@ -256,6 +258,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
         sharedPaths: config.sharedPaths,
         preCopyFilesystem: config.preCopyFilesystem,
         preCopyFilesystemMinBytes: config.preCopyFilesystemMinBytes,
+        transferCompression: config.transferCompression,
         restorePath,
         locks,
         stopping: () => stopping,

@@ -87,6 +87,7 @@ export async function runChecks(): Promise<CheckResult[]> {
   checks.push(directRestoreCheck());
   checks.push(await programCheck('sysbench', 'sysbench', ['--version']));
   checks.push(await programCheck('tar', 'tar', ['--version']));
+  checks.push(await programCheck('lz4 (compressed transfers)', 'lz4', ['--version']));
   const native = loadNativeReader();
   checks.push({ name: "monitor's native cgroup reader", ok: 'module' in native, detail: 'module' in native ? NATIVE_READER_PATH : native.error, fix: 'scripts/build-native (scripts/setup runs it); without it the monitor reads with JavaScript at about twice the CPU', provisionable: true });
   return checks;

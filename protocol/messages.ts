@@ -23,6 +23,9 @@ export const wireErrorSchema = z.strictObject({
 /** Retained on herd/v1/hosts/{hostId}/status. The broker publishes the last will (state "offline") when the daemon's connection drops. */
 /** How a target restores a migrated container: "direct" reads the received images once (the herd-runc runtime); "docker" lets Docker copy them through containerd first. */
 export const RESTORE_PATHS = ['direct', 'docker'] as const;
+/** How a migration's streams are compressed on the network. */
+export const COMPRESSIONS = ['lz4', 'none'] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
 export type RestorePath = (typeof RESTORE_PATHS)[number];
 
 export const hostStatusSchema = z.strictObject({
@@ -135,6 +138,8 @@ export const COMMAND_ARGS = {
     fsMode: z.enum(FS_MODES).default('diff'),
     /** How the target restores this migration (default: the target's docker.restoreWith). */
     restoreWith: z.enum(RESTORE_PATHS).optional(),
+    /** How the streams are compressed (default: the source's transferCompression). */
+    compression: z.enum(COMPRESSIONS).optional(),
   }),
   /** Target side, before the source freezes anything: can this host take the container (image, name, disk)? */
   'migration.check': z.strictObject({
@@ -254,6 +259,8 @@ export const migrationEventSchema = z.strictObject({
       /** With the filesystem pre-copy (diff mode): its time and bytes, before the freeze (filesystemBytes is what moved after it). */
       precopyMs: z.number().min(0).optional(),
       precopyBytes: z.number().int().min(0).optional(),
+      /** Bytes that crossed the network, all streams (pre-copy included), after compression. */
+      wireBytes: z.number().int().min(0).optional(),
     })
     .optional(),
   error: wireErrorSchema.optional(),
@@ -328,6 +335,8 @@ export interface MigrationResult {
   fsMode: FsMode;
   /** How the target restored. */
   restoreWith?: RestorePath;
+  /** How the streams were compressed. */
+  compression?: Compression;
   timings: MigrationTimings;
 }
 

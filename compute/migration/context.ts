@@ -7,6 +7,7 @@ import type { ContainerRuntime } from '../runtime/container-runtime.ts';
 import type { MigrationStore } from './migration-store.ts';
 import type { SerialQueue } from './serial-queue.ts';
 import type { SshPool } from './ssh-pool.ts';
+import type { TransferCompression } from './ssh-transfer.ts';
 import type { Fault } from './faults.ts';
 import type { KeyedLock } from './keyed-lock.ts';
 import type { FenceOutcome } from './fence.ts';
@@ -38,6 +39,8 @@ export interface MigrationContext {
   preCopyFilesystem: boolean;
   /** Smaller upper dirs go after the freeze (config preCopyFilesystemMinBytes). */
   preCopyFilesystemMinBytes: number;
+  /** How streams to other hosts are compressed (config transferCompression). */
+  transferCompression: TransferCompression;
   /** How this host restores a migration's copy (compute/runtime/direct-restore.ts). */
   restorePath: RestorePath;
   /** Faults to inject, read from `<stateDir>/faults` at each use (tests only; see faults.ts). */

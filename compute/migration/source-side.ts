@@ -30,7 +30,7 @@ import type { MigrationContext } from './context.ts';
 import type { SourceRecord } from './migration-store.ts';
 import { killRuncJobs } from './runc-jobs.ts';
 import { askTargetToAbort, resolveInDoubt, restoreOutcomeUnknown, rollBackSource, rollForward, type Settled } from './source-settle.ts';
-import { openReceiver, prunePaths, tarDirectory, type RemoteReceiver } from './ssh-transfer.ts';
+import { openReceiver, prunePaths, tarDirectory, type RemoteReceiver, type SentBytes } from './ssh-transfer.ts';
 import { changesSince, snapshotTree, type TreeSnapshot } from './fs-precopy.ts';
 import { assertCarried, assertCheckpointable, containerProcesses, hasSysResource } from './preflight.ts';
 
@@ -226,19 +226,24 @@ export class SourceMigration {
     const prepared = this.request<PrepareResult>('migration.prepare', { migrationId: args.migrationId, sourceHost: ctx.hostId, spec: d.spec, fsMode: args.fsMode, checkpointId, ...(args.restoreWith === undefined ? {} : { restoreWith: args.restoreWith }) }, PREPARE_TIMEOUT_MS);
     // Receivers for the checkpoint, a full export and each tree, started now so that their
     // start-up (sshd's fork of the forced command) overlaps the pre-copy or the checkpoint.
+    const compression = args.compression ?? ctx.transferCompression;
     const receivers = ssh.then((conn) =>
-      Promise.all([openReceiver(conn, { xattrs: false }), args.fsMode === 'full' ? openReceiver(conn, { xattrs: false }) : undefined, ...this.trees.map(() => openReceiver(conn, { xattrs: true }))]),
+      Promise.all([
+        openReceiver(conn, { xattrs: false, compression }),
+        args.fsMode === 'full' ? openReceiver(conn, { xattrs: false, compression }) : undefined,
+        ...this.trees.map(() => openReceiver(conn, { xattrs: true, compression })),
+      ]),
     );
     const precopyTrees = this.trees.filter((t) => t.precopy);
     // The pre-copy's receivers likewise (one per tree, used one after the other).
-    const precopyReceivers = precopyTrees.length === 0 ? Promise.resolve([]) : ssh.then((conn) => Promise.all(precopyTrees.map(() => openReceiver(conn, { xattrs: true }))));
+    const precopyReceivers = precopyTrees.length === 0 ? Promise.resolve([]) : ssh.then((conn) => Promise.all(precopyTrees.map(() => openReceiver(conn, { xattrs: true, compression }))));
     const cancelReceivers = () => void Promise.all([receivers, precopyReceivers]).then((all) => all.flat().forEach((r) => r?.cancel())).catch(() => undefined);
     prepared.catch(() => undefined);
     receivers.catch(() => undefined);
     precopyReceivers.catch(() => undefined);
     // The large trees go while the container still runs; after the freeze, only what changed.
     const precopied = new Map<FsTree, TreeSnapshot>();
-    let precopy: { ms: number; bytes: number } | undefined;
+    let precopy: { ms: number; bytes: number; wireBytes: number } | undefined;
     if (precopyTrees.length > 0) {
       let phase: MigrationPhase = 'prepare';
       try {
@@ -281,6 +286,7 @@ export class SourceMigration {
     let transferMs = 0;
     let checkpointBytes = 0;
     let filesystemBytes = 0;
+    let wireBytes = precopy?.wireBytes ?? 0;
     let stopWatching: () => void = () => undefined;
     let progressTimer: NodeJS.Timeout | undefined;
     try {
@@ -309,7 +315,7 @@ export class SourceMigration {
       }, PROGRESS_INTERVAL_MS);
       const send = (receiver: RemoteReceiver, dir: string, source: NodeJS.ReadableStream, what: string) =>
         receiver.send(dir, slow ? (source as import('node:stream').Readable).pipe(new Throttle(1024 * 1024)) : source, what, (n) => (moved += n));
-      const treeTransfer = async (tree: FsTree, receiver: RemoteReceiver): Promise<number> => {
+      const treeTransfer = async (tree: FsTree, receiver: RemoteReceiver): Promise<SentBytes> => {
         const into = tree.into(prep);
         const snapshot = precopied.get(tree);
         if (snapshot === undefined) return send(receiver, into, tarDirectory(tree.dir, { xattrs: true }), `${tree.what} transfer`);
@@ -329,10 +335,12 @@ export class SourceMigration {
       clearInterval(progressTimer);
       if (ctx.view.host(args.targetHost)?.state === 'offline') throw new HerdError('HOST_OFFLINE', `target host ${args.targetHost} went offline during the transfer`);
       for (const r of [cp, ...fs]) if (r.status === 'rejected') throw r.reason;
-      checkpointBytes = (cp as PromiseFulfilledResult<number>).value;
-      filesystemBytes = fs.reduce((sum, r) => sum + (r as PromiseFulfilledResult<number>).value, 0);
+      const sent = (r: PromiseSettledResult<SentBytes>) => (r as PromiseFulfilledResult<SentBytes>).value;
+      checkpointBytes = sent(cp).bytes;
+      filesystemBytes = fs.reduce((sum, r) => sum + sent(r).bytes, 0);
+      wireBytes += [cp, ...fs].reduce((sum, r) => sum + sent(r).wireBytes, 0);
       transferMs = performance.now() - transferStart;
-      await this.event('transfer', 'finished', { bytes: checkpointBytes + filesystemBytes, detail: `checkpoint ${checkpointBytes} B, filesystem ${filesystemBytes} B` });
+      await this.event('transfer', 'finished', { bytes: checkpointBytes + filesystemBytes, detail: `checkpoint ${checkpointBytes} B, filesystem ${filesystemBytes} B, ${compression === 'lz4' ? `lz4-compressed to ${wireBytes} B on the network (pre-copy included)` : 'uncompressed'}` });
     } catch (err) {
       stopWatching();
       clearInterval(progressTimer);
@@ -376,9 +384,10 @@ export class SourceMigration {
       downtimeMs: round(downtimeMs),
       checkpointBytes,
       filesystemBytes,
+      wireBytes,
       ...(precopy === undefined ? {} : { precopyMs: round(precopy.ms), precopyBytes: precopy.bytes }),
     };
-    const result: MigrationResult = { migrationId: args.migrationId, herdId: d.herdId, container: d.name, sourceHost: ctx.hostId, targetHost: args.targetHost, fsMode: args.fsMode, ...(prep.restoreWith === undefined ? {} : { restoreWith: prep.restoreWith }), timings };
+    const result: MigrationResult = { migrationId: args.migrationId, herdId: d.herdId, container: d.name, sourceHost: ctx.hostId, targetHost: args.targetHost, fsMode: args.fsMode, ...(prep.restoreWith === undefined ? {} : { restoreWith: prep.restoreWith }), compression, timings };
     // 5. The target runs: remove the source (its checkpoint goes with it), then the target commits.
     if (this.record.phase === 'restoring') await this.finishForward(result);
     await this.event('done', 'finished', { timings });
@@ -449,7 +458,7 @@ export class SourceMigration {
    * Copies the trees to the target while the container runs (after the target prepared its
    * container), one after the other, noting beforehand what each holds (fs-precopy.ts).
    */
-  private async preCopy(trees: FsTree[], prep: PrepareResult, receivers: RemoteReceiver[], snapshots: Map<FsTree, TreeSnapshot>): Promise<{ ms: number; bytes: number }> {
+  private async preCopy(trees: FsTree[], prep: PrepareResult, receivers: RemoteReceiver[], snapshots: Map<FsTree, TreeSnapshot>): Promise<{ ms: number; bytes: number; wireBytes: number }> {
     await this.event('prepare', 'finished', { detail: `target container ${prep.targetDockerId.slice(0, 12)}` });
     await this.event('precopy', 'started');
     const start = performance.now();
@@ -463,18 +472,19 @@ export class SourceMigration {
     }, PROGRESS_INTERVAL_MS);
     try {
       let entries = 0;
+      let wireBytes = 0;
       for (const [i, tree] of trees.entries()) {
         const snapshot = await snapshotTree(tree.dir);
         const source = tarDirectory(tree.dir, { xattrs: true, live: { archived: (rel) => snapshot.archived.add(rel) } });
         const slow = this.ctx.faults().has('slow-transfer');
         const into = this.ctx.faults().has('fail-precopy') ? '/herd-fault-injected/upper' : tree.into(prep);
-        await (receivers[i] as RemoteReceiver).send(into, slow ? source.pipe(new Throttle(1024 * 1024)) : source, `${tree.what} pre-copy`, (n) => (moved += n));
+        wireBytes += (await (receivers[i] as RemoteReceiver).send(into, slow ? source.pipe(new Throttle(1024 * 1024)) : source, `${tree.what} pre-copy`, (n) => (moved += n))).wireBytes;
         snapshots.set(tree, snapshot);
         entries += snapshot.entries.size;
       }
       const ms = performance.now() - start;
       await this.event('precopy', 'finished', { durationMs: round(ms), bytes: moved, detail: `${entries} entries of ${trees.map((t) => t.what).join(', ')} while running` });
-      return { ms, bytes: moved };
+      return { ms, bytes: moved, wireBytes };
     } finally {
       clearInterval(timer);
     }

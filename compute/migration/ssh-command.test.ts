@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { HERD_MIGRATION_LABEL } from '../runtime/container-runtime.ts';
-import { FENCE_COMMAND, RECEIVE_COMMAND } from './ssh-transfer.ts';
+import { FENCE_COMMAND, LZ4_OPTION, RECEIVE_COMMAND } from './ssh-transfer.ts';
 
 const SCRIPT = resolve(import.meta.dirname, '../../bin/herd-ssh-command');
 const dir = mkdtempSync(join(tmpdir(), 'herd-ssh-command-'));
@@ -26,6 +26,7 @@ const src = join(dir, 'src');
 mkdirSync(src);
 writeFileSync(join(src, 'hello.txt'), 'hi\n');
 const tarball = spawnSync('tar', ['-c', '-C', src, 'hello.txt']).stdout;
+const lz4Tarball = spawnSync('lz4', ['-1', '-q', '-c'], { input: tarball }).stdout;
 
 function run(command: string | undefined, stdin: Buffer | string = '') {
   const r = spawnSync(SCRIPT, [conf], { input: stdin, env: { ...(command === undefined ? {} : { SSH_ORIGINAL_COMMAND: command }), PATH: process.env.PATH ?? '' } });
@@ -33,10 +34,12 @@ function run(command: string | undefined, stdin: Buffer | string = '') {
 }
 
 describe('herd-ssh-command (the transfer key may run only the receiver and the fence)', () => {
-  it('extracts into a directory under a data root, with and without xattrs', () => {
-    for (const command of [RECEIVE_COMMAND.plain, RECEIVE_COMMAND.xattrs]) {
-      const target = join(root, 'containers', command.length.toString(), 'checkpoints', 'cp');
-      const r = run(command, Buffer.concat([Buffer.from(`${target}\n`), tarball]));
+  it('extracts into a directory under a data root, with and without xattrs, plain or lz4-compressed', () => {
+    expect(lz4Tarball.length, 'lz4 must be installed (apt-get install lz4)').toBeGreaterThan(0);
+    const commands = [RECEIVE_COMMAND.plain, RECEIVE_COMMAND.xattrs].flatMap((c) => [c, `${c} ${LZ4_OPTION}`]);
+    for (const [i, command] of commands.entries()) {
+      const target = join(root, 'containers', String(i), 'checkpoints', 'cp');
+      const r = run(command, Buffer.concat([Buffer.from(`${target}\n`), command.endsWith(LZ4_OPTION) ? lz4Tarball : tarball]));
       expect(r, command).toMatchObject({ code: 0 });
       expect(readFileSync(join(target, 'hello.txt'), 'utf8')).toBe('hi\n');
     }
@@ -55,7 +58,7 @@ describe('herd-ssh-command (the transfer key may run only the receiver and the f
     expect(existsSync(join(outside, 'x'))).toBe(false);
   });
 
-  it.each([[undefined], ['id'], ['sh -c id'], ['tar -x -C /root/.ssh'], [`${RECEIVE_COMMAND.plain} extra`], ['herd-fence ../../etc'], ['herd-fence']])('refuses %s', (command) => {
+  it.each([[undefined], ['id'], ['sh -c id'], ['tar -x -C /root/.ssh'], [`${RECEIVE_COMMAND.plain} extra`], [`${RECEIVE_COMMAND.plain} ${LZ4_OPTION} --xattrs`], [`${RECEIVE_COMMAND.xattrs} ${LZ4_OPTION} extra`], ['herd-fence ../../etc'], ['herd-fence']])('refuses %s', (command) => {
     const r = run(command);
     expect(r.code).toBe(126);
     expect(r.stderr).toMatch(/refused/);

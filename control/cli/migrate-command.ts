@@ -5,7 +5,7 @@
  */
 import { Command, Option } from 'commander';
 import { HerdError } from '../../protocol/errors.ts';
-import { FS_MODES, RESTORE_PATHS, type FsMode, type MigrationStatus, type RestorePath } from '../../protocol/messages.ts';
+import { COMPRESSIONS, FS_MODES, RESTORE_PATHS, type Compression, type FsMode, type MigrationStatus, type RestorePath } from '../../protocol/messages.ts';
 import { formatTimings, migrateOnce, migrationStatusEverywhere } from '../migrations/migration-client.ts';
 import { migrationPrinter } from './migration-progress.ts';
 import { cliProgress } from './progress.ts';
@@ -15,6 +15,7 @@ interface MigrateOptions {
   to?: string;
   fs: FsMode;
   restoreWith?: RestorePath;
+  compress?: Compression;
   json?: boolean;
   status?: string;
   rollback?: string;
@@ -34,6 +35,7 @@ export function registerMigrateCommand(program: Command): void {
     .option('--to <host>', 'target host')
     .addOption(new Option('--fs <mode>', 'filesystem to carry: diff = overlay upper dir, full = whole filesystem, none = memory only').choices(FS_MODES).default('diff'))
     .addOption(new Option('--restore-with <path>', "how the target restores: direct = from the received images (herd-runc runtime), docker = through Docker's copies (default: the target's docker.restoreWith)").choices(RESTORE_PATHS))
+    .addOption(new Option('--compress <how>', "compress the streams on the network: lz4 (pays on links slower than about 1 Gbit/s) or none (default: the source's transferCompression)").choices(COMPRESSIONS))
     .option('--status <migrationId>', "show what the hosts recorded of a migration (in flight, done, rolled back, in doubt)")
     .option('--rollback <migrationId>', 'settle an interrupted migration now on its source: back when the target does not run it, forward when it does')
     .option('--json', 'print the result as JSON (events still go to stderr)')
@@ -60,7 +62,7 @@ export function registerMigrateCommand(program: Command): void {
         }
         const progress = cliProgress(opts.json);
         const printer = migrationPrinter(progress);
-        const result = await migrateOnce(session, container as string, opts.to as string, opts.fs, printer.event, printer.line, opts.restoreWith === undefined ? {} : { restoreWith: opts.restoreWith }).finally(() => progress.end());
+        const result = await migrateOnce(session, container as string, opts.to as string, opts.fs, printer.event, printer.line, { ...(opts.restoreWith === undefined ? {} : { restoreWith: opts.restoreWith }), ...(opts.compress === undefined ? {} : { compression: opts.compress }) }).finally(() => progress.end());
         if (opts.json === true) printJson(result);
         else process.stdout.write(`${formatTimings(result)}\n`);
       }, { reconnect: true }); // a migration outlives a broker restart

@@ -7,7 +7,7 @@ import { decode } from '../../protocol/codec.ts';
 import type { ClusterView } from '../../protocol/cluster-view.ts';
 import { newMigrationId } from '../../protocol/ids.ts';
 import { HerdError } from '../../protocol/errors.ts';
-import { migrationEventSchema, type FsMode, type RestorePath, type MigrationEvent, type MigrationResult, type MigrationStatus } from '../../protocol/messages.ts';
+import { migrationEventSchema, type Compression, type FsMode, type RestorePath, type MigrationEvent, type MigrationResult, type MigrationStatus } from '../../protocol/messages.ts';
 import type { MqttClient } from '../../protocol/mqtt.ts';
 import type { CommandClient } from '../../protocol/rpc.ts';
 import { topics } from '../../protocol/topics.ts';
@@ -34,10 +34,10 @@ export function formatTimings(r: MigrationResult): string {
   const t = r.timings;
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(2)} MiB`;
   return [
-    `migrated ${r.container} ${r.sourceHost} -> ${r.targetHost} (fs ${r.fsMode}${r.restoreWith === undefined ? '' : `, restore ${r.restoreWith}`}, ${r.migrationId})`,
+    `migrated ${r.container} ${r.sourceHost} -> ${r.targetHost} (fs ${r.fsMode}${r.restoreWith === undefined ? '' : `, restore ${r.restoreWith}`}${r.compression === undefined || r.compression === 'none' ? '' : `, ${r.compression}`}, ${r.migrationId})`,
     `  checkpoint ${t.checkpointMs.toFixed(1)} ms   transfer ${t.transferMs.toFixed(1)} ms   restore ${t.restoreMs.toFixed(1)} ms`,
     `  downtime   ${t.downtimeMs.toFixed(1)} ms   total ${t.totalMs.toFixed(1)} ms`,
-    `  bytes      checkpoint ${mib(t.checkpointBytes)}   filesystem ${mib(t.filesystemBytes)}`,
+    `  bytes      checkpoint ${mib(t.checkpointBytes)}   filesystem ${mib(t.filesystemBytes)}${t.precopyBytes === undefined ? '' : `   pre-copy ${mib(t.precopyBytes)}`}${t.wireBytes === undefined ? '' : `   on the network ${mib(t.wireBytes)}`}`,
   ].join('\n');
 }
 
@@ -49,7 +49,7 @@ export async function migrateOnce(
   fsMode: FsMode,
   onEvent: (e: MigrationEvent) => void,
   onStart?: (line: string) => void,
-  options: { migrationId?: string; timeoutMs?: number; restoreWith?: RestorePath } = {},
+  options: { migrationId?: string; timeoutMs?: number; restoreWith?: RestorePath; compression?: Compression } = {},
 ): Promise<MigrationResult> {
   const { view, rpc, client } = session;
   const found = view.findContainer(container);
@@ -75,7 +75,7 @@ export async function migrateOnce(
     await client.subscribeAsync(eventsTopic, { qos: 1 });
     const sourceSince = view.host(found.hostId)?.since; // the source daemon's start: a restart changes it
     onStart?.(`migrating ${found.name} (${found.herdId}) from ${found.hostId} to ${to}, fs ${fsMode}, id ${migrationId}`);
-    const started = rpc.request<MigrationResult>(found.hostId, 'migration.start', { migrationId, container: found.herdId, targetHost: to, fsMode, ...(options.restoreWith === undefined ? {} : { restoreWith: options.restoreWith }) }, { timeoutMs: options.timeoutMs ?? MIGRATION_TIMEOUT_MS });
+    const started = rpc.request<MigrationResult>(found.hostId, 'migration.start', { migrationId, container: found.herdId, targetHost: to, fsMode, ...(options.restoreWith === undefined ? {} : { restoreWith: options.restoreWith }), ...(options.compression === undefined ? {} : { compression: options.compression }) }, { timeoutMs: options.timeoutMs ?? MIGRATION_TIMEOUT_MS });
     // The reply can be lost (the source's daemon restarted, the broker restarted): the source's
     // record or tombstone still says how the migration ended, so ask it now and then.
     const polled = new AbortController();

@@ -274,6 +274,7 @@ export class FakeCluster {
       sharedPaths: [],
       preCopyFilesystem: false,
       preCopyFilesystemMinBytes: 0,
+      transferCompression: 'none',
       restorePath: 'docker',
       faults: () => new Set(),
       locks: new KeyedLock(),
