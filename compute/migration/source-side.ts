@@ -262,12 +262,18 @@ export class SourceMigration {
     await this.setPhase('checkpointing');
     await this.event('checkpoint', 'started');
     const frozenAt = performance.now();
+    // Settles once Docker saw the container stop; the images may go before (once dumped).
+    let stopped: Promise<void> = Promise.resolve();
     try {
       // Docker would restart a container the checkpoint stops: "no" until it resumes here or is removed.
       if (d.spec.restartPolicy !== undefined) await ctx.runtime.setRestartPolicy(d.dockerId, { name: 'no' });
-      await ctx.criu.run(() => ctx.runtime.checkpoint(d.dockerId, checkpointId, { exit: true, ...(ctx.faults().has('fail-checkpoint') ? { checkpointDir: '/dev/null/herd-fault-injected' } : {}) }), {
+      let dumped!: () => void;
+      const imagesComplete = new Promise<void>((resolve) => (dumped = resolve));
+      stopped = ctx.criu.run(() => ctx.runtime.checkpoint(d.dockerId, checkpointId, { exit: true, onDumped: dumped, ...(ctx.faults().has('fail-checkpoint') ? { checkpointDir: '/dev/null/herd-fault-injected' } : {}) }), {
         onTimeout: () => killRuncJobs(d.dockerId),
       });
+      stopped.catch(() => undefined);
+      await Promise.race([imagesComplete, stopped]);
     } catch (err) {
       const error = toHerdError(err, 'CHECKPOINT_FAILED');
       await this.event('checkpoint', 'failed', { error: error.toWire() });
@@ -335,6 +341,10 @@ export class SourceMigration {
       clearInterval(progressTimer);
       if (ctx.view.host(args.targetHost)?.state === 'offline') throw new HerdError('HOST_OFFLINE', `target host ${args.targetHost} went offline during the transfer`);
       for (const r of [cp, ...fs]) if (r.status === 'rejected') throw r.reason;
+      // Docker must have seen the stop before the restore (and before a rollback would start it again here).
+      await stopped.catch((err: unknown) => {
+        throw toHerdError(err, 'CHECKPOINT_FAILED');
+      });
       const sent = (r: PromiseSettledResult<SentBytes>) => (r as PromiseFulfilledResult<SentBytes>).value;
       checkpointBytes = sent(cp).bytes;
       filesystemBytes = fs.reduce((sum, r) => sum + sent(r).bytes, 0);
@@ -345,6 +355,7 @@ export class SourceMigration {
       stopWatching();
       clearInterval(progressTimer);
       cancelReceivers();
+      await stopped.catch(() => undefined);
       const error = toHerdError(err);
       const phase: MigrationPhase = this.record.phase === 'transferring' ? 'transfer' : 'prepare';
       await this.event(phase, 'failed', { error: error.toWire() });

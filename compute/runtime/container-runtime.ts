@@ -67,8 +67,12 @@ export interface ContainerRuntime {
    * when Docker refused because it runs, "removed", or "gone" when there was no such container.
    */
   removeUnlessRunning(dockerId: string): Promise<'removed' | 'running' | 'gone'>;
-  /** CRIU checkpoint through Docker into the container's own checkpoint dir; `exit` stops the container after the dump. */
-  checkpoint(dockerId: string, checkpointId: string, options: { exit: boolean; checkpointDir?: string }): Promise<void>;
+  /**
+   * CRIU checkpoint through Docker into the container's own checkpoint dir; `exit` stops the
+   * container after the dump, and the call resolves once Docker saw it stop. `onDumped`
+   * hears when the images are complete, which may be before (the images may go meanwhile).
+   */
+  checkpoint(dockerId: string, checkpointId: string, options: { exit: boolean; checkpointDir?: string; onDumped?: () => void }): Promise<void>;
   /** Starts a (stopped) container from one of its checkpoints. */
   startFromCheckpoint(dockerId: string, checkpointId: string): Promise<void>;
   /** Removes a checkpoint; missing is fine. */

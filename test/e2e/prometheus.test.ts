@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LabLayout } from '../../control/lab/layout.ts';
 import { METRICS_PORTS } from '../../protocol/metrics-endpoint.ts';
-import { COUNTER } from '../support/containers.ts';
+import { COUNTER, execIn } from '../support/containers.ts';
 import { herd, herdOk } from '../support/herd-cli.ts';
-import { readyLab, setFaults } from '../support/lab.ts';
+import { dockerOf, readyLab, setFaults } from '../support/lab.ts';
 import { eventually, freePort } from '../integration/helpers.ts';
 
 const PROMETHEUS = '/usr/bin/prometheus';
@@ -71,6 +71,8 @@ describe('Prometheus scrapes the lab (real prometheus, PromQL)', () => {
 
   it('answers PromQL for every family of the compute daemons, the monitor and the control daemon', { timeout: 300_000 }, async () => {
     await herdOk(['run', '--host', 'h1', '--name', 'prom-a', 'herd/busybox', ...COUNTER]);
+    // 6 MB in the upper dir: over preCopyFilesystemMinBytes, so the move has a pre-copy phase and bytes.
+    await execIn(dockerOf(layout, 'h1'), 'prom-a', ['sh', '-c', 'head -c 6000000 /dev/urandom > /big']);
     await herdOk(['migrate', 'prom-a', '--to', 'h2'], { timeoutMs: 120_000 });
     // A rollback, for herd_rollbacks_total by cause: h2's checkpoint fails, the container stays on h2.
     await setFaults(layout, 'h2', ['fail-checkpoint']);
