@@ -7,6 +7,7 @@ import { loadNativeReader, NATIVE_READER_PATH } from '../monitor/cgroup-reader.t
 import { runCommand } from './lab/shell.ts';
 import { hasSysResource } from '../protocol/capabilities.ts';
 import { DIRECT_RESTORE_RUNTIME } from '../compute/config.ts';
+import { BLOCKS_PYTHON } from '../compute/migration/block-delta.ts';
 
 export interface CheckResult {
   name: string;
@@ -21,6 +22,14 @@ export interface CheckResult {
 const PROVISION = 'run scripts/setup (the Ansible playbook against localhost)';
 
 function onPath(program: string): string | undefined {
+  if (program.startsWith('/')) {
+    try {
+      accessSync(program, constants.X_OK);
+      return program;
+    } catch {
+      return undefined;
+    }
+  }
   for (const dir of (process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(':').concat(['/usr/sbin', '/sbin', '/usr/lib/pcp/bin', '/usr/libexec/pcp/bin'])) {
     const candidate = `${dir}/${program}`;
     try {
@@ -88,6 +97,7 @@ export async function runChecks(): Promise<CheckResult[]> {
   checks.push(await programCheck('sysbench', 'sysbench', ['--version']));
   checks.push(await programCheck('tar', 'tar', ['--version']));
   checks.push(await programCheck('lz4 (compressed transfers)', 'lz4', ['--version']));
+  checks.push(await programCheck('python3 (large files by blocks: bin/herd-blocks.py)', BLOCKS_PYTHON, ['--version']));
   const native = loadNativeReader();
   checks.push({ name: "monitor's native cgroup reader", ok: 'module' in native, detail: 'module' in native ? NATIVE_READER_PATH : native.error, fix: 'scripts/build-native (scripts/setup runs it); without it the monitor reads with JavaScript at about twice the CPU', provisionable: true });
   return checks;

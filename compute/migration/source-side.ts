@@ -21,7 +21,8 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { Transform } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
+import type { Client } from 'ssh2';
 import { HerdError, toHerdError } from '../../protocol/errors.ts';
 import type { CommandArgs, MigrationEvent, MigrationPhase, MigrationResult, MigrationStatus, MigrationTimings, PrepareResult, TargetRestoreResult } from '../../protocol/messages.ts';
 import { PROTOCOL_VERSION } from '../../protocol/messages.ts';
@@ -30,7 +31,8 @@ import type { MigrationContext } from './context.ts';
 import type { SourceRecord } from './migration-store.ts';
 import { killRuncJobs } from './runc-jobs.ts';
 import { askTargetToAbort, resolveInDoubt, restoreOutcomeUnknown, rollBackSource, rollForward, type Settled } from './source-settle.ts';
-import { openReceiver, prunePaths, tarDirectory, type RemoteReceiver, type SentBytes } from './ssh-transfer.ts';
+import { openReceiver, prunePaths, tarDirectory, type RemoteReceiver, type SentBytes, type TransferCompression } from './ssh-transfer.ts';
+import { BlockState, blocksStream } from './block-delta.ts';
 import { changesSince, snapshotTree, type TreeSnapshot } from './fs-precopy.ts';
 import { assertCarried, assertCheckpointable, containerProcesses, hasSysResource } from './preflight.ts';
 
@@ -70,6 +72,12 @@ interface Clock {
   phaseStarted: Map<MigrationPhase, number>;
 }
 
+/** A tree the pre-copy sent: what it held then, and for its large files, what went and the receiver of their delta. */
+interface PreCopied {
+  snapshot: TreeSnapshot;
+  blocks?: { state: BlockState; receiver: Promise<RemoteReceiver> };
+}
+
 /** A directory tree the migration carries as files: the upper dir (diff mode) or a named volume. */
 interface FsTree {
   /** For messages: "filesystem" or `volume "name"`. */
@@ -106,6 +114,8 @@ export class SourceMigration {
   private estimatedTransferBytes: number | undefined;
   /** The upper dir (diff mode) and the named volumes. */
   private trees: FsTree[] = [];
+  /** The block states of the pre-copy's large files (removed when the migration ends). */
+  private readonly blockStates: BlockState[] = [];
 
   private async event(phase: MigrationPhase, status: MigrationEvent['status'], extra: Partial<MigrationEvent> = {}): Promise<void> {
     const now = performance.now();
@@ -164,6 +174,7 @@ export class SourceMigration {
     try {
       return await ctx.locks.run(this.args.migrationId, () => this.runValidated());
     } finally {
+      for (const state of this.blockStates) state.remove();
       ctx.inFlight.delete(d.herdId);
       void ctx.publishContainers();
     }
@@ -229,27 +240,29 @@ export class SourceMigration {
     const compression = args.compression ?? ctx.transferCompression;
     const receivers = ssh.then((conn) =>
       Promise.all([
-        openReceiver(conn, { xattrs: false, compression }),
-        args.fsMode === 'full' ? openReceiver(conn, { xattrs: false, compression }) : undefined,
-        ...this.trees.map(() => openReceiver(conn, { xattrs: true, compression })),
+        openReceiver(conn, { kind: 'plain', compression }),
+        args.fsMode === 'full' ? openReceiver(conn, { kind: 'plain', compression }) : undefined,
+        ...this.trees.map(() => openReceiver(conn, { kind: 'xattrs', compression })),
       ]),
     );
     const precopyTrees = this.trees.filter((t) => t.precopy);
     // The pre-copy's receivers likewise (one per tree, used one after the other).
-    const precopyReceivers = precopyTrees.length === 0 ? Promise.resolve([]) : ssh.then((conn) => Promise.all(precopyTrees.map(() => openReceiver(conn, { xattrs: true, compression }))));
-    const cancelReceivers = () => void Promise.all([receivers, precopyReceivers]).then((all) => all.flat().forEach((r) => r?.cancel())).catch(() => undefined);
+    const precopyReceivers = precopyTrees.length === 0 ? Promise.resolve([]) : ssh.then((conn) => Promise.all(precopyTrees.map(() => openReceiver(conn, { kind: 'xattrs', compression }))));
+    // The large files' receivers for after the freeze, opened by the pre-copy (see preCopy).
+    const precopied = new Map<FsTree, PreCopied>();
+    const blockReceivers = () => [...precopied.values()].flatMap((p) => (p.blocks === undefined ? [] : [p.blocks.receiver]));
+    const cancelReceivers = () => void Promise.all([receivers, precopyReceivers, ...blockReceivers()]).then((all) => all.flat().forEach((r) => r?.cancel())).catch(() => undefined);
     prepared.catch(() => undefined);
     receivers.catch(() => undefined);
     precopyReceivers.catch(() => undefined);
     // The large trees go while the container still runs; after the freeze, only what changed.
-    const precopied = new Map<FsTree, TreeSnapshot>();
     let precopy: { ms: number; bytes: number; wireBytes: number } | undefined;
     if (precopyTrees.length > 0) {
       let phase: MigrationPhase = 'prepare';
       try {
         const prep = await prepared;
         phase = 'precopy';
-        precopy = await this.preCopy(precopyTrees, prep, await precopyReceivers, precopied);
+        precopy = await this.preCopy(precopyTrees, prep, await precopyReceivers, precopied, await ssh, compression);
       } catch (err) {
         const error = toHerdError(err, 'TRANSFER_FAILED');
         await this.event(phase, 'failed', { error: error.toWire() });
@@ -323,13 +336,21 @@ export class SourceMigration {
         receiver.send(dir, slow ? (source as import('node:stream').Readable).pipe(new Throttle(1024 * 1024)) : source, what, (n) => (moved += n));
       const treeTransfer = async (tree: FsTree, receiver: RemoteReceiver): Promise<SentBytes> => {
         const into = tree.into(prep);
-        const snapshot = precopied.get(tree);
-        if (snapshot === undefined) return send(receiver, into, tarDirectory(tree.dir, { xattrs: true }), `${tree.what} transfer`);
-        // What changed since the pre-copy: deletions first, then the changed entries alone.
-        const changes = await changesSince(tree.dir, snapshot);
+        const pre = precopied.get(tree);
+        if (pre === undefined) return send(receiver, into, tarDirectory(tree.dir, { xattrs: true }), `${tree.what} transfer`);
+        // What changed since the pre-copy: deletions first, then the large files' changed blocks, then
+        // the other changed entries (last: extracting a directory entry sets its times).
+        const changes = await changesSince(tree.dir, pre.snapshot);
         if (changes.deleted.length > 0) await prunePaths(await ssh, into, changes.deleted);
-        this.log.info({ tree: tree.what, changed: changes.changed.length, deleted: changes.deleted.length }, 'filesystem changes since the pre-copy');
-        return send(receiver, into, tarDirectory(tree.dir, { xattrs: true, only: changes.changed }), `${tree.what} delta transfer`);
+        this.log.info({ tree: tree.what, changed: changes.changed.length, blocks: changes.blocks.length, deleted: changes.deleted.length }, 'filesystem changes since the pre-copy');
+        let blocks: SentBytes = { bytes: 0, wireBytes: 0 };
+        if (pre.blocks !== undefined) {
+          const blockReceiver = await pre.blocks.receiver;
+          if (changes.blocks.length === 0) blockReceiver.cancel();
+          else blocks = await send(blockReceiver, into, blocksStream(tree.dir, changes.blocks, pre.blocks.state), `${tree.what} delta of large files`);
+        }
+        const rest = await send(receiver, into, tarDirectory(tree.dir, { xattrs: true, only: changes.changed }), `${tree.what} delta transfer`);
+        return { bytes: blocks.bytes + rest.bytes, wireBytes: blocks.wireBytes + rest.wireBytes };
       };
       // Wait for every stream even when one fails, so that nothing still writes on the target while it is aborted.
       const [cp, ...fs] = await Promise.allSettled([
@@ -469,7 +490,7 @@ export class SourceMigration {
    * Copies the trees to the target while the container runs (after the target prepared its
    * container), one after the other, noting beforehand what each holds (fs-precopy.ts).
    */
-  private async preCopy(trees: FsTree[], prep: PrepareResult, receivers: RemoteReceiver[], snapshots: Map<FsTree, TreeSnapshot>): Promise<{ ms: number; bytes: number; wireBytes: number }> {
+  private async preCopy(trees: FsTree[], prep: PrepareResult, receivers: RemoteReceiver[], done: Map<FsTree, PreCopied>, conn: Client, compression: TransferCompression): Promise<{ ms: number; bytes: number; wireBytes: number }> {
     await this.event('prepare', 'finished', { detail: `target container ${prep.targetDockerId.slice(0, 12)}` });
     await this.event('precopy', 'started');
     const start = performance.now();
@@ -486,11 +507,21 @@ export class SourceMigration {
       let wireBytes = 0;
       for (const [i, tree] of trees.entries()) {
         const snapshot = await snapshotTree(tree.dir);
-        const source = tarDirectory(tree.dir, { xattrs: true, live: { archived: (rel) => snapshot.archived.add(rel) } });
+        const large = [...snapshot.blockFiles];
         const slow = this.ctx.faults().has('slow-transfer');
         const into = this.ctx.faults().has('fail-precopy') ? '/herd-fault-injected/upper' : tree.into(prep);
-        wireBytes += (await (receivers[i] as RemoteReceiver).send(into, slow ? source.pipe(new Throttle(1024 * 1024)) : source, `${tree.what} pre-copy`, (n) => (moved += n))).wireBytes;
-        snapshots.set(tree, snapshot);
+        const send = async (receiver: RemoteReceiver, source: Readable, what: string) => (wireBytes += (await receiver.send(into, slow ? source.pipe(new Throttle(1024 * 1024)) : source, what, (n) => (moved += n))).wireBytes);
+        await send(receivers[i] as RemoteReceiver, tarDirectory(tree.dir, { xattrs: true, exclude: large, live: { archived: (rel) => snapshot.archived.add(rel) } }), `${tree.what} pre-copy`);
+        if (large.length === 0) done.set(tree, { snapshot });
+        else {
+          // The large files by blocks (block-delta.ts), noting what went; the receiver for their delta opens now, off the downtime.
+          const state = new BlockState();
+          this.blockStates.push(state);
+          const receiver = openReceiver(conn, { kind: 'blocks', compression });
+          receiver.catch(() => undefined);
+          done.set(tree, { snapshot, blocks: { state, receiver } });
+          await send(await openReceiver(conn, { kind: 'blocks', compression }), blocksStream(tree.dir, large, state), `${tree.what} pre-copy of large files`);
+        }
         entries += snapshot.entries.size;
       }
       const ms = performance.now() - start;

@@ -4,9 +4,9 @@
  * remote host key must match the known_hosts file: no key, no transfer.
  */
 import { spawn } from 'node:child_process';
-import { createReadStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createReadStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { PassThrough, Transform, type Readable } from 'node:stream';
 import { Client, type ClientChannel, type ConnectConfig } from 'ssh2';
@@ -119,7 +119,7 @@ export interface RemoteReceiver {
  * first line, check it lies under the target's own data roots, extract the rest of stdin
  * there) and the fence (fence.ts).
  */
-export const RECEIVE_COMMAND = { plain: 'herd-receive', xattrs: 'herd-receive --xattrs' } as const;
+export const RECEIVE_COMMAND = { plain: 'herd-receive', xattrs: 'herd-receive --xattrs', blocks: 'herd-blocks' } as const;
 /** The receiver's option for an lz4-compressed stream (`herd-receive [--xattrs] --lz4`). */
 export const LZ4_OPTION = '--lz4';
 
@@ -205,9 +205,10 @@ export async function prunePaths(conn: Client, dir: string, paths: readonly stri
   if (code !== 0) throw new HerdError('TRANSFER_FAILED', `deleting ${paths.length} path(s) under ${dir} exited ${code ?? 'by signal'}: ${stderr}`);
 }
 
-export async function openReceiver(conn: Client, options: { xattrs: boolean; compression: TransferCompression }): Promise<RemoteReceiver> {
+/** A receiver of tar streams (`plain`, or `xattrs` to keep them) or of block streams (block-delta.ts). */
+export async function openReceiver(conn: Client, options: { kind: keyof typeof RECEIVE_COMMAND; compression: TransferCompression }): Promise<RemoteReceiver> {
   const lz4 = options.compression === 'lz4';
-  const command = `${options.xattrs ? RECEIVE_COMMAND.xattrs : RECEIVE_COMMAND.plain}${lz4 ? ` ${LZ4_OPTION}` : ''}`;
+  const command = `${RECEIVE_COMMAND[options.kind]}${lz4 ? ` ${LZ4_OPTION}` : ''}`;
   const { channel, closed } = await execRemote(conn, command, 'receiver');
   return {
     send(dir, source, what, onBytes) {
@@ -236,7 +237,7 @@ export async function openReceiver(conn: Client, options: { xattrs: boolean; com
           clearInterval(watchdog);
           if (failed) return;
           if (code === 0) done({ bytes: counter.bytes, wireBytes: wire.bytes });
-          else failWith(`remote tar into ${dir} exited ${code ?? 'by signal'}: ${stderr}`);
+          else failWith(`remote ${options.kind === 'blocks' ? 'herd-blocks' : 'tar'} into ${dir} exited ${code ?? 'by signal'}: ${stderr}`);
         });
         channel.write(`${dir}\n`);
         const counted = (source as Readable).pipe(counter);
@@ -257,26 +258,34 @@ export async function openReceiver(conn: Client, options: { xattrs: boolean; com
  * that change, shrink or vanish meanwhile are not errors (their changes go later), and
  * `live.archived` hears the relative path of every entry the archive holds.
  */
-export function tarDirectory(dir: string, options: { xattrs: boolean; only?: readonly string[]; live?: { archived(rel: string): void } }): Readable {
+export function tarDirectory(dir: string, options: { xattrs: boolean; only?: readonly string[]; exclude?: readonly string[]; live?: { archived(rel: string): void } }): Readable {
   const args = ['-c', '--numeric-owner', '--sparse', '-C', dir, ...(options.only === undefined ? ['.'] : ['--no-recursion', '--null', '--verbatim-files-from', '-T', '-'])];
   if (options.xattrs) args.splice(1, 0, '--xattrs', '--xattrs-include=*');
-  // The names of a live archive, read once tar is done (stdio pipes are sockets, which tar cannot open by /dev/fd).
-  const indexFile = options.live === undefined ? undefined : join(mkdtempSync(join(tmpdir(), 'herd-tar-index-')), 'index');
+  // Literal names, one per line (tar 1.34 reads only the first of a NUL-separated -X list): no name may hold a newline.
+  if (options.exclude?.some((p) => p.includes('\n'))) throw new Error('tarDirectory: an excluded name holds a newline');
+  // Scratch files: the names of a live archive (stdio pipes are sockets, which tar cannot open by /dev/fd), the exclusions.
+  const scratch = options.live === undefined && options.exclude === undefined ? undefined : mkdtempSync(join(tmpdir(), 'herd-tar-'));
+  const removeScratch = () => scratch !== undefined && rmSync(scratch, { recursive: true, force: true });
+  const indexFile = options.live === undefined || scratch === undefined ? undefined : join(scratch, 'index');
   if (indexFile !== undefined) args.splice(1, 0, '-v', `--index-file=${indexFile}`, '--quoting-style=escape', '--warning=no-file-changed', '--warning=no-file-shrank', '--warning=no-file-removed');
+  if (options.exclude !== undefined && scratch !== undefined) {
+    writeFileSync(join(scratch, 'exclude'), options.exclude.map((p) => `./${p}\n`).join(''));
+    args.splice(1, 0, '--anchored', '--no-wildcards', '-X', join(scratch, 'exclude'));
+  }
   const child = spawn('tar', args, { stdio: ['pipe', 'pipe', 'pipe'] });
   child.stdin.on('error', () => undefined); // tar failing early closes it: its exit code says why
   child.stdin.end(options.only === undefined ? undefined : Buffer.concat(options.only.map((p) => Buffer.from(p === '.' ? '.\0' : `./${p}\0`))));
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const listNames = async () => {
-    if (indexFile === undefined || options.live === undefined) return;
     try {
+      if (indexFile === undefined || options.live === undefined) return;
       for await (const line of createInterface({ input: createReadStream(indexFile), crlfDelay: Infinity })) {
         const rel = unescapeTarName(line).replace(/^\.\/?/, '').replace(/\/$/, '');
         if (rel !== '') options.live.archived(rel);
       }
     } finally {
-      rmSync(dirname(indexFile), { recursive: true, force: true });
+      removeScratch();
     }
   };
   // Pipe at once: Node resumes (and so discards) an unread child stdout when the child exits.
@@ -289,12 +298,12 @@ export function tarDirectory(dir: string, options: { xattrs: boolean; only?: rea
     // 1: some file changed while it was read, which a live directory may do.
     if (code === 0 || (code === 1 && options.live !== undefined)) void listNames().then(() => out.end(), (err: unknown) => out.destroy(err as Error));
     else {
-      if (indexFile !== undefined) rmSync(dirname(indexFile), { recursive: true, force: true });
+      removeScratch();
       out.destroy(new Error(`tar of ${dir} exited ${code}: ${stderr.trim()}`));
     }
   });
   child.on('error', (err) => {
-    if (indexFile !== undefined) rmSync(dirname(indexFile), { recursive: true, force: true });
+    removeScratch();
     out.destroy(err);
   });
   return out;

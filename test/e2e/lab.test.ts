@@ -61,7 +61,7 @@ describe('lab (2 hosts, real Docker, sshd, PCP)', () => {
     const ssh = `ssh -i ${h2.sshKey} -o UserKnownHostsFile=${layout.knownHosts} -o StrictHostKeyChecking=yes -o BatchMode=yes root@${h1.ip}`;
     const shell = await inHost(layout, 'h2', 'sh', ['-c', `${ssh} 'id; cat /etc/shadow'`]);
     expect(shell.code).toBe(126);
-    expect(shell.stderr).toMatch(/refused: this key runs only Herd's receiver, pruner and fence/);
+    expect(shell.stderr).toMatch(/refused: this key runs only Herd's receivers, pruner and fence/);
     const into = `${h1.dockerDataRoot}/lab-test-receive`;
     const received = await inHost(layout, 'h2', 'sh', ['-c', `(printf '%s\\n' ${into}; tar -c -C /etc hostname) | ${ssh} herd-receive`]);
     expect(received.code, received.stderr).toBe(0);

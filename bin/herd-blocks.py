@@ -1,0 +1,233 @@
+#!/usr/bin/python3
+"""Block-level copies of large files for Herd's filesystem pre-copy (compute/migration/block-delta.ts).
+
+A database rewrites its large files in place (InnoDB's redo log, its tablespaces): after the
+pre-copy, such a file has changed, but only in a few of its blocks. This tool sends those
+blocks alone.
+
+  herd-blocks.py send DIR STATE     (source) reads NUL-separated paths relative to DIR from
+                                    stdin and writes a block stream to stdout: for each
+                                    regular file, its metadata and the 64 KiB blocks whose
+                                    sha256 differs from STATE (what the previous send of the
+                                    same inode sent); then rewrites STATE. A path that is
+                                    gone is skipped (a running container may delete files).
+  herd-blocks.py receive DIR        (target, through the transfer key's forced command
+                                    bin/herd-ssh-command, which checked DIR) applies a block
+                                    stream to the files under DIR; exits 0 only once it read
+                                    the stream's end.
+
+Stream (big-endian): magic b"HERDBLK1", then records:
+  F  flags:u8 pathlen:u16 path size:u64 mode:u32 uid:u32 gid:u32 atime_ns:i64 mtime_ns:i64
+     nxattrs:u16 (namelen:u16 name vallen:u32 value)*       a file begins; flags 1: "fresh",
+                                                            the target's content is void
+  B  offset:u64 len:u32 data                                 a block of that file
+  D                                                         the file is complete: metadata
+  E                                                         the end of the stream
+A fresh file is truncated to 0 then to its size and gets its non-zero blocks (the rest are
+holes); a known one is truncated to its new size and gets the blocks that differ.
+
+Written in Python (Debian's python3, which Ansible needs on every host anyway) rather than in
+the compute daemon: hashing runs in its own process, beside the daemon's SSH streams.
+"""
+import hashlib
+import marshal
+import os
+import stat
+import struct
+import sys
+
+MAGIC = b"HERDBLK1"
+BLOCK = 64 * 1024
+MAX_BLOCK = 1024 * 1024
+FRESH = 1
+FILE_HEAD = struct.Struct(">BH")
+FILE_META = struct.Struct(">QIIIqqH")
+BLOCK_HEAD = struct.Struct(">QI")
+ZERO = bytes(BLOCK)
+
+
+def fail(message, code=1):
+    sys.stderr.write(f"herd-blocks: {message}\n")
+    sys.exit(code)
+
+
+def load_state(path):
+    try:
+        with open(path, "rb") as f:
+            return marshal.load(f)
+    except FileNotFoundError:
+        return {}
+
+
+def send(root, state_path):
+    state = load_state(state_path)
+    paths = [p for p in sys.stdin.buffer.read().split(b"\0") if p]
+    out = open(sys.stdout.fileno(), "wb", buffering=1024 * 1024, closefd=False)
+    out.write(MAGIC)
+    dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for rel in paths:
+        try:
+            fd = os.open(rel, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
+        except (FileNotFoundError, NotADirectoryError):
+            state.pop(rel, None)
+            continue
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                fail(f"{rel.decode(errors='replace')} is not a regular file")
+            known = state.get(rel)
+            fresh = known is None or known[0] != st.st_dev or known[1] != st.st_ino
+            # What the target holds: a file of target_size bytes whose first blocks hashed to old.
+            target_size, old = (0, b"") if fresh else known[2:]
+            old_blocks = len(old) // 32
+            xattrs = [(os.fsencode(name), os.getxattr(fd, name)) for name in os.listxattr(fd)]
+            out.write(b"F" + FILE_HEAD.pack(FRESH if fresh else 0, len(rel)) + rel)
+            out.write(FILE_META.pack(st.st_size, st.st_mode, st.st_uid, st.st_gid, st.st_atime_ns, st.st_mtime_ns, len(xattrs)))
+            for name, value in xattrs:
+                out.write(struct.pack(">H", len(name)) + name + struct.pack(">I", len(value)) + value)
+            digests = []
+            offset = 0
+            index = 0
+            # Up to the size announced (a running container's file may grow or shrink meanwhile: its ctime then sends it again).
+            while offset < st.st_size:
+                data = os.pread(fd, min(BLOCK, st.st_size - offset), offset)
+                if not data:
+                    break
+                digest = hashlib.sha256(data).digest()
+                digests.append(digest)
+                if index < old_blocks:
+                    changed = old[index * 32 : index * 32 + 32] != digest
+                elif offset >= target_size:
+                    changed = data != ZERO[: len(data)]  # the truncate to the new size left zeros there
+                else:
+                    changed = True  # unknown content on the target
+                if changed:
+                    out.write(b"B" + BLOCK_HEAD.pack(offset, len(data)))
+                    out.write(data)
+                offset += len(data)
+                index += 1
+            out.write(b"D")
+            state[rel] = (st.st_dev, st.st_ino, st.st_size, b"".join(digests))
+        finally:
+            os.close(fd)
+    out.write(b"E")
+    out.flush()
+    tmp = f"{state_path}.tmp"
+    with open(tmp, "wb") as f:
+        marshal.dump(state, f)
+    os.replace(tmp, state_path)
+
+
+class Input:
+    def __init__(self, stream):
+        self.stream = stream
+
+    def exactly(self, n):
+        data = self.stream.read(n)
+        if len(data) != n:
+            fail("the block stream ended early")
+        return data
+
+
+def checked_path(root, rel):
+    """rel (bytes) as a path under root; its parent must resolve inside root."""
+    if not rel or rel.startswith(b"/") or b"\0" in rel:
+        fail(f"refused: not a relative path: {rel!r}", 126)
+    parts = rel.split(b"/")
+    if any(p in (b"", b".", b"..") for p in parts):
+        fail(f"refused: a path has . or .. or empty segments: {rel!r}", 126)
+    parent = os.path.join(root, *parts[:-1]) if len(parts) > 1 else root
+    os.makedirs(parent, mode=0o700, exist_ok=True)
+    real_parent = os.path.realpath(parent)
+    if real_parent != root and not real_parent.startswith(root + b"/"):
+        fail(f"refused: {rel!r} leads out of the directory", 126)
+    return real_parent, parts[-1]
+
+
+def receive(root):
+    root = os.path.realpath(os.fsencode(root))
+    if not os.path.isdir(root):
+        fail(f"refused: {root!r} is not a directory", 126)
+    src = Input(sys.stdin.buffer)
+    if src.exactly(len(MAGIC)) != MAGIC:
+        fail("not a block stream")
+    fd = None
+    meta = None
+    while True:
+        kind = src.exactly(1)
+        if kind == b"F":
+            if fd is not None:
+                fail("a file began before the previous one was complete")
+            flags, pathlen = FILE_HEAD.unpack(src.exactly(FILE_HEAD.size))
+            rel = src.exactly(pathlen)
+            size, mode, uid, gid, atime_ns, mtime_ns, nxattrs = FILE_META.unpack(src.exactly(FILE_META.size))
+            xattrs = []
+            for _ in range(nxattrs):
+                (namelen,) = struct.unpack(">H", src.exactly(2))
+                name = src.exactly(namelen)
+                (vallen,) = struct.unpack(">I", src.exactly(4))
+                xattrs.append((name, src.exactly(vallen)))
+            parent, name = checked_path(root, rel)
+            parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                try:
+                    fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW, dir_fd=parent_fd)
+                except FileNotFoundError:
+                    # Creating it changes the parent's times, which are the source's: keep them.
+                    before = os.fstat(parent_fd)
+                    fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=parent_fd)
+                    os.utime(parent_fd, ns=(before.st_atime_ns, before.st_mtime_ns))
+            finally:
+                os.close(parent_fd)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                fail(f"refused: {rel!r} is not a regular file here")
+            if flags & FRESH:
+                os.ftruncate(fd, 0)
+            os.ftruncate(fd, size)
+            meta = (rel, size, mode, uid, gid, atime_ns, mtime_ns, xattrs)
+        elif kind == b"B":
+            offset, length = BLOCK_HEAD.unpack(src.exactly(BLOCK_HEAD.size))
+            if fd is None or length > MAX_BLOCK or offset + length > meta[1]:
+                fail("a block outside its file")
+            data = src.exactly(length)
+            while data:
+                n = os.pwrite(fd, data, offset)
+                data = data[n:]
+                offset += n
+        elif kind == b"D":
+            if fd is None:
+                fail("a file completed that never began")
+            rel, size, mode, uid, gid, atime_ns, mtime_ns, xattrs = meta
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, stat.S_IMODE(mode))
+            wanted = {os.fsdecode(name): value for name, value in xattrs}
+            for name in os.listxattr(fd):
+                if name not in wanted:
+                    os.removexattr(fd, name)
+            for name, value in wanted.items():
+                os.setxattr(fd, name, value)
+            os.utime(fd, ns=(atime_ns, mtime_ns))
+            os.close(fd)
+            fd = None
+        elif kind == b"E":
+            if fd is not None:
+                fail("the stream ended inside a file")
+            return
+        else:
+            fail(f"unknown record {kind!r}")
+
+
+def main(argv):
+    if len(argv) == 4 and argv[1] == "send":
+        send(os.fsencode(argv[2]), argv[3])
+    elif len(argv) == 3 and argv[1] == "receive":
+        receive(argv[2])
+    else:
+        fail("usage: herd-blocks.py send DIR STATE < paths  |  herd-blocks.py receive DIR < stream", 2)
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv)
+    except OSError as err:
+        fail(str(err))

@@ -1,0 +1,166 @@
+/**
+ * Large files by blocks on real directories: the pre-copy (tar without the large files, then
+ * the block stream of them) and the changes after the "freeze" (deletions, the large files'
+ * changed blocks, the rest by tar), each block stream applied through the transfer key's real
+ * forced command (`herd-blocks`), give a directory that equals the frozen one: contents,
+ * sizes, modes, owners, times, xattrs. The delta carries the changed blocks, not the files.
+ */
+import { spawnSync } from 'node:child_process';
+import { appendFileSync, chmodSync, chownSync, closeSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import { afterAll, describe, expect, it } from 'vitest';
+import { BlockState, blocksStream } from './block-delta.ts';
+import { changesSince, snapshotTree } from './fs-precopy.ts';
+import { LZ4_OPTION, PRUNE_COMMAND, RECEIVE_COMMAND, tarDirectory } from './ssh-transfer.ts';
+
+const SCRIPT = resolve(import.meta.dirname, '../../bin/herd-ssh-command');
+const base = mkdtempSync(join(tmpdir(), 'herd-blocks-test-'));
+const conf = join(base, 'receiver.conf');
+writeFileSync(conf, `root ${join(base, 'data')}\n`);
+afterAll(() => rmSync(base, { recursive: true, force: true }));
+
+function must(cmd: string, args: string[], input?: Buffer): Buffer {
+  const r = spawnSync(cmd, args, { ...(input === undefined ? {} : { input }), maxBuffer: 64 * 2 ** 20 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+  return r.stdout;
+}
+
+async function collect(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** Runs the forced command as sshd would for `command`, with `dir` and `payload` on stdin. */
+const forced = (command: string, dir: string, payload: Buffer) =>
+  spawnSync(SCRIPT, [conf], { input: Buffer.concat([Buffer.from(`${dir}\n`), payload]), env: { SSH_ORIGINAL_COMMAND: command, PATH: process.env.PATH ?? '' }, maxBuffer: 64 * 2 ** 20 });
+
+const applyBlocks = (dir: string, stream: Buffer) => {
+  const r = forced(RECEIVE_COMMAND.blocks, dir, stream);
+  expect(r.status, r.stderr.toString()).toBe(0);
+};
+const extract = (dir: string, archive: Buffer) => must('tar', ['-x', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-C', dir], archive);
+
+/** The tree as one sorted archive with contents, owners, modes, mtimes and xattrs (not atime/ctime): equal archives, equal trees. */
+const image = (dir: string) => must('tar', ['-c', '--sort=name', '--numeric-owner', '--xattrs', '--xattrs-include=*', '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime', '-C', dir, '.']);
+const setXattr = (path: string, name: string, value: string) => must('python3', ['-c', 'import os,sys; os.setxattr(sys.argv[1], sys.argv[2], sys.argv[3].encode())', path, name, value]);
+const removeXattr = (path: string, name: string) => must('python3', ['-c', 'import os,sys; os.removexattr(sys.argv[1], sys.argv[2])', path, name]);
+
+const MiB = 1024 * 1024;
+
+describe('large files by blocks (bin/herd-blocks.py through the forced command)', () => {
+  it('pre-copy plus the changed blocks equals the frozen directory, and the delta carries blocks, not files', { timeout: 30_000 }, async () => {
+    const upper = join(base, 'upper');
+    const target = join(base, 'data', 'target');
+    mkdirSync(join(upper, 'db'), { recursive: true });
+    mkdirSync(target, { recursive: true });
+    writeFileSync(join(upper, 'db', 'redo'), randomBytes(6 * MiB));
+    writeFileSync(join(upper, 'db', 'table'), randomBytes(5 * MiB));
+    writeFileSync(join(upper, 'db', 'replaced'), randomBytes(5 * MiB));
+    writeFileSync(join(upper, 'db', 'sparse'), '');
+    truncateSync(join(upper, 'db', 'sparse'), 8 * MiB); // a hole, then a few bytes
+    const sparse = openSync(join(upper, 'db', 'sparse'), 'r+');
+    writeSync(sparse, Buffer.from('tail'), 0, 4, 7 * MiB);
+    closeSync(sparse);
+    writeFileSync(join(upper, 'small'), 'small file');
+    chmodSync(join(upper, 'db', 'table'), 0o640);
+    chownSync(join(upper, 'db', 'table'), 1234, 5678);
+    setXattr(join(upper, 'db', 'table'), 'user.herd', 'before');
+    await new Promise((r) => setTimeout(r, 2300)); // out of the ctime slack: untouched entries count as old
+
+    const snapshot = await snapshotTree(upper);
+    expect([...snapshot.blockFiles].sort()).toEqual(['db/redo', 'db/replaced', 'db/sparse', 'db/table']);
+    const large = [...snapshot.blockFiles];
+    const state = new BlockState();
+    try {
+      const archive = await collect(tarDirectory(upper, { xattrs: true, exclude: large, live: { archived: (rel) => snapshot.archived.add(rel) } }));
+      expect(archive.length, 'the archive leaves the large files out').toBeLessThan(MiB);
+      extract(target, archive);
+      const first = await collect(blocksStream(upper, large, state));
+      // The hole is not sent: 6 + 5 + 5 MiB of data and one block of the sparse file.
+      expect(first.length).toBeLessThan(16 * MiB + 256 * 1024);
+      applyBlocks(target, first);
+      expect(image(target).equals(image(upper))).toBe(true);
+
+      // While running and up to the freeze: in-place writes, growth, shrinking, metadata, a replaced file, a new large file.
+      const redo = openSync(join(upper, 'db', 'redo'), 'r+');
+      writeSync(redo, randomBytes(512), 0, 512, 3 * MiB + 100);
+      closeSync(redo);
+      appendFileSync(join(upper, 'db', 'table'), randomBytes(100_000));
+      chmodSync(join(upper, 'db', 'table'), 0o600);
+      removeXattr(join(upper, 'db', 'table'), 'user.herd');
+      setXattr(join(upper, 'db', 'table'), 'user.other', 'after');
+      truncateSync(join(upper, 'db', 'sparse'), 2 * MiB);
+      rmSync(join(upper, 'db', 'replaced'));
+      writeFileSync(join(upper, 'db', 'replaced'), randomBytes(5 * MiB));
+      writeFileSync(join(upper, 'db', 'new'), randomBytes(5 * MiB));
+
+      const changes = await changesSince(upper, snapshot);
+      expect(changes.blocks.sort()).toEqual(['db/redo', 'db/replaced', 'db/sparse', 'db/table']);
+      expect(changes.changed).toContain('db/new'); // not at the snapshot: by tar
+      expect(changes.changed).not.toContain('db/redo');
+      expect(changes.deleted).toEqual(['db/replaced']); // another inode now
+      const pruned = forced(PRUNE_COMMAND, target, Buffer.concat(changes.deleted.map((p) => Buffer.from(`${p}\0`))));
+      expect(pruned.status, pruned.stderr.toString()).toBe(0);
+      const delta = await collect(blocksStream(upper, changes.blocks, state));
+      applyBlocks(target, delta);
+      extract(target, await collect(tarDirectory(upper, { xattrs: true, only: changes.changed })));
+
+      const list = (dir: string) => must('tar', ['-tv', '--full-time', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-f', '-'], image(dir)).toString();
+      expect(list(target)).toBe(list(upper));
+      expect(image(target).equals(image(upper))).toBe(true);
+      // The replaced file whole (5 MiB), the rest as blocks: one of redo, two of table's tail.
+      expect(delta.length).toBeGreaterThan(5 * MiB);
+      expect(delta.length).toBeLessThan(5 * MiB + 4 * 64 * 1024);
+    } finally {
+      state.remove();
+    }
+  });
+
+  it('refuses paths that leave the directory, a stream cut short, and a file that is not regular', () => {
+    const target = join(base, 'data', 'refuse');
+    const outside = join(base, 'outside');
+    mkdirSync(target, { recursive: true });
+    mkdirSync(outside, { recursive: true });
+    symlinkSync(outside, join(target, 'escape'));
+    symlinkSync(join(outside, 'f'), join(target, 'link'));
+    const file = (path: string, size = 4) => {
+      const head = Buffer.alloc(3);
+      head.writeUInt8(1, 0);
+      head.writeUInt16BE(Buffer.byteLength(path), 1);
+      const meta = Buffer.alloc(8 + 4 * 3 + 8 * 2 + 2);
+      meta.writeBigUInt64BE(BigInt(size), 0);
+      meta.writeUInt32BE(0o100644, 8);
+      return Buffer.concat([Buffer.from('F'), head, Buffer.from(path), meta]);
+    };
+    const stream = (...records: Buffer[]) => Buffer.concat([Buffer.from('HERDBLK1'), ...records]);
+    for (const [payload, code, message] of [
+      [stream(file('../x'), Buffer.from('DE')), 126, /\. or \.\. or empty segments/],
+      [stream(file('/etc/x'), Buffer.from('DE')), 126, /not a relative path/],
+      [stream(file('escape/x'), Buffer.from('DE')), 126, /leads out of the directory/],
+      [stream(file('link'), Buffer.from('DE')), 1, /Too many levels of symbolic links|not a regular file/],
+      [stream(file('cut')), 1, /ended early/],
+      [Buffer.from('not a block stream'), 1, /not a block stream/],
+    ] as const) {
+      const r = forced(RECEIVE_COMMAND.blocks, target, payload);
+      expect(r.status, r.stderr.toString()).toBe(code);
+      expect(r.stderr.toString()).toMatch(message);
+    }
+    expect(spawnSync('ls', [outside]).stdout.toString()).toBe('');
+    expect(forced(RECEIVE_COMMAND.blocks, '/root', stream(Buffer.from('E'))).stderr.toString()).toMatch(/not under this host's data roots/);
+    // A good one: a 4-byte file with one block.
+    const block = Buffer.alloc(13);
+    block.write('B', 0);
+    block.writeBigUInt64BE(0n, 1);
+    block.writeUInt32BE(4, 9);
+    applyBlocks(target, stream(file('ok'), block, Buffer.from('data'), Buffer.from('DE')));
+    expect(must('cat', [join(target, 'ok')]).toString()).toBe('data');
+    // The same, lz4-compressed (transferCompression: lz4).
+    const lz4 = forced(`${RECEIVE_COMMAND.blocks} ${LZ4_OPTION}`, target, must('lz4', ['-1', '-q', '-c'], stream(file('ok4'), block, Buffer.from('lz4!'), Buffer.from('DE'))));
+    expect(lz4.status, lz4.stderr.toString()).toBe(0);
+    expect(must('cat', [join(target, 'ok4')]).toString()).toBe('lz4!');
+  });
+});
