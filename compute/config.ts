@@ -11,6 +11,9 @@ import { RESTORE_MODES } from './runtime/direct-restore.ts';
 /** The Docker runtime name direct restores need registered (bin/herd-runc): for provisioning and doctor. */
 export { DIRECT_RESTORE_RUNTIME } from './runtime/direct-restore.ts';
 
+/** Debian's python, which runs bin/herd-blocks.py (large files by blocks) on both hosts of a migration: for the daemon and doctor. */
+export const BLOCKS_PYTHON = '/usr/bin/python3';
+
 export const computeConfigSchema = z.strictObject({
   /** This host's id in topics and the CLI. Default: the machine's hostname. */
   hostId: z.string().regex(ID_PATTERN).default(() => hostname().split('.')[0] ?? 'localhost'),

@@ -6,8 +6,7 @@ import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { loadNativeReader, NATIVE_READER_PATH } from '../monitor/cgroup-reader.ts';
 import { runCommand } from './lab/shell.ts';
 import { hasSysResource } from '../protocol/capabilities.ts';
-import { DIRECT_RESTORE_RUNTIME } from '../compute/config.ts';
-import { BLOCKS_PYTHON } from '../compute/migration/block-delta.ts';
+import { BLOCKS_PYTHON, DIRECT_RESTORE_RUNTIME } from '../compute/config.ts';
 
 export interface CheckResult {
   name: string;

@@ -6,7 +6,7 @@
  * sizes, modes, owners, times, xattrs. The delta carries the changed blocks, not the files.
  */
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, chmodSync, chownSync, closeSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, closeSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -94,8 +94,9 @@ describe('large files by blocks (bin/herd-blocks.py through the forced command)'
       removeXattr(join(upper, 'db', 'table'), 'user.herd');
       setXattr(join(upper, 'db', 'table'), 'user.other', 'after');
       truncateSync(join(upper, 'db', 'sparse'), 2 * MiB);
-      rmSync(join(upper, 'db', 'replaced'));
-      writeFileSync(join(upper, 'db', 'replaced'), randomBytes(5 * MiB));
+      // Replaced atomically (another inode: made while the old one still exists).
+      writeFileSync(join(upper, 'db', 'replaced.tmp'), randomBytes(5 * MiB));
+      renameSync(join(upper, 'db', 'replaced.tmp'), join(upper, 'db', 'replaced'));
       writeFileSync(join(upper, 'db', 'new'), randomBytes(5 * MiB));
 
       const changes = await changesSince(upper, snapshot);

@@ -11,10 +11,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
+import { BLOCKS_PYTHON } from '../config.ts';
 
-/** The tool, beside the forced command in the checkout's bin/, and Debian's python that runs it on both hosts. */
+/** The tool, beside the forced command in the checkout's bin/. */
 export const BLOCKS_TOOL = resolve(import.meta.dirname, '../../bin/herd-blocks.py');
-export const BLOCKS_PYTHON = '/usr/bin/python3';
 
 /** What the previous sends of a tree's large files sent (one per tree per migration; `remove` when done). */
 export class BlockState {
