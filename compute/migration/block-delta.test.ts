@@ -10,8 +10,8 @@ import { appendFileSync, chmodSync, chownSync, closeSync, mkdirSync, mkdtempSync
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import type { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
+import { collect, must, setXattr, treeImage, treeListing } from '../../test/support/trees.ts';
 import { BlockState, blocksStream } from './block-delta.ts';
 import { changesSince, snapshotTree } from './fs-precopy.ts';
 import { LZ4_OPTION, PRUNE_COMMAND, RECEIVE_COMMAND, tarDirectory } from './ssh-transfer.ts';
@@ -22,17 +22,7 @@ const conf = join(base, 'receiver.conf');
 writeFileSync(conf, `root ${join(base, 'data')}\n`);
 afterAll(() => rmSync(base, { recursive: true, force: true }));
 
-function must(cmd: string, args: string[], input?: Buffer): Buffer {
-  const r = spawnSync(cmd, args, { ...(input === undefined ? {} : { input }), maxBuffer: 64 * 2 ** 20 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
-  return r.stdout;
-}
 
-async function collect(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
 
 /** Runs the forced command as sshd would for `command`, with `dir` and `payload` on stdin. */
 const forced = (command: string, dir: string, payload: Buffer) =>
@@ -44,9 +34,6 @@ const applyBlocks = (dir: string, stream: Buffer) => {
 };
 const extract = (dir: string, archive: Buffer) => must('tar', ['-x', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-C', dir], archive);
 
-/** The tree as one sorted archive with contents, owners, modes, mtimes and xattrs (not atime/ctime): equal archives, equal trees. */
-const image = (dir: string) => must('tar', ['-c', '--sort=name', '--numeric-owner', '--xattrs', '--xattrs-include=*', '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime', '-C', dir, '.']);
-const setXattr = (path: string, name: string, value: string) => must('python3', ['-c', 'import os,sys; os.setxattr(sys.argv[1], sys.argv[2], sys.argv[3].encode())', path, name, value]);
 const removeXattr = (path: string, name: string) => must('python3', ['-c', 'import os,sys; os.removexattr(sys.argv[1], sys.argv[2])', path, name]);
 
 const MiB = 1024 * 1024;
@@ -83,7 +70,7 @@ describe('large files by blocks (bin/herd-blocks.py through the forced command)'
       // The hole is not sent: 6 + 5 + 5 MiB of data and one block of the sparse file.
       expect(first.length).toBeLessThan(16 * MiB + 256 * 1024);
       applyBlocks(target, first);
-      expect(image(target).equals(image(upper))).toBe(true);
+      expect(treeImage(target).equals(treeImage(upper))).toBe(true);
 
       // While running and up to the freeze: in-place writes, growth, shrinking, metadata, a replaced file, a new large file.
       const redo = openSync(join(upper, 'db', 'redo'), 'r+');
@@ -109,10 +96,8 @@ describe('large files by blocks (bin/herd-blocks.py through the forced command)'
       const delta = await collect(blocksStream(upper, changes.blocks, state));
       applyBlocks(target, delta);
       extract(target, await collect(tarDirectory(upper, { xattrs: true, only: changes.changed })));
-
-      const list = (dir: string) => must('tar', ['-tv', '--full-time', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-f', '-'], image(dir)).toString();
-      expect(list(target)).toBe(list(upper));
-      expect(image(target).equals(image(upper))).toBe(true);
+      expect(treeListing(target)).toBe(treeListing(upper));
+      expect(treeImage(target).equals(treeImage(upper))).toBe(true);
       // The replaced file whole (5 MiB), the rest as blocks: one of redo, two of table's tail.
       expect(delta.length).toBeGreaterThan(5 * MiB);
       expect(delta.length).toBeLessThan(5 * MiB + 4 * 64 * 1024);

@@ -8,32 +8,16 @@ import { spawnSync } from 'node:child_process';
 import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync, linkSync, chownSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { collect, must, setXattr, treeImage, treeListing } from '../../test/support/trees.ts';
 import { changesSince, snapshotTree } from './fs-precopy.ts';
 import { PRUNE_COMMAND, tarDirectory, unescapeTarName } from './ssh-transfer.ts';
 
 const SCRIPT = resolve(import.meta.dirname, '../../bin/herd-ssh-command');
 
-function must(cmd: string, args: string[], input?: Buffer): Buffer {
-  const r = spawnSync(cmd, args, { ...(input === undefined ? {} : { input }), maxBuffer: 64 * 2 ** 20 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
-  return r.stdout;
-}
 
-async function collect(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
 
-/**
- * The tree as one archive, sorted, with contents, owners, modes, mtimes, xattrs, links and
- * device numbers (not atime and ctime, which no copy keeps): equal archives, equal trees.
- */
-const image = (dir: string) => must('tar', ['-c', '--sort=name', '--numeric-owner', '--xattrs', '--xattrs-include=*', '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime', '-C', dir, '.']);
 
-const setXattr = (path: string, name: string, value: string) => must('python3', ['-c', 'import os,sys; os.setxattr(sys.argv[1], sys.argv[2], sys.argv[3].encode(), follow_symlinks=False)', path, name, value]);
 
 describe('filesystem pre-copy (real directories, real tar, the real pruner)', () => {
   it('reads back the names tar prints in its escape quoting', () => {
@@ -105,9 +89,8 @@ describe('filesystem pre-copy (real directories, real tar, the real pruner)', ()
     must('tar', ['-x', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-C', target], delta);
 
     // Readable first (what differs), then byte for byte.
-    const list = (dir: string) => must('tar', ['-tv', '--full-time', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-f', '-'], image(dir)).toString();
-    expect(list(target)).toBe(list(upper));
-    expect(image(target).equals(image(upper))).toBe(true);
+    expect(treeListing(target)).toBe(treeListing(upper));
+    expect(treeImage(target).equals(treeImage(upper))).toBe(true);
     // The untouched 64 KiB file did not go again.
     expect(delta.length).toBeLessThan(256 * 1024 + 4096 + 64 * 1024);
     rmSync(base, { recursive: true, force: true });
