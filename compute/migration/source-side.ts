@@ -246,8 +246,8 @@ export class SourceMigration {
       ]),
     );
     const precopyTrees = this.trees.filter((t) => t.precopy);
-    // The pre-copy's receivers likewise (one per tree, used one after the other).
-    const precopyReceivers = precopyTrees.length === 0 ? Promise.resolve([]) : ssh.then((conn) => Promise.all(precopyTrees.map(() => openReceiver(conn, { kind: 'xattrs', compression }))));
+    // The pre-copy's receivers likewise: per tree, one for its archive and one for its large files (used one after the other; unused ones are closed).
+    const precopyReceivers = precopyTrees.length === 0 ? Promise.resolve([]) : ssh.then((conn) => Promise.all(precopyTrees.flatMap(() => [openReceiver(conn, { kind: 'xattrs', compression }), openReceiver(conn, { kind: 'blocks', compression })])));
     // The large files' receivers for after the freeze, opened by the pre-copy (see preCopy).
     const precopied = new Map<FsTree, PreCopied>();
     const blockReceivers = () => [...precopied.values()].flatMap((p) => (p.blocks === undefined ? [] : [p.blocks.receiver]));
@@ -511,16 +511,19 @@ export class SourceMigration {
         const slow = this.ctx.faults().has('slow-transfer');
         const into = this.ctx.faults().has('fail-precopy') ? '/herd-fault-injected/upper' : tree.into(prep);
         const send = async (receiver: RemoteReceiver, source: Readable, what: string) => (wireBytes += (await receiver.send(into, slow ? source.pipe(new Throttle(1024 * 1024)) : source, what, (n) => (moved += n))).wireBytes);
-        await send(receivers[i] as RemoteReceiver, tarDirectory(tree.dir, { xattrs: true, exclude: large, live: { archived: (rel) => snapshot.archived.add(rel) } }), `${tree.what} pre-copy`);
-        if (large.length === 0) done.set(tree, { snapshot });
-        else {
+        const [archiveReceiver, blocksReceiver] = [receivers[2 * i], receivers[2 * i + 1]] as [RemoteReceiver, RemoteReceiver];
+        await send(archiveReceiver, tarDirectory(tree.dir, { xattrs: true, exclude: large, live: { archived: (rel) => snapshot.archived.add(rel) } }), `${tree.what} pre-copy`);
+        if (large.length === 0) {
+          blocksReceiver.cancel();
+          done.set(tree, { snapshot });
+        } else {
           // The large files by blocks (block-delta.ts), noting what went; the receiver for their delta opens now, off the downtime.
           const state = new BlockState();
           this.blockStates.push(state);
           const receiver = openReceiver(conn, { kind: 'blocks', compression });
           receiver.catch(() => undefined);
           done.set(tree, { snapshot, blocks: { state, receiver } });
-          await send(await openReceiver(conn, { kind: 'blocks', compression }), blocksStream(tree.dir, large, state), `${tree.what} pre-copy of large files`);
+          await send(blocksReceiver, blocksStream(tree.dir, large, state), `${tree.what} pre-copy of large files`);
         }
         entries += snapshot.entries.size;
       }
