@@ -5,32 +5,41 @@ A database rewrites its large files in place (InnoDB's redo log, its tablespaces
 pre-copy, such a file has changed, but only in a few of its blocks. This tool sends those
 blocks alone.
 
-  herd-blocks.py send DIR STATE     (source) reads NUL-separated paths relative to DIR from
-                                    stdin and writes a block stream to stdout: for each
-                                    regular file, its metadata and the 64 KiB blocks whose
-                                    sha256 differs from STATE (what the previous send of the
-                                    same inode sent); then rewrites STATE. A path that is
-                                    gone is skipped (a running container may delete files).
+  herd-blocks.py send --fresh DIR   (source, the pre-copy) reads NUL-separated paths relative
+                                    to DIR from stdin and writes a block stream to stdout:
+                                    each regular file's metadata and its non-zero 64 KiB
+                                    blocks. A path that is gone is skipped (a running
+                                    container may delete files).
   herd-blocks.py receive DIR        (target, through the transfer key's forced command
                                     bin/herd-ssh-command, which checked DIR) applies a block
-                                    stream to the files under DIR; exits 0 only once it read
-                                    the stream's end.
+                                    stream to the files under DIR and exits 0 only once it
+                                    read the stream's end. For each file sent fresh it then
+                                    reads its copy back and writes a state record to stdout:
+                                    a sha256 per block of what the target holds.
+  herd-blocks.py send DIR STATE     (source, after the freeze) like --fresh, but sends only
+                                    the blocks whose sha256 differs from STATE (the records
+                                    the receiver wrote, for the same inode); a file STATE
+                                    does not know goes fresh.
+
+Hashing on the target (whose core is idle during the pre-copy) keeps the pre-copy as cheap
+on the source as tar; the source hashes once, after the freeze, to find the changed blocks.
 
 Stream (big-endian): magic b"HERDBLK1", then records:
-  F  flags:u8 pathlen:u16 path size:u64 mode:u32 uid:u32 gid:u32 atime_ns:i64 mtime_ns:i64
-     nxattrs:u16 (namelen:u16 name vallen:u32 value)*       a file begins; flags 1: "fresh",
-                                                            the target's content is void
-  B  offset:u64 len:u32 data                                 a block of that file
-  D                                                         the file is complete: metadata
-  E                                                         the end of the stream
+  F  flags:u8 pathlen:u16 path dev:u64 ino:u64 size:u64 mode:u32 uid:u32 gid:u32
+     atime_ns:i64 mtime_ns:i64 nxattrs:u16 (namelen:u16 name vallen:u32 value)*
+                                                  a file begins (dev, ino: the source's);
+                                                  flags 1: "fresh", the target's content is void
+  B  offset:u64 len:u32 data                      a block of that file
+  D                                               the file is complete: metadata
+  E                                               the end of the stream
 A fresh file is truncated to 0 then to its size and gets its non-zero blocks (the rest are
 holes); a known one is truncated to its new size and gets the blocks that differ.
+State record: pathlen:u16 dev:u64 ino:u64 size:u64 nblocks:u32 path sha256*nblocks.
 
 Written in Python (Debian's python3, which Ansible needs on every host anyway) rather than in
 the compute daemon: hashing runs in its own process, beside the daemon's SSH streams.
 """
 import hashlib
-import marshal
 import os
 import stat
 import struct
@@ -41,7 +50,8 @@ BLOCK = 64 * 1024
 MAX_BLOCK = 1024 * 1024
 FRESH = 1
 FILE_HEAD = struct.Struct(">BH")
-FILE_META = struct.Struct(">QIIIqqH")
+FILE_META = struct.Struct(">QQQIIIqqH")
+STATE_HEAD = struct.Struct(">HQQQI")
 BLOCK_HEAD = struct.Struct(">QI")
 ZERO = bytes(BLOCK)
 
@@ -52,15 +62,42 @@ def fail(message, code=1):
 
 
 def load_state(path):
+    """path -> (dev, ino, size, digests) from state records."""
+    with open(path, "rb") as f:
+        data = f.read()
+    state = {}
+    pos = 0
     try:
-        with open(path, "rb") as f:
-            return marshal.load(f)
-    except FileNotFoundError:
-        return {}
+        while pos < len(data):
+            pathlen, dev, ino, size, nblocks = STATE_HEAD.unpack_from(data, pos)
+            pos += STATE_HEAD.size
+            rel = data[pos : pos + pathlen]
+            digests = data[pos + pathlen : pos + pathlen + 32 * nblocks]
+            pos += pathlen + 32 * nblocks
+            if len(rel) != pathlen or len(digests) != 32 * nblocks:
+                raise struct.error("cut short")
+            state[rel] = (dev, ino, size, digests)
+    except struct.error:
+        fail(f"{path}: not a state file")
+    return state
+
+
+def digests_of(fd, size):
+    """The sha256 of each block of the open file, up to size."""
+    digests = []
+    offset = 0
+    while offset < size:
+        data = os.pread(fd, min(BLOCK, size - offset), offset)
+        if not data:
+            break
+        digests.append(hashlib.sha256(data).digest())
+        offset += len(data)
+    return b"".join(digests)
 
 
 def send(root, state_path):
-    state = load_state(state_path)
+    """Sends the files on stdin; without a state_path, every one fresh and nothing hashed."""
+    state = {} if state_path is None else load_state(state_path)
     paths = [p for p in sys.stdin.buffer.read().split(b"\0") if p]
     out = open(sys.stdout.fileno(), "wb", buffering=1024 * 1024, closefd=False)
     out.write(MAGIC)
@@ -69,7 +106,6 @@ def send(root, state_path):
         try:
             fd = os.open(rel, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
         except (FileNotFoundError, NotADirectoryError):
-            state.pop(rel, None)
             continue
         try:
             st = os.fstat(fd)
@@ -82,40 +118,34 @@ def send(root, state_path):
             old_blocks = len(old) // 32
             xattrs = [(os.fsencode(name), os.getxattr(fd, name)) for name in os.listxattr(fd)]
             out.write(b"F" + FILE_HEAD.pack(FRESH if fresh else 0, len(rel)) + rel)
-            out.write(FILE_META.pack(st.st_size, st.st_mode, st.st_uid, st.st_gid, st.st_atime_ns, st.st_mtime_ns, len(xattrs)))
+            out.write(FILE_META.pack(st.st_dev, st.st_ino, st.st_size, st.st_mode, st.st_uid, st.st_gid, st.st_atime_ns, st.st_mtime_ns, len(xattrs)))
             for name, value in xattrs:
                 out.write(struct.pack(">H", len(name)) + name + struct.pack(">I", len(value)) + value)
-            digests = []
             offset = 0
             index = 0
-            # Up to the size announced (a running container's file may grow or shrink meanwhile: its ctime then sends it again).
+            # Up to the size announced, and no further after a short read (a running container's file may
+            # grow or shrink meanwhile: its ctime then sends it again, and the target's state says what it got).
             while offset < st.st_size:
-                data = os.pread(fd, min(BLOCK, st.st_size - offset), offset)
-                if not data:
-                    break
-                digest = hashlib.sha256(data).digest()
-                digests.append(digest)
+                want = min(BLOCK, st.st_size - offset)
+                data = os.pread(fd, want, offset)
                 if index < old_blocks:
-                    changed = old[index * 32 : index * 32 + 32] != digest
+                    changed = old[index * 32 : index * 32 + 32] != hashlib.sha256(data).digest()
                 elif offset >= target_size:
                     changed = data != ZERO[: len(data)]  # the truncate to the new size left zeros there
                 else:
                     changed = True  # unknown content on the target
-                if changed:
+                if changed and data:
                     out.write(b"B" + BLOCK_HEAD.pack(offset, len(data)))
                     out.write(data)
+                if len(data) < want:
+                    break
                 offset += len(data)
                 index += 1
             out.write(b"D")
-            state[rel] = (st.st_dev, st.st_ino, st.st_size, b"".join(digests))
         finally:
             os.close(fd)
     out.write(b"E")
     out.flush()
-    tmp = f"{state_path}.tmp"
-    with open(tmp, "wb") as f:
-        marshal.dump(state, f)
-    os.replace(tmp, state_path)
 
 
 class Input:
@@ -149,6 +179,7 @@ def receive(root):
     if not os.path.isdir(root):
         fail(f"refused: {root!r} is not a directory", 126)
     src = Input(sys.stdin.buffer)
+    out = open(sys.stdout.fileno(), "wb", buffering=64 * 1024, closefd=False)
     if src.exactly(len(MAGIC)) != MAGIC:
         fail("not a block stream")
     fd = None
@@ -160,7 +191,7 @@ def receive(root):
                 fail("a file began before the previous one was complete")
             flags, pathlen = FILE_HEAD.unpack(src.exactly(FILE_HEAD.size))
             rel = src.exactly(pathlen)
-            size, mode, uid, gid, atime_ns, mtime_ns, nxattrs = FILE_META.unpack(src.exactly(FILE_META.size))
+            dev, ino, size, mode, uid, gid, atime_ns, mtime_ns, nxattrs = FILE_META.unpack(src.exactly(FILE_META.size))
             xattrs = []
             for _ in range(nxattrs):
                 (namelen,) = struct.unpack(">H", src.exactly(2))
@@ -171,11 +202,11 @@ def receive(root):
             parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 try:
-                    fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW, dir_fd=parent_fd)
+                    fd = os.open(name, os.O_RDWR | os.O_NOFOLLOW, dir_fd=parent_fd)
                 except FileNotFoundError:
                     # Creating it changes the parent's times, which are the source's: keep them.
                     before = os.fstat(parent_fd)
-                    fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=parent_fd)
+                    fd = os.open(name, os.O_RDWR | os.O_NOFOLLOW | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=parent_fd)
                     os.utime(parent_fd, ns=(before.st_atime_ns, before.st_mtime_ns))
             finally:
                 os.close(parent_fd)
@@ -184,10 +215,10 @@ def receive(root):
             if flags & FRESH:
                 os.ftruncate(fd, 0)
             os.ftruncate(fd, size)
-            meta = (rel, size, mode, uid, gid, atime_ns, mtime_ns, xattrs)
+            meta = (rel, dev, ino, flags & FRESH, size, mode, uid, gid, atime_ns, mtime_ns, xattrs)
         elif kind == b"B":
             offset, length = BLOCK_HEAD.unpack(src.exactly(BLOCK_HEAD.size))
-            if fd is None or length > MAX_BLOCK or offset + length > meta[1]:
+            if fd is None or length > MAX_BLOCK or offset + length > meta[4]:
                 fail("a block outside its file")
             data = src.exactly(length)
             while data:
@@ -197,7 +228,7 @@ def receive(root):
         elif kind == b"D":
             if fd is None:
                 fail("a file completed that never began")
-            rel, size, mode, uid, gid, atime_ns, mtime_ns, xattrs = meta
+            rel, dev, ino, fresh, size, mode, uid, gid, atime_ns, mtime_ns, xattrs = meta
             os.fchown(fd, uid, gid)
             os.fchmod(fd, stat.S_IMODE(mode))
             wanted = {os.fsdecode(name): value for name, value in xattrs}
@@ -207,23 +238,30 @@ def receive(root):
             for name, value in wanted.items():
                 os.setxattr(fd, name, value)
             os.utime(fd, ns=(atime_ns, mtime_ns))
+            if fresh:
+                # What this copy holds, read back (holes and a source that shrank meanwhile included): the state of the next send.
+                digests = digests_of(fd, size)
+                out.write(STATE_HEAD.pack(len(rel), dev, ino, size, len(digests) // 32) + rel + digests)
             os.close(fd)
             fd = None
         elif kind == b"E":
             if fd is not None:
                 fail("the stream ended inside a file")
+            out.flush()
             return
         else:
             fail(f"unknown record {kind!r}")
 
 
 def main(argv):
-    if len(argv) == 4 and argv[1] == "send":
+    if len(argv) == 4 and argv[1] == "send" and argv[2] == "--fresh":
+        send(os.fsencode(argv[3]), None)
+    elif len(argv) == 4 and argv[1] == "send":
         send(os.fsencode(argv[2]), argv[3])
     elif len(argv) == 3 and argv[1] == "receive":
         receive(argv[2])
     else:
-        fail("usage: herd-blocks.py send DIR STATE < paths  |  herd-blocks.py receive DIR < stream", 2)
+        fail("usage: herd-blocks.py send --fresh DIR < paths  |  herd-blocks.py send DIR STATE < paths  |  herd-blocks.py receive DIR < stream > state", 2)
 
 
 if __name__ == "__main__":

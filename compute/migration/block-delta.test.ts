@@ -28,9 +28,11 @@ afterAll(() => rmSync(base, { recursive: true, force: true }));
 const forced = (command: string, dir: string, payload: Buffer) =>
   spawnSync(SCRIPT, [conf], { input: Buffer.concat([Buffer.from(`${dir}\n`), payload]), env: { SSH_ORIGINAL_COMMAND: command, PATH: process.env.PATH ?? '' }, maxBuffer: 64 * 2 ** 20 });
 
-const applyBlocks = (dir: string, stream: Buffer) => {
+/** Applies a block stream; returns the receiver's reply (the state of what it holds). */
+const applyBlocks = (dir: string, stream: Buffer): Buffer => {
   const r = forced(RECEIVE_COMMAND.blocks, dir, stream);
   expect(r.status, r.stderr.toString()).toBe(0);
+  return r.stdout;
 };
 const extract = (dir: string, archive: Buffer) => must('tar', ['-x', '--numeric-owner', '--xattrs', '--xattrs-include=*', '-C', dir], archive);
 
@@ -66,10 +68,13 @@ describe('large files by blocks (bin/herd-blocks.py through the forced command)'
       const archive = await collect(tarDirectory(upper, { xattrs: true, exclude: large, live: { archived: (rel) => snapshot.archived.add(rel) } }));
       expect(archive.length, 'the archive leaves the large files out').toBeLessThan(MiB);
       extract(target, archive);
-      const first = await collect(blocksStream(upper, large, state));
+      const first = await collect(blocksStream(upper, large));
       // The hole is not sent: 6 + 5 + 5 MiB of data and one block of the sparse file.
       expect(first.length).toBeLessThan(16 * MiB + 256 * 1024);
-      applyBlocks(target, first);
+      const reply = applyBlocks(target, first);
+      // A state record per file: 30 bytes of header, the path, a sha256 per 64 KiB block (the hole's included).
+      expect(reply.length).toBe(large.reduce((sum, p) => sum + 30 + p.length, 0) + 32 * (96 + 80 + 80 + 128));
+      state.save(reply);
       expect(treeImage(target).equals(treeImage(upper))).toBe(true);
 
       // While running and up to the freeze: in-place writes, growth, shrinking, metadata, a replaced file, a new large file.
@@ -117,9 +122,9 @@ describe('large files by blocks (bin/herd-blocks.py through the forced command)'
       const head = Buffer.alloc(3);
       head.writeUInt8(1, 0);
       head.writeUInt16BE(Buffer.byteLength(path), 1);
-      const meta = Buffer.alloc(8 + 4 * 3 + 8 * 2 + 2);
-      meta.writeBigUInt64BE(BigInt(size), 0);
-      meta.writeUInt32BE(0o100644, 8);
+      const meta = Buffer.alloc(8 * 3 + 4 * 3 + 8 * 2 + 2); // dev, ino, size, mode, uid, gid, atime, mtime, xattrs
+      meta.writeBigUInt64BE(BigInt(size), 16);
+      meta.writeUInt32BE(0o100644, 24);
       return Buffer.concat([Buffer.from('F'), head, Buffer.from(path), meta]);
     };
     const stream = (...records: Buffer[]) => Buffer.concat([Buffer.from('HERDBLK1'), ...records]);

@@ -510,20 +510,24 @@ export class SourceMigration {
         const large = [...snapshot.blockFiles];
         const slow = this.ctx.faults().has('slow-transfer');
         const into = this.ctx.faults().has('fail-precopy') ? '/herd-fault-injected/upper' : tree.into(prep);
-        const send = async (receiver: RemoteReceiver, source: Readable, what: string) => (wireBytes += (await receiver.send(into, slow ? source.pipe(new Throttle(1024 * 1024)) : source, what, (n) => (moved += n))).wireBytes);
+        const send = async (receiver: RemoteReceiver, source: Readable, what: string) => {
+          const sent = await receiver.send(into, slow ? source.pipe(new Throttle(1024 * 1024)) : source, what, (n) => (moved += n));
+          wireBytes += sent.wireBytes;
+          return sent;
+        };
         const [archiveReceiver, blocksReceiver] = [receivers[2 * i], receivers[2 * i + 1]] as [RemoteReceiver, RemoteReceiver];
         await send(archiveReceiver, tarDirectory(tree.dir, { xattrs: true, exclude: large, live: { archived: (rel) => snapshot.archived.add(rel) } }), `${tree.what} pre-copy`);
         if (large.length === 0) {
           blocksReceiver.cancel();
           done.set(tree, { snapshot });
         } else {
-          // The large files by blocks (block-delta.ts), noting what went; the receiver for their delta opens now, off the downtime.
+          // The large files by blocks (block-delta.ts); the target replies what it holds. The receiver for their delta opens now, off the downtime.
           const state = new BlockState();
           this.blockStates.push(state);
           const receiver = openReceiver(conn, { kind: 'blocks', compression });
           receiver.catch(() => undefined);
           done.set(tree, { snapshot, blocks: { state, receiver } });
-          await send(blocksReceiver, blocksStream(tree.dir, large, state), `${tree.what} pre-copy of large files`);
+          state.save((await send(blocksReceiver, blocksStream(tree.dir, large), `${tree.what} pre-copy of large files`)).reply);
         }
         entries += snapshot.entries.size;
       }

@@ -128,6 +128,8 @@ export interface SentBytes {
   bytes: number;
   /** Bytes on the network (after compression). */
   wireBytes: number;
+  /** What the remote receiver wrote to its stdout (a block receiver's state; empty for tar). */
+  reply?: Buffer;
 }
 
 /** How streams between hosts are compressed (compute config transferCompression). */
@@ -167,11 +169,14 @@ function lz4Stream(source: Readable, onError: (e: Error) => void): { out: Readab
 export const FENCE_COMMAND = (migrationId: string) => `herd-fence ${migrationId}`;
 export const PRUNE_COMMAND = 'herd-prune';
 
-/** A command started over SSH: its channel, and once it closed, its exit code and the last lines of its stderr. */
+/** A command started over SSH: its channel, and once it closed, its exit code, the last lines of its stderr and its stdout. */
 interface RemoteCommand {
   channel: ClientChannel;
-  closed: Promise<{ code: number | null; stderr: string }>;
+  closed: Promise<{ code: number | null; stderr: string; stdout: Buffer }>;
 }
+
+/** More output than a remote command of Herd's writes (a block receiver's state: 32 bytes per 64 KiB received). */
+const MAX_REMOTE_STDOUT = 256 * 2 ** 20;
 
 function execRemote(conn: Client, command: string, what: string): Promise<RemoteCommand> {
   return new Promise((resolve, reject) => {
@@ -180,8 +185,13 @@ function execRemote(conn: Client, command: string, what: string): Promise<Remote
         reject(new HerdError('TRANSFER_FAILED', `cannot start the remote ${what}: ${err.message}`, { cause: err }));
         return;
       }
-      // Drain stdout: ssh2 only emits 'close' once the readable side has ended.
-      channel.resume();
+      // Read stdout to its end (ssh2 only emits 'close' once the readable side has ended).
+      const stdout: Buffer[] = [];
+      let stdoutBytes = 0;
+      channel.on('data', (d: Buffer) => {
+        stdoutBytes += d.length;
+        if (stdoutBytes <= MAX_REMOTE_STDOUT) stdout.push(d);
+      });
       let stderr = '';
       let code: number | null = null;
       channel.stderr.on('data', (d: Buffer) => {
@@ -190,7 +200,12 @@ function execRemote(conn: Client, command: string, what: string): Promise<Remote
       channel.on('exit', (c: number | null) => {
         code = c;
       });
-      const closed = new Promise<{ code: number | null; stderr: string }>((done) => channel.once('close', () => done({ code, stderr: stderr.trim().split('\n').slice(-3).join(' | ') || 'connection lost' })));
+      const closed = new Promise<{ code: number | null; stderr: string; stdout: Buffer }>((done) =>
+        channel.once('close', () => {
+          if (stdoutBytes > MAX_REMOTE_STDOUT) done({ code: code ?? 1, stderr: `the remote ${what} wrote more than ${MAX_REMOTE_STDOUT} bytes to stdout`, stdout: Buffer.alloc(0) });
+          else done({ code, stderr: stderr.trim().split('\n').slice(-3).join(' | ') || 'connection lost', stdout: Buffer.concat(stdout) });
+        }),
+      );
       resolve({ channel, closed });
     });
   });
@@ -233,10 +248,10 @@ export async function openReceiver(conn: Client, options: { kind: keyof typeof R
           fail(new HerdError('TRANSFER_FAILED', `${what}: ${message}`, { cause }));
         };
         (source as Readable).on('error', (e: Error) => failWith(`reading the source failed: ${e.message}`, e));
-        void closed.then(({ code, stderr }) => {
+        void closed.then(({ code, stderr, stdout }) => {
           clearInterval(watchdog);
           if (failed) return;
-          if (code === 0) done({ bytes: counter.bytes, wireBytes: wire.bytes });
+          if (code === 0) done({ bytes: counter.bytes, wireBytes: wire.bytes, ...(stdout.length > 0 ? { reply: stdout } : {}) });
           else failWith(`remote ${options.kind === 'blocks' ? 'herd-blocks' : 'tar'} into ${dir} exited ${code ?? 'by signal'}: ${stderr}`);
         });
         channel.write(`${dir}\n`);
