@@ -13,16 +13,17 @@ blocks alone.
   herd-blocks.py receive DIR        (target, through the transfer key's forced command
                                     bin/herd-ssh-command, which checked DIR) applies a block
                                     stream to the files under DIR and exits 0 only once it
-                                    read the stream's end. For each file sent fresh it then
-                                    reads its copy back and writes a state record to stdout:
-                                    a sha256 per block of what the target holds.
+                                    read the stream's end. For each file sent fresh it writes
+                                    a state record to stdout: a sha256 per block of what the
+                                    target holds (hashed as the blocks arrive).
   herd-blocks.py send DIR STATE     (source, after the freeze) like --fresh, but sends only
                                     the blocks whose sha256 differs from STATE (the records
                                     the receiver wrote, for the same inode); a file STATE
                                     does not know goes fresh.
 
-Hashing on the target (whose core is idle during the pre-copy) keeps the pre-copy as cheap
-on the source as tar; the source hashes once, after the freeze, to find the changed blocks.
+Hashing on the target, as the blocks arrive (on the other host's core, pipelined with the
+transfer), keeps the pre-copy as cheap as tar; the source hashes once, after the freeze, to
+find the changed blocks.
 
 Stream (big-endian): magic b"HERDBLK1", then records:
   F  flags:u8 pathlen:u16 path dev:u64 ino:u64 size:u64 mode:u32 uid:u32 gid:u32
@@ -54,6 +55,7 @@ FILE_META = struct.Struct(">QQQIIIqqH")
 STATE_HEAD = struct.Struct(">HQQQI")
 BLOCK_HEAD = struct.Struct(">QI")
 ZERO = bytes(BLOCK)
+ZERO_DIGEST = hashlib.sha256(ZERO).digest()
 
 
 def fail(message, code=1):
@@ -80,6 +82,20 @@ def load_state(path):
     except struct.error:
         fail(f"{path}: not a state file")
     return state
+
+
+def fresh_digests(fd, size, received):
+    """The digests of a fresh copy: the blocks received, zeros for the rest (holes); read back if a block came unaligned."""
+    if None in received.values():
+        return digests_of(fd, size)
+    out = []
+    for index in range((size + BLOCK - 1) // BLOCK):
+        digest = received.get(index)
+        if digest is None:
+            length = min(BLOCK, size - index * BLOCK)
+            digest = ZERO_DIGEST if length == BLOCK else hashlib.sha256(ZERO[:length]).digest()
+        out.append(digest)
+    return b"".join(out)
 
 
 def digests_of(fd, size):
@@ -216,11 +232,16 @@ def receive(root):
                 os.ftruncate(fd, 0)
             os.ftruncate(fd, size)
             meta = (rel, dev, ino, flags & FRESH, size, mode, uid, gid, atime_ns, mtime_ns, xattrs)
+            digests = {}  # block index -> sha256 of a fresh file's blocks, as they arrive
         elif kind == b"B":
             offset, length = BLOCK_HEAD.unpack(src.exactly(BLOCK_HEAD.size))
             if fd is None or length > MAX_BLOCK or offset + length > meta[4]:
                 fail("a block outside its file")
             data = src.exactly(length)
+            if meta[3]:
+                # A whole aligned block (or the file's last): its digest now, on this host's time, pipelined with the transfer.
+                whole = offset % BLOCK == 0 and (length == BLOCK or offset + length == meta[4])
+                digests[offset // BLOCK] = hashlib.sha256(data).digest() if whole else None
             while data:
                 n = os.pwrite(fd, data, offset)
                 data = data[n:]
@@ -239,9 +260,7 @@ def receive(root):
                 os.setxattr(fd, name, value)
             os.utime(fd, ns=(atime_ns, mtime_ns))
             if fresh:
-                # What this copy holds, read back (holes and a source that shrank meanwhile included): the state of the next send.
-                digests = digests_of(fd, size)
-                out.write(STATE_HEAD.pack(len(rel), dev, ino, size, len(digests) // 32) + rel + digests)
+                out.write(STATE_HEAD.pack(len(rel), dev, ino, size, (size + BLOCK - 1) // BLOCK) + rel + fresh_digests(fd, size, digests))
             os.close(fd)
             fd = None
         elif kind == b"E":
