@@ -8,8 +8,9 @@ blocks alone.
   herd-blocks.py send --fresh DIR   (source, the pre-copy) reads NUL-separated paths relative
                                     to DIR from stdin and writes a block stream to stdout:
                                     each regular file's metadata and its non-zero 64 KiB
-                                    blocks. A path that is gone is skipped (a running
-                                    container may delete files).
+                                    blocks. A path that is gone, or is no regular file
+                                    reached without following a symlink, is skipped (a
+                                    running container may change its files meanwhile).
   herd-blocks.py receive DIR        (target, through the transfer key's forced command
                                     bin/herd-ssh-command, which checked DIR) applies a block
                                     stream to the files under DIR and exits 0 only once it
@@ -40,6 +41,7 @@ State record: pathlen:u16 dev:u64 ino:u64 size:u64 nblocks:u32 path sha256*nbloc
 Written in Python (Debian's python3, which Ansible needs on every host anyway) rather than in
 the compute daemon: hashing runs in its own process, beside the daemon's SSH streams.
 """
+import errno
 import hashlib
 import os
 import stat
@@ -111,6 +113,22 @@ def digests_of(fd, size):
     return b"".join(digests)
 
 
+def open_beneath(dir_fd, rel):
+    """rel under dir_fd, following no symlink on the way (a container may plant one to reach the host's files)."""
+    parts = rel.split(b"/")
+    opened = []
+    try:
+        fd = dir_fd
+        for part in parts[:-1]:
+            fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            opened.append(fd)
+        # O_NONBLOCK: a FIFO put in the file's place must not block the open.
+        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+    finally:
+        for fd in opened:
+            os.close(fd)
+
+
 def send(root, state_path):
     """Sends the files on stdin; without a state_path, every one fresh and nothing hashed."""
     state = {} if state_path is None else load_state(state_path)
@@ -120,13 +138,15 @@ def send(root, state_path):
     dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     for rel in paths:
         try:
-            fd = os.open(rel, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
+            fd = open_beneath(dir_fd, rel)
+        except OSError as err:
+            if err.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                continue  # gone or replaced meanwhile (a running container's): its change goes after the freeze, by tar
+            raise
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                fail(f"{rel.decode(errors='replace')} is not a regular file")
+                continue  # likewise
             known = state.get(rel)
             fresh = known is None or known[0] != st.st_dev or known[1] != st.st_ino
             # What the target holds: a file of target_size bytes whose first blocks hashed to old.

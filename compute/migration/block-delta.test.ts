@@ -111,6 +111,19 @@ describe('large files by blocks (bin/herd-blocks.py through the forced command)'
     }
   });
 
+  it('the sender follows no symlink and skips what is no regular file (a container may plant them)', async () => {
+    const dir = join(base, 'planted');
+    const outside = join(base, 'host-secrets');
+    mkdirSync(dir, { recursive: true });
+    mkdirSync(outside, { recursive: true });
+    writeFileSync(join(outside, 'secret'), 'host file');
+    symlinkSync(outside, join(dir, 'db'));
+    symlinkSync(join(outside, 'secret'), join(dir, 'file'));
+    must('mkfifo', [join(dir, 'fifo')]);
+    const stream = await collect(blocksStream(dir, ['db/secret', 'file', 'fifo', 'gone']));
+    expect(stream.toString()).toBe('HERDBLK1E');
+  });
+
   it('refuses paths that leave the directory, a stream cut short, and a file that is not regular', () => {
     const target = join(base, 'data', 'refuse');
     const outside = join(base, 'outside');
