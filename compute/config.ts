@@ -61,7 +61,8 @@ export const computeConfigSchema = z.strictObject({
   /**
    * Host directories every compute host shares (the same files at the same path, e.g. a
    * network file system): a container's bind mounts under them migrate as they are. Other
-   * bind mounts and named volumes are refused before anything is frozen.
+   * bind mounts are refused before anything is frozen (named volumes are carried: their
+   * contents move with the container).
    */
   sharedPaths: z.array(z.string().startsWith('/', 'must be an absolute path')).default([]),
   /**
