@@ -103,10 +103,10 @@ class ByteCounter extends Transform {
  */
 export interface RemoteReceiver {
   /**
-   * Sends the tar stream `source` into `dir` on the remote host (lz4-compressed on the way
-   * when the receiver was opened with `lz4`); resolves once the remote tar exited 0, with the
-   * bytes of the stream and the bytes that crossed the network. `onBytes` hears each chunk's
-   * size, uncompressed (progress).
+   * Sends the stream `source` (tar, or blocks for a block receiver) into `dir` on the remote
+   * host (lz4-compressed on the way when the receiver was opened with `lz4`); resolves once
+   * the remote receiver exited 0, with the bytes of the stream, the bytes that crossed the
+   * network and the receiver's reply. `onBytes` hears each chunk's size, uncompressed (progress).
    */
   send(dir: string, source: Readable | NodeJS.ReadableStream, what: string, onBytes?: (n: number) => void): Promise<SentBytes>;
   /** Closes a receiver that will not be used. */
@@ -124,7 +124,7 @@ export const RECEIVE_COMMAND = { plain: 'herd-receive', xattrs: 'herd-receive --
 export const LZ4_OPTION = '--lz4';
 
 export interface SentBytes {
-  /** Bytes of the tar stream. */
+  /** Bytes of the stream. */
   bytes: number;
   /** Bytes on the network (after compression). */
   wireBytes: number;
@@ -135,11 +135,6 @@ export interface SentBytes {
 /** How streams between hosts are compressed (compute config transferCompression). */
 export type TransferCompression = Compression;
 
-/**
- * lz4's fastest level: about 1 GB/s of CPU per core, so it costs less than it saves
- * whenever the link moves less than that (memory images, database files: 2-250x smaller
- * in the lab) and little when the data does not compress (0.17 s per 256 MiB of random bytes).
- */
 /** Fails with MISSING_DEPENDENCY when `compression` needs a program this host lacks (checked at the daemon's start). */
 export async function assertCompressionAvailable(compression: TransferCompression): Promise<void> {
   if (compression === 'none') return;
@@ -150,6 +145,11 @@ export async function assertCompressionAvailable(compression: TransferCompressio
   });
 }
 
+/**
+ * lz4's fastest level: about 1 GB/s of CPU per core, so it costs less than it saves
+ * whenever the link moves less than that (memory images, database files: 2-250x smaller
+ * in the lab) and little when the data does not compress (0.17 s per 256 MiB of random bytes).
+ */
 function lz4Stream(source: Readable, onError: (e: Error) => void): { out: Readable; kill(): void } {
   const child = spawn('lz4', ['-1', '-q', '-c'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
