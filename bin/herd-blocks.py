@@ -195,25 +195,36 @@ class Input:
         return data
 
 
-def checked_path(root, rel):
-    """rel (bytes) as a path under root; its parent must resolve inside root."""
+def open_parent(root_fd, rel):
+    """The directory rel (bytes) is in, opened under root_fd through no symlink (missing ones made, mode 0700), and rel's name."""
     if not rel or rel.startswith(b"/") or b"\0" in rel:
         fail(f"refused: not a relative path: {rel!r}", 126)
     parts = rel.split(b"/")
     if any(p in (b"", b".", b"..") for p in parts):
         fail(f"refused: a path has . or .. or empty segments: {rel!r}", 126)
-    parent = os.path.join(root, *parts[:-1]) if len(parts) > 1 else root
-    os.makedirs(parent, mode=0o700, exist_ok=True)
-    real_parent = os.path.realpath(parent)
-    if real_parent != root and not real_parent.startswith(root + b"/"):
-        fail(f"refused: {rel!r} leads out of the directory", 126)
-    return real_parent, parts[-1]
+    fd = os.dup(root_fd)
+    for part in parts[:-1]:
+        try:
+            os.mkdir(part, 0o700, dir_fd=fd)
+        except FileExistsError:
+            pass
+        try:
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+        except OSError as err:
+            if err.errno in (errno.ELOOP, errno.ENOTDIR):
+                fail(f"refused: {rel!r} leads out of the directory (through a symlink or a file)", 126)
+            raise
+        finally:
+            os.close(fd)
+        fd = child
+    return fd, parts[-1]
 
 
 def receive(root):
-    root = os.path.realpath(os.fsencode(root))
-    if not os.path.isdir(root):
-        fail(f"refused: {root!r} is not a directory", 126)
+    try:
+        root_fd = os.open(os.fsencode(root), os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        fail(f"refused: {root} is not a directory", 126)
     src = Input(sys.stdin.buffer)
     out = open(sys.stdout.fileno(), "wb", buffering=64 * 1024, closefd=False)
     if src.exactly(len(MAGIC)) != MAGIC:
@@ -234,8 +245,7 @@ def receive(root):
                 name = src.exactly(namelen)
                 (vallen,) = struct.unpack(">I", src.exactly(4))
                 xattrs.append((name, src.exactly(vallen)))
-            parent, name = checked_path(root, rel)
-            parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+            parent_fd, name = open_parent(root_fd, rel)
             try:
                 try:
                     fd = os.open(name, os.O_RDWR | os.O_NOFOLLOW, dir_fd=parent_fd)

@@ -145,6 +145,7 @@ describe('large files by blocks (bin/herd-blocks.py through the forced command)'
       [stream(file('../x'), Buffer.from('DE')), 126, /\. or \.\. or empty segments/],
       [stream(file('/etc/x'), Buffer.from('DE')), 126, /not a relative path/],
       [stream(file('escape/x'), Buffer.from('DE')), 126, /leads out of the directory/],
+      [stream(file('escape/sub/x'), Buffer.from('DE')), 126, /leads out of the directory/], // creates nothing out there either
       [stream(file('link'), Buffer.from('DE')), 1, /Too many levels of symbolic links|not a regular file/],
       [stream(file('cut')), 1, /ended early/],
       [Buffer.from('not a block stream'), 1, /not a block stream/],
