@@ -71,8 +71,8 @@ export const computeConfigSchema = z.strictObject({
    */
   preCopyFilesystem: z.boolean().default(true),
   /**
-   * Below this many bytes of upper dir (and with no named volume), diff mode sends the
-   * filesystem after the freeze instead: a pre-copy's fixed cost (an SSH channel, a walk,
+   * A tree (the upper dir in diff mode, a named volume) smaller than this goes whole after
+   * the freeze instead of in the pre-copy: a pre-copy's fixed cost (an SSH channel, a walk,
    * and the target's prepare waited for before the checkpoint, about 0.2 s in the lab) is
    * more than sending that little while frozen (4 MiB: about 25 ms at the lab's link speed).
    */

@@ -1,13 +1,12 @@
 /** What both sides of a migration use on a compute host. */
 import type { Logger } from 'pino';
 import type { ClusterView } from '../../protocol/cluster-view.ts';
-import type { MigrationEvent } from '../../protocol/messages.ts';
+import type { Compression, MigrationEvent } from '../../protocol/messages.ts';
 import type { CommandClient } from '../../protocol/rpc.ts';
 import type { ContainerRuntime } from '../runtime/container-runtime.ts';
 import type { MigrationStore } from './migration-store.ts';
 import type { SerialQueue } from './serial-queue.ts';
 import type { SshPool } from './ssh-pool.ts';
-import type { TransferCompression } from './ssh-transfer.ts';
 import type { Fault } from './faults.ts';
 import type { KeyedLock } from './keyed-lock.ts';
 import type { FenceOutcome } from './fence.ts';
@@ -40,7 +39,7 @@ export interface MigrationContext {
   /** Smaller upper dirs go after the freeze (config preCopyFilesystemMinBytes). */
   preCopyFilesystemMinBytes: number;
   /** How streams to other hosts are compressed (config transferCompression). */
-  transferCompression: TransferCompression;
+  transferCompression: Compression;
   /** How this host restores a migration's copy (compute/runtime/direct-restore.ts). */
   restorePath: RestorePath;
   /** Faults to inject, read from `<stateDir>/faults` at each use (tests only; see faults.ts). */

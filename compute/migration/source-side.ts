@@ -24,14 +24,14 @@ import { promisify } from 'node:util';
 import { Transform, type Readable } from 'node:stream';
 import type { Client } from 'ssh2';
 import { HerdError, toHerdError } from '../../protocol/errors.ts';
-import type { CommandArgs, MigrationEvent, MigrationPhase, MigrationResult, MigrationStatus, MigrationTimings, PrepareResult, TargetRestoreResult } from '../../protocol/messages.ts';
+import type { CommandArgs, Compression, MigrationEvent, MigrationPhase, MigrationResult, MigrationStatus, MigrationTimings, PrepareResult, TargetRestoreResult } from '../../protocol/messages.ts';
 import { PROTOCOL_VERSION } from '../../protocol/messages.ts';
 import type { ContainerDetails } from '../runtime/container-runtime.ts';
 import type { MigrationContext } from './context.ts';
 import type { SourceRecord } from './migration-store.ts';
 import { killRuncJobs } from './runc-jobs.ts';
 import { askTargetToAbort, resolveInDoubt, restoreOutcomeUnknown, rollBackSource, rollForward, type Settled } from './source-settle.ts';
-import { openReceiver, prunePaths, tarDirectory, type RemoteReceiver, type SentBytes, type TransferCompression } from './ssh-transfer.ts';
+import { openReceiver, prunePaths, tarDirectory, type RemoteReceiver, type SentBytes } from './ssh-transfer.ts';
 import { BlockState, blocksStream } from './block-delta.ts';
 import { changesSince, snapshotTree, type TreeSnapshot } from './fs-precopy.ts';
 import { assertCarried, assertCheckpointable, containerProcesses, hasSysResource } from './preflight.ts';
@@ -323,7 +323,6 @@ export class SourceMigration {
           ctx.ssh.drop(sshHost, sshPort);
         }
       });
-      const slow = ctx.faults().has('slow-transfer');
       // Progress for people watching (herd migrate's bar): bytes moved so far, twice a second while they change.
       let moved = 0;
       let reported = 0;
@@ -332,8 +331,7 @@ export class SourceMigration {
         reported = moved;
         void this.event('transfer', 'progress', { bytes: moved, ...(this.estimatedTransferBytes === undefined ? {} : { totalBytes: Math.max(moved, this.estimatedTransferBytes) }) });
       }, PROGRESS_INTERVAL_MS);
-      const send = (receiver: RemoteReceiver, dir: string, source: NodeJS.ReadableStream, what: string) =>
-        receiver.send(dir, slow ? (source as import('node:stream').Readable).pipe(new Throttle(1024 * 1024)) : source, what, (n) => (moved += n));
+      const send = (receiver: RemoteReceiver, dir: string, source: NodeJS.ReadableStream, what: string) => this.sendStream(receiver, dir, source, what, (n) => (moved += n));
       const treeTransfer = async (tree: FsTree, receiver: RemoteReceiver): Promise<SentBytes> => {
         const into = tree.into(prep);
         const pre = precopied.get(tree);
@@ -490,7 +488,7 @@ export class SourceMigration {
    * Copies the trees to the target while the container runs (after the target prepared its
    * container), one after the other, noting beforehand what each holds (fs-precopy.ts).
    */
-  private async preCopy(trees: FsTree[], prep: PrepareResult, receivers: RemoteReceiver[], done: Map<FsTree, PreCopied>, conn: Client, compression: TransferCompression): Promise<{ ms: number; bytes: number; wireBytes: number }> {
+  private async preCopy(trees: FsTree[], prep: PrepareResult, receivers: RemoteReceiver[], done: Map<FsTree, PreCopied>, conn: Client, compression: Compression): Promise<{ ms: number; bytes: number; wireBytes: number }> {
     await this.event('prepare', 'finished', { detail: `target container ${prep.targetDockerId.slice(0, 12)}` });
     await this.event('precopy', 'started');
     const start = performance.now();
@@ -508,10 +506,9 @@ export class SourceMigration {
       for (const [i, tree] of trees.entries()) {
         const snapshot = await snapshotTree(tree.dir);
         const large = [...snapshot.blockFiles];
-        const slow = this.ctx.faults().has('slow-transfer');
         const into = this.ctx.faults().has('fail-precopy') ? '/herd-fault-injected/upper' : tree.into(prep);
         const send = async (receiver: RemoteReceiver, source: Readable, what: string) => {
-          const sent = await receiver.send(into, slow ? source.pipe(new Throttle(1024 * 1024)) : source, what, (n) => (moved += n));
+          const sent = await this.sendStream(receiver, into, source, what, (n) => (moved += n));
           wireBytes += sent.wireBytes;
           return sent;
         };
@@ -537,6 +534,12 @@ export class SourceMigration {
     } finally {
       clearInterval(timer);
     }
+  }
+
+  /** Sends a stream through a receiver, throttled to 1 MiB/s under the slow-transfer fault (tests). */
+  private sendStream(receiver: RemoteReceiver, dir: string, source: NodeJS.ReadableStream, what: string, onBytes: (n: number) => void): Promise<SentBytes> {
+    const slow = this.ctx.faults().has('slow-transfer');
+    return receiver.send(dir, slow ? (source as Readable).pipe(new Throttle(1024 * 1024)) : source, what, onBytes);
   }
 
   /**

@@ -132,11 +132,8 @@ export interface SentBytes {
   reply?: Buffer;
 }
 
-/** How streams between hosts are compressed (compute config transferCompression). */
-export type TransferCompression = Compression;
-
 /** Fails with MISSING_DEPENDENCY when `compression` needs a program this host lacks (checked at the daemon's start). */
-export async function assertCompressionAvailable(compression: TransferCompression): Promise<void> {
+export async function assertCompressionAvailable(compression: Compression): Promise<void> {
   if (compression === 'none') return;
   await new Promise<void>((resolve, reject) => {
     const child = spawn('lz4', ['--version'], { stdio: 'ignore' });
@@ -221,7 +218,7 @@ export async function prunePaths(conn: Client, dir: string, paths: readonly stri
 }
 
 /** A receiver of tar streams (`plain`, or `xattrs` to keep them) or of block streams (block-delta.ts). */
-export async function openReceiver(conn: Client, options: { kind: keyof typeof RECEIVE_COMMAND; compression: TransferCompression }): Promise<RemoteReceiver> {
+export async function openReceiver(conn: Client, options: { kind: keyof typeof RECEIVE_COMMAND; compression: Compression }): Promise<RemoteReceiver> {
   const lz4 = options.compression === 'lz4';
   const command = `${RECEIVE_COMMAND[options.kind]}${lz4 ? ` ${LZ4_OPTION}` : ''}`;
   const { channel, closed } = await execRemote(conn, command, 'receiver');
