@@ -129,6 +129,35 @@ describe('dockerContainerLister', () => {
     lister.close?.();
   });
 
+  it('reports a container with an event as changed when its round is a full list (periodic, or many changes)', async () => {
+    const lister = dockerContainerLister(join(dir, 'docker.sock'), { relistSeconds: 0.2 });
+    const seenAt = (await lister.list())[0]!.changedAtMs!;
+    await new Promise((r) => setTimeout(r, 250)); // the next round is the periodic full list
+    fake.emit(A, 'update');
+    await settle();
+    fake.requests.length = 0;
+    const updated = await lister.list();
+    expect(fake.requests[0]).toBe('/containers/json'); // a full list, not by id
+    expect(updated[0]!.changedAtMs).toBeGreaterThan(seenAt);
+
+    // More than 100 containers with events: one full list; only those with an event are news.
+    const ids = Array.from({ length: 101 }, (_, i) => `c${String(i).padStart(63, '0')}`);
+    for (const id of ids) fake.rows.set(id, { state: 'running', status: 'Up 1 second', restarts: 0, herdId: id.slice(0, 8) });
+    const quiet = 'd'.repeat(64);
+    fake.rows.set(quiet, { state: 'running', status: 'Up 1 second', restarts: 0, herdId: 'quiet' });
+    await new Promise((r) => setTimeout(r, 250));
+    const before = new Map((await lister.list()).map((c) => [c.dockerId, c.changedAtMs]));
+    await new Promise((r) => setTimeout(r, 5));
+    for (const id of ids) fake.emit(id, 'update');
+    await settle();
+    fake.requests.length = 0;
+    const after = new Map((await lister.list()).map((c) => [c.dockerId, c.changedAtMs]));
+    expect(fake.requests[0]).toBe('/containers/json');
+    for (const id of ids) expect(after.get(id)).toBeGreaterThan(before.get(id)!);
+    expect(after.get(quiet)).toBe(before.get(quiet));
+    lister.close?.();
+  });
+
   it('reports Docker being unreachable as DOCKER_FAILED', async () => {
     const lister = dockerContainerLister(join(dir, 'nothing-here.sock'));
     await expect(lister.list()).rejects.toMatchObject({ code: 'DOCKER_FAILED' });

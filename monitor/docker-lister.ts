@@ -168,9 +168,11 @@ export function dockerContainerLister(socketPath: string, options: DockerListerO
     if (full) {
       const rows = await list({});
       // After the events stream (re)connected, events may have been missed: everything is news.
-      const news = fullListDue;
+      // Otherwise the containers with an event are (a periodic or many-changes full list consumes
+      // their events too: an `update` of limits would go unseen until LIMITS_REFRESH_SECONDS).
+      const withEvent = new Set(changed);
       known.clear();
-      for (const r of rows) known.set(r.Id, tracked(r, news));
+      for (const r of rows) known.set(r.Id, tracked(r, fullListDue || withEvent.has(r.Id)));
       for (const id of inspected.keys()) if (!known.has(id)) inspected.delete(id);
       fullListDue = false;
       lastFullListMs = now;
