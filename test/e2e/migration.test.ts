@@ -161,6 +161,25 @@ describe('live migration (lab, real Docker + CRIU)', () => {
     await herdOk(['rm', name, '--force']);
   });
 
+  it("falls back to Docker's own restore (--restore-with docker): the copy runs under runc, keeps counting, migrates back, nothing is left", async () => {
+    const name = `docker-restore-${Date.now().toString(36)}`;
+    await runOn('h1', name);
+    await waitForCount(layout, 'h1', name, 5);
+    for (const [from, to] of [['h1', 'h2'], ['h2', 'h1']] as const) {
+      const before = await count(layout, from, name);
+      const result = await herd(['migrate', name, '--to', to, '--restore-with', 'docker', '--json']);
+      expect(result.code, result.stderr).toBe(0);
+      expect(JSON.parse(result.stdout)).toMatchObject({ restoreWith: 'docker' });
+      await expectRunsOnceOn(layout, name, to);
+      expect((await dockerOf(layout, to).getContainer(name).inspect()).HostConfig.Runtime).toBe('runc');
+      expect(await waitForCount(layout, to, name, before + 1)).toBeGreaterThan(before);
+    }
+    expect(await leftovers(layout)).toEqual([]);
+    for (let i = 0; i < 40 && restoreTempDirs().length > 0; i++) await new Promise((r) => setTimeout(r, 250));
+    expect(restoreTempDirs()).toEqual([]);
+    await herdOk(['rm', name, '--force']);
+  });
+
   it('runs four migrations between two hosts at once', async () => {
     const names = ['par-1', 'par-2', 'par-3', 'par-4'];
     await Promise.all(names.map((n, i) => runOn(i % 2 === 0 ? 'h1' : 'h2', n)));
