@@ -2,8 +2,8 @@
 import type { Command } from 'commander';
 import { hostname } from 'node:os';
 import { silentLogger } from '../../protocol/log.ts';
-import { closeBroker, connectBroker, type BrokerEndpoint, type MqttClient } from '../../protocol/mqtt.ts';
-import { CommandClient } from '../../protocol/rpc.ts';
+import type { BrokerEndpoint, MqttClient } from '../../protocol/mqtt.ts';
+import type { CommandClient } from '../../protocol/rpc.ts';
 import { operatorClientId } from '../../protocol/access.ts';
 import { cliBrokerEndpoint } from '../../protocol/config.ts';
 import { existsSync } from 'node:fs';
@@ -55,6 +55,8 @@ export interface Session {
 export async function openSession(cmd: Command, options: { reconnect?: boolean } = {}): Promise<Session> {
   const endpoint = brokerEndpoint(cmd);
   const clientId = operatorClientId(endpoint.username, 'herd-cli', hostname());
+  // MQTT loads with the first session: commands without one (help, lab, doctor) start faster.
+  const [{ connectBroker, closeBroker }, { CommandClient }] = await Promise.all([import('../../protocol/mqtt.ts'), import('../../protocol/rpc.ts')]);
   const client = await connectBroker({ ...endpoint, clientId, reconnectPeriodMs: 0 });
   // Before any subscription: mqtt.js only remembers topics to resubscribe while reconnecting is on.
   if (options.reconnect === true) (client.options as { reconnectPeriod?: number }).reconnectPeriod = 1000;

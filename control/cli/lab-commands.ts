@@ -1,14 +1,10 @@
 /** `herd lab up|down|status|image`. */
 import { availableParallelism } from 'node:os';
 import { Argument, Command, InvalidArgumentError } from 'commander';
-import Docker from 'dockerode';
 import { HerdError } from '../../protocol/errors.ts';
-import { DEBIAN_IMAGES, debianImageTag, ensureDebianImage, type DebianImageName } from '../lab/debian-images.ts';
+import { DEBIAN_IMAGES, debianImageTag, type DebianImageName } from '../lab/debian-images.ts';
 import { readLabState } from '../lab/state.ts';
 import { createLogger } from '../../protocol/log.ts';
-import { labDown } from '../lab/lab-down.ts';
-import { formatLabStatus, labStatus } from '../lab/lab-status.ts';
-import { labUp } from '../lab/lab-up.ts';
 import { LAB_MAX_HOSTS, labLayout } from '../lab/layout.ts';
 import { printJson } from './context.ts';
 import { cliProgress } from './progress.ts';
@@ -40,10 +36,13 @@ export function registerLabCommands(program: Command): void {
     .action(async (opts: { hosts: number; diskIops?: number; provision?: boolean; json?: boolean }) => {
       const progress = labProgress(opts.json);
       try {
+        // Loaded on demand, like the other heavy parts of lab commands: the rest of the CLI starts without them.
+        const { labUp } = await import('../lab/lab-up.ts');
         await labUp({ hosts: opts.hosts, ...(opts.diskIops === undefined ? {} : { diskIops: opts.diskIops }), provision: opts.provision === true, log: createLogger('lab', 'warn'), progress });
       } finally {
         progress.end();
       }
+      const { formatLabStatus, labStatus } = await import('../lab/lab-status.ts');
       const status = await labStatus();
       if (opts.json === true) printJson(status);
       else process.stdout.write(`${formatLabStatus(status)}\n`);
@@ -59,6 +58,7 @@ export function registerLabCommands(program: Command): void {
       const layout = labLayout({ hosts: state.hosts, cpuCount: availableParallelism() });
       const progress = labProgress(opts.json);
       try {
+        const [{ ensureDebianImage }, { default: Docker }] = await Promise.all([import('../lab/debian-images.ts'), import('dockerode')]);
         await ensureDebianImage(name, layout.hosts.map((h) => new Docker({ socketPath: h.dockerSocket })), layout.imagesDir, progress);
       } finally {
         progress.end();
@@ -71,6 +71,7 @@ export function registerLabCommands(program: Command): void {
     .command('down')
     .description('remove everything "lab up" made (also after a crash)')
     .action(async () => {
+      const { labDown } = await import('../lab/lab-down.ts');
       await labDown(say);
     });
   lab
@@ -78,6 +79,7 @@ export function registerLabCommands(program: Command): void {
     .description('show what of the lab runs')
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }) => {
+      const { formatLabStatus, labStatus } = await import('../lab/lab-status.ts');
       const s = await labStatus();
       if (opts.json === true) printJson(s);
       else process.stdout.write(`${formatLabStatus(s)}\n`);
