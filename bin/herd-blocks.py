@@ -22,6 +22,18 @@ blocks alone.
                                     the receiver wrote, for the same inode); a file STATE
                                     does not know goes fresh.
 
+  herd-blocks.py untar DIR TAR...   (target, the forced command's herd-receive --xattrs) runs
+                                    TAR (tar -x into DIR) on the tar stream from stdin and squares
+                                    what tar leaves of a directory that a delta after a pre-copy
+                                    extracts over or into: tar adds a member's xattrs to those a
+                                    directory already has (the user.* and trusted.* ones the
+                                    member lacks are removed before: a removed user.* xattr, a
+                                    directory made again under its old inode number without
+                                    trusted.overlay.opaque), and keeps the set-group-ID bit a
+                                    directory it makes inherits from its parent (cleared after,
+                                    where the member lacks it). security.* and system.* xattrs
+                                    are left to the target's own policy.
+
 Hashing on the target, as the blocks arrive (on the other host's core, pipelined with the
 transfer), keeps the pre-copy as cheap as tar; the source hashes once, after the freeze, to
 find the changed blocks.
@@ -46,6 +58,7 @@ import hashlib
 import os
 import stat
 import struct
+import subprocess
 import sys
 
 MAGIC = b"HERDBLK1"
@@ -114,7 +127,7 @@ def digests_of(fd, size):
 
 
 def open_beneath(dir_fd, rel):
-    """rel under dir_fd, following no symlink on the way (a container may plant one to reach the host's files)."""
+    """rel under dir_fd, following no symlink on the way (a container may plant one to reach the host's files); None if it is no regular file."""
     parts = rel.split(b"/")
     opened = []
     try:
@@ -122,8 +135,14 @@ def open_beneath(dir_fd, rel):
         for part in parts[:-1]:
             fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
             opened.append(fd)
-        # O_NONBLOCK: a FIFO put in the file's place must not block the open.
-        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+        # Opened only once it is known to be a regular file (O_PATH pins the inode): whatever a container put
+        # in the file's place is never opened (a FIFO would block; an overlay whiteout, device 0/0, fails with
+        # ENXIO; a device may act on open).
+        path_fd = os.open(parts[-1], os.O_PATH | os.O_NOFOLLOW, dir_fd=fd)
+        opened.append(path_fd)
+        if not stat.S_ISREG(os.fstat(path_fd).st_mode):
+            return None
+        return os.open(f"/proc/self/fd/{path_fd}", os.O_RDONLY)
     finally:
         for fd in opened:
             os.close(fd)
@@ -143,6 +162,8 @@ def send(root, state_path):
             if err.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                 continue  # gone or replaced meanwhile (a running container's): its change goes after the freeze, by tar
             raise
+        if fd is None:
+            continue  # likewise
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
@@ -196,7 +217,7 @@ class Input:
 
 
 def open_parent(root_fd, rel):
-    """The directory rel (bytes) is in, opened under root_fd through no symlink (missing ones made, mode 0700), and rel's name."""
+    """The directory rel (bytes) is in, opened under root_fd through no symlink (missing ones made, mode 0700, as are ones a file was in the way of), and rel's name."""
     if not rel or rel.startswith(b"/") or b"\0" in rel:
         fail(f"refused: not a relative path: {rel!r}", 126)
     parts = rel.split(b"/")
@@ -207,12 +228,16 @@ def open_parent(root_fd, rel):
         try:
             os.mkdir(part, 0o700, dir_fd=fd)
         except FileExistsError:
-            pass
+            # No symlink, no directory (the pre-copy's tar, a moment earlier, may have seen a file where a running
+            # container has a directory now): what the stream says is there replaces it, as a missing one is made.
+            if not stat.S_ISDIR((st := os.stat(part, dir_fd=fd, follow_symlinks=False)).st_mode) and not stat.S_ISLNK(st.st_mode):
+                os.unlink(part, dir_fd=fd)
+                os.mkdir(part, 0o700, dir_fd=fd)
         try:
             child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
         except OSError as err:
             if err.errno in (errno.ELOOP, errno.ENOTDIR):
-                fail(f"refused: {rel!r} leads out of the directory (through a symlink or a file)", 126)
+                fail(f"refused: {rel!r} leads out of the directory (through a symlink)", 126)
             raise
         finally:
             os.close(fd)
@@ -302,6 +327,137 @@ def receive(root):
             fail(f"unknown record {kind!r}")
 
 
+class TarHeaders:
+    """Follows a tar stream's headers as its bytes pass (POSIX/pax as tar -c --xattrs writes it) and
+    calls on_dir(name, mode, xattr_names) for each directory member; on anything it does not understand it
+    stops following (the bytes still pass: tar -x judges the stream)."""
+
+    def __init__(self, on_dir):
+        self.on_dir = on_dir
+        self.buf = bytearray()
+        self.need = 512  # bytes of the header (or pax records) being read
+        self.skip = 0  # data bytes to pass before the next header
+        self.pax = None  # size of the pax records being read, if any
+        self.next = {}  # the pax keywords for the next member
+        self.stopped = False
+
+    def feed(self, data):
+        pos = 0
+        while pos < len(data) and not self.stopped:
+            if self.skip:
+                n = min(self.skip, len(data) - pos)
+                self.skip -= n
+                pos += n
+                continue
+            n = min(self.need - len(self.buf), len(data) - pos)
+            self.buf += data[pos : pos + n]
+            pos += n
+            if len(self.buf) == self.need:
+                block, self.buf = bytes(self.buf), bytearray()
+                self.records(block) if self.pax is not None else self.header(block)
+
+    def header(self, block):
+        try:
+            if block == bytes(512) or sum(block[:148]) + 8 * 32 + sum(block[156:]) != int(block[148:156].strip(b" \0"), 8):
+                raise ValueError("the end, or not a header")
+            size = int(self.next[b"size"]) if b"size" in self.next else int(block[124:136].strip(b" \0") or b"0", 8)
+        except ValueError:  # also a base-256 size (pax gives a large file's size as "size")
+            self.stopped = True
+            return
+        kind = block[156:157]
+        padded = (size + 511) // 512 * 512
+        if kind in (b"x", b"L"):
+            self.pax, self.need = (size, padded) if kind == b"x" else (-size, padded)
+            return
+        prefix = block[345:500].rstrip(b"\0") + b"/" if block[257:263] == b"ustar\0" and block[345] else b""  # (not in GNU headers)
+        name = self.next.get(b"path") or prefix + block[:100].rstrip(b"\0")
+        if kind == b"5":
+            mode = int(block[100:108].strip(b" \0") or b"0", 8)
+            self.on_dir(name, mode, {k[len(b"SCHILY.xattr.") :].replace(b"%3D", b"=").replace(b"%25", b"%") for k in self.next if k.startswith(b"SCHILY.xattr.")})
+        if kind != b"g":
+            self.next = {}
+        self.skip = padded
+
+    def records(self, block):
+        size, self.pax, self.need = self.pax, None, 512
+        if size < 0:  # a GNU long name: the next member's
+            self.next[b"path"] = block[:-size].rstrip(b"\0")
+            return
+        data = block[:size]
+        while data:
+            length, _, rest = data.partition(b" ")
+            if not length.isdigit() or int(length) > len(data):
+                self.stopped = True
+                return
+            key, _, value = rest[: int(length) - len(length) - 2].partition(b"=")
+            self.next[key] = value
+            data = data[int(length) :]
+
+
+def untar(root, command):
+    """Runs command (tar -x into root) on the tar stream from stdin, squaring what it leaves of directories
+    (see the top of this file); exits as it does."""
+    try:
+        root_fd = os.open(os.fsencode(root), os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        fail(f"refused: {root} is not a directory", 126)
+
+    def beneath(name):
+        """The deepest existing directory on the way to name under root (through no symlink, making nothing), and whether it is name's."""
+        parts = [p for p in name.split(b"/") if p not in (b"", b".")]
+        fd = os.dup(root_fd)
+        for part in parts:
+            try:
+                child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as err:
+                if err.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    return fd, False
+                os.close(fd)
+                raise
+            os.close(fd)
+            fd = child
+        return fd, True
+
+    setgid = []  # directories that may inherit a set-group-ID bit their member lacks
+
+    def on_dir(name, mode, wanted):
+        if b".." in name.split(b"/"):
+            return  # tar refuses it
+        fd, there = beneath(name)
+        try:
+            if there:
+                for attr in os.listxattr(fd):
+                    if attr.startswith(("user.", "trusted.")) and os.fsencode(attr) not in wanted:
+                        os.removexattr(fd, attr)
+            if not mode & stat.S_ISGID and os.fstat(fd).st_mode & stat.S_ISGID:
+                setgid.append(name)
+        except OSError as err:
+            if err.errno not in (errno.ENOTSUP, errno.ENODATA):
+                raise
+        finally:
+            os.close(fd)
+
+    headers = TarHeaders(on_dir)
+    tar = subprocess.Popen(command, stdin=subprocess.PIPE)
+    try:
+        while data := os.read(0, 1024 * 1024):
+            headers.feed(data)
+            tar.stdin.write(data)
+        tar.stdin.close()
+    except BrokenPipeError:
+        pass  # tar stopped early: its exit says why
+    code = tar.wait()
+    if code == 0:
+        for name in setgid:
+            fd, there = beneath(name)
+            try:
+                if there and (mode := os.fstat(fd).st_mode) & stat.S_ISGID:
+                    os.fchmod(fd, stat.S_IMODE(mode) & ~stat.S_ISGID)
+            finally:
+                os.close(fd)
+    sys.exit(code)
+
+
 def main(argv):
     if len(argv) == 4 and argv[1] == "send" and argv[2] == "--fresh":
         send(os.fsencode(argv[3]), None)
@@ -309,8 +465,10 @@ def main(argv):
         send(os.fsencode(argv[2]), argv[3])
     elif len(argv) == 3 and argv[1] == "receive":
         receive(argv[2])
+    elif len(argv) > 3 and argv[1] == "untar":
+        untar(argv[2], argv[3:])
     else:
-        fail("usage: herd-blocks.py send --fresh DIR < paths  |  herd-blocks.py send DIR STATE < paths  |  herd-blocks.py receive DIR < stream > state", 2)
+        fail("usage: herd-blocks.py send --fresh DIR < paths  |  herd-blocks.py send DIR STATE < paths  |  herd-blocks.py receive DIR < stream > state  |  herd-blocks.py untar DIR TAR-COMMAND... < tar", 2)
 
 
 if __name__ == "__main__":

@@ -5,15 +5,47 @@
  * copy of the frozen one: files, modes, owners, times, xattrs, whiteouts, deletions.
  */
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync, linkSync, chownSync } from 'node:fs';
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync, linkSync, chownSync, statSync, utimesSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { collect, must, setXattr, treeImage, treeListing } from '../../test/support/trees.ts';
-import { changesSince, snapshotTree } from './fs-precopy.ts';
-import { PRUNE_COMMAND, tarDirectory, unescapeTarName } from './ssh-transfer.ts';
+import { changesSince, CTIME_SLACK_MS, snapshotTree, type TreeChanges } from './fs-precopy.ts';
+import { PRUNE_COMMAND, RECEIVE_COMMAND, tarDirectory, unescapeTarName } from './ssh-transfer.ts';
 
 const SCRIPT = resolve(import.meta.dirname, '../../bin/herd-ssh-command');
+
+const xattrsOf = (path: string) => must('python3', ['-c', 'import os,sys; print(sorted(os.listxattr(sys.argv[1])))', path]).toString().trim();
+const removeXattr = (path: string, name: string) => must('python3', ['-c', 'import os,sys; os.removexattr(sys.argv[1], sys.argv[2])', path, name]);
+
+/**
+ * A tree (`build`) pre-copied and moved after the "freeze" as source-side.ts does it, through the
+ * transfer key's real forced command (receiver, pruner); `running` changes it at the points named.
+ * The snapshot's clock runs CTIME_SLACK_MS - 200 ms ahead, so that 300 ms of age make the built
+ * entries count as old, as the slack's 2 s would.
+ */
+async function migrated(build: (upper: string) => void, running: { beforeTar?: (upper: string) => void; afterTar?: (upper: string) => void }): Promise<{ base: string; upper: string; target: string; changes: TreeChanges }> {
+  const base = mkdtempSync(join(tmpdir(), 'herd-precopy-case-'));
+  const upper = join(base, 'upper');
+  const target = join(base, 'data', 'target');
+  mkdirSync(upper);
+  mkdirSync(target, { recursive: true });
+  writeFileSync(join(base, 'receiver.conf'), `root ${join(base, 'data')}\n`);
+  const forced = (command: string, payload: Buffer) => {
+    const r = spawnSync(SCRIPT, [join(base, 'receiver.conf')], { input: Buffer.concat([Buffer.from(`${target}\n`), payload]), env: { SSH_ORIGINAL_COMMAND: command, PATH: process.env.PATH ?? '' } });
+    expect(r.status, r.stderr.toString()).toBe(0);
+  };
+  build(upper);
+  await new Promise((r) => setTimeout(r, 300));
+  const snapshot = await snapshotTree(upper, { now: () => Date.now() + CTIME_SLACK_MS - 200 });
+  running.beforeTar?.(upper);
+  forced(RECEIVE_COMMAND.xattrs, await collect(tarDirectory(upper, { xattrs: true, exclude: [...snapshot.blockFiles], live: { archived: (rel) => snapshot.archived.add(rel) } })));
+  running.afterTar?.(upper);
+  const changes = await changesSince(upper, snapshot);
+  if (changes.deleted.length > 0) forced(PRUNE_COMMAND, Buffer.concat(changes.deleted.map((p) => Buffer.from(`${p}\0`))));
+  forced(RECEIVE_COMMAND.over, await collect(tarDirectory(upper, { xattrs: true, only: changes.changed })));
+  return { base, upper, target, changes };
+}
 
 
 
@@ -121,6 +153,98 @@ describe('filesystem pre-copy (real directories, real tar, the real pruner)', ()
     // The symlink itself may go (not what it points to).
     expect(prune(['escape']).status).toBe(0);
     expect(must('cat', [join(outside, 'precious')]).toString()).toBe('keep');
+    rmSync(base, { recursive: true, force: true });
+  });
+
+  // Cases fs-precopy.property.test.ts found (shrunk).
+
+  it("an entry sent again leaves its unchanged directory's mtime as it was (tar re-creating it set the target's)", async () => {
+    const { base, upper, target, changes } = await migrated(
+      (upper) => {
+        mkdirSync(join(upper, 'etc'));
+        writeFileSync(join(upper, 'etc', 'conf'), 'x=1');
+        utimesSync(join(upper, 'etc'), 1_600_000_000, 1_600_000_000);
+      },
+      { afterTar: (upper) => chownSync(join(upper, 'etc', 'conf'), 1234, 1234) },
+    );
+    expect(changes.changed).toEqual(['etc', 'etc/conf']);
+    expect(statSync(join(target, 'etc')).mtimeMs).toBe(statSync(join(upper, 'etc')).mtimeMs);
+    expect(treeImage(target).equals(treeImage(upper))).toBe(true);
+    rmSync(base, { recursive: true, force: true });
+  });
+
+  it('a directory that lost an xattr loses it on the target too (tar only adds to a directory it extracts over)', async () => {
+    const { base, upper, target } = await migrated(
+      (upper) => {
+        mkdirSync(join(upper, 'd'));
+        setXattr(join(upper, 'd'), 'user.a', '1');
+        setXattr(join(upper, 'd'), 'user.b', '2');
+        mkdirSync(join(upper, 'opaque'));
+        setXattr(join(upper, 'opaque'), 'trusted.overlay.opaque', 'y');
+        setXattr(upper, 'user.root', 'r');
+      },
+      {
+        afterTar: (upper) => {
+          removeXattr(join(upper, 'd'), 'user.a');
+          removeXattr(upper, 'user.root');
+          // Made again, not opaque: ext4 hands the freed inode number out again, so it need not count as replaced.
+          rmdirSync(join(upper, 'opaque'));
+          mkdirSync(join(upper, 'opaque'));
+        },
+      },
+    );
+    expect(xattrsOf(join(target, 'd'))).toBe("['user.b']");
+    expect(xattrsOf(join(target, 'opaque'))).toBe('[]');
+    expect(xattrsOf(target)).toBe('[]');
+    expect(treeImage(target).equals(treeImage(upper))).toBe(true);
+    rmSync(base, { recursive: true, force: true });
+  });
+
+  it('entries moved into a directory that replaced theirs (same name) go again, with their hard links', async () => {
+    const { base, upper, target } = await migrated(
+      (upper) => {
+        mkdirSync(join(upper, 'a', 'b'), { recursive: true });
+        writeFileSync(join(upper, 'a', 'b', 'c'), 'c');
+        linkSync(join(upper, 'a', 'b', 'c'), join(upper, 'x'));
+      },
+      {
+        afterTar: (upper) => {
+          // a is another inode now; a/b/c kept its ctime (only a/b moved).
+          renameSync(join(upper, 'a'), join(upper, 'a.old'));
+          mkdirSync(join(upper, 'a'));
+          renameSync(join(upper, 'a.old', 'b'), join(upper, 'a', 'b'));
+          rmdirSync(join(upper, 'a.old'));
+        },
+      },
+    );
+    expect(treeListing(target)).toBe(treeListing(upper));
+    expect(statSync(join(target, 'x')).nlink).toBe(2);
+    expect(treeImage(target).equals(treeImage(upper))).toBe(true);
+    rmSync(base, { recursive: true, force: true });
+  });
+
+  it('an entry whose directory was away while the pre-copy ran (moved, and back) goes after the freeze', async () => {
+    const { base, upper, target } = await migrated(
+      (upper) => {
+        mkdirSync(join(upper, 'a'));
+        writeFileSync(join(upper, 'a', 'b'), 'b');
+      },
+      { beforeTar: (upper) => renameSync(join(upper, 'a'), join(upper, 'a.away')), afterTar: (upper) => renameSync(join(upper, 'a.away'), join(upper, 'a')) },
+    );
+    expect(treeListing(target)).toBe(treeListing(upper));
+    expect(treeImage(target).equals(treeImage(upper))).toBe(true);
+    rmSync(base, { recursive: true, force: true });
+  });
+
+  it('a directory made after the pre-copy in a setgid directory has the mode it has on the source (tar keeps an inherited setgid bit)', async () => {
+    const { base, upper, target } = await migrated((upper) => chmodSync(upper, 0o2755), {
+      afterTar: (upper) => {
+        mkdirSync(join(upper, 'made'));
+        chmodSync(join(upper, 'made'), 0o600); // chmod(2) clears the setgid bit the directory inherited
+      },
+    });
+    expect(statSync(join(target, 'made')).mode.toString(8)).toBe('40600');
+    expect(treeImage(target).equals(treeImage(upper))).toBe(true);
     rmSync(base, { recursive: true, force: true });
   });
 });

@@ -10,12 +10,22 @@
  * xattr change, rename or link, and by nothing a process can forge) is not older than the
  * snapshot, or that is new, is sent again; an entry whose inode or type differs, or that
  * the pre-copy may hold in another form (archived but not in the snapshot), is deleted on
- * the target first; an entry the target may hold that is gone is deleted.
- * A directory whose entries changed has a new ctime itself, so its mode and times follow.
+ * the target first; an entry the target may hold that is gone is deleted. What the target
+ * deletes goes again whole (entries moved under a replaced directory keep their old ctime),
+ * and so does an entry the pre-copy's archive lacks (a directory on its way was moved away
+ * while tar ran, and back: a move changes the ctime of what moved, not of what it holds).
+ * A directory whose entries changed has a new ctime itself, so its mode and times follow; the
+ * directory of an entry sent again goes too (tar re-creating the entry sets its mtime), and so
+ * do all names of a hard-linked inode (tar links only names it archives together).
+ * Known limitation: if, while a directory was away, tar archived another entry at the path of
+ * one that keeps its old ctime, that one does not go again (the archive names paths, not inodes).
  * Large files (regular, one link, at least BLOCK_FILE_MIN_BYTES at the snapshot: a
  * database's tablespaces and logs, rewritten in place) go by blocks instead of by tar, in the
- * pre-copy and after the freeze (block-delta.ts): only their changed blocks go again.
- * The result on the target equals a copy of the frozen upper dir (checked in tests).
+ * pre-copy and after the freeze (block-delta.ts): only their changed blocks go again. One
+ * under a directory that may have moved meanwhile (it and its parent changed) goes to the block
+ * stream too: the target's block state knows whether the pre-copy's stream missed it.
+ * The result on the target equals a copy of the frozen upper dir (checked in tests, on random
+ * trees changing at random points in fs-precopy.property.test.ts).
  */
 import type { BigIntStats } from 'node:fs';
 import { lstat, opendir } from 'node:fs/promises';
@@ -50,6 +60,7 @@ export interface TreeSnapshot {
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
 
 interface Stat {
   ino: bigint;
@@ -107,7 +118,7 @@ export async function snapshotTree(dir: string, options: { now?: () => number; b
 export interface TreeChanges {
   /** Entries to send again by tar, depth first ("." for the directory itself: its mode and times). */
   changed: string[];
-  /** Large files to send again by blocks: changed, block files at the snapshot, and still regular files with one link. */
+  /** Large files to send again by blocks: changed (or perhaps missed), block files at the snapshot, still regular files with one link, not deleted on the target. */
   blocks: string[];
   /** Entries to delete on the target before the changed ones arrive (gone, or replaced by another inode or type); no entry under another one listed. */
   deleted: string[];
@@ -116,21 +127,64 @@ export interface TreeChanges {
 /** What changed under `dir` since `snapshot` (see the top of this file). */
 export async function changesSince(dir: string, snapshot: TreeSnapshot): Promise<TreeChanges> {
   const since = snapshot.takenAtMs - CTIME_SLACK_MS;
-  const changed: string[] = [];
-  const blocks: string[] = [];
+  const root = await lstat(dir, { bigint: true });
+  const walked: { rel: string; st: Stat; send: boolean }[] = [];
   const replaced: string[] = [];
   const seen = new Set<string>();
+  /** Directories changed since the snapshot ("." the root). */
+  const recent = new Set<string>(Number(root.ctimeNs / 1_000_000n) >= since ? ['.'] : []);
   await walk(dir, (rel, st) => {
     seen.add(rel);
     const before = snapshot.entries.get(rel);
+    const other = before !== undefined && (before.ino !== st.ino || before.type !== (st.mode & S_IFMT));
     // Not in the snapshot but archived: created during the pre-copy, perhaps replaced since by another type.
-    if (before === undefined ? snapshot.archived.has(rel) : before.ino !== st.ino || before.type !== (st.mode & S_IFMT)) replaced.push(rel);
-    if (before === undefined || before.ino !== st.ino || before.type !== (st.mode & S_IFMT) || st.ctimeMs >= since) (snapshot.blockFiles.has(rel) && isBlockFile(st, 0) ? blocks : changed).push(rel);
+    if (before === undefined ? snapshot.archived.has(rel) : other) replaced.push(rel);
+    if ((st.mode & S_IFMT) === S_IFDIR && st.ctimeMs >= since) recent.add(rel);
+    // In the snapshot and now, but not in the pre-copy's archive (a directory on its way was moved
+    // away while tar ran, and back): the target lacks it, whatever its ctime says.
+    const unarchived = before !== undefined && !snapshot.archived.has(rel) && !snapshot.blockFiles.has(rel);
+    walked.push({ rel, st, send: before === undefined || other || st.ctimeMs >= since || unarchived });
   });
   const gone = [...new Set([...snapshot.entries.keys(), ...snapshot.archived])].filter((rel) => !seen.has(rel));
-  const root = await lstat(dir, { bigint: true });
-  if (Number(root.ctimeNs / 1_000_000n) >= since) changed.unshift('.');
-  return { changed, blocks, deleted: outermost([...gone, ...replaced]) };
+  const deleted = outermost([...gone, ...replaced]);
+  // What the target deletes it must get again whole, by tar: an entry moved under a replaced
+  // directory keeps its old ctime, and a replaced large file's block state (the pre-copy may have
+  // sent the new inode) describes a copy the pruner deletes.
+  const deletedSet = new Set(deleted);
+  const parentOf = (rel: string) => (rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : '.');
+  /** Directories deleted on the target, or under one (the walk meets a directory before its entries). */
+  const again = new Set<string>();
+  /** Directories that may have moved away and back, or under one: it changed, and so did its parent (a rename changes both). */
+  const moved = new Set<string>();
+  const blocks: string[] = [];
+  const byTar = new Set<string>();
+  for (const { rel, st, send } of walked) {
+    const parent = parentOf(rel);
+    const whole = deletedSet.has(rel) || again.has(parent);
+    if ((st.mode & S_IFMT) === S_IFDIR) {
+      if (whole) again.add(rel);
+      if (moved.has(parent) || (recent.has(rel) && recent.has(parent))) moved.add(rel);
+    }
+    const blockFile = !whole && snapshot.blockFiles.has(rel) && isBlockFile(st, 0);
+    // A large file the pre-copy's block stream may have missed (a directory on its way moved away
+    // while it ran, and back) goes to the block stream too: the target's block state tells whether
+    // it holds the file (then it costs a hash here) or not (then it goes whole).
+    if (!send && !whole && !(blockFile && moved.has(parent))) continue;
+    if (blockFile) blocks.push(rel);
+    else byTar.add(rel);
+  }
+  // tar keeps a hard link (of files and symlinks) only between names it archives together: all names of an inode go, or none.
+  const names = new Map<bigint, string[]>();
+  for (const { rel, st } of walked) {
+    if (st.nlink > 1 && ((st.mode & S_IFMT) === S_IFREG || (st.mode & S_IFMT) === S_IFLNK)) names.get(st.ino)?.push(rel) ?? names.set(st.ino, [rel]);
+  }
+  for (const same of names.values()) if (same.some((rel) => byTar.has(rel))) for (const rel of same) byTar.add(rel);
+  // Extracting an entry that is no directory replaces it (unlink, create), which sets its parent's
+  // mtime on the target: the parent goes too, even when unchanged, so that tar sets its times back.
+  const parents = new Set([...byTar].map(parentOf));
+  const changed = walked.filter(({ rel }) => byTar.has(rel) || parents.has(rel)).map(({ rel }) => rel);
+  if (recent.has('.') || parents.has('.')) changed.unshift('.');
+  return { changed, blocks, deleted };
 }
 
 /** The paths not under another path of the list (deleting a directory deletes what it held), sorted. */

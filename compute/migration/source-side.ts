@@ -242,7 +242,8 @@ export class SourceMigration {
       Promise.all([
         openReceiver(conn, { kind: 'plain', compression }),
         args.fsMode === 'full' ? openReceiver(conn, { kind: 'plain', compression }) : undefined,
-        ...this.trees.map(() => openReceiver(conn, { kind: 'xattrs', compression })),
+        // A pre-copied tree's delta extracts over the pre-copy (`over`); the others into a new, empty directory.
+        ...this.trees.map((t) => openReceiver(conn, { kind: t.precopy ? 'over' : 'xattrs', compression })),
       ]),
     );
     const precopyTrees = this.trees.filter((t) => t.precopy);

@@ -36,7 +36,7 @@ function run(command: string | undefined, stdin: Buffer | string = '') {
 describe('herd-ssh-command (the transfer key may run only the receiver and the fence)', () => {
   it('extracts into a directory under a data root, with and without xattrs, plain or lz4-compressed', () => {
     expect(lz4Tarball.length, 'lz4 must be installed (apt-get install lz4)').toBeGreaterThan(0);
-    const commands = [RECEIVE_COMMAND.plain, RECEIVE_COMMAND.xattrs].flatMap((c) => [c, `${c} ${LZ4_OPTION}`]);
+    const commands = [RECEIVE_COMMAND.plain, RECEIVE_COMMAND.xattrs, RECEIVE_COMMAND.over].flatMap((c) => [c, `${c} ${LZ4_OPTION}`]);
     for (const [i, command] of commands.entries()) {
       const target = join(root, 'containers', String(i), 'checkpoints', 'cp');
       const r = run(command, Buffer.concat([Buffer.from(`${target}\n`), command.endsWith(LZ4_OPTION) ? lz4Tarball : tarball]));

@@ -119,8 +119,9 @@ export interface RemoteReceiver {
  * first line, check it lies under the target's own data roots, extract the rest of stdin
  * there) and the fence (fence.ts).
  */
-export const RECEIVE_COMMAND = { plain: 'herd-receive', xattrs: 'herd-receive --xattrs', blocks: 'herd-blocks' } as const;
-/** The receiver's option for an lz4-compressed stream (`herd-receive [--xattrs] --lz4`). */
+/** `over`: xattrs too, extracted over a tree a pre-copy made (the delta after the freeze: squares the stale xattrs and inherited set-group-ID bits of directories tar leaves). */
+export const RECEIVE_COMMAND = { plain: 'herd-receive', xattrs: 'herd-receive --xattrs', over: 'herd-receive --over', blocks: 'herd-blocks' } as const;
+/** The receiver's option for an lz4-compressed stream (`herd-receive [--xattrs|--over] --lz4`). */
 export const LZ4_OPTION = '--lz4';
 
 export interface SentBytes {
