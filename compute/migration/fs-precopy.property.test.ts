@@ -269,7 +269,7 @@ function sizeOf(size: Size, seedValue: number, budget: Budget): number {
   }
   if (size === 'empty') return 0;
   if (size === 'small') return seedValue % 3000;
-  return 64 * KiB + (seedValue % (400 * KiB)); // medium (or a large one over budget): tar blocks mid-way on these
+  return 64 * KiB + (seedValue % (960 * KiB)); // medium (or a large one over budget): tar blocks mid-way on these
 }
 
 const errno = (err: unknown) => typeof (err as NodeJS.ErrnoException).code === 'string';

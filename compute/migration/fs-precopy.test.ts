@@ -5,7 +5,8 @@
  * copy of the frozen one: files, modes, owners, times, xattrs, whiteouts, deletions.
  */
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync, linkSync, chownSync, statSync, utimesSync, rmdirSync } from 'node:fs';
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync, linkSync, chownSync, statSync, utimesSync, rmdirSync, truncateSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -24,7 +25,7 @@ const removeXattr = (path: string, name: string) => must('python3', ['-c', 'impo
  * The snapshot's clock runs CTIME_SLACK_MS - 200 ms ahead, so that 300 ms of age make the built
  * entries count as old, as the slack's 2 s would.
  */
-async function migrated(build: (upper: string) => void, running: { beforeTar?: (upper: string) => void; afterTar?: (upper: string) => void }): Promise<{ base: string; upper: string; target: string; changes: TreeChanges }> {
+async function migrated(build: (upper: string) => void, running: { beforeTar?: (upper: string) => void; duringTar?: (upper: string) => Promise<void>; afterTar?: (upper: string) => void }): Promise<{ base: string; upper: string; target: string; changes: TreeChanges }> {
   const base = mkdtempSync(join(tmpdir(), 'herd-precopy-case-'));
   const upper = join(base, 'upper');
   const target = join(base, 'data', 'target');
@@ -39,7 +40,12 @@ async function migrated(build: (upper: string) => void, running: { beforeTar?: (
   await new Promise((r) => setTimeout(r, 300));
   const snapshot = await snapshotTree(upper, { now: () => Date.now() + CTIME_SLACK_MS - 200 });
   running.beforeTar?.(upper);
-  forced(RECEIVE_COMMAND.xattrs, await collect(tarDirectory(upper, { xattrs: true, exclude: [...snapshot.blockFiles], live: { archived: (rel) => snapshot.archived.add(rel) } })));
+  // The pre-copy's archive, read whole; `duringTar` runs once its first chunk arrived (tar waits meanwhile, mid-way).
+  const chunks: Buffer[] = [];
+  for await (const chunk of tarDirectory(upper, { xattrs: true, exclude: [...snapshot.blockFiles], live: { archived: (rel) => snapshot.archived.add(rel) } })) {
+    if (chunks.push(chunk as Buffer) === 1) await running.duringTar?.(upper);
+  }
+  forced(RECEIVE_COMMAND.xattrs, Buffer.concat(chunks));
   running.afterTar?.(upper);
   const changes = await changesSince(upper, snapshot);
   if (changes.deleted.length > 0) forced(PRUNE_COMMAND, Buffer.concat(changes.deleted.map((p) => Buffer.from(`${p}\0`))));
@@ -244,6 +250,27 @@ describe('filesystem pre-copy (real directories, real tar, the real pruner)', ()
       },
     });
     expect(statSync(join(target, 'made')).mode.toString(8)).toBe('40600');
+    expect(treeImage(target).equals(treeImage(upper))).toBe(true);
+    rmSync(base, { recursive: true, force: true });
+  });
+
+  it("the pre-copy holds what its archive has after a sparse file that shrank while tar read it (GNU tar pads it one block too far)", async () => {
+    const { base, upper, target } = await migrated(
+      (upper) => {
+        writeFileSync(join(upper, 'sparse'), randomBytes(1_500_000));
+        truncateSync(join(upper, 'sparse'), 2_000_000); // data, then a hole: --sparse stores a map and the data
+        // Entries after it in tar's order (the directory's): a receiver that stops at the stray zero block lacks them.
+        const order = () => must('tar', ['-c', '-v', '-f', '/dev/null', '-C', upper, '.']).toString().split('\n').filter((l) => l !== '');
+        for (let i = 0; order().at(-1) === './sparse' || i < 8; i++) writeFileSync(join(upper, `after-${i}`), 'x');
+      },
+      {
+        duringTar: async (upper) => {
+          await new Promise((r) => setTimeout(r, 200)); // tar is inside the sparse file's data, waiting for the pipe
+          writeFileSync(join(upper, 'sparse'), randomBytes(1_200_000));
+        },
+      },
+    );
+    expect(treeListing(target)).toBe(treeListing(upper));
     expect(treeImage(target).equals(treeImage(upper))).toBe(true);
     rmSync(base, { recursive: true, force: true });
   });
