@@ -4,6 +4,7 @@
  * protocol version 4 (aedes speaks 3.1.1 only), a unique stable client id, an optional
  * retained last will, and a bounded reconnect.
  */
+import type { Socket } from 'node:net';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { HerdError } from './errors.ts';
 import { encode } from './codec.ts';
@@ -63,6 +64,8 @@ export async function connectBroker(options: BrokerConnectOptions): Promise<Mqtt
       : { will: { topic: options.will.topic, payload: Buffer.from(encode(options.will.payload)), qos: 1, retain: true } }),
   };
   const client = mqtt.connect(options.url, clientOptions);
+  // Requests and replies are small packets: without it, Nagle and delayed ACKs hold each for up to 40 ms (set again on every reconnect).
+  client.on('connect', () => (client.stream as Partial<Socket>).setNoDelay?.(true));
   try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no CONNACK within ${clientOptions.connectTimeout} ms`)), (clientOptions.connectTimeout ?? 5000) + 500);

@@ -125,6 +125,8 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions, log: L
   const maxPacketBytes = options.maxPacketBytes ?? MAX_MESSAGE_BYTES;
   // aedes pulls bytes with conn.read(): meter them there and close the connection at an oversized packet's header.
   const handle = (socket: Socket) => {
+    // Requests and replies are small packets: without it, Nagle and delayed ACKs hold each for up to 40 ms.
+    socket.setNoDelay(true);
     const meter = new PacketSizeMeter(maxPacketBytes);
     const read = socket.read.bind(socket);
     socket.read = (size?: number) => {
