@@ -43,8 +43,8 @@ const MiB = 1024 * 1024;
 /**
  * A tree (`build`) pre-copied and moved after the "freeze" as source-side.ts does it (tar without
  * the large files, then those by blocks; after the freeze deletions, changed blocks, the rest by
- * tar), through the forced command; `running` changes it at the points named. The snapshot's clock
- * runs CTIME_SLACK_MS - 200 ms ahead, so that 300 ms of age make the built entries count as old.
+ * tar), through the forced command; `running` changes it at the points named. The built entries
+ * are 300 ms old at the snapshot: old for the slack of a file system with sub-millisecond ctimes.
  */
 async function migrated(name: string, build: (upper: string) => void, running: { beforeTar?: (upper: string) => void; beforeBlocks?: (upper: string) => void; afterBlocks?: (upper: string) => void }) {
   const upper = join(base, name);
@@ -53,7 +53,8 @@ async function migrated(name: string, build: (upper: string) => void, running: {
   mkdirSync(target, { recursive: true });
   build(upper);
   await new Promise((r) => setTimeout(r, 300));
-  const snapshot = await snapshotTree(upper, { now: () => Date.now() + CTIME_SLACK_MS - 200 });
+  const snapshot = await snapshotTree(upper);
+  expect(snapshot.ctimeSlackMs, `${upper}: a file system with sub-millisecond ctimes`).toBe(CTIME_SLACK_MS.fine);
   const large = [...snapshot.blockFiles];
   running.beforeTar?.(upper);
   expect(forced(RECEIVE_COMMAND.xattrs, target, await collect(tarDirectory(upper, { xattrs: true, exclude: large, live: { archived: (rel) => snapshot.archived.add(rel) } }))).status).toBe(0);
@@ -90,9 +91,10 @@ describe('large files by blocks (bin/herd-blocks.py through the forced command)'
     chmodSync(join(upper, 'db', 'table'), 0o640);
     chownSync(join(upper, 'db', 'table'), 1234, 5678);
     setXattr(join(upper, 'db', 'table'), 'user.herd', 'before');
-    await new Promise((r) => setTimeout(r, 2300)); // out of the ctime slack: untouched entries count as old
+    await new Promise((r) => setTimeout(r, CTIME_SLACK_MS.fine + 200)); // out of the ctime slack: untouched entries count as old
 
     const snapshot = await snapshotTree(upper);
+    expect(snapshot.ctimeSlackMs, `${upper}: a file system with sub-millisecond ctimes`).toBe(CTIME_SLACK_MS.fine);
     expect([...snapshot.blockFiles].sort()).toEqual(['db/redo', 'db/replaced', 'db/sparse', 'db/table']);
     const large = [...snapshot.blockFiles];
     const state = new BlockState();

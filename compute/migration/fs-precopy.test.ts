@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { collect, must, setXattr, treeImage, treeListing } from '../../test/support/trees.ts';
-import { changesSince, CTIME_SLACK_MS, snapshotTree, type TreeChanges } from './fs-precopy.ts';
+import { changesSince, CTIME_SLACK_MS, ctimeSlackMs, snapshotTree, type TreeChanges } from './fs-precopy.ts';
 import { PRUNE_COMMAND, RECEIVE_COMMAND, tarDirectory, unescapeTarName } from './ssh-transfer.ts';
 
 const SCRIPT = resolve(import.meta.dirname, '../../bin/herd-ssh-command');
@@ -22,8 +22,8 @@ const removeXattr = (path: string, name: string) => must('python3', ['-c', 'impo
 /**
  * A tree (`build`) pre-copied and moved after the "freeze" as source-side.ts does it, through the
  * transfer key's real forced command (receiver, pruner); `running` changes it at the points named.
- * The snapshot's clock runs CTIME_SLACK_MS - 200 ms ahead, so that 300 ms of age make the built
- * entries count as old, as the slack's 2 s would.
+ * The built entries are 300 ms old at the snapshot: old for the slack of a file system with
+ * sub-millisecond ctimes (tmpdir must be one: ext4, xfs, btrfs, tmpfs).
  */
 async function migrated(build: (upper: string) => void, running: { beforeTar?: (upper: string) => void; duringTar?: (upper: string) => Promise<void>; afterTar?: (upper: string) => void }): Promise<{ base: string; upper: string; target: string; changes: TreeChanges }> {
   const base = mkdtempSync(join(tmpdir(), 'herd-precopy-case-'));
@@ -38,7 +38,8 @@ async function migrated(build: (upper: string) => void, running: { beforeTar?: (
   };
   build(upper);
   await new Promise((r) => setTimeout(r, 300));
-  const snapshot = await snapshotTree(upper, { now: () => Date.now() + CTIME_SLACK_MS - 200 });
+  const snapshot = await snapshotTree(upper);
+  expect(snapshot.ctimeSlackMs, `${upper}: a file system with sub-millisecond ctimes`).toBe(CTIME_SLACK_MS.fine);
   running.beforeTar?.(upper);
   // The pre-copy's archive, read whole; `duringTar` runs once its first chunk arrived (tar waits meanwhile, mid-way).
   const chunks: Buffer[] = [];
@@ -58,6 +59,13 @@ async function migrated(build: (upper: string) => void, running: { beforeTar?: (
 
 
 describe('filesystem pre-copy (real directories, real tar, the real pruner)', () => {
+  it('takes the short ctime slack only from a file system that gave a time finer than a millisecond', () => {
+    expect(ctimeSlackMs([1_764_268_176_000_000_000n, 1_764_268_177_000_000_000n])).toBe(CTIME_SLACK_MS.coarse); // whole seconds (ext4 with 128-byte inodes)
+    expect(ctimeSlackMs([1_764_268_176_010_000_000n, 1_764_268_176_020_000_000n])).toBe(CTIME_SLACK_MS.coarse); // 10 ms (exFAT)
+    expect(ctimeSlackMs([])).toBe(CTIME_SLACK_MS.coarse);
+    expect(ctimeSlackMs([1_764_268_176_000_000_000n, 1_764_268_176_839_938_168n])).toBe(CTIME_SLACK_MS.fine);
+  });
+
   it('reads back the names tar prints in its escape quoting', () => {
     expect(unescapeTarName('./a\\nb\\\\c\\303\\251 d')).toBe('./a\nb\\cé d');
     expect(unescapeTarName('plain/name')).toBe('plain/name');
@@ -80,9 +88,10 @@ describe('filesystem pre-copy (real directories, real tar, the real pruner)', ()
     writeFileSync(join(upper, 'renamed-from'), 'moving');
     symlinkSync('/etc/passwd', join(upper, 'link'));
     // The container runs on: wait out the ctime slack so that the untouched entries count as old.
-    await new Promise((r) => setTimeout(r, 2300));
+    await new Promise((r) => setTimeout(r, CTIME_SLACK_MS.fine + 200));
 
     const snapshot = await snapshotTree(upper);
+    expect(snapshot.ctimeSlackMs, `${upper}: a file system with sub-millisecond ctimes`).toBe(CTIME_SLACK_MS.fine);
     // Made after the snapshot, before the pre-copy reads them: in its archive but not in the snapshot.
     const weird = 'we\nird \\ é';
     writeFileSync(join(upper, weird), 'short-lived');

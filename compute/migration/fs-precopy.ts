@@ -32,10 +32,22 @@ import { lstat, opendir } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
- * Changes within this long before the snapshot count as changes after it: file systems
- * keep ctime at the kernel's clock tick, which may lag the wall clock a process reads.
+ * Changes within this long before the snapshot count as changes after it. A file system
+ * stamps ctime with the kernel's coarse clock, up to a tick (10 ms at HZ=100) behind the
+ * clock a process reads, cut to its granularity: a nanosecond on ext4 (with its default
+ * 256-byte inodes), xfs, btrfs and tmpfs, a whole second on ext4 with 128-byte inodes.
+ * `fine` covers granularities under a millisecond plus the tick; `coarse` any up to 2 s.
  */
-export const CTIME_SLACK_MS = 2000;
+export const CTIME_SLACK_MS = { fine: 100, coarse: 2000 } as const;
+
+/**
+ * The slack for a file system, from ctimes it gave: `fine` once one of them is not a whole
+ * millisecond (no file system with a coarser granularity gives such a time), else `coarse`.
+ */
+export function ctimeSlackMs(ctimesNs: Iterable<bigint>): number {
+  for (const ns of ctimesNs) if (ns % 1_000_000n !== 0n) return CTIME_SLACK_MS.fine;
+  return CTIME_SLACK_MS.coarse;
+}
 
 export interface TreeEntry {
   ino: bigint;
@@ -49,6 +61,8 @@ export const BLOCK_FILE_MIN_BYTES = 4 * 1024 * 1024;
 export interface TreeSnapshot {
   /** Wall clock when the walk began (ms). */
   takenAtMs: number;
+  /** How long before takenAtMs a ctime still counts as a change (CTIME_SLACK_MS, by the file system's granularity). */
+  ctimeSlackMs: number;
   /** Relative path ("a/b") → what it was. */
   entries: Map<string, TreeEntry>;
   /** What the pre-copy's archive holds (filled while it runs). */
@@ -65,6 +79,7 @@ const S_IFLNK = 0o120000;
 interface Stat {
   ino: bigint;
   mode: number;
+  ctimeNs: bigint;
   ctimeMs: number;
   size: number;
   nlink: number;
@@ -95,7 +110,7 @@ async function walk(dir: string, visit: (rel: string, st: Stat) => void, rel = '
       if (isGone(err)) continue; // deleted between the listing and now
       throw err;
     }
-    visit(path, { ino: st.ino, mode: Number(st.mode), ctimeMs: Number(st.ctimeNs / 1_000_000n), size: Number(st.size), nlink: Number(st.nlink) });
+    visit(path, { ino: st.ino, mode: Number(st.mode), ctimeNs: st.ctimeNs, ctimeMs: Number(st.ctimeNs / 1_000_000n), size: Number(st.size), nlink: Number(st.nlink) });
     if ((Number(st.mode) & S_IFMT) === S_IFDIR) await walk(dir, visit, path);
   }
 }
@@ -103,16 +118,18 @@ async function walk(dir: string, visit: (rel: string, st: Stat) => void, rel = '
 const isGone = (err: unknown) => (err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR';
 
 /** What is under `dir` now, and when the walk began. */
-export async function snapshotTree(dir: string, options: { now?: () => number; blockFileMinBytes?: number } = {}): Promise<TreeSnapshot> {
-  const takenAtMs = (options.now ?? Date.now)();
+export async function snapshotTree(dir: string, options: { blockFileMinBytes?: number } = {}): Promise<TreeSnapshot> {
+  const takenAtMs = Date.now();
   const entries = new Map<string, TreeEntry>();
   const blockFiles = new Set<string>();
+  const ctimesNs = [(await lstat(dir, { bigint: true })).ctimeNs];
   await walk(dir, (rel, st) => {
     entries.set(rel, { ino: st.ino, type: st.mode & S_IFMT });
+    if (ctimesNs.length < 64) ctimesNs.push(st.ctimeNs);
     // (A name with a newline goes by tar: the archive's exclusion list is one name per line.)
     if (isBlockFile(st, options.blockFileMinBytes ?? BLOCK_FILE_MIN_BYTES) && !rel.includes('\n')) blockFiles.add(rel);
   });
-  return { takenAtMs, entries, archived: new Set(), blockFiles };
+  return { takenAtMs, ctimeSlackMs: ctimeSlackMs(ctimesNs), entries, archived: new Set(), blockFiles };
 }
 
 export interface TreeChanges {
@@ -126,7 +143,7 @@ export interface TreeChanges {
 
 /** What changed under `dir` since `snapshot` (see the top of this file). */
 export async function changesSince(dir: string, snapshot: TreeSnapshot): Promise<TreeChanges> {
-  const since = snapshot.takenAtMs - CTIME_SLACK_MS;
+  const since = snapshot.takenAtMs - snapshot.ctimeSlackMs;
   const root = await lstat(dir, { bigint: true });
   const walked: { rel: string; st: Stat; send: boolean }[] = [];
   const replaced: string[] = [];
