@@ -49,7 +49,7 @@ beforeAll(async () => {
   mosquitto = await startMosquitto(
     dir,
     // As root it keeps reading the 0600 files (provisioning makes them the mosquitto user's instead).
-    ['user root', `listener ${port} 127.0.0.1`, `cafile ${tls.caFile}`, `certfile ${tls.certFile}`, `keyfile ${tls.keyFile}`, 'allow_anonymous false', `password_file ${files.passwordFile}`, `acl_file ${files.aclFile}`],
+    ['user root', `listener ${port} 127.0.0.1`, `cafile ${tls.caFile}`, `certfile ${tls.certFile}`, `keyfile ${tls.keyFile}`, 'allow_anonymous false', `password_file ${files.passwordFile}`, `acl_file ${files.aclFile}`, 'set_tcp_nodelay true'],
     async () => closeBroker(await connectBroker({ url, clientId: operatorClientId('operator', 'probe', 'x'), reconnectPeriodMs: 0, connectTimeoutMs: 1000, ...brokerCredentials({ credentialsFile: auth.credentials.operator, caFile: tls.caFile }) })),
   );
   for (const host of ['h1', 'h2']) {
