@@ -66,6 +66,23 @@ describe('filesystem pre-copy (real directories, real tar, the real pruner)', ()
     expect(ctimeSlackMs([1_764_268_176_000_000_000n, 1_764_268_176_839_938_168n])).toBe(CTIME_SLACK_MS.fine);
   });
 
+  it('finds a change made after the wall clock was stepped back since the snapshot', async () => {
+    const upper = mkdtempSync(join(tmpdir(), 'herd-precopy-clock-'));
+    try {
+      writeFileSync(join(upper, 'old'), 'untouched');
+      writeFileSync(join(upper, 'changed'), 'before');
+      await new Promise((r) => setTimeout(r, CTIME_SLACK_MS.fine + 200));
+      const snapshot = await snapshotTree(upper);
+      for (const rel of snapshot.entries.keys()) snapshot.archived.add(rel); // as the pre-copy's tar would
+      // As if the clock had read 1 s more at the snapshot: it has gone back 1 s since.
+      snapshot.takenAtMs += 1000;
+      writeFileSync(join(upper, 'changed'), 'after');
+      expect((await changesSince(upper, snapshot)).changed).toEqual(['.', 'changed']);
+    } finally {
+      rmSync(upper, { recursive: true, force: true });
+    }
+  });
+
   it('reads back the names tar prints in its escape quoting', () => {
     expect(unescapeTarName('./a\\nb\\\\c\\303\\251 d')).toBe('./a\nb\\cé d');
     expect(unescapeTarName('plain/name')).toBe('plain/name');

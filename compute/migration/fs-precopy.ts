@@ -61,6 +61,8 @@ export const BLOCK_FILE_MIN_BYTES = 4 * 1024 * 1024;
 export interface TreeSnapshot {
   /** Wall clock when the walk began (ms). */
   takenAtMs: number;
+  /** The monotonic clock then (performance.now()): tells whether the wall clock was stepped back since. */
+  takenAtMonotonicMs: number;
   /** How long before takenAtMs a ctime still counts as a change (CTIME_SLACK_MS, by the file system's granularity). */
   ctimeSlackMs: number;
   /** Relative path ("a/b") → what it was. */
@@ -120,6 +122,7 @@ const isGone = (err: unknown) => (err as NodeJS.ErrnoException).code === 'ENOENT
 /** What is under `dir` now, and when the walk began. */
 export async function snapshotTree(dir: string, options: { blockFileMinBytes?: number } = {}): Promise<TreeSnapshot> {
   const takenAtMs = Date.now();
+  const takenAtMonotonicMs = performance.now();
   const entries = new Map<string, TreeEntry>();
   const blockFiles = new Set<string>();
   const ctimesNs = [(await lstat(dir, { bigint: true })).ctimeNs];
@@ -129,7 +132,7 @@ export async function snapshotTree(dir: string, options: { blockFileMinBytes?: n
     // (A name with a newline goes by tar: the archive's exclusion list is one name per line.)
     if (isBlockFile(st, options.blockFileMinBytes ?? BLOCK_FILE_MIN_BYTES) && !rel.includes('\n')) blockFiles.add(rel);
   });
-  return { takenAtMs, ctimeSlackMs: ctimeSlackMs(ctimesNs), entries, archived: new Set(), blockFiles };
+  return { takenAtMs, takenAtMonotonicMs, ctimeSlackMs: ctimeSlackMs(ctimesNs), entries, archived: new Set(), blockFiles };
 }
 
 export interface TreeChanges {
@@ -143,7 +146,9 @@ export interface TreeChanges {
 
 /** What changed under `dir` since `snapshot` (see the top of this file). */
 export async function changesSince(dir: string, snapshot: TreeSnapshot): Promise<TreeChanges> {
-  const since = snapshot.takenAtMs - snapshot.ctimeSlackMs;
+  // A wall clock stepped back since the snapshot (NTP, a VM resumed) stamps later changes with earlier times: go back as far.
+  const steppedBackMs = Math.max(0, performance.now() - snapshot.takenAtMonotonicMs - (Date.now() - snapshot.takenAtMs));
+  const since = snapshot.takenAtMs - snapshot.ctimeSlackMs - steppedBackMs;
   const root = await lstat(dir, { bigint: true });
   const walked: { rel: string; st: Stat; send: boolean }[] = [];
   const replaced: string[] = [];
