@@ -1,8 +1,9 @@
 /**
  * What a live migration costs in the simulator: the downtime (the container does no work)
  * and the total time (it is in flight, `migrating` in the snapshot), from the figures
- * `npm run bench:migration` measured (docs/benchmark-migration.md, "Current", 2026-11-27,
- * commit f66b862, method "herd diff" with the direct restore, medians of 3 runs):
+ * `npm run bench:migration` measured (docs/benchmark-migration.md, "Block deltas, pre-copied
+ * volumes", 2026-11-27, commit f66b862, method "herd diff" with the direct restore, medians of
+ * 3 runs; the later run on another machine, "Current", is within 11 % of these):
  *
  *   memory   diff     downtime   total
  *   16 MiB   1 MiB     926 ms     992 ms
