@@ -82,7 +82,6 @@ interface Stat {
   ino: bigint;
   mode: number;
   ctimeNs: bigint;
-  ctimeMs: number;
   size: number;
   nlink: number;
 }
@@ -112,7 +111,7 @@ async function walk(dir: string, visit: (rel: string, st: Stat) => void, rel = '
       if (isGone(err)) continue; // deleted between the listing and now
       throw err;
     }
-    visit(path, { ino: st.ino, mode: Number(st.mode), ctimeNs: st.ctimeNs, ctimeMs: Number(st.ctimeNs / 1_000_000n), size: Number(st.size), nlink: Number(st.nlink) });
+    visit(path, { ino: st.ino, mode: Number(st.mode), ctimeNs: st.ctimeNs, size: Number(st.size), nlink: Number(st.nlink) });
     if ((Number(st.mode) & S_IFMT) === S_IFDIR) await walk(dir, visit, path);
   }
 }
@@ -148,24 +147,24 @@ export interface TreeChanges {
 export async function changesSince(dir: string, snapshot: TreeSnapshot): Promise<TreeChanges> {
   // A wall clock stepped back since the snapshot (NTP, a VM resumed) stamps later changes with earlier times: go back as far.
   const steppedBackMs = Math.max(0, performance.now() - snapshot.takenAtMonotonicMs - (Date.now() - snapshot.takenAtMs));
-  const since = snapshot.takenAtMs - snapshot.ctimeSlackMs - steppedBackMs;
+  const sinceNs = BigInt(Math.floor(snapshot.takenAtMs - snapshot.ctimeSlackMs - steppedBackMs)) * 1_000_000n;
   const root = await lstat(dir, { bigint: true });
   const walked: { rel: string; st: Stat; send: boolean }[] = [];
   const replaced: string[] = [];
   const seen = new Set<string>();
   /** Directories changed since the snapshot ("." the root). */
-  const recent = new Set<string>(Number(root.ctimeNs / 1_000_000n) >= since ? ['.'] : []);
+  const recent = new Set<string>(root.ctimeNs >= sinceNs ? ['.'] : []);
   await walk(dir, (rel, st) => {
     seen.add(rel);
     const before = snapshot.entries.get(rel);
     const other = before !== undefined && (before.ino !== st.ino || before.type !== (st.mode & S_IFMT));
     // Not in the snapshot but archived: created during the pre-copy, perhaps replaced since by another type.
     if (before === undefined ? snapshot.archived.has(rel) : other) replaced.push(rel);
-    if ((st.mode & S_IFMT) === S_IFDIR && st.ctimeMs >= since) recent.add(rel);
+    if ((st.mode & S_IFMT) === S_IFDIR && st.ctimeNs >= sinceNs) recent.add(rel);
     // In the snapshot and now, but not in the pre-copy's archive (a directory on its way was moved
     // away while tar ran, and back): the target lacks it, whatever its ctime says.
     const unarchived = before !== undefined && !snapshot.archived.has(rel) && !snapshot.blockFiles.has(rel);
-    walked.push({ rel, st, send: before === undefined || other || st.ctimeMs >= since || unarchived });
+    walked.push({ rel, st, send: before === undefined || other || st.ctimeNs >= sinceNs || unarchived });
   });
   const gone = [...new Set([...snapshot.entries.keys(), ...snapshot.archived])].filter((rel) => !seen.has(rel));
   const deleted = outermost([...gone, ...replaced]);
