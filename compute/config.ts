@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { brokerClientConfigSchema } from '../protocol/config.ts';
 import { commandLimitsSchema } from '../protocol/rpc.ts';
-import { METRICS_PORTS, metricsConfigSchema } from '../protocol/metrics-endpoint.ts';
+import { METRICS_PORTS, metricsConfigSchema } from '../protocol/metrics-config.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
 import { COMPRESSIONS } from '../protocol/messages.ts';
 import { RESTORE_MODES } from './runtime/direct-restore.ts';

@@ -6,8 +6,8 @@ import { HerdError } from '../protocol/errors.ts';
 import { MAX_MESSAGE_BYTES } from '../protocol/codec.ts';
 import { brokerAuthFields } from '../protocol/config.ts';
 import { commandLimitsSchema } from '../protocol/rpc.ts';
-import { METRICS_PORTS, metricsConfigSchema } from '../protocol/metrics-endpoint.ts';
-import { dashboardConfigSchema } from './dashboard/dashboard-server.ts';
+import { METRICS_PORTS, metricsConfigSchema } from '../protocol/metrics-config.ts';
+import { dashboardConfigSchema } from './dashboard/dashboard-config.ts';
 
 /** Node's timers fire at once beyond 2^31 − 1 ms (about 24.8 days): no interval may be longer. */
 const seconds = () => z.number().max(2_147_483, 'at most 2147483 s (Node timers overflow beyond)');

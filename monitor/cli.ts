@@ -5,7 +5,6 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { runMonitor } from './main.ts';
 import { DATASET_KINDS, type DatasetKind } from './dataset.ts';
 import { exportCsv, parseTime } from './export.ts';
 import { cliBrokerEndpoint, loadConfig } from '../protocol/config.ts';
@@ -54,6 +53,7 @@ export function registerMonitorCommands(program: Command, hooks: MonitorCommandH
       const broker = (cmd.optsWithGlobals() as { broker?: string }).broker;
       if (broker !== undefined) overrides.broker = { url: broker };
       hooks.onDaemon?.();
+      const { runMonitor } = await import('./main.ts');
       await runMonitor({ ...(opts.config === undefined ? {} : { config: opts.config }), overrides });
     });
 

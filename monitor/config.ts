@@ -1,7 +1,7 @@
 /** Configuration of the monitor daemon (`herd monitor --config /etc/herd/monitor.yaml`). */
 import { z } from 'zod';
 import { brokerClientConfigSchema } from '../protocol/config.ts';
-import { METRICS_PORTS, metricsConfigSchema } from '../protocol/metrics-endpoint.ts';
+import { METRICS_PORTS, metricsConfigSchema } from '../protocol/metrics-config.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
 
 export const monitorHostSchema = z.strictObject({

@@ -4,7 +4,8 @@ import { HerdError } from '../../protocol/errors.ts';
 import { hashPassword, type UserEntry } from '../../protocol/credentials.ts';
 import { silentLogger } from '../../protocol/log.ts';
 import { PROTOCOL_VERSION } from '../../protocol/messages.ts';
-import { buildDashboardApp, dashboardConfigSchema, serveDashboard, type DashboardDeps, type DashboardServer } from './dashboard-server.ts';
+import { dashboardConfigSchema } from './dashboard-config.ts';
+import { buildDashboardApp, serveDashboard, type DashboardDeps, type DashboardServer } from './dashboard-server.ts';
 import { LiveState } from './live-state.ts';
 
 const users: UserEntry[] = [

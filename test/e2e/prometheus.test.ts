@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LabLayout } from '../../control/lab/layout.ts';
-import { METRICS_PORTS } from '../../protocol/metrics-endpoint.ts';
+import { METRICS_PORTS } from '../../protocol/metrics-config.ts';
 import { COUNTER, execIn } from '../support/containers.ts';
 import { herd, herdOk } from '../support/herd-cli.ts';
 import { dockerOf, readyLab, setFaults } from '../support/lab.ts';
