@@ -22,6 +22,13 @@ blocks alone.
                                     the receiver wrote, for the same inode); a file STATE
                                     does not know goes fresh.
 
+  herd-blocks.py prune DIR          (target, the forced command's herd-prune) deletes the
+                                    NUL-separated paths relative to DIR read from stdin (the
+                                    deletions after a pre-copy) in one process, each reached
+                                    through no symlink (one on the way is refused; a symlink
+                                    named goes itself); a path already gone, or under a file,
+                                    is skipped.
+
   herd-blocks.py untar DIR TAR...   (target, the forced command's herd-receive --xattrs) runs
                                     TAR (tar -x into DIR) on the tar stream from stdin and squares
                                     what tar leaves of a directory that a delta after a pre-copy
@@ -56,6 +63,7 @@ the compute daemon: hashing runs in its own process, beside the daemon's SSH str
 import errno
 import hashlib
 import os
+import shutil
 import stat
 import struct
 import subprocess
@@ -394,6 +402,44 @@ class TarHeaders:
             data = data[int(length) :]
 
 
+def prune(root):
+    """Deletes the NUL-separated relative paths on stdin under root, none through a symlink (one process: a path costs no fork)."""
+    try:
+        root_fd = os.open(os.fsencode(root), os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        fail(f"refused: {root} is not a directory", 126)
+    for rel in sys.stdin.buffer.read().split(b"\0"):
+        if not rel:
+            continue
+        if rel.startswith(b"/"):
+            fail(f"refused: a path to delete must be relative: {rel!r}", 126)
+        parts = rel.split(b"/")
+        if any(p in (b"", b".", b"..") for p in parts):
+            fail(f"refused: a path to delete has . or .. or empty segments: {rel!r}", 126)
+        fd = os.dup(root_fd)
+        try:
+            for part in parts[:-1]:
+                try:
+                    child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                except OSError as err:
+                    if err.errno in (errno.ELOOP, errno.ENOTDIR) and stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode):
+                        fail(f"refused: {rel!r} leads out of the directory (through a symlink)", 126)
+                    raise
+                os.close(fd)
+                fd = child
+            name = parts[-1]
+            # A symlink goes itself, not what it points to; a directory with all it holds (rmtree by fds follows no symlink).
+            if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                shutil.rmtree(name, dir_fd=fd)
+            else:
+                os.unlink(name, dir_fd=fd)
+        except OSError as err:
+            # Gone already, or under a file: nothing of the tree to delete there.
+            if err.errno not in (errno.ENOENT, errno.ENOTDIR):
+                raise
+        finally:
+            os.close(fd)
+
 def untar(root, command):
     """Runs command (tar -x into root) on the tar stream from stdin, squaring what it leaves of directories
     (see the top of this file); exits as it does."""
@@ -465,10 +511,12 @@ def main(argv):
         send(os.fsencode(argv[2]), argv[3])
     elif len(argv) == 3 and argv[1] == "receive":
         receive(argv[2])
+    elif len(argv) == 3 and argv[1] == "prune":
+        prune(argv[2])
     elif len(argv) > 3 and argv[1] == "untar":
         untar(argv[2], argv[3:])
     else:
-        fail("usage: herd-blocks.py send --fresh DIR < paths  |  herd-blocks.py send DIR STATE < paths  |  herd-blocks.py receive DIR < stream > state  |  herd-blocks.py untar DIR TAR-COMMAND... < tar", 2)
+        fail("usage: herd-blocks.py send --fresh DIR < paths  |  herd-blocks.py send DIR STATE < paths  |  herd-blocks.py receive DIR < stream > state  |  herd-blocks.py prune DIR < paths  |  herd-blocks.py untar DIR TAR-COMMAND... < tar", 2)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
  * copy of the frozen one: files, modes, owners, times, xattrs, whiteouts, deletions.
  */
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync, linkSync, chownSync, statSync, utimesSync, rmdirSync, truncateSync } from 'node:fs';
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync, linkSync, chownSync, statSync, utimesSync, rmdirSync, truncateSync, readdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -182,8 +182,14 @@ describe('filesystem pre-copy (real directories, real tar, the real pruner)', ()
       expect(r.stderr.toString()).toMatch(message);
     }
     expect(prune(['x'], outside).stderr.toString()).toMatch(/not under this host's data roots/);
-    // The symlink itself may go (not what it points to).
-    expect(prune(['escape']).status).toBe(0);
+    // The symlink itself may go (not what it points to); so may a directory holding one, and
+    // paths already gone or under a file are skipped.
+    mkdirSync(join(target, 'dir', 'sub'), { recursive: true });
+    symlinkSync(outside, join(target, 'dir', 'sub', 'out'));
+    writeFileSync(join(target, 'file'), 'x');
+    const r = prune(['dir', 'escape', 'file/under', 'never/was', 'file']);
+    expect(r.status, r.stderr.toString()).toBe(0);
+    expect(readdirSync(target)).toEqual([]);
     expect(must('cat', [join(outside, 'precious')]).toString()).toBe('keep');
     rmSync(base, { recursive: true, force: true });
   });
