@@ -75,6 +75,8 @@ export async function rollBackSource(ctx: MigrationContext, record: SourceRecord
   } else if (now.running) {
     outcome = 'rolled-back';
     detail = `still running on ${ctx.hostId} (it was never stopped)`;
+    // Frozen for a dump that never began (the daemon died in between): it runs again.
+    if (now.state !== 'paused' && (await runtime.thawAfterCheckpoint(record.sourceDockerId))) detail = `still running on ${ctx.hostId} (thawed: a checkpoint had frozen it)`;
   } else {
     const checkpointPath = runtime.checkpointPath(record.sourceDockerId, record.checkpointId);
     if (ctx.faults().has('fail-local-restore')) {

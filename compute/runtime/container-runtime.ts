@@ -73,6 +73,12 @@ export interface ContainerRuntime {
    * hears when the images are complete, which may be before (the images may go meanwhile).
    */
   checkpoint(dockerId: string, checkpointId: string, options: { exit: boolean; checkpointDir?: string; onDumped?: () => void }): Promise<void>;
+  /**
+   * Thaws a running container's cgroup that a checkpoint froze and did not thaw (the daemon
+   * died between freezing it and CRIU's seizing it); true when it was frozen. Not for a
+   * container Docker paused (its state says "paused").
+   */
+  thawAfterCheckpoint(dockerId: string): Promise<boolean>;
   /** Starts a (stopped) container from one of its checkpoints. */
   startFromCheckpoint(dockerId: string, checkpointId: string): Promise<void>;
   /** Removes a checkpoint; missing is fine. */

@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import Docker from 'dockerode';
 import { HerdError } from '../../protocol/errors.ts';
 import type { ContainerSpec, ContainerSummary } from '../../protocol/messages.ts';
+import { freeze, freezerOf, thaw } from './cgroup-freezer.ts';
 import { HERD_ID_LABEL, HERD_MIGRATION_LABEL, type ContainerDetails, type ContainerRuntime, type NetworkInfo, type RuntimeInfo } from './container-runtime.ts';
 
 const execFileAsync = promisify(execFile);
@@ -306,12 +307,19 @@ export class DockerRuntime implements ContainerRuntime {
   private async checkpointWithRunc(dockerId: string, imageDir: string, exit: boolean, onDumped?: () => void): Promise<void> {
     // runc creates the image dir itself (and fails for real if it cannot); CRIU's logs go to a temp work dir.
     const workDir = await mkdtemp(`${tmpdir()}/herd-criu-`);
-    const args = ['--root', `${this.options.execRoot}/runtime-runc/moby`, 'checkpoint', '--image-path', imageDir, '--work-path', workDir];
+    const args = ['--root', this.runcRoot, 'checkpoint', '--image-path', imageDir, '--work-path', workDir];
     if (!exit) args.push('--leave-running');
     args.push(dockerId);
+    // Frozen here, so that CRIU does not wait for its own freeze's first 100 ms poll (cgroup-freezer.ts).
+    const freezer = await freezerOf(this.runcStateFile(dockerId));
+    const frozenHere = await freeze(freezer);
     try {
       await execFileAsync('runc', args, { timeout: 10 * 60_000 });
+      // A dump that leaves the container running puts back the state CRIU found: frozen.
+      if (frozenHere && !exit) await thaw(freezer);
     } catch (err) {
+      // A failed dump leaves the cgroup as CRIU found it (or never touched it): the container runs on.
+      if (frozenHere) await thaw(freezer);
       const log = await readFile(`${workDir}/dump.log`, 'utf8').catch(() => '');
       const tail = log.trim().split('\n').filter((l) => /Error|error/.test(l)).slice(-3).join(' | ');
       const stderr = String((err as { stderr?: unknown }).stderr ?? (err as Error).message).trim();
@@ -328,6 +336,18 @@ export class DockerRuntime implements ContainerRuntime {
       await new Promise((r) => setTimeout(r, 25));
     }
     throw new HerdError('CHECKPOINT_FAILED', `container ${dockerId.slice(0, 12)} was checkpointed but Docker still reports it running after 5 s`);
+  }
+
+  private get runcRoot(): string {
+    return `${this.options.execRoot}/runtime-runc/moby`;
+  }
+
+  private runcStateFile(dockerId: string): string {
+    return `${this.runcRoot}/${dockerId}/state.json`;
+  }
+
+  async thawAfterCheckpoint(dockerId: string): Promise<boolean> {
+    return thaw(await freezerOf(this.runcStateFile(dockerId)));
   }
 
   async startFromCheckpoint(dockerId: string, checkpointId: string): Promise<void> {

@@ -139,6 +139,9 @@ export class FakeRuntime implements ContainerRuntime {
     c.checkpoints.add(checkpointId);
     if (options.exit) c.state = 'exited';
   }
+  async thawAfterCheckpoint(): Promise<boolean> {
+    return false;
+  }
   async startFromCheckpoint(dockerId: string, checkpointId: string): Promise<void> {
     this.check();
     const c = this.get(dockerId);
