@@ -264,7 +264,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
         stopping: () => stopping,
         fence: async (targetHost, migrationId) => {
           const t = view?.host(targetHost);
-          return fenceTarget(await ssh.get(t?.address ?? targetHost, t?.sshPort ?? 22), migrationId);
+          return fenceTarget(ssh.peer(t?.address ?? targetHost, t?.sshPort ?? 22), migrationId);
         },
       };
       // Serve first: settling an interrupted migration may need this host's answers (and a peer's).

@@ -154,7 +154,7 @@ describe('the source records a migration before anything can freeze', () => {
     cluster.runtime('h1').add({ name: 'counter', herdId: HERD_ID, state: 'running' });
     cluster.runtime('h2').add({ name: 'counter', herdId: 'other0000001', state: 'running' });
     const ctx = cluster.ctx('h1');
-    Object.assign(ctx, { ssh: { get: async () => ({}) } });
+    Object.assign(ctx, { ssh: { peer: () => ({ exec: () => Promise.reject(new Error('no sessions in this test')) }), connect: async () => undefined } });
     await expect(new SourceMigration(ctx, { migrationId: MID, container: 'counter', targetHost: 'h2', fsMode: 'diff' }).run()).rejects.toMatchObject({ code: 'CONFLICT' });
     expect(ctx.store.list()).toEqual([]);
     expect(ctx.store.tombstone('source', MID)).toMatchObject({ outcome: 'refused', error: { code: 'CONFLICT' }, detail: 'refused before anything was frozen' });

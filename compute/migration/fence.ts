@@ -17,33 +17,36 @@
  * or can start there: roll back). Anything else (Docker down, no such state dir) leaves
  * the migration in doubt, to be tried again.
  */
-import type { Client } from 'ssh2';
+import type { ClientChannel } from 'ssh2';
 import { HerdError } from '../../protocol/errors.ts';
-import { FENCE_COMMAND } from './ssh-transfer.ts';
+import { FENCE_COMMAND, type SshSessions } from './ssh-transfer.ts';
 
 export type FenceOutcome = 'running' | 'fenced';
 
-/** Runs the fence on the target through an SSH connection to it. */
-export function fenceTarget(conn: Client, migrationId: string, timeoutMs = 120_000): Promise<FenceOutcome> {
+/** Runs the fence on the target through an SSH session to it. */
+export async function fenceTarget(ssh: SshSessions, migrationId: string, timeoutMs = 120_000): Promise<FenceOutcome> {
+  const fail = (message: string, cause?: unknown) => new HerdError('IN_DOUBT', `fencing migration ${migrationId} on the target over SSH failed: ${message}`, { cause });
+  let channel: ClientChannel;
+  try {
+    channel = await ssh.exec(FENCE_COMMAND(migrationId));
+  } catch (err) {
+    throw fail((err as Error).message, err);
+  }
   return new Promise((resolve, reject) => {
-    const fail = (message: string, cause?: unknown) => reject(new HerdError('IN_DOUBT', `fencing migration ${migrationId} on the target over SSH failed: ${message}`, { cause }));
-    conn.exec(FENCE_COMMAND(migrationId), (err, channel) => {
-      if (err) return fail(err.message, err);
-      let out = '';
-      let errText = '';
-      const timer = setTimeout(() => {
-        channel.close();
-        fail(`no answer within ${timeoutMs} ms`);
-      }, timeoutMs);
-      channel.on('data', (d: Buffer) => (out += d.toString()));
-      channel.stderr.on('data', (d: Buffer) => (errText += d.toString()));
-      channel.on('close', (code: number | null) => {
-        clearTimeout(timer);
-        const answer = out.trim().split('\n').pop();
-        if (code === 0 && answer === 'RUNNING') resolve('running');
-        else if (code === 0 && answer === 'FENCED') resolve('fenced');
-        else fail(`script exited ${code ?? 'by signal'}: ${errText.trim().slice(0, 300) || out.trim().slice(0, 300)}`);
-      });
+    let out = '';
+    let errText = '';
+    const timer = setTimeout(() => {
+      channel.close();
+      reject(fail(`no answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    channel.on('data', (d: Buffer) => (out += d.toString()));
+    channel.stderr.on('data', (d: Buffer) => (errText += d.toString()));
+    channel.on('close', (code: number | null) => {
+      clearTimeout(timer);
+      const answer = out.trim().split('\n').pop();
+      if (code === 0 && answer === 'RUNNING') resolve('running');
+      else if (code === 0 && answer === 'FENCED') resolve('fenced');
+      else reject(fail(`script exited ${code ?? 'by signal'}: ${errText.trim().slice(0, 300) || out.trim().slice(0, 300)}`));
     });
   });
 }

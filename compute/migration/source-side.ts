@@ -22,7 +22,6 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { Transform, type Readable } from 'node:stream';
-import type { Client } from 'ssh2';
 import { HerdError, toHerdError } from '../../protocol/errors.ts';
 import type { CommandArgs, Compression, MigrationEvent, MigrationPhase, MigrationResult, MigrationStatus, MigrationTimings, PrepareResult, TargetRestoreResult } from '../../protocol/messages.ts';
 import { PROTOCOL_VERSION } from '../../protocol/messages.ts';
@@ -31,7 +30,7 @@ import type { MigrationContext } from './context.ts';
 import type { SourceRecord } from './migration-store.ts';
 import { killRuncJobs } from './runc-jobs.ts';
 import { askTargetToAbort, resolveInDoubt, restoreOutcomeUnknown, rollBackSource, rollForward, type Settled } from './source-settle.ts';
-import { openReceiver, prunePaths, tarDirectory, type RemoteReceiver, type SentBytes } from './ssh-transfer.ts';
+import { openPruner, openReceiver, tarDirectory, type RemotePruner, type RemoteReceiver, type SentBytes, type SshSessions } from './ssh-transfer.ts';
 import { BlockState, blocksStream } from './block-delta.ts';
 import { changesSince, snapshotTree, type TreeSnapshot } from './fs-precopy.ts';
 import { assertCarried, assertCheckpointable, containerProcesses, hasSysResource } from './preflight.ts';
@@ -72,9 +71,10 @@ interface Clock {
   phaseStarted: Map<MigrationPhase, number>;
 }
 
-/** A tree the pre-copy sent: what it held then, and for its large files, what went and the receiver of their delta. */
+/** A tree the pre-copy sent: what it held then, the pruner of its deletions, and for its large files, what went and the receiver of their delta. */
 interface PreCopied {
   snapshot: TreeSnapshot;
+  pruner: Promise<RemotePruner>;
   blocks?: { state: BlockState; receiver: Promise<RemoteReceiver> };
 }
 
@@ -214,7 +214,7 @@ export class SourceMigration {
     const target = ctx.view.requireOnline(args.targetHost);
     const sshHost = target.address ?? args.targetHost;
     const sshPort = target.sshPort ?? 22;
-    const ssh = ctx.ssh.get(sshHost, sshPort);
+    const ssh = ctx.ssh.peer(sshHost, sshPort);
     try {
       const memoryBytes = memoryUsageBytes(d.pid);
       const { trees, exportBytes } = await this.filesystemTrees();
@@ -223,7 +223,7 @@ export class SourceMigration {
       // What the transfer will move, roughly (the checkpoint is about the memory in use): the progress bar's 100 %. Unknown for a whole-filesystem export.
       if (args.fsMode !== 'full') this.estimatedTransferBytes = memoryBytes + this.trees.reduce((sum, t) => sum + (t.precopy ? 0 : t.bytes), 0);
       const requiredBytes = memoryBytes * 2 + filesystemBytes;
-      await Promise.all([this.request('migration.check', { migrationId: args.migrationId, spec: d.spec, requiredBytes }, CHECK_TIMEOUT_MS), ssh]);
+      await Promise.all([this.request('migration.check', { migrationId: args.migrationId, spec: d.spec, requiredBytes }, CHECK_TIMEOUT_MS), ctx.ssh.connect(sshHost, sshPort)]);
     } catch (err) {
       const error = toHerdError(err);
       const detail = 'refused before anything was frozen';
@@ -238,21 +238,23 @@ export class SourceMigration {
     // Receivers for the checkpoint, a full export and each tree, started now so that their
     // start-up (sshd's fork of the forced command) overlaps the pre-copy or the checkpoint.
     const compression = args.compression ?? ctx.transferCompression;
-    const receivers = ssh.then((conn) =>
-      Promise.all([
-        openReceiver(conn, { kind: 'plain', compression }),
-        args.fsMode === 'full' ? openReceiver(conn, { kind: 'plain', compression }) : undefined,
-        // A pre-copied tree's delta extracts over the pre-copy (`over`); the others into a new, empty directory.
-        ...this.trees.map((t) => openReceiver(conn, { kind: t.precopy ? 'over' : 'xattrs', compression })),
-      ]),
-    );
+    const receivers = allOrNone([
+      openReceiver(ssh, { kind: 'plain', compression }),
+      args.fsMode === 'full' ? openReceiver(ssh, { kind: 'plain', compression }) : Promise.resolve(undefined),
+      // A pre-copied tree's delta extracts over the pre-copy (`over`); the others into a new, empty directory.
+      ...this.trees.map((t) => openReceiver(ssh, { kind: t.precopy ? 'over' : 'xattrs', compression })),
+    ]);
     const precopyTrees = this.trees.filter((t) => t.precopy);
     // The pre-copy's receivers likewise: per tree, one for its archive and one for its large files (used one after the other; unused ones are closed).
-    const precopyReceivers = precopyTrees.length === 0 ? Promise.resolve([]) : ssh.then((conn) => Promise.all(precopyTrees.flatMap(() => [openReceiver(conn, { kind: 'xattrs', compression }), openReceiver(conn, { kind: 'blocks', compression })])));
+    const precopyReceivers = allOrNone(precopyTrees.flatMap(() => [openReceiver(ssh, { kind: 'xattrs', compression }), openReceiver(ssh, { kind: 'blocks', compression })]));
     // The large files' receivers for after the freeze, opened by the pre-copy (see preCopy).
     const precopied = new Map<FsTree, PreCopied>();
-    const blockReceivers = () => [...precopied.values()].flatMap((p) => (p.blocks === undefined ? [] : [p.blocks.receiver]));
-    const cancelReceivers = () => void Promise.all([receivers, precopyReceivers, ...blockReceivers()]).then((all) => all.flat().forEach((r) => r?.cancel())).catch(() => undefined);
+    const precopyChannels = () => [...precopied.values()].flatMap((p) => [p.pruner, ...(p.blocks === undefined ? [] : [p.blocks.receiver])]);
+    // Each on its own: one that failed to open must not keep the others (and their SSH sessions) open.
+    const cancelReceivers = () => {
+      const opening: Promise<readonly ({ cancel(): void } | undefined)[]>[] = [receivers, precopyReceivers, ...precopyChannels().map((p) => p.then((r) => [r]))];
+      for (const o of opening) void o.then((all) => all.forEach((r) => r?.cancel()), () => undefined);
+    };
     prepared.catch(() => undefined);
     receivers.catch(() => undefined);
     precopyReceivers.catch(() => undefined);
@@ -263,7 +265,7 @@ export class SourceMigration {
       try {
         const prep = await prepared;
         phase = 'precopy';
-        precopy = await this.preCopy(precopyTrees, prep, await precopyReceivers, precopied, await ssh, compression);
+        precopy = await this.preCopy(precopyTrees, prep, await precopyReceivers, precopied, ssh, compression);
       } catch (err) {
         const error = toHerdError(err, 'TRANSFER_FAILED');
         await this.event(phase, 'failed', { error: error.toWire() });
@@ -340,7 +342,8 @@ export class SourceMigration {
         // What changed since the pre-copy: deletions first, then the large files' changed blocks, then
         // the other changed entries (last: extracting a directory entry sets its times).
         const changes = await changesSince(tree.dir, pre.snapshot);
-        if (changes.deleted.length > 0) await prunePaths(await ssh, into, changes.deleted);
+        if (changes.deleted.length > 0) await (await pre.pruner).prune(changes.deleted);
+        else void pre.pruner.then((p) => p.cancel(), () => undefined);
         this.log.info({ tree: tree.what, changed: changes.changed.length, blocks: changes.blocks.length, deleted: changes.deleted.length }, 'filesystem changes since the pre-copy');
         let blocks: SentBytes = { bytes: 0, wireBytes: 0 };
         if (pre.blocks !== undefined) {
@@ -353,7 +356,7 @@ export class SourceMigration {
       };
       // Wait for every stream even when one fails, so that nothing still writes on the target while it is aborted.
       const [cp, ...fs] = await Promise.allSettled([
-        send(checkpointReceiver, prep.checkpointDir, tarDirectory(checkpointPath, { xattrs: false }), 'checkpoint transfer'),
+        send(checkpointReceiver as RemoteReceiver, prep.checkpointDir, tarDirectory(checkpointPath, { xattrs: false }), 'checkpoint transfer'),
         ...(exportReceiver === undefined ? [] : [ctx.runtime.exportFilesystem(d.dockerId).then((exported) => send(exportReceiver, prep.upperDir, exported, 'full filesystem transfer'))]),
         ...this.trees.map((tree, i) => treeTransfer(tree, treeReceivers[i] as RemoteReceiver)),
       ]);
@@ -489,7 +492,7 @@ export class SourceMigration {
    * Copies the trees to the target while the container runs (after the target prepared its
    * container), one after the other, noting beforehand what each holds (fs-precopy.ts).
    */
-  private async preCopy(trees: FsTree[], prep: PrepareResult, receivers: RemoteReceiver[], done: Map<FsTree, PreCopied>, conn: Client, compression: Compression): Promise<{ ms: number; bytes: number; wireBytes: number }> {
+  private async preCopy(trees: FsTree[], prep: PrepareResult, receivers: RemoteReceiver[], done: Map<FsTree, PreCopied>, ssh: SshSessions, compression: Compression): Promise<{ ms: number; bytes: number; wireBytes: number }> {
     await this.event('prepare', 'finished', { detail: `target container ${prep.targetDockerId.slice(0, 12)}` });
     await this.event('precopy', 'started');
     const start = performance.now();
@@ -515,16 +518,19 @@ export class SourceMigration {
         };
         const [archiveReceiver, blocksReceiver] = [receivers[2 * i], receivers[2 * i + 1]] as [RemoteReceiver, RemoteReceiver];
         await send(archiveReceiver, tarDirectory(tree.dir, { xattrs: true, exclude: large, live: { archived: (rel) => snapshot.archived.add(rel) } }), `${tree.what} pre-copy`);
+        // The pruner of the deletions after the freeze starts now, off the downtime.
+        const pruner = openPruner(ssh, into);
+        pruner.catch(() => undefined);
         if (large.length === 0) {
           blocksReceiver.cancel();
-          done.set(tree, { snapshot });
+          done.set(tree, { snapshot, pruner });
         } else {
           // The large files by blocks (block-delta.ts); the target replies what it holds. The receiver for their delta opens now, off the downtime.
           const state = new BlockState();
           this.blockStates.push(state);
-          const receiver = openReceiver(conn, { kind: 'blocks', compression });
+          const receiver = openReceiver(ssh, { kind: 'blocks', compression });
           receiver.catch(() => undefined);
-          done.set(tree, { snapshot, blocks: { state, receiver } });
+          done.set(tree, { snapshot, pruner, blocks: { state, receiver } });
           state.save((await send(blocksReceiver, blocksStream(tree.dir, large), `${tree.what} pre-copy of large files`)).reply);
         }
         entries += snapshot.entries.size;
@@ -621,6 +627,15 @@ export class SourceMigration {
     await this.event('failed', 'failed', { error: error.toWire() });
     return error;
   }
+}
+
+/** All the receivers, or none: when one cannot open, those that did are closed (each holds an SSH session). */
+async function allOrNone<T extends { cancel(): void } | undefined>(opening: Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(opening);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed === undefined) return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
+  for (const r of settled) if (r.status === 'fulfilled') r.value?.cancel();
+  throw failed.reason;
 }
 
 function round(ms: number): number {

@@ -1,43 +1,114 @@
-/** One SSH connection per peer host, opened on demand and reused across migrations. */
-import type { Client } from 'ssh2';
-import { connectSsh, type SshTarget } from './ssh-transfer.ts';
+/**
+ * SSH sessions to peer hosts, on connections opened on demand and reused across migrations.
+ * Every receiver, pruner and fence is a session of its own (an exec channel), and sshd allows
+ * only MaxSessions of them per connection: 10 by default. One migration holds up to 3 + 4 per
+ * carried tree at once (checkpoint, export, each tree's receiver; a pre-copied tree's archive,
+ * block and delta receivers and its pruner), and concurrent migrations to one peer add up, so a
+ * peer gets another connection whenever its open ones are full; one that empties goes again,
+ * but the peer's first.
+ */
+import type { Client, ClientChannel } from 'ssh2';
+import { connectSsh, type SshSessions, type SshTarget } from './ssh-transfer.ts';
+
+/** Sessions per connection: sshd's default MaxSessions (the lab's sshd keeps the default too). */
+export const SESSIONS_PER_CONNECTION = 10;
+
+interface Pooled {
+  client: Promise<Client>;
+  /** Sessions open or being opened on it. */
+  sessions: number;
+}
 
 export class SshPool {
-  private readonly connections = new Map<string, Promise<Client>>();
+  private readonly peers = new Map<string, Pooled[]>();
 
-  constructor(private readonly identity: Omit<SshTarget, 'host' | 'port'>) {}
+  constructor(
+    private readonly identity: Omit<SshTarget, 'host' | 'port'>,
+    private readonly sessionsPerConnection = SESSIONS_PER_CONNECTION,
+    private readonly openConnection: (target: SshTarget) => Promise<Client> = connectSsh,
+  ) {}
 
-  get(host: string, port: number): Promise<Client> {
-    const key = `${host}:${port}`;
-    let conn = this.connections.get(key);
-    if (conn === undefined) {
-      conn = connectSsh({ ...this.identity, host, port });
-      this.connections.set(key, conn);
-      conn.then(
-        (c) => {
-          const drop = () => {
-            if (this.connections.get(key) === conn) this.connections.delete(key);
-          };
-          c.once('close', drop);
-          // on, not once: ssh2 may emit several errors, and an unheard one would crash the daemon.
-          c.on('error', drop);
-        },
-        () => this.connections.delete(key),
-      );
-    }
-    return conn;
+  /** The peer's sessions (its connections are opened when a session needs one). */
+  peer(host: string, port: number): SshSessions {
+    return { exec: (command) => this.exec(host, port, command) };
   }
 
-  /** Forgets a connection after a failure so the next use reconnects. */
+  /** Resolves once a connection to the peer is open (reusing one when there is): a check that needs no session. */
+  async connect(host: string, port: number): Promise<void> {
+    await (this.peers.get(key(host, port))?.[0] ?? this.open(host, port)).client;
+  }
+
+  /** Forgets the peer's connections after a failure, closing them (their sessions fail), so that the next use reconnects. */
   drop(host: string, port: number): void {
-    const key = `${host}:${port}`;
-    const conn = this.connections.get(key);
-    this.connections.delete(key);
-    void conn?.then((c) => c.end()).catch(() => undefined);
+    const list = this.peers.get(key(host, port)) ?? [];
+    this.peers.delete(key(host, port));
+    for (const c of list) void c.client.then((client) => client.end()).catch(() => undefined);
   }
 
   close(): void {
-    for (const conn of this.connections.values()) void conn.then((c) => c.end()).catch(() => undefined);
-    this.connections.clear();
+    for (const list of this.peers.values()) for (const c of list) void c.client.then((client) => client.end()).catch(() => undefined);
+    this.peers.clear();
+  }
+
+  private open(host: string, port: number): Pooled {
+    const k = key(host, port);
+    const pooled: Pooled = { client: this.openConnection({ ...this.identity, host, port }), sessions: 0 };
+    const list = this.peers.get(k) ?? [];
+    list.push(pooled);
+    this.peers.set(k, list);
+    const forget = () => {
+      const now = this.peers.get(k);
+      if (now === undefined) return;
+      const rest = now.filter((c) => c !== pooled);
+      if (rest.length > 0) this.peers.set(k, rest);
+      else this.peers.delete(k);
+    };
+    pooled.client.then(
+      (client) => {
+        client.once('close', forget);
+        // on, not once: ssh2 may emit several errors, and an unheard one would crash the daemon.
+        client.on('error', forget);
+      },
+      forget,
+    );
+    return pooled;
+  }
+
+  private async exec(host: string, port: number, command: string): Promise<ClientChannel> {
+    // Claimed in the same tick as it is chosen, so that concurrent sessions never overfill a connection.
+    const pooled = (this.peers.get(key(host, port)) ?? []).find((c) => c.sessions < this.sessionsPerConnection) ?? this.open(host, port);
+    pooled.sessions++;
+    const release = () => {
+      pooled.sessions--;
+      const list = this.peers.get(key(host, port));
+      // An extra connection that emptied goes; the peer's first stays for the next migration.
+      if (pooled.sessions === 0 && list !== undefined && list[0] !== pooled && list.includes(pooled)) {
+        this.peers.set(
+          key(host, port),
+          list.filter((c) => c !== pooled),
+        );
+        void pooled.client.then((client) => client.end()).catch(() => undefined);
+      }
+    };
+    let client: Client;
+    try {
+      client = await pooled.client;
+    } catch (err) {
+      release();
+      throw err;
+    }
+    return new Promise((resolve, reject) => {
+      client.exec(command, (err, channel) => {
+        if (err) {
+          release();
+          reject(err);
+          return;
+        }
+        channel.once('close', release);
+        resolve(channel);
+      });
+    });
   }
 }
+
+const key = (host: string, port: number) => `${host}:${port}`;

@@ -176,53 +176,77 @@ interface RemoteCommand {
 /** More output than a remote command of Herd's writes (a block receiver's state: 32 bytes per 64 KiB received). */
 const MAX_REMOTE_STDOUT = 256 * 2 ** 20;
 
-function execRemote(conn: Client, command: string, what: string): Promise<RemoteCommand> {
-  return new Promise((resolve, reject) => {
-    conn.exec(command, (err, channel) => {
-      if (err) {
-        reject(new HerdError('TRANSFER_FAILED', `cannot start the remote ${what}: ${err.message}`, { cause: err }));
-        return;
-      }
-      // Read stdout to its end (ssh2 only emits 'close' once the readable side has ended).
-      const stdout: Buffer[] = [];
-      let stdoutBytes = 0;
-      channel.on('data', (d: Buffer) => {
-        stdoutBytes += d.length;
-        if (stdoutBytes <= MAX_REMOTE_STDOUT) stdout.push(d);
-      });
-      let stderr = '';
-      let code: number | null = null;
-      channel.stderr.on('data', (d: Buffer) => {
-        if (stderr.length < 4000) stderr += d.toString();
-      });
-      channel.on('exit', (c: number | null) => {
-        code = c;
-      });
-      const closed = new Promise<{ code: number | null; stderr: string; stdout: Buffer }>((done) =>
-        channel.once('close', () => {
-          if (stdoutBytes > MAX_REMOTE_STDOUT) done({ code: code ?? 1, stderr: `the remote ${what} wrote more than ${MAX_REMOTE_STDOUT} bytes to stdout`, stdout: Buffer.alloc(0) });
-          else done({ code, stderr: stderr.trim().split('\n').slice(-3).join(' | ') || 'connection lost', stdout: Buffer.concat(stdout) });
-        }),
-      );
-      resolve({ channel, closed });
-    });
-  });
+/** Where a remote command runs: a session to the peer (ssh-pool.ts opens it on a connection with room for it). */
+export interface SshSessions {
+  exec(command: string): Promise<ClientChannel>;
 }
 
-/** Deletes `paths` (relative, NUL-free) under `dir` on the remote host: the deletions of a filesystem pre-copy. */
-export async function prunePaths(conn: Client, dir: string, paths: readonly string[]): Promise<void> {
-  if (/[\n\0]/.test(dir) || paths.some((p) => p.includes('\0'))) throw new HerdError('TRANSFER_FAILED', `pruning ${dir}: invalid path`);
-  const { channel, closed } = await execRemote(conn, PRUNE_COMMAND, 'pruner');
-  channel.end(Buffer.concat([Buffer.from(`${dir}\n`), ...paths.map((p) => Buffer.from(`${p}\0`))]));
-  const { code, stderr } = await closed;
-  if (code !== 0) throw new HerdError('TRANSFER_FAILED', `deleting ${paths.length} path(s) under ${dir} exited ${code ?? 'by signal'}: ${stderr}`);
+async function execRemote(ssh: SshSessions, command: string, what: string): Promise<RemoteCommand> {
+  let channel: ClientChannel;
+  try {
+    channel = await ssh.exec(command);
+  } catch (err) {
+    throw new HerdError('TRANSFER_FAILED', `cannot start the remote ${what}: ${(err as Error).message}`, { cause: err });
+  }
+  // Read stdout to its end (ssh2 only emits 'close' once the readable side has ended).
+  const stdout: Buffer[] = [];
+  let stdoutBytes = 0;
+  channel.on('data', (d: Buffer) => {
+    stdoutBytes += d.length;
+    if (stdoutBytes <= MAX_REMOTE_STDOUT) stdout.push(d);
+  });
+  let stderr = '';
+  let code: number | null = null;
+  channel.stderr.on('data', (d: Buffer) => {
+    if (stderr.length < 4000) stderr += d.toString();
+  });
+  channel.on('exit', (c: number | null) => {
+    code = c;
+  });
+  const closed = new Promise<{ code: number | null; stderr: string; stdout: Buffer }>((done) =>
+    channel.once('close', () => {
+      if (stdoutBytes > MAX_REMOTE_STDOUT) done({ code: code ?? 1, stderr: `the remote ${what} wrote more than ${MAX_REMOTE_STDOUT} bytes to stdout`, stdout: Buffer.alloc(0) });
+      else done({ code, stderr: stderr.trim().split('\n').slice(-3).join(' | ') || 'connection lost', stdout: Buffer.concat(stdout) });
+    }),
+  );
+  return { channel, closed };
+}
+
+/** The remote pruner of a directory: deletes paths under it (the deletions of a filesystem pre-copy). */
+export interface RemotePruner {
+  /** Deletes `paths` (relative, NUL-free) under the directory; resolves once the pruner exited 0. */
+  prune(paths: readonly string[]): Promise<void>;
+  /** Closes a pruner that will not be used (it deletes nothing). */
+  cancel(): void;
+}
+
+/**
+ * Starts the remote pruner of `dir` and names the directory at once, so that sshd's start of
+ * the forced command and the pruner's own start-up (~100 ms in the lab) are over before the
+ * paths are known (the pre-copy opens it while the container still runs).
+ */
+export async function openPruner(ssh: SshSessions, dir: string): Promise<RemotePruner> {
+  if (/[\n\0]/.test(dir)) throw new HerdError('TRANSFER_FAILED', `pruning ${dir}: invalid directory`);
+  const { channel, closed } = await execRemote(ssh, PRUNE_COMMAND, 'pruner');
+  channel.write(`${dir}\n`);
+  return {
+    async prune(paths) {
+      if (paths.some((p) => p.includes('\0'))) throw new HerdError('TRANSFER_FAILED', `pruning ${dir}: invalid path`);
+      channel.end(Buffer.concat(paths.map((p) => Buffer.from(`${p}\0`))));
+      const { code, stderr } = await closed;
+      if (code !== 0) throw new HerdError('TRANSFER_FAILED', `deleting ${paths.length} path(s) under ${dir} exited ${code ?? 'by signal'}: ${stderr}`);
+    },
+    cancel() {
+      channel.end();
+    },
+  };
 }
 
 /** A receiver of tar streams (`plain`, or `xattrs` to keep them) or of block streams (block-delta.ts). */
-export async function openReceiver(conn: Client, options: { kind: keyof typeof RECEIVE_COMMAND; compression: Compression }): Promise<RemoteReceiver> {
+export async function openReceiver(ssh: SshSessions, options: { kind: keyof typeof RECEIVE_COMMAND; compression: Compression }): Promise<RemoteReceiver> {
   const lz4 = options.compression === 'lz4';
   const command = `${RECEIVE_COMMAND[options.kind]}${lz4 ? ` ${LZ4_OPTION}` : ''}`;
-  const { channel, closed } = await execRemote(conn, command, 'receiver');
+  const { channel, closed } = await execRemote(ssh, command, 'receiver');
   return {
     send(dir, source, what, onBytes) {
       if (/[\n\0]/.test(dir)) return Promise.reject(new HerdError('TRANSFER_FAILED', `${what}: invalid target directory ${JSON.stringify(dir)}`));

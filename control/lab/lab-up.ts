@@ -132,7 +132,8 @@ async function ensureSsh(layout: LabLayout): Promise<void> {
         'KbdInteractiveAuthentication no',
         'UsePAM no',
         'StrictModes no',
-        'MaxSessions 64',
+        // sshd's default, as on a stock host: compute/migration/ssh-pool.ts opens more connections when one is full.
+        'MaxSessions 10',
         'MaxStartups 64:30:128',
         '',
       ].join('\n'),

@@ -180,16 +180,23 @@ describe('live migration (lab, real Docker + CRIU)', () => {
     await herdOk(['rm', name, '--force']);
   });
 
-  it('runs four migrations between two hosts at once', async () => {
+  it("runs four migrations between two hosts at once, each pre-copying a filesystem: more SSH sessions to a host than sshd's default MaxSessions allows on one connection", async () => {
     const names = ['par-1', 'par-2', 'par-3', 'par-4'];
-    await Promise.all(names.map((n, i) => runOn(i % 2 === 0 ? 'h1' : 'h2', n)));
-    for (const [i, n] of names.entries()) await waitForCount(layout, i % 2 === 0 ? 'h1' : 'h2', n, 5);
-    const results = await Promise.all(names.map((n, i) => herd(['migrate', n, '--to', i % 2 === 0 ? 'h2' : 'h1'])));
+    const from = (i: number) => (i % 2 === 0 ? 'h1' : 'h2');
+    const to = (i: number) => (i % 2 === 0 ? 'h2' : 'h1');
+    await Promise.all(names.map((n, i) => runOn(from(i), n)));
+    const sums = new Map<string, string>();
+    for (const [i, n] of names.entries()) {
+      await waitForCount(layout, from(i), n, 5);
+      // Over preCopyFilesystemMinBytes and BLOCK_FILE_MIN_BYTES: archive, blocks, delta and pruner sessions, 6 per migration with the checkpoint's and the tree's.
+      sums.set(n, (await execIn(dockerOf(layout, from(i)), n, ['sh', '-c', 'head -c 6000000 /dev/urandom > /data/big && md5sum /data/big'])).trim());
+    }
+    const results = await Promise.all(names.map((n, i) => herd(['migrate', n, '--to', to(i)])));
     for (const r of results) expect(r.code, r.stderr).toBe(0);
     for (const [i, n] of names.entries()) {
-      const to = i % 2 === 0 ? 'h2' : 'h1';
-      await expectRunsOnceOn(layout, n, to);
-      expect(await waitForCount(layout, to, n, 6)).toBeGreaterThan(5);
+      await expectRunsOnceOn(layout, n, to(i));
+      expect(await waitForCount(layout, to(i), n, 6)).toBeGreaterThan(5);
+      expect((await execIn(dockerOf(layout, to(i)), n, ['md5sum', '/data/big'])).trim()).toBe(sums.get(n));
     }
     expect(await leftovers(layout)).toEqual([]);
   });
