@@ -41,6 +41,10 @@ describe('cgroup freezer', () => {
     expect(await thaw(f)).toBe(true);
     expect(readFileSync(join(dir, 'freezer.state'), 'utf8')).toBe('THAWED');
     expect(await thaw(f)).toBe(false);
+    // Frozen already (a paused container): not this call's freeze, so not its thaw either.
+    writeFileSync(join(dir, 'freezer.state'), 'FROZEN\n');
+    expect(await freeze(f)).toBe(false);
+    expect(readFileSync(join(dir, 'freezer.state'), 'utf8')).toBe('FROZEN\n');
   });
 
   it('v2: frozen once cgroup.events says so; a freeze that does not complete in time is undone', async () => {
@@ -50,6 +54,10 @@ describe('cgroup freezer', () => {
     const f = { version: 2 as const, dir };
     expect(await freeze(f, 30)).toBe(false);
     expect(readFileSync(join(dir, 'cgroup.freeze'), 'utf8')).toBe('0');
+    // A v2 cgroup counts as frozen by its events, whatever cgroup.freeze says: not this call's to thaw.
+    writeFileSync(join(dir, 'cgroup.events'), 'populated 1\nfrozen 1\n');
+    expect(await freeze(f)).toBe(false);
+    writeFileSync(join(dir, 'cgroup.events'), 'populated 1\nfrozen 0\n');
 
     const done = setTimeout(() => writeFileSync(join(dir, 'cgroup.events'), 'populated 1\nfrozen 1\n'), 10);
     try {

@@ -47,13 +47,14 @@ async function writeState(f: FreezerPaths, frozen: boolean): Promise<void> {
 
 /**
  * Freezes the cgroup and waits until it is frozen; true once it is. False (the cgroup thawed
- * again, or never touched) when it has no freezer, cannot be written, or does not freeze
- * within `timeoutMs`.
+ * again, or never touched) when it has no freezer, cannot be written, does not freeze within
+ * `timeoutMs`, or was frozen already (a paused container: not this call's to thaw).
  */
 export async function freeze(f: FreezerPaths | undefined, timeoutMs = FREEZE_TIMEOUT_MS): Promise<boolean> {
   if (f === undefined) return false;
   const deadline = performance.now() + timeoutMs;
   try {
+    if (await isFrozen(f)) return false;
     await writeState(f, true);
     while (!(await isFrozen(f))) {
       if (performance.now() > deadline) throw new Error('not frozen in time');
