@@ -1,9 +1,10 @@
 /**
  * SSH sessions to peer hosts, on connections opened on demand and reused across migrations.
  * Every receiver, pruner and fence is a session of its own (an exec channel), and sshd allows
- * only MaxSessions of them per connection: 10 by default. One migration holds up to 3 + 4 per
- * carried tree at once (checkpoint, export, each tree's receiver; a pre-copied tree's archive,
- * block and delta receivers and its pruner), and concurrent migrations to one peer add up, so a
+ * only MaxSessions of them per connection: 10 by default. One migration holds up to 2 + 5 per
+ * carried tree at once (the checkpoint's and the export's receivers; each tree's receiver, and a
+ * pre-copied tree's archive, block and delta-block receivers and its pruner), and concurrent
+ * migrations to one peer add up, so a
  * peer gets another connection whenever its open ones are full; one that empties goes again,
  * but the peer's first.
  */
@@ -40,14 +41,19 @@ export class SshPool {
 
   /** Forgets the peer's connections after a failure, closing them (their sessions fail), so that the next use reconnects. */
   drop(host: string, port: number): void {
-    const list = this.peers.get(key(host, port)) ?? [];
-    this.peers.delete(key(host, port));
-    for (const c of list) void c.client.then((client) => client.end()).catch(() => undefined);
+    for (const c of this.peers.get(key(host, port)) ?? []) this.remove(key(host, port), c);
   }
 
   close(): void {
-    for (const list of this.peers.values()) for (const c of list) void c.client.then((client) => client.end()).catch(() => undefined);
-    this.peers.clear();
+    for (const [k, list] of this.peers) for (const c of list) this.remove(k, c);
+  }
+
+  /** Takes a connection out of the pool and ends it (a no-op for one that already closed). */
+  private remove(k: string, pooled: Pooled): void {
+    const rest = (this.peers.get(k) ?? []).filter((c) => c !== pooled);
+    if (rest.length > 0) this.peers.set(k, rest);
+    else this.peers.delete(k);
+    void pooled.client.then((client) => client.end()).catch(() => undefined);
   }
 
   private open(host: string, port: number): Pooled {
@@ -56,13 +62,7 @@ export class SshPool {
     const list = this.peers.get(k) ?? [];
     list.push(pooled);
     this.peers.set(k, list);
-    const forget = () => {
-      const now = this.peers.get(k);
-      if (now === undefined) return;
-      const rest = now.filter((c) => c !== pooled);
-      if (rest.length > 0) this.peers.set(k, rest);
-      else this.peers.delete(k);
-    };
+    const forget = () => this.remove(k, pooled);
     pooled.client.then(
       (client) => {
         client.once('close', forget);
@@ -82,13 +82,7 @@ export class SshPool {
       pooled.sessions--;
       const list = this.peers.get(key(host, port));
       // An extra connection that emptied goes; the peer's first stays for the next migration.
-      if (pooled.sessions === 0 && list !== undefined && list[0] !== pooled && list.includes(pooled)) {
-        this.peers.set(
-          key(host, port),
-          list.filter((c) => c !== pooled),
-        );
-        void pooled.client.then((client) => client.end()).catch(() => undefined);
-      }
+      if (pooled.sessions === 0 && list !== undefined && list[0] !== pooled && list.includes(pooled)) this.remove(key(host, port), pooled);
     };
     let client: Client;
     try {
