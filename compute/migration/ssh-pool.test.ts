@@ -19,9 +19,12 @@ class FakeClient extends EventEmitter {
   maxOpen = 0;
   ended = false;
   refuse = false;
+  /** sshd's MaxSessions: a session over it is refused as administratively prohibited. */
+  maxSessions = Infinity;
   exec(_command: string, cb: (err: Error | undefined, channel?: FakeChannel) => void): void {
     setImmediate(() => {
       if (this.refuse) return cb(new Error('open failed'));
+      if (this.open.size >= this.maxSessions) return cb(Object.assign(new Error('(SSH) Channel open failure: open failed'), { reason: 1 }));
       const ch = new FakeChannel();
       this.open.add(ch);
       this.maxOpen = Math.max(this.maxOpen, this.open.size);
@@ -35,11 +38,12 @@ class FakeClient extends EventEmitter {
   }
 }
 
-function pool(limit = 10, fail = () => false) {
+function pool(limit = 10, fail = () => false, maxSessions = Infinity) {
   const clients: FakeClient[] = [];
   const p = new SshPool({ user: 'root', privateKeyPath: '/k', knownHostsPath: '/kh' }, limit, async () => {
     if (fail()) throw new Error('connect refused');
     const c = new FakeClient();
+    c.maxSessions = maxSessions;
     clients.push(c);
     return c as unknown as Client;
   });
@@ -60,6 +64,14 @@ describe('SSH pool', () => {
     await peer.exec('herd-receive');
     expect(clients.length).toBe(3);
     expect(clients[0]?.open.size).toBe(1);
+  });
+
+  it('a peer that allows fewer sessions than assumed: a refused one goes on another connection, which takes no more than the peer allowed', async () => {
+    const { p, clients } = pool(10, () => false, 3);
+    const peer = p.peer('h', 22);
+    await Promise.all(Array.from({ length: 25 }, () => peer.exec('herd-receive')));
+    expect(clients.every((c) => c.maxOpen <= 3)).toBe(true);
+    expect(clients.reduce((n, c) => n + c.open.size, 0)).toBe(25);
   });
 
   it('a session that cannot open gives its place back', async () => {

@@ -6,7 +6,7 @@
  * pre-copied tree's archive, block and delta-block receivers and its pruner), and concurrent
  * migrations to one peer add up, so a
  * peer gets another connection whenever its open ones are full; one that empties goes again,
- * but the peer's first.
+ * but the peer's first. A session the peer refuses as one too many goes on another connection.
  */
 import type { Client, ClientChannel } from 'ssh2';
 import { connectSsh, type SshSessions, type SshTarget } from './ssh-transfer.ts';
@@ -14,14 +14,23 @@ import { connectSsh, type SshSessions, type SshTarget } from './ssh-transfer.ts'
 /** Sessions per connection: sshd's default MaxSessions (the lab's sshd keeps the default too). */
 export const SESSIONS_PER_CONNECTION = 10;
 
+/** SSH_OPEN_ADMINISTRATIVELY_PROHIBITED: what sshd answers a session over its MaxSessions. */
+const OPEN_PROHIBITED = 1;
+/** How often a refused session is tried again on another connection. */
+const REFUSED_RETRIES = 3;
+
 interface Pooled {
   client: Promise<Client>;
   /** Sessions open or being opened on it. */
   sessions: number;
+  /** Sessions the peer accepted and that are still open. */
+  open: number;
 }
 
 export class SshPool {
   private readonly peers = new Map<string, Pooled[]>();
+  /** Sessions per connection a peer takes, once it refused one: fewer than sessionsPerConnection (a lower MaxSessions, or a slot sshd had not freed yet). */
+  private readonly limits = new Map<string, number>();
 
   constructor(
     private readonly identity: Omit<SshTarget, 'host' | 'port'>,
@@ -58,7 +67,7 @@ export class SshPool {
 
   private open(host: string, port: number): Pooled {
     const k = key(host, port);
-    const pooled: Pooled = { client: this.openConnection({ ...this.identity, host, port }), sessions: 0 };
+    const pooled: Pooled = { client: this.openConnection({ ...this.identity, host, port }), sessions: 0, open: 0 };
     const list = this.peers.get(k) ?? [];
     list.push(pooled);
     this.peers.set(k, list);
@@ -74,9 +83,10 @@ export class SshPool {
     return pooled;
   }
 
-  private async exec(host: string, port: number, command: string): Promise<ClientChannel> {
+  private async exec(host: string, port: number, command: string, refused = 0): Promise<ClientChannel> {
     // Claimed in the same tick as it is chosen, so that concurrent sessions never overfill a connection.
-    const pooled = (this.peers.get(key(host, port)) ?? []).find((c) => c.sessions < this.sessionsPerConnection) ?? this.open(host, port);
+    const limit = this.limits.get(key(host, port)) ?? this.sessionsPerConnection;
+    const pooled = (this.peers.get(key(host, port)) ?? []).find((c) => c.sessions < limit) ?? this.open(host, port);
     pooled.sessions++;
     const release = () => {
       pooled.sessions--;
@@ -95,10 +105,20 @@ export class SshPool {
       client.exec(command, (err, channel) => {
         if (err) {
           release();
-          reject(err);
+          // Refused as one too many (a host may allow fewer than the default, and sshd frees a
+          // closed session's slot a moment after the close reaches it): the peer's connections
+          // take no more than this one holds now, and the session goes on another.
+          if ((err as Error & { reason?: unknown }).reason === OPEN_PROHIBITED && refused < REFUSED_RETRIES) {
+            this.limits.set(key(host, port), Math.max(1, Math.min(limit, pooled.open)));
+            resolve(this.exec(host, port, command, refused + 1));
+          } else reject(err);
           return;
         }
-        channel.once('close', release);
+        pooled.open++;
+        channel.once('close', () => {
+          pooled.open--;
+          release();
+        });
         resolve(channel);
       });
     });
