@@ -258,6 +258,8 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
         sharedPaths: config.sharedPaths,
         preCopyFilesystem: config.preCopyFilesystem,
         preCopyFilesystemMinBytes: config.preCopyFilesystemMinBytes,
+        preCopyMemory: config.preCopyMemory,
+        preCopyMemoryMinBytes: config.preCopyMemoryMinBytes,
         transferCompression: config.transferCompression,
         restorePath,
         locks,

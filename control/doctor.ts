@@ -96,7 +96,7 @@ export async function runChecks(): Promise<CheckResult[]> {
   checks.push(await programCheck('sysbench', 'sysbench', ['--version']));
   checks.push(await programCheck('tar', 'tar', ['--version']));
   checks.push(await programCheck('lz4 (compressed transfers)', 'lz4', ['--version']));
-  checks.push(await programCheck('python3 (large files by blocks: bin/herd-blocks.py)', BLOCKS_PYTHON, ['--version']));
+  checks.push(await programCheck('python3 (large files by blocks, memory and images by pages: bin/herd-blocks.py, bin/herd-pages.py)', BLOCKS_PYTHON, ['--version']));
   const native = loadNativeReader();
   checks.push({ name: "monitor's native cgroup reader", ok: 'module' in native, detail: 'module' in native ? NATIVE_READER_PATH : native.error, fix: 'scripts/build-native (scripts/setup runs it); without it the monitor reads with JavaScript at about twice the CPU', provisionable: true });
   return checks;

@@ -6,15 +6,13 @@
  * freeze that state says which blocks changed, and only those go. A database's files are
  * rewritten in place, a few blocks at a time: by tar they would go whole again.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
-import { BLOCKS_PYTHON } from '../config.ts';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { runTool, toolPath } from './python-tool.ts';
 
-/** The tool, beside the forced command in the checkout's bin/. */
-export const BLOCKS_TOOL = resolve(import.meta.dirname, '../../bin/herd-blocks.py');
+export const BLOCKS_TOOL = toolPath('herd-blocks.py');
 
 /** What the target holds of a tree's large files, as it replied to the pre-copy (one per tree per migration; `remove` when done). */
 export class BlockState {
@@ -38,18 +36,25 @@ export class BlockState {
  * exit) surface on the stream.
  */
 export function blocksStream(dir: string, paths: readonly string[], state?: BlockState): Readable {
-  const child = spawn(BLOCKS_PYTHON, [BLOCKS_TOOL, 'send', ...(state === undefined ? ['--fresh', dir] : [dir, state.file])], { stdio: ['pipe', 'pipe', 'pipe'] });
-  child.stdin.on('error', () => undefined); // the tool failing early closes it: its exit code says why
-  child.stdin.end(Buffer.concat(paths.map((p) => Buffer.from(`${p}\0`))));
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  // Pipe at once: Node resumes (and so discards) an unread child stdout when the child exits.
-  const out = new PassThrough();
-  child.stdout.pipe(out, { end: false });
-  out.on('close', () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  child.on('close', (code) => (code === 0 ? out.end() : out.destroy(new Error(`herd-blocks send of ${dir} exited ${code}: ${stderr.trim()}`))));
-  child.on('error', (err) => out.destroy(new Error(`cannot run ${BLOCKS_PYTHON} ${BLOCKS_TOOL} (apt-get install python3): ${err.message}`)));
-  return out;
+  return openBlocksSender(dir, state).blocks(paths);
+}
+
+/** A block sender started before its paths are known (after the freeze): Python's start-up and the state's load stay off the downtime. */
+export interface BlocksSender {
+  /** The block stream of `paths` (see blocksStream). */
+  blocks(paths: readonly string[]): Readable;
+  /** Ends a sender that will not be used. */
+  cancel(): void;
+}
+
+export function openBlocksSender(dir: string, state?: BlockState): BlocksSender {
+  const tool = runTool(BLOCKS_TOOL, ['send', ...(state === undefined ? ['--fresh', dir] : [dir, state.file])], `herd-blocks send of ${dir}`);
+  tool.out.on('error', () => undefined); // a sender never used; a used one's errors reach its reader
+  return {
+    blocks(paths) {
+      tool.end(Buffer.concat(paths.map((p) => Buffer.from(`${p}\0`))));
+      return tool.out;
+    },
+    cancel: tool.kill,
+  };
 }

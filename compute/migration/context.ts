@@ -38,6 +38,10 @@ export interface MigrationContext {
   preCopyFilesystem: boolean;
   /** Smaller upper dirs go after the freeze (config preCopyFilesystemMinBytes). */
   preCopyFilesystemMinBytes: number;
+  /** Copy the memory before the freeze, then only the pages that changed (memory-precopy.ts). */
+  preCopyMemory: boolean;
+  /** Containers using less memory copy it while frozen only (config preCopyMemoryMinBytes). */
+  preCopyMemoryMinBytes: number;
   /** How streams to other hosts are compressed (config transferCompression). */
   transferCompression: Compression;
   /** How this host restores a migration's copy (compute/runtime/direct-restore.ts). */

@@ -200,6 +200,8 @@ describe('target handlers: idempotent per migration, late commands do nothing', 
     giveImages(cluster, p.targetDockerId);
     await restoreTarget(cluster.ctx('h2'), { migrationId: MID });
     expect(readFileSync(`${tgt.checkpointPath(p.targetDockerId, CP)}/herd-images`, 'utf8')).toBe(p.checkpointDir);
+    // The images go right after the reply, on the migration's lock (before a commit could run).
+    expect(await cluster.ctx('h2').locks.idle(5000)).toBe(true);
     expect(existsSync(p.checkpointDir)).toBe(false);
     expect(cluster.runningCopies(HERD_ID)).toEqual(['h2']);
   });

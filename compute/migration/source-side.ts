@@ -6,6 +6,9 @@
  * With `preCopyFilesystem`, the upper dir (diff mode) and the named volumes (every mode) of
  * at least `preCopyFilesystemMinBytes` go while the container still runs, once the target
  * prepared its container; after the freeze only what changed since (fs-precopy.ts).
+ * With `preCopyMemory`, a container using at least `preCopyMemoryMinBytes` of memory has its
+ * resident pages copied then too, and after the freeze only the pages that changed since go
+ * (memory-precopy.ts); every checkpoint goes by pages, its zero pages as holes.
  * A failure before the freeze leaves nothing to undo here but the target's copy.
  *
  * Exactly once (see source-settle.ts for how it ends):
@@ -31,7 +34,8 @@ import type { SourceRecord } from './migration-store.ts';
 import { killRuncJobs } from './runc-jobs.ts';
 import { askTargetToAbort, resolveInDoubt, restoreOutcomeUnknown, rollBackSource, rollForward, type Settled } from './source-settle.ts';
 import { openPruner, openReceiver, tarDirectory, type RemotePruner, type RemoteReceiver, type SentBytes, type SshSessions } from './ssh-transfer.ts';
-import { BlockState, blocksStream } from './block-delta.ts';
+import { BlockState, blocksStream, openBlocksSender, type BlocksSender } from './block-delta.ts';
+import { MemoryPrior, openImagesSender, priorStream, type ImagesSender } from './memory-precopy.ts';
 import { changesSince, snapshotTree, type TreeSnapshot } from './fs-precopy.ts';
 import { assertCarried, assertCheckpointable, containerProcesses, hasSysResource } from './preflight.ts';
 
@@ -71,11 +75,11 @@ interface Clock {
   phaseStarted: Map<MigrationPhase, number>;
 }
 
-/** A tree the pre-copy sent: what it held then, the pruner of its deletions, and for its large files, what went and the receiver of their delta. */
+/** A tree the pre-copy sent: what it held then, the pruner of its deletions, and for its large files, what went, and the receiver and sender of their delta. */
 interface PreCopied {
   snapshot: TreeSnapshot;
   pruner: Promise<RemotePruner>;
-  blocks?: { state: BlockState; receiver: Promise<RemoteReceiver> };
+  blocks?: { state: BlockState; receiver: Promise<RemoteReceiver>; sender?: BlocksSender };
 }
 
 /** A directory tree the migration carries as files: the upper dir (diff mode) or a named volume. */
@@ -116,6 +120,8 @@ export class SourceMigration {
   private trees: FsTree[] = [];
   /** The block states of the pre-copy's large files (removed when the migration ends). */
   private readonly blockStates: BlockState[] = [];
+  /** The pages the memory pre-copy sent (removed when the migration ends). */
+  private prior: MemoryPrior | undefined;
 
   private async event(phase: MigrationPhase, status: MigrationEvent['status'], extra: Partial<MigrationEvent> = {}): Promise<void> {
     const now = performance.now();
@@ -175,6 +181,7 @@ export class SourceMigration {
       return await ctx.locks.run(this.args.migrationId, () => this.runValidated());
     } finally {
       for (const state of this.blockStates) state.remove();
+      this.prior?.remove();
       ctx.inFlight.delete(d.herdId);
       void ctx.publishContainers();
     }
@@ -215,13 +222,15 @@ export class SourceMigration {
     const sshHost = target.address ?? args.targetHost;
     const sshPort = target.sshPort ?? 22;
     const ssh = ctx.ssh.peer(sshHost, sshPort);
+    const memoryBytes = memoryUsageBytes(d.pid);
+    const precopyMemory = ctx.preCopyMemory && memoryBytes >= ctx.preCopyMemoryMinBytes && d.pid !== undefined;
     try {
-      const memoryBytes = memoryUsageBytes(d.pid);
       const { trees, exportBytes } = await this.filesystemTrees();
       this.trees = trees;
       const filesystemBytes = exportBytes + trees.reduce((sum, t) => sum + t.bytes, 0);
       // What the transfer will move, roughly (the checkpoint is about the memory in use): the progress bar's 100 %. Unknown for a whole-filesystem export.
-      if (args.fsMode !== 'full') this.estimatedTransferBytes = memoryBytes + this.trees.reduce((sum, t) => sum + (t.precopy ? 0 : t.bytes), 0);
+      // Unknown too when the memory goes before the freeze: only what changed since is left then.
+      if (args.fsMode !== 'full' && !precopyMemory) this.estimatedTransferBytes = memoryBytes + this.trees.reduce((sum, t) => sum + (t.precopy ? 0 : t.bytes), 0);
       const requiredBytes = memoryBytes * 2 + filesystemBytes;
       await Promise.all([this.request('migration.check', { migrationId: args.migrationId, spec: d.spec, requiredBytes }, CHECK_TIMEOUT_MS), ctx.ssh.connect(sshHost, sshPort)]);
     } catch (err) {
@@ -239,7 +248,7 @@ export class SourceMigration {
     // start-up (sshd's fork of the forced command) overlaps the pre-copy or the checkpoint.
     const compression = args.compression ?? ctx.transferCompression;
     const receivers = allOrNone([
-      openReceiver(ssh, { kind: 'plain', compression }),
+      openReceiver(ssh, { kind: 'pages', compression }),
       args.fsMode === 'full' ? openReceiver(ssh, { kind: 'plain', compression }) : Promise.resolve(undefined),
       // A pre-copied tree's delta extracts over the pre-copy (`over`); the others into a new, empty directory.
       ...this.trees.map((t) => openReceiver(ssh, { kind: t.precopy ? 'over' : 'xattrs', compression })),
@@ -247,34 +256,45 @@ export class SourceMigration {
     const precopyTrees = this.trees.filter((t) => t.precopy);
     // The pre-copy's receivers likewise: per tree, one for its archive and one for its large files (used one after the other; unused ones are closed).
     const precopyReceivers = allOrNone(precopyTrees.flatMap(() => [openReceiver(ssh, { kind: 'xattrs', compression }), openReceiver(ssh, { kind: 'blocks', compression })]));
+    // The memory's, when it goes before the freeze too.
+    const memoryReceiver = allOrNone(precopyMemory ? [openReceiver(ssh, { kind: 'pages', compression })] : []);
     // The large files' receivers for after the freeze, opened by the pre-copy (see preCopy).
     const precopied = new Map<FsTree, PreCopied>();
     const precopyChannels = () => [...precopied.values()].flatMap((p) => [p.pruner, ...(p.blocks === undefined ? [] : [p.blocks.receiver])]);
+    // The senders started before the freeze (the images', the large files' deltas).
+    let imagesSender: ImagesSender | undefined;
     // Each on its own: one that failed to open must not keep the others (and their SSH sessions) open.
     const cancelReceivers = () => {
-      const opening: Promise<readonly ({ cancel(): void } | undefined)[]>[] = [receivers, precopyReceivers, ...precopyChannels().map((p) => p.then((r) => [r]))];
+      const opening: Promise<readonly ({ cancel(): void } | undefined)[]>[] = [receivers, precopyReceivers, memoryReceiver, ...precopyChannels().map((p) => p.then((r) => [r]))];
       for (const o of opening) void o.then((all) => all.forEach((r) => r?.cancel()), () => undefined);
+      imagesSender?.cancel();
+      for (const p of precopied.values()) p.blocks?.sender?.cancel();
     };
     prepared.catch(() => undefined);
     receivers.catch(() => undefined);
     precopyReceivers.catch(() => undefined);
-    // The large trees go while the container still runs; after the freeze, only what changed.
+    memoryReceiver.catch(() => undefined);
+    // The large trees and the memory go while the container still runs; after the freeze, only what changed.
     let precopy: { ms: number; bytes: number; wireBytes: number } | undefined;
-    if (precopyTrees.length > 0) {
+    if (precopyTrees.length > 0 || precopyMemory) {
       let phase: MigrationPhase = 'prepare';
       try {
         const prep = await prepared;
         phase = 'precopy';
-        precopy = await this.preCopy(precopyTrees, prep, await precopyReceivers, precopied, ssh, compression);
+        const [memory] = await memoryReceiver;
+        precopy = await this.preCopy(precopyTrees, prep, await precopyReceivers, precopied, ssh, compression, memory === undefined ? undefined : { receiver: memory, pid: d.pid as number });
       } catch (err) {
         const error = toHerdError(err, 'TRANSFER_FAILED');
         await this.event(phase, 'failed', { error: error.toWire() });
         cancelReceivers();
         // Nothing was frozen: the target's copy goes, the source runs on.
-        await askTargetToAbort(ctx, this.record, `${phase === 'prepare' ? 'prepare' : 'filesystem pre-copy'} failed`);
+        await askTargetToAbort(ctx, this.record, `${phase === 'prepare' ? 'prepare' : 'pre-copy'} failed`);
         throw await this.rolledBack(phase, error, await rollBackSource(ctx, this.record, error));
       }
     }
+    // The images' sender starts now, off the downtime; it sends once the dump is complete.
+    imagesSender = openImagesSender(this.prior);
+    const images = imagesSender;
     await this.setPhase('checkpointing');
     await this.event('checkpoint', 'started');
     const frozenAt = performance.now();
@@ -348,15 +368,18 @@ export class SourceMigration {
         let blocks: SentBytes = { bytes: 0, wireBytes: 0 };
         if (pre.blocks !== undefined) {
           const blockReceiver = await pre.blocks.receiver;
-          if (changes.blocks.length === 0) blockReceiver.cancel();
-          else blocks = await send(blockReceiver, into, blocksStream(tree.dir, changes.blocks, pre.blocks.state), `${tree.what} delta of large files`);
+          const sender = pre.blocks.sender ?? openBlocksSender(tree.dir, pre.blocks.state);
+          if (changes.blocks.length === 0) {
+            blockReceiver.cancel();
+            sender.cancel();
+          } else blocks = await send(blockReceiver, into, sender.blocks(changes.blocks), `${tree.what} delta of large files`);
         }
         const rest = await send(receiver, into, tarDirectory(tree.dir, { xattrs: true, only: changes.changed }), `${tree.what} delta transfer`);
         return { bytes: blocks.bytes + rest.bytes, wireBytes: blocks.wireBytes + rest.wireBytes };
       };
       // Wait for every stream even when one fails, so that nothing still writes on the target while it is aborted.
       const [cp, ...fs] = await Promise.allSettled([
-        send(checkpointReceiver as RemoteReceiver, prep.checkpointDir, tarDirectory(checkpointPath, { xattrs: false }), 'checkpoint transfer'),
+        send(checkpointReceiver as RemoteReceiver, prep.checkpointDir, images.images(checkpointPath), 'checkpoint transfer'),
         ...(exportReceiver === undefined ? [] : [ctx.runtime.exportFilesystem(d.dockerId).then((exported) => send(exportReceiver, prep.upperDir, exported, 'full filesystem transfer'))]),
         ...this.trees.map((tree, i) => treeTransfer(tree, treeReceivers[i] as RemoteReceiver)),
       ]);
@@ -490,9 +513,11 @@ export class SourceMigration {
 
   /**
    * Copies the trees to the target while the container runs (after the target prepared its
-   * container), one after the other, noting beforehand what each holds (fs-precopy.ts).
+   * container), one after the other, noting beforehand what each holds (fs-precopy.ts); then,
+   * with `memory`, the resident pages of the container's processes (memory-precopy.ts), last,
+   * so that as little as possible changes before the freeze.
    */
-  private async preCopy(trees: FsTree[], prep: PrepareResult, receivers: RemoteReceiver[], done: Map<FsTree, PreCopied>, ssh: SshSessions, compression: Compression): Promise<{ ms: number; bytes: number; wireBytes: number }> {
+  private async preCopy(trees: FsTree[], prep: PrepareResult, receivers: RemoteReceiver[], done: Map<FsTree, PreCopied>, ssh: SshSessions, compression: Compression, memory: { receiver: RemoteReceiver; pid: number } | undefined): Promise<{ ms: number; bytes: number; wireBytes: number }> {
     await this.event('prepare', 'finished', { detail: `target container ${prep.targetDockerId.slice(0, 12)}` });
     await this.event('precopy', 'started');
     const start = performance.now();
@@ -532,21 +557,42 @@ export class SourceMigration {
           receiver.catch(() => undefined);
           done.set(tree, { snapshot, pruner, blocks: { state, receiver } });
           state.save((await send(blocksReceiver, blocksStream(tree.dir, large), `${tree.what} pre-copy of large files`)).reply);
+          // The delta's sender starts now too (it loads the state just saved); it sends after the freeze.
+          done.set(tree, { snapshot, pruner, blocks: { state, receiver, sender: openBlocksSender(tree.dir, state) } });
         }
         entries += snapshot.entries.size;
       }
+      let memoryDetail = '';
+      if (memory !== undefined) {
+        this.prior = new MemoryPrior();
+        const pids = containerProcesses(memory.pid).map((p) => p.pid);
+        const into = this.ctx.faults().has('fail-precopy') ? '/herd-fault-injected/images' : prep.checkpointDir;
+        const sent = await this.sendStream(memory.receiver, into, priorStream(pids, this.prior), 'memory pre-copy', (n) => (moved += n));
+        wireBytes += sent.wireBytes;
+        memoryDetail = `${(sent.bytes / 2 ** 20).toFixed(1)} MiB of memory pages`;
+      }
       const ms = performance.now() - start;
-      await this.event('precopy', 'finished', { durationMs: round(ms), bytes: moved, detail: `${entries} entries of ${trees.map((t) => t.what).join(', ')} while running` });
+      const what = [...(trees.length > 0 ? [`${entries} entries of ${trees.map((t) => t.what).join(', ')}`] : []), ...(memoryDetail === '' ? [] : [memoryDetail])];
+      await this.event('precopy', 'finished', { durationMs: round(ms), bytes: moved, detail: `${what.join(' and ')} while running` });
       return { ms, bytes: moved, wireBytes };
     } finally {
       clearInterval(timer);
     }
   }
 
-  /** Sends a stream through a receiver, throttled to 1 MiB/s under the slow-transfer fault (tests). */
+  /** Sends a stream through a receiver, throttled to 1 MiB/s under the slow-transfer fault (tests); logs (debug) when its first byte left and when it ended. */
   private sendStream(receiver: RemoteReceiver, dir: string, source: NodeJS.ReadableStream, what: string, onBytes: (n: number) => void): Promise<SentBytes> {
     const slow = this.ctx.faults().has('slow-transfer');
-    return receiver.send(dir, slow ? (source as Readable).pipe(new Throttle(1024 * 1024)) : source, what, onBytes);
+    const started = performance.now();
+    let firstByteMs: number | undefined;
+    const counted = (n: number) => {
+      firstByteMs ??= round(performance.now() - started);
+      onBytes(n);
+    };
+    return receiver.send(dir, slow ? (source as Readable).pipe(new Throttle(1024 * 1024)) : source, what, counted).then((sent) => {
+      this.log.debug({ what, firstByteMs, ms: round(performance.now() - started), bytes: sent.bytes }, 'stream sent');
+      return sent;
+    });
   }
 
   /**

@@ -120,7 +120,8 @@ export interface RemoteReceiver {
  * there) and the fence (fence.ts).
  */
 /** `over`: xattrs too, extracted over a tree a pre-copy made (the delta after the freeze: squares the stale xattrs and inherited set-group-ID bits of directories tar leaves). */
-export const RECEIVE_COMMAND = { plain: 'herd-receive', xattrs: 'herd-receive --xattrs', over: 'herd-receive --over', blocks: 'herd-blocks' } as const;
+/** `pages`: a memory prior or checkpoint images by pages (memory-precopy.ts). */
+export const RECEIVE_COMMAND = { plain: 'herd-receive', xattrs: 'herd-receive --xattrs', over: 'herd-receive --over', blocks: 'herd-blocks', pages: 'herd-pages' } as const;
 /** The receiver's option for an lz4-compressed stream (`herd-receive [--xattrs|--over] --lz4`). */
 export const LZ4_OPTION = '--lz4';
 
@@ -242,7 +243,7 @@ export async function openPruner(ssh: SshSessions, dir: string): Promise<RemoteP
   };
 }
 
-/** A receiver of tar streams (`plain`, or `xattrs` to keep them) or of block streams (block-delta.ts). */
+/** A receiver of tar streams (`plain`, or `xattrs` to keep them), of block streams (block-delta.ts) or of page streams (memory-precopy.ts). */
 export async function openReceiver(ssh: SshSessions, options: { kind: keyof typeof RECEIVE_COMMAND; compression: Compression }): Promise<RemoteReceiver> {
   const lz4 = options.compression === 'lz4';
   const command = `${RECEIVE_COMMAND[options.kind]}${lz4 ? ` ${LZ4_OPTION}` : ''}`;
@@ -274,7 +275,7 @@ export async function openReceiver(ssh: SshSessions, options: { kind: keyof type
           clearInterval(watchdog);
           if (failed) return;
           if (code === 0) done({ bytes: counter.bytes, wireBytes: wire.bytes, ...(stdout.length > 0 ? { reply: stdout } : {}) });
-          else failWith(`remote ${options.kind === 'blocks' ? 'herd-blocks' : 'tar'} into ${dir} exited ${code ?? 'by signal'}: ${stderr}`);
+          else failWith(`remote ${options.kind === 'blocks' || options.kind === 'pages' ? RECEIVE_COMMAND[options.kind] : 'tar'} into ${dir} exited ${code ?? 'by signal'}: ${stderr}`);
         });
         channel.write(`${dir}\n`);
         const counted = (source as Readable).pipe(counter);

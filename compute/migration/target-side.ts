@@ -156,8 +156,9 @@ export function restoreTarget(ctx: MigrationContext, args: CommandArgs<'migratio
       failure = err;
     }
     const restoreMs = performance.now() - started;
-    // Settle what Docker did, whatever the call said (a reply lost with Docker restarting, a timeout).
-    await waitForRuncJobs(targetDockerId, 60_000);
+    // Settle what Docker did, whatever the call said (a reply lost with Docker restarting, a timeout). A start
+    // that succeeded returned once runc's restore had ended.
+    if (failure !== undefined) await waitForRuncJobs(targetDockerId, 60_000);
     let settled: 'removed' | 'running' | 'gone';
     try {
       settled = failure === undefined ? 'running' : await runtime.removeUnlessRunning(targetDockerId);
@@ -174,9 +175,16 @@ export function restoreTarget(ctx: MigrationContext, args: CommandArgs<'migratio
     if (failure !== undefined) log.warn({ migrationId: args.migrationId, err: toHerdError(failure).message }, 'the restore call failed but the container runs: restored');
     void announceAddress(ctx.runtime, targetDockerId, ctx.hostId, ctx.log); // not part of the restore: do not wait
     sweepTempDirsSoon((dir) => log.info({ dir }, "removed containerd's restore temp dir"));
-    // The images are no longer needed: leave no checkpoint files behind.
-    await runtime.deleteCheckpoint(targetDockerId, record.checkpointId).catch(() => undefined);
-    if (record.checkpointDir !== undefined) removeReceivedDir(record.checkpointDir);
+    // The images are no longer needed: leave no checkpoint files behind. After the reply (the source's downtime
+    // ends with it), on the migration's lock, so before its commit or abort.
+    const { checkpointId, checkpointDir } = record;
+    void ctx.locks
+      .run(args.migrationId, async () => {
+        await new Promise((r) => setImmediate(r));
+        await runtime.deleteCheckpoint(targetDockerId, checkpointId).catch(() => undefined);
+        if (checkpointDir !== undefined) removeReceivedDir(checkpointDir);
+      })
+      .catch((err: unknown) => log.warn({ migrationId: args.migrationId, err: String(err) }, 'cannot remove the restored images (they go with the container)'));
     void ctx.publishContainers();
     log.info({ migrationId: args.migrationId, restoreMs: Math.round(restoreMs) }, 'target restored; waiting for the source to commit');
     return { restoreMs, runningAt };

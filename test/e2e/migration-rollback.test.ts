@@ -12,8 +12,8 @@ import { herd, herdOk, HERD_BIN } from '../support/herd-cli.ts';
 import { dockerOf, readyLab, setFaults } from '../support/lab.ts';
 
 
-async function startCounter(layout: LabLayout, name: string): Promise<number> {
-  await herdOk(['run', '--host', 'h1', '--name', name, 'herd/busybox', ...COUNTER]);
+async function startCounter(layout: LabLayout, name: string, cmd: readonly string[] = COUNTER): Promise<number> {
+  await herdOk(['run', '--host', 'h1', '--name', name, 'herd/busybox', ...cmd]);
   for (let i = 0; i < 100; i++) {
     const n = await count(layout, 'h1', name).catch(() => 0);
     if (n >= 20) return n;
@@ -67,6 +67,24 @@ describe('rollback (lab, real faults)', () => {
     await expectOnceOnSource(layout, 'rb-precopy');
     await new Promise((res) => setTimeout(res, 300));
     expect(await count(layout, 'h1', 'rb-precopy')).toBeGreaterThan(before);
+    expect(await leftovers(layout)).toEqual([]);
+  });
+
+  it('the memory pre-copy fails (the target refuses it): nothing was frozen, the target copy goes, the source runs on', async () => {
+    // 40 MB held in memory (over preCopyMemoryMinBytes, 32 MiB) and a small upper dir: the memory alone goes before the freeze.
+    await startCounter(layout, 'rb-memory', ['sh', '-c', `x=$(head -c 30000000 /dev/urandom | base64); ${COUNTER[2]}`]);
+    await setFaults(layout, 'h1', ['fail-precopy']);
+    const before = await count(layout, 'h1', 'rb-memory');
+    const r = await herd(['migrate', 'rb-memory', '--to', 'h2']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('ROLLED_BACK');
+    expect(r.stderr).toContain('memory pre-copy');
+    expect(r.stderr).toMatch(/not under this host's data roots/);
+    expect(r.stdout).toMatch(/precopy +failed/);
+    expect(r.stdout).not.toMatch(/checkpoint +started/);
+    await expectOnceOnSource(layout, 'rb-memory');
+    await new Promise((res) => setTimeout(res, 300));
+    expect(await count(layout, 'h1', 'rb-memory')).toBeGreaterThan(before);
     expect(await leftovers(layout)).toEqual([]);
   });
 

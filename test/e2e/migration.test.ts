@@ -161,6 +161,48 @@ describe('live migration (lab, real Docker + CRIU)', () => {
     await herdOk(['rm', name, '--force']);
   });
 
+  it('copies the memory before the freeze: 48 MB of random data held in a shell variable arrive intact (the process hashes it itself after each move), while frozen only the pages that changed move; direct and Docker restore', async () => {
+    const name = `memory-${Date.now().toString(36)}`;
+    // The variable's digest at the start (sum0); on request (/data/ask) the running shell hashes its memory again (sum).
+    const program = [
+      'x=$(head -c 36000000 /dev/urandom | base64 | tr -d "\\n")',
+      'echo -n "$x" | md5sum > /data/sum0',
+      'i=0; while true; do i=$((i+1)); echo $i > /data/count',
+      'if [ -f /data/ask ]; then echo -n "$x" | md5sum > /data/sum.new; mv /data/sum.new /data/sum; rm /data/ask; fi',
+      'sleep 0.1; done',
+    ].join('\n');
+    await runOn('h1', name, 'herd/busybox', ['sh', '-c', program]);
+    await waitForCount(layout, 'h1', name, 5);
+    const sumOf = async (hostId: string): Promise<string> => {
+      const docker = dockerOf(layout, hostId);
+      await execIn(docker, name, ['touch', '/data/ask']);
+      for (let i = 0; i < 100; i++) {
+        const sum = await execIn(docker, name, ['sh', '-c', '[ -f /data/ask ] || cat /data/sum']);
+        if (/^[0-9a-f]{32}/.test(sum)) {
+          await execIn(docker, name, ['rm', '/data/sum']);
+          return sum.split(' ')[0] as string;
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      throw new Error(`${name} on ${hostId} never hashed its memory`);
+    };
+    const original = (await execIn(dockerOf(layout, 'h1'), name, ['cat', '/data/sum0'])).split(' ')[0];
+    expect(original).toMatch(/^[0-9a-f]{32}$/);
+    expect(await sumOf('h1')).toBe(original);
+    for (const [to, restoreWith] of [['h2', 'direct'], ['h1', 'docker']] as const) {
+      const result = await herd(['migrate', name, '--to', to, '--restore-with', restoreWith, '--json']);
+      expect(result.code, result.stderr).toBe(0);
+      const { timings } = JSON.parse(result.stdout) as { timings: { precopyBytes?: number; checkpointBytes: number } };
+      // The 48 MB went before the freeze; after it, the changed pages, the images' metadata and no zeros.
+      expect(timings.precopyBytes ?? 0).toBeGreaterThan(48e6);
+      expect(timings.checkpointBytes).toBeLessThan(16 * 2 ** 20);
+      await expectRunsOnceOn(layout, name, to);
+      expect(await sumOf(to)).toBe(original);
+    }
+    expect(await leftovers(layout)).toEqual([]);
+    await herdOk(['rm', name, '--force']);
+  });
+
   it("falls back to Docker's own restore (--restore-with docker): the copy runs under runc, keeps counting, migrates back, nothing is left", async () => {
     const name = `docker-restore-${Date.now().toString(36)}`;
     await runOn('h1', name);

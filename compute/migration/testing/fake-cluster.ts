@@ -277,6 +277,8 @@ export class FakeCluster {
       sharedPaths: [],
       preCopyFilesystem: false,
       preCopyFilesystemMinBytes: 0,
+      preCopyMemory: false,
+      preCopyMemoryMinBytes: 0,
       transferCompression: 'none',
       restorePath: 'docker',
       faults: () => new Set(),

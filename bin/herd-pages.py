@@ -1,0 +1,415 @@
+#!/usr/bin/python3
+"""Checkpoint images by pages, with the memory copied before the freeze (compute/migration/memory-precopy.ts).
+
+Most of a container's memory does not change in the second before its freeze: MariaDB under
+sysbench oltp_read_write changed 13 MiB of its 120 MiB of dumped pages in 3 s, and 58 MiB of
+them were zeros. So, while the container still runs, the source reads the resident pages of its
+processes and sends each distinct one once (the prior); after the dump, each 4 KiB page of the
+images goes as a hole (zeros), as its place in the prior (a page the target already holds), or
+as its bytes. The kernel's soft-dirty tracking, which CRIU's own pre-dump needs, is not used (it
+is absent on many kernels); the pages are matched by their sha256.
+
+  herd-pages.py prior INDEX PID...  (source, while the container runs) writes a prior stream
+                                    to stdout: each distinct non-zero page of the processes'
+                                    private memory that is resident now (/proc/PID/pagemap,
+                                    /proc/PID/mem); INDEX gets the pages' sha256 digests in the
+                                    same order. A process that is gone, or a region that cannot
+                                    be read, is skipped (the images carry what the prior lacks).
+  herd-pages.py send INDEX          (source, started before the freeze) reads a directory from
+                                    stdin's first line (once the dump wrote it), then writes its
+                                    files as an image stream, matching pages against INDEX
+                                    ("-": no prior, zeros still go as holes).
+  herd-pages.py receive DIR         (target, the forced command's herd-pages, which checked DIR)
+                                    reads a prior stream into DIR/.herd-prior, or an image stream
+                                    into files under DIR, taking the pages it names from the
+                                    prior, which it then removes. Exits 0 only once it read the
+                                    stream's end.
+
+Streams (big-endian):
+  prior:  b"HERDPRI1", then  P count:u32 (count pages of 4096 bytes)  ...  E total:u64
+  images: b"HERDPGS1", then per file  F namelen:u16 name mode:u32 size:u64, its content as
+          D len:u32 data (bytes)  Z len:u64 (zeros: a hole)  R index:u32 count:u32 (count
+          pages of the prior from its page index), then C (the file is complete); E at the end.
+The files of a CRIU image directory are regular files in one directory: anything else is an
+error, and a name must be a plain file name.
+
+Written in Python like bin/herd-blocks.py (Debian's python3, on every host for Ansible):
+hashing runs in its own process, beside the daemon's SSH streams.
+"""
+import hashlib
+import os
+import stat
+import struct
+import sys
+
+PRIOR_MAGIC = b"HERDPRI1"
+IMAGES_MAGIC = b"HERDPGS1"
+PRIOR_FILE = ".herd-prior"
+PAGE = 4096
+ZERO = bytes(PAGE)
+CHUNK = 4 * 1024 * 1024
+MAX_DATA = 1024 * 1024
+U16 = struct.Struct(">H")
+U32 = struct.Struct(">I")
+U64 = struct.Struct(">Q")
+FILE_META = struct.Struct(">IQ")
+REF = struct.Struct(">II")
+# /proc/PID/pagemap: bit 63 present, bit 61 a file page or shared anonymous memory.
+PRESENT = 1 << 63
+FILE_OR_SHARED = 1 << 61
+PAGEMAP_BATCH = 1 << 16
+
+
+def fail(message, code=1):
+    sys.stderr.write(f"herd-pages: {message}\n")
+    sys.exit(code)
+
+
+def stdout_writer():
+    return open(sys.stdout.fileno(), "wb", buffering=MAX_DATA, closefd=False)
+
+
+def regions(pid):
+    """The readable regions of a process whose pages CRIU dumps: (start, end, shared memory?)."""
+    with open(f"/proc/{pid}/maps", "rb") as f:
+        lines = f.read().splitlines()
+    for line in lines:
+        fields = line.split(None, 5)
+        perms = fields[1]
+        path = fields[5] if len(fields) > 5 else b""
+        if not perms.startswith(b"r") or path in (b"[vsyscall]", b"[vvar]", b"[vvar_vclock]", b"[vdso]"):
+            continue
+        # A shared mapping's pages are CRIU's only for shared anonymous memory (no file, /dev/zero, SysV, memfd).
+        shmem = perms[3:4] == b"s" and (path == b"" or path.startswith((b"/dev/zero", b"/SYSV", b"/memfd:")))
+        if perms[3:4] == b"s" and not shmem:
+            continue
+        start, end = (int(x, 16) for x in fields[0].split(b"-"))
+        yield start, end, shmem
+
+
+def resident_runs(pagemap_fd, start, end, shmem):
+    """Runs (address, pages) of resident pages in [start, end): private ones, or any in shared anonymous memory."""
+    first = start // PAGE
+    total = (end - start) // PAGE
+    run_start = None
+    run_len = 0
+    for batch in range(0, total, PAGEMAP_BATCH):
+        count = min(PAGEMAP_BATCH, total - batch)
+        raw = os.pread(pagemap_fd, count * 8, (first + batch) * 8)
+        entries = struct.unpack(f"={len(raw) // 8}Q", raw)
+        for i, entry in enumerate(entries):
+            if entry & PRESENT and (shmem or not entry & FILE_OR_SHARED):
+                if run_start is None:
+                    run_start = (first + batch + i) * PAGE
+                    run_len = 0
+                run_len += 1
+            elif run_start is not None:
+                yield run_start, run_len
+                run_start = None
+        if len(entries) < count:
+            break
+    if run_start is not None:
+        yield run_start, run_len
+
+
+def prior(index_path, pids):
+    out = stdout_writer()
+    out.write(PRIOR_MAGIC)
+    seen = set()
+    digests = []
+    for pid in pids:
+        try:
+            pagemap_fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
+            mem_fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+        except OSError:
+            continue  # gone meanwhile: its pages go with the images
+        try:
+            for start, end, shmem in list(regions(pid)):
+                for address, pages in resident_runs(pagemap_fd, start, end, shmem):
+                    for offset in range(0, pages * PAGE, CHUNK):
+                        try:
+                            data = os.pread(mem_fd, min(CHUNK, pages * PAGE - offset), address + offset)
+                        except OSError:
+                            break  # unmapped or unreadable meanwhile
+                        fresh = []
+                        for k in range(0, len(data) - PAGE + 1, PAGE):
+                            page = data[k : k + PAGE]
+                            if page == ZERO:
+                                continue
+                            digest = hashlib.sha256(page).digest()
+                            if digest in seen:
+                                continue
+                            seen.add(digest)
+                            digests.append(digest)
+                            fresh.append(page)
+                        if fresh:
+                            out.write(b"P" + U32.pack(len(fresh)))
+                            out.write(b"".join(fresh))
+        except OSError:
+            pass  # the process ended meanwhile
+        finally:
+            os.close(pagemap_fd)
+            os.close(mem_fd)
+    # The index first: the receiver exits (and the sender's caller goes on) once it read the end.
+    with open(index_path, "wb") as f:
+        f.write(b"".join(digests))
+    out.write(b"E" + U64.pack(len(digests)))
+    out.flush()
+
+
+def load_index(index_path):
+    """digest -> the page's place in the prior (the first, should two pages hash alike)."""
+    if index_path == "-":
+        return {}
+    with open(index_path, "rb") as f:
+        data = f.read()
+    if len(data) % 32:
+        fail(f"{index_path}: not an index of sha256 digests")
+    index = {}
+    for i in range(len(data) // 32):
+        index.setdefault(data[i * 32 : i * 32 + 32], i)
+    return index
+
+
+class Encoder:
+    """Coalesces a file's pages into D, Z and R records."""
+
+    def __init__(self, out):
+        self.out = out
+        self.kind = None
+        self.literal = []
+        self.literal_len = 0
+        self.zeros = 0
+        self.ref_start = 0
+        self.ref_count = 0
+
+    def flush(self):
+        if self.kind == "D" and self.literal_len:
+            self.out.write(b"D" + U32.pack(self.literal_len))
+            self.out.write(b"".join(self.literal))
+            self.literal = []
+            self.literal_len = 0
+        elif self.kind == "Z" and self.zeros:
+            self.out.write(b"Z" + U64.pack(self.zeros))
+            self.zeros = 0
+        elif self.kind == "R" and self.ref_count:
+            self.out.write(b"R" + REF.pack(self.ref_start, self.ref_count))
+            self.ref_count = 0
+        self.kind = None
+
+    def data(self, chunk):
+        if self.kind != "D" or self.literal_len + len(chunk) > MAX_DATA:
+            self.flush()
+            self.kind = "D"
+        self.literal.append(chunk)
+        self.literal_len += len(chunk)
+
+    def zero(self, length):
+        if self.kind != "Z":
+            self.flush()
+            self.kind = "Z"
+        self.zeros += length
+
+    def ref(self, place):
+        if self.kind == "R" and place == self.ref_start + self.ref_count and self.ref_count < 0xFFFFFFFF:
+            self.ref_count += 1
+            return
+        self.flush()
+        self.kind = "R"
+        self.ref_start = place
+        self.ref_count = 1
+
+
+def send(index_path):
+    index = load_index(index_path)
+    line = sys.stdin.buffer.readline()
+    if not line.endswith(b"\n"):
+        fail("no directory on stdin")
+    root = line[:-1]
+    out = stdout_writer()
+    out.write(IMAGES_MAGIC)
+    dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for entry in sorted(os.fsencode(e) for e in os.listdir(dir_fd)):
+        fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                fail(f"{os.fsdecode(root)}/{os.fsdecode(entry)}: not a regular file (an image directory holds only files)")
+            out.write(b"F" + U16.pack(len(entry)) + entry + FILE_META.pack(stat.S_IMODE(st.st_mode), st.st_size))
+            encoder = Encoder(out)
+            offset = 0
+            while offset < st.st_size:
+                data = os.pread(fd, min(CHUNK, st.st_size - offset), offset)
+                if not data:
+                    fail(f"{os.fsdecode(entry)}: shorter than its size")
+                whole = len(data) - len(data) % PAGE
+                for k in range(0, whole, PAGE):
+                    page = data[k : k + PAGE]
+                    if page == ZERO:
+                        encoder.zero(PAGE)
+                        continue
+                    place = index.get(hashlib.sha256(page).digest()) if index else None
+                    if place is None:
+                        encoder.data(page)
+                    else:
+                        encoder.ref(place)
+                if whole < len(data):
+                    encoder.data(data[whole:])
+                offset += len(data)
+            encoder.flush()
+            out.write(b"C")
+        finally:
+            os.close(fd)
+    out.write(b"E")
+    out.flush()
+
+
+class Input:
+    def __init__(self):
+        self.f = open(sys.stdin.fileno(), "rb", buffering=MAX_DATA, closefd=False)
+
+    def exactly(self, n):
+        data = self.f.read(n)
+        if len(data) != n:
+            fail("the stream ended early (the sender failed or the connection was lost)")
+        return data
+
+    def at_end(self):
+        return self.f.read(1) == b""
+
+
+def receive_prior(dir_fd, inp):
+    fd = os.open(PRIOR_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
+    pages = 0
+    try:
+        while True:
+            tag = inp.exactly(1)
+            if tag == b"P":
+                (count,) = U32.unpack(inp.exactly(4))
+                data = inp.exactly(count * PAGE)
+                os.pwrite(fd, data, pages * PAGE)
+                pages += count
+            elif tag == b"E":
+                (total,) = U64.unpack(inp.exactly(8))
+                if total != pages:
+                    fail(f"the prior announced {total} pages but held {pages}")
+                break
+            else:
+                fail(f"bad record {tag!r} in a prior stream")
+    finally:
+        os.close(fd)
+    if not inp.at_end():
+        fail("data after the prior stream's end")
+
+
+def copy_range(src, dst, length, src_offset, dst_offset):
+    while length > 0:
+        try:
+            n = os.copy_file_range(src, dst, length, src_offset, dst_offset)
+        except OSError:
+            n = 0
+        if n <= 0:  # not supported here: through user space
+            data = os.pread(src, min(length, CHUNK), src_offset)
+            if not data:
+                fail("the prior ended early")
+            n = os.pwrite(dst, data, dst_offset)
+        length -= n
+        src_offset += n
+        dst_offset += n
+
+
+def valid_name(name):
+    return name not in (b"", b".", b"..") and b"/" not in name and b"\0" not in name and name != PRIOR_FILE.encode()
+
+
+def receive_images(dir_fd, inp):
+    try:
+        prior_fd = os.open(PRIOR_FILE, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
+        prior_pages = os.fstat(prior_fd).st_size // PAGE
+    except FileNotFoundError:
+        prior_fd, prior_pages = None, 0
+    try:
+        while True:
+            tag = inp.exactly(1)
+            if tag == b"E":
+                break
+            if tag != b"F":
+                fail(f"bad record {tag!r} where a file begins")
+            (name_len,) = U16.unpack(inp.exactly(2))
+            name = inp.exactly(name_len)
+            mode, size = FILE_META.unpack(inp.exactly(FILE_META.size))
+            if not valid_name(name):
+                fail(f"refused: {name!r} is no plain file name")
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
+            try:
+                offset = 0
+                while True:
+                    tag = inp.exactly(1)
+                    if tag == b"C":
+                        break
+                    if tag == b"D":
+                        (length,) = U32.unpack(inp.exactly(4))
+                        os.pwrite(fd, inp.exactly(length), offset)
+                    elif tag == b"Z":
+                        (length,) = U64.unpack(inp.exactly(8))
+                    elif tag == b"R":
+                        place, count = REF.unpack(inp.exactly(REF.size))
+                        if place + count > prior_pages:
+                            fail(f"{os.fsdecode(name)}: pages {place}+{count} are not in the prior ({prior_pages} pages)")
+                        length = count * PAGE
+                        copy_range(prior_fd, fd, length, place * PAGE, offset)
+                    else:
+                        fail(f"bad record {tag!r} in {os.fsdecode(name)}")
+                    offset += length
+                    if offset > size:
+                        fail(f"{os.fsdecode(name)}: more content than its size {size}")
+                if offset != size:
+                    fail(f"{os.fsdecode(name)}: {offset} bytes of {size}")
+                os.ftruncate(fd, size)
+                os.fchmod(fd, mode & 0o777)
+            finally:
+                os.close(fd)
+        if not inp.at_end():
+            fail("data after the image stream's end")
+    finally:
+        if prior_fd is not None:
+            os.close(prior_fd)
+    # Its work is done, and it must not reach the restore (Docker's path archives the whole directory).
+    try:
+        os.unlink(PRIOR_FILE, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+
+
+def receive(root):
+    dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    inp = Input()
+    magic = inp.exactly(8)
+    if magic == PRIOR_MAGIC:
+        receive_prior(dir_fd, inp)
+    elif magic == IMAGES_MAGIC:
+        receive_images(dir_fd, inp)
+    else:
+        fail("not a herd-pages stream")
+
+
+def main(argv):
+    if len(argv) >= 3 and argv[1] == "prior":
+        try:
+            pids = [int(p) for p in argv[3:]]
+        except ValueError:
+            fail("a PID must be a number", 2)
+        prior(argv[2], pids)
+    elif len(argv) == 3 and argv[1] == "send":
+        send(argv[2])
+    elif len(argv) == 3 and argv[1] == "receive":
+        receive(argv[2])
+    else:
+        fail("usage: herd-pages.py prior INDEX PID... > prior  |  herd-pages.py send INDEX < dir > images  |  herd-pages.py receive DIR < stream", 2)
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv)
+    except OSError as err:
+        fail(str(err))

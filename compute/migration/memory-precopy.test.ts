@@ -1,0 +1,172 @@
+/**
+ * Memory pages before the freeze and checkpoint images by pages (bin/herd-pages.py), each
+ * stream applied through the transfer key's real forced command (`herd-pages`): the prior of a
+ * real running process holds its distinct resident pages; an image directory rebuilt from a page
+ * stream equals the source's byte for byte, the pages the prior holds cross as references and
+ * zero pages as holes; malformed or hostile streams fail without writing outside the directory.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { collect } from '../../test/support/trees.ts';
+import { MemoryPrior, openImagesSender, priorStream } from './memory-precopy.ts';
+import { RECEIVE_COMMAND } from './ssh-transfer.ts';
+
+const SCRIPT = resolve(import.meta.dirname, '../../bin/herd-ssh-command');
+const base = mkdtempSync(join(tmpdir(), 'herd-pages-test-'));
+const conf = join(base, 'receiver.conf');
+writeFileSync(conf, `root ${join(base, 'data')}\n`);
+const priors: MemoryPrior[] = [];
+afterAll(() => {
+  for (const p of priors) p.remove();
+  rmSync(base, { recursive: true, force: true });
+});
+
+const PAGE = 4096;
+const MiB = 1024 * 1024;
+
+/** Runs the forced command as sshd would, with `dir` and `payload` on stdin. */
+const receive = (dir: string, payload: Buffer) =>
+  spawnSync(SCRIPT, [conf], { input: Buffer.concat([Buffer.from(`${dir}\n`), payload]), env: { SSH_ORIGINAL_COMMAND: RECEIVE_COMMAND.pages, PATH: process.env.PATH ?? '' }, maxBuffer: 512 * MiB });
+const digest = (page: Buffer) => createHash('sha256').update(page).digest('hex');
+const pagesOf = (data: Buffer) => Array.from({ length: Math.floor(data.length / PAGE) }, (_, i) => data.subarray(i * PAGE, (i + 1) * PAGE));
+
+/** A prior made of `pages` as the source's tool would have sent it: the stream and its index. */
+function priorOf(pages: Buffer[]): { stream: Buffer; prior: MemoryPrior } {
+  const prior = new MemoryPrior();
+  priors.push(prior);
+  writeFileSync(prior.index, Buffer.concat(pages.map((p) => createHash('sha256').update(p).digest())));
+  const count = Buffer.alloc(4);
+  count.writeUInt32BE(pages.length);
+  const total = Buffer.alloc(8);
+  total.writeBigUInt64BE(BigInt(pages.length));
+  return { stream: Buffer.concat([Buffer.from('HERDPRI1'), Buffer.from('P'), count, ...pages, Buffer.from('E'), total]), prior };
+}
+
+function newDir(name: string): { source: string; target: string } {
+  const source = join(base, name);
+  const target = join(base, 'data', name);
+  mkdirSync(source, { recursive: true });
+  mkdirSync(target, { recursive: true });
+  return { source, target };
+}
+
+describe('memory pages (bin/herd-pages.py through the forced command)', () => {
+  it("a running process's prior holds its distinct resident pages once, zero pages left out", { timeout: 30_000 }, async () => {
+    // 2 MiB of random pages, each twice (a copy in a second mapping), and 2 MiB of zeros written (resident).
+    const program = ['import mmap, os, sys', 'a = os.urandom(2 << 20)', 'm = mmap.mmap(-1, 2 << 20); m.write(a)', 'c = mmap.mmap(-1, 2 << 20); c.write(a)', 'z = mmap.mmap(-1, 2 << 20)', 'for i in range(0, 2 << 20, 4096): z[i] = 0', 'sys.stdout.buffer.write(a); sys.stdout.flush(); sys.stdin.read()'];
+    const child = spawn('python3', ['-c', program.join('\n')], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      const chunks: Buffer[] = [];
+      await new Promise<void>((done) => child.stdout.on('data', (d: Buffer) => (chunks.push(d), Buffer.concat(chunks).length >= 2 * MiB && done())));
+      const content = Buffer.concat(chunks);
+      const prior = new MemoryPrior();
+      priors.push(prior);
+      const stream = await collect(priorStream([child.pid as number, 999_999_999], prior));
+      const index = readFileSync(prior.index);
+      const known = new Set(Array.from({ length: index.length / 32 }, (_, i) => index.subarray(i * 32, i * 32 + 32).toString('hex')));
+      expect(known.size, 'each page once').toBe(index.length / 32);
+      for (const page of pagesOf(content)) expect(known.has(digest(page))).toBe(true);
+      expect(known.has(digest(Buffer.alloc(PAGE))), 'no zero page').toBe(false);
+      // The random content's pages once, not twice, plus the interpreter's own memory.
+      const pages = stream.length / PAGE;
+      expect(pages).toBeGreaterThan(512);
+      expect(pages).toBeLessThan(512 + 4096);
+      const { target } = newDir('prior-of-a-process');
+      const r = receive(target, stream);
+      expect(r.status, r.stderr.toString()).toBe(0);
+      expect(statSync(join(target, '.herd-prior')).size).toBe((index.length / 32) * PAGE);
+    } finally {
+      child.kill();
+    }
+  });
+
+  it('an image directory equals the source byte for byte; pages the prior holds go as references, zeros as holes', { timeout: 30_000 }, async () => {
+    const { source, target } = newDir('images');
+    const known = Array.from({ length: 256 }, () => randomBytes(PAGE));
+    const changed = Array.from({ length: 16 }, () => randomBytes(PAGE));
+    const zero = Buffer.alloc(PAGE);
+    // Pages in another order than the prior's, repeated, runs of zeros, changed pages, and a tail.
+    const pages = Buffer.concat([...known.slice(100), ...Array<Buffer>(300).fill(zero), ...known.slice(0, 100), known[5] as Buffer, ...changed, ...known.slice(10, 20), zero]);
+    writeFileSync(join(source, 'pages-1.img'), pages);
+    writeFileSync(join(source, 'pages-2.img'), Buffer.concat([...changed, Buffer.from('not a whole page')]));
+    writeFileSync(join(source, 'core-1.img'), randomBytes(3000));
+    writeFileSync(join(source, 'empty.img'), '');
+    writeFileSync(join(source, 'descriptors.json'), '["/dev/null"]');
+    chmodSync(join(source, 'descriptors.json'), 0o600);
+    const { stream: priorStreamBytes, prior } = priorOf(known);
+    expect(receive(target, priorStreamBytes).status).toBe(0);
+
+    const images = await collect(openImagesSender(prior).images(source));
+    const r = receive(target, images);
+    expect(r.status, r.stderr.toString()).toBe(0);
+    expect(readdirSync(target).sort(), 'the prior is gone').toEqual(readdirSync(source).sort());
+    for (const name of readdirSync(source)) {
+      expect(readFileSync(join(target, name)).equals(readFileSync(join(source, name))), name).toBe(true);
+      expect(statSync(join(target, name)).mode & 0o777, name).toBe(statSync(join(source, name)).mode & 0o777);
+    }
+    // 32 changed pages, the tail and the small files as bytes; the rest as references and holes.
+    expect(images.length).toBeLessThan(32 * PAGE + 3000 + 4096);
+    expect(statSync(join(target, 'pages-1.img')).blocks * 512, 'the zeros are a hole').toBeLessThan(pages.length - 250 * PAGE);
+
+    // Without a prior the same directory arrives whole, its zeros still as holes.
+    const { source: again, target: bare } = newDir('images-without-prior');
+    writeFileSync(join(again, 'pages-1.img'), pages);
+    const plain = await collect(openImagesSender(undefined).images(again));
+    expect(plain.length).toBeLessThan(pages.length - 300 * PAGE + 4096);
+    expect(receive(bare, plain).status).toBe(0);
+    expect(readFileSync(join(bare, 'pages-1.img')).equals(pages)).toBe(true);
+  });
+
+  it('an image directory holding anything but regular files fails at the source, naming it', async () => {
+    const { source } = newDir('not-files');
+    writeFileSync(join(source, 'core-1.img'), 'x');
+    symlinkSync('/etc/passwd', join(source, 'link.img'));
+    await expect(collect(openImagesSender(undefined).images(source))).rejects.toThrow(/link\.img|Too many levels|symbolic/);
+    const { source: withDir } = newDir('with-dir');
+    mkdirSync(join(withDir, 'sub'));
+    await expect(collect(openImagesSender(undefined).images(withDir))).rejects.toThrow(/sub/);
+  });
+
+  it('refuses hostile or broken streams without writing outside the directory', () => {
+    const { target } = newDir('hostile');
+    const file = (name: string, body: Buffer, size: number) => {
+      const head = Buffer.alloc(2 + name.length + 12);
+      head.writeUInt16BE(name.length, 0);
+      head.write(name, 2);
+      head.writeUInt32BE(0o644, 2 + name.length);
+      head.writeBigUInt64BE(BigInt(size), 6 + name.length);
+      return Buffer.concat([Buffer.from('F'), head, body, Buffer.from('C')]);
+    };
+    const data = (bytes: Buffer) => {
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(bytes.length);
+      return Buffer.concat([Buffer.from('D'), len, bytes]);
+    };
+    const images = (...records: Buffer[]) => Buffer.concat([Buffer.from('HERDPGS1'), ...records]);
+    const cases: [string, Buffer, RegExp][] = [
+      ['a name that leaves the directory', images(file('../escaped', data(Buffer.from('x')), 1), Buffer.from('E')), /no plain file name/],
+      ['the prior named as an image', images(file('.herd-prior', data(Buffer.from('x')), 1), Buffer.from('E')), /no plain file name/],
+      ['a stream cut short (no end)', images(file('a.img', data(Buffer.from('x')), 1)), /ended early/],
+      ['more content than the size', images(file('b.img', data(Buffer.from('xy')), 1), Buffer.from('E')), /more content than its size/],
+      ['less content than the size', images(file('c.img', data(Buffer.from('x')), 2), Buffer.from('E')), /1 bytes of 2/],
+      ['a reference without a prior', images(file('d.img', Buffer.concat([Buffer.from('R'), Buffer.from([0, 0, 0, 0, 0, 0, 0, 1])]), PAGE), Buffer.from('E')), /not in the prior/],
+      ['data after the end', Buffer.concat([images(Buffer.from('E')), Buffer.from('x')]), /after the image stream's end/],
+      ['not a page stream', Buffer.from('GARBAGE!'), /not a herd-pages stream/],
+      ['a prior cut short', Buffer.concat([Buffer.from('HERDPRI1P'), Buffer.from([0, 0, 0, 2]), Buffer.alloc(PAGE)]), /ended early/],
+    ];
+    for (const [what, stream, message] of cases) {
+      const r = receive(target, stream);
+      expect(r.status, what).not.toBe(0);
+      expect(r.stderr.toString(), what).toMatch(message);
+    }
+    expect(existsSync(join(base, 'data', 'escaped'))).toBe(false);
+    // Outside the host's data roots, nothing is received at all.
+    const outside = receive(join(base, 'elsewhere'), images(Buffer.from('E')));
+    expect(outside.status).toBe(126);
+    expect(outside.stderr.toString()).toMatch(/not under this host's data roots/);
+  });
+});
