@@ -27,8 +27,7 @@
  * The result on the target equals a copy of the frozen upper dir (checked in tests, on random
  * trees changing at random points in fs-precopy.property.test.ts).
  */
-import type { BigIntStats } from 'node:fs';
-import { lstat, opendir } from 'node:fs/promises';
+import { lstatSync, readdirSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -88,32 +87,48 @@ interface Stat {
 
 const isBlockFile = (st: Stat, minBytes: number) => (st.mode & S_IFMT) === S_IFREG && st.nlink === 1 && st.size >= minBytes;
 
+/** Entries the walk stats between two turns of the event loop. */
+const WALK_BATCH = 1000;
+
 /**
  * Every entry under `dir` (not `dir` itself), depth first: each directory right before its
  * contents, so that tar, extracting a list in this order, sets a directory's times once its
  * contents are in. Symlinks are not followed.
+ *
+ * Synchronous calls, with a turn of the event loop every WALK_BATCH entries: after the freeze
+ * the walk runs while the images' and the large files' senders keep both cores busy, and an
+ * await per entry then waited for the scheduler each time (a 229-entry tree took 45-134 ms
+ * instead of 13 ms).
  */
-async function walk(dir: string, visit: (rel: string, st: Stat) => void, rel = ''): Promise<void> {
-  const names: string[] = [];
-  try {
-    for await (const entry of await opendir(rel === '' ? dir : join(dir, rel))) names.push(entry.name);
-  } catch (err) {
-    // A directory of a running container that went meanwhile: nothing of it to note.
-    if (rel !== '' && isGone(err)) return;
-    throw err;
-  }
-  for (const name of names) {
-    const path = rel === '' ? name : `${rel}/${name}`;
-    let st: BigIntStats;
+async function walk(dir: string, visit: (rel: string, st: Stat) => void): Promise<void> {
+  let sinceTurn = 0;
+  const inner = async (rel: string): Promise<void> => {
+    let names: string[];
     try {
-      st = await lstat(join(dir, path), { bigint: true });
+      names = readdirSync(rel === '' ? dir : join(dir, rel));
     } catch (err) {
-      if (isGone(err)) continue; // deleted between the listing and now
+      // A directory of a running container that went meanwhile: nothing of it to note.
+      if (rel !== '' && isGone(err)) return;
       throw err;
     }
-    visit(path, { ino: st.ino, mode: Number(st.mode), ctimeNs: st.ctimeNs, size: Number(st.size), nlink: Number(st.nlink) });
-    if ((Number(st.mode) & S_IFMT) === S_IFDIR) await walk(dir, visit, path);
-  }
+    for (const name of names) {
+      const path = rel === '' ? name : `${rel}/${name}`;
+      let st: BigIntStats;
+      try {
+        st = lstatSync(join(dir, path), { bigint: true });
+      } catch (err) {
+        if (isGone(err)) continue; // deleted between the listing and now
+        throw err;
+      }
+      visit(path, { ino: st.ino, mode: Number(st.mode), ctimeNs: st.ctimeNs, size: Number(st.size), nlink: Number(st.nlink) });
+      if (++sinceTurn >= WALK_BATCH) {
+        sinceTurn = 0;
+        await new Promise((r) => setImmediate(r));
+      }
+      if ((Number(st.mode) & S_IFMT) === S_IFDIR) await inner(path);
+    }
+  };
+  await inner('');
 }
 
 const isGone = (err: unknown) => (err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR';
@@ -124,7 +139,7 @@ export async function snapshotTree(dir: string, options: { blockFileMinBytes?: n
   const takenAtMonotonicMs = performance.now();
   const entries = new Map<string, TreeEntry>();
   const blockFiles = new Set<string>();
-  const ctimesNs = [(await lstat(dir, { bigint: true })).ctimeNs];
+  const ctimesNs = [lstatSync(dir, { bigint: true }).ctimeNs];
   await walk(dir, (rel, st) => {
     entries.set(rel, { ino: st.ino, type: st.mode & S_IFMT });
     if (ctimesNs.length < 64) ctimesNs.push(st.ctimeNs);
@@ -148,7 +163,7 @@ export async function changesSince(dir: string, snapshot: TreeSnapshot): Promise
   // A wall clock stepped back since the snapshot (NTP, a VM resumed) stamps later changes with earlier times: go back as far.
   const steppedBackMs = Math.max(0, performance.now() - snapshot.takenAtMonotonicMs - (Date.now() - snapshot.takenAtMs));
   const sinceNs = BigInt(Math.floor(snapshot.takenAtMs - snapshot.ctimeSlackMs - steppedBackMs)) * 1_000_000n;
-  const root = await lstat(dir, { bigint: true });
+  const root = lstatSync(dir, { bigint: true });
   const walked: { rel: string; st: Stat; send: boolean }[] = [];
   const replaced: string[] = [];
   const seen = new Set<string>();
