@@ -37,6 +37,7 @@ Written in Python like bin/herd-blocks.py (Debian's python3, on every host for A
 hashing runs in its own process, beside the daemon's SSH streams.
 """
 import hashlib
+import mmap
 import os
 import stat
 import struct
@@ -302,20 +303,36 @@ def receive_prior(dir_fd, inp):
         fail("data after the prior stream's end")
 
 
-def copy_range(src, dst, length, src_offset, dst_offset):
-    while length > 0:
-        try:
-            n = os.copy_file_range(src, dst, length, src_offset, dst_offset)
-        except OSError:
-            n = 0
-        if n <= 0:  # not supported here: through user space
-            data = os.pread(src, min(length, CHUNK), src_offset)
-            if not data:
-                fail("the prior ended early")
-            n = os.pwrite(dst, data, dst_offset)
-        length -= n
-        src_offset += n
-        dst_offset += n
+class Output:
+    """A file written by gathered writes: bytes and slices of the prior pile up until a hole or MAX_DATA."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.offset = 0
+        self.pending = []
+        self.pending_len = 0
+
+    def add(self, data):
+        self.pending.append(data)
+        self.pending_len += len(data)
+        if self.pending_len >= MAX_DATA or len(self.pending) >= 1000:
+            self.flush()
+
+    def skip(self, length):
+        self.flush()
+        self.offset += length
+
+    def flush(self):
+        while self.pending:
+            n = os.pwritev(self.fd, self.pending, self.offset)
+            self.offset += n
+            # A short write (rare): drop what went, keep the rest.
+            while self.pending and n >= len(self.pending[0]):
+                n -= len(self.pending[0])
+                self.pending.pop(0)
+            if n:
+                self.pending[0] = self.pending[0][n:]
+        self.pending_len = 0
 
 
 def valid_name(name):
@@ -325,9 +342,11 @@ def valid_name(name):
 def receive_images(dir_fd, inp):
     try:
         prior_fd = os.open(PRIOR_FILE, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
-        prior_pages = os.fstat(prior_fd).st_size // PAGE
     except FileNotFoundError:
-        prior_fd, prior_pages = None, 0
+        prior_fd = None
+    prior_pages = 0 if prior_fd is None else os.fstat(prior_fd).st_size // PAGE
+    # The prior mapped: its pages are written out from the mapping, gathered, without a copy of their own.
+    prior = memoryview(mmap.mmap(prior_fd, prior_pages * PAGE, prot=mmap.PROT_READ)) if prior_pages else memoryview(b"")
     try:
         while True:
             tag = inp.exactly(1)
@@ -342,6 +361,7 @@ def receive_images(dir_fd, inp):
                 fail(f"refused: {name!r} is no plain file name")
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
             try:
+                out = Output(fd)
                 offset = 0
                 while True:
                     tag = inp.exactly(1)
@@ -349,15 +369,16 @@ def receive_images(dir_fd, inp):
                         break
                     if tag == b"D":
                         (length,) = U32.unpack(inp.exactly(4))
-                        os.pwrite(fd, inp.exactly(length), offset)
+                        out.add(inp.exactly(length))
                     elif tag == b"Z":
                         (length,) = U64.unpack(inp.exactly(8))
+                        out.skip(length)
                     elif tag == b"R":
                         place, count = REF.unpack(inp.exactly(REF.size))
                         if place + count > prior_pages:
                             fail(f"{os.fsdecode(name)}: pages {place}+{count} are not in the prior ({prior_pages} pages)")
                         length = count * PAGE
-                        copy_range(prior_fd, fd, length, place * PAGE, offset)
+                        out.add(prior[place * PAGE : place * PAGE + length])
                     else:
                         fail(f"bad record {tag!r} in {os.fsdecode(name)}")
                     offset += length
@@ -365,6 +386,7 @@ def receive_images(dir_fd, inp):
                         fail(f"{os.fsdecode(name)}: more content than its size {size}")
                 if offset != size:
                     fail(f"{os.fsdecode(name)}: {offset} bytes of {size}")
+                out.flush()
                 os.ftruncate(fd, size)
                 os.fchmod(fd, mode & 0o777)
             finally:
