@@ -19,8 +19,9 @@ blocks alone.
                                     target holds (hashed as the blocks arrive).
   herd-blocks.py send DIR STATE     (source, after the freeze) like --fresh, but sends only
                                     the blocks whose sha256 differs from STATE (the records
-                                    the receiver wrote, for the same inode); a file STATE
-                                    does not know goes fresh.
+                                    the receiver wrote, for the same inode; read once stdin
+                                    ended, so the sender may start before STATE exists); a
+                                    file STATE does not know goes fresh.
 
   herd-blocks.py prune DIR          (target, the forced command's herd-prune) deletes the
                                     NUL-separated paths relative to DIR read from stdin (the
@@ -157,9 +158,10 @@ def open_beneath(dir_fd, rel):
 
 
 def send(root, state_path):
-    """Sends the files on stdin; without a state_path, every one fresh and nothing hashed."""
-    state = {} if state_path is None else load_state(state_path)
+    """Sends the files on stdin; without a state_path, every one fresh and nothing hashed. The state is read
+    once the paths are in (the sender may start before the state is written: compute/migration/block-delta.ts)."""
     paths = [p for p in sys.stdin.buffer.read().split(b"\0") if p]
+    state = {} if state_path is None else load_state(state_path)
     out = open(sys.stdout.fileno(), "wb", buffering=1024 * 1024, closefd=False)
     out.write(MAGIC)
     dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)

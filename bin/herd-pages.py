@@ -15,10 +15,11 @@ is absent on many kernels); the pages are matched by their sha256.
                                     /proc/PID/mem); INDEX gets the pages' sha256 digests in the
                                     same order. A process that is gone, or a region that cannot
                                     be read, is skipped (the images carry what the prior lacks).
-  herd-pages.py send INDEX          (source, started before the freeze) reads a directory from
-                                    stdin's first line (once the dump wrote it), then writes its
-                                    files as an image stream, matching pages against INDEX
-                                    ("-": no prior, zeros still go as holes).
+  herd-pages.py send                (source, started before the pre-copy) reads an INDEX from
+                                    stdin's first line ("-": no prior; zeros still go as holes),
+                                    then a directory from the second (once the dump wrote it),
+                                    and writes the directory's files as an image stream, matching
+                                    pages against INDEX.
   herd-pages.py receive DIR         (target, the forced command's herd-pages, which checked DIR)
                                     reads a prior stream into DIR/.herd-prior, or an image stream
                                     into files under DIR, taking the pages it names from the
@@ -221,12 +222,16 @@ class Encoder:
         self.ref_count = 1
 
 
-def send(index_path):
-    index = load_index(index_path)
+def stdin_line(what):
     line = sys.stdin.buffer.readline()
     if not line.endswith(b"\n"):
-        fail("no directory on stdin")
-    root = line[:-1]
+        fail(f"no {what} on stdin")
+    return line[:-1]
+
+
+def send():
+    index = load_index(os.fsdecode(stdin_line("index")))
+    root = stdin_line("directory")
     out = stdout_writer()
     out.write(IMAGES_MAGIC)
     dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
@@ -422,12 +427,12 @@ def main(argv):
         except ValueError:
             fail("a PID must be a number", 2)
         prior(argv[2], pids)
-    elif len(argv) == 3 and argv[1] == "send":
-        send(argv[2])
+    elif len(argv) == 2 and argv[1] == "send":
+        send()
     elif len(argv) == 3 and argv[1] == "receive":
         receive(argv[2])
     else:
-        fail("usage: herd-pages.py prior INDEX PID... > prior  |  herd-pages.py send INDEX < dir > images  |  herd-pages.py receive DIR < stream", 2)
+        fail("usage: herd-pages.py prior INDEX PID... > prior  |  herd-pages.py send < index-and-dir > images  |  herd-pages.py receive DIR < stream", 2)
 
 
 if __name__ == "__main__":

@@ -80,15 +80,15 @@ export const computeConfigSchema = z.strictObject({
   /**
    * Copy the container's memory while it still runs (each distinct resident page once), so
    * that after the freeze only the pages that changed since move (memory-precopy.ts). The
-   * pages are matched by content, so no kernel dirty tracking is needed. false: all of the
-   * checkpoint's pages move while frozen (zero pages never do).
+   * pages are matched by content, so no kernel dirty tracking is needed; the checkpoint then
+   * goes by pages (zero pages as holes). false: the whole checkpoint moves while frozen, by tar.
    */
   preCopyMemory: z.boolean().default(true),
   /**
-   * A container using less memory than this has its memory copied while frozen only: the
-   * memory pre-copy's fixed cost (an SSH channel and a Python process, about 0.15 s in the
-   * lab) is more than what it saves on a small checkpoint (32 MiB: about 0.15 s at the lab's
-   * link speed).
+   * A container using less memory than this has its checkpoint copied while frozen, by tar:
+   * the memory pre-copy's fixed cost (an SSH channel and a Python process on each host, about
+   * 65 ms of CPU each, beside the dump) is more than what it saves on a small checkpoint
+   * (32 MiB: about 0.15 s at the lab's link speed).
    */
   preCopyMemoryMinBytes: z.number().int().min(0).default(32 * 1024 * 1024),
   /**

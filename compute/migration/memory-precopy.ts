@@ -10,7 +10,9 @@
  * freeze, so most of it no longer moves while the container is frozen. CRIU's own pre-dump
  * would need the kernel's soft-dirty tracking, which many kernels (this lab's among them) lack.
  *
- * Every checkpoint goes as a page stream, with a prior or without ("-": zeros still go as holes).
+ * The source sends a checkpoint this way when the memory went before the freeze (a container using
+ * at least preCopyMemoryMinBytes); a smaller one's goes by tar, which costs less than a Python
+ * process on each host. The tool also sends without a prior ("-": zeros still go as holes).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -37,22 +39,31 @@ export function priorStream(pids: readonly number[], prior: MemoryPrior): Readab
   return tool.out;
 }
 
-/** A page sender started before the freeze (Python's start-up, ~0.1 s, and the index's load stay off the downtime). */
+/** A page sender started when the migration starts (Python's start-up, ~0.1 s of CPU, stays out of the downtime). */
 export interface ImagesSender {
+  /** Matches the images' pages against what `prior` sent (before `images`; without it, zeros alone are left out). */
+  matchAgainst(prior: MemoryPrior): void;
   /** The page stream of the image directory `dir`, once it is complete. */
   images(dir: string): Readable;
   /** Ends a sender that will not be used. */
   cancel(): void;
 }
 
-/** Starts the sender of a checkpoint's images, matching pages against `prior` (none: zeros alone are left out). */
-export function openImagesSender(prior: MemoryPrior | undefined): ImagesSender {
-  const tool = runTool(PAGES_TOOL, ['send', prior?.index ?? '-'], 'herd-pages send');
+export function openImagesSender(): ImagesSender {
+  const tool = runTool(PAGES_TOOL, ['send'], 'herd-pages send');
   tool.out.on('error', () => undefined); // a sender never used; a used one's errors reach its reader
+  let indexed = false;
+  const line = (text: string) => {
+    if (/[\n\0]/.test(text)) throw new Error(`invalid path ${JSON.stringify(text)}`);
+    return Buffer.from(`${text}\n`);
+  };
   return {
+    matchAgainst(prior) {
+      tool.write(line(prior.index));
+      indexed = true;
+    },
     images(dir) {
-      if (/[\n\0]/.test(dir)) throw new Error(`invalid image directory ${JSON.stringify(dir)}`);
-      tool.end(Buffer.from(`${dir}\n`));
+      tool.end(Buffer.concat([...(indexed ? [] : [line('-')]), line(dir)]));
       return tool.out;
     },
     cancel: tool.kill,

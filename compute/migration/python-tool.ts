@@ -13,6 +13,8 @@ export const toolPath = (name: string): string => resolve(import.meta.dirname, '
 export interface ToolProcess {
   /** Its stdout; ends once it exited 0, fails with its stderr otherwise. */
   out: Readable;
+  /** Writes `input` to its stdin. */
+  write(input: Buffer): void;
   /** Writes `input` to its stdin and closes it. */
   end(input: Buffer): void;
   /** Ends a tool whose output is no longer wanted. */
@@ -34,5 +36,5 @@ export function runTool(tool: string, args: readonly string[], what: string): To
   out.on('close', kill);
   child.on('close', (code) => (code === 0 ? out.end() : out.destroy(new Error(`${what} exited ${code}: ${stderr.trim()}`))));
   child.on('error', (err) => out.destroy(new Error(`cannot run ${BLOCKS_PYTHON} ${tool} (apt-get install python3): ${err.message}`)));
-  return { out, end: (input) => child.stdin.end(input), kill };
+  return { out, write: (input) => void child.stdin.write(input), end: (input) => child.stdin.end(input), kill };
 }

@@ -8,7 +8,8 @@
  * prepared its container; after the freeze only what changed since (fs-precopy.ts).
  * With `preCopyMemory`, a container using at least `preCopyMemoryMinBytes` of memory has its
  * resident pages copied then too, and after the freeze only the pages that changed since go
- * (memory-precopy.ts); every checkpoint goes by pages, its zero pages as holes.
+ * (memory-precopy.ts), and the checkpoint goes by pages (zero pages as holes, pages the target
+ * holds as references); a smaller one's checkpoint goes by tar.
  * A failure before the freeze leaves nothing to undo here but the target's copy.
  *
  * Exactly once (see source-settle.ts for how it ends):
@@ -35,7 +36,7 @@ import { killRuncJobs } from './runc-jobs.ts';
 import { askTargetToAbort, resolveInDoubt, restoreOutcomeUnknown, rollBackSource, rollForward, type Settled } from './source-settle.ts';
 import { openPruner, openReceiver, tarDirectory, type RemotePruner, type RemoteReceiver, type SentBytes, type SshSessions } from './ssh-transfer.ts';
 import { BlockState, blocksStream, openBlocksSender, type BlocksSender } from './block-delta.ts';
-import { MemoryPrior, openImagesSender, priorStream, type ImagesSender } from './memory-precopy.ts';
+import { MemoryPrior, openImagesSender, priorStream } from './memory-precopy.ts';
 import { changesSince, snapshotTree, type TreeSnapshot } from './fs-precopy.ts';
 import { assertCarried, assertCheckpointable, containerProcesses, hasSysResource } from './preflight.ts';
 
@@ -79,7 +80,7 @@ interface Clock {
 interface PreCopied {
   snapshot: TreeSnapshot;
   pruner: Promise<RemotePruner>;
-  blocks?: { state: BlockState; receiver: Promise<RemoteReceiver>; sender?: BlocksSender };
+  blocks?: { state: BlockState; receiver: Promise<RemoteReceiver>; sender: BlocksSender };
 }
 
 /** A directory tree the migration carries as files: the upper dir (diff mode) or a named volume. */
@@ -224,6 +225,10 @@ export class SourceMigration {
     const ssh = ctx.ssh.peer(sshHost, sshPort);
     const memoryBytes = memoryUsageBytes(d.pid);
     const precopyMemory = ctx.preCopyMemory && memoryBytes >= ctx.preCopyMemoryMinBytes && d.pid !== undefined;
+    // With the memory pre-copied the images go by pages, else by tar: a Python process on each host (~65 ms of
+    // CPU each, beside the dump) costs more than leaving a small checkpoint's zero pages out saves.
+    // The sender starts first: its start-up overlaps the check and the pre-copy; it sends once the dump is complete.
+    const imagesSender = precopyMemory ? openImagesSender() : undefined;
     try {
       const { trees, exportBytes } = await this.filesystemTrees();
       this.trees = trees;
@@ -234,6 +239,7 @@ export class SourceMigration {
       const requiredBytes = memoryBytes * 2 + filesystemBytes;
       await Promise.all([this.request('migration.check', { migrationId: args.migrationId, spec: d.spec, requiredBytes }, CHECK_TIMEOUT_MS), ctx.ssh.connect(sshHost, sshPort)]);
     } catch (err) {
+      imagesSender?.cancel();
       const error = toHerdError(err);
       const detail = 'refused before anything was frozen';
       await ctx.store.finish('source', args.migrationId, { outcome: 'refused', detail, error: error.toWire(), container: d.name, herdId: d.herdId, sourceHost: ctx.hostId, targetHost: args.targetHost });
@@ -248,7 +254,7 @@ export class SourceMigration {
     // start-up (sshd's fork of the forced command) overlaps the pre-copy or the checkpoint.
     const compression = args.compression ?? ctx.transferCompression;
     const receivers = allOrNone([
-      openReceiver(ssh, { kind: 'pages', compression }),
+      openReceiver(ssh, { kind: imagesSender === undefined ? 'plain' : 'pages', compression }),
       args.fsMode === 'full' ? openReceiver(ssh, { kind: 'plain', compression }) : Promise.resolve(undefined),
       // A pre-copied tree's delta extracts over the pre-copy (`over`); the others into a new, empty directory.
       ...this.trees.map((t) => openReceiver(ssh, { kind: t.precopy ? 'over' : 'xattrs', compression })),
@@ -261,14 +267,12 @@ export class SourceMigration {
     // The large files' receivers for after the freeze, opened by the pre-copy (see preCopy).
     const precopied = new Map<FsTree, PreCopied>();
     const precopyChannels = () => [...precopied.values()].flatMap((p) => [p.pruner, ...(p.blocks === undefined ? [] : [p.blocks.receiver])]);
-    // The senders started before the freeze (the images', the large files' deltas).
-    let imagesSender: ImagesSender | undefined;
     // Each on its own: one that failed to open must not keep the others (and their SSH sessions) open.
     const cancelReceivers = () => {
       const opening: Promise<readonly ({ cancel(): void } | undefined)[]>[] = [receivers, precopyReceivers, memoryReceiver, ...precopyChannels().map((p) => p.then((r) => [r]))];
       for (const o of opening) void o.then((all) => all.forEach((r) => r?.cancel()), () => undefined);
       imagesSender?.cancel();
-      for (const p of precopied.values()) p.blocks?.sender?.cancel();
+      for (const p of precopied.values()) p.blocks?.sender.cancel();
     };
     prepared.catch(() => undefined);
     receivers.catch(() => undefined);
@@ -283,6 +287,7 @@ export class SourceMigration {
         phase = 'precopy';
         const [memory] = await memoryReceiver;
         precopy = await this.preCopy(precopyTrees, prep, await precopyReceivers, precopied, ssh, compression, memory === undefined ? undefined : { receiver: memory, pid: d.pid as number });
+        if (this.prior !== undefined) imagesSender?.matchAgainst(this.prior);
       } catch (err) {
         const error = toHerdError(err, 'TRANSFER_FAILED');
         await this.event(phase, 'failed', { error: error.toWire() });
@@ -292,9 +297,6 @@ export class SourceMigration {
         throw await this.rolledBack(phase, error, await rollBackSource(ctx, this.record, error));
       }
     }
-    // The images' sender starts now, off the downtime; it sends once the dump is complete.
-    imagesSender = openImagesSender(this.prior);
-    const images = imagesSender;
     await this.setPhase('checkpointing');
     await this.event('checkpoint', 'started');
     const frozenAt = performance.now();
@@ -368,7 +370,7 @@ export class SourceMigration {
         let blocks: SentBytes = { bytes: 0, wireBytes: 0 };
         if (pre.blocks !== undefined) {
           const blockReceiver = await pre.blocks.receiver;
-          const sender = pre.blocks.sender ?? openBlocksSender(tree.dir, pre.blocks.state);
+          const { sender } = pre.blocks;
           if (changes.blocks.length === 0) {
             blockReceiver.cancel();
             sender.cancel();
@@ -379,7 +381,7 @@ export class SourceMigration {
       };
       // Wait for every stream even when one fails, so that nothing still writes on the target while it is aborted.
       const [cp, ...fs] = await Promise.allSettled([
-        send(checkpointReceiver as RemoteReceiver, prep.checkpointDir, images.images(checkpointPath), 'checkpoint transfer'),
+        send(checkpointReceiver as RemoteReceiver, prep.checkpointDir, imagesSender === undefined ? tarDirectory(checkpointPath, { xattrs: false }) : imagesSender.images(checkpointPath), 'checkpoint transfer'),
         ...(exportReceiver === undefined ? [] : [ctx.runtime.exportFilesystem(d.dockerId).then((exported) => send(exportReceiver, prep.upperDir, exported, 'full filesystem transfer'))]),
         ...this.trees.map((tree, i) => treeTransfer(tree, treeReceivers[i] as RemoteReceiver)),
       ]);
@@ -555,10 +557,9 @@ export class SourceMigration {
           this.blockStates.push(state);
           const receiver = openReceiver(ssh, { kind: 'blocks', compression });
           receiver.catch(() => undefined);
-          done.set(tree, { snapshot, pruner, blocks: { state, receiver } });
-          state.save((await send(blocksReceiver, blocksStream(tree.dir, large), `${tree.what} pre-copy of large files`)).reply);
-          // The delta's sender starts now too (it loads the state just saved); it sends after the freeze.
+          // The delta's sender starts now too: it reads the state (saved below) once it is given the changed files after the freeze.
           done.set(tree, { snapshot, pruner, blocks: { state, receiver, sender: openBlocksSender(tree.dir, state) } });
+          state.save((await send(blocksReceiver, blocksStream(tree.dir, large), `${tree.what} pre-copy of large files`)).reply);
         }
         entries += snapshot.entries.size;
       }
