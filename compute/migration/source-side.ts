@@ -76,11 +76,11 @@ interface Clock {
   phaseStarted: Map<MigrationPhase, number>;
 }
 
-/** A tree the pre-copy sent: what it held then, the pruner of its deletions, and for its large files, what went, and the receiver and sender of their delta. */
+/** A tree the pre-copy sent: what it held then, the pruner of its deletions, and for its large files, what went, and the receiver of their delta (and its sender, when started before the freeze). */
 interface PreCopied {
   snapshot: TreeSnapshot;
   pruner: Promise<RemotePruner>;
-  blocks?: { state: BlockState; receiver: Promise<RemoteReceiver>; sender: BlocksSender };
+  blocks?: { state: BlockState; receiver: Promise<RemoteReceiver>; sender?: BlocksSender };
 }
 
 /** A directory tree the migration carries as files: the upper dir (diff mode) or a named volume. */
@@ -272,7 +272,7 @@ export class SourceMigration {
       const opening: Promise<readonly ({ cancel(): void } | undefined)[]>[] = [receivers, precopyReceivers, memoryReceiver, ...precopyChannels().map((p) => p.then((r) => [r]))];
       for (const o of opening) void o.then((all) => all.forEach((r) => r?.cancel()), () => undefined);
       imagesSender?.cancel();
-      for (const p of precopied.values()) p.blocks?.sender.cancel();
+      for (const p of precopied.values()) p.blocks?.sender?.cancel();
     };
     prepared.catch(() => undefined);
     receivers.catch(() => undefined);
@@ -370,7 +370,7 @@ export class SourceMigration {
         let blocks: SentBytes = { bytes: 0, wireBytes: 0 };
         if (pre.blocks !== undefined) {
           const blockReceiver = await pre.blocks.receiver;
-          const { sender } = pre.blocks;
+          const sender = pre.blocks.sender ?? openBlocksSender(tree.dir, pre.blocks.state);
           if (changes.blocks.length === 0) {
             blockReceiver.cancel();
             sender.cancel();
@@ -557,14 +557,17 @@ export class SourceMigration {
           this.blockStates.push(state);
           const receiver = openReceiver(ssh, { kind: 'blocks', compression });
           receiver.catch(() => undefined);
-          // The delta's sender starts now too: it reads the state (saved below) once it is given the changed files after the freeze.
-          done.set(tree, { snapshot, pruner, blocks: { state, receiver, sender: openBlocksSender(tree.dir, state) } });
+          done.set(tree, { snapshot, pruner, blocks: { state, receiver } });
           state.save((await send(blocksReceiver, blocksStream(tree.dir, large), `${tree.what} pre-copy of large files`)).reply);
         }
         entries += snapshot.entries.size;
       }
       let memoryDetail = '';
       if (memory !== undefined) {
+        // The large files' delta senders start now, their start-up overlapping this copy instead of the
+        // downtime (a container this large is likely a database, whose files change); without a memory
+        // pre-copy, one starts after the freeze, and only if a large file changed.
+        for (const [tree, p] of done) if (p.blocks !== undefined) p.blocks.sender = openBlocksSender(tree.dir, p.blocks.state);
         this.prior = new MemoryPrior();
         const pids = containerProcesses(memory.pid).map((p) => p.pid);
         const into = this.ctx.faults().has('fail-precopy') ? '/herd-fault-injected/images' : prep.checkpointDir;

@@ -5,14 +5,18 @@
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { LabLayout } from '../../control/lab/layout.ts';
 import { COUNTER, count, execIn, leftovers, placements } from '../support/containers.ts';
 import { herd, herdOk, HERD_BIN } from '../support/herd-cli.ts';
 import { dockerOf, readyLab, setFaults } from '../support/lab.ts';
 
 
+/** The containers the tests started (removed after the suite: they keep counting). */
+const started: string[] = [];
+
 async function startCounter(layout: LabLayout, name: string, cmd: readonly string[] = COUNTER): Promise<number> {
+  started.push(name);
   await herdOk(['run', '--host', 'h1', '--name', name, 'herd/busybox', ...cmd]);
   for (let i = 0; i < 100; i++) {
     const n = await count(layout, 'h1', name).catch(() => 0);
@@ -35,6 +39,9 @@ describe('rollback (lab, real faults)', () => {
   afterEach(async () => {
     await setFaults(layout, 'h1', []);
     await setFaults(layout, 'h2', []);
+  });
+  afterAll(async () => {
+    for (const name of started) await herd(['rm', name, '--force']);
   });
 
   it('checkpoint fails: the target is removed and the source keeps running', async () => {
