@@ -85,7 +85,8 @@ export const computeConfigSchema = z.strictObject({
    */
   preCopyMemory: z.boolean().default(true),
   /**
-   * A container using less memory than this has its checkpoint copied while frozen, by tar:
+   * A container with less anonymous and shared memory than this (what its checkpoint holds, from
+   * its cgroup's memory.stat; not its page cache) has its checkpoint copied while frozen, by tar:
    * the memory pre-copy's fixed cost (an SSH channel and a Python process on each host, about
    * 65 ms of CPU each, beside the dump) is more than what it saves on a small checkpoint
    * (32 MiB: about 0.15 s at the lab's link speed).

@@ -50,16 +50,27 @@ const STATUS_POLL_MS = 15_000;
 /** How long a migration keeps resolving an in-doubt restore before leaving it to the reconciler. */
 const RESOLVE_WITHIN_MS = 90_000;
 
-/** Bytes of memory the container uses (cgroup v1), for the target's disk estimate. */
-function memoryUsageBytes(pid: number | undefined): number {
-  if (pid === undefined) return 0;
+/**
+ * The container's memory from its cgroup (v1 or v2): all it is charged for, page cache included
+ * (for the target's disk estimate), and what a checkpoint would hold, its anonymous and shared
+ * memory (for the memory pre-copy's threshold: a container that wrote 100 MiB of files is
+ * charged for their cache, which no dump holds). Zeros when unknown.
+ */
+function containerMemory(pid: number | undefined): { usageBytes: number; residentBytes: number } {
+  const none = { usageBytes: 0, residentBytes: 0 };
+  if (pid === undefined) return none;
   try {
-    const line = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => /^\d+:memory:/.test(l));
-    const path = line?.split(':')[2];
-    if (path === undefined) return 0;
-    return Number(readFileSync(`/sys/fs/cgroup/memory${path}/memory.usage_in_bytes`, 'utf8').trim()) || 0;
+    const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
+    const v1 = lines.find((l) => /^\d+:memory:/.test(l));
+    const v2 = lines.find((l) => l.startsWith('0::'));
+    const dir = v1 !== undefined ? `/sys/fs/cgroup/memory${v1.split(':')[2]}` : v2 !== undefined ? `/sys/fs/cgroup${v2.slice(3)}` : undefined;
+    if (dir === undefined) return none;
+    const stat = new Map(readFileSync(`${dir}/memory.stat`, 'utf8').split('\n').map((l) => l.split(' ') as [string, string]));
+    const num = (key: string) => Number(stat.get(key)) || 0;
+    const usageBytes = Number(readFileSync(`${dir}/${v1 !== undefined ? 'memory.usage_in_bytes' : 'memory.current'}`, 'utf8').trim()) || 0;
+    return { usageBytes, residentBytes: v1 !== undefined ? num('total_rss') + num('total_shmem') : num('anon') + num('shmem') };
   } catch {
-    return 0;
+    return none;
   }
 }
 
@@ -223,8 +234,8 @@ export class SourceMigration {
     const sshHost = target.address ?? args.targetHost;
     const sshPort = target.sshPort ?? 22;
     const ssh = ctx.ssh.peer(sshHost, sshPort);
-    const memoryBytes = memoryUsageBytes(d.pid);
-    const precopyMemory = ctx.preCopyMemory && memoryBytes >= ctx.preCopyMemoryMinBytes && d.pid !== undefined;
+    const { usageBytes: memoryBytes, residentBytes } = containerMemory(d.pid);
+    const precopyMemory = ctx.preCopyMemory && residentBytes >= ctx.preCopyMemoryMinBytes && d.pid !== undefined;
     // With the memory pre-copied the images go by pages, else by tar: a Python process on each host (~65 ms of
     // CPU each, beside the dump) costs more than leaving a small checkpoint's zero pages out saves.
     // The sender starts first: its start-up overlaps the check and the pre-copy; it sends once the dump is complete.
