@@ -72,9 +72,12 @@ def stdout_writer():
 
 
 def regions(pid):
-    """The readable regions of a process whose pages CRIU dumps: (start, end, shared memory?)."""
-    with open(f"/proc/{pid}/maps", "rb") as f:
-        lines = f.read().splitlines()
+    """The readable regions of a process whose pages CRIU dumps: (start, end, shared memory?); none once it is gone."""
+    try:
+        with open(f"/proc/{pid}/maps", "rb") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return
     for line in lines:
         fields = line.split(None, 5)
         perms = fields[1]
@@ -97,7 +100,10 @@ def resident_runs(pagemap_fd, start, end, shmem):
     run_len = 0
     for batch in range(0, total, PAGEMAP_BATCH):
         count = min(PAGEMAP_BATCH, total - batch)
-        raw = os.pread(pagemap_fd, count * 8, (first + batch) * 8)
+        try:
+            raw = os.pread(pagemap_fd, count * 8, (first + batch) * 8)
+        except OSError:
+            raw = b""  # the process ended meanwhile
         entries = struct.unpack(f"={len(raw) // 8}Q", raw)
         for i, entry in enumerate(entries):
             if entry & PRESENT and (shmem or not entry & FILE_OR_SHARED):
@@ -147,8 +153,6 @@ def prior(index_path, pids):
                         if fresh:
                             out.write(b"P" + U32.pack(len(fresh)))
                             out.write(b"".join(fresh))
-        except OSError:
-            pass  # the process ended meanwhile
         finally:
             os.close(pagemap_fd)
             os.close(mem_fd)

@@ -23,7 +23,6 @@
  * The whole run holds the migration's lock; every step is recorded durably first.
  */
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { Transform, type Readable } from 'node:stream';
 import { HerdError, toHerdError } from '../../protocol/errors.ts';
@@ -39,6 +38,7 @@ import { BlockState, blocksStream, openBlocksSender, type BlocksSender } from '.
 import { MemoryPrior, openImagesSender, priorStream } from './memory-precopy.ts';
 import { changesSince, snapshotTree, type TreeSnapshot } from './fs-precopy.ts';
 import { assertCarried, assertCheckpointable, containerProcesses, hasSysResource } from './preflight.ts';
+import { containerMemory } from './container-memory.ts';
 
 const execFileAsync = promisify(execFile);
 const CHECK_TIMEOUT_MS = 15_000;
@@ -49,30 +49,6 @@ const RESTORE_TIMEOUT_MS = 15 * 60_000;
 const STATUS_POLL_MS = 15_000;
 /** How long a migration keeps resolving an in-doubt restore before leaving it to the reconciler. */
 const RESOLVE_WITHIN_MS = 90_000;
-
-/**
- * The container's memory from its cgroup (v1 or v2): all it is charged for, page cache included
- * (for the target's disk estimate), and what a checkpoint would hold, its anonymous and shared
- * memory (for the memory pre-copy's threshold: a container that wrote 100 MiB of files is
- * charged for their cache, which no dump holds). Zeros when unknown.
- */
-function containerMemory(pid: number | undefined): { usageBytes: number; residentBytes: number } {
-  const none = { usageBytes: 0, residentBytes: 0 };
-  if (pid === undefined) return none;
-  try {
-    const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
-    const v1 = lines.find((l) => /^\d+:memory:/.test(l));
-    const v2 = lines.find((l) => l.startsWith('0::'));
-    const dir = v1 !== undefined ? `/sys/fs/cgroup/memory${v1.split(':')[2]}` : v2 !== undefined ? `/sys/fs/cgroup${v2.slice(3)}` : undefined;
-    if (dir === undefined) return none;
-    const stat = new Map(readFileSync(`${dir}/memory.stat`, 'utf8').split('\n').map((l) => l.split(' ') as [string, string]));
-    const num = (key: string) => Number(stat.get(key)) || 0;
-    const usageBytes = Number(readFileSync(`${dir}/${v1 !== undefined ? 'memory.usage_in_bytes' : 'memory.current'}`, 'utf8').trim()) || 0;
-    return { usageBytes, residentBytes: v1 !== undefined ? num('total_rss') + num('total_shmem') : num('anon') + num('shmem') };
-  } catch {
-    return none;
-  }
-}
 
 class Throttle extends Transform {
   constructor(private readonly bytesPerSecond: number) {

@@ -58,40 +58,27 @@ describe('rollback (lab, real faults)', () => {
     expect(await leftovers(layout)).toEqual([]);
   });
 
-  it('the filesystem pre-copy fails (the target refuses it): nothing was frozen, the target copy goes, the source runs on', async () => {
-    await startCounter(layout, 'rb-precopy');
-    // More than preCopyFilesystemMinBytes (4 MiB), so that the upper dir goes before the freeze.
-    await execIn(dockerOf(layout, 'h1'), 'rb-precopy', ['sh', '-c', 'head -c 6000000 /dev/urandom > /big']);
+  // The filesystem's: more than preCopyFilesystemMinBytes (4 MiB) in the upper dir. The memory's: 40 MB held in
+  // memory (over preCopyMemoryMinBytes, 32 MiB) and a small upper dir, so the memory alone goes before the freeze.
+  const precopies = [
+    { what: 'filesystem', name: 'rb-precopy', cmd: COUNTER, setup: ['sh', '-c', 'head -c 6000000 /dev/urandom > /big'], message: /TRANSFER_FAILED/ },
+    { what: 'memory', name: 'rb-memory', cmd: ['sh', '-c', `x=$(head -c 30000000 /dev/urandom | base64); ${COUNTER[2]}`], setup: undefined, message: /memory pre-copy/ },
+  ];
+  it.each(precopies)('the $what pre-copy fails (the target refuses it): nothing was frozen, the target copy goes, the source runs on', async ({ name, cmd, setup, message }) => {
+    await startCounter(layout, name, cmd);
+    if (setup !== undefined) await execIn(dockerOf(layout, 'h1'), name, setup);
     await setFaults(layout, 'h1', ['fail-precopy']);
-    const before = await count(layout, 'h1', 'rb-precopy');
-    const r = await herd(['migrate', 'rb-precopy', '--to', 'h2']);
+    const before = await count(layout, 'h1', name);
+    const r = await herd(['migrate', name, '--to', 'h2']);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('ROLLED_BACK');
-    expect(r.stderr).toContain('TRANSFER_FAILED');
+    expect(r.stderr).toMatch(message);
     expect(r.stderr).toMatch(/not under this host's data roots/);
     expect(r.stdout).toMatch(/precopy +failed/);
     expect(r.stdout).not.toMatch(/checkpoint +started/);
-    await expectOnceOnSource(layout, 'rb-precopy');
+    await expectOnceOnSource(layout, name);
     await new Promise((res) => setTimeout(res, 300));
-    expect(await count(layout, 'h1', 'rb-precopy')).toBeGreaterThan(before);
-    expect(await leftovers(layout)).toEqual([]);
-  });
-
-  it('the memory pre-copy fails (the target refuses it): nothing was frozen, the target copy goes, the source runs on', async () => {
-    // 40 MB held in memory (over preCopyMemoryMinBytes, 32 MiB) and a small upper dir: the memory alone goes before the freeze.
-    await startCounter(layout, 'rb-memory', ['sh', '-c', `x=$(head -c 30000000 /dev/urandom | base64); ${COUNTER[2]}`]);
-    await setFaults(layout, 'h1', ['fail-precopy']);
-    const before = await count(layout, 'h1', 'rb-memory');
-    const r = await herd(['migrate', 'rb-memory', '--to', 'h2']);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain('ROLLED_BACK');
-    expect(r.stderr).toContain('memory pre-copy');
-    expect(r.stderr).toMatch(/not under this host's data roots/);
-    expect(r.stdout).toMatch(/precopy +failed/);
-    expect(r.stdout).not.toMatch(/checkpoint +started/);
-    await expectOnceOnSource(layout, 'rb-memory');
-    await new Promise((res) => setTimeout(res, 300));
-    expect(await count(layout, 'h1', 'rb-memory')).toBeGreaterThan(before);
+    expect(await count(layout, 'h1', name)).toBeGreaterThan(before);
     expect(await leftovers(layout)).toEqual([]);
   });
 
