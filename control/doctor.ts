@@ -3,6 +3,8 @@
  * or fail, what was seen, and how to fix it. `herd lab up` runs the same checks.
  */
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { herdRoot } from './lab/state.ts';
 import { loadNativeReader, NATIVE_READER_PATH } from '../monitor/cgroup-reader.ts';
 import { runCommand } from './lab/shell.ts';
 import { hasSysResource } from '../protocol/capabilities.ts';
@@ -102,8 +104,12 @@ export async function runChecks(): Promise<CheckResult[]> {
   return checks;
 }
 
-/** Whether this host's Docker (/etc/docker/daemon.json) has the runtime direct restores use; the lab's daemons always register it. */
-function directRestoreCheck(file = '/etc/docker/daemon.json'): CheckResult {
+/**
+ * Whether this host's Docker (/etc/docker/daemon.json) has the runtime direct restores use, and
+ * whether it is this checkout's wrapper (the ansible docker role installs a copy); the lab's
+ * daemons always register the checkout's own.
+ */
+export function directRestoreCheck(file = '/etc/docker/daemon.json', wrapper = join(herdRoot(), 'bin', 'herd-runc')): CheckResult {
   const name = `direct restore (${DIRECT_RESTORE_RUNTIME} runtime)`;
   let path: unknown;
   try {
@@ -119,7 +125,18 @@ function directRestoreCheck(file = '/etc/docker/daemon.json'): CheckResult {
   } catch {
     return { name, ok: false, detail: `${file} registers ${path}, which is not an executable file: Docker cannot start containers under it`, fix: PROVISION, provisionable: true };
   }
+  if (resolve(path) !== resolve(wrapper) && !sameContent(path, wrapper)) {
+    return { name, ok: false, detail: `${file} registers ${path}, which differs from this Herd's ${wrapper} (a copy from another version)`, fix: PROVISION, provisionable: true };
+  }
   return { name, ok: true, detail: `${file} registers ${path}: migrated containers restore from the images where they landed`, provisionable: true };
+}
+
+function sameContent(a: string, b: string): boolean {
+  try {
+    return readFileSync(a).equals(readFileSync(b));
+  } catch {
+    return false;
+  }
 }
 
 /** The lab joins hosts with veth pairs and gives containers macvlan addresses: try both. */

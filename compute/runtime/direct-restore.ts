@@ -27,7 +27,7 @@ export function resolveRestorePath(mode: RestoreMode, info: Pick<RuntimeInfo, 'r
   if (mode === 'direct' && !registered) {
     throw new HerdError(
       'MISSING_DEPENDENCY',
-      `docker.restoreWith is "direct" but Docker has no runtime "${DIRECT_RESTORE_RUNTIME}" (registered: ${info.runtimes.join(', ') || 'none'}): add "runtimes": {"${DIRECT_RESTORE_RUNTIME}": {"path": "<herd>/bin/herd-runc"}} to /etc/docker/daemon.json and reload Docker (the ansible docker role does), or set docker.restoreWith to "auto" or "docker"`,
+      `docker.restoreWith is "direct" but Docker has no runtime "${DIRECT_RESTORE_RUNTIME}" (registered: ${info.runtimes.join(', ') || 'none'}): add "runtimes": {"${DIRECT_RESTORE_RUNTIME}": {"path": "/opt/herd/lib/herd-runc"}} (a copy of bin/herd-runc) to /etc/docker/daemon.json and reload Docker (the ansible docker role does), or set docker.restoreWith to "auto" or "docker"`,
     );
   }
   return registered ? 'direct' : 'docker';
