@@ -152,6 +152,8 @@ export class SourceMigration {
     }
     // Check and claim in the same tick, so that two concurrent requests cannot both pass.
     if (ctx.inFlight.has(this.details.herdId)) throw new HerdError('ALREADY_MIGRATING', `container "${this.details.name}" (herd id ${this.details.herdId}) is already migrating`);
+    // Docker calls a paused container running; CRIU would resume it on the target.
+    if (this.details.state === 'paused') throw new HerdError('CONFLICT', `container "${this.details.name}" is paused: unpause it first (docker unpause), since the restore on the target would resume it`);
     if (!this.details.running) throw new HerdError('CONFLICT', `container "${this.details.name}" is ${this.details.state}, not running: only running containers are live-migrated`);
     assertCarried(this.details.name, this.details, ctx.sharedPaths);
     if (this.details.pid !== undefined) assertCheckpointable(this.details.name, containerProcesses(this.details.pid), hasSysResource());

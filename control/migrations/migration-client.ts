@@ -58,6 +58,7 @@ export async function migrateOnce(
   if (found.state !== 'running' && found.migrationId !== undefined) {
     throw new HerdError('ALREADY_MIGRATING', `container "${found.name}" has migration ${found.migrationId} in flight; wait for it (herd migrate --status ${found.migrationId})`);
   }
+  if (found.hostId === to) throw new HerdError('CONFLICT', `container "${found.name}" already runs on ${to}`);
   view.requireOnline(found.hostId);
   view.requireOnline(to);
   const migrationId = options.migrationId ?? newMigrationId();

@@ -363,6 +363,13 @@ describe('live migration (lab, real Docker + CRIU)', () => {
       if (code !== '') expect(r.stderr).toContain(code);
       expect(r.stderr).toMatch(message);
     }
+    // A paused container: Docker calls it running, but a restore would resume it.
+    await dockerOf(layout, 'h1').getContainer('steady').pause();
+    const paused = await herd(['migrate', 'steady', '--to', 'h2']);
+    expect(paused.code, paused.stdout).not.toBe(0);
+    expect(paused.stderr).toMatch(/CONFLICT.*"steady" is paused/);
+    expect((await dockerOf(layout, 'h1').getContainer('steady').inspect()).State.Paused).toBe(true);
+    await dockerOf(layout, 'h1').getContainer('steady').unpause();
     // An image missing on the target: known in advance, so the source is never frozen.
     await runOn('h1', 'bench-sb', 'herd/sysbench', ['sleep', '3600']);
     await dockerOf(layout, 'h2').getImage('herd/sysbench:latest').remove({ force: true });
