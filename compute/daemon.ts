@@ -24,6 +24,7 @@ import { killRuncJobs } from './migration/runc-jobs.ts';
 import { MigrationStore } from './migration/migration-store.ts';
 import { fenceTarget } from './migration/fence.ts';
 import { KeyedLock } from './migration/keyed-lock.ts';
+import { migrationHolding, withOperatorClaim, type ContainerClaims } from './migration/container-claims.ts';
 import { Reconciler } from './migration/reconciler.ts';
 import { resolveInDoubt, rollBackSource, rollForward } from './migration/source-settle.ts';
 import { SerialQueue } from './migration/serial-queue.ts';
@@ -83,10 +84,10 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
       return;
     }
     // A container taking part in a migration says so (the control loop counts it as in flight):
-    // the source's copy while this host migrates it, a target's prepared copy until it is restored.
-    const targets = new Map(store.list().filter((r) => r.role === 'target').map((r) => [r.herdId, r.migrationId]));
+    // the source's copy while this host migrates it or holds its unsettled record, a target's
+    // copy until the migration commits.
     for (const c of containers) {
-      const migrationId = inFlight.get(c.herdId) ?? targets.get(c.herdId);
+      const migrationId = migrationHolding(claims, c.herdId);
       if (migrationId !== undefined) c.migrationId = migrationId;
     }
     const message: HostContainers = { v: PROTOCOL_VERSION, hostId, at: new Date().toISOString(), containers };
@@ -104,14 +105,11 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
   let view: ClusterView | undefined;
   let migration: MigrationContext | undefined;
   const inFlight = new Map<string, string>();
+  /** Stop, remove, checkpoint and restore wait for no migration (refused while one holds the container), and no migration starts during them. */
+  const claims: ContainerClaims = { hostId, store, inFlight, operatorCommands: new Map() };
   const locks = new KeyedLock();
   let stopping = false;
   let reconciler: Reconciler | undefined;
-  /** Stop, remove, checkpoint and restore commands wait for no migration: they are refused while one is in flight. */
-  const refuseIfMigrating = (herdId: string, name: string) => {
-    const migrationId = inFlight.get(herdId) ?? store.list().find((r) => r.herdId === herdId)?.migrationId;
-    if (migrationId !== undefined) throw new HerdError('ALREADY_MIGRATING', `container "${name}" has migration ${migrationId} in flight; wait for it (herd migrate --status ${migrationId})`);
-  };
   const migrations = (): MigrationContext => {
     if (migration === undefined) throw new HerdError('HOST_OFFLINE', `compute daemon of ${hostId} is still starting`);
     return migration;
@@ -154,34 +152,34 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
     },
     'container.stop': async (cmd) => {
       const c = await runtime.inspect(cmd.args.container, hostId);
-      refuseIfMigrating(c.herdId, c.name);
-      await runtime.stop(c.dockerId, cmd.args.timeoutSeconds);
+      await withOperatorClaim(claims, c.herdId, c.name, 'stopped', () => runtime.stop(c.dockerId, cmd.args.timeoutSeconds));
       await publishContainers();
       return { herdId: c.herdId, name: c.name };
     },
     'container.remove': async (cmd) => {
       const c = await runtime.inspect(cmd.args.container, hostId);
-      refuseIfMigrating(c.herdId, c.name);
-      if (c.running && cmd.args.force !== true) {
-        throw new HerdError('CONFLICT', `container "${c.name}" is running; stop it first or pass force`);
-      }
-      await runtime.remove(c.dockerId, cmd.args.force ?? false);
+      await withOperatorClaim(claims, c.herdId, c.name, 'removed', async () => {
+        if (c.running && cmd.args.force !== true) {
+          throw new HerdError('CONFLICT', `container "${c.name}" is running; stop it first or pass force`);
+        }
+        await runtime.remove(c.dockerId, cmd.args.force ?? false);
+      });
       await publishContainers();
       return { herdId: c.herdId, name: c.name };
     },
     'container.checkpoint': async (cmd) => {
       const c = await runtime.inspect(cmd.args.container, hostId);
-      refuseIfMigrating(c.herdId, c.name);
       const checkpointId = cmd.args.checkpointId ?? `cp-${Date.now()}`;
-      await criu.run(() => runtime.checkpoint(c.dockerId, checkpointId, { exit: cmd.args.leaveRunning !== true }), { onTimeout: () => killRuncJobs(c.dockerId) });
+      await withOperatorClaim(claims, c.herdId, c.name, 'checkpointed', () => criu.run(() => runtime.checkpoint(c.dockerId, checkpointId, { exit: cmd.args.leaveRunning !== true }), { onTimeout: () => killRuncJobs(c.dockerId) }));
       await publishContainers();
       return { herdId: c.herdId, name: c.name, checkpointId, path: runtime.checkpointPath(c.dockerId, checkpointId) };
     },
     'container.restore': async (cmd) => {
       const c = await runtime.inspect(cmd.args.container, hostId);
-      refuseIfMigrating(c.herdId, c.name);
-      if (c.running) throw new HerdError('CONFLICT', `container "${c.name}" is running; checkpoint it (without leaveRunning) first`);
-      await criu.run(() => runtime.startFromCheckpoint(c.dockerId, cmd.args.checkpointId), { onTimeout: () => killRuncJobs(c.dockerId) });
+      await withOperatorClaim(claims, c.herdId, c.name, 'restored', async () => {
+        if (c.running) throw new HerdError('CONFLICT', `container "${c.name}" is running; checkpoint it (without leaveRunning) first`);
+        await criu.run(() => runtime.startFromCheckpoint(c.dockerId, cmd.args.checkpointId), { onTimeout: () => killRuncJobs(c.dockerId) });
+      });
       await publishContainers();
       return { herdId: c.herdId, name: c.name };
     },
@@ -252,6 +250,7 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
         view,
         ssh,
         inFlight,
+        operatorCommands: claims.operatorCommands,
         publishContainers,
         publishEvent: (event) => publishJson(c, topics.migrationEvents(event.migrationId), event),
         faults: () => readFaults(config.stateDir),

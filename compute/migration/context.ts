@@ -11,8 +11,9 @@ import type { Fault } from './faults.ts';
 import type { KeyedLock } from './keyed-lock.ts';
 import type { FenceOutcome } from './fence.ts';
 import type { RestorePath } from '../../protocol/messages.ts';
+import type { ContainerClaims } from './container-claims.ts';
 
-export interface MigrationContext {
+export interface MigrationContext extends ContainerClaims {
   hostId: string;
   runtime: ContainerRuntime;
   store: MigrationStore;
@@ -30,8 +31,6 @@ export interface MigrationContext {
   fence(targetHost: string, migrationId: string): Promise<FenceOutcome>;
   /** True once a graceful stop began: no new migration starts. */
   stopping(): boolean;
-  /** Herd id → migration id of the migrations this host is the source of, running now. */
-  inFlight: Map<string, string>;
   /** Host directories every compute host shares: bind mounts under them migrate as they are. */
   sharedPaths: readonly string[];
   /** Diff mode: copy the upper dir before the freeze, then only what changed (fs-precopy.ts). */

@@ -14,6 +14,8 @@ import { reconcileOnce } from './reconciler.ts';
 import { SourceMigration } from './source-side.ts';
 import { abortTarget, commitTarget, migrationStatus, prepareTarget, restoreTarget } from './target-side.ts';
 import { FakeCluster, type LinkMode } from './testing/fake-cluster.ts';
+import { withOperatorClaim } from './container-claims.ts';
+import { HerdError } from '../../protocol/errors.ts';
 
 const MID = 'm-20261126T120000-abcdef';
 const CP = `herd-${MID}`;
@@ -281,5 +283,81 @@ describe('target handlers: idempotent per migration, late commands do nothing', 
     const abort = abortTarget(cluster.ctx('h2'), { migrationId: MID });
     await restore;
     expect(await abort).toEqual({ state: 'running' });
+  });
+});
+
+describe('one container, one thing at a time (a second migration or a stop would undo the first)', () => {
+  const OTHER = 'm-20261126T130000-fedcba';
+  const start = (cluster: FakeCluster, migrationId = OTHER) => new SourceMigration(cluster.ctx('h1'), { migrationId, container: 'counter', targetHost: 'h2', fsMode: 'diff' }).run();
+
+  it('a migration is refused while an earlier one of the same container is recorded and unsettled here (a restarted daemon, a rollback still to finish)', async () => {
+    const cluster = await setup({ name: '', phase: 'rolling-back', source: 'running', target: 'none', link: 'ok', expect: { running: [], sourceOutcome: '' } });
+    await expect(start(cluster)).rejects.toMatchObject({ code: 'ALREADY_MIGRATING', message: expect.stringContaining(MID) });
+    // Refused before recording anything: no tombstone of the second, the first still to settle.
+    expect(cluster.ctx('h1').store.tombstone('source', OTHER)).toBeUndefined();
+    await reconcileOnce(cluster.ctx('h1'));
+    expect(cluster.ctx('h1').store.tombstone('source', MID)?.outcome).toBe('rolled-back');
+    expect(cluster.runningCopies(HERD_ID)).toEqual(['h1']);
+  });
+
+  it('a host does not migrate away a copy it received until that migration committed', async () => {
+    const cluster = await setup({ name: '', phase: 'restoring', source: 'exited-with-checkpoint', target: 'running', link: 'ok', expect: { running: [], sourceOutcome: '' } });
+    const ctx = cluster.ctx('h2');
+    await expect(new SourceMigration(ctx, { migrationId: OTHER, container: 'counter', targetHost: 'h1', fsMode: 'diff' }).run()).rejects.toMatchObject({ code: 'ALREADY_MIGRATING' });
+  });
+
+  it('a migration is refused while an operator command runs on the container, and the reverse', async () => {
+    const cluster = new FakeCluster(['h1', 'h2']);
+    cluster.runtime('h1').add({ name: 'counter', herdId: HERD_ID, state: 'running' });
+    const ctx = cluster.ctx('h1');
+    let release!: () => void;
+    const stopping = withOperatorClaim(ctx, HERD_ID, 'counter', 'stopped', () => new Promise<void>((r) => (release = r)));
+    await expect(start(cluster)).rejects.toMatchObject({ code: 'CONFLICT', message: expect.stringContaining('"counter" is being stopped') });
+    await expect(withOperatorClaim(ctx, HERD_ID, 'counter', 'removed', async () => undefined)).rejects.toMatchObject({ code: 'CONFLICT' });
+    release();
+    await stopping;
+    ctx.inFlight.set(HERD_ID, OTHER);
+    await expect(withOperatorClaim(ctx, HERD_ID, 'counter', 'stopped', async () => undefined)).rejects.toMatchObject({ code: 'ALREADY_MIGRATING', message: expect.stringContaining(OTHER) });
+  });
+});
+
+describe('a copy that started is the container', () => {
+  it("the target's reconciler keeps a restored copy whose process exited after its source finished (it is not an interrupted restore's leftover)", async () => {
+    const cluster = await setup({ name: '', phase: 'restoring', source: 'exited-with-checkpoint', target: 'crashed-restoring-running', link: 'ok', expect: { running: [], sourceOutcome: '' } });
+    await reconcileOnce(cluster.ctx('h1')); // the target's daemon is down: its copy runs, the source rolls forward
+    expect(cluster.ctx('h1').store.tombstone('source', MID)?.outcome).toBe('done');
+    const copy = [...cluster.runtime('h2').containers.values()][0]!;
+    copy.state = 'exited'; // the application ended before the target's daemon came back
+    await reconcileOnce(cluster.ctx('h2'));
+    expect(cluster.runtime('h2').containers.get(copy.dockerId)).toBeDefined();
+    expect(cluster.ctx('h2').store.tombstone('target', MID)?.outcome).toBe('committed');
+  });
+
+  it('the fence answers running for a copy its host recorded running, even when it has moved on (no labelled container)', async () => {
+    const cluster = await setup({ name: '', phase: 'restoring', source: 'exited-with-checkpoint', target: 'running', link: 'offline', expect: { running: [], sourceOutcome: '' } });
+    for (const c of [...cluster.runtime('h2').containers.values()]) cluster.runtime('h2').containers.delete(c.dockerId);
+    expect(await cluster.ctx('h1').fence('h2', MID)).toBe('running');
+  });
+
+  it('a target running a copy whose source rolled back settles it, so that the cluster check can see and repair the duplicate', async () => {
+    const cluster = await setup({ name: '', phase: 'rolling-back', source: 'exited-with-checkpoint', target: 'running', link: 'ok', expect: { running: [], sourceOutcome: '' } });
+    // The source settles as if its target had said aborted (a fault the protocol should never let through).
+    const { rollBackSource } = await import('./source-settle.ts');
+    await rollBackSource(cluster.ctx('h1'), cluster.ctx('h1').store.get('source', MID) as SourceRecord);
+    expect(cluster.runningCopies(HERD_ID).sort()).toEqual(['h1', 'h2']);
+    await reconcileOnce(cluster.ctx('h2'));
+    expect(cluster.ctx('h2').store.list()).toEqual([]);
+    expect(cluster.ctx('h2').store.tombstone('target', MID)).toMatchObject({ outcome: 'committed', detail: expect.stringContaining('duplicate') });
+  });
+
+  it('prepare records the volumes Docker creates with the copy before it creates it', async () => {
+    const cluster = new FakeCluster(['h1', 'h2']);
+    const ctx = cluster.ctx('h2');
+    const rt = cluster.runtime('h2');
+    rt.create = async () => {
+      expect(ctx.store.get('target', MID)?.volumes).toEqual(['data']);
+      throw new HerdError('DOCKER_FAILED', 'the daemon dies here (fake)');
+    };
+    await expect(prepareTarget(ctx, { migrationId: MID, sourceHost: 'h1', spec: { herdId: HERD_ID, name: 'counter', image: 'busybox', volumes: [{ name: 'data', target: '/data' }] }, fsMode: 'diff', checkpointId: CP })).rejects.toMatchObject({ code: 'DOCKER_FAILED' });
   });
 });

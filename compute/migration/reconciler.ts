@@ -72,6 +72,18 @@ export async function reconcileOnce(ctx: MigrationContext): Promise<ReconcileOut
   return outcomes;
 }
 
+/**
+ * Runs `remove` for what an ended migration left, only while no handler holds the migration
+ * (its lock is held while deciding) and no record names it, read now: a prepare or a source run
+ * may have begun since the pass listed the records.
+ */
+async function ifEnded(ctx: MigrationContext, migrationId: string, checkpointId: string | undefined, remove: () => Promise<void>): Promise<void> {
+  await ctx.locks.tryRun(migrationId, async () => {
+    if (ctx.store.list().some((r) => r.migrationId === migrationId || r.checkpointId === checkpointId)) return;
+    await remove();
+  });
+}
+
 async function collectGarbage(ctx: MigrationContext): Promise<void> {
   const { runtime, store, locks, log } = ctx;
   const records = store.list();
@@ -79,30 +91,40 @@ async function collectGarbage(ctx: MigrationContext): Promise<void> {
   // Target copies never started whose migration this host no longer tracks.
   for (const copy of await runtime.migrationCopies()) {
     if (copy.state !== 'created' || active.has(copy.migrationId) || locks.held(copy.migrationId)) continue;
-    const removed = await runtime.removeUnlessRunning(copy.dockerId);
-    if (removed === 'removed') log.warn({ migrationId: copy.migrationId, dockerId: copy.dockerId.slice(0, 12) }, 'removed a migration copy that was never started');
+    await ifEnded(ctx, copy.migrationId, undefined, async () => {
+      if ((await runtime.removeUnlessStarted(copy.dockerId)) === 'removed') log.warn({ migrationId: copy.migrationId, dockerId: copy.dockerId.slice(0, 12) }, 'removed a migration copy that was never started');
+    });
   }
   // Checkpoints of migrations no longer in flight.
   const checkpointsInUse = new Set(records.map((r) => r.checkpointId));
-  const inUse = (checkpointId: string) => checkpointsInUse.has(checkpointId) || locks.held(checkpointId.slice('herd-'.length));
+  const inUse = (checkpointId: string) => checkpointsInUse.has(checkpointId) || locks.held(migrationOf(checkpointId));
   for (const c of await runtime.list(ctx.hostId)) {
     for (const name of runtime.checkpointNames(c.dockerId)) {
       if (!name.startsWith('herd-') || inUse(name)) continue;
-      await runtime.deleteCheckpoint(c.dockerId, name);
-      log.warn({ container: c.name, checkpoint: name }, 'removed a checkpoint left by an ended migration');
+      await ifEnded(ctx, migrationOf(name), name, async () => {
+        await runtime.deleteCheckpoint(c.dockerId, name);
+        log.warn({ container: c.name, checkpoint: name }, 'removed a checkpoint left by an ended migration');
+      });
     }
     // Images received for a direct restore (outside Docker's checkpoint dir).
     const staged = dirname(runtime.stagedImagesPath(c.dockerId, 'x'));
     for (const name of existsSync(staged) ? readdirSync(staged) : []) {
       if (inUse(name)) continue;
-      removeReceivedDir(`${staged}/${name}`);
-      log.warn({ container: c.name, images: name }, 'removed checkpoint images left by an ended migration');
+      await ifEnded(ctx, migrationOf(name), name, async () => {
+        removeReceivedDir(`${staged}/${name}`);
+        log.warn({ container: c.name, images: name }, 'removed checkpoint images left by an ended migration');
+      });
     }
   }
   if (ctx.criu.length === 0) {
     for (const dir of removeLeakedTempDirs(5000)) log.info({ dir }, 'removed a leaked restore/dump temp dir');
   }
   store.collectGarbage();
+}
+
+/** The migration a checkpoint name `herd-<migration id>` belongs to. */
+function migrationOf(checkpointId: string): string {
+  return checkpointId.slice('herd-'.length);
 }
 
 export class Reconciler {

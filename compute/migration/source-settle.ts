@@ -163,8 +163,8 @@ export async function rollForward(ctx: MigrationContext, record: SourceRecord, r
  * (abort unless it runs), and when its daemon cannot answer, fences it over SSH. Rolls
  * forward or back on a definite answer; otherwise leaves the record in doubt.
  */
-export async function resolveInDoubt(ctx: MigrationContext, record: SourceRecord, cause?: HerdError): Promise<Settled> {
-  migrationEvent(ctx, record, 'resolve', 'started', { detail: 'the restore outcome is unknown: asking the target' });
+export async function resolveInDoubt(ctx: MigrationContext, record: SourceRecord, cause?: HerdError, why = 'the restore outcome is unknown'): Promise<Settled> {
+  migrationEvent(ctx, record, 'resolve', 'started', { detail: `${why}: asking the target` });
   let answer: AbortResult | undefined = await askTargetToAbort(ctx, record, 'the source resolves a restore in doubt');
   let how = 'the target answered';
   if (answer === undefined) {

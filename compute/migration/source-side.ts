@@ -39,6 +39,7 @@ import { MemoryPrior, openImagesSender, priorStream } from './memory-precopy.ts'
 import { changesSince, snapshotTree, type TreeSnapshot } from './fs-precopy.ts';
 import { assertCarried, assertCheckpointable, containerProcesses, hasSysResource } from './preflight.ts';
 import { containerMemory } from './container-memory.ts';
+import { assertUnclaimed } from './container-claims.ts';
 
 const execFileAsync = promisify(execFile);
 const CHECK_TIMEOUT_MS = 15_000;
@@ -151,7 +152,7 @@ export class SourceMigration {
       this.volumeDirs.set(v.name, info.mountpoint);
     }
     // Check and claim in the same tick, so that two concurrent requests cannot both pass.
-    if (ctx.inFlight.has(this.details.herdId)) throw new HerdError('ALREADY_MIGRATING', `container "${this.details.name}" (herd id ${this.details.herdId}) is already migrating`);
+    assertUnclaimed(ctx, this.details.herdId, this.details.name);
     // Docker calls a paused container running; CRIU would resume it on the target.
     if (this.details.state === 'paused') throw new HerdError('CONFLICT', `container "${this.details.name}" is paused: unpause it first (docker unpause), since the restore on the target would resume it`);
     if (!this.details.running) throw new HerdError('CONFLICT', `container "${this.details.name}" is ${this.details.state}, not running: only running containers are live-migrated`);
@@ -208,9 +209,10 @@ export class SourceMigration {
 
     // 1. Ask the target before freezing anything (clear errors with nothing to undo).
     //    The SSH connection (pooled, so usually already open) is part of that check.
-    const target = ctx.view.requireOnline(args.targetHost);
-    const sshHost = target.address ?? args.targetHost;
-    const sshPort = target.sshPort ?? 22;
+    // Online when validated; one gone offline since fails the check below, which records the refusal.
+    const target = ctx.view.host(args.targetHost);
+    const sshHost = target?.address ?? args.targetHost;
+    const sshPort = target?.sshPort ?? 22;
     const ssh = ctx.ssh.peer(sshHost, sshPort);
     const { usageBytes: memoryBytes, residentBytes } = containerMemory(d.pid);
     const precopyMemory = ctx.preCopyMemory && residentBytes >= ctx.preCopyMemoryMinBytes && d.pid !== undefined;
@@ -412,14 +414,11 @@ export class SourceMigration {
     } catch (err) {
       const error = toHerdError(err);
       await this.event('restore', 'failed', { error: error.toWire() });
-      let settled: Settled;
-      if (restoreOutcomeUnknown(err)) {
-        settled = await this.resolveWithin(error);
-      } else {
-        // The target answered with an error: it made sure its copy does not run (target-side.ts).
-        await askTargetToAbort(ctx, this.record, 'restore failed');
-        settled = await rollBackSource(ctx, this.record, error);
-      }
+      // Resumed here only on the target's answer to an abort (or a fence), whatever the reply said: an
+      // error reply normally means the target made sure its copy does not run (target-side.ts), but a
+      // reply this host could not read, or a record the target could not save after the start, is an
+      // error while the copy runs.
+      const settled = await this.resolveWithin(error, restoreOutcomeUnknown(err) ? undefined : `the target's restore failed [${error.code}]`);
       if (settled !== 'rolled-forward') throw await this.rolledBack('restore', error, settled);
       restored = { restoreMs: 0, runningAt: new Date().toISOString() };
     }
@@ -490,10 +489,10 @@ export class SourceMigration {
   }
 
   /** Keeps resolving an in-doubt restore for a while; then leaves it to the reconciler. */
-  private async resolveWithin(cause: HerdError): Promise<Settled> {
+  private async resolveWithin(cause: HerdError, why?: string): Promise<Settled> {
     const deadline = Date.now() + RESOLVE_WITHIN_MS;
     for (;;) {
-      const settled = await resolveInDoubt(this.ctx, this.record, cause).catch((err: unknown) => {
+      const settled = await resolveInDoubt(this.ctx, this.record, cause, why).catch((err: unknown) => {
         this.log.warn({ err: (err as Error).message }, 'resolving the restore failed');
         return 'in-doubt' as const;
       });

@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { HERD_MIGRATION_LABEL } from '../runtime/container-runtime.ts';
 import { FENCE_COMMAND, LZ4_OPTION, RECEIVE_COMMAND } from './ssh-transfer.ts';
+import { MigrationStore } from './migration-store.ts';
 
 const SCRIPT = resolve(import.meta.dirname, '../../bin/herd-ssh-command');
 const dir = mkdtempSync(join(tmpdir(), 'herd-ssh-command-'));
@@ -30,7 +31,7 @@ const lz4Tarball = spawnSync('lz4', ['-1', '-q', '-c'], { input: tarball }).stdo
 
 function run(command: string | undefined, stdin: Buffer | string = '') {
   const r = spawnSync(SCRIPT, [conf], { input: stdin, env: { ...(command === undefined ? {} : { SSH_ORIGINAL_COMMAND: command }), PATH: process.env.PATH ?? '' } });
-  return { code: r.status, stderr: r.stderr.toString() };
+  return { code: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
 }
 
 describe('herd-ssh-command (the transfer key may run only the receiver and the fence)', () => {
@@ -69,5 +70,18 @@ describe('herd-ssh-command (the transfer key may run only the receiver and the f
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`no migration state dir ${join(dir, 'state')}/migrations`);
     expect(readFileSync(SCRIPT, 'utf8')).toContain(`label=${HERD_MIGRATION_LABEL}=`);
+  });
+
+  it("answers RUNNING, touching nothing, for a migration whose copy the host's daemon recorded running (the copy may have moved on since)", async () => {
+    const store = new MigrationStore(join(dir, 'state'));
+    const now = new Date().toISOString();
+    const base = { role: 'target', herdId: 'c0ffee000001', container: 'c', sourceHost: 'h1', targetHost: 'h2', fsMode: 'diff', checkpointId: 'herd-x', startedAt: now, updatedAt: now } as const;
+    await store.save({ ...base, migrationId: 'm-running', phase: 'running', targetDockerId: 'd1' });
+    await store.save({ ...base, migrationId: 'm-prepared', phase: 'prepared', targetDockerId: 'd2' });
+    expect(run(FENCE_COMMAND('m-running'))).toMatchObject({ code: 0, stdout: 'RUNNING\n' });
+    expect(existsSync(store.fenceFile('m-running'))).toBe(false);
+    // A copy not yet running is fenced: the marker first, then Docker (absent here).
+    expect(run(FENCE_COMMAND('m-prepared')).code).toBe(4);
+    expect(existsSync(store.fenceFile('m-prepared'))).toBe(true);
   });
 });

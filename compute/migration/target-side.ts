@@ -84,17 +84,18 @@ export function prepareTarget(ctx: MigrationContext, args: CommandArgs<'migratio
       startedAt: now,
       updatedAt: now,
     };
+    // Docker creates the named volumes with the container: recorded first, so that an abort after a crash in between removes them too.
+    const volumes = (args.spec.volumes ?? []).map((v) => v.name);
+    if (volumes.length > 0) record.volumes = volumes;
     await store.save(record);
     try {
       // A half-made container of an earlier attempt (a crash mid-prepare) goes first.
-      for (const id of await runtime.findByMigration(args.migrationId)) await runtime.removeUnlessRunning(id);
+      for (const id of await runtime.findByMigration(args.migrationId)) await runtime.removeUnlessStarted(id);
       const restoreWith = args.restoreWith ?? ctx.restorePath;
       if (restoreWith === 'direct' && ctx.restorePath !== 'direct') throw new HerdError('MISSING_DEPENDENCY', `a direct restore was asked for, but host ${hostId} restores through Docker (its Docker has no "${DIRECT_RESTORE_RUNTIME}" runtime, or docker.restoreWith is "docker")`);
       const direct = restoreWith === 'direct';
       const targetDockerId = await runtime.create(args.spec, { [HERD_MIGRATION_LABEL]: args.migrationId }, direct ? { runtime: DIRECT_RESTORE_RUNTIME } : {});
       record.targetDockerId = targetDockerId;
-      const volumes = (args.spec.volumes ?? []).map((v) => v.name);
-      if (volumes.length > 0) record.volumes = volumes; // created with the container: removed with it on an abort
       await store.save(record);
       const details = await runtime.inspect(targetDockerId, hostId);
       if (details.upperDir === undefined) throw new HerdError('DOCKER_FAILED', 'the target container has no overlay upper dir (storage driver must be overlay2)');
@@ -159,13 +160,13 @@ export function restoreTarget(ctx: MigrationContext, args: CommandArgs<'migratio
     // Settle what Docker did, whatever the call said (a reply lost with Docker restarting, a timeout). A start
     // that succeeded returned once runc's restore had ended.
     if (failure !== undefined) await waitForRuncJobs(targetDockerId, 60_000);
-    let settled: 'removed' | 'running' | 'gone';
+    let settled: 'removed' | 'started' | 'gone';
     try {
-      settled = failure === undefined ? 'running' : await runtime.removeUnlessRunning(targetDockerId);
+      settled = failure === undefined ? 'started' : await runtime.removeUnlessStarted(targetDockerId);
     } catch (err) {
       throw new HerdError('IN_DOUBT', `restore of migration ${args.migrationId} on ${ctx.hostId} failed [${toHerdError(failure).message}] and Docker cannot say whether the copy runs [${(err as Error).message}]`, { cause: err });
     }
-    if (settled !== 'running') {
+    if (settled !== 'started') {
       await abortLocked(ctx, args.migrationId, `restore failed: ${toHerdError(failure).message}`);
       throw toHerdError(failure, 'RESTORE_FAILED');
     }
@@ -208,14 +209,14 @@ async function abortLocked(ctx: MigrationContext, migrationId: string, reason: s
   if (record?.targetDockerId !== undefined) dockerIds.add(record.targetDockerId);
   for (const id of dockerIds) {
     await waitForRuncJobs(id, 60_000);
-    if ((await runtime.removeUnlessRunning(id)) === 'running') {
+    if ((await runtime.removeUnlessStarted(id)) === 'started') {
       if (record !== undefined) {
         await store.save(Object.assign(record, { phase: 'running', targetDockerId: id }));
         // Restored (by Docker, after this daemon died mid-restore): the images are not needed any more.
         await runtime.deleteCheckpoint(id, record.checkpointId).catch(() => undefined);
         if (record.checkpointDir !== undefined) removeReceivedDir(record.checkpointDir);
       }
-      log.warn({ migrationId, reason }, 'abort refused: the target copy runs');
+      log.warn({ migrationId, reason }, 'abort refused: the target copy was started (it runs, or ran)');
       return { state: 'running' };
     }
   }
@@ -240,7 +241,7 @@ export function commitTarget(ctx: MigrationContext, args: CommandArgs<'migration
   return ctx.locks.run(args.migrationId, async () => commitLocked(ctx, args.migrationId));
 }
 
-async function commitLocked(ctx: MigrationContext, migrationId: string): Promise<{ committed: true }> {
+async function commitLocked(ctx: MigrationContext, migrationId: string, detail?: string): Promise<{ committed: true }> {
   const { store } = ctx;
   const tomb = store.tombstone('target', migrationId);
   if (tomb?.outcome === 'committed') return { committed: true };
@@ -254,8 +255,9 @@ async function commitLocked(ctx: MigrationContext, migrationId: string): Promise
     sourceHost: record.sourceHost,
     targetHost: record.targetHost,
     result: { restoreMs: record.restoreMs ?? 0, runningAt: record.runningAt ?? record.updatedAt },
+    ...(detail === undefined ? {} : { detail }),
   });
-  ctx.log.info({ migrationId }, 'migration committed: the source removed its copy');
+  ctx.log.info({ migrationId, detail }, 'migration committed: the source removed its copy');
   void ctx.publishContainers();
   return { committed: true };
 }
@@ -319,7 +321,12 @@ export async function reconcileTarget(ctx: MigrationContext, record: TargetRecor
     return 'committed';
   }
   if (source !== undefined && (source.state === 'rolled-back' || source.state === 'restarted')) {
-    ctx.log.error({ migrationId: id, source: source.state }, 'the source resumed its copy while this target runs one: the cluster check repairs the duplicate');
+    // Both copies run (a fault the protocol should never let through). Settled here as this host's
+    // container, so that the copy is no longer marked as migrating: the control daemon's cluster
+    // check then sees the duplicate and stops one (see control/loop/placement-check.ts).
+    ctx.log.error({ migrationId: id, source: source.state }, 'the source resumed its copy while this target runs one: left to the cluster check, which stops one of the two');
+    await commitLocked(ctx, id, `the source ${source.state} while this copy ran: a duplicate for the cluster check`);
+    return `committed: the source ${source.state} too (duplicate)`;
   }
   return undefined;
 }

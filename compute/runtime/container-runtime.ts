@@ -62,11 +62,13 @@ export interface ContainerRuntime {
   stop(dockerId: string, timeoutSeconds?: number): Promise<void>;
   remove(dockerId: string, force?: boolean): Promise<void>;
   /**
-   * Removes the container unless it runs, atomically with respect to a start in progress
-   * (Docker holds the container's lock for a whole start, restore included): "running"
-   * when Docker refused because it runs, "removed", or "gone" when there was no such container.
+   * Removes a migration's copy unless it was ever started, atomically with respect to a start
+   * in progress (Docker holds the container's lock for a whole start, restore included):
+   * "started" when it runs, or ran and exited (a copy that started is the container: its
+   * process may have ended after the source removed its own copy), "removed", or "gone" when
+   * there was no such container.
    */
-  removeUnlessRunning(dockerId: string): Promise<'removed' | 'running' | 'gone'>;
+  removeUnlessStarted(dockerId: string): Promise<'removed' | 'started' | 'gone'>;
   /**
    * CRIU checkpoint through Docker into the container's own checkpoint dir; `exit` stops the
    * container after the dump, and the call resolves once Docker saw it stop. `onDumped`

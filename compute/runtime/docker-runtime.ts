@@ -271,8 +271,15 @@ export class DockerRuntime implements ContainerRuntime {
     }
   }
 
-  async removeUnlessRunning(dockerId: string): Promise<'removed' | 'running' | 'gone'> {
+  async removeUnlessStarted(dockerId: string): Promise<'removed' | 'started' | 'gone'> {
     const container = this.docker.getContainer(dockerId);
+    const state = await container.inspect().then(
+      (d) => d.State,
+      (e: unknown) => ((e as DockerApiError).statusCode === 404 ? undefined : Promise.reject(dockerError(e, `inspecting ${dockerId.slice(0, 12)}`))),
+    );
+    if (state === undefined) return 'gone';
+    // Docker sets StartedAt only once a start (a restore included) succeeded; never started: the zero time.
+    if (state.Running || !state.StartedAt.startsWith('0001-')) return 'started';
     try {
       await container.remove({ force: false, v: true });
       return 'removed';
@@ -280,11 +287,12 @@ export class DockerRuntime implements ContainerRuntime {
       const status = (err as DockerApiError).statusCode;
       if (status === 404) return 'gone';
       if (status === 409) {
+        // A start that began after the inspect: Docker refuses the removal while it runs.
         const running = await container.inspect().then((d) => d.State.Running, (e: unknown) => ((e as DockerApiError).statusCode === 404 ? false : Promise.reject(dockerError(e, `inspecting ${dockerId.slice(0, 12)}`))));
-        if (running) return 'running';
+        if (running) return 'started';
         // 409 for another reason (a removal already in progress): say so, it is retried.
       }
-      throw dockerError(err, `removing container ${dockerId.slice(0, 12)} unless it runs`);
+      throw dockerError(err, `removing container ${dockerId.slice(0, 12)} unless it started`);
     }
   }
 

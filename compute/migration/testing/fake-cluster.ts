@@ -28,6 +28,8 @@ export interface FakeContainer {
   checkpoints: Set<string>;
   /** The Docker runtime it was created with (create's option). */
   runtime?: string;
+  /** A start or restore succeeded once (Docker's StartedAt); set for a container added running. */
+  started?: boolean;
 }
 
 let nextId = 0;
@@ -51,7 +53,7 @@ export class FakeRuntime implements ContainerRuntime {
   }
 
   add(c: Omit<FakeContainer, 'dockerId' | 'checkpoints' | 'labels'> & { labels?: Record<string, string>; checkpoints?: string[] }): FakeContainer {
-    const container: FakeContainer = { dockerId: `d${++nextId}`.padEnd(12, '0'), labels: {}, ...c, checkpoints: new Set(c.checkpoints ?? []) };
+    const container: FakeContainer = { dockerId: `d${++nextId}`.padEnd(12, '0'), labels: {}, started: c.state !== 'created', ...c, checkpoints: new Set(c.checkpoints ?? []) };
     this.containers.set(container.dockerId, container);
     return container;
   }
@@ -112,7 +114,7 @@ export class FakeRuntime implements ContainerRuntime {
   }
   async start(dockerId: string): Promise<void> {
     this.check();
-    this.get(dockerId).state = 'running';
+    Object.assign(this.get(dockerId), { state: 'running', started: true });
   }
   async stop(dockerId: string): Promise<void> {
     this.check();
@@ -125,11 +127,11 @@ export class FakeRuntime implements ContainerRuntime {
     if (c.state === 'running' && !force) throw new HerdError('CONFLICT', 'running');
     this.containers.delete(dockerId);
   }
-  async removeUnlessRunning(dockerId: string): Promise<'removed' | 'running' | 'gone'> {
+  async removeUnlessStarted(dockerId: string): Promise<'removed' | 'started' | 'gone'> {
     this.check();
     const c = this.containers.get(dockerId);
     if (c === undefined) return 'gone';
-    if (c.state === 'running') return 'running';
+    if (c.state === 'running' || c.started === true) return 'started';
     this.containers.delete(dockerId);
     return 'removed';
   }
@@ -146,7 +148,7 @@ export class FakeRuntime implements ContainerRuntime {
     this.check();
     const c = this.get(dockerId);
     if (this.restore === 'fail' || !c.checkpoints.has(checkpointId)) throw new HerdError('RESTORE_FAILED', `restore of ${dockerId} from ${checkpointId} failed (fake)`);
-    c.state = 'running';
+    Object.assign(c, { state: 'running', started: true });
     if (this.restore === 'fail-but-runs') throw new HerdError('DOCKER_FAILED', 'the restore call failed but Docker ran it (fake)');
   }
   async deleteCheckpoint(dockerId: string, checkpointId: string): Promise<void> {
@@ -239,10 +241,11 @@ export class FakeCluster {
     const ctx = this.ctx(hostId);
     const tomb = ctx.store.tombstone('target', migrationId);
     if (tomb !== undefined) return tomb.outcome === 'committed' ? 'running' : 'fenced';
+    if (ctx.store.get('target', migrationId)?.phase === 'running') return 'running';
     const { writeFileSync } = await import('node:fs');
     writeFileSync(ctx.store.fenceFile(migrationId), '');
     const runtime = this.runtime(hostId);
-    for (const id of await runtime.findByMigration(migrationId)) if ((await runtime.removeUnlessRunning(id)) === 'running') return 'running';
+    for (const id of await runtime.findByMigration(migrationId)) if ((await runtime.removeUnlessStarted(id)) === 'started') return 'running';
     return 'fenced';
   }
 
@@ -274,6 +277,7 @@ export class FakeCluster {
       publishContainers: async () => undefined,
       publishEvent: async () => undefined,
       inFlight: new Map(),
+      operatorCommands: new Map(),
       sharedPaths: [],
       preCopyFilesystem: false,
       preCopyFilesystemMinBytes: 0,
