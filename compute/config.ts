@@ -1,7 +1,7 @@
 /** Configuration of the compute daemon (`herd compute --config /etc/herd/compute.yaml`). */
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { brokerClientConfigSchema } from '../protocol/config.ts';
+import { brokerClientConfigSchema, timerSeconds } from '../protocol/config.ts';
 import { commandLimitsSchema } from '../protocol/rpc.ts';
 import { METRICS_PORTS, metricsConfigSchema } from '../protocol/metrics-config.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
@@ -105,11 +105,11 @@ export const computeConfigSchema = z.strictObject({
   /** CPUs this host's containers run on, reported in status (informational). */
   cpus: z.array(z.number().int().min(0)).optional(),
   /** How often the reconciler settles interrupted migrations and collects what they left. */
-  reconcileIntervalSeconds: z.number().positive().default(30),
+  reconcileIntervalSeconds: timerSeconds().positive().default(30),
   /** On a graceful stop, how long in-flight migrations may take to end before the daemon exits anyway. */
-  shutdownGraceSeconds: z.number().min(0).default(120),
+  shutdownGraceSeconds: timerSeconds().min(0).default(120),
   /** How often the container list is republished even without changes. */
-  containersIntervalSeconds: z.number().positive().default(10),
+  containersIntervalSeconds: timerSeconds().positive().default(10),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
 });
 

@@ -2,15 +2,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
-import { HerdError } from '../protocol/errors.ts';
 import { MAX_MESSAGE_BYTES } from '../protocol/codec.ts';
-import { brokerAuthFields } from '../protocol/config.ts';
+import { brokerAuthFields, timerSeconds as seconds, type ConfigIssue } from '../protocol/config.ts';
 import { commandLimitsSchema } from '../protocol/rpc.ts';
 import { METRICS_PORTS, metricsConfigSchema } from '../protocol/metrics-config.ts';
 import { dashboardConfigSchema } from './dashboard/dashboard-config.ts';
-
-/** Node's timers fire at once beyond 2^31 − 1 ms (about 24.8 days): no interval may be longer. */
-const seconds = () => z.number().max(2_147_483, 'at most 2147483 s (Node timers overflow beyond)');
 import { ID_PATTERN } from '../protocol/topics.ts';
 import { FS_MODES, CONTROL_MODES } from '../protocol/messages.ts';
 import { policyStepSchema } from '../policies/registry.ts';
@@ -115,25 +111,41 @@ export type ControlConfig = z.infer<typeof controlConfigSchema>;
 /**
  * For the control loop's config loader: every forecast-greedy step whose `model` is a path
  * gets the model's JSON instead (relative paths against `baseDir`, the config file's
- * directory), so that the policy stays pure. BAD_CONFIG naming the step and file otherwise.
+ * directory), so that the policy stays pure. A model it cannot read goes into `issues`,
+ * naming the step and file (the step is left as it was); anything that is not a step
+ * object is left to the schema to report.
  */
-export function resolveForecastModels<S extends { policy: string; args?: Record<string, unknown> }>(steps: readonly S[], baseDir: string): S[] {
+export function resolveForecastModels(steps: readonly unknown[], baseDir: string, issues: ConfigIssue[]): unknown[] {
   return steps.map((s, i) => {
-    const model = s.args?.model;
-    if (s.policy !== 'forecast-greedy' || typeof model !== 'string') return s;
+    if (s === null || typeof s !== 'object') return s;
+    const step = s as { policy?: unknown; args?: unknown };
+    const model = (step.args as { model?: unknown } | null | undefined)?.model;
+    if (step.policy !== 'forecast-greedy' || typeof model !== 'string') return s;
+    const path = ['loop', 'policies', i, 'args', 'model'];
     const file = isAbsolute(model) ? model : resolve(baseDir, model);
-    if (!existsSync(file)) throw new HerdError('BAD_CONFIG', `loop.policies.${i}.args.model: ${file}: no such file (forecast-greedy needs a trained model: herd forecast train --data TABLE.csv --model ${model})`);
+    if (!existsSync(file)) {
+      issues.push({ path, message: `${file}: no such file (forecast-greedy needs a trained model: herd forecast train --data TABLE.csv --model ${model})` });
+      return s;
+    }
     try {
-      return { ...s, args: { ...s.args, model: JSON.parse(readFileSync(file, 'utf8')) as unknown } };
+      return { ...step, args: { ...(step.args as object), model: JSON.parse(readFileSync(file, 'utf8')) as unknown } };
     } catch (err) {
-      throw new HerdError('BAD_CONFIG', `loop.policies.${i}.args.model: ${file}: not JSON: ${err instanceof Error ? err.message : String(err)}`);
+      issues.push({ path, message: `${file}: not JSON: ${err instanceof Error ? err.message : String(err)}` });
+      return s;
     }
   });
 }
 
 /** The control config's files read in (forecast-greedy model paths): pass as loadConfig's resolveFiles. */
-export function resolveControlConfigFiles(config: unknown, baseDir: string): unknown {
+export function resolveControlConfigFiles(config: unknown, baseDir: string, issues: ConfigIssue[]): unknown {
   const loop = (config as { loop?: { policies?: unknown } } | undefined)?.loop;
-  if (loop === undefined || !Array.isArray(loop.policies)) return config;
-  return { ...(config as object), loop: { ...loop, policies: resolveForecastModels(loop.policies as { policy: string; args?: Record<string, unknown> }[], baseDir) } };
+  if (loop === null || typeof loop !== 'object' || !Array.isArray(loop.policies)) return config;
+  return { ...(config as object), loop: { ...loop, policies: resolveForecastModels(loop.policies, baseDir, issues) } };
 }
+
+/**
+ * Only the `loop:` section of a control config (`herd plan --snapshot`: offline planning
+ * needs the chain, thresholds and safety rules, not the broker or the dashboard): the
+ * other sections are neither required nor checked.
+ */
+export const loopSectionSchema = z.object({ loop: loopConfigSchema });

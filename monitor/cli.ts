@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { DATASET_KINDS, type DatasetKind } from './dataset.ts';
+import { DATASET_KINDS, requireDatasetDir, type DatasetKind } from './dataset.ts';
 import { exportCsv, parseTime } from './export.ts';
 import { cliBrokerEndpoint, loadConfig } from '../protocol/config.ts';
 import type { BrokerEndpoint } from '../protocol/mqtt.ts';
@@ -23,17 +23,19 @@ export interface MonitorCommandHooks {
   brokerEndpoint?: (cmd: Command) => BrokerEndpoint;
   /** A monitor config to take datasetDir from when none is given (the local lab's, when it is up). */
   defaultConfig?: () => string | undefined;
+  /** Adds the CLI's --broker, --credentials and --ca options to a command that talks to the broker (control/cli: withBrokerOption). */
+  brokerOptions?: (cmd: Command) => Command;
 }
 
-/** Dataset directory: --dir, else datasetDir of --config ($HERD_MONITOR_CONFIG, the lab's), else /var/lib/herd/metrics. */
+/** Dataset directory: --dir, else datasetDir of --config ($HERD_MONITOR_CONFIG, the lab's), else /var/lib/herd/metrics; BAD_USAGE naming it and its source when it does not exist. */
 function datasetDirOf(opts: { dir?: string; config?: string }, hooks: MonitorCommandHooks): string {
-  if (opts.dir !== undefined) return opts.dir;
+  if (opts.dir !== undefined) return requireDatasetDir(opts.dir, '--dir');
   const file = opts.config ?? hooks.defaultConfig?.();
   if (file !== undefined && (opts.config !== undefined || existsSync(file))) {
     const dir = loadConfig(monitorConfigSchema, { file, what: 'monitor config' }).datasetDir;
-    if (dir !== null) return dir;
+    if (dir !== null) return requireDatasetDir(dir, `datasetDir of ${file}`);
   }
-  return DEFAULT_DATASET_DIR;
+  return requireDatasetDir(DEFAULT_DATASET_DIR, 'the default: give --dir or --config');
 }
 
 /** The broker a client command talks to: the CLI's choice (hooks), else --broker, $HERD_BROKER, mqtt://127.0.0.1:1883 with $HERD_CREDENTIALS. */
@@ -44,6 +46,7 @@ function brokerEndpointOf(cmd: Command, hooks: MonitorCommandHooks): BrokerEndpo
 }
 
 export function registerMonitorCommands(program: Command, hooks: MonitorCommandHooks = {}): void {
+  const withBroker = hooks.brokerOptions ?? ((cmd: Command) => cmd.option('--broker <url>', 'MQTT broker URL').option('--credentials <file>', 'broker credentials file').option('--ca <file>', "CA of the broker's certificate"));
   program
     .command('monitor')
     .description('run the monitor daemon: PCP host and container metrics to MQTT and the dataset (foreground)')
@@ -80,8 +83,7 @@ export function registerMonitorCommands(program: Command, hooks: MonitorCommandH
       process.stderr.write(`${result.rows} row(s)${result.skippedLines > 0 ? `, ${result.skippedLines} torn line(s) skipped` : ''}\n`);
     });
 
-  metrics
-    .command('top')
+  withBroker(metrics.command('top'))
     .description('the latest sample of every host and container, from the monitors on the broker')
     .option('--seconds <s>', 'how long to listen (one container round and one host round: default 6)', (v: string) => {
       const n = Number(v);
@@ -89,15 +91,13 @@ export function registerMonitorCommands(program: Command, hooks: MonitorCommandH
       return n;
     }, 6)
     .option('--json', 'print the latest samples as JSON ({ hosts, containers })')
-    .option('--broker <url>', 'MQTT broker the monitors publish to')
     .action(async (opts: { seconds: number; json?: boolean }, cmd: Command) => {
       const latest = await collectLatest(brokerEndpointOf(cmd, hooks), opts.seconds);
       if (opts.json === true) process.stdout.write(`${JSON.stringify({ hosts: [...latest.hosts.values()], containers: [...latest.containers.values()], rejected: latest.rejected }, null, 2)}\n`);
       else process.stdout.write(renderTop(latest));
     });
 
-  program
-    .command('logs')
+  withBroker(program.command('logs'))
     .description("print a container's stdout/stderr as the monitor recorded it, across hosts and migrations")
     .argument('<container>', 'container name or Herd id')
     .option('-f, --follow', 'keep printing lines as they are written')
@@ -110,7 +110,6 @@ export function registerMonitorCommands(program: Command, hooks: MonitorCommandH
     .option('--json', 'print the records as JSON lines')
     .option('--dir <dir>', 'dataset directory whose logs/ to read (default: datasetDir of the monitor config, else /var/lib/herd/metrics)')
     .option('-c, --config <file>', 'monitor config file to take datasetDir from', process.env.HERD_MONITOR_CONFIG)
-    .option('--broker <url>', 'MQTT broker to resolve a container name with')
     .action(async (ref: string, opts: { follow?: boolean; tail?: number; timestamps?: boolean; json?: boolean; dir?: string; config?: string }, cmd: Command) => {
       const logsDir = join(datasetDirOf(opts, hooks), 'logs');
       const herdId = await resolveLogRef(ref, logsDir, brokerEndpointOf(cmd, hooks));

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../protocol/config.ts';
 import { HerdError } from '../protocol/errors.ts';
+import { thrownHerdError } from '../test/support/thrown.ts';
 import { monitorConfigSchema } from './config.ts';
 
 const load = (overrides: Record<string, unknown>) => loadConfig(monitorConfigSchema, { overrides, what: 'monitor config' });
@@ -37,6 +38,18 @@ describe('monitor config', () => {
     ['unknown host field', { hosts: [{ id: 'h1', pmproxy: 'x' }] }, '`pmproxy`'],
   ])('%s', (_name, overrides, text) => {
     expect(() => load(overrides)).toThrow(text);
+  });
+
+  it('reports a host listed twice even when another field is wrong too', () => {
+    const err = thrownHerdError(() => load({ hosts: [{ id: 'h1' }, { id: 'h1' }], hostIntervalSeconds: 'fast' }));
+    expect(err.message).toMatch(/has 2 error\(s\)/);
+    expect(err.message).toMatch(/field `hosts\.1\.id`: host "h1" is listed twice/);
+    expect(err.message).toMatch(/field `hostIntervalSeconds`/);
+  });
+
+  it('caps maxBackoffSeconds where Node timers would overflow', () => {
+    expect(load({ hosts: [{ id: 'h1' }], maxBackoffSeconds: 3600 }).maxBackoffSeconds).toBe(3600);
+    expect(() => load({ hosts: [{ id: 'h1' }], maxBackoffSeconds: 30 * 86_400 })).toThrow(/field `maxBackoffSeconds`: at most 2147483 s/);
   });
 
   it('takes a host\'s own disks by their /sys/block names and refuses anything else, naming the entry', () => {

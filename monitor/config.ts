@@ -1,6 +1,6 @@
 /** Configuration of the monitor daemon (`herd monitor --config /etc/herd/monitor.yaml`). */
 import { z } from 'zod';
-import { brokerClientConfigSchema } from '../protocol/config.ts';
+import { brokerClientConfigSchema, timerSeconds } from '../protocol/config.ts';
 import { METRICS_PORTS, metricsConfigSchema } from '../protocol/metrics-config.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
 
@@ -38,7 +38,17 @@ export const monitorConfigSchema = z
     /** Prometheus metrics on GET /metrics (monitor/monitor-metrics.ts). */
     metrics: metricsConfigSchema(METRICS_PORTS.monitor),
     /** Hosts to monitor; each is polled independently. */
-    hosts: z.array(monitorHostSchema).min(1, 'list at least one host to monitor'),
+    hosts: z
+      .array(monitorHostSchema)
+      .min(1, 'list at least one host to monitor')
+      // On the array, not the whole config: it runs (and reports) even when another field is wrong.
+      .superRefine((hosts, ctx) => {
+        const seen = new Set<string>();
+        hosts.forEach((h, i) => {
+          if (seen.has(h.id)) ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `host "${h.id}" is listed twice` });
+          seen.add(h.id);
+        });
+      }),
     /** Host sampling period (Herd's published default: 5 s). */
     hostIntervalSeconds: z.number().min(0.1).max(3600).default(5),
     /** Container tracking period (Herd's published default: 2 s). */
@@ -46,7 +56,7 @@ export const monitorConfigSchema = z
     /** Per-request timeout towards pmproxy and Docker. */
     requestTimeoutMs: z.number().int().min(50).max(60_000).default(3000),
     /** Upper bound of the retry delay of a stale host (exponential backoff from the interval). */
-    maxBackoffSeconds: z.number().min(0.1).default(60),
+    maxBackoffSeconds: timerSeconds().min(0.1).default(60),
     /** Where the dataset for forecasting is written; no dataset when null. */
     datasetDir: z.string().min(1).nullable().default('/var/lib/herd/metrics'),
     /**
@@ -70,13 +80,6 @@ export const monitorConfigSchema = z
     /** Samples kept while the broker is unreachable; the oldest are dropped beyond this. */
     publishBufferSize: z.number().int().min(1).max(1_000_000).default(10_000),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
-  })
-  .superRefine((config, ctx) => {
-    const seen = new Set<string>();
-    config.hosts.forEach((h, i) => {
-      if (seen.has(h.id)) ctx.addIssue({ code: 'custom', path: ['hosts', i, 'id'], message: `host "${h.id}" is listed twice` });
-      seen.add(h.id);
-    });
   });
 
 export type MonitorConfig = z.infer<typeof monitorConfigSchema>;

@@ -1,8 +1,9 @@
-import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DatasetWriter, parseDatasetText, readDataset } from './dataset.ts';
+import { DatasetWriter, parseDatasetText, readDataset, requireDatasetDir } from './dataset.ts';
+import { thrownHerdError } from '../test/support/thrown.ts';
 import { CSV_COLUMNS, exportCsv, parseTime } from './export.ts';
 
 let dir: string;
@@ -12,6 +13,15 @@ beforeEach(() => {
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const host = (at: string, cpuUtil = 0.5) => ({ v: 1, hostId: 'h1', at, stale: false, cpuUtil });
+
+describe('requireDatasetDir', () => {
+  it('returns a directory that exists; names one that does not, or is a file, and where it came from', () => {
+    expect(requireDatasetDir(dir, '--dir')).toBe(dir);
+    expect(thrownHerdError(() => requireDatasetDir(join(dir, 'absent'), '--dir'))).toMatchObject({ code: 'BAD_USAGE', message: `dataset directory ${join(dir, 'absent')} (--dir) does not exist` });
+    writeFileSync(join(dir, 'file'), '');
+    expect(thrownHerdError(() => requireDatasetDir(join(dir, 'file')))).toMatchObject({ code: 'BAD_USAGE', message: `dataset directory ${join(dir, 'file')} is not a directory` });
+  });
+});
 
 describe('parseDatasetText', () => {
   it.each([

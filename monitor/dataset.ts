@@ -10,9 +10,10 @@
  * JSON.
  */
 import { openForAppend } from './append-file.ts';
-import { closeSync, existsSync, mkdirSync, readdirSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, readdirSync, statSync, writeSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { HerdError } from '../protocol/errors.ts';
 
 export type DatasetKind = 'hosts' | 'containers';
 export const DATASET_KINDS: readonly DatasetKind[] = ['hosts', 'containers'];
@@ -105,6 +106,18 @@ export function parseDatasetText(text: string): ReadResult {
     }
   }
   return { records, skippedLines };
+}
+
+/**
+ * A dataset directory a command reads, checked: BAD_USAGE naming it (and where it came
+ * from, e.g. "--dir") when it does not exist or is no directory, as a mistyped one would
+ * otherwise read as an empty dataset.
+ */
+export function requireDatasetDir(dir: string, from?: string): string {
+  const source = from === undefined ? '' : ` (${from})`;
+  if (!existsSync(dir)) throw new HerdError('BAD_USAGE', `dataset directory ${dir}${source} does not exist`);
+  if (!statSync(dir).isDirectory()) throw new HerdError('BAD_USAGE', `dataset directory ${dir}${source} is not a directory`);
+  return dir;
 }
 
 /** Records of `kind` with since <= at < to, in file (time) order. */

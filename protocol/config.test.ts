@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { computeConfigSchema } from '../compute/config.ts';
-import { deepFreeze, loadConfig, mergeConfig } from './config.ts';
+import { z } from 'zod';
+import { brokerUrlProblem, deepFreeze, loadConfig, mergeConfig, timerSeconds, type ConfigIssue } from './config.ts';
 import { HerdError } from './errors.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'herd-config-test-'));
@@ -80,6 +81,39 @@ describe('loadConfig', () => {
     const err = configError(() => loadConfig(computeConfigSchema, { file: path, what }));
     expect(err.code).toBe('BAD_CONFIG');
     expect(err.message).toContain(`config file ${path} is not valid YAML`);
+  });
+
+  it.each([
+    ['a line without its colon', 'hostId h1\n', 'a string'],
+    ['a list', '- hostId: h1\n', 'a list'],
+    ['a bare number', '42\n', 'a number'],
+  ])('refuses a file that is not a mapping (%s) instead of taking it as empty', (_name, text, got) => {
+    const path = file('not-a-mapping.yaml', text);
+    const err = configError(() => loadConfig(computeConfigSchema, { file: path, what }));
+    expect(err.code).toBe('BAD_CONFIG');
+    expect(err.message).toBe(`${path}: expected a YAML mapping, got ${got}`);
+  });
+
+  it('reports the problems of the files a config names with the schema\'s, leaving out what only repeats them', () => {
+    const schema = z.strictObject({ model: z.object({ trees: z.number() }), port: z.number() });
+    const resolveFiles = (config: unknown, _baseDir: string, issues: ConfigIssue[]) => {
+      issues.push({ path: ['model'], message: 'absent.json: no such file' });
+      return config; // the model stays a path, which the schema calls wrong too
+    };
+    const err = configError(() => loadConfig(schema, { overrides: { model: 'absent.json', port: 'x' }, what: 'toy config', resolveFiles }));
+    expect(err.code).toBe('BAD_CONFIG');
+    expect(err.message).toBe('toy config has 2 error(s):\n  - field `model`: absent.json: no such file\n  - field `port`: Invalid input: expected number, received string');
+  });
+
+  it('caps timer durations where Node timers would overflow', () => {
+    expect(timerSeconds().safeParse(2_147_483).success).toBe(true);
+    expect(timerSeconds().safeParse(2_147_484).error?.issues[0]?.message).toMatch(/at most 2147483 s/);
+  });
+
+  it('says why a broker URL is unusable', () => {
+    expect(brokerUrlProblem('mqtts://10.0.0.1:1883')).toBeUndefined();
+    expect(brokerUrlProblem('notaurl')).toMatch(/is not a URL/);
+    expect(brokerUrlProblem('http://x')).toMatch(/unsupported scheme http:/);
   });
 
   it('reports a missing file as BAD_CONFIG naming the file', () => {

@@ -24,6 +24,15 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
+/** Node's timers fire at once beyond 2^31 − 1 ms (about 24.8 days): every interval, delay or grace of a config is at most this. */
+export const timerSeconds = () => z.number().max(2_147_483, 'at most 2147483 s (Node timers overflow beyond)');
+
+/** A problem found while reading the files a config names (`resolveFiles`): reported with the schema's. */
+export interface ConfigIssue {
+  path: (string | number)[];
+  message: string;
+}
+
 /** Merges `over` into `base` (objects recursively; anything else replaced). */
 export function mergeConfig(base: unknown, over: unknown): unknown {
   if (!isPlainObject(base) || !isPlainObject(over)) return over === undefined ? base : over;
@@ -39,11 +48,22 @@ export function readConfigFile(path: string): unknown {
   } catch (err) {
     throw new HerdError('BAD_CONFIG', `cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
+  let value: unknown;
   try {
-    return parseYaml(text) ?? {};
+    value = parseYaml(text) ?? {};
   } catch (err) {
     throw new HerdError('BAD_CONFIG', `config file ${path} is not valid YAML: ${(err as Error).message}`, { cause: err });
   }
+  // `hostId h1` (a missing colon) is the string "hostId h1": taken as an empty config, it would pass with every default.
+  if (!isPlainObject(value)) throw new HerdError('BAD_CONFIG', `${path}: expected a YAML mapping, got ${Array.isArray(value) ? 'a list' : `a ${typeof value}`}`);
+  return value;
+}
+
+/** A schema issue that only repeats a problem `resolveFiles` reported: at its path or under it, or a parent's check naming its field (a policy's `x.args.model: …`). */
+function repeats(issue: z.core.$ZodIssue, reported: ConfigIssue): boolean {
+  const at = issue.path.map(String).join('.');
+  const where = reported.path.join('.');
+  return at === where || at.startsWith(`${where}.`) || (where.startsWith(`${at}.`) && issue.message.includes(`.${String(reported.path.at(-1))}: `));
 }
 
 /**
@@ -56,17 +76,24 @@ export function loadConfig<S extends z.ZodType>(
     file?: string;
     overrides?: Record<string, unknown>;
     what: string;
-    /** Reads files the config names (relative to the config file's directory) into it before validation. */
-    resolveFiles?: (config: unknown, baseDir: string) => unknown;
+    /**
+     * Reads files the config names (relative to the config file's directory) into it before
+     * validation; a file it cannot read goes into `issues` (and stays as it was in the config),
+     * reported with the schema's errors.
+     */
+    resolveFiles?: (config: unknown, baseDir: string, issues: ConfigIssue[]) => unknown;
   },
 ): Readonly<z.infer<S>> {
   const fromFile = options.file === undefined ? {} : readConfigFile(options.file);
   const raw = mergeConfig(fromFile, options.overrides ?? {});
-  const merged = options.resolveFiles === undefined ? raw : options.resolveFiles(raw, options.file === undefined ? process.cwd() : dirname(resolvePath(options.file)));
+  const fileIssues: ConfigIssue[] = [];
+  const merged = options.resolveFiles === undefined ? raw : options.resolveFiles(raw, options.file === undefined ? process.cwd() : dirname(resolvePath(options.file)), fileIssues);
   const result = schema.safeParse(merged);
-  if (!result.success) {
+  if (!result.success || fileIssues.length > 0) {
+    const schemaIssues = result.success ? [] : result.error.issues.filter((i) => !fileIssues.some((r) => repeats(i, r)));
+    const issues = [...fileIssues.map((i): z.core.$ZodIssue => ({ code: 'custom', input: undefined, ...i })), ...schemaIssues];
     const where = options.file === undefined ? options.what : `${options.what} (${options.file})`;
-    const lines = describeIssues(result.error.issues).split('; ');
+    const lines = describeIssues(issues).split('; ');
     throw new HerdError('BAD_CONFIG', `${where} has ${lines.length} error(s):\n  - ${lines.join('\n  - ')}`);
   }
   return deepFreeze(result.data);
@@ -82,6 +109,18 @@ export const brokerAuthFields = {
   /** CA certificate (PEM) that signed the broker's certificate, for mqtts:// URLs. */
   caFile: z.string().optional(),
 };
+
+/** Why `url` cannot name an MQTT broker, as the end of a sentence; undefined when it can. */
+export function brokerUrlProblem(url: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return 'is not a URL (expected mqtt://host:port or mqtts://host:port)';
+  }
+  if (!['mqtt:', 'mqtts:', 'tcp:', 'ws:', 'wss:'].includes(parsed.protocol)) return `has unsupported scheme ${parsed.protocol} (expected mqtt: or mqtts:)`;
+  return undefined;
+}
 
 /** How a daemon reaches the MQTT broker: the same block in every daemon's config. */
 export const brokerClientConfigSchema = z

@@ -15,6 +15,7 @@ export const ERROR_CATALOGUE = {
   UNKNOWN_HOST: { retryable: false, summary: 'No compute host with that id has ever reported status.' },
   HOST_OFFLINE: { retryable: true, summary: 'The compute host is known but offline (its last will was published).' },
   UNKNOWN_CONTAINER: { retryable: false, summary: 'No container with that name or Herd id on the host(s) asked.' },
+  UNKNOWN_MIGRATION: { retryable: false, summary: 'No online host knows a migration with that id.' },
   NOT_MANAGED: { retryable: false, summary: 'The container exists but has no Herd id label, so Herd will not touch it.' },
   IMAGE_MISSING: { retryable: false, summary: 'The image the container needs is not present on the target host.' },
   INSUFFICIENT_DISK: { retryable: false, summary: 'The target host lacks the free disk the transfer needs.' },

@@ -121,6 +121,10 @@ export type FsMode = (typeof FS_MODES)[number];
 /** Names a container on a host by name or Herd id. */
 const containerRef = z.string().min(1);
 
+/** The most records `control.history` and events `control.events` return (the CLI's --limit checks them too). */
+export const MAX_HISTORY_LIMIT = 100_000;
+export const MAX_EVENTS_LIMIT = 10_000;
+
 /** Argument schemas per command type. The schemas of results a caller acts on are in COMMAND_RESULTS. */
 export const COMMAND_ARGS = {
   'host.info': z.strictObject({}),
@@ -183,9 +187,9 @@ export const COMMAND_ARGS = {
   /** Runs an evaluation now (acting unless paused or recommend-only). */
   'control.evaluate': z.strictObject({}),
   /** Past migrations, newest last. */
-  'control.history': z.strictObject({ limit: z.number().int().min(1).max(100_000).optional(), container: z.string().min(1).optional() }),
+  'control.history': z.strictObject({ limit: z.number().int().min(1).max(MAX_HISTORY_LIMIT).optional(), container: z.string().min(1).optional() }),
   /** The latest control events, newest last. */
-  'control.events': z.strictObject({ limit: z.number().int().min(1).max(10_000).optional() }),
+  'control.events': z.strictObject({ limit: z.number().int().min(1).max(MAX_EVENTS_LIMIT).optional() }),
   'control.pause': z.strictObject({ reason: z.string().optional() }),
   'control.resume': z.strictObject({}),
   /** Evacuate a host (its containers leave, none arrive); `cancel` ends the drain. */

@@ -9,6 +9,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { HerdError } from './errors.ts';
 import { encode } from './codec.ts';
 import { ID_PATTERN } from './topics.ts';
+import { brokerUrlProblem } from './config.ts';
 
 export type { MqttClient };
 
@@ -39,15 +40,8 @@ export async function connectBroker(options: BrokerConnectOptions): Promise<Mqtt
   if (!ID_PATTERN.test(options.clientId)) {
     throw new HerdError('BAD_CONFIG', `MQTT client id "${options.clientId}" is invalid: must match ${ID_PATTERN}`);
   }
-  let url: URL;
-  try {
-    url = new URL(options.url);
-  } catch {
-    throw new HerdError('BAD_CONFIG', `broker URL "${options.url}" is not a URL (expected mqtt://host:port)`);
-  }
-  if (!['mqtt:', 'mqtts:', 'tcp:', 'ws:', 'wss:'].includes(url.protocol)) {
-    throw new HerdError('BAD_CONFIG', `broker URL "${options.url}" has unsupported scheme ${url.protocol} (expected mqtt: or mqtts:)`);
-  }
+  const problem = brokerUrlProblem(options.url);
+  if (problem !== undefined) throw new HerdError('BAD_CONFIG', `broker URL "${options.url}" ${problem}`);
   // mqtt.js mutates the options object it is given: build a fresh one per connection.
   const clientOptions: IClientOptions = {
     protocolVersion: 4,
@@ -89,7 +83,9 @@ export async function connectBroker(options: BrokerConnectOptions): Promise<Mqtt
       const who = options.username === undefined ? 'without credentials' : `as ${options.username}`;
       throw new HerdError('NOT_AUTHORIZED', `MQTT broker ${options.url} refused client ${options.clientId} ${who}: ${(err as Error).message} (check the credentials file; herd auth init writes one per identity)`, { cause: err });
     }
-    throw new HerdError('BROKER_UNAVAILABLE', `cannot connect to MQTT broker ${options.url}: ${(err as Error).message}`, { cause: err });
+    // A TLS listener drops a plain MQTT connection at once, without a word.
+    const tls = (err as Error).message === 'connection closed' && !/^(mqtts|wss):/.test(options.url) ? ' (the broker closed the connection at once: if it speaks TLS, use mqtts://)' : '';
+    throw new HerdError('BROKER_UNAVAILABLE', `cannot connect to MQTT broker ${options.url}: ${(err as Error).message}${tls}`, { cause: err });
   }
   return client;
 }

@@ -234,7 +234,18 @@ export class CommandClient {
   }
 }
 
-/** A short-lived client for one CLI command: no reconnecting, a clear error within 3 s when the broker is not there. */
-export function connectCommandClient(endpoint: BrokerEndpoint, what: string): Promise<MqttClient> {
-  return connectBroker({ ...endpoint, clientId: operatorClientId(endpoint.username, what, hostname()), reconnectPeriodMs: 0, connectTimeoutMs: 3000 });
+/** What an operator can do when a CLI command finds no broker (a broker that closed the connection got its own hint). */
+const NO_BROKER_HINT = 'Is a control daemon running (herd lab up, or herd control)? Otherwise name the broker with --broker URL or $HERD_BROKER';
+
+/**
+ * A short-lived client for one CLI command (`what` names its client id): no reconnecting, a
+ * clear error within `connectTimeoutMs` when the broker is not there, saying what to do.
+ */
+export async function connectCommandClient(endpoint: BrokerEndpoint, what: string, connectTimeoutMs = 3000): Promise<MqttClient> {
+  try {
+    return await connectBroker({ ...endpoint, clientId: operatorClientId(endpoint.username, what, hostname()), reconnectPeriodMs: 0, connectTimeoutMs });
+  } catch (err) {
+    if (!(err instanceof HerdError) || err.code !== 'BROKER_UNAVAILABLE' || (err.cause as Error | undefined)?.message === 'connection closed') throw err;
+    throw new HerdError('BROKER_UNAVAILABLE', `${err.message}. ${NO_BROKER_HINT}`, { cause: err });
+  }
 }

@@ -11,6 +11,7 @@ import { stringify as toYaml } from 'yaml';
 import { mosquittoAcl, USERNAME_PATTERN, type Identity } from '../../protocol/access.ts';
 import { hashPassword, loadCredentialsFile, loadUsersFile, newPassword, writeSecretFile, type UserEntry } from '../../protocol/credentials.ts';
 import { HerdError } from '../../protocol/errors.ts';
+import { ID_PATTERN } from '../../protocol/topics.ts';
 
 export interface AuthInitOptions {
   dir: string;
@@ -44,30 +45,51 @@ export function credentialsPath(dir: string, username: string): string {
   return join(dir, `${username}.credentials.yaml`);
 }
 
+/** Everything `initAuth` refuses, found before it writes anything: bad host ids or usernames, two identities under one username, a conflict with the users file. */
+function checkIdentities(wanted: readonly Identity[], computeHosts: readonly string[], users: ReadonlyMap<string, UserEntry>, dir: string): void {
+  const badHosts = computeHosts.filter((h) => !ID_PATTERN.test(h));
+  if (badHosts.length > 0) throw new HerdError('BAD_USAGE', `invalid compute host id(s) ${badHosts.map((h) => `"${h}"`).join(', ')}: 1-64 characters of A-Z a-z 0-9 _ . -, starting with a letter or digit`);
+  const bad = wanted.filter((i) => !USERNAME_PATTERN.test(i.username)).map((i) => i.username);
+  if (bad.length > 0) throw new HerdError('BAD_USAGE', `invalid username(s) ${bad.join(', ')}: 1-32 characters of a-z 0-9 _ -, not starting with "herd-"`);
+  const describe = (i: Identity) => (i.role === 'compute' ? `compute host ${i.host}` : i.role === 'control' ? `control node ${i.node}` : `${i.role} ${i.username}`);
+  const same = (a: Omit<Identity, 'username'>, b: Omit<Identity, 'username'>) => a.role === b.role && a.host === b.host && (a.role !== 'control' || a.node === b.node);
+  const byName = new Map<string, Identity>();
+  for (const identity of wanted) {
+    const other = byName.get(identity.username);
+    if (other !== undefined && !same(other, identity)) throw new HerdError('BAD_USAGE', `${describe(other)} and ${describe(identity)} would both be the broker identity ${identity.username}: rename one`);
+    byName.set(identity.username, identity);
+    const known = users.get(identity.username);
+    const file = credentialsPath(dir, identity.username);
+    if (known !== undefined && existsSync(file) && !same(known, identity)) throw new HerdError('CONFLICT', `${join(dir, 'users.yaml')} already has ${identity.username} as ${known.role}${known.host ? ` of ${known.host}` : ''}; remove it there (and ${file}) to change it`);
+  }
+}
+
 export function initAuth(options: AuthInitOptions): AuthFiles {
   const dir = options.dir;
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const wanted: Identity[] = [
     { username: 'control', role: 'control', node: options.controlNode ?? 'control' },
     { username: 'monitor', role: 'monitor' },
     ...options.computeHosts.map((host): Identity => ({ username: computeUsername(host), role: 'compute', host })),
     ...(options.operators ?? ['operator']).map((username): Identity => ({ username, role: 'operator' })),
   ];
-  const bad = wanted.filter((i) => !USERNAME_PATTERN.test(i.username)).map((i) => i.username);
-  if (bad.length > 0) throw new HerdError('BAD_USAGE', `invalid username(s) ${bad.join(', ')}: 1-32 characters of a-z 0-9 _ -, not starting with "herd-"`);
-
   const usersFile = join(dir, 'users.yaml');
   const users = new Map<string, UserEntry>(existsSync(usersFile) ? loadUsersFile(usersFile).map((u) => [u.username, u]) : []);
+  checkIdentities(wanted, options.computeHosts, users, dir);
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOTDIR' ? ' (a part of the path is a file)' : code === 'EEXIST' ? ' (it is a file)' : '';
+    throw new HerdError('BAD_USAGE', `cannot create the auth directory ${dir} (--dir): ${code ?? (err as Error).message}${why}`, { cause: err });
+  }
+
   const credentials: Record<string, string> = {};
   const added: string[] = [];
   for (const identity of wanted) {
     const file = credentialsPath(dir, identity.username);
     credentials[identity.username] = file;
-    const known = users.get(identity.username);
-    if (known !== undefined && existsSync(file)) {
-      const role = known.role === identity.role && known.host === identity.host && (identity.role !== 'control' || known.node === identity.node);
-      if (!role) throw new HerdError('CONFLICT', `${usersFile} already has ${identity.username} as ${known.role}${known.host ? ` of ${known.host}` : ''}; remove it there (and ${file}) to change it`);
-      loadCredentialsFile(file); // still readable and 0600
+    if (users.has(identity.username) && existsSync(file)) {
+      loadCredentialsFile(file); // still readable and 0600 (its role was checked above)
       continue;
     }
     const password = newPassword();

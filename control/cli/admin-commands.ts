@@ -1,5 +1,5 @@
 /** Daemons, doctor and config checks. */
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadConfig } from '../../protocol/config.ts';
 import { computeConfigSchema } from '../../compute/config.ts';
 import { controlConfigSchema, resolveControlConfigFiles } from '../config.ts';
@@ -13,9 +13,9 @@ import { CONTROL_MODES, type ControlMode } from '../../protocol/messages.ts';
 
 const CONFIG_SCHEMAS = { compute: computeConfigSchema, control: controlConfigSchema, monitor: monitorConfigSchema } as const;
 
-function parsePort(value: string): number {
+export function parsePort(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`port must be 0-65535, got "${value}"`);
+  if (value.trim() === '' || !Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a port number from 0 to 65535');
   return n;
 }
 

@@ -5,8 +5,10 @@ import { silentLogger } from '../../protocol/log.ts';
 import type { BrokerEndpoint, MqttClient } from '../../protocol/mqtt.ts';
 import type { CommandClient } from '../../protocol/rpc.ts';
 import { operatorClientId } from '../../protocol/access.ts';
-import { cliBrokerEndpoint } from '../../protocol/config.ts';
-import { existsSync } from 'node:fs';
+import { brokerUrlProblem, cliBrokerEndpoint } from '../../protocol/config.ts';
+import { HerdError } from '../../protocol/errors.ts';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { watchCluster, type ClusterView } from '../../protocol/cluster-view.ts';
 import { readLabState } from '../lab/state.ts';
 
@@ -26,7 +28,10 @@ export function withBrokerOption(cmd: Command): Command {
 
 export function brokerUrl(cmd: Command): string {
   const global = cmd.optsWithGlobals() as { broker?: string };
-  return global.broker ?? process.env.HERD_BROKER ?? readLabState()?.brokerUrl ?? 'mqtt://127.0.0.1:1883';
+  const given = global.broker ?? process.env.HERD_BROKER;
+  const problem = given === undefined ? undefined : brokerUrlProblem(given);
+  if (problem !== undefined) throw new HerdError('BAD_USAGE', `${global.broker !== undefined ? '--broker' : '$HERD_BROKER'} "${given}" ${problem}`);
+  return given ?? readLabState()?.brokerUrl ?? 'mqtt://127.0.0.1:1883';
 }
 
 /** The broker and the identity a client command uses: flags, environment, the lab's operator (for the lab's broker), the machine's default file. */
@@ -56,8 +61,8 @@ export async function openSession(cmd: Command, options: { reconnect?: boolean }
   const endpoint = brokerEndpoint(cmd);
   const clientId = operatorClientId(endpoint.username, 'herd-cli', hostname());
   // MQTT loads with the first session: commands without one (help, lab, doctor) start faster.
-  const [{ connectBroker, closeBroker }, { CommandClient }] = await Promise.all([import('../../protocol/mqtt.ts'), import('../../protocol/rpc.ts')]);
-  const client = await connectBroker({ ...endpoint, clientId, reconnectPeriodMs: 0 });
+  const [{ closeBroker }, { CommandClient, connectCommandClient }] = await Promise.all([import('../../protocol/mqtt.ts'), import('../../protocol/rpc.ts')]);
+  const client = await connectCommandClient(endpoint, 'herd-cli', 5000);
   // Before any subscription: mqtt.js only remembers topics to resubscribe while reconnecting is on.
   if (options.reconnect === true) (client.options as { reconnectPeriod?: number }).reconnectPeriod = 1000;
   const rpc = await CommandClient.create(client, clientId, silentLogger);
@@ -80,6 +85,24 @@ export async function withSession<T>(cmd: Command, fn: (s: Session) => Promise<T
     return await fn(session);
   } finally {
     await session.close();
+  }
+}
+
+/** Checks, before any work, that `file` (given with `flag`) can be written: BAD_USAGE naming both otherwise. */
+export function checkOutputFile(file: string, flag: string): void {
+  const dir = dirname(resolve(file));
+  if (!existsSync(dir)) throw new HerdError('BAD_USAGE', `${flag} ${file}: directory ${dir} does not exist`);
+  if (!statSync(dir).isDirectory()) throw new HerdError('BAD_USAGE', `${flag} ${file}: ${dir} is not a directory`);
+  if (existsSync(file) && statSync(file).isDirectory()) throw new HerdError('BAD_USAGE', `${flag} ${file} is a directory: name a file`);
+}
+
+/** Writes the file an option names; BAD_USAGE naming the option and the file when it cannot. */
+export function writeOutputFile(file: string, text: string, flag: string): void {
+  checkOutputFile(file, flag);
+  try {
+    writeFileSync(file, text);
+  } catch (err) {
+    throw new HerdError('BAD_USAGE', `${flag} ${file}: cannot write: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
 }
 

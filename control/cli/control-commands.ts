@@ -5,10 +5,10 @@
  * or `--json`. `herd plan --snapshot FILE` works offline on a saved snapshot.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { decode, describeIssues } from '../../protocol/codec.ts';
 import { HerdError } from '../../protocol/errors.ts';
-import { controlEventSchema, controlStatusSchema, type ControlEvent, type ControlStatus, type CommandArgsInput, type CommandType } from '../../protocol/messages.ts';
+import { controlEventSchema, controlStatusSchema, MAX_EVENTS_LIMIT, MAX_HISTORY_LIMIT, type ControlEvent, type ControlStatus, type CommandArgsInput, type CommandType } from '../../protocol/messages.ts';
 import { parseTopic, topics } from '../../protocol/topics.ts';
 import { clusterSnapshotSchema, type ClusterSnapshot, type Plan } from '../../policies/model.ts';
 import { POLICY_NAMES, type PolicyName } from '../../policies/registry.ts';
@@ -16,8 +16,8 @@ import { chainFor, decide, loopStep } from '../../policies/pipeline.ts';
 import { emptySafetyState } from '../../policies/safety/safety.ts';
 import type { MigrationRecord } from '../loop/history-store.ts';
 import { loadConfig } from '../../protocol/config.ts';
-import { controlConfigSchema, resolveControlConfigFiles } from '../config.ts';
-import { printJson, table, withBrokerOption, withSession, type Session } from './context.ts';
+import { loopSectionSchema, resolveControlConfigFiles } from '../config.ts';
+import { checkOutputFile, printJson, table, withBrokerOption, withSession, writeOutputFile, type Session } from './context.ts';
 
 const CONTROL_HELP = 'control daemon node id (default: the one online)';
 
@@ -25,6 +25,15 @@ function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
   return n;
+}
+
+/** A --limit parser: 1 to `max` (what the control daemon returns at most). */
+export function limitOption(max: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1 || n > max) throw new InvalidArgumentError(`must be an integer from 1 to ${max}`);
+    return n;
+  };
 }
 
 function positiveNumber(value: string): number {
@@ -135,7 +144,8 @@ export function registerControlCommands(program: Command, control: Command): voi
       if (opts.snapshot !== undefined) {
         // The loop's decision on a saved snapshot: the same chain, thresholds and safety rules (with no history).
         const snapshot = readSnapshotFile(opts.snapshot);
-        const loop = loadConfig(controlConfigSchema, { ...(opts.config === undefined ? {} : { file: opts.config }), what: 'control config', resolveFiles: resolveControlConfigFiles }).loop;
+        // Only the loop: section counts offline (the broker's rules are the daemon's business).
+        const loop = loadConfig(loopSectionSchema, { ...(opts.config === undefined ? {} : { file: opts.config }), what: 'control config', resolveFiles: resolveControlConfigFiles }).loop;
         const options = { missingSamplesThreshold: loop.missingSamplesThreshold, draining: snapshot.hosts.some((h) => h.draining === true) };
         const chain = opts.policy !== undefined ? [loopStep({ policy: opts.policy, args: {} }, loop.missingSamplesThreshold)] : chainFor(loop.policies, options);
         const d = decide(snapshot, chain, emptySafetyState(), loop.safety);
@@ -143,10 +153,11 @@ export function registerControlCommands(program: Command, control: Command): voi
         process.stdout.write(renderPlan(d.plan, d.allowed));
         return;
       }
+      if (opts.save !== undefined) checkOutputFile(opts.save, '--save');
       await withSession(cmd, async (session) => {
         const nodeId = await findControl(session, opts.control);
         const r = await askControl<{ snapshot: ClusterSnapshot; plan: Plan; allowed: Plan }, 'control.plan'>(session, nodeId, 'control.plan', opts.policy === undefined ? {} : { policy: opts.policy });
-        if (opts.save !== undefined) writeFileSync(opts.save, `${JSON.stringify(r.snapshot, null, 2)}\n`);
+        if (opts.save !== undefined) writeOutputFile(opts.save, `${JSON.stringify(r.snapshot, null, 2)}\n`, '--save');
         if (opts.json === true) return printJson(r);
         process.stdout.write(renderPlan(r.plan, r.allowed));
       });
@@ -190,7 +201,7 @@ export function registerControlCommands(program: Command, control: Command): voi
   withControl(program.command('events'))
     .description('decisions, annotations and migrations of the control loop (-f: as they happen)')
     .option('-f, --follow', 'keep printing new events until interrupted')
-    .option('--limit <n>', 'recent events to print first', positiveInt, 50)
+    .option('--limit <n>', `recent events to print first (at most ${MAX_EVENTS_LIMIT})`, limitOption(MAX_EVENTS_LIMIT), 50)
     .option('--json', 'one JSON object per line')
     .action(async (opts: ControlOpts & { follow?: boolean; limit: number }, cmd: Command) => {
       await withSession(cmd, async (session) => {
@@ -233,7 +244,7 @@ export function registerControlCommands(program: Command, control: Command): voi
 
   withControl(program.command('history'))
     .description('past migrations (the loop\'s and manual ones) with outcome, reason and timings')
-    .option('--limit <n>', 'how many (newest)', positiveInt, 50)
+    .option('--limit <n>', `how many (newest; at most ${MAX_HISTORY_LIMIT})`, limitOption(MAX_HISTORY_LIMIT), 50)
     .option('--container <name>', 'only this container (name or Herd id)')
     .option('--json', 'print JSON')
     .action(async (opts: ControlOpts & { limit: number; container?: string }, cmd: Command) => {

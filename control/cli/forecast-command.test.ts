@@ -10,6 +10,7 @@ import { SNAPSHOT_FEATURES } from '../../policies/forecast-greedy/features.ts';
 import { checkPolicyArgs, runPolicy } from '../../policies/registry.ts';
 import { container, host, snapshot } from '../../policies/testing/builders.ts';
 import { resolveForecastModels } from '../config.ts';
+import type { ConfigIssue } from '../../protocol/config.ts';
 import { parseTrainOptions, registerForecastCommand, scores } from './forecast-command.ts';
 import { thrownHerdError } from '../../test/support/thrown.ts';
 
@@ -84,6 +85,8 @@ describe('herd forecast train: options', () => {
     [{ data: 't.csv', label: 'label' }, /--label names the column or metric to predict instead of "label"/],
     [{ since: '1h', to: '2h' }, /--since .* must be before --to/],
     [{ since: 'yesterday-ish' }, /"yesterday-ish" is not a time/],
+    [{ data: 't.csv', model: '/nonexistent-dir/m.json' }, /--model \/nonexistent-dir\/m\.json: directory \/nonexistent-dir does not exist/],
+    [{ data: 't.csv', model: tmpdir() }, /--model .* is a directory: name a file/],
   ])('%j → BAD_USAGE', (opts, message) => {
     const e = thrownHerdError(() => parseTrainOptions({ model: 'm.json', ...opts }, now));
     expect(e.code).toBe('BAD_USAGE');
@@ -146,6 +149,7 @@ describe('herd forecast (train, evaluate, importance, predict) on a table', () =
     await expect(herd('importance', '--model', join(dir, 'other.json'))).rejects.toMatchObject({ code: 'BAD_CONFIG', message: expect.stringMatching(/other\.json: /) });
     await expect(herd('predict', '--model', model, '--data', join(dir, 'absent.csv'))).rejects.toMatchObject({ code: 'BAD_USAGE', message: expect.stringMatching(/absent\.csv: no such file/) });
     await expect(herd('train', '--data', data, '--model', join(dir, 'y.json'), '--label', 'nope')).rejects.toThrow(/train\.csv: no column "nope" \(--label\)/);
+    await expect(herd('predict', '--model', model, '--data', dir)).rejects.toMatchObject({ code: 'BAD_CONFIG', message: `--data: cannot read ${dir}: EISDIR` });
   });
 
   it('reads a gzipped table (.gz), and says so when a .gz file is not gzip', async () => {
@@ -168,12 +172,15 @@ describe('herd forecast (train, evaluate, importance, predict) on a table', () =
   });
 
   it('gives the policy a model it uses: a config path resolved to JSON, then a move to the quieter host', () => {
-    const [step] = resolveForecastModels([{ policy: 'forecast-greedy', args: { model: 'model.json', rewardThreshold: 1.2 } }], dir);
+    const issues: ConfigIssue[] = [];
+    const [step] = resolveForecastModels([{ policy: 'forecast-greedy', args: { model: 'model.json', rewardThreshold: 1.2 } }], dir, issues);
+    expect(issues).toEqual([]);
     expect(checkPolicyArgs(step as never).errors).toEqual([]);
     const s = snapshot([host('h1', { cores: 2, cpuUtil: 1 }), host('h2', { cores: 2, cpuUtil: 0.1 })], [container('db', 'h1', { cpuCores: 0.5, threadCount: 2 })]);
     const plan = runPolicy(s, step as never);
     expect(plan.moves).toEqual([expect.objectContaining({ name: 'db', from: 'h1', to: 'h2', reason: expect.stringMatching(/^predicted \d+ ops\/s on h2 vs \d+ on h1 \(\+\d+%\)/) })]);
-    expect(() => resolveForecastModels([{ policy: 'forecast-greedy', args: { model: 'absent.json' } }], dir)).toThrow(/loop\.policies\.0\.args\.model: .*absent\.json: no such file \(forecast-greedy needs a trained model/);
+    resolveForecastModels([{ policy: 'forecast-greedy', args: { model: 'absent.json' } }], dir, issues);
+    expect(issues).toEqual([{ path: ['loop', 'policies', 0, 'args', 'model'], message: expect.stringMatching(/absent\.json: no such file \(forecast-greedy needs a trained model/) }]);
   });
 });
 

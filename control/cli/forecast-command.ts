@@ -9,13 +9,14 @@
  * future). `evaluate` scores a model on a table it was not trained on.
  */
 import { cliProgress, type Progress } from './progress.ts';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { Command } from 'commander';
 import { HerdError } from '../../protocol/errors.ts';
+import { readConfigBytes } from '../../protocol/config.ts';
 import { assertFeatures, loadModel, trainGbdt, type GbdtModel, type GbdtParams, type Matrix } from '../../policies/forecast/gbdt/index.ts';
 import { buildTableFromDir, LABEL_COLUMN, parseCsvTable, parseTime, tableToCsv, toMatrix, type CsvTable } from '../../monitor/dataset/index.ts';
-import { printJson, table } from './context.ts';
+import { checkOutputFile, printJson, table, writeOutputFile } from './context.ts';
 
 const DEFAULT_DATASET_DIR = '/var/lib/herd/metrics';
 
@@ -64,6 +65,7 @@ export function parseTrainOptions(opts: { data?: string; since?: string; to?: st
   if (seed !== undefined) params.seed = seed;
   const validation = numberOption('--validation', opts.validation, (x) => x > 0 && x < 1, 'a share in (0, 1)') ?? 0.2;
   if (opts.model.trim() === '') usage('--model needs a file name');
+  checkOutputFile(opts.model, '--model'); // before the training, not after it
   if (opts.label !== undefined && (opts.label.trim() === '' || opts.label === LABEL_COLUMN)) usage(`--label names the column or metric to predict instead of "${LABEL_COLUMN}", got "${opts.label}"`);
   let source: TrainOptions['source'];
   if (opts.data !== undefined) source = { kind: 'csv', file: opts.data };
@@ -81,7 +83,7 @@ export function parseTrainOptions(opts: { data?: string; since?: string; to?: st
 /** Reads a training table; with `labelColumn`, that column is the label (and no feature). */
 export function readTable(file: string, options: { requireLabel: boolean; labelColumn?: string }): CsvTable {
   if (!existsSync(file)) throw new HerdError('BAD_USAGE', `${file}: no such file (a training table, CSV: see monitor/dataset/README.md)`);
-  const bytes = readFileSync(file);
+  const bytes = readConfigBytes(file, '--data');
   let text: string;
   try {
     text = (file.endsWith('.gz') ? gunzipSync(bytes) : bytes).toString('utf8');
@@ -197,7 +199,7 @@ export async function runTrain(o: TrainOptions, progress: Progress = cliProgress
   const validation = scores(val.label as Float64Array, model.predict(toMatrix(val)));
   out(`trained in ${((Date.now() - started) / 1000).toFixed(1)} s${model.bestIteration === undefined ? '' : ` (best iteration ${model.bestIteration})`}`);
   out(`validation RMSE ${g(validation.rmse)}, MAE ${g(validation.mae)}, R² ${g(validation.r2)} (${validation.rows} held-out rows)`);
-  writeFileSync(o.model, `${JSON.stringify(model.toJSON())}\n`);
+  writeOutputFile(o.model, `${JSON.stringify(model.toJSON())}\n`, '--model');
   out(`wrote ${o.model}`);
   return { model, validation, trainRows: train.rows };
 }

@@ -9,7 +9,7 @@ import { registerClusterCommands } from './cluster-commands.ts';
 import { registerLabCommands } from './lab-commands.ts';
 import { registerAdminCommands } from './admin-commands.ts';
 import { registerAuthCommands } from './auth-commands.ts';
-import { BROKER_HELP, CA_HELP, CREDENTIALS_HELP, brokerEndpoint, cliState } from './context.ts';
+import { BROKER_HELP, CA_HELP, CREDENTIALS_HELP, brokerEndpoint, cliState, withBrokerOption } from './context.ts';
 import { labLayout } from '../lab/layout.ts';
 import { readLabState } from '../lab/state.ts';
 import { registerMigrateCommand } from './migrate-command.ts';
@@ -40,7 +40,7 @@ export function buildProgram(): Command {
   registerSimulateCommand(program);
   registerForecastCommand(program);
   registerControlCommands(program, program.commands.find((c) => c.name() === 'control') as Command);
-  registerMonitorCommands(program, { onDaemon: () => (cliState.daemonRunning = true), brokerEndpoint, defaultConfig: () => (readLabState() === undefined ? undefined : labLayout({ hosts: 1, cpuCount: 1 }).monitorConfig) });
+  registerMonitorCommands(program, { onDaemon: () => (cliState.daemonRunning = true), brokerEndpoint, brokerOptions: withBrokerOption, defaultConfig: () => (readLabState() === undefined ? undefined : labLayout({ hosts: 1, cpuCount: 1 }).monitorConfig) });
   // Commander exits from nested commands too: make every one throw instead.
   const override = (cmd: Command) => {
     cmd.exitOverride();

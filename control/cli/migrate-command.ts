@@ -46,7 +46,7 @@ export function registerMigrateCommand(program: Command): void {
       await withSession(cmd, async (session) => {
         if (opts.status !== undefined) {
           const rows = await migrationStatusEverywhere(session, opts.status);
-          if (rows.length === 0) throw new HerdError('UNKNOWN_CONTAINER', `no online host knows migration ${opts.status}`);
+          if (rows.length === 0) throw new HerdError('UNKNOWN_MIGRATION', `no online host knows migration ${opts.status} (herd history --json lists the migration ids)`);
           if (opts.json === true) printJson(rows);
           else process.stdout.write(`${statusTable(rows)}\n`);
           return;
@@ -54,7 +54,7 @@ export function registerMigrateCommand(program: Command): void {
         if (opts.rollback !== undefined) {
           const rows = await migrationStatusEverywhere(session, opts.rollback);
           const source = rows.find((r) => r.role === 'source');
-          if (source === undefined) throw new HerdError('UNKNOWN_CONTAINER', `no online host is the source of migration ${opts.rollback}`);
+          if (source === undefined) throw new HerdError('UNKNOWN_MIGRATION', `no online host is the source of migration ${opts.rollback} (herd history --json lists the migration ids)`);
           const result = await session.rpc.request<MigrationStatus & { outcome: string }>(source.hostId, 'migration.rollback', { migrationId: opts.rollback, reason: 'herd migrate --rollback' }, { timeoutMs: 5 * 60_000 });
           if (opts.json === true) printJson(result);
           else process.stdout.write(`${result.outcome}\n${statusTable([result])}\n`);

@@ -29,7 +29,7 @@
  * uses the typed arrays. Figures and choice also in README.md.
  */
 import { HerdError } from '../../protocol/errors.ts';
-import { readDataset, type DatasetRecord } from '../dataset.ts';
+import { readDataset, requireDatasetDir, type DatasetRecord } from '../dataset.ts';
 import { CONTAINER_FEATURES, containerFeatures, FEATURES, HOST_FEATURES, hostFeatures } from './features.ts';
 import { readOpsReports, type OpsReport } from './sysbench.ts';
 import { existsSync } from 'node:fs';
@@ -184,7 +184,7 @@ export function buildTable(hosts: readonly DatasetRecord[], containers: readonly
 
 /** Reads the recorded samples (and, for the sysbench label, the container logs) of a dataset directory and builds the table. */
 export async function buildTableFromDir(dir: string, range: { since: Date; to: Date }, options: Omit<BuildOptions, 'reports'> = {}): Promise<TrainingTable & { skippedLines: number }> {
-  if (!existsSync(dir)) throw new HerdError('BAD_USAGE', `dataset directory ${dir} does not exist`);
+  requireDatasetDir(dir);
   const hosts = await readDataset(dir, 'hosts', range);
   const containers = await readDataset(dir, 'containers', range);
   let reports: Map<string, OpsReport[]> | undefined;

@@ -1,0 +1,54 @@
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { thrownHerdError } from '../../test/support/thrown.ts';
+import { computeUsername, initAuth } from './auth-init.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'herd-auth-init-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+let n = 0;
+const freshDir = () => join(root, `auth-${n++}`);
+
+describe('herd auth init', () => {
+  it('writes the users file and one credentials file per identity', () => {
+    const dir = freshDir();
+    const files = initAuth({ dir, computeHosts: ['h1', 'h.2'] });
+    expect(Object.keys(files.credentials).sort()).toEqual(['compute-h-2', 'compute-h1', 'control', 'monitor', 'operator']);
+    expect(readdirSync(dir).sort()).toEqual(['compute-h-2.credentials.yaml', 'compute-h1.credentials.yaml', 'control.credentials.yaml', 'monitor.credentials.yaml', 'operator.credentials.yaml', 'users.yaml']);
+    expect(initAuth({ dir, computeHosts: ['h1', 'h.2'] }).added).toEqual([]); // a second run keeps what exists
+  });
+
+  it.each([
+    ['two hosts under one username', { computeHosts: ['h.1', 'h-1'] }, /compute host h\.1 and compute host h-1 would both be the broker identity compute-h-1: rename one/],
+    ['hosts that differ in case only', { computeHosts: ['h1', 'H1'] }, /compute host h1 and compute host H1 would both be the broker identity compute-h1/],
+    ['an operator named like a host\'s identity', { computeHosts: ['h1'], operators: [computeUsername('h1')] }, /compute host h1 and operator compute-h1 would both be/],
+    ['a host id that is no host id', { computeHosts: ['bad id!'] }, /invalid compute host id\(s\) "bad id!": 1-64 characters/],
+    ['a bad operator username', { computeHosts: ['h1'], operators: ['Alice'] }, /invalid username\(s\) Alice/],
+  ])('refuses %s before writing anything', (_name, options, message) => {
+    const dir = freshDir();
+    const e = thrownHerdError(() => initAuth({ dir, ...options }));
+    expect(e.code).toBe('BAD_USAGE');
+    expect(e.message).toMatch(message);
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  it('refuses a changed role before writing anything, naming the users file', () => {
+    const dir = freshDir();
+    initAuth({ dir, computeHosts: ['h1'] });
+    const before = readdirSync(dir).sort();
+    const e = thrownHerdError(() => initAuth({ dir, computeHosts: ['h1', 'h2'], operators: ['compute-h1'] }));
+    expect(e.code).toBe('BAD_USAGE'); // the same run names compute-h1 twice
+    const e2 = thrownHerdError(() => initAuth({ dir, computeHosts: ['h2'], operators: ['compute-h1'] }));
+    expect(e2.code).toBe('CONFLICT');
+    expect(e2.message).toMatch(/users\.yaml already has compute-h1 as compute of h1/);
+    expect(readdirSync(dir).sort()).toEqual(before); // no credentials of h2 left behind
+  });
+
+  it('names the directory it cannot create', () => {
+    const file = join(root, 'a-file');
+    writeFileSync(file, '');
+    expect(thrownHerdError(() => initAuth({ dir: join(file, 'auth'), computeHosts: ['h1'] }))).toMatchObject({ code: 'BAD_USAGE', message: `cannot create the auth directory ${join(file, 'auth')} (--dir): ENOTDIR (a part of the path is a file)` });
+    expect(thrownHerdError(() => initAuth({ dir: file, computeHosts: ['h1'] }))).toMatchObject({ code: 'BAD_USAGE', message: expect.stringMatching(/cannot create the auth directory .*a-file \(--dir\): EEXIST \(it is a file\)/) });
+  });
+});

@@ -1,0 +1,119 @@
+/**
+ * The herd command's answers to bad input, in-process (main): the exit code (2 bad usage,
+ * 1 otherwise), an error naming what was wrong, never a stack trace. Nothing here needs a
+ * broker: the commands fail before connecting, or against a port nobody listens on.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { main } from './main.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'herd-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const stdout = process.stdout.write.bind(process.stdout);
+  const stderr = process.stderr.write.bind(process.stderr);
+  process.stdout.write = ((s: string | Uint8Array) => ((out += String(s)), true)) as typeof process.stdout.write;
+  process.stderr.write = ((s: string | Uint8Array) => ((err += String(s)), true)) as typeof process.stderr.write;
+  try {
+    return { code: await main(argv), out, err };
+  } finally {
+    process.stdout.write = stdout;
+    process.stderr.write = stderr;
+    process.exitCode = undefined;
+  }
+}
+
+/** A TCP server on loopback: `onConnection` decides what a client gets. */
+async function server(onConnection: (socket: import('node:net').Socket) => void): Promise<{ url: string; server: Server }> {
+  const s = createServer(onConnection);
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  return { url: `mqtt://127.0.0.1:${(s.address() as AddressInfo).port}`, server: s };
+}
+
+const SNAPSHOT = JSON.stringify({ version: 'v1', nowMs: 0, windowSeconds: 30, hosts: [], containers: [], inFlight: [] });
+
+describe('herd plan', () => {
+  const snapshot = join(dir, 'snapshot.json');
+  writeFileSync(snapshot, SNAPSHOT);
+
+  it('plans offline on a snapshot without a control config (the broker\'s rules are not the offline plan\'s)', async () => {
+    const r = await run('plan', '--snapshot', snapshot);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^policy oltp-disk on snapshot v1: 0 move\(s\) proposed/);
+  });
+
+  it('with -c takes only the loop: section of the control config, and reports its errors', async () => {
+    const config = join(dir, 'control.yaml');
+    writeFileSync(config, 'broker: { embedded: true }\nloop: { windowSeconds: 0 }\n');
+    const r = await run('plan', '--snapshot', snapshot, '-c', config);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/\[BAD_CONFIG\].*1 error\(s\):\n {2}- field `loop\.windowSeconds`/);
+  });
+
+  it.each([
+    [join(dir, 'absent', 'x.json'), /--save .*absent\/x\.json: directory .*absent does not exist/],
+    [dir, /--save .* is a directory: name a file/],
+  ])('checks the --save file (%s) before asking the control daemon', async (file, message) => {
+    const r = await run('plan', '--broker', 'mqtt://127.0.0.1:9', '--save', file);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(message);
+    expect(r.err).not.toMatch(/BROKER_UNAVAILABLE|\n {4}at /);
+  });
+});
+
+describe('option values', () => {
+  it.each([
+    [['events', '--limit', '100000'], /'--limit <n>' argument '100000' is invalid\. must be an integer from 1 to 10000/],
+    [['history', '--limit', '1000000'], /'--limit <n>' argument '1000000' is invalid\. must be an integer from 1 to 100000/],
+    [['control', '--port', 'abc'], /'--port <port>' argument 'abc' is invalid\. must be a port number from 0 to 65535/],
+    [['control', '--port', '70000'], /'--port <port>' argument '70000' is invalid/],
+    [['hosts', '--broker', 'notaurl'], /\[BAD_USAGE\]: --broker "notaurl" is not a URL \(expected mqtt:\/\/host:port/],
+  ])('herd %j: bad usage, named, no stack trace', async (argv, message) => {
+    const r = await run(...argv);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(message);
+    expect(r.err).not.toMatch(/\n {4}at /);
+  });
+
+  it('states the --limit maximum in --help', async () => {
+    expect((await run('events', '--help')).out).toMatch(/--limit <n> .*\(at most 10000\)/);
+    expect((await run('history', '--help')).out).toMatch(/--limit <n> .*at most 100000\)/);
+  });
+
+  it('takes --broker, --credentials and --ca after metrics top and logs, as after every broker command', async () => {
+    for (const command of [['metrics', 'top'], ['logs', 'web', '--dir', dir]]) {
+      const r = await run(...command, '--broker', 'mqtt://127.0.0.1:9', '--credentials', join(dir, 'absent.yaml'), '--ca', join(dir, 'absent.pem'));
+      expect(r.err).not.toMatch(/unknown option/);
+      expect(r.err).toMatch(/absent\.yaml/); // it got as far as reading the credentials
+    }
+  });
+});
+
+describe('an unreachable broker', () => {
+  it('says what to do: start a control daemon or name the broker', async () => {
+    const { url, server: s } = await server(() => undefined);
+    await new Promise<void>((r) => s.close(() => r())); // nobody listens on its port now
+    const r = await run('hosts', '--broker', url);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/\[BROKER_UNAVAILABLE\]: cannot connect to MQTT broker .*ECONNREFUSED.*\. Is a control daemon running \(herd lab up, or herd control\)\? Otherwise name the broker with --broker URL or \$HERD_BROKER/);
+  });
+
+  it('suggests mqtts:// when the broker closes a plain connection at once (a TLS listener does)', async () => {
+    const { url, server: s } = await server((socket) => socket.destroy());
+    try {
+      const r = await run('hosts', '--broker', url);
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/connection closed \(the broker closed the connection at once: if it speaks TLS, use mqtts:\/\/\)/);
+      expect(r.err).not.toMatch(/Is a control daemon running/);
+    } finally {
+      s.close();
+    }
+  });
+});
