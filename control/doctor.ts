@@ -87,7 +87,7 @@ export async function runChecks(): Promise<CheckResult[]> {
   }
   const runcText = existsSync('/etc/criu/runc.conf') ? readFileSync('/etc/criu/runc.conf', 'utf8') : '';
   const missingOptions = ['tcp-established', 'file-locks'].filter((o) => !new RegExp(`^\\s*${o}\\s*$`, 'm').test(runcText));
-  checks.push({ name: 'runc CRIU config (tcp-established, file-locks)', ok: missingOptions.length === 0, detail: missingOptions.length === 0 ? '/etc/criu/runc.conf has tcp-established and file-locks' : `/etc/criu/runc.conf ${runcText === '' ? 'missing' : `lacks ${missingOptions.join(', ')}`}`, fix: PROVISION, provisionable: true });
+  checks.push({ name: 'runc CRIU config (tcp-established, file-locks)', ok: missingOptions.length === 0, detail: missingOptions.length === 0 ? `/etc/criu/runc.conf has tcp-established and file-locks; TCP connections locked with ${/^\s*network-lock\s+nftables\s*$/m.test(runcText) ? 'nftables (in-process)' : "iptables-restore (CRIU's default; nftables is faster where the kernel has nf_tables)"}` : `/etc/criu/runc.conf ${runcText === '' ? 'missing' : `lacks ${missingOptions.join(', ')}`}`, fix: PROVISION, provisionable: true });
   checks.push(await programCheck('sshd', 'sshd', undefined));
   checks.push(await programCheck('ssh-keygen', 'ssh-keygen', undefined));
   checks.push(await programCheck('pmcd (PCP)', 'pmcd', undefined));
