@@ -65,6 +65,11 @@ describe('oltp-disk', () => {
     expect(moved(base({ h2: { draining: true } }))).toEqual([]);
   });
 
+  it('says so when only the busiest host can take containers (it does not compare a host with itself)', () => {
+    const p = oltpDisk.plan(base({ h2: { draining: true } }), args);
+    expect(p.annotations[0]).toMatchObject({ code: 'NO_DISK_CANDIDATE', message: expect.stringContaining('no host but the busiest, h1, can take containers') });
+  });
+
   it('(h) does not swap a lone database between two hosts, and moves only off the busiest host', () => {
     const withH = oltpDiskArgsSchema.parse({});
     // db alone makes h1 the busiest; moving it makes h2 the busiest by as much: no narrower gap.

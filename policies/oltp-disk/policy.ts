@@ -59,6 +59,7 @@ export function planOltpDisk(snapshot: ClusterSnapshot, args: OltpDiskArgs): Pla
   const target = byOps.find((h) => acceptsContainers(h) && windowProblem(h, args) === undefined);
   if (target === undefined) return fallback('no host with disk figures can take containers (drained, or too few samples in its window)');
   const busiest = byOps[byOps.length - 1] as HostSnapshot;
+  if (target === busiest) return fallback(`no host but the busiest, ${busiest.hostId}, can take containers (the others are drained, or have too few samples in their window)`);
   const maxOps = busiest.diskOpsPerSec ?? 0;
   const minOps = target.diskOpsPerSec ?? 0;
   const opsGap = relGap(maxOps, minOps);
