@@ -24,7 +24,7 @@ import { killRuncJobs } from './migration/runc-jobs.ts';
 import { MigrationStore } from './migration/migration-store.ts';
 import { fenceTarget } from './migration/fence.ts';
 import { KeyedLock } from './migration/keyed-lock.ts';
-import { migrationHolding, withOperatorClaim, type ContainerClaims } from './migration/container-claims.ts';
+import { migrationsHolding, withOperatorClaim, type ContainerClaims } from './migration/container-claims.ts';
 import { Reconciler } from './migration/reconciler.ts';
 import { resolveInDoubt, rollBackSource, rollForward } from './migration/source-settle.ts';
 import { SerialQueue } from './migration/serial-queue.ts';
@@ -86,8 +86,9 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
     // A container taking part in a migration says so (the control loop counts it as in flight):
     // the source's copy while this host migrates it or holds its unsettled record, a target's
     // copy until the migration commits.
+    const held = migrationsHolding(claims);
     for (const c of containers) {
-      const migrationId = migrationHolding(claims, c.herdId);
+      const migrationId = held.get(c.herdId);
       if (migrationId !== undefined) c.migrationId = migrationId;
     }
     const message: HostContainers = { v: PROTOCOL_VERSION, hostId, at: new Date().toISOString(), containers };

@@ -17,14 +17,16 @@ export interface ContainerClaims {
   operatorCommands: Map<string, string>;
 }
 
-/** The migration that holds the container here (running, or recorded and not settled), if any. */
-export function migrationHolding(claims: ContainerClaims, herdId: string): string | undefined {
-  return claims.inFlight.get(herdId) ?? claims.store.list().find((r) => r.herdId === herdId)?.migrationId;
+/** Herd id → the migration that holds the container here (running, or recorded and not settled). */
+export function migrationsHolding(claims: ContainerClaims): Map<string, string> {
+  const held = new Map(claims.store.list().map((r) => [r.herdId, r.migrationId]));
+  for (const [herdId, migrationId] of claims.inFlight) held.set(herdId, migrationId);
+  return held;
 }
 
 /** Throws when a migration or an operator command holds the container on this host. */
 export function assertUnclaimed(claims: ContainerClaims, herdId: string, name: string): void {
-  const migrationId = migrationHolding(claims, herdId);
+  const migrationId = migrationsHolding(claims).get(herdId);
   if (migrationId !== undefined) throw new HerdError('ALREADY_MIGRATING', `container "${name}" has migration ${migrationId} in flight on ${claims.hostId}; wait for it (herd migrate --status ${migrationId})`);
   const command = claims.operatorCommands.get(herdId);
   if (command !== undefined) throw new HerdError('CONFLICT', `container "${name}" is being ${command} on ${claims.hostId}; try again once that ended`);

@@ -302,7 +302,8 @@ describe('live migration (lab, real Docker + CRIU)', () => {
     const docker = (args: string[]) => runCommand('/usr/bin/docker', ['-H', `unix://${h1.dockerSocket}`, ...args], { timeoutMs: 60_000 });
     const created = await docker(['run', '-d', '--name', 'withbind', '--network', 'none', '--label', 'io.herd.id=withbind0000', '-v', '/tmp:/hostdir', 'herd/busybox', 'sleep', '3600']);
     expect(created.code, created.stderr).toBe(0);
-    await new Promise((r) => setTimeout(r, 1500)); // the retained container list
+    // Created outside Herd: wait until the retained container list has it (Docker's events reach the daemon).
+    for (let i = 0; i < 75 && !(await herd(['containers', '--json'])).stdout.includes('"withbind"'); i++) await new Promise((r) => setTimeout(r, 200));
     const started = (await placements(layout, 'withbind'))[0]?.startedAt;
     const r = await herd(['migrate', 'withbind', '--to', 'h2']);
     expect(r.code, r.stdout).toBe(1);
