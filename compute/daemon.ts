@@ -186,16 +186,16 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
     },
     'migration.start': async (cmd) => new SourceMigration(migrations(), cmd.args).run(),
     'migration.check': async (cmd) => checkTarget(migrations(), cmd.args),
-    'migration.prepare': async (cmd) => prepareTarget(migrations(), cmd.args),
+    'migration.prepare': async (cmd) => prepareTarget(migrations(), cmd.args, cmd.from),
     'migration.restore': async (cmd) => {
-      const result = await restoreTarget(migrations(), cmd.args);
+      const result = await restoreTarget(migrations(), cmd.args, cmd.from);
       // Fault injection (tests): the restore happened, its reply is lost or late.
       if (readFaults(config.stateDir).has('drop-restore-reply')) return new Promise<never>(() => undefined);
       if (readFaults(config.stateDir).has('delay-restore-reply')) await new Promise((r) => setTimeout(r, 30_000));
       return result;
     },
-    'migration.abort': async (cmd) => abortTarget(migrations(), cmd.args),
-    'migration.commit': async (cmd) => commitTarget(migrations(), cmd.args),
+    'migration.abort': async (cmd) => abortTarget(migrations(), cmd.args, cmd.from),
+    'migration.commit': async (cmd) => commitTarget(migrations(), cmd.args, cmd.from),
     'migration.status': async (cmd) => migrationStatus(migrations(), cmd.args.migrationId),
     'migration.rollback': async (cmd) => {
       const ctx = migrations();

@@ -12,7 +12,7 @@ import { HERD_MIGRATION_LABEL } from '../runtime/container-runtime.ts';
 import type { SourcePhase, SourceRecord, TargetRecord } from './migration-store.ts';
 import { reconcileOnce } from './reconciler.ts';
 import { SourceMigration } from './source-side.ts';
-import { abortTarget, commitTarget, migrationStatus, prepareTarget, restoreTarget } from './target-side.ts';
+import { abortTarget, checkTarget, commitTarget, migrationStatus, prepareTarget, restoreTarget } from './target-side.ts';
 import { FakeCluster, type LinkMode } from './testing/fake-cluster.ts';
 import { withOperatorClaim } from './container-claims.ts';
 import { HerdError } from '../../protocol/errors.ts';
@@ -359,5 +359,40 @@ describe('a copy that started is the container', () => {
       throw new HerdError('DOCKER_FAILED', 'the daemon dies here (fake)');
     };
     await expect(prepareTarget(ctx, { migrationId: MID, sourceHost: 'h1', spec: { herdId: HERD_ID, name: 'counter', image: 'busybox', volumes: [{ name: 'data', target: '/data' }] }, fsMode: 'diff', checkpointId: CP })).rejects.toMatchObject({ code: 'DOCKER_FAILED' });
+  });
+});
+
+describe('a peer drives only its own migrations, with what a migration carries', () => {
+  const spec = { herdId: HERD_ID, name: 'counter', image: 'busybox' };
+  const H1 = 'herd-compute-h1';
+  const H3 = 'herd-compute-h3';
+
+  it('prepare, restore, abort and commit from a compute host that is not the source are refused; the source, control and operators pass', async () => {
+    const cluster = new FakeCluster(['h1', 'h2']);
+    const ctx = cluster.ctx('h2');
+    await expect(prepareTarget(ctx, { migrationId: MID, sourceHost: 'h1', spec, fsMode: 'none', checkpointId: CP }, H3)).rejects.toMatchObject({ code: 'NOT_AUTHORIZED' });
+    // Naming itself the source does not help once the migration is recorded with another.
+    const p = await prepareTarget(ctx, { migrationId: MID, sourceHost: 'h1', spec, fsMode: 'none', checkpointId: CP }, H1);
+    await expect(prepareTarget(ctx, { migrationId: MID, sourceHost: 'h3', spec, fsMode: 'none', checkpointId: CP }, H3)).rejects.toMatchObject({ code: 'NOT_AUTHORIZED' });
+    cluster.runtime('h2').containers.get(p.targetDockerId)!.checkpoints.add(CP);
+    for (const call of [() => restoreTarget(ctx, { migrationId: MID }, H3), () => abortTarget(ctx, { migrationId: MID }, H3), () => commitTarget(ctx, { migrationId: MID }, H3)]) {
+      await expect(call()).rejects.toMatchObject({ code: 'NOT_AUTHORIZED', message: expect.stringContaining('has source h1') });
+    }
+    expect(ctx.store.get('target', MID)?.phase).toBe('prepared');
+    await restoreTarget(ctx, { migrationId: MID }, H1);
+    await commitTarget(ctx, { migrationId: MID }, 'operator-herd-cli-vm'); // an operator (or a control daemon) may settle any
+    expect(cluster.runningCopies(HERD_ID)).toEqual(['h2']);
+  });
+
+  it('a container whose binds lie outside the target host\'s shared paths is refused at check and prepare, before anything is created', async () => {
+    const cluster = new FakeCluster(['h1', 'h2']);
+    const ctx = cluster.ctx('h2');
+    Object.assign(ctx, { sharedPaths: ['/srv/shared'] });
+    const evil = { ...spec, binds: [{ source: '/', target: '/host' }] };
+    await expect(checkTarget(ctx, { migrationId: MID, spec: evil, requiredBytes: 0 })).rejects.toMatchObject({ code: 'NOT_MIGRATABLE', message: expect.stringContaining('bind mount / at /host') });
+    await expect(prepareTarget(ctx, { migrationId: MID, sourceHost: 'h1', spec: { ...spec, binds: [{ source: '/srv/shared/../../etc', target: '/e' }] }, fsMode: 'none', checkpointId: CP }, H1)).rejects.toMatchObject({ code: 'NOT_MIGRATABLE' });
+    expect(cluster.runtime('h2').containers.size).toBe(0);
+    await prepareTarget(ctx, { migrationId: MID, sourceHost: 'h1', spec: { ...spec, binds: [{ source: '/srv/shared/data', target: '/data' }] }, fsMode: 'none', checkpointId: CP }, H1);
+    expect(cluster.runtime('h2').containers.size).toBe(1);
   });
 });

@@ -65,6 +65,20 @@ describe('herd-ssh-command (the transfer key may run only the receiver and the f
     expect(r.stderr).toMatch(/refused/);
   });
 
+  it.each([[RECEIVE_COMMAND.plain], [RECEIVE_COMMAND.over]])('%s: a symlink an earlier transfer left in the directory leads no later member out of it', (command) => {
+    const target = join(root, 'containers', 'jail', command.includes('over') ? 'over' : 'plain');
+    const planted = join(dir, `planted-${command.includes('over') ? 'over' : 'plain'}`);
+    mkdirSync(join(planted, 'real'), { recursive: true });
+    symlinkSync(outside, join(planted, 'esc')); // absolute, to a directory outside every root
+    writeFileSync(join(planted, 'real', 'pwned'), 'x');
+    // Session 1: a tree with the symlink (legitimate content of a container's upper dir).
+    expect(run(command, Buffer.concat([Buffer.from(`${target}\n`), spawnSync('tar', ['-c', '-C', planted, 'esc']).stdout]))).toMatchObject({ code: 0 });
+    // Session 2: a member through it, without the directory's own entry.
+    const through = spawnSync('tar', ['-c', '-C', planted, '--transform', 's,^real/,esc/,', 'real/pwned']).stdout;
+    run(command, Buffer.concat([Buffer.from(`${target}\n`), through]));
+    expect(existsSync(join(outside, 'pwned'))).toBe(false);
+  });
+
   it('fences with the host own state dir and Docker socket, never paths from the peer', () => {
     const r = run(FENCE_COMMAND('m-1'));
     expect(r.code).toBe(2);

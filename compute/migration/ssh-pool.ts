@@ -16,8 +16,9 @@ export const SESSIONS_PER_CONNECTION = 10;
 
 /** SSH_OPEN_ADMINISTRATIVELY_PROHIBITED: what sshd answers a session over its MaxSessions. */
 const OPEN_PROHIBITED = 1;
-/** How often a refused session is tried again on another connection. */
-const REFUSED_RETRIES = 3;
+/** How often a refused session is tried again on another connection, after a pause that doubles (from REFUSED_PAUSE_MS: sshd frees a closed session's slot late on a loaded host). */
+const REFUSED_RETRIES = 8;
+const REFUSED_PAUSE_MS = 20;
 
 interface Pooled {
   client: Promise<Client>;
@@ -110,7 +111,7 @@ export class SshPool {
           // take no more than this one holds now, and the session goes on another.
           if ((err as Error & { reason?: unknown }).reason === OPEN_PROHIBITED && refused < REFUSED_RETRIES) {
             this.limits.set(key(host, port), Math.max(1, Math.min(limit, pooled.open)));
-            resolve(this.exec(host, port, command, refused + 1));
+            setTimeout(() => resolve(this.exec(host, port, command, refused + 1)), REFUSED_PAUSE_MS * 2 ** refused);
           } else reject(err);
           return;
         }

@@ -16,7 +16,8 @@
 import { mkdirSync } from 'node:fs';
 import { HerdError, toHerdError } from '../../protocol/errors.ts';
 import { announceAddress } from '../runtime/announce-address.ts';
-import type { AbortResult, CommandArgs, MigrationResult, MigrationStatus, PrepareResult, TargetRestoreResult } from '../../protocol/messages.ts';
+import type { AbortResult, CommandArgs, ContainerSpec, MigrationResult, MigrationStatus, PrepareResult, TargetRestoreResult } from '../../protocol/messages.ts';
+import { computeClientId, senderOf } from '../../protocol/access.ts';
 import { HERD_MIGRATION_LABEL } from '../runtime/container-runtime.ts';
 import type { TargetRecord } from './migration-store.ts';
 import { corruptImages, mountFullDisk, removeReceivedDir } from './faults.ts';
@@ -28,6 +29,30 @@ import { DIRECT_RESTORE_RUNTIME, pointCheckpointAt } from '../runtime/direct-res
 /** Headroom kept free on the target beyond the estimated size. */
 const DISK_HEADROOM_BYTES = 256 * 1024 * 1024;
 
+/**
+ * A compute host may drive only the target side of migrations it is the source of (control
+ * daemons and operators any): `from` is the sender's client id, which the broker binds to its
+ * identity; undefined for calls made here (the reconciler, tests).
+ */
+function assertFromSource(ctx: MigrationContext, from: string | undefined, sourceHost: string | undefined, migrationId: string): void {
+  if (from === undefined || sourceHost === undefined || senderOf(from).role !== 'compute') return;
+  if (from !== computeClientId(sourceHost)) throw new HerdError('NOT_AUTHORIZED', `migration ${migrationId} on ${ctx.hostId} has source ${sourceHost}: ${from} may not drive it`);
+}
+
+/**
+ * What this host accepts of a migrated container's spec, whoever sends it: what a migration
+ * carries (assertCarried on the source), so that a peer cannot have a container created here
+ * with more than the source could have run: binds only under this host's shared paths, no
+ * other container's network namespace.
+ */
+function assertSpecAcceptable(ctx: MigrationContext, spec: ContainerSpec): void {
+  const problems: string[] = [];
+  const under = (path: string) => ctx.sharedPaths.some((p) => path === p || path.startsWith(p.endsWith('/') ? p : `${p}/`));
+  for (const b of spec.binds ?? []) if (!under(b.source) || b.source.split('/').includes('..')) problems.push(`bind mount ${b.source} at ${b.target} is not under a path host ${ctx.hostId} shares (sharedPaths)`);
+  if (spec.network?.network.startsWith('container:') === true) problems.push(`network ${spec.network.network} joins another container's network namespace`);
+  if (problems.length > 0) throw new HerdError('NOT_MIGRATABLE', `target host ${ctx.hostId} refuses the container "${spec.name}": ${problems.join('; ')}`);
+}
+
 function refuseIfEnded(ctx: MigrationContext, migrationId: string, what: string): void {
   const tomb = ctx.store.tombstone('target', migrationId);
   if (tomb !== undefined) throw new HerdError('CONFLICT', `migration ${migrationId} already ended on host ${ctx.hostId} (${tomb.outcome} at ${tomb.finishedAt}): ${what} refused`);
@@ -37,6 +62,7 @@ function refuseIfEnded(ctx: MigrationContext, migrationId: string, what: string)
 export async function checkTarget(ctx: MigrationContext, args: CommandArgs<'migration.check'>): Promise<{ freeBytes: number }> {
   const { runtime, hostId } = ctx;
   refuseIfEnded(ctx, args.migrationId, 'check');
+  assertSpecAcceptable(ctx, args.spec);
   if (!(await runtime.hasImage(args.spec.image))) {
     throw new HerdError('IMAGE_MISSING', `image "${args.spec.image}" is missing on target host ${hostId}: load it there first (docker save | docker load)`);
   }
@@ -61,10 +87,14 @@ export async function checkTarget(ctx: MigrationContext, args: CommandArgs<'migr
   return { freeBytes };
 }
 
-export function prepareTarget(ctx: MigrationContext, args: CommandArgs<'migration.prepare'>): Promise<PrepareResult> {
+export function prepareTarget(ctx: MigrationContext, args: CommandArgs<'migration.prepare'>, from?: string): Promise<PrepareResult> {
   return ctx.locks.run(args.migrationId, async () => {
     const { runtime, store, hostId, log } = ctx;
+    // The sender must be the source it names, and the one an earlier prepare of this migration named.
+    assertFromSource(ctx, from, args.sourceHost, args.migrationId);
+    assertFromSource(ctx, from, recordedSource(ctx, args.migrationId), args.migrationId);
     refuseIfEnded(ctx, args.migrationId, 'prepare');
+    assertSpecAcceptable(ctx, args.spec);
     const existing = store.get('target', args.migrationId);
     if (existing?.phase === 'prepared' && existing.targetDockerId !== undefined && existing.checkpointDir !== undefined && existing.upperDir !== undefined) {
       return { targetDockerId: existing.targetDockerId, checkpointDir: existing.checkpointDir, restoreWith: existing.restoreWith ?? 'docker', upperDir: existing.upperDir, volumeDirs: await volumeDirs(ctx, existing.volumes ?? []) }; // a repeated prepare
@@ -123,10 +153,11 @@ async function volumeDirs(ctx: MigrationContext, names: string[]): Promise<Recor
   return dirs;
 }
 
-export function restoreTarget(ctx: MigrationContext, args: CommandArgs<'migration.restore'>): Promise<TargetRestoreResult> {
+export function restoreTarget(ctx: MigrationContext, args: CommandArgs<'migration.restore'>, from?: string): Promise<TargetRestoreResult> {
   return ctx.locks.run(args.migrationId, async () => {
     const { runtime, store, log } = ctx;
     const tomb = store.tombstone('target', args.migrationId);
+    assertFromSource(ctx, from, recordedSource(ctx, args.migrationId), args.migrationId);
     if (tomb?.outcome === 'committed') return tomb.result as unknown as TargetRestoreResult;
     if (tomb !== undefined) throw new HerdError('RESTORE_FAILED', `migration ${args.migrationId} was ${tomb.outcome} on host ${ctx.hostId} (${tomb.detail ?? 'no detail'}): nothing restored`);
     const record = store.get('target', args.migrationId);
@@ -232,13 +263,24 @@ async function abortLocked(ctx: MigrationContext, migrationId: string, reason: s
   return { state: 'aborted' };
 }
 
-export function abortTarget(ctx: MigrationContext, args: CommandArgs<'migration.abort'>): Promise<AbortResult> {
-  return ctx.locks.run(args.migrationId, () => abortLocked(ctx, args.migrationId, args.reason ?? 'aborted by the source'));
+export function abortTarget(ctx: MigrationContext, args: CommandArgs<'migration.abort'>, from?: string): Promise<AbortResult> {
+  return ctx.locks.run(args.migrationId, () => {
+    assertFromSource(ctx, from, recordedSource(ctx, args.migrationId), args.migrationId);
+    return abortLocked(ctx, args.migrationId, args.reason ?? 'aborted by the source');
+  });
 }
 
 /** The source removed its copy: the target's copy is the container from now on. */
-export function commitTarget(ctx: MigrationContext, args: CommandArgs<'migration.commit'>): Promise<{ committed: true }> {
-  return ctx.locks.run(args.migrationId, async () => commitLocked(ctx, args.migrationId));
+export function commitTarget(ctx: MigrationContext, args: CommandArgs<'migration.commit'>, from?: string): Promise<{ committed: true }> {
+  return ctx.locks.run(args.migrationId, async () => {
+    assertFromSource(ctx, from, recordedSource(ctx, args.migrationId), args.migrationId);
+    return commitLocked(ctx, args.migrationId);
+  });
+}
+
+/** The source host this target recorded for a migration (in flight or ended). */
+function recordedSource(ctx: MigrationContext, migrationId: string): string | undefined {
+  return ctx.store.get('target', migrationId)?.sourceHost ?? ctx.store.tombstone('target', migrationId)?.sourceHost;
 }
 
 async function commitLocked(ctx: MigrationContext, migrationId: string, detail?: string): Promise<{ committed: true }> {

@@ -115,7 +115,9 @@ async function ensureSsh(layout: LabLayout): Promise<void> {
     known.push(`${host.ip} ${readFileSync(`${host.sshdHostKey}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ')}`);
   }
   for (const host of layout.hosts) {
-    writeSecretFile(host.sshReceiverConfig, [`root ${host.dockerDataRoot}`, `root ${host.computeStateDir}`, `state ${host.computeStateDir}`, `docker ${host.dockerSocket}`, ''].join('\n'));
+    // Only Docker's data root: every directory a migration writes is there (checkpoints, staged images, upper dirs,
+    // volumes). Never the compute state dir, whose migration records the reconciler acts on.
+    writeSecretFile(host.sshReceiverConfig, [`root ${host.dockerDataRoot}`, `state ${host.computeStateDir}`, `docker ${host.dockerSocket}`, ''].join('\n'));
     const forced = `restrict,command="${herdRoot()}/bin/herd-ssh-command ${host.sshReceiverConfig}"`;
     const peers = layout.hosts.filter((p) => p.id !== host.id).map((p) => `${forced} ${readFileSync(`${p.sshKey}.pub`, 'utf8').trim()}`);
     writeSecretFile(host.authorizedKeys, `${peers.join('\n')}\n`);
