@@ -41,3 +41,29 @@ describe('findContainer', () => {
     await view.close();
   });
 });
+
+describe('a host speaks only for itself', () => {
+  it("drops a status or container list naming another host, and entries a host lists for its peers", async () => {
+    const warnings: Array<Record<string, unknown>> = [];
+    const log = { ...silentLogger, warn: (o: Record<string, unknown>) => warnings.push(o) } as unknown as typeof silentLogger;
+    const fake = { ...copy('h2', 'running'), dockerId: 'f'.repeat(64), createdAt: '2030-01-01T00:00:00.000Z' };
+    const view = await watchCluster(
+      retained([
+        online('h1'),
+        online('h2'),
+        // h1, compromised, on its own topics: a status for h3, h2's list, and a "newer" running copy of h2's container said to be on h2.
+        [topics.hostStatus('h1'), { v: PROTOCOL_VERSION, hostId: 'h3', state: 'online', since: AT }],
+        [topics.hostContainers('h2'), { v: PROTOCOL_VERSION, hostId: 'h2', at: AT, containers: [copy('h2', 'running')] }],
+        [topics.hostContainers('h1'), { v: PROTOCOL_VERSION, hostId: 'h1', at: AT, containers: [fake, { ...copy('h1', 'running'), herdId: 'own-1', name: 'own' }] }],
+        [topics.hostContainers('h1'), { v: PROTOCOL_VERSION, hostId: 'h2', at: AT, containers: [fake] }],
+      ]),
+      log,
+      0,
+    );
+    expect(view.hosts().map((h) => h.hostId)).toEqual(['h1', 'h2']);
+    expect(view.host('h1')?.hostId).toBe('h1');
+    expect(view.containers().map((c) => `${c.hostId}/${c.name}/${c.dockerId.slice(0, 2)}`)).toEqual(['h2/busy/h2', 'h1/own/h1']);
+    expect(warnings.map((w) => w.dropped ?? w.hostId)).toEqual(['h3', 1, 'h2']);
+    await view.close();
+  });
+});

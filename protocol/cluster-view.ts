@@ -2,6 +2,12 @@
  * A live view of the cluster built from retained messages: every host's status and its
  * Herd-managed containers. Used by the control daemon, the CLI and compute daemons
  * (which watch a migration's peer host).
+ *
+ * A host speaks only for itself: the broker lets a compute identity publish only on its
+ * own host's topics, and a status, a container list or a container entry whose `hostId`
+ * names another host than the topic is dropped (and logged), so that a compromised host
+ * cannot pose as its peers (say, report a "newer" copy of a peer's container there, which
+ * the placement guard would answer by stopping the real one).
  */
 import type { Logger } from 'pino';
 import { decode } from './codec.ts';
@@ -34,10 +40,19 @@ export async function watchCluster(client: MqttClient, log: Logger, settleMs = 3
     try {
       if (parsed.kind === 'hostStatus') {
         const s = decode(hostStatusSchema, payload, `status of host ${parsed.id}`);
+        if (s.hostId !== parsed.id) return log.warn({ topic, hostId: s.hostId }, 'ignored a host status naming another host');
         status.set(parsed.id, s);
         for (const l of listeners) l(s);
+      } else if (parsed.kind === 'hostContainers') {
+        const list = decode(hostContainersSchema, payload, `containers of host ${parsed.id}`);
+        if (list.hostId !== parsed.id) return log.warn({ topic, hostId: list.hostId }, 'ignored a container list naming another host');
+        const own = list.containers.filter((c) => c.hostId === parsed.id);
+        if (own.length < list.containers.length) {
+          const others = [...new Set(list.containers.filter((c) => c.hostId !== parsed.id).map((c) => c.hostId))];
+          log.warn({ topic, dropped: list.containers.length - own.length, hosts: others }, 'ignored containers a host listed for other hosts');
+        }
+        containers.set(parsed.id, { ...list, containers: own });
       }
-      else if (parsed.kind === 'hostContainers') containers.set(parsed.id, decode(hostContainersSchema, payload, `containers of host ${parsed.id}`));
     } catch (err) {
       log.warn({ topic, err: (err as Error).message }, 'ignored malformed retained message');
     }

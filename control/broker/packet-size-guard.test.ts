@@ -30,3 +30,13 @@ describe('PacketSizeMeter', () => {
     expect(meter.feed(Buffer.concat([ping, ping, publish(1)]))).toBeUndefined();
   });
 });
+
+describe('PacketSizeMeter limit', () => {
+  it('applies a raised limit to the packets whose header comes after it (the broker raises it once a client authenticated)', () => {
+    const meter = new PacketSizeMeter(64);
+    expect(meter.feed(publish(10))).toBeUndefined();
+    expect(new PacketSizeMeter(64).feed(publish(1000))).toBeGreaterThan(1000);
+    meter.maxBytes = 4096;
+    expect(meter.feed(publish(1000))).toBeUndefined();
+  });
+});

@@ -14,7 +14,8 @@ export class PacketSizeMeter {
   private lengthBytes = 0;
   private state: 'type' | 'length' | 'body' = 'type';
 
-  constructor(private readonly maxBytes: number) {}
+  /** The limit applies to packets whose header arrives after it is set (the broker raises it once a client is authenticated). */
+  constructor(public maxBytes: number) {}
 
   /** Feeds received bytes; returns the size of the first packet over the limit, or undefined. */
   feed(buf: Buffer): number | undefined {

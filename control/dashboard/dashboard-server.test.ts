@@ -69,7 +69,7 @@ describe('dashboard server', () => {
   it('is read-only unless actions are on', async () => {
     const d = deps();
     const app = await buildDashboardApp(dashboardConfigSchema.parse({}), d);
-    const r = await app.inject({ method: 'POST', url: '/api/control/pause', headers: { authorization: basic('alice', 'secret') } });
+    const r = await app.inject({ method: 'POST', url: '/api/control/pause', headers: { authorization: basic('alice', 'secret') }, payload: {} });
     expect(r.statusCode).toBe(403);
     expect(r.json().error.message).toContain('read-only');
     expect(d.calls).toEqual([]);
@@ -79,7 +79,7 @@ describe('dashboard server', () => {
   it('authorizes actions as the CLI: a known identity, its password, and its role may send the command', async () => {
     const d = deps();
     const app = await buildDashboardApp(dashboardConfigSchema.parse({ actions: true }), d);
-    const post = (url: string, authorization?: string, payload?: unknown) => app.inject({ method: 'POST', url, ...(authorization === undefined ? {} : { headers: { authorization } }), ...(payload === undefined ? {} : { payload: payload as object }) });
+    const post = (url: string, authorization?: string, payload: object = {}) => app.inject({ method: 'POST', url, ...(authorization === undefined ? {} : { headers: { authorization } }), payload });
     const none = await post('/api/control/pause');
     expect(none.statusCode).toBe(401);
     expect(none.headers['www-authenticate']).toContain('Basic');
@@ -103,9 +103,35 @@ describe('dashboard server', () => {
 
   it('says when the loop is off', async () => {
     const app = await buildDashboardApp(dashboardConfigSchema.parse({ actions: true }), deps({ actions: undefined }));
-    const r = await app.inject({ method: 'POST', url: '/api/control/resume', headers: { authorization: basic('alice', 'secret') } });
+    const r = await app.inject({ method: 'POST', url: '/api/control/resume', headers: { authorization: basic('alice', 'secret') }, payload: {} });
     expect(r.statusCode).toBe(409);
     expect(r.json().error.message).toContain('loop is off');
+    await app.close();
+  });
+
+  it('refuses a cross-site request (CSRF): a body that is not JSON, another site by Sec-Fetch-Site or Origin', async () => {
+    const d = deps();
+    const app = await buildDashboardApp(dashboardConfigSchema.parse({ actions: true }), d);
+    const auth = basic('alice', 'secret');
+    const post = (url: string, headers: Record<string, string>, payload = '{}') => app.inject({ method: 'POST', url, headers: { authorization: auth, host: '127.0.0.1:9480', ...headers }, payload });
+    // What a form or a "simple" cross-site fetch can send, with the browser's cached basic credentials.
+    const plain = await post('/api/control/resume', { 'content-type': 'text/plain' }, 'x');
+    expect(plain.statusCode).toBe(415);
+    expect(plain.json().error.message).toContain('application/json');
+    expect((await post('/api/control/pause', { 'content-type': 'application/x-www-form-urlencoded' }, 'reason=x')).statusCode).toBe(415);
+    expect((await post('/api/control/resume', {})).statusCode).toBe(415);
+    const json = { 'content-type': 'application/json' };
+    for (const headers of [{ 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }, { origin: 'https://evil.example' }, { origin: 'http://127.0.0.1:8080' }, { origin: 'null' }] as Array<Record<string, string>>) {
+      const r = await post('/api/control/resume', { ...json, ...headers });
+      expect(r.statusCode, JSON.stringify(headers)).toBe(403);
+      expect(r.json().error.message).toContain("dashboard's own page");
+    }
+    expect(d.calls).toEqual([]);
+    // The page itself (a same-origin fetch), and a client that is no browser.
+    expect((await post('/api/control/resume', { 'content-type': 'application/json; charset=utf-8', 'sec-fetch-site': 'same-origin', origin: 'http://127.0.0.1:9480' })).statusCode).toBe(200);
+    expect((await post('/api/control/pause', json, '{"reason":"curl"}')).statusCode).toBe(200);
+    expect(d.calls).toEqual(['resume', 'pause curl']);
+    expect((await app.inject('/api/state')).statusCode).toBe(200);
     await app.close();
   });
 

@@ -14,6 +14,13 @@
  * Read-only by default. With `dashboard.actions: true` the actions need HTTP basic auth of
  * an identity in the broker's users file, and are allowed exactly when that identity may
  * send the same control command over the broker (protocol/access.ts): the CLI's rules.
+ *
+ * A browser sends cached basic credentials with any request to this origin, even one another
+ * site's page makes (CSRF). So every request other than GET/HEAD/OPTIONS must carry
+ * `content-type: application/json`, which a cross-site page can send only after a CORS
+ * preflight that this server never grants (a form or a text/plain fetch cannot), and is
+ * refused when the browser says it comes from elsewhere: `Sec-Fetch-Site` other than
+ * same-origin (or none), or an `Origin` other than this server's (crossSiteProblem).
  */
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -69,12 +76,45 @@ function sendError(reply: FastifyReply, status: number, code: string, message: s
   return reply.code(status).send({ error: { code, message } });
 }
 
+/**
+ * Why a state-changing request may not come from the dashboard's own page (CSRF), with its
+ * HTTP status; undefined when it may. A request without Origin and Sec-Fetch-Site (curl, the
+ * CLI's tests) passes on its content type alone.
+ */
+function crossSiteProblem(request: Pick<FastifyRequest, 'headers' | 'protocol'>): { status: number; code: string; message: string } | undefined {
+  const type = (request.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+  if (type !== 'application/json') return { status: 415, code: 'BAD_MESSAGE', message: `actions take a JSON body (content-type: application/json), not ${type === '' ? 'none' : type}` };
+  const site = request.headers['sec-fetch-site'];
+  if (site !== undefined && site !== 'same-origin' && site !== 'none') return { status: 403, code: 'NOT_AUTHORIZED', message: `refused a ${String(site)} request (Sec-Fetch-Site): actions come from the dashboard's own page` };
+  const origin = request.headers.origin;
+  if (origin !== undefined && origin !== originOf(`${request.protocol}://${request.headers.host ?? ''}`)) return { status: 403, code: 'NOT_AUTHORIZED', message: `refused a request from ${origin} (Origin): actions come from the dashboard's own page` };
+  return undefined;
+}
+
+const originOf = (url: string): string | undefined => {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return undefined;
+  }
+};
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
 const pauseBody = z.strictObject({ reason: z.string().max(500).optional() }).prefault({});
 const drainBody = z.strictObject({ host: z.string().min(1), cancel: z.boolean().optional() });
 
 /** Builds the app without listening (tests use inject). */
 export async function buildDashboardApp(config: DashboardConfig, deps: DashboardDeps): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, ...(deps.tls === undefined ? {} : { https: { cert: deps.tls.cert, key: deps.tls.key } }) }) as unknown as FastifyInstance;
+  // Before the body is parsed and before any route: see crossSiteProblem.
+  app.addHook('onRequest', async (request, reply) => {
+    if (SAFE_METHODS.has(request.method)) return;
+    const problem = crossSiteProblem(request);
+    if (problem === undefined) return;
+    deps.log.warn({ method: request.method, url: request.url, origin: request.headers.origin, site: request.headers['sec-fetch-site'], contentType: request.headers['content-type'] }, `dashboard request refused: ${problem.message}`);
+    return sendError(reply, problem.status, problem.code, problem.message);
+  });
   await app.register(fastifyStatic, { root: PUBLIC_DIR, prefix: '/', index: 'index.html' });
   await app.register(fastifyStatic, { root: UPLOT_DIR, prefix: '/vendor/', decorateReply: false, allowedPath: (p) => p === '/uPlot.iife.min.js' || p === '/uPlot.min.css' });
 

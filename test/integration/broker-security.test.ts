@@ -5,11 +5,14 @@
  * real command servers; no Docker.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect as connectTcp, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as connectTls } from 'node:tls';
+import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initAuth, type AuthFiles } from '../../control/auth/auth-init.ts';
-import { startEmbeddedBroker, type EmbeddedBroker } from '../../control/broker/embedded-broker.ts';
+import { BROKER_LIMITS, startEmbeddedBroker, type EmbeddedBroker } from '../../control/broker/embedded-broker.ts';
 import { computeClientId, controlClientId, operatorClientId } from '../../protocol/access.ts';
 import { brokerCredentials } from '../../protocol/config.ts';
 import { loadUsersFile } from '../../protocol/credentials.ts';
@@ -105,6 +108,27 @@ describe('who may connect', () => {
     expect(plain).toMatchObject({ code: 'BROKER_UNAVAILABLE' });
   });
 
+  it('refuses a persistent session (clean: false): it would keep subscriptions and queued messages after the client left', async () => {
+    const creds = brokerCredentials({ credentialsFile: auth.credentials.alice, caFile: auth.tls?.caFile });
+    const err = await thrown(mqtt.connectAsync(broker.url, { protocolVersion: 4, clientId: operatorClientId('alice', 'persist', 'box'), clean: false, reconnectPeriod: 0, username: creds.username, password: creds.password, ca: creds.ca, rejectUnauthorized: true }));
+    expect(err).toMatchObject({ code: 5 });
+  });
+
+  it('closes a connection whose CONNECT is over the small limit before authentication; after it, packets up to maxPacketBytes pass', async () => {
+    const raw = connectTls({ host: '127.0.0.1', port: broker.address.port, ca: brokerCredentials({ caFile: auth.tls?.caFile }).ca });
+    await new Promise<void>((resolve, reject) => raw.once('secureConnect', resolve).once('error', reject));
+    const closed = new Promise<void>((resolve) => raw.once('close', () => resolve()));
+    raw.on('error', () => undefined);
+    // A CONNECT announcing 32 KiB (under this broker's 64 KiB limit, over the 16 KiB allowed before authentication), then the first of its bytes.
+    raw.write(Buffer.concat([Buffer.from([0x10, 0x80, 0x80, 0x02]), Buffer.alloc(4096, 'x')]));
+    // Closed at the header, not when the 10 s allowed for a CONNECT run out.
+    const at = Date.now();
+    await closed;
+    expect(Date.now() - at).toBeLessThan(5000);
+    await publishJson(operator, topics.hostCommands('h1'), { junk: 'x'.repeat(32 * 1024) });
+    expect(operator.connected).toBe(true);
+  });
+
   it("refuses a certificate it cannot verify (no CA given) before sending credentials", async () => {
     expect(await thrown(connectAs('operator', operatorClientId('operator', 'noca', 'y'), { noCa: true }))).toMatchObject({ code: 'BROKER_UNAVAILABLE', message: expect.stringMatching(/certificate/) });
   });
@@ -132,6 +156,33 @@ describe('what each identity may publish and read', () => {
     for (const filter of [topics.hostCommands('h1'), topics.replies(computeClientId('h1')), 'herd/v1/#']) {
       expect(await thrown(watcher.subscribeAsync(filter)), filter).toMatchObject({ message: expect.stringMatching(/Subscribe error/) });
     }
+  });
+
+  it('refuses retained messages except on the topics Herd retains: they would be kept and replayed forever', async () => {
+    const h3 = await connectAs('compute-h3', computeClientId('h3'));
+    h3.publish(topics.migrationEvents('m-flood'), JSON.stringify({ flood: true }), { qos: 0, retain: true });
+    await eventually('the broker to drop the compute host', () => !h3.connected);
+    const monitor = await connectAs('monitor', 'herd-monitor-retain');
+    await publishJson(monitor, topics.hostMetrics('h1'), { fresh: true }); // not retained: fine
+    monitor.publish(topics.hostMetrics('h1'), JSON.stringify({ flood: true }), { qos: 0, retain: true });
+    await eventually('the broker to drop the monitor', () => !monitor.connected);
+    const watcher = await connectAs('alice', operatorClientId('alice', 'retained', 'box'));
+    const events = await Inbox.open(watcher, topics.allMigrationEvents);
+    const metrics = await Inbox.open(watcher, topics.allHostMetrics);
+    const statuses = await Inbox.open(watcher, topics.allHostStatus);
+    await eventually('the retained status of h1 (retained where Herd retains)', () => statuses.messages.some((m) => m.retain && m.json?.hostId === 'h1'));
+    expect([...events.messages, ...metrics.messages]).toEqual([]);
+  });
+
+  it('caps the subscriptions of one client (SUBACK 0x80 beyond the cap); an unsubscribe makes room', async () => {
+    const many = await connectAs('alice', operatorClientId('alice', 'many', 'box'));
+    const filters = Array.from({ length: BROKER_LIMITS.maxSubscriptions }, (_, i) => topics.migrationEvents(`m-${i}`));
+    await many.subscribeAsync(filters, { qos: 0 });
+    expect(await thrown(many.subscribeAsync(topics.migrationEvents('m-one-more')))).toMatchObject({ message: expect.stringMatching(/Subscribe error/) });
+    await many.subscribeAsync(filters[0] as string); // held already: not one more
+    await many.unsubscribeAsync(filters[0] as string);
+    await many.subscribeAsync(topics.migrationEvents('m-one-more'));
+    expect(many.connected).toBe(true);
   });
 
   it('a monitor cannot send commands: the broker drops them and the host never sees one', async () => {
@@ -242,5 +293,41 @@ describe('the control daemon identity', () => {
       await crpc.close();
     }
     expect(await thrown(connectAs('control', controlClientId('other')))).toMatchObject({ code: 'NOT_AUTHORIZED' });
+  });
+});
+
+describe('connections not yet authenticated', () => {
+  it('are capped in all and per remote address; an authenticated one no longer counts', async () => {
+    const capped = await startEmbeddedBroker({ host: '127.0.0.1', port: 0, users: loadUsersFile(auth.usersFile), limits: { maxUnauthenticated: 3, maxUnauthenticatedPerAddress: 2 } }, log);
+    const sockets: Socket[] = [];
+    /** A connection from `localAddress` that sends nothing; whether the broker closed it within 300 ms. */
+    const idle = async (localAddress: string) => {
+      const socket = connectTcp({ host: '127.0.0.1', port: capped.address.port, localAddress });
+      sockets.push(socket);
+      socket.on('error', () => undefined);
+      return new Promise<boolean>((resolve) => {
+        socket.once('close', () => resolve(true));
+        setTimeout(() => resolve(false), 300);
+      });
+    };
+    try {
+      expect(await idle('127.0.0.1')).toBe(false);
+      expect(await idle('127.0.0.1')).toBe(false);
+      expect(await idle('127.0.0.1')).toBe(true); // a third from the same address
+      expect(await idle('127.0.0.2')).toBe(false);
+      expect(await idle('127.0.0.3')).toBe(true); // a fourth in all
+      (sockets[0] as Socket).destroy();
+      const creds = brokerCredentials({ credentialsFile: auth.credentials.alice });
+      let client: MqttClient | undefined;
+      await eventually('a free slot for an operator', async () => {
+        client = await connectBroker({ url: capped.url, clientId: operatorClientId('alice', 'capped', 'box'), reconnectPeriodMs: 0, connectTimeoutMs: 1000, ...creds }).catch(() => undefined);
+        return client !== undefined;
+      });
+      clients.push(client as MqttClient);
+      expect(await idle('127.0.0.4')).toBe(false); // the operator, authenticated, left its slot
+    } finally {
+      for (const s of sockets) s.destroy();
+      await capped.close();
+    }
   });
 });

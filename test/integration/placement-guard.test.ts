@@ -174,6 +174,16 @@ describe('placement guard through a real broker', () => {
     expect(placementEvents('id-held').map((e) => e.code)).toEqual(['DUPLICATE']);
   });
 
+  it("believes no host about a peer's containers: a compromised h1 listing a newer copy of h2's container as h2's gets no stop sent to h2", async () => {
+    const h1 = await fakeHost('h1', [copy('h2', 'id-victim', NEW, { dockerId: 'f'.repeat(64) })]);
+    const h2 = await fakeHost('h2', [copy('h2', 'id-victim', OLD)]);
+    const { view } = await startGuard();
+    await new Promise((r) => setTimeout(r, 1_000)); // ten checks, three grace periods
+    expect(view.containers().map((c) => c.dockerId)).toEqual([copy('h2', 'id-victim', OLD).dockerId]);
+    expect([...h1.stops, ...h2.stops]).toEqual([]);
+    expect(placementEvents('id-victim')).toEqual([]);
+  });
+
   it('reports a container that stopped running on its online host, and restarts nothing', async () => {
     const h1 = await fakeHost('h1', [copy('h1', 'id-lost', OLD)]);
     await startGuard();
