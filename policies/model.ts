@@ -21,8 +21,12 @@ export const hostSnapshotSchema = z.strictObject({
   online: z.boolean(),
   /** Being drained (`herd drain`): its containers leave, none arrive. */
   draining: z.boolean().optional(),
-  /** Cores the host's containers may use (its cpuset size). */
-  cores: z.number().positive(),
+  /**
+   * Cores the host's containers may use (its cpuset size). Absent while unknown (no status
+   * listing its CPUs, no sample yet): never invented, and such a host is no source or
+   * target of CPU decisions.
+   */
+  cores: z.number().positive().optional(),
   /** The CPU numbers of that set, when known. */
   cpus: z.array(z.number().int().min(0)).optional(),
   /** Mean busy share of those cores over the window (0..1). */
@@ -83,16 +87,44 @@ export const migrationInFlightSchema = z.strictObject({
 });
 export type MigrationInFlight = z.infer<typeof migrationInFlightSchema>;
 
-export const clusterSnapshotSchema = z.strictObject({
-  /** Identifies this snapshot; a plan names the snapshot it came from. */
-  version: z.string().min(1),
-  /** The time (ms since the epoch): policies use this, never a clock. */
-  nowMs: nonNegative,
-  windowSeconds: z.number().positive(),
-  hosts: z.array(hostSnapshotSchema),
-  containers: z.array(containerSnapshotSchema),
-  inFlight: z.array(migrationInFlightSchema),
-});
+export const clusterSnapshotSchema = z
+  .strictObject({
+    /** Identifies this snapshot; a plan names the snapshot it came from. */
+    version: z.string().min(1),
+    /** The time (ms since the epoch): policies use this, never a clock. */
+    nowMs: nonNegative,
+    windowSeconds: z.number().positive(),
+    hosts: z.array(hostSnapshotSchema),
+    containers: z.array(containerSnapshotSchema),
+    /**
+     * Its containers need not be listed (a frozen container is not running; the containers of
+     * an offline host are not listed), nor its hosts (a host gone from the cluster view).
+     */
+    inFlight: z.array(migrationInFlightSchema),
+  })
+  // Consistency, every problem with its path: one host per id, one container per id, each on a listed host, one entry per migration.
+  .superRefine((s, ctx) => {
+    const issue = (path: PropertyKey[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+    const hostIds = new Map<string, number>();
+    s.hosts.forEach((h, i) => {
+      const first = hostIds.get(h.hostId);
+      if (first !== undefined) issue(['hosts', i, 'hostId'], `duplicate host id "${h.hostId}" (also hosts.${first}.hostId)`);
+      else hostIds.set(h.hostId, i);
+    });
+    const herdIds = new Map<string, number>();
+    s.containers.forEach((c, i) => {
+      const first = herdIds.get(c.herdId);
+      if (first !== undefined) issue(['containers', i, 'herdId'], `duplicate herdId "${c.herdId}" (also containers.${first}.herdId)`);
+      else herdIds.set(c.herdId, i);
+      if (!hostIds.has(c.hostId)) issue(['containers', i, 'hostId'], `no host "${c.hostId}" in hosts`);
+    });
+    const migrationIds = new Map<string, number>();
+    s.inFlight.forEach((f, i) => {
+      const first = migrationIds.get(f.migrationId);
+      if (first !== undefined) issue(['inFlight', i, 'migrationId'], `duplicate migrationId "${f.migrationId}" (also inFlight.${first}.migrationId)`);
+      else migrationIds.set(f.migrationId, i);
+    });
+  });
 export type ClusterSnapshot = z.infer<typeof clusterSnapshotSchema>;
 
 /** One proposed live migration, with the reason it is worth it. */
@@ -168,9 +200,13 @@ export function byKeyThenId<T>(key: (x: T) => number, id: (x: T) => string, desc
 
 export const fmt = (x: number, digits = 2): string => x.toFixed(digits);
 
+/** A host whose core count is known: only such a host is a source or target of CPU decisions. */
+export type CpuKnownHost = HostSnapshot & { cores: number };
+export const coresKnown = (h: HostSnapshot): h is CpuKnownHost => h.cores !== undefined;
+
 /** CPU a host uses as the window saw it, in cores: its busy share, else what its containers used. */
 export function hostCpuUsed(h: HostSnapshot, containers: readonly ContainerSnapshot[]): number {
-  if (h.cpuUtil !== undefined) return h.cpuUtil * h.cores;
+  if (h.cpuUtil !== undefined && h.cores !== undefined) return h.cpuUtil * h.cores;
   return containers.filter((c) => c.hostId === h.hostId).reduce((sum, c) => sum + (c.cpuCores ?? 0), 0);
 }
 
@@ -187,3 +223,18 @@ export function arrivingCpu(snapshot: ClusterSnapshot, hostId: string): number {
 
 /** May a host receive containers? */
 export const acceptsContainers = (h: HostSnapshot): boolean => h.online && h.draining !== true;
+
+/** Share of a host's available memory an arriving container may take: the rest is headroom. */
+export const MEMORY_HEADROOM = 0.9;
+
+const mib = (bytes: number): string => `${fmt(bytes / 2 ** 20, 0)} MiB`;
+
+/**
+ * Why container `c` does not fit in `freeBytes` of available memory on host `hostId`, or
+ * undefined (also when either figure is unknown). The one memory rule of every policy and
+ * of the last re-check.
+ */
+export function memoryProblem(c: ContainerSnapshot, hostId: string, freeBytes: number | undefined): string | undefined {
+  if (freeBytes === undefined || c.memoryBytes === undefined || c.memoryBytes <= freeBytes * MEMORY_HEADROOM) return undefined;
+  return `${c.name} needs ~${mib(c.memoryBytes)} of memory, ${hostId} has ${mib(freeBytes)} available (at most ${fmt(MEMORY_HEADROOM * 100, 0)} % of it is used)`;
+}

@@ -105,7 +105,7 @@ export function renderPlan(plan: Plan, allowed?: Plan): string {
 export function renderSnapshot(s: ClusterSnapshot): string {
   const hosts = table(
     ['HOST', 'STATE', 'CORES', 'CPU', 'CPU MAX', 'DISK OPS/S', 'DISK ACTIVE', 'CPU PSI', 'SAMPLES', 'CONTAINERS'],
-    s.hosts.map((h) => [h.hostId, h.online ? (h.draining === true ? 'draining' : 'online') : 'offline', String(h.cores), pct(h.cpuUtil), pct(h.cpuUtilMax), num(h.diskOpsPerSec, 0), pct(h.diskActiveRatio), h.cpuPressurePct === undefined ? '-' : `${h.cpuPressurePct.toFixed(0)} %`, String(h.sampleCount), String(s.containers.filter((c) => c.hostId === h.hostId).length)]),
+    s.hosts.map((h) => [h.hostId, h.online ? (h.draining === true ? 'draining' : 'online') : 'offline', h.cores === undefined ? '-' : String(h.cores), pct(h.cpuUtil), pct(h.cpuUtilMax), num(h.diskOpsPerSec, 0), pct(h.diskActiveRatio), h.cpuPressurePct === undefined ? '-' : `${h.cpuPressurePct.toFixed(0)} %`, String(h.sampleCount), String(s.containers.filter((c) => c.hostId === h.hostId).length)]),
   );
   const containers = table(
     ['CONTAINER', 'HOST', 'CPU CORES', 'LIMIT', 'THREADS', 'DISK OPS/S', 'SAMPLES', 'MISSING', 'MIGRATING'],

@@ -41,8 +41,8 @@ async function herd(...argv: string[]): Promise<{ out: string; err: string }> {
 }
 
 /** A table where ops/s falls with the host's CPU use: 1000 × (1 − util) + 10 × threads. */
-function writeTable(name: string, rows: number, o: { drop?: string; bad?: boolean } = {}): string {
-  const names = SNAPSHOT_FEATURES.filter((n) => n !== o.drop);
+function writeTable(name: string, rows: number, o: { drop?: string; bad?: boolean; extra?: string } = {}): string {
+  const names = [...SNAPSHOT_FEATURES.filter((n) => n !== o.drop), ...(o.extra === undefined ? [] : [o.extra])];
   const lines = [[...names, 'label'].join(',')];
   for (let r = 0; r < rows; r++) {
     const util = (r * 37) % 100 / 100;
@@ -158,6 +158,15 @@ describe('herd forecast (train, evaluate, importance, predict) on a table', () =
     expect(JSON.parse((await herd('predict', '--model', model, '--data', gz, '--json')).out)).toEqual(JSON.parse((await herd('predict', '--model', model, '--data', heldOut, '--json')).out));
     writeFileSync(join(dir, 'plain.csv.gz'), readFileSync(heldOut));
     await expect(herd('predict', '--model', model, '--data', join(dir, 'plain.csv.gz'))).rejects.toMatchObject({ code: 'BAD_CONFIG', message: expect.stringMatching(/plain\.csv\.gz: not gzip data/) });
+  });
+
+  it('warns when the table has a column a snapshot cannot provide: forecast-greedy would refuse the model', async () => {
+    const file = join(dir, 'foo.json');
+    const { out } = await herd('train', '--data', writeTable('foo.csv', 40, { extra: 'foo' }), '--model', file, '--trees', '3');
+    expect(out).toContain('warning: the table has feature(s) a cluster snapshot does not provide: foo (provided: ctr_cpu_cores,');
+    expect(out).toContain('forecast-greedy will refuse this model; drop those columns to train one it can use');
+    expect(checkPolicyArgs({ policy: 'forecast-greedy', args: { model: JSON.parse(readFileSync(file, 'utf8')) } }).errors.join('; ')).toMatch(/does not provide: foo/);
+    expect((await herd('train', '--data', data, '--model', join(dir, 'ok.json'), '--trees', '3')).out).not.toContain('warning');
   });
 
   it('trains on another column with --label (and drops it from the features)', async () => {

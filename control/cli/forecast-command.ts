@@ -15,6 +15,7 @@ import { Command } from 'commander';
 import { HerdError } from '../../protocol/errors.ts';
 import { readConfigBytes } from '../../protocol/config.ts';
 import { assertFeatures, loadModel, trainGbdt, type GbdtModel, type GbdtParams, type Matrix } from '../../policies/forecast/gbdt/index.ts';
+import { unknownFeatures } from '../../policies/forecast-greedy/policy.ts';
 import { buildTableFromDir, LABEL_COLUMN, parseCsvTable, parseTime, tableToCsv, toMatrix, type CsvTable } from '../../monitor/dataset/index.ts';
 import { checkOutputFile, printJson, table, writeOutputFile } from './context.ts';
 
@@ -182,6 +183,9 @@ export async function runTrain(o: TrainOptions, progress: Progress = cliProgress
   }
   if (t.rows < 10) throw new HerdError('BAD_CONFIG', `${o.source.kind === 'csv' ? o.source.file : what}: ${t.rows} row(s), too few to train and validate on (at least 10)`);
   out(`read ${t.rows} rows × ${t.names.length} features from ${what}`);
+  // Before the training: forecast-greedy's config load would refuse the model afterwards.
+  const unknown = unknownFeatures(t.names);
+  if (unknown !== undefined) progress.line(`warning: the table has ${unknown}: forecast-greedy will refuse this model; drop those columns to train one it can use`);
   const nVal = Math.max(1, Math.round(t.rows * o.validation));
   const train = sliceTable(t, 0, t.rows - nVal);
   const val = sliceTable(t, t.rows - nVal, t.rows);

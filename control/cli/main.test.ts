@@ -49,6 +49,16 @@ describe('herd plan', () => {
     expect(r.out).toMatch(/^policy oltp-disk on snapshot v1: 0 move\(s\) proposed/);
   });
 
+  it('refuses an inconsistent snapshot, naming every path', async () => {
+    const bad = join(dir, 'inconsistent.json');
+    const h = (hostId: string) => ({ hostId, online: true, cores: 1, sampleCount: 6, missingRatio: 0 });
+    const c = (herdId: string, hostId: string) => ({ herdId, name: herdId, hostId, sampleCount: 6, missingRatio: 0, migrating: false });
+    writeFileSync(bad, JSON.stringify({ version: 'v1', nowMs: 0, windowSeconds: 30, hosts: [h('h1'), h('h1')], containers: [c('a', 'h1'), c('a', 'h9')], inFlight: [] }));
+    const r = await run('plan', '--snapshot', bad);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('is not a valid cluster snapshot: field `hosts.1.hostId`: duplicate host id "h1" (also hosts.0.hostId); field `containers.1.herdId`: duplicate herdId "a" (also containers.0.herdId); field `containers.1.hostId`: no host "h9" in hosts');
+  });
+
   it('with -c takes only the loop: section of the control config, and reports its errors', async () => {
     const config = join(dir, 'control.yaml');
     writeFileSync(config, 'broker: { embedded: true }\nloop: { windowSeconds: 0 }\n');

@@ -29,10 +29,12 @@ export function buildSnapshot(inputs: SnapshotInputs): ClusterSnapshot {
     const host: HostSnapshot = {
       hostId: status.hostId,
       online: status.state === 'online',
-      cores: status.cpus?.length || inputs.hostCores(status.hostId) || 1,
       sampleCount: agg?.sampleCount ?? 0,
       missingRatio: agg?.missingRatio ?? 1,
     };
+    // Unknown (no CPUs in its status, no sample yet) stays unknown: the policies then leave the host out of CPU decisions.
+    const cores = status.cpus?.length || inputs.hostCores(status.hostId);
+    if (cores !== undefined && cores > 0) host.cores = cores;
     if (status.cpus !== undefined) host.cpus = status.cpus;
     if (inputs.draining.has(status.hostId)) host.draining = true;
     const set = <K extends keyof HostSnapshot>(k: K, v: HostSnapshot[K] | undefined) => {
@@ -48,9 +50,17 @@ export function buildSnapshot(inputs: SnapshotInputs): ClusterSnapshot {
     return host;
   });
   const migrating = new Set(inputs.inFlight.map((f) => f.herdId));
+  const hostIds = new Set(hosts.map((h) => h.hostId));
+  const seen = new Set<string>();
   const containers: ContainerSnapshot[] = inputs.view
     .containers()
-    .filter((c) => c.state === 'running')
+    // One entry per container, on a listed host (what the snapshot schema requires): two hosts' lists may both
+    // show a migrating container running for a moment (each list is published on its own); the first is kept.
+    .filter((c) => {
+      if (c.state !== 'running' || !hostIds.has(c.hostId) || seen.has(c.herdId)) return false;
+      seen.add(c.herdId);
+      return true;
+    })
     .map((c) => {
       const agg = aggregates.containers.get(c.herdId);
       const m = agg?.metrics ?? {};

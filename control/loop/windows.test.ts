@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ContainerMetrics, HostMetrics } from '../../protocol/messages.ts';
+import { clusterSnapshotSchema } from '../../policies/model.ts';
 import { buildSnapshot } from './snapshot-builder.ts';
 import { SampleWindows } from './windows.ts';
 
@@ -55,10 +56,13 @@ describe('sample windows (danfojs aggregation)', () => {
         hosts: () => [
           { v: 1, hostId: 'h1', state: 'online', since: at(0), cpus: [0] },
           { v: 1, hostId: 'h2', state: 'offline', since: at(0) },
+          { v: 1, hostId: 'h3', state: 'online', since: at(0) },
         ],
         containers: () => [
           { herdId: 'id-a', name: 'a', hostId: 'h1', dockerId: 'd', image: 'i', state: 'running' },
           { herdId: 'id-a', name: 'a', hostId: 'h2', dockerId: 'd2', image: 'i', state: 'created', migrationId: 'm1' },
+          // h3's list, published on its own, already shows the copy running: one entry per container.
+          { herdId: 'id-a', name: 'a', hostId: 'h3', dockerId: 'd3', image: 'i', state: 'running', migrationId: 'm1' },
         ],
       },
       aggregates: await w.aggregate(T0 + 9_000),
@@ -68,8 +72,14 @@ describe('sample windows (danfojs aggregation)', () => {
     });
     expect(snap.hosts).toEqual([
       expect.objectContaining({ hostId: 'h1', online: true, draining: true, cores: 1, cpuUtil: 1, cpuPressurePct: 40, sampleCount: 5 }),
-      expect.objectContaining({ hostId: 'h2', online: false, cores: 1, sampleCount: 0, missingRatio: 1 }),
+      expect.objectContaining({ hostId: 'h2', online: false, sampleCount: 0, missingRatio: 1 }),
+      expect.objectContaining({ hostId: 'h3', online: true, sampleCount: 0 }),
     ]);
+    // No CPUs in its status, no sample: its core count is unknown, not invented.
+    expect(snap.hosts[1]).not.toHaveProperty('cores');
+    expect(snap.hosts[2]).not.toHaveProperty('cores');
     expect(snap.containers).toEqual([expect.objectContaining({ herdId: 'id-a', hostId: 'h1', cpuCores: 1, threadCount: 2, migrating: false, sampleCount: 5 })]);
+    // The loop's own snapshots are consistent (what `herd plan --save` writes, `--snapshot` reads back).
+    expect(clusterSnapshotSchema.safeParse(snap).error?.issues).toBeUndefined();
   });
 });

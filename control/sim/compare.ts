@@ -3,7 +3,8 @@
  * control (no migration), ideal (best static placement, when the scenario is small
  * enough), and each policy with and without the safety layer.
  */
-import { POLICIES, type PolicyName } from '../../policies/registry.ts';
+import { HerdError } from '../../protocol/errors.ts';
+import { checkPolicyArgs, POLICIES, type PolicyName } from '../../policies/registry.ts';
 import { safetyRulesSchema, type SafetyRules } from '../../policies/safety/safety.ts';
 import { idealPlacement, type IdealResult } from './ideal.ts';
 import type { Scenario } from './scenario.ts';
@@ -70,7 +71,11 @@ export function compareScenario(scenario: Scenario, options: CompareOptions = {}
   for (const name of options.policies ?? COMPARED_POLICIES) {
     if (!Object.hasOwn(POLICIES, name)) throw new Error(`unknown policy ${name}`);
     const configured = configuredChain.find((s) => s.policy === name);
-    chains.push({ name, chain: [{ policy: name, args: configured?.args ?? {} }] });
+    const args = configured?.args ?? {};
+    // Up front: with bad arguments every evaluation would fail and the rows would just repeat "control".
+    const { errors } = checkPolicyArgs({ policy: name as PolicyName, args });
+    if (errors.length > 0) throw new HerdError('BAD_CONFIG', `${name} cannot run on scenario ${scenario.name}: ${errors.join('; ')}${configured === undefined ? ` (give its args in the scenario's control.policies)` : ''}`);
+    chains.push({ name, chain: [{ policy: name, args }] });
   }
   if ((options.includeChain ?? true) && configuredChain.length > 1) chains.push({ name: `chain ${configuredChain.map((s) => s.policy).join('>')}`, chain: configuredChain });
   for (const { name, chain } of chains) {

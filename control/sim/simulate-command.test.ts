@@ -38,6 +38,10 @@ describe('herd simulate', () => {
     expect(json.rows[1]?.pctOfIdeal).toBe(100);
   });
 
+  it('a policy the scenario gives no usable arguments is refused up front, naming them (not rows equal to "control")', async () => {
+    await expect(run(['--scenario', example, '--policy', 'forecast-greedy'])).rejects.toMatchObject({ code: 'BAD_CONFIG', message: expect.stringMatching(/^forecast-greedy cannot run on scenario two-hosts: forecast-greedy\.args\.model: forecast-greedy needs a trained model/) });
+  });
+
   it('a bad file is BAD_CONFIG naming it', async () => {
     await expect(run(['--scenario', '/nonexistent/scenario.json'])).rejects.toMatchObject({ code: 'BAD_CONFIG', message: expect.stringContaining('/nonexistent/scenario.json') });
   });

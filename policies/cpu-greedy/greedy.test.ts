@@ -68,6 +68,41 @@ describe('cpu-greedy', () => {
     const s = snapshot([host('h1'), host('h2', { memoryAvailableBytes: 100 })], ['a', 'b'].map((n) => container(n, 'h1', { cpuCores: 0.5, memoryBytes: 1000 })));
     expect(cpuGreedy.plan(s, args).moves).toEqual([]);
   });
+
+  it('says that no container is eligible when none is (not that no host has room)', () => {
+    const s = snapshot([host('h1'), host('h2')], ['a', 'b'].map((n) => container(n, 'h1', { cpuCores: 0.5, sampleCount: 1 })));
+    const why = cpuGreedy.plan(s, args).annotations.find((a) => a.code === 'NO_TARGET_CAPACITY');
+    expect(why?.message).toBe('h1 demands 2.00 of 1 core(s); none of its containers is eligible to move (each is migrating, held by the safety layer or has too few samples)');
+  });
+
+  it('a host whose core count is unknown is neither a source nor a target', () => {
+    const { cores: _, ...unknown } = host('h1');
+    const asSource = snapshot([{ ...unknown, cpuUtil: undefined }, host('h2'), host('h3')], ['a', 'b'].map((n) => container(n, 'h1', { cpuCores: 0.5 })));
+    expect(cpuGreedy.plan(asSource, args).moves).toEqual([]);
+    const asTarget = snapshot([host('h1'), { ...unknown, hostId: 'h2', cpuUtil: undefined }], ['a', 'b'].map((n) => container(n, 'h1', { cpuCores: 0.5 })));
+    const p = cpuGreedy.plan(asTarget, args);
+    expect(p.moves).toEqual([]);
+    expect(codes(p)).toEqual(['TOO_FEW_HOSTS']);
+  });
+
+  it('a source whose window is too thin is not acted on, and says so', () => {
+    // Its containers' own windows are full (two saturated containers: ~1 core each on 1), the host's is not.
+    const s = snapshot([host('h1', { sampleCount: 1 }), host('h2')], ['a', 'b'].map((n) => container(n, 'h1', { cpuCores: 0.5 })));
+    const p = cpuGreedy.plan(s, args);
+    expect(p.moves).toEqual([]);
+    expect(p.annotations).toEqual([expect.objectContaining({ code: 'NOT_ENOUGH_SAMPLES', message: 'h1 demands 2.00 of 1 core(s) but its window is too thin to act on (1 sample(s) in the window, fewer than 3)' })]);
+    expect(cpuGreedy.plan(snapshot([host('h1', { missingRatio: 0.5 }), host('h2')], s.containers), args).moves).toEqual([]);
+  });
+
+  it('counts a migration in flight on its target even when its source went offline', () => {
+    // x is on its way from h3 (offline now) to h2: h2 is full with it, nothing else goes there.
+    const s = snapshot([host('h1'), host('h2'), host('h3', { online: false })], [...['a', 'b', 'c'].map((n) => container(n, 'h1', { cpuCores: 0.33 })), container('x', 'h3', { cpuCores: 0.9, migrating: true })], {
+      inFlight: [{ migrationId: 'm1', herdId: 'id-x', sourceHost: 'h3', targetHost: 'h2', manual: true, startedAtMs: 0 }],
+    });
+    const p = cpuGreedy.plan(s, args);
+    expect(p.moves).toEqual([]);
+    expect(codes(p)).toContain('NO_TARGET_CAPACITY');
+  });
 });
 
 describe('cpu-greedy-multithread', () => {

@@ -16,12 +16,13 @@
  * room, then ids), applies it to a working copy, and repeats up to `maxMoves`. A move is
  * proposed only if its gain reaches `rewardThresholdCores`, the target's demand is below
  * `targetMaxUtil` of its cores (it has room) and the container fits in its free memory
- * (when both figures are known). Every move strictly raises Σ min(D, C), which is bounded:
- * moves cannot cycle on the same figures (no ping-pong).
+ * (`memoryProblem`, when both figures are known). A host with an unknown core count, or
+ * whose window is too thin, is neither a source nor a target. Every move strictly raises
+ * Σ min(D, C), which is bounded: moves cannot cycle on the same figures (no ping-pong).
  */
 import { z } from 'zod';
-import { TARGET_FULL_RATIO } from '../safety/safety.ts';
-import { byKeyThenId, fmt, hostCpuUsed, type Annotation, type ClusterSnapshot, type ContainerSnapshot, type HostSnapshot, type Move, type Plan } from '../model.ts';
+import { fitsTargetCpu } from '../safety/safety.ts';
+import { byKeyThenId, coresKnown, fmt, hostCpuUsed, memoryProblem, type Annotation, type ClusterSnapshot, type ContainerSnapshot, type CpuKnownHost, type Move, type Plan } from '../model.ts';
 
 export const greedyArgsSchema = z.strictObject({
   /** Smallest expected gain of a move, in cores of CPU time delivered (a move costs a second or so of downtime). */
@@ -42,8 +43,8 @@ export type GreedyArgs = z.infer<typeof greedyArgsSchema>;
 export type DemandCap = (c: ContainerSnapshot) => number;
 
 interface HostState {
-  host: HostSnapshot;
-  /** Its window is full enough to trust as a target (a host seen only briefly may look idle). */
+  host: CpuKnownHost;
+  /** Its window is full enough to trust as a source or target (a host seen only briefly may look idle, or overloaded). */
   known: boolean;
   /** Estimated demand in cores, background included. */
   demand: number;
@@ -80,9 +81,10 @@ export function windowProblem(x: { sampleCount: number; missingRatio: number }, 
 export function planGreedy(policy: string, snapshot: ClusterSnapshot, args: GreedyArgs, cap: DemandCap): Plan {
   const annotations: Annotation[] = [];
   const plan = (moves: Move[]): Plan => ({ snapshotVersion: snapshot.version, policy, moves, annotations });
-  const online = snapshot.hosts.filter((h) => h.online);
+  // A host whose core count is unknown is neither a source nor a target.
+  const online = snapshot.hosts.filter((h) => h.online).filter(coresKnown);
   if (online.length < 2) {
-    annotations.push({ level: 'info', code: 'TOO_FEW_HOSTS', policy, message: `${online.length} online host(s): nothing to move between` });
+    annotations.push({ level: 'info', code: 'TOO_FEW_HOSTS', policy, message: `${online.length} online host(s) with a known core count: nothing to move between` });
     return plan([]);
   }
   const hosts = new Map<string, HostState>();
@@ -122,16 +124,19 @@ export function planGreedy(policy: string, snapshot: ClusterSnapshot, args: Gree
     hosts.set(h.hostId, { host: h, known: windowProblem(h, args) === undefined, demand, count: list.length, memoryFree, used: busy });
   }
   // Migrations in flight: their containers' demand leaves the source and lands on the target now,
-  // though the window still shows them where they were.
+  // though the window still shows them where they were; it counts on the target whatever became
+  // of the source (offline, unknown: as `arrivingCpu`).
   for (const f of snapshot.inFlight) {
+    const c = snapshot.containers.find((x) => x.herdId === f.herdId);
+    if (c === undefined || c.hostId === f.targetHost) continue; // not listed, or the window shows it on its target already
+    const d = demandOf.get(f.herdId) ?? c.cpuCores ?? 0;
     const from = hosts.get(f.sourceHost);
     const to = hosts.get(f.targetHost);
-    const c = snapshot.containers.find((x) => x.herdId === f.herdId);
-    const d = demandOf.get(f.herdId);
-    if (from === undefined || to === undefined || c === undefined || d === undefined || c.hostId !== f.sourceHost) continue;
-    from.demand -= d;
-    to.demand += d;
-    to.used += c.cpuCores ?? 0;
+    if (from !== undefined && c.hostId === f.sourceHost) from.demand -= d;
+    if (to !== undefined) {
+      to.demand += d;
+      to.used += c.cpuCores ?? 0;
+    }
   }
   for (const [code, list] of [['NOT_ENOUGH_SAMPLES', notEnough], ['HELD', held]] as const) {
     if (list.length > 0) annotations.push({ level: 'skip', code, policy, message: `${list.length} container(s) not considered: ${list.slice(0, 5).join('; ')}${list.length > 5 ? '; …' : ''}` });
@@ -141,9 +146,13 @@ export function planGreedy(policy: string, snapshot: ClusterSnapshot, args: Gree
   const moved = new Set<string>();
   for (let step = 0; step < args.maxMoves; step++) {
     const states = [...hosts.values()];
-    const overloaded = states.filter((s) => s.demand > s.host.cores + 1e-9).sort(byKeyThenId((s) => s.demand - s.host.cores, (s) => s.host.hostId, true));
+    const over = states.filter((s) => s.demand > s.host.cores + 1e-9);
+    // A source's window must be full enough too: too few samples may show containers' CPU without the host's own figures.
+    const overloaded = over.filter((s) => s.known).sort(byKeyThenId((s) => s.demand - s.host.cores, (s) => s.host.hostId, true));
     if (overloaded.length === 0) {
-      if (step === 0) {
+      if (step === 0 && over.length > 0) {
+        annotations.push({ level: 'skip', code: 'NOT_ENOUGH_SAMPLES', policy, message: `${over.map((s) => `${s.host.hostId} demands ${fmt(s.demand)} of ${s.host.cores} core(s) but its window is too thin to act on (${windowProblem(s.host, args)})`).join('; ')}` });
+      } else if (step === 0) {
         const top = states.sort(byKeyThenId((s) => s.demand / s.host.cores, (s) => s.host.hostId, true))[0];
         annotations.push({ level: 'info', code: 'BALANCED', policy, message: `no host's CPU demand exceeds its cores${top === undefined ? '' : ` (highest: ${top.host.hostId} at ${fmt(top.demand)} of ${top.host.cores} core(s))`}` });
       }
@@ -160,7 +169,7 @@ export function planGreedy(policy: string, snapshot: ClusterSnapshot, args: Gree
     for (const from of overloaded) {
       for (const cand of candidates.get(from.host.hostId) ?? []) {
         if (moved.has(cand.c.herdId)) continue;
-        const to = targets.find((t) => t !== from && t.known && t.host.draining !== true && t.demand < t.host.cores * args.targetMaxUtil - 1e-9 && fitsMemory(cand.c, t) && fitsLastLook(cand.c, t));
+        const to = targets.find((t) => t !== from && t.known && t.host.draining !== true && t.demand < t.host.cores * args.targetMaxUtil - 1e-9 && memoryProblem(cand.c, t.host.hostId, t.memoryFree) === undefined && fitsTargetCpu(cand.c, t.used, t.host.cores));
         if (to === undefined) {
           noRoom++;
           continue;
@@ -172,7 +181,9 @@ export function planGreedy(policy: string, snapshot: ClusterSnapshot, args: Gree
     if (best === undefined) {
       if (step === 0) {
         const unknown = states.filter((s) => !s.known).map((s) => s.host.hostId);
-        annotations.push({ level: 'skip', code: 'NO_TARGET_CAPACITY', policy, message: `${overloaded.map((s) => `${s.host.hostId} demands ${fmt(s.demand)} of ${s.host.cores} core(s)`).join(', ')}; no other host has room for any of its ${noRoom} movable container(s)${unknown.length > 0 ? ` (not yet a target, too few samples in the window: ${unknown.join(', ')})` : ''}` });
+        const demands = overloaded.map((s) => `${s.host.hostId} demands ${fmt(s.demand)} of ${s.host.cores} core(s)`).join(', ');
+        const why = noRoom === 0 ? 'none of its containers is eligible to move (each is migrating, held by the safety layer or has too few samples)' : `no other host has room for any of its ${noRoom} movable container(s)${unknown.length > 0 ? ` (not yet a target, too few samples in the window: ${unknown.join(', ')})` : ''}`;
+        annotations.push({ level: 'skip', code: 'NO_TARGET_CAPACITY', policy, message: `${demands}; ${why}` });
       }
       break;
     }
@@ -200,13 +211,4 @@ export function planGreedy(policy: string, snapshot: ClusterSnapshot, args: Gree
     if (to.memoryFree !== undefined && cand.c.memoryBytes !== undefined) to.memoryFree -= cand.c.memoryBytes;
   }
   return plan(moves);
-}
-
-/** The executor's last re-check refuses a target whose use plus the container's would pass its cores by 5 %: never propose one. */
-function fitsLastLook(c: ContainerSnapshot, t: HostState): boolean {
-  return c.cpuCores === undefined || t.used + c.cpuCores <= t.host.cores * TARGET_FULL_RATIO;
-}
-
-function fitsMemory(c: ContainerSnapshot, t: HostState): boolean {
-  return t.memoryFree === undefined || c.memoryBytes === undefined || c.memoryBytes <= t.memoryFree * 0.9;
 }

@@ -29,7 +29,7 @@ const v = (x: number | undefined): number => (x === undefined ? Number.NaN : x);
 /** Feature values of container `c` on host `h`; `moved`: h is a target, c's load is added to it. */
 export function featureValues(snapshot: ClusterSnapshot, c: ContainerSnapshot, h: HostSnapshot, moved: boolean): Record<SnapshotFeature, number> {
   const cores = c.cpuCores ?? 0;
-  const hostUtil = moved ? Math.min(1, (hostCpuUsed(h, snapshot.containers) + arrivingCpu(snapshot, h.hostId) + cores) / h.cores) : v(h.cpuUtil);
+  const hostUtil = moved ? (h.cores === undefined ? Number.NaN : Math.min(1, (hostCpuUsed(h, snapshot.containers) + arrivingCpu(snapshot, h.hostId) + cores) / h.cores)) : v(h.cpuUtil);
   return {
     ctr_cpu_cores: v(c.cpuCores),
     ctr_cpu_limit_cores: v(c.cpuLimitCores),
@@ -38,7 +38,7 @@ export function featureValues(snapshot: ClusterSnapshot, c: ContainerSnapshot, h
     ctr_memory_bytes: v(c.memoryBytes),
     ctr_threads: v(c.threadCount),
     ctr_processes: v(c.processCount),
-    host_cores: h.cores,
+    host_cores: v(h.cores),
     host_cpu_util: hostUtil,
     host_disk_ops: moved && h.diskOpsPerSec !== undefined ? h.diskOpsPerSec + (c.diskOpsPerSec ?? 0) : v(h.diskOpsPerSec),
     host_disk_active: v(h.diskActiveRatio),

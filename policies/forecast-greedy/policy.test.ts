@@ -73,6 +73,17 @@ describe('forecast-greedy plans (model: 800 ops/s below 70 % host CPU, 400 above
     expect(plan.annotations.map((a) => a.code)).toContain(code);
   });
 
+  it('a target without the free memory is ruled out, and the plan says so', () => {
+    const MiB = 2 ** 20;
+    const s = snapshot([host('h1', { cpuUtil: 1 }), host('h2', { cpuUtil: 0.1, memoryAvailableBytes: 1000 * MiB }), host('h3', { cpuUtil: 0.1, memoryAvailableBytes: 4000 * MiB })], [container('db', 'h1', { cpuCores: 0.5, memoryBytes: 1600 * MiB })]);
+    const plan = planForecastGreedy(s, args());
+    expect(plan.moves.map((m) => m.to)).toEqual(['h3']);
+    expect(plan.annotations).toContainEqual(expect.objectContaining({ code: 'NOT_ENOUGH_MEMORY', message: expect.stringContaining('db needs ~1600 MiB of memory, h2 has 1000 MiB available') }));
+    const none = planForecastGreedy({ ...s, hosts: s.hosts.filter((h) => h.hostId !== 'h3') }, args());
+    expect(none.moves).toEqual([]);
+    expect(none.annotations.map((a) => a.code)).toEqual(['NOT_ENOUGH_MEMORY', 'NO_TARGET_CAPACITY']);
+  });
+
   it('runs from the registry, the model loaded once per JSON object', () => {
     const s = snapshot([host('h1', { cpuUtil: 1 }), host('h2', { cpuUtil: 0.1 })], [container('a', 'h1', { cpuCores: 0.5 })]);
     const plan = runPolicy(s, { policy: 'forecast-greedy', args: { model: TINY_MODEL } });

@@ -2,9 +2,10 @@
  * `forecast-greedy`: moves containers where a trained model (`herd forecast train`)
  * predicts they do more operations per second. Candidates are only the (container, host)
  * pairs that matter: containers on overloaded hosts (CPU used ≥ `overloadUtil` × cores)
- * × other hosts that accept containers and have CPU room for them. For each, the model
- * predicts the container's ops/s where it is (its host's window as measured) and on the
- * target "as if moved" (the target's CPU, disk ops and memory with the container's added);
+ * × other hosts that accept containers and have CPU room and free memory for them (a host
+ * of unknown core count is neither). For each, the model predicts the container's ops/s
+ * where it is (its host's window as measured) and on the target "as if moved" (the
+ * target's CPU, disk ops and memory with the container's added);
  * a pair qualifies when predicted(target) / predicted(current) ≥ `rewardThreshold`. The
  * best ratios go first, each container at most once, while the target still has room and
  * the source is still overloaded (after the moves planned before), at most `maxMoves`.
@@ -15,7 +16,7 @@
  */
 import { z } from 'zod';
 import { loadModel, type GbdtModel } from '../forecast/gbdt/index.ts';
-import { acceptsContainers, arrivingCpu, byKeyThenId, fmt, hostCpuUsed, type Annotation, type ClusterSnapshot, type ContainerSnapshot, type HostSnapshot, type Move, type Plan, type PolicyDefinition } from '../model.ts';
+import { acceptsContainers, arrivingCpu, byKeyThenId, coresKnown, fmt, hostCpuUsed, memoryProblem, type Annotation, type ClusterSnapshot, type ContainerSnapshot, type CpuKnownHost, type Move, type Plan, type PolicyDefinition } from '../model.ts';
 import { ineligibility, windowProblem } from '../cpu-greedy/greedy.ts';
 import { featureValues, SNAPSHOT_FEATURES, type SnapshotFeature } from './features.ts';
 
@@ -24,6 +25,12 @@ export const MISSING_MODEL = 'forecast-greedy needs a trained model: herd foreca
 
 const loaded = new WeakMap<object, GbdtModel>();
 
+/** Which of `names` a cluster snapshot does not provide, as a sentence; undefined when it provides them all. */
+export function unknownFeatures(names: readonly string[]): string | undefined {
+  const unknown = names.filter((n) => !(SNAPSHOT_FEATURES as readonly string[]).includes(n));
+  return unknown.length === 0 ? undefined : `feature(s) a cluster snapshot does not provide: ${unknown.join(', ')} (provided: ${SNAPSHOT_FEATURES.join(', ')})`;
+}
+
 /** The model of a JSON value, with its features checked against what a snapshot provides (memoised per object). */
 export function modelOf(json: unknown): GbdtModel {
   if (json === null || typeof json !== 'object') throw new Error('not a model JSON object');
@@ -31,8 +38,8 @@ export function modelOf(json: unknown): GbdtModel {
   if (known !== undefined) return known;
   const model = loadModel(json);
   if (model.featureNames.length === 0) throw new Error(`the model has no feature names (an XGBoost model saved without them): it needs columns named like the training table's (${SNAPSHOT_FEATURES.join(', ')})`);
-  const unknown = model.featureNames.filter((n) => !(SNAPSHOT_FEATURES as readonly string[]).includes(n));
-  if (unknown.length > 0) throw new Error(`the model uses feature(s) a cluster snapshot does not provide: ${unknown.join(', ')} (provided: ${SNAPSHOT_FEATURES.join(', ')})`);
+  const unknown = unknownFeatures(model.featureNames);
+  if (unknown !== undefined) throw new Error(`the model uses ${unknown}`);
   loaded.set(json, model);
   return model;
 }
@@ -71,8 +78,8 @@ export type ForecastGreedyArgs = z.infer<typeof forecastGreedyArgsSchema>;
 
 interface Pair {
   c: ContainerSnapshot;
-  from: HostSnapshot;
-  to: HostSnapshot;
+  from: CpuKnownHost;
+  to: CpuKnownHost;
   current: number;
   predicted: number;
   ratio: number;
@@ -93,9 +100,10 @@ export function planForecastGreedy(snapshot: ClusterSnapshot, args: ForecastGree
   const plan = (moves: Move[]): Plan => ({ snapshotVersion: snapshot.version, policy: NAME, moves, annotations });
   const model = args.model.model;
   const used = new Map(snapshot.hosts.map((h) => [h.hostId, hostCpuUsed(h, snapshot.containers) + arrivingCpu(snapshot, h.hostId)]));
-  const online = snapshot.hosts.filter((h) => h.online);
+  // A host whose core count is unknown is neither a source nor a target.
+  const online = snapshot.hosts.filter((h) => h.online).filter(coresKnown);
   if (online.length < 2) {
-    annotations.push({ level: 'info', code: 'TOO_FEW_HOSTS', policy: NAME, message: `${online.length} online host(s): nothing to move between` });
+    annotations.push({ level: 'info', code: 'TOO_FEW_HOSTS', policy: NAME, message: `${online.length} online host(s) with a known core count: nothing to move between` });
     return plan([]);
   }
   const overloaded = online.filter((h) => (used.get(h.hostId) ?? 0) >= args.overloadUtil * h.cores - 1e-9).sort(byKeyThenId((h) => (used.get(h.hostId) ?? 0) / h.cores, (h) => h.hostId, true));
@@ -104,10 +112,13 @@ export function planForecastGreedy(snapshot: ClusterSnapshot, args: ForecastGree
     return plan([]);
   }
   const targets = online.filter((h) => acceptsContainers(h) && windowProblem(h, args) === undefined);
-  const room = (h: HostSnapshot, extra: number) => h.cores * args.targetMaxUtil - (used.get(h.hostId) ?? 0) - extra;
+  const room = (h: CpuKnownHost, extra: number) => h.cores * args.targetMaxUtil - (used.get(h.hostId) ?? 0) - extra;
+  // Memory the moves planned so far take on each target.
+  const memoryFree = (h: CpuKnownHost, taken: number) => (h.memoryAvailableBytes === undefined ? undefined : h.memoryAvailableBytes - taken);
 
   const skipped: string[] = [];
-  const candidates: { c: ContainerSnapshot; from: HostSnapshot; to: HostSnapshot[] }[] = [];
+  const noMemory: string[] = [];
+  const candidates: { c: ContainerSnapshot; from: CpuKnownHost; to: CpuKnownHost[] }[] = [];
   for (const from of overloaded) {
     for (const c of snapshot.containers.filter((x) => x.hostId === from.hostId).sort(byKeyThenId((x) => x.cpuCores ?? 0, (x) => x.herdId, true))) {
       const why = ineligibility(c, args, snapshot.nowMs);
@@ -115,14 +126,20 @@ export function planForecastGreedy(snapshot: ClusterSnapshot, args: ForecastGree
         skipped.push(`${c.name}: ${why.message}`);
         continue;
       }
-      const to = targets.filter((t) => t.hostId !== from.hostId && (c.cpuCores ?? 0) <= room(t, 0) + 1e-9);
+      const withCpu = targets.filter((t) => t.hostId !== from.hostId && (c.cpuCores ?? 0) <= room(t, 0) + 1e-9);
+      const to = withCpu.filter((t) => {
+        const why = memoryProblem(c, t.hostId, memoryFree(t, 0));
+        if (why !== undefined) noMemory.push(why);
+        return why === undefined;
+      });
       if (to.length > 0) candidates.push({ c, from, to });
     }
   }
   if (skipped.length > 0) annotations.push({ level: 'skip', code: 'CANDIDATE_REJECTED', policy: NAME, message: `${skipped.slice(0, 5).join('; ')}${skipped.length > 5 ? '; …' : ''}` });
+  if (noMemory.length > 0) annotations.push({ level: 'skip', code: 'NOT_ENOUGH_MEMORY', policy: NAME, message: `target(s) ruled out: ${noMemory.slice(0, 5).join('; ')}${noMemory.length > 5 ? '; …' : ''}` });
   const overloadText = overloaded.map((h) => `${h.hostId} uses ${fmt(used.get(h.hostId) ?? 0)} of ${h.cores} core(s)`).join(', ');
   if (candidates.length === 0) {
-    annotations.push({ level: 'skip', code: 'NO_TARGET_CAPACITY', policy: NAME, message: `${overloadText}; no other host accepts and has CPU room for any of their movable containers` });
+    annotations.push({ level: 'skip', code: 'NO_TARGET_CAPACITY', policy: NAME, message: `${overloadText}; no other host accepts and has CPU room and free memory for any of their movable containers` });
     return plan([]);
   }
 
@@ -156,15 +173,18 @@ export function planForecastGreedy(snapshot: ClusterSnapshot, args: ForecastGree
   const moves: Move[] = [];
   const moved = new Set<string>();
   const added = new Map<string, number>();
+  const addedMemory = new Map<string, number>();
   for (const p of qualifying) {
     if (moves.length >= args.maxMoves) break;
     if (moved.has(p.c.herdId)) continue;
     const cores = p.c.cpuCores ?? 0;
     if (cores > room(p.to, added.get(p.to.hostId) ?? 0) + 1e-9) continue;
+    if (memoryProblem(p.c, p.to.hostId, memoryFree(p.to, addedMemory.get(p.to.hostId) ?? 0)) !== undefined) continue;
     if ((used.get(p.from.hostId) ?? 0) + (added.get(p.from.hostId) ?? 0) < args.overloadUtil * p.from.cores - 1e-9) continue; // no longer overloaded
     moved.add(p.c.herdId);
     added.set(p.to.hostId, (added.get(p.to.hostId) ?? 0) + cores);
     added.set(p.from.hostId, (added.get(p.from.hostId) ?? 0) - cores);
+    addedMemory.set(p.to.hostId, (addedMemory.get(p.to.hostId) ?? 0) + (p.c.memoryBytes ?? 0));
     moves.push({
       herdId: p.c.herdId,
       name: p.c.name,

@@ -61,6 +61,26 @@ describe('oltp-disk', () => {
     expect(oltpDisk.plan(s, { ...args, fallback: 'none' }).moves).toEqual([]);
   });
 
+  it('(g) the target must have the free memory for it, and the rejection says so', () => {
+    const MiB = 2 ** 20;
+    const s = base({ h2: { memoryAvailableBytes: 1000 * MiB }, db: { memoryBytes: 1600 * MiB } });
+    expect(moved(s)).toEqual([]);
+    expect(oltpDisk.plan(s, args).annotations[0]?.message).toContain('db: (g) db needs ~1600 MiB of memory, h2 has 1000 MiB available');
+    expect(moved(base({ h2: { memoryAvailableBytes: 2000 * MiB }, db: { memoryBytes: 1600 * MiB } }))).toEqual(['db:h1->h2']);
+  });
+
+  it('its fallback takes its window thresholds (the loop\'s missingSamplesThreshold) unless fallbackArgs sets them', async () => {
+    const { runChain } = await import('../registry.ts');
+    const { chainFor } = await import('../pipeline.ts');
+    // No disk imbalance: the fallback plans; a and b miss 30 % of their samples.
+    const s = snapshot([host('h1', { diskOpsPerSec: 10, diskActiveRatio: 0 }), host('h2', { diskOpsPerSec: 10, diskActiveRatio: 0 })], ['a', 'b'].map((n) => container(n, 'h1', { cpuCores: 0.5, missingRatio: 0.3 })));
+    const plan = (threshold: number, a: Record<string, unknown> = {}) => runChain(s, chainFor([{ policy: 'oltp-disk', args: a }], { missingSamplesThreshold: threshold, draining: false }));
+    expect(plan(0.02).moves).toEqual([]);
+    expect(plan(0.5).moves.map((m) => m.policy)).toEqual(['cpu-greedy-multithread']);
+    expect(plan(0.5, { fallbackArgs: { maxMissingRatio: 0.02 } }).moves).toEqual([]);
+    expect(plan(0.5, { minSamples: 20 }).moves).toEqual([]);
+  });
+
   it('never targets a draining host', () => {
     expect(moved(base({ h2: { draining: true } }))).toEqual([]);
   });

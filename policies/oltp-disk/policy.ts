@@ -8,14 +8,14 @@
  *   (d) min-vs-max disk activity reaches `diskActiveRewardThreshold`: (max − min) / max,
  *   (e) its own disk ops reach `baselineThreshold` × `diskOpsBaseline`,
  *   (f) the target is not its host,
- * and (beyond the published policy) (g) the target has CPU room for it, so that a
- * database is never moved next to a CPU-bound container, and (h) it is on the busiest
+ * and (beyond the published policy) (g) the target has CPU room and free memory for it, so
+ * that a database is never moved next to a CPU-bound container, and (h) it is on the busiest
  * host and moving it narrows the gap between the busiest and the quietest host by at
  * least `minGapReduction` (else a lone database just swaps two hosts, back and forth). Otherwise the next candidate is
  * tried; if none qualifies, the plan of `fallback` (cpu-greedy-multithread) is used.
  */
 import { z } from 'zod';
-import { acceptsContainers, arrivingCpu, byKeyThenId, fmt, hostCpuUsed, type Annotation, type ClusterSnapshot, type HostSnapshot, type PolicyDefinition, type Plan } from '../model.ts';
+import { acceptsContainers, arrivingCpu, byKeyThenId, coresKnown, fmt, hostCpuUsed, memoryProblem, type Annotation, type ClusterSnapshot, type CpuKnownHost, type HostSnapshot, type PolicyDefinition, type Plan } from '../model.ts';
 import { greedyArgsSchema, ineligibility, planGreedy, windowProblem } from '../cpu-greedy/greedy.ts';
 import { threadCap } from '../cpu-greedy-multithread/policy.ts';
 
@@ -37,8 +37,8 @@ export const oltpDiskArgsSchema = z.strictObject({
   minGapReduction: z.number().min(0).max(1).default(0.1),
   /** What to plan when no candidate qualifies. */
   fallback: z.enum(['cpu-greedy-multithread', 'none']).default('cpu-greedy-multithread'),
-  /** Arguments of the fallback policy. */
-  fallbackArgs: greedyArgsSchema.prefault({}),
+  /** Arguments of the fallback policy; its window thresholds are oltp-disk's own (`minSamples`, `maxMissingRatio`: the loop's threshold) unless set here. */
+  fallbackArgs: greedyArgsSchema.extend({ minSamples: z.number().int().min(0).optional(), maxMissingRatio: z.number().min(0).max(1).optional() }).prefault({}),
 });
 export type OltpDiskArgs = z.infer<typeof oltpDiskArgsSchema>;
 
@@ -50,16 +50,16 @@ export function planOltpDisk(snapshot: ClusterSnapshot, args: OltpDiskArgs): Pla
   const fallback = (why: string): Plan => {
     annotations.push({ level: 'info', code: 'NO_DISK_CANDIDATE', policy: NAME, message: `${why}${args.fallback === 'none' ? '' : `; falling back to ${args.fallback}`}` });
     if (args.fallback === 'none') return { snapshotVersion: snapshot.version, policy: NAME, moves: [], annotations };
-    const fb = planGreedy(args.fallback, snapshot, args.fallbackArgs, threadCap);
+    const fb = planGreedy(args.fallback, snapshot, { ...args.fallbackArgs, minSamples: args.fallbackArgs.minSamples ?? args.minSamples, maxMissingRatio: args.fallbackArgs.maxMissingRatio ?? args.maxMissingRatio }, threadCap);
     return { snapshotVersion: snapshot.version, policy: `${NAME}>${args.fallback}`, moves: fb.moves, annotations: [...annotations, ...fb.annotations] };
   };
   const hosts = snapshot.hosts.filter((h) => h.online && h.diskOpsPerSec !== undefined);
   if (hosts.length < 2) return fallback(`${hosts.length} online host(s) with disk figures: nothing to compare`);
   const byOps = [...hosts].sort(byKeyThenId((h) => h.diskOpsPerSec ?? 0, (h) => h.hostId));
-  const target = byOps.find((h) => acceptsContainers(h) && windowProblem(h, args) === undefined);
-  if (target === undefined) return fallback('no host with disk figures can take containers (drained, or too few samples in its window)');
+  const target = byOps.find((h): h is CpuKnownHost => acceptsContainers(h) && coresKnown(h) && windowProblem(h, args) === undefined);
+  if (target === undefined) return fallback('no host with disk figures can take containers (drained, unknown core count, or too few samples in its window)');
   const busiest = byOps[byOps.length - 1] as HostSnapshot;
-  if (target === busiest) return fallback(`no host but the busiest, ${busiest.hostId}, can take containers (the others are drained, or have too few samples in their window)`);
+  if (target === busiest) return fallback(`no host but the busiest, ${busiest.hostId}, can take containers (the others are drained, have an unknown core count, or too few samples in their window)`);
   const maxOps = busiest.diskOpsPerSec ?? 0;
   const minOps = target.diskOpsPerSec ?? 0;
   const opsGap = relGap(maxOps, minOps);
@@ -81,13 +81,15 @@ export function planOltpDisk(snapshot: ClusterSnapshot, args: OltpDiskArgs): Pla
   const rejected: string[] = [];
   for (const c of candidates) {
     const ops = c.diskOpsPerSec ?? 0;
+    const memory = memoryProblem(c, target.hostId, target.memoryAvailableBytes);
     const why =
       ineligibility(c, args, snapshot.nowMs)?.message ??
       (ops < minCandidateOps ? `(e) ${fmt(ops, 0)} disk ops/s, below ${fmt(minCandidateOps, 0)}/s` : undefined) ??
       (c.hostId === target.hostId ? `(f) already on ${target.hostId}, the host with the fewest disk ops` : undefined) ??
       (args.minGapReduction > 0 && c.hostId !== busiest.hostId ? `(h) on ${c.hostId}, not on the busiest host ${busiest.hostId}` : undefined) ??
       (args.minGapReduction > 0 && gapAfter(ops) > (1 - args.minGapReduction) * (maxOps - minOps) ? `(h) moving ${fmt(ops, 0)} ops/s leaves a gap of ${fmt(gapAfter(ops), 0)} ops/s (now ${fmt(maxOps - minOps, 0)}): less than ${fmt(args.minGapReduction * 100, 0)} % narrower` : undefined) ??
-      ((c.cpuCores ?? 0) > targetRoom + 1e-9 ? `(g) needs ~${fmt(c.cpuCores ?? 0)} cores, ${target.hostId} has ${fmt(Math.max(0, targetRoom))} free` : undefined);
+      ((c.cpuCores ?? 0) > targetRoom + 1e-9 ? `(g) needs ~${fmt(c.cpuCores ?? 0)} cores, ${target.hostId} has ${fmt(Math.max(0, targetRoom))} free` : undefined) ??
+      (memory === undefined ? undefined : `(g) ${memory}`);
     if (why !== undefined) {
       rejected.push(`${c.name}: ${why}`);
       // Candidates are in descending disk ops: once below the baseline, so are the rest.

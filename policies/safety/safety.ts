@@ -11,7 +11,7 @@
  * is sent (the executor's last look, like Nomad's plan applier).
  */
 import { z } from 'zod';
-import { fmt, type Annotation, type ClusterSnapshot, type Move, type Plan } from '../model.ts';
+import { acceptsContainers, fmt, memoryProblem, type Annotation, type ClusterSnapshot, type ContainerSnapshot, type HostSnapshot, type Move, type Plan } from '../model.ts';
 
 export const safetyRulesSchema = z.strictObject({
   /** Off only for comparisons (the simulator's "without safety" column). */
@@ -41,6 +41,29 @@ export interface SafetyState {
 
 /** The last re-check refuses a target whose CPU use plus the container's would pass its cores by more than this. */
 export const TARGET_FULL_RATIO = 1.05;
+
+/** Would the last re-check let container `c` onto a target of `cores` that uses `usedCores` (what is arriving included)? Policies never propose what it refuses. */
+export function fitsTargetCpu(c: ContainerSnapshot, usedCores: number, cores: number): boolean {
+  return c.cpuCores === undefined || usedCores + c.cpuCores <= cores * TARGET_FULL_RATIO;
+}
+
+/** Migrations in flight per host, as source or target (manual ones count). */
+function inFlightPerHost(snapshot: ClusterSnapshot): Map<string, number> {
+  const perHost = new Map<string, number>();
+  for (const f of snapshot.inFlight) {
+    perHost.set(f.sourceHost, (perHost.get(f.sourceHost) ?? 0) + 1);
+    perHost.set(f.targetHost, (perHost.get(f.targetHost) ?? 0) + 1);
+  }
+  return perHost;
+}
+
+/** The in-flight caps for one more move, with `inFlight` in total and `perHost`: undefined when it fits, else why not. */
+function capVeto(m: Move, inFlight: number, perHost: ReadonlyMap<string, number>, rules: SafetyRules): { code: string; message: string } | undefined {
+  if (inFlight >= rules.maxInFlightTotal) return { code: 'CAP_IN_FLIGHT', message: `${inFlight} migration(s) in flight, at most ${rules.maxInFlightTotal}` };
+  const busy = [m.from, m.to].find((h) => (perHost.get(h) ?? 0) >= rules.maxInFlightPerHost);
+  if (busy !== undefined) return { code: 'CAP_PER_HOST', message: `${busy} already takes part in ${perHost.get(busy)} migration(s), at most ${rules.maxInFlightPerHost}` };
+  return undefined;
+}
 
 export function emptySafetyState(): SafetyState {
   return { lastMovedAtMs: {}, lastFailedAtMs: {}, imbalanceStreak: {} };
@@ -78,11 +101,7 @@ export function applySafety(plan: Plan, snapshot: ClusterSnapshot, state: Safety
 
   const annotations: Annotation[] = [...plan.annotations];
   const accepted: Move[] = [];
-  const perHost = new Map<string, number>();
-  for (const f of snapshot.inFlight) {
-    perHost.set(f.sourceHost, (perHost.get(f.sourceHost) ?? 0) + 1);
-    perHost.set(f.targetHost, (perHost.get(f.targetHost) ?? 0) + 1);
-  }
+  const perHost = inFlightPerHost(snapshot);
   let inFlight = snapshot.inFlight.length;
   const veto = (m: Move, code: string, message: string) => annotations.push({ level: 'veto', code, policy: m.policy, herdId: m.herdId, hostId: m.from, message: `${m.name} ${m.from} -> ${m.to} held back: ${message}` });
   for (const m of plan.moves) {
@@ -100,13 +119,9 @@ export function applySafety(plan: Plan, snapshot: ClusterSnapshot, state: Safety
       veto(m, 'CAP_PER_EVALUATION', `at most ${rules.maxMovesPerEvaluation} move(s) per evaluation`);
       continue;
     }
-    if (inFlight >= rules.maxInFlightTotal) {
-      veto(m, 'CAP_IN_FLIGHT', `${inFlight} migration(s) in flight, at most ${rules.maxInFlightTotal}`);
-      continue;
-    }
-    const busy = [m.from, m.to].find((h) => (perHost.get(h) ?? 0) >= rules.maxInFlightPerHost);
-    if (busy !== undefined) {
-      veto(m, 'CAP_PER_HOST', `${busy} already takes part in ${perHost.get(busy)} migration(s), at most ${rules.maxInFlightPerHost}`);
+    const cap = capVeto(m, inFlight, perHost, rules);
+    if (cap !== undefined) {
+      veto(m, cap.code, cap.message);
       continue;
     }
     accepted.push(m);
@@ -143,16 +158,20 @@ export function recheckMove(m: Move, fresh: ClusterSnapshot, state: SafetyState,
     const h = fresh.hosts.find((x) => x.hostId === id);
     if (h === undefined || !h.online) return { code: 'HOST_OFFLINE', message: `host ${id} is offline` };
   }
+  const target = fresh.hosts.find((x) => x.hostId === m.to) as HostSnapshot; // found online just above
+  // Drained since the plan (`herd drain`): it takes no container.
+  if (!acceptsContainers(target)) return { code: 'HOST_DRAINING', message: `host ${m.to} is being drained: it takes no containers` };
   if (rules.enabled) {
-    const why = containerVeto(m, fresh, state, rules);
+    const why = containerVeto(m, fresh, state, rules) ?? capVeto(m, fresh.inFlight.length, inFlightPerHost(fresh), rules);
     if (why !== undefined) return why;
   }
-  const target = fresh.hosts.find((x) => x.hostId === m.to);
-  if (target?.cpuUtil !== undefined && c.cpuCores !== undefined) {
+  const memory = memoryProblem(c, m.to, target.memoryAvailableBytes);
+  if (memory !== undefined) return { code: 'NOT_ENOUGH_MEMORY', message: memory };
+  if (target.cpuUtil !== undefined && target.cores !== undefined && c.cpuCores !== undefined) {
     // What the window saw, plus what is already on its way there (not in the window yet).
     const arriving = fresh.inFlight.filter((f) => f.targetHost === m.to).reduce((s, f) => s + (fresh.containers.find((x) => x.herdId === f.herdId)?.cpuCores ?? 0), 0);
     const used = target.cpuUtil * target.cores + arriving;
-    if (used + c.cpuCores > target.cores * TARGET_FULL_RATIO) return { code: 'TARGET_FULL', message: `${m.to} now uses ${fmt(used)} of ${target.cores} core(s)${arriving > 0 ? ` (with ${fmt(arriving)} arriving)` : ''}, no room for ~${fmt(c.cpuCores)} more` };
+    if (!fitsTargetCpu(c, used, target.cores)) return { code: 'TARGET_FULL', message: `${m.to} now uses ${fmt(used)} of ${target.cores} core(s)${arriving > 0 ? ` (with ${fmt(arriving)} arriving)` : ''}, no room for ~${fmt(c.cpuCores)} more` };
   }
   return undefined;
 }

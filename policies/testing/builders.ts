@@ -12,7 +12,7 @@ export function container(name: string, hostId: string, o: Partial<ContainerSnap
 /** A snapshot whose host utilisation is what its containers use (unless given). */
 export function snapshot(hosts: HostSnapshot[], containers: ContainerSnapshot[], o: Partial<ClusterSnapshot> = {}): ClusterSnapshot {
   const filled = hosts.map((h) => {
-    if (h.cpuUtil !== 0) return h;
+    if (h.cpuUtil !== 0 || h.cores === undefined) return h;
     const used = containers.filter((c) => c.hostId === h.hostId).reduce((s, c) => s + (c.cpuCores ?? 0), 0);
     return { ...h, cpuUtil: Math.min(1, used / h.cores) };
   });
