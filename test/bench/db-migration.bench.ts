@@ -29,6 +29,7 @@ import { runCommand } from '../../control/lab/shell.ts';
 import type { MigrationResult } from '../../protocol/messages.ts';
 import { herd, herdOk } from '../support/herd-cli.ts';
 import { benchProgress } from './report.ts';
+import { pauseLoopFor } from './lab-control.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -243,8 +244,14 @@ async function redis(): Promise<void> {
 
 async function main(): Promise<void> {
   out(`bench:db-migration: ${MOVES} moves per database, ${GAP} s apart`);
-  if (ONLY !== 'redis') await mariadb();
-  if (ONLY !== 'mariadb') await redis();
+  // The control loop would move the databases too: paused for the run, resumed after if it ran.
+  const resumeLoop = await pauseLoopFor('bench:db-migration runs');
+  try {
+    if (ONLY !== 'redis') await mariadb();
+    if (ONLY !== 'mariadb') await redis();
+  } finally {
+    await resumeLoop();
+  }
   out('');
   for (const t of targets) out(t);
 }

@@ -37,3 +37,16 @@ export async function useControl(layout: LabLayout, loop: Record<string, unknown
   }
   throw new Error('the compute hosts did not come back online after the control daemon was replaced');
 }
+
+/**
+ * Pauses the lab's control loop for a measurement (it would move the benchmark's containers,
+ * and its evaluations cost CPU); the returned function resumes it if it was running before.
+ */
+export async function pauseLoopFor(reason: string): Promise<() => Promise<void>> {
+  const status = await herd(['status', '--json']);
+  const wasRunning = status.code === 0 && (JSON.parse(status.stdout) as { control?: { paused?: boolean } }).control?.paused === false;
+  await herdOk(['control', 'pause', '--reason', reason]);
+  return async () => {
+    if (wasRunning) await herd(['control', 'resume']);
+  };
+}

@@ -15,6 +15,7 @@ import { DOCKER_CLI, MiB, NAME_PREFIX, Registry, docker, hostOf, lastLines, run,
 import { LARGE_IMAGE, ensureLargeImage } from './large-image.ts';
 import { bareMigration, ensurePodmanImage, herdMigration, makeContext, podmanMigration, runcRoundTrip, type FsMode, type Sample } from './methods.ts';
 import { benchProgress, medianOf, printWorkload, ratioLine, targetLine, workloadTitle, type Row, type WorkloadResult } from './report.ts';
+import { pauseLoopFor } from './lab-control.ts';
 
 const HELP = `usage: npm run bench:migration -- [options]
   --mem LIST        resident memory per workload, MiB (default 16,256; env BENCH_MEM)
@@ -101,6 +102,8 @@ async function main(): Promise<number> {
     return 2;
   }
 
+  // The control loop would move the benchmark's containers: paused for the run, resumed after if it ran.
+  const resumeLoop = await pauseLoopFor('bench:migration runs');
   const h1 = hostOf(layout, 'h1');
   out('Herd migration benchmark (issues 3 and 15)');
   out(`machine: ${availableParallelism()} CPUs (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, kernel ${readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}`);
@@ -212,6 +215,7 @@ async function main(): Promise<number> {
   }
 
   const othersAtEnd = await others();
+  await resumeLoop();
   out(`other (non-benchmark) containers on the lab: at start ${othersAtStart}; at end ${othersAtEnd}${othersAtStart === othersAtEnd ? '' : '  <- CHANGED during the run: someone else used the lab, figures may be disturbed'}`);
   for (const r of results) printWorkload(r, out);
   if (large !== undefined) {
