@@ -8,26 +8,12 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { main } from './main.ts';
+import { runMain } from '../../test/support/run-main.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'herd-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const stdout = process.stdout.write.bind(process.stdout);
-  const stderr = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((s: string | Uint8Array) => ((out += String(s)), true)) as typeof process.stdout.write;
-  process.stderr.write = ((s: string | Uint8Array) => ((err += String(s)), true)) as typeof process.stderr.write;
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    process.stdout.write = stdout;
-    process.stderr.write = stderr;
-    process.exitCode = undefined;
-  }
-}
+const run = (...argv: string[]) => runMain(argv);
 
 /** A TCP server on loopback: `onConnection` decides what a client gets. */
 async function server(onConnection: (socket: import('node:net').Socket) => void): Promise<{ url: string; server: Server }> {

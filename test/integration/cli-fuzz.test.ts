@@ -8,7 +8,8 @@
 import fc from 'fast-check';
 import type { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildProgram, main } from '../../control/cli/main.ts';
+import { buildProgram } from '../../control/cli/main.ts';
+import { runMain } from '../support/run-main.ts';
 import { freePort } from './helpers.ts';
 
 /** Commands left out: they run daemons, build or tear down the lab, or wait for events by design. */
@@ -23,24 +24,7 @@ function leafCommands(cmd: Command, path: string[] = []): { path: string[]; flag
 
 const hostile = fc.constantFrom('', '-1', 'NaN', '1e309', '--', '{}', '[]', '../../etc/passwd', '/dev/null', 'h1', 'no-such-host', '\u0000', 'a'.repeat(300), '$(reboot)', '"', '--x=y', 'mqtt://', '0');
 
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string; threw?: unknown }> {
-  let out = '';
-  let err = '';
-  const stdout = process.stdout.write.bind(process.stdout);
-  const stderr = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((s: string | Uint8Array) => ((out += String(s)), true)) as typeof process.stdout.write;
-  process.stderr.write = ((s: string | Uint8Array) => ((err += String(s)), true)) as typeof process.stderr.write;
-  try {
-    const code = await main(argv);
-    return { code, out, err };
-  } catch (threw) {
-    return { code: -1, out, err, threw };
-  } finally {
-    process.stdout.write = stdout;
-    process.stderr.write = stderr;
-    process.exitCode = undefined;
-  }
-}
+const run = runMain;
 
 describe('herd CLI under malformed arguments', () => {
   const saved = process.env.HERD_BROKER;
