@@ -76,14 +76,18 @@ export function assertCheckpointable(container: string, processes: ProcessIds[],
  * of other kinds. Local named volumes are carried; restart policies too (source-side.ts
  * sets the source's to "no" while it is checkpointed).
  */
+/** Whether `path` is one of `sharedPaths` or under one (the host directories every compute host has alike). */
+export function underSharedPath(path: string, sharedPaths: readonly string[]): boolean {
+  return sharedPaths.some((p) => path === p || path.startsWith(p.endsWith('/') ? p : `${p}/`));
+}
+
 export function assertCarried(container: string, details: { mounts: { type: string; name?: string; driver?: string; source: string; destination: string }[] }, sharedPaths: readonly string[]): void {
-  const under = (path: string) => sharedPaths.some((p) => path === p || path.startsWith(p.endsWith('/') ? p : `${p}/`));
   const problems: string[] = [];
   for (const m of details.mounts) {
     if (m.type === 'volume') {
       if (m.driver !== undefined && m.driver !== 'local') problems.push(`volume "${m.name ?? m.source}" at ${m.destination} uses the "${m.driver}" driver: only local volumes are carried; use a local volume, or a shared path for storage every host sees`);
     } else if (m.type === 'bind') {
-      if (!under(m.source)) problems.push(`bind mount ${m.source} at ${m.destination}: not under a path shared by all hosts; list its directory in the compute config's sharedPaths if every host has the same files there, or use a named volume (carried)`);
+      if (!underSharedPath(m.source, sharedPaths)) problems.push(`bind mount ${m.source} at ${m.destination}: not under a path shared by all hosts; list its directory in the compute config's sharedPaths if every host has the same files there, or use a named volume (carried)`);
     } else problems.push(`${m.type} mount at ${m.destination}: not carried to the target`);
   }
   if (problems.length > 0) throw new HerdError('NOT_MIGRATABLE', `container "${container}" cannot be migrated as it is (nothing was frozen): ${problems.join('; ')}`);

@@ -23,6 +23,7 @@ import type { TargetRecord } from './migration-store.ts';
 import { corruptImages, mountFullDisk, removeReceivedDir } from './faults.ts';
 import type { MigrationContext } from './context.ts';
 import { hideDeletedLowerPaths } from './overlay-deletions.ts';
+import { underSharedPath } from './preflight.ts';
 import { killRuncJobs, sweepTempDirsSoon, waitForRuncJobs } from './runc-jobs.ts';
 import { DIRECT_RESTORE_RUNTIME, pointCheckpointAt } from '../runtime/direct-restore.ts';
 
@@ -47,8 +48,7 @@ function assertFromSource(ctx: MigrationContext, from: string | undefined, sourc
  */
 function assertSpecAcceptable(ctx: MigrationContext, spec: ContainerSpec): void {
   const problems: string[] = [];
-  const under = (path: string) => ctx.sharedPaths.some((p) => path === p || path.startsWith(p.endsWith('/') ? p : `${p}/`));
-  for (const b of spec.binds ?? []) if (!under(b.source) || b.source.split('/').includes('..')) problems.push(`bind mount ${b.source} at ${b.target} is not under a path host ${ctx.hostId} shares (sharedPaths)`);
+  for (const b of spec.binds ?? []) if (!underSharedPath(b.source, ctx.sharedPaths) || b.source.split('/').includes('..')) problems.push(`bind mount ${b.source} at ${b.target} is not under a path host ${ctx.hostId} shares (sharedPaths)`);
   if (spec.network?.network.startsWith('container:') === true) problems.push(`network ${spec.network.network} joins another container's network namespace`);
   if (problems.length > 0) throw new HerdError('NOT_MIGRATABLE', `target host ${ctx.hostId} refuses the container "${spec.name}": ${problems.join('; ')}`);
 }
