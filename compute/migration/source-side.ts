@@ -84,6 +84,14 @@ interface FsTree {
   precopy: boolean;
 }
 
+/**
+ * What one entry (file, directory, link) of a tree costs to archive, send and extract, in bytes of
+ * data that would take as long: measured on the lab, 20,000 files of a few bytes took 1.3 s while
+ * frozen (about 55 us each beyond their 2 KiB of tar headers), as long as ~10 KiB each at its
+ * link speed. A tree of many small files is worth pre-copying although its bytes are few.
+ */
+const ENTRY_COST_BYTES = 8 * 1024;
+
 /** How often a transfer reports the bytes it moved. */
 const PROGRESS_INTERVAL_MS = 500;
 
@@ -597,20 +605,26 @@ export class SourceMigration {
     const upper = args.fsMode === 'none' ? undefined : d.upperDir;
     const dirs = [...(upper === undefined ? [] : [upper]), ...this.volumeDirs.values()];
     const sizes = new Map<string, number>();
+    const entries = new Map<string, number>();
     if (dirs.length > 0) {
-      try {
-        const { stdout } = await execFileAsync('du', ['-sb', '--', ...dirs], { timeout: 30_000 });
-        for (const line of stdout.split('\n')) {
-          const m = /^(\d+)\t(.*)$/.exec(line);
-          if (m !== null) sizes.set(m[2] as string, Number(m[1]));
+      // Unknown sizes (du failed): no pre-copy decision can be made well; copy while running as configured.
+      const du = async (flags: string[], into: Map<string, number>) => {
+        try {
+          const { stdout } = await execFileAsync('du', [...flags, '--', ...dirs], { timeout: 30_000 });
+          for (const line of stdout.split('\n')) {
+            const m = /^(\d+)\t(.*)$/.exec(line);
+            if (m !== null) into.set(m[2] as string, Number(m[1]));
+          }
+        } catch {
+          into.clear();
         }
-      } catch {
-        // Unknown sizes: no pre-copy decision can be made well; copy while running as configured.
-      }
+      };
+      await Promise.all([du(['-sb'], sizes), du(['-s', '--inodes'], entries)]);
     }
     const tree = (what: string, dir: string, into: (prep: PrepareResult) => string): FsTree => {
       const bytes = sizes.get(dir);
-      return { what, dir, into, bytes: bytes ?? 0, precopy: ctx.preCopyFilesystem && (bytes === undefined || bytes >= ctx.preCopyFilesystemMinBytes) };
+      const cost = bytes === undefined ? undefined : bytes + (entries.get(dir) ?? 0) * ENTRY_COST_BYTES;
+      return { what, dir, into, bytes: bytes ?? 0, precopy: ctx.preCopyFilesystem && (cost === undefined || cost >= ctx.preCopyFilesystemMinBytes) };
     };
     const trees: FsTree[] = [];
     if (args.fsMode === 'diff') {
