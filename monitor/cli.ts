@@ -64,8 +64,8 @@ export function registerMonitorCommands(program: Command, hooks: MonitorCommandH
   metrics
     .command('export')
     .description('write recorded samples as CSV to stdout')
-    .requiredOption('--since <time>', 'start (ISO time, date, or a duration ago such as 2h)')
-    .option('--to <time>', 'end, exclusive (ISO time, date, "now" or a duration ago)', 'now')
+    .requiredOption('--since <time>', 'start: a duration ago (90s, 15m, 2h, 7d), an ISO 8601 date (2026-11-22) or date-time (2026-11-22T10:00:00Z)')
+    .option('--to <time>', 'end, exclusive: "now", a duration ago or an ISO 8601 date or date-time', 'now')
     .option('--dir <dir>', 'dataset directory (default: datasetDir of the monitor config, else /var/lib/herd/metrics)')
     .option('-c, --config <file>', 'monitor config file to take datasetDir from', process.env.HERD_MONITOR_CONFIG)
     .option('--kind <kind>', `only one kind: ${DATASET_KINDS.join(' or ')}`)
@@ -75,8 +75,8 @@ export function registerMonitorCommands(program: Command, hooks: MonitorCommandH
       if (opts.kind !== undefined && !(DATASET_KINDS as string[]).includes(opts.kind)) throw new HerdError('BAD_USAGE', `--kind must be ${DATASET_KINDS.join(' or ')}`);
       const result = await exportCsv({
         dir,
-        since: parseTime(opts.since, now),
-        to: parseTime(opts.to, now),
+        since: parseTime(opts.since, now, '--since'),
+        to: parseTime(opts.to, now, '--to'),
         ...(opts.kind === undefined ? {} : { kinds: [opts.kind as DatasetKind] }),
         write: (chunk) => process.stdout.write(chunk),
       });

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../protocol/config.ts';
 import { HerdError } from '../protocol/errors.ts';
 import { thrownHerdError } from '../test/support/thrown.ts';
-import { monitorConfigSchema } from './config.ts';
+import { defaultMonitorClientId, monitorConfigSchema } from './config.ts';
 
 const load = (overrides: Record<string, unknown>) => loadConfig(monitorConfigSchema, { overrides, what: 'monitor config' });
 
@@ -69,5 +69,38 @@ describe('monitor config', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('refuses container logs without a datasetDir, along with every other problem', () => {
+    const err = thrownHerdError(() => load({ hosts: [{ id: 'h 1' }], datasetDir: null, containerLogs: true, hostIntervalSeconds: 0 }));
+    expect(err.code).toBe('BAD_CONFIG');
+    for (const text of ['hosts.0.id', 'hostIntervalSeconds', 'field `containerLogs`: container logs are written under datasetDir, which is null']) expect(err.message).toContain(text);
+  });
+
+  it('turns container logs on exactly when there is a datasetDir, unless told', () => {
+    expect(load({ hosts: [{ id: 'h1' }] }).containerLogs).toBe(true);
+    expect(load({ hosts: [{ id: 'h1' }], datasetDir: null }).containerLogs).toBe(false);
+    expect(load({ hosts: [{ id: 'h1' }], containerLogs: false }).containerLogs).toBe(false);
+  });
+
+  it.each([
+    ['herd-monitor-lab', undefined],
+    ['monitor-1', 'must start with "herd-monitor-"'],
+    ['herd-monitor-', 'must start with "herd-monitor-" and go on after it'],
+    ['herd-monitor-a/b', 'must be 1-64 characters'],
+    [`herd-monitor-${'x'.repeat(60)}`, 'must be 1-64 characters'],
+  ])('checks clientId %s', (clientId, problem) => {
+    if (problem === undefined) expect(load({ hosts: [{ id: 'h1' }], clientId }).clientId).toBe(clientId);
+    else expect(thrownHerdError(() => load({ hosts: [{ id: 'h1' }], clientId })).message).toContain(`field \`clientId\`: ${problem}`);
+  });
+
+  it.each([
+    ['node-7.example.org', 'herd-monitor-node-7.example.org'],
+    ['weird name:1', 'herd-monitor-weird-name-1'],
+    ['', 'herd-monitor-host'],
+    ['x'.repeat(80), `herd-monitor-${'x'.repeat(51)}`],
+  ])('makes the default client id from the hostname %j', (name, id) => {
+    expect(defaultMonitorClientId(name)).toBe(id);
+    expect(id).toMatch(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/);
   });
 });

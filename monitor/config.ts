@@ -1,8 +1,25 @@
 /** Configuration of the monitor daemon (`herd monitor --config /etc/herd/monitor.yaml`). */
+import { hostname } from 'node:os';
 import { z } from 'zod';
+import { clientIdAllowed } from '../protocol/access.ts';
 import { brokerClientConfigSchema, timerSeconds } from '../protocol/config.ts';
 import { METRICS_PORTS, metricsConfigSchema } from '../protocol/metrics-config.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
+
+/** What every monitor's MQTT client id starts with: the broker binds the monitor identity to it (protocol/access.ts). */
+export const MONITOR_CLIENT_ID_PREFIX = 'herd-monitor-';
+
+/**
+ * The monitor's MQTT client id when the config names none: `herd-monitor-<hostname>`,
+ * the hostname's characters outside the id alphabet turned into "-", cut to the id's 64
+ * characters. Stable across restarts (a restarted monitor takes over its own session) and,
+ * with one monitor per host, unique in the cluster (two clients with one id would keep
+ * throwing each other off the broker).
+ */
+export function defaultMonitorClientId(name = hostname()): string {
+  const safe = name.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 64 - MONITOR_CLIENT_ID_PREFIX.length);
+  return `${MONITOR_CLIENT_ID_PREFIX}${safe === '' ? 'host' : safe}`;
+}
 
 export const monitorHostSchema = z.strictObject({
   /** The compute host's id (as in its status topic). */
@@ -18,7 +35,12 @@ export const monitorHostSchema = z.strictObject({
   procRoot: z.string().min(1).default('/proc'),
   /** CPUs that count as this host's (its cpuset in the lab); every CPU when absent. */
   cpus: z.array(z.number().int().min(0)).min(1).optional(),
-  /** Interfaces that count for host network bytes; every interface but lo when absent. */
+  /**
+   * Interfaces that count for host network bytes. When absent: the physical ones (those with
+   * /sys/class/net/<name>/device), or, on a machine that has none (a VM's virtio NICs have
+   * one; some virtual hosts do not), every interface but lo, veth*, docker*, br-* — so that
+   * container traffic is not counted again on each bridge and veth it crosses.
+   */
   interfaces: z.array(z.string().min(1)).min(1).optional(),
   /** Swap in/out: the interfaces are seen from the other end (the lab's root-side veth). */
   swapNetworkDirection: z.boolean().default(false),
@@ -35,6 +57,15 @@ export type MonitorHostConfig = z.infer<typeof monitorHostSchema>;
 export const monitorConfigSchema = z
   .strictObject({
     broker: brokerClientConfigSchema,
+    /**
+     * The MQTT client id; `herd-monitor-<hostname>` when absent (defaultMonitorClientId). Must
+     * start with herd-monitor-: the broker admits the monitor identity only under that prefix.
+     */
+    clientId: z
+      .string()
+      .regex(ID_PATTERN, 'must be 1-64 characters of A-Z a-z 0-9 _ . - starting with a letter or digit')
+      .refine((id) => clientIdAllowed({ username: 'monitor', role: 'monitor' }, id).allowed, `must start with "${MONITOR_CLIENT_ID_PREFIX}" and go on after it (the broker binds the monitor identity to that prefix)`)
+      .optional(),
     /** Prometheus metrics on GET /metrics (monitor/monitor-metrics.ts). */
     metrics: metricsConfigSchema(METRICS_PORTS.monitor),
     /** Hosts to monitor; each is polled independently. */
@@ -71,8 +102,12 @@ export const monitorConfigSchema = z
      * warning). Same values either way; native takes about half the CPU (bench:monitor).
      */
     cgroupReader: z.enum(['auto', 'native', 'js']).default('auto'),
-    /** Follow every managed container's stdout/stderr into <datasetDir>/logs/<herdId>.log (needs datasetDir). */
-    containerLogs: z.boolean().default(true),
+    /**
+     * Follow every managed container's stdout/stderr into <datasetDir>/logs/<herdId>.log. Needs
+     * datasetDir: true with `datasetDir: null` is a config error; when absent, on exactly when
+     * there is a datasetDir.
+     */
+    containerLogs: z.boolean().optional(),
     /** A container's log is rotated (`<herdId>.log` → `.log.1` …) before it would exceed this size. */
     containerLogMaxBytes: z.number().int().min(64 * 1024).default(16 * 1024 * 1024),
     /** Rotated log files kept per container; the oldest beyond this is deleted. At most (1 + this) × containerLogMaxBytes per container. */
@@ -80,6 +115,14 @@ export const monitorConfigSchema = z
     /** Samples kept while the broker is unreachable; the oldest are dropped beyond this. */
     publishBufferSize: z.number().int().min(1).max(1_000_000).default(10_000),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
-  });
+  })
+  .superRefine(
+    (c, ctx) => {
+      if (c.containerLogs === true && c.datasetDir === null) ctx.addIssue({ code: 'custom', path: ['containerLogs'], message: 'container logs are written under datasetDir, which is null: set datasetDir, or containerLogs: false' });
+    },
+    // Also when other fields are wrong, so that every problem is reported at once; not when these two are.
+    { when: (payload) => !payload.issues.some((i) => i.path?.[0] === 'containerLogs' || i.path?.[0] === 'datasetDir') },
+  )
+  .transform((c) => ({ ...c, containerLogs: c.containerLogs ?? c.datasetDir !== null }));
 
 export type MonitorConfig = z.infer<typeof monitorConfigSchema>;

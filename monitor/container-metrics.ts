@@ -5,6 +5,8 @@
  * /proc/<pid>/net/dev. See README.md for why.
  */
 import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { toHerdError } from '../protocol/errors.ts';
 import type { ContainerMetrics } from '../protocol/messages.ts';
 import { PROTOCOL_VERSION } from '../protocol/messages.ts';
 import { cgroupUsagePaths, readCgroupLimits, readText, type CgroupLimits, type CgroupLocation } from './cgroup-fs.ts';
@@ -59,7 +61,16 @@ export interface ContainerSamplerOptions {
   cgroup: CgroupLocation;
   /** CPUs of the host, the limit of a container with neither quota nor cpuset. */
   hostCpuCount?: number;
+  /** Where the sampler warns (once per container) about cgroup files it cannot read. */
+  log?: Pick<Logger, 'warn'>;
 }
+
+/**
+ * After this many PCP failures in a row the sampler stops asking PCP every round: it asks
+ * again after 2^(failures-1) - 1 rounds without (at most PCP_MAX_SKIPPED_ROUNDS), so that a
+ * pmproxy that answers only by timing out does not add its timeout to every round.
+ */
+export const PCP_MAX_SKIPPED_ROUNDS = 31;
 
 /** The kernel's unit of cpuacct.stat (USER_HZ, fixed at 100 for what it shows to user space). */
 const USER_HZ = 100;
@@ -81,14 +92,22 @@ interface ContainerState {
   rates: RateTracker;
   limits: CgroupLimits;
   limitsReadAtMs: number;
+  /** Whether the warning that its cgroup files cannot be read was given (once per container). */
+  warnedUnreadable?: boolean;
 }
 
 /**
  * Samples every given container of one host: one PCP fetch and one call of the cgroup
- * reader per round. Throws (PCP_UNAVAILABLE, BAD_MESSAGE) when the host's pmproxy fails.
+ * reader per round. A pmproxy that fails (down, slow, odd answers) does not fail the round:
+ * PCP is left out of it, CPU comes from the cgroup files as for a container PCP has no value
+ * for, and {@link pcpProblem} says why until PCP answers again.
  */
 export class ContainerSampler {
   private readonly states = new Map<string, ContainerState>();
+  /** Why the last PCP attempt failed (`CODE: message`); undefined while PCP answers. */
+  pcpProblem: string | undefined;
+  private pcpFailures = 0;
+  private pcpSkipRounds = 0;
   /** This round's running containers: their reader slots, PCP CPU values and usage (grown as needed). */
   private slots = new Int32Array(64);
   private pcpCpu = new Float64Array(64);
@@ -103,12 +122,11 @@ export class ContainerSampler {
   async sample(containers: readonly TrackedContainer[]): Promise<ContainerMetrics[]> {
     let running = 0;
     for (const c of containers) if (c.state === 'running') running++;
-    const pcp = running === 0 ? undefined : await this.client.fetch(CONTAINER_PCP_METRICS);
+    const pcp = running === 0 ? undefined : await this.fetchPcp();
     if (this.slots.length < running) this.grow(running);
     // CPU time per container from PCP (user + system), once its unit is known (calibrate).
     const user = pcp?.metrics.get('cgroup.cpuacct.stat.user');
     const system = pcp?.metrics.get('cgroup.cpuacct.stat.system');
-    if (user !== undefined) await this.refreshInstances(user.keys());
     let calibrationTried = false;
     let cpuFromFiles = false;
     let k = 0;
@@ -138,8 +156,12 @@ export class ContainerSampler {
       const out: ContainerMetrics = { v: PROTOCOL_VERSION, herdId: c.herdId, hostId: this.options.hostId, name: c.name, dockerId: c.dockerId, at, state: c.state };
       if (c.health !== undefined) out.health = c.health;
       if (c.restartCount !== undefined) out.restartCount = c.restartCount;
-      if (c.state === 'running' && pcp !== undefined) this.fill(out, this.states.get(c.dockerId)!, k, pcp.atSeconds, fsAt);
-      if (c.state === 'running') k++;
+      if (c.state === 'running') {
+        const state = this.states.get(c.dockerId)!;
+        this.fill(out, state, k, pcp?.atSeconds ?? fsAt, fsAt);
+        if (state.warnedUnreadable !== true) this.checkReadable(c, state, k, cpuFromFiles);
+        k++;
+      }
       samples.push(out);
     }
     // Forget the state of containers that stopped or are gone, so a restarted or reused id starts fresh.
@@ -153,6 +175,50 @@ export class ContainerSampler {
       }
     }
     return samples;
+  }
+
+  /**
+   * This round's PCP values and the cgroup instance names they need, or undefined: PCP failed
+   * (the round goes on without it) or is skipped after failures in a row (PCP_MAX_SKIPPED_ROUNDS).
+   */
+  private async fetchPcp(): Promise<{ atSeconds: number; metrics: Map<string, Map<number | null, number>> } | undefined> {
+    if (this.pcpSkipRounds > 0) {
+      this.pcpSkipRounds--;
+      return undefined;
+    }
+    try {
+      const pcp = await this.client.fetch(CONTAINER_PCP_METRICS);
+      const user = pcp.metrics.get('cgroup.cpuacct.stat.user');
+      if (user !== undefined) await this.refreshInstances(user.keys());
+      this.pcpFailures = 0;
+      this.pcpProblem = undefined;
+      return pcp;
+    } catch (err) {
+      const e = toHerdError(err);
+      this.pcpFailures++;
+      this.pcpSkipRounds = Math.min(PCP_MAX_SKIPPED_ROUNDS, 2 ** Math.min(this.pcpFailures - 1, 20) - 1);
+      this.pcpProblem = `${e.code}: ${e.message}`;
+      return undefined;
+    }
+  }
+
+  /**
+   * Warns, once per container, when the cgroup files of a running container cannot be read
+   * (a wrong cgroupRoot or cgroupParent, another cgroup version, permissions): its samples
+   * would otherwise just lack memory, disk and process figures, with nothing saying why.
+   */
+  private checkReadable(c: TrackedContainer, state: ContainerState, k: number, cpuFromFiles: boolean): void {
+    const u = this.usage;
+    const base = k * USAGE_FIELDS;
+    const paths = cgroupUsagePaths(this.options.cgroup, c.dockerId);
+    const unreadable: string[] = [];
+    if (!(u[base + USAGE.memoryBytes]! >= 0)) unreadable.push(paths.memoryUsage);
+    if (!(u[base + USAGE.processCount]! >= 0)) unreadable.push(paths.procs);
+    if (!(u[base + USAGE.diskReads]! >= 0)) unreadable.push(paths.ioServiced);
+    if (cpuFromFiles && this.pcpCpu[k] !== this.pcpCpu[k] && !(u[base + USAGE.cpuUsageNs]! >= 0)) unreadable.push(paths.cpuUsage);
+    if (unreadable.length === 0) return;
+    state.warnedUnreadable = true;
+    this.options.log?.warn({ hostId: this.options.hostId, herdId: c.herdId, name: c.name, dockerId: c.dockerId, unreadable }, 'cannot read cgroup files of a running container: its samples lack those figures (check cgroupRoot and cgroupParent)');
   }
 
   /** Stops tracking every container and closes the cgroup files kept open. */
@@ -190,8 +256,15 @@ export class ContainerSampler {
     const pcpCpu = this.pcpCpu[k]!;
     const cpuNs = u[base + USAGE.cpuUsageNs]!;
     let cpuCores: number | undefined;
-    if (pcpCpu === pcpCpu) cpuCores = rateOf(rates.rate('cpu.pcp', pcpCpu, pcpAt), this.pcpCpuSeconds ?? 0);
-    else if (cpuNs === cpuNs) cpuCores = rateOf(rates.rate('cpu.fs', cpuNs, fsAt), 1e-9);
+    // One CPU source's baseline at a time: the other's would be as old as the last round that used
+    // it (hours, say, after PCP came back), and a rate against it the average since then.
+    if (pcpCpu === pcpCpu) {
+      rates.forget('cpu.fs');
+      cpuCores = rateOf(rates.rate('cpu.pcp', pcpCpu, pcpAt), this.pcpCpuSeconds ?? 0);
+    } else if (cpuNs === cpuNs) {
+      rates.forget('cpu.pcp');
+      cpuCores = rateOf(rates.rate('cpu.fs', cpuNs, fsAt), 1e-9);
+    }
     const limit = limits.cpuLimitCores ?? this.options.hostCpuCount;
     if (cpuCores !== undefined) out.cpuCores = round(cpuCores, 4);
     if (limit !== undefined) out.cpuLimitCores = round(limit, 4);

@@ -8,6 +8,9 @@
  * or stops the other hosts. A container's series is keyed by its Herd id: when it starts
  * running on another host, its first sample there carries a `migration` marker, and the
  * leftover stopped copy on the old host is not published (no duplicate series).
+ *
+ * A container whose `io.herd.id` label is not a valid id is left out (with one warning): its
+ * samples would make consumers reject its host's whole batch, and the id names its log file.
  */
 import { brokerCredentials } from '../protocol/config.ts';
 import { join } from 'node:path';
@@ -16,10 +19,10 @@ import type { z } from 'zod';
 import { toHerdError } from '../protocol/errors.ts';
 import { containerMetricsSchema, hostMetricsSchema, PROTOCOL_VERSION, type ContainerMetrics, type HostMetrics } from '../protocol/messages.ts';
 import { closeBroker, connectBroker, type MqttClient } from '../protocol/mqtt.ts';
-import { topics } from '../protocol/topics.ts';
-import type { MonitorConfig, MonitorHostConfig } from './config.ts';
+import { ID_PATTERN, topics } from '../protocol/topics.ts';
+import { defaultMonitorClientId, type MonitorConfig, type MonitorHostConfig } from './config.ts';
 import { createCgroupUsageReader } from './cgroup-reader.ts';
-import { ContainerSampler, type ContainerLister } from './container-metrics.ts';
+import { ContainerSampler, HERD_ID_LABEL, type ContainerLister, type TrackedContainer } from './container-metrics.ts';
 import { dockerContainerLister } from './docker-lister.ts';
 import { DatasetWriter } from './dataset.ts';
 import { activateBlkioAccounting } from './blkio-accounting.ts';
@@ -28,6 +31,7 @@ import { HostSampler } from './host-metrics.ts';
 import { ContainerLogFollower, dockerLogSource, type FileFollowings, type LogFollowerStats, type LogSource } from './log-follower.ts';
 import { ContainerLogStore } from './log-store.ts';
 import { PcpClient } from './pcp-client.ts';
+import { SeriesOwnership } from './series-ownership.ts';
 import { BufferedPublisher, type PublisherStats } from './publisher.ts';
 import { registerMonitorMetrics } from './monitor-metrics.ts';
 import { newRegistry, serveMetrics, type MetricsServer } from '../protocol/metrics-endpoint.ts';
@@ -55,7 +59,8 @@ export interface MonitorStatus {
   connected: boolean;
   startedAt?: string;
   publisher: PublisherStats;
-  hosts: Array<{ id: string; host: LoopStatus; containers: LoopStatus & { count: number }; logs?: LogFollowerStats }>;
+  /** `containers.pcp`: why the container rounds go without PCP (CPU from the cgroup files), while they do. */
+  hosts: Array<{ id: string; host: LoopStatus; containers: LoopStatus & { count: number; pcp?: string }; logs?: LogFollowerStats }>;
 }
 
 export interface MonitorDaemon {
@@ -85,6 +90,10 @@ interface HostRuntime {
   blkioDone: boolean;
   /** major:minor of the host's own disks (`disks`), read at start (a missing one is a config error then). */
   diskDevices?: string[];
+  /** Docker containers already warned about for an invalid `io.herd.id` (once each). */
+  badIdsWarned: Set<string>;
+  /** Why the container rounds go without PCP, as last logged (undefined while PCP answers). */
+  pcpProblem?: string;
 }
 
 /** One container sample in this many gets the full zod check (the rest: numbers finite and >= 0). */
@@ -115,7 +124,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
   const publisher = new BufferedPublisher(config.publishBufferSize, log);
   const dataset = config.datasetDir === null ? undefined : new DatasetWriter(config.datasetDir);
   const logStore = config.datasetDir === null || !config.containerLogs ? undefined : new ContainerLogStore(join(config.datasetDir, 'logs'), { maxBytes: config.containerLogMaxBytes, rotatedFiles: config.containerLogRotatedFiles });
-  const clientId = `herd-monitor-${process.pid}`;
+  const clientId = config.clientId ?? defaultMonitorClientId();
   const registry = newRegistry();
   let metricsServer: MetricsServer | undefined;
   const metrics = registerMonitorMetrics(registry, { publisher: () => publisher.stats(), staleHosts: () => hosts.filter((h) => h.hostLoop.status.stale).length });
@@ -123,12 +132,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
   let connectTimer: NodeJS.Timeout | undefined;
   let closed = false;
   let startedAt: string | undefined;
-  /**
-   * Herd id → host whose copy owns the series, and whether that copy was seen running there
-   * (a stopped copy seen first, e.g. at start-up, owns it only until a running copy shows up,
-   * and that is not a migration).
-   */
-  const owner = new Map<string, { hostId: string; ran: boolean }>();
+  const ownership = new SeriesOwnership();
 
   // One registry for all hosts: a migration target's first log lines wait for its source's last ones.
   const fileFollowings: FileFollowings = new Map();
@@ -142,13 +146,14 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
     const pcp = (interval: number) => new PcpClient({ url: h.pmproxyUrl, pollIntervalSeconds: interval, timeoutMs: config.requestTimeoutMs, fetchImpl: metrics.timedFetch(h.id, deps.fetchImpl ?? fetch) });
     return {
       config: h,
-      hostSampler: new HostSampler(pcp(config.hostIntervalSeconds), { hostId: h.id, ...(h.cpus === undefined ? {} : { cpus: h.cpus }), ...(h.interfaces === undefined ? {} : { interfaces: h.interfaces }), ...(h.disks === undefined ? {} : { disks: h.disks }), swapNetworkDirection: h.swapNetworkDirection }),
-      containerSampler: new ContainerSampler(pcp(config.containerIntervalSeconds), { hostId: h.id, cgroup: { root: h.cgroupRoot, parent: h.cgroupParent, procRoot: h.procRoot }, ...(h.cpus === undefined ? {} : { hostCpuCount: h.cpus.length }) }, readers[i]!.reader),
+      hostSampler: new HostSampler(pcp(config.hostIntervalSeconds), { hostId: h.id, log, ...(h.cpus === undefined ? {} : { cpus: h.cpus }), ...(h.interfaces === undefined ? {} : { interfaces: h.interfaces }), ...(h.disks === undefined ? {} : { disks: h.disks }), swapNetworkDirection: h.swapNetworkDirection }),
+      containerSampler: new ContainerSampler(pcp(config.containerIntervalSeconds), { hostId: h.id, log, cgroup: { root: h.cgroupRoot, parent: h.cgroupParent, procRoot: h.procRoot }, ...(h.cpus === undefined ? {} : { hostCpuCount: h.cpus.length }) }, readers[i]!.reader),
       lister: deps.listerFor?.(h) ?? dockerContainerLister(h.dockerSocket, { timeoutMs: config.requestTimeoutMs }),
       ...(logStore === undefined ? {} : { logFollower: new ContainerLogFollower(logStore, deps.logSourceFor?.(h) ?? dockerLogSource(h.dockerSocket), { hostId: h.id, log, fileFollowings }) }),
       hostLoop: { status: { stale: false, failures: 0, rounds: 0 } },
       containerLoop: { status: { stale: false, failures: 0, rounds: 0 }, count: 0 },
       blkioDone: !config.blkioAccounting,
+      badIdsWarned: new Set(),
       // A named disk that is not there is a config error, found now rather than as a stale host.
       ...(h.disks === undefined ? {} : { diskDevices: deviceNumbers(h.disks) }),
     };
@@ -245,9 +250,44 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
     }
   };
 
+  /** The host's managed containers whose Herd id is valid; one warning per Docker container whose label is not. */
+  const validContainers = (h: HostRuntime, listed: readonly TrackedContainer[]): TrackedContainer[] => {
+    const valid = listed.filter((c) => ID_PATTERN.test(c.herdId));
+    if (valid.length === listed.length) {
+      h.badIdsWarned.clear();
+      return valid;
+    }
+    const bad = listed.filter((c) => !ID_PATTERN.test(c.herdId));
+    for (const c of bad) {
+      if (h.badIdsWarned.has(c.dockerId)) continue;
+      log.warn({ hostId: h.config.id, container: c.name, dockerId: c.dockerId, label: HERD_ID_LABEL, value: c.herdId }, `Docker container ${c.name} is left out: its ${HERD_ID_LABEL} label is not a Herd id (1-64 characters of A-Z a-z 0-9 _ . - starting with a letter or digit)`);
+    }
+    // Remember only the ones still there, so a recreated container is named again.
+    h.badIdsWarned = new Set(bad.map((c) => c.dockerId));
+    return valid;
+  };
+
+  /** Logs, once each, when a host's container rounds start and stop going without PCP. */
+  const notePcp = (h: HostRuntime): void => {
+    const problem = h.containerSampler.pcpProblem;
+    if (problem === h.pcpProblem) return;
+    if (problem !== undefined && h.pcpProblem === undefined) log.warn({ hostId: h.config.id, reason: problem }, 'pmproxy fails: container samples go on with CPU from the cgroup files until it answers');
+    else if (problem === undefined) log.info({ hostId: h.config.id }, 'pmproxy answers again: container CPU from PCP');
+    h.pcpProblem = problem;
+  };
+
   const containerRound = async (h: HostRuntime): Promise<void> => {
-    const listed = (await h.lister.list()).filter((c) => c.herdId !== '');
+    let listed: TrackedContainer[];
+    try {
+      // Docker's empty label is not a Herd-managed container; any other invalid one is warned about.
+      listed = validContainers(h, (await h.lister.list()).filter((c) => c.herdId !== ''));
+    } catch (err) {
+      // None of this host's copies counts as running now: a running copy elsewhere may take their series over.
+      ownership.unknown(h.config.id);
+      throw err;
+    }
     h.containerLoop.count = listed.length;
+    ownership.listed(h.config.id, listed);
     if (!h.blkioDone && listed.length > 0) {
       // The cgroup parent exists once the host's Docker started a container.
       const result = activateBlkioAccounting(h.config.cgroupRoot, h.config.cgroupParent, h.diskDevices);
@@ -258,21 +298,15 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
     }
     h.logFollower?.sync(listed);
     const samples = await h.containerSampler.sample(listed);
+    notePcp(h);
     const published: ContainerMetrics[] = [];
     for (const s of samples) {
-      const previous = owner.get(s.herdId);
-      const elsewhere = previous !== undefined && previous.hostId !== h.config.id;
-      if (s.state === 'running') {
-        if (elsewhere && previous.ran) {
-          const migrationId = listed.find((c) => c.dockerId === s.dockerId)?.migrationId;
-          s.migration = { fromHost: previous.hostId, toHost: h.config.id, ...(migrationId === undefined ? {} : { migrationId }) };
-          log.info({ herdId: s.herdId, from: previous.hostId, to: h.config.id }, 'container moved: series continues on the new host');
-        }
-        if (previous === undefined || elsewhere || !previous.ran) owner.set(s.herdId, { hostId: h.config.id, ran: true });
-      } else if (elsewhere) {
-        continue; // a stopped copy while the series lives elsewhere (migration source or prepared target)
-      } else if (previous === undefined) {
-        owner.set(s.herdId, { hostId: h.config.id, ran: false });
+      const verdict = ownership.decide(s.herdId, h.config.id, s.state === 'running');
+      if (!verdict.publish) continue;
+      if (verdict.movedFrom !== undefined) {
+        const migrationId = listed.find((c) => c.dockerId === s.dockerId)?.migrationId;
+        s.migration = { fromHost: verdict.movedFrom, toHost: h.config.id, ...(migrationId === undefined ? {} : { migrationId }) };
+        log.info({ herdId: s.herdId, from: verdict.movedFrom, to: h.config.id }, 'container moved: series continues on the new host');
       }
       published.push(s);
     }
@@ -292,6 +326,20 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
         return;
       }
       client = c;
+      // A broker closes the older of two connections with one client id: two monitors with the
+      // same id (say, a second one on this host without its own clientId) throw each other off
+      // in turn. Said once, as it otherwise shows only as endless reconnects.
+      let reconnects: number[] = [];
+      let saidSameId = false;
+      c.on('connect', () => {
+        const now = Date.now();
+        reconnects = reconnects.filter((t) => now - t < 60_000);
+        reconnects.push(now);
+        if (reconnects.length >= 5 && !saidSameId) {
+          saidSameId = true;
+          log.warn({ clientId, reconnects: reconnects.length }, 'the broker keeps closing this connection: another client may use the same client id (give each monitor its own clientId)');
+        }
+      });
       c.on('offline', () => log.warn('broker unreachable: buffering samples'));
       c.on('error', (err) => log.debug({ err: err.message }, 'mqtt error'));
       publisher.attach(c);
@@ -338,7 +386,7 @@ export function buildMonitorDaemon(config: MonitorConfig, deps: MonitorDaemonDep
         connected: client?.connected === true,
         ...(startedAt === undefined ? {} : { startedAt }),
         publisher: publisher.stats(),
-        hosts: hosts.map((h) => ({ id: h.config.id, host: { ...h.hostLoop.status }, containers: { ...h.containerLoop.status, count: h.containerLoop.count }, ...(h.logFollower === undefined ? {} : { logs: h.logFollower.stats() }) })),
+        hosts: hosts.map((h) => ({ id: h.config.id, host: { ...h.hostLoop.status }, containers: { ...h.containerLoop.status, count: h.containerLoop.count, ...(h.pcpProblem === undefined ? {} : { pcp: h.pcpProblem }) }, ...(h.logFollower === undefined ? {} : { logs: h.logFollower.stats() }) })),
       };
     },
   };

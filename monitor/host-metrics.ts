@@ -3,11 +3,16 @@
  * disk operations, disk active time, network bytes) become rates over the interval
  * between pmproxy's timestamps; levels (load, memory, PSI averages) are taken as they are.
  */
+import { existsSync } from 'node:fs';
+import type { Logger } from 'pino';
 import type { HostMetrics } from '../protocol/messages.ts';
 import { PROTOCOL_VERSION } from '../protocol/messages.ts';
 import type { InstanceValues, PcpClient } from './pcp-client.ts';
 import { readDiskCounters } from './disk-stats.ts';
 import { RateTracker, sumRates } from './rates.ts';
+
+/** Interfaces left out by default when the machine has no physical one: loopback, containers' veths, Docker's bridges. */
+const VIRTUAL_INTERFACE = /^(lo$|veth|docker|br-)/;
 
 const CPU_STATES = ['user', 'nice', 'sys', 'idle', 'wait.total', 'intr', 'steal'] as const;
 const IDLE_STATES = new Set(['idle', 'wait.total']);
@@ -35,8 +40,16 @@ export interface HostSamplerOptions {
   hostId: string;
   /** Count only these CPUs (the host's cpuset); all CPUs when absent. */
   cpus?: readonly number[];
-  /** Count only these interfaces; every interface but `lo` when absent. */
+  /**
+   * Count only these interfaces. When absent, the physical ones (with `<sysClassNet>/<name>/device`),
+   * or when there is none, every one but lo, veth*, docker*, br-*: traffic between containers
+   * and out of them crosses a veth, a bridge and the uplink, and would be counted on each.
+   */
   interfaces?: readonly string[];
+  /** Where the kernel lists network interfaces (/sys/class/net). */
+  sysClassNet?: string;
+  /** Where the sampler warns, once, about configured CPUs or interfaces that PCP does not know. */
+  log?: Pick<Logger, 'warn'>;
   /**
    * Swap in and out: for an interface seen from the other end (the lab's root-side veth
    * of a host namespace receives what the host sends).
@@ -57,12 +70,33 @@ const single = (values: InstanceValues | undefined): number | undefined => (valu
 
 export class HostSampler {
   private readonly rates = new RateTracker();
+  /** Counter keys read in the current sample: the others' baselines are dropped after it (gone CPUs, interfaces). */
+  private readonly seen = new Set<string>();
   private lastAt: number | undefined;
+  /** Whether network rates were computed before (from then on, an interface read for the first time counts 0). */
+  private netBefore = false;
+  /** Interface name → whether it is physical (has a device), for the default choice. */
+  private readonly physical = new Map<string, boolean>();
+  private cpusChecked = false;
+  private interfacesChecked = false;
 
   constructor(private readonly client: PcpClient, private readonly options: HostSamplerOptions) {}
 
+  /** A counter's rate; its key is kept for the next sample. */
+  private rate(key: string, value: number, at: number): number | undefined {
+    this.seen.add(key);
+    return this.rates.rate(key, value, at);
+  }
+
   async sample(): Promise<HostMetrics> {
     const f = await this.client.fetch(HOST_METRIC_NAMES);
+    this.seen.clear();
+    const out = await this.sampleOf(f);
+    this.rates.retain((key) => this.seen.has(key));
+    return out;
+  }
+
+  private async sampleOf(f: { atSeconds: number; metrics: Map<string, InstanceValues> }): Promise<HostMetrics> {
     const m = f.metrics;
     const at = f.atSeconds;
     const intervalSeconds = this.lastAt === undefined ? undefined : at - this.lastAt;
@@ -79,8 +113,10 @@ export class HostSampler {
     let totalAll = 0;
     let complete = true;
     const counted: number[] = [];
+    const known: number[] = [];
     for (const id of cpuIds) {
       const cpu = Number(/^cpu(\d+)$/.exec(cpuNames.get(id) ?? '')?.[1] ?? id);
+      known.push(cpu);
       if (this.options.cpus !== undefined && !wanted.has(cpu)) continue;
       counted.push(cpu);
       let busy = 0;
@@ -89,7 +125,7 @@ export class HostSampler {
       for (const state of CPU_STATES) {
         const value = m.get(`kernel.percpu.cpu.${state}`)?.get(id);
         if (value === undefined) continue;
-        const r = this.rates.rate(`cpu|${state}|${cpu}`, value, at);
+        const r = this.rate(`cpu|${state}|${cpu}`, value, at);
         if (r === undefined) ok = false;
         else {
           total += r;
@@ -104,6 +140,11 @@ export class HostSampler {
     }
     counted.sort((a, b) => a - b);
     if (counted.length > 0) out.cpus = counted;
+    if (!this.cpusChecked && cpuIds.length > 0) {
+      this.cpusChecked = true;
+      const missing = this.options.cpus?.filter((c) => !known.includes(c)) ?? [];
+      if (missing.length > 0) this.options.log?.warn({ hostId: this.options.hostId, missingCpus: missing, cpus: known.sort((a, b) => a - b) }, 'configured CPUs (hosts[].cpus) that this host does not have: they are not counted, and without any the host has no CPU figures');
+    }
     if (complete && totalAll > 0) {
       out.cpuUtil = round(clamp01(busyAll / totalAll), 4);
       out.cpuUtilPerCpu = Object.fromEntries(Object.entries(perCpu).map(([k, v]) => [k, round(v, 4)]));
@@ -122,7 +163,7 @@ export class HostSampler {
 
     const counter = (key: string, name: string) => {
       const v = single(m.get(name));
-      return v === undefined ? undefined : this.rates.rate(key, v, at);
+      return v === undefined ? undefined : this.rate(key, v, at);
     };
     if (this.options.disks === undefined) {
       setIf(out, 'diskOpsPerSec', counter('disk.total', 'disk.all.total'), 2);
@@ -155,12 +196,12 @@ export class HostSampler {
   private ownDisks(out: HostMetrics, disks: readonly string[]): void {
     const c = readDiskCounters(disks, this.options.sysBlock);
     const now = this.options.nowSeconds?.() ?? Date.now() / 1000;
-    const reads = this.rates.rate('own.read', c.reads, now);
-    const writes = this.rates.rate('own.write', c.writes, now);
+    const reads = this.rate('own.read', c.reads, now);
+    const writes = this.rate('own.write', c.writes, now);
     setIf(out, 'diskOpsPerSec', reads === undefined || writes === undefined ? undefined : reads + writes, 2);
     setIf(out, 'diskReadOpsPerSec', reads, 2);
     setIf(out, 'diskWriteOpsPerSec', writes, 2);
-    const activeMsPerSec = this.rates.rate('own.active', c.activeMs, now);
+    const activeMsPerSec = this.rate('own.active', c.activeMs, now);
     setIf(out, 'diskActiveRatio', activeMsPerSec === undefined ? undefined : clamp01(activeMsPerSec / 1000 / disks.length), 4);
   }
 
@@ -169,16 +210,29 @@ export class HostSampler {
     const outBytes = m.get('network.interface.out.bytes');
     if (inBytes === undefined || outBytes === undefined) return {};
     const names = await this.client.instanceNames('network.interface.in.bytes', [...inBytes.keys(), ...outBytes.keys()]);
-    const include = this.options.interfaces === undefined ? (n: string) => n !== 'lo' : (n: string) => this.options.interfaces?.includes(n) === true;
+    const present: string[] = [];
+    for (const id of inBytes.keys()) {
+      const name = id === null ? undefined : names.get(id);
+      if (name !== undefined) present.push(name);
+    }
+    const counted = new Set(this.countedInterfaces(present));
+    // After the first round, an interface read for the first time (just created) counts 0 for
+    // this round rather than leave the host without a figure; from its second reading on, its rate.
+    const rateOf = (key: string, value: number): number | undefined => {
+      this.seen.add(key);
+      const r = this.rates.observe(key, value, at);
+      return r.kind === 'rate' ? r.perSecond : r.kind === 'first' && this.netBefore ? 0 : undefined;
+    };
     const rx: Array<number | undefined> = [];
     const tx: Array<number | undefined> = [];
     for (const [id, value] of inBytes) {
       const name = id === null ? undefined : names.get(id);
-      if (name === undefined || !include(name)) continue;
-      rx.push(this.rates.rate(`net.in|${name}`, value, at));
+      if (name === undefined || !counted.has(name)) continue;
+      rx.push(rateOf(`net.in|${name}`, value));
       const o = outBytes.get(id);
-      if (o !== undefined) tx.push(this.rates.rate(`net.out|${name}`, o, at));
+      if (o !== undefined) tx.push(rateOf(`net.out|${name}`, o));
     }
+    this.netBefore = true;
     const result: { in?: number; out?: number } = {};
     const a = sumRates(rx);
     const b = sumRates(tx);
@@ -186,6 +240,34 @@ export class HostSampler {
     if (inRate !== undefined) result.in = inRate;
     if (outRate !== undefined) result.out = outRate;
     return result;
+  }
+
+  /** The interfaces that count, of those PCP reports now (see HostSamplerOptions.interfaces). */
+  private countedInterfaces(present: readonly string[]): readonly string[] {
+    const configured = this.options.interfaces;
+    if (configured !== undefined) {
+      if (!this.interfacesChecked && present.length > 0) {
+        this.interfacesChecked = true;
+        const missing = configured.filter((n) => !present.includes(n));
+        if (missing.length > 0) this.options.log?.warn({ hostId: this.options.hostId, missingInterfaces: missing, interfaces: [...present].sort() }, 'configured interfaces (hosts[].interfaces) that this host does not have: they are not counted, and without any the host has no network figures');
+      }
+      return configured;
+    }
+    const root = this.options.sysClassNet ?? '/sys/class/net';
+    // Forget interfaces that are gone (veths come and go with containers).
+    if (this.physical.size > present.length) {
+      const now = new Set(present);
+      for (const n of this.physical.keys()) if (!now.has(n)) this.physical.delete(n);
+    }
+    const physical = present.filter((n) => {
+      let known = this.physical.get(n);
+      if (known === undefined) {
+        known = existsSync(`${root}/${n}/device`);
+        this.physical.set(n, known);
+      }
+      return known;
+    });
+    return physical.length > 0 ? physical : present.filter((n) => !VIRTUAL_INTERFACE.test(n));
   }
 }
 

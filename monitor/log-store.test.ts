@@ -1,8 +1,9 @@
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { followLog, readLog, readLogFrom } from './log-reader.ts';
+import { thrownHerdError } from '../test/support/thrown.ts';
 import { ContainerLogStore, formatNanoTime, herdIdsNamed, logFilesOldestFirst, parseNanoTime, scanLastAt, type LogRecord } from './log-store.ts';
 
 const HERD = 'web-1a2b';
@@ -40,6 +41,17 @@ describe('ContainerLogStore', () => {
     dir = mkdtempSync(join(tmpdir(), 'herd-logs-'));
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it.each(['../x', 'a/b', '..', '.hidden', ''])('refuses %j, which is no Herd id, as a file name (it would write outside its folder)', (herdId) => {
+    const logs = join(dir, 'logs');
+    mkdirSync(logs);
+    const store = new ContainerLogStore(logs);
+    expect(thrownHerdError(() => store.append(herdId, [rec(1)]))).toMatchObject({ code: 'BAD_MESSAGE', message: expect.stringContaining('is not a Herd id') });
+    expect(thrownHerdError(() => store.rememberName(herdId, 'web'))).toMatchObject({ code: 'BAD_MESSAGE' });
+    expect(thrownHerdError(() => store.lastAt(herdId, 'aaaaaaaaaaaa'))).toMatchObject({ code: 'BAD_MESSAGE' });
+    store.close();
+    expect(existsSync(join(dir, 'x.log'))).toBe(false);
+  });
 
   it('appends records that read back in order', () => {
     const store = new ContainerLogStore(dir);

@@ -14,6 +14,8 @@
 import { openForAppend } from './append-file.ts';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { HerdError } from '../protocol/errors.ts';
+import { ID_PATTERN } from '../protocol/topics.ts';
 import { openFilesLimit } from './cgroup-fs.ts';
 
 export type LogStream = 'stdout' | 'stderr';
@@ -76,7 +78,16 @@ export function parseLogLine(line: string): LogRecord | undefined {
   }
 }
 
-export const logFileName = (herdId: string): string => `${herdId}.log`;
+/**
+ * The Herd id as a file name, refused (BAD_MESSAGE) when it is not a Herd id: the id comes
+ * from a container's label, and "../x" or "a/b" would put the log outside the logs folder.
+ */
+export function checkedHerdId(herdId: string): string {
+  if (!ID_PATTERN.test(herdId)) throw new HerdError('BAD_MESSAGE', `"${herdId}" is not a Herd id (1-64 characters of A-Z a-z 0-9 _ . - starting with a letter or digit): no log file is named after it`);
+  return herdId;
+}
+
+export const logFileName = (herdId: string): string => `${checkedHerdId(herdId)}.log`;
 
 /** The k-th rotated file of a log (1 = the most recent one). */
 export const rotatedPath = (path: string, k: number): string => `${path}.${k}`;
@@ -99,7 +110,7 @@ export interface ContainerLogStoreOptions {
 
 export const DEFAULT_LOG_MAX_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_LOG_ROTATED_FILES = 2;
-const nameFileName = (herdId: string): string => `${herdId}.name`;
+const nameFileName = (herdId: string): string => `${checkedHerdId(herdId)}.name`;
 
 export class ContainerLogStore {
   /** path → open file and its size, in least-recently-written order (Map keeps insertion order). */
@@ -317,6 +328,7 @@ export function herdIdsNamed(dir: string, name: string): string[] {
   for (const f of readdirSync(dir)) {
     if (!f.endsWith('.name')) continue;
     const herdId = f.slice(0, -'.name'.length);
+    if (!ID_PATTERN.test(herdId)) continue;
     let known: string;
     try {
       known = readFileSync(join(dir, f), 'utf8').trim();

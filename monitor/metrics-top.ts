@@ -41,7 +41,8 @@ export function renderTop(latest: LatestMetrics): string {
     '',
     table(['CONTAINER', 'HERD ID', 'HOST', 'STATE', 'CORES', 'CPU/LIMIT', 'MEM', 'READS/S', 'WRITES/S', 'NET IN', 'NET OUT', 'PROCS'], containerRows),
   ];
-  if (latest.rejected > 0) out.push('', `${latest.rejected} message(s) rejected (not JSON or not matching their schema)`);
+  if (latest.rejected > 0) out.push('', `${latest.rejected} message(s) rejected (not JSON, not matching their schema, or naming another host than their topic)`);
+  if (latest.foreignSamples > 0) out.push('', `${latest.foreignSamples} container sample(s) ignored: they named another host than their batch's topic`);
   return `${out.join('\n')}\n`;
 }
 

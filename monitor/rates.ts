@@ -53,6 +53,11 @@ export class RateTracker {
     return result;
   }
 
+  /** Forgets one key's baseline: its next reading is a first one. */
+  forget(key: string): void {
+    this.last.delete(key);
+  }
+
   /** Forgets keys that were not seen in the last `keep` (e.g. removed containers). */
   retain(keep: (key: string) => boolean): void {
     for (const key of this.last.keys()) if (!keep(key)) this.last.delete(key);

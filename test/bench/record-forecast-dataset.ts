@@ -89,7 +89,7 @@ async function main(): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const config = JSON.parse(readFileSync(layout.monitorConfig, 'utf8')) as Record<string, unknown>;
-  writeFileSync(`${dir}/monitor.json`, JSON.stringify({ ...config, datasetDir: `${dir}/metrics`, hostIntervalSeconds: 1, containerIntervalSeconds: 1, metrics: { enabled: false } }, null, 2));
+  writeFileSync(`${dir}/monitor.json`, JSON.stringify({ ...config, datasetDir: `${dir}/metrics`, hostIntervalSeconds: 1, containerIntervalSeconds: 1, metrics: { enabled: false }, clientId: 'herd-monitor-recording' }, null, 2));
   const monitor = spawn(HERD_BIN, ['monitor', '--config', `${dir}/monitor.json`], { stdio: ['ignore', 'ignore', 'inherit'] });
   say(`recording monitor (pid ${monitor.pid}) samples every 1 s into ${dir}/metrics`);
 
