@@ -5,13 +5,13 @@ import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { FEATURES } from '../../monitor/dataset/index.ts';
-import { SNAPSHOT_FEATURES } from '../../policies/forecast-greedy/features.ts';
+import { FEATURES, LABEL_COLUMN } from '../../monitor/dataset/index.ts';
+import { OPS_LABEL, SNAPSHOT_FEATURES } from '../../policies/forecast-greedy/features.ts';
 import { checkPolicyArgs, runPolicy } from '../../policies/registry.ts';
 import { container, host, snapshot } from '../../policies/testing/builders.ts';
 import { resolveForecastModels } from '../config.ts';
 import type { ConfigIssue } from '../../protocol/config.ts';
-import { parseTrainOptions, registerForecastCommand, scores } from './forecast-command.ts';
+import { inTimeOrder, parseTrainOptions, readTable, registerForecastCommand, scores } from './forecast-command.ts';
 import { thrownHerdError } from '../../test/support/thrown.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'herd-forecast-'));
@@ -40,15 +40,26 @@ async function herd(...argv: string[]): Promise<{ out: string; err: string }> {
   return { out, err };
 }
 
-/** A table where ops/s falls with the host's CPU use: 1000 × (1 − util) + 10 × threads. */
-function writeTable(name: string, rows: number, o: { drop?: string; bad?: boolean; extra?: string } = {}): string {
+/**
+ * A table where ops/s falls with the host's CPU use: 1000 × (1 − util) + 10 × threads.
+ * `at`: with keys `at` (row r at T0 + 5 s × ⌊r / 2⌋) and `herdId` (c0/c1), written in time
+ * order or shuffled.
+ */
+function writeTable(name: string, rows: number, o: { drop?: string; bad?: boolean; extra?: string; at?: 'ordered' | 'shuffled' } = {}): string {
   const names = [...SNAPSHOT_FEATURES.filter((n) => n !== o.drop), ...(o.extra === undefined ? [] : [o.extra])];
-  const lines = [[...names, 'label'].join(',')];
+  const lines = [[...(o.at === undefined ? [] : ['at', 'herdId']), ...names, 'label'].join(',')];
+  const T0 = Date.parse('2026-11-26T10:00:00Z');
   for (let r = 0; r < rows; r++) {
     const util = (r * 37) % 100 / 100;
     const threads = (r % 4) + 1;
     const cells = names.map((n) => (n === 'host_cpu_util' ? util : n === 'ctr_threads' ? threads : n === 'host_cores' ? 2 : (r * 13) % 7));
-    lines.push([...cells, o.bad === true && r === 4 ? 'fast' : 1000 * (1 - util) + 10 * threads].join(','));
+    const keys = o.at === undefined ? [] : [new Date(T0 + 5000 * Math.floor(r / 2)).toISOString(), `c${r % 2}`];
+    lines.push([...keys, ...cells, o.bad === true && r === 4 ? 'fast' : 1000 * (1 - util) + 10 * threads].join(','));
+  }
+  if (o.at === 'shuffled') {
+    const body = lines.slice(1).map((line, i) => ({ line, k: (i * 7919) % 101 }));
+    body.sort((a, b) => a.k - b.k || a.line.localeCompare(b.line));
+    lines.splice(1, body.length, ...body.map((b) => b.line));
   }
   const file = join(dir, name);
   writeFileSync(file, `${lines.join('\n')}\n`);
@@ -175,6 +186,13 @@ describe('herd forecast (train, evaluate, importance, predict) on a table', () =
     expect(JSON.parse(readFileSync(join(dir, 'threads.json'), 'utf8')).featureNames).not.toContain('ctr_threads');
   });
 
+  it('with --label, leaves out the features computed from the label too (from a CSV table as from recorded metrics), saying so', async () => {
+    const r = await herd('train', '--data', data, '--model', join(dir, 'cores.json'), '--label', 'ctr_cpu_cores', '--trees', '5');
+    expect(r.err).toMatch(/--label ctr_cpu_cores: left out the column\(s\) computed from it, which would give the label away: ctr_cpu_util/);
+    expect(r.out).toMatch(/read 400 rows × 12 features/);
+    expect(JSON.parse(readFileSync(join(dir, 'cores.json'), 'utf8')).featureNames).not.toContain('ctr_cpu_util');
+  });
+
   it('trains from the recorded metrics, or says why it cannot', async () => {
     await expect(herd('train', '--since', '2026-11-26T16:30:00Z', '--to', '2026-11-26T16:31:00Z', '--dir', FIXTURE, '--model', join(dir, 'r.json'))).rejects.toThrow(/\d row\(s\), too few to train and validate on/);
     await expect(herd('train', '--since', '2026-11-26T10:00:00Z', '--to', '2026-11-26T11:00:00Z', '--dir', FIXTURE, '--model', join(dir, 'r.json'))).rejects.toThrow(/no training rows in /);
@@ -185,7 +203,8 @@ describe('herd forecast (train, evaluate, importance, predict) on a table', () =
     const [step] = resolveForecastModels([{ policy: 'forecast-greedy', args: { model: 'model.json', rewardThreshold: 1.2 } }], dir, issues);
     expect(issues).toEqual([]);
     expect(checkPolicyArgs(step as never).errors).toEqual([]);
-    const s = snapshot([host('h1', { cores: 2, cpuUtil: 1 }), host('h2', { cores: 2, cpuUtil: 0.1 })], [container('db', 'h1', { cpuCores: 0.5, threadCount: 2 })]);
+    // h1 at 95 %: the table's host_cpu_util goes up to 0.99, a host at 100 % is outside what the model saw.
+    const s = snapshot([host('h1', { cores: 2, cpuUtil: 0.95 }), host('h2', { cores: 2, cpuUtil: 0.1 })], [container('db', 'h1', { cpuCores: 0.5, threadCount: 2 })]);
     const plan = runPolicy(s, step as never);
     expect(plan.moves).toEqual([expect.objectContaining({ name: 'db', from: 'h1', to: 'h2', reason: expect.stringMatching(/^predicted \d+ ops\/s on h2 vs \d+ on h1 \(\+\d+%\)/) })]);
     resolveForecastModels([{ policy: 'forecast-greedy', args: { model: 'absent.json' } }], dir, issues);
@@ -195,10 +214,85 @@ describe('herd forecast (train, evaluate, importance, predict) on a table', () =
 
 describe('the training table and the policy agree', () => {
   it('name the same features', () => expect([...SNAPSHOT_FEATURES]).toEqual([...FEATURES]));
+  it('name the same ops/s label', () => expect(OPS_LABEL).toBe(LABEL_COLUMN));
   it('scores', () => {
     const s = scores(Float64Array.from([1, 2, 3]), Float64Array.from([1, 2, 5]));
     expect(s.rmse).toBeCloseTo(Math.sqrt(4 / 3));
     expect(s.mae).toBeCloseTo(2 / 3);
     expect(s.r2).toBeCloseTo(1 - 4 / 2);
+    expect(() => scores(new Float64Array(0), new Float64Array(0))).toThrow(/no rows to score/);
+  });
+});
+
+describe('herd forecast: the validation split, the model\'s label and ranges, tables at the edges', () => {
+  it('holds out the latest rows by "at" whatever the file\'s order: a shuffled table trains the same model', async () => {
+    const ordered = await herd('train', '--data', writeTable('at-ordered.csv', 200, { at: 'ordered' }), '--model', join(dir, 'at-ordered.json'), '--trees', '20', '--json');
+    const shuffled = await herd('train', '--data', writeTable('at-shuffled.csv', 200, { at: 'shuffled' }), '--model', join(dir, 'at-shuffled.json'), '--trees', '20', '--json');
+    expect(readFileSync(join(dir, 'at-shuffled.csv'), 'utf8')).not.toBe(readFileSync(join(dir, 'at-ordered.csv'), 'utf8'));
+    expect((JSON.parse(shuffled.out) as { validation: unknown }).validation).toEqual((JSON.parse(ordered.out) as { validation: unknown }).validation);
+    expect(readFileSync(join(dir, 'at-shuffled.json'), 'utf8')).toBe(readFileSync(join(dir, 'at-ordered.json'), 'utf8'));
+    expect(shuffled.err).toMatch(/validating on the last 40 \(by "at"\)/);
+    expect(shuffled.err).not.toContain('warning');
+  });
+
+  it('orders by at, then herdId, ties in file order; refuses an "at" that is no time', () => {
+    const file = join(dir, 'order.csv');
+    writeFileSync(file, 'at,herdId,x,label\n2026-11-26T10:00:05Z,b,1,1\n2026-11-26T10:00:00Z,b,2,2\n2026-11-26T10:00:05Z,a,3,3\n2026-11-26T10:00:05Z,a,4,4\n');
+    const { table, sorted } = inTimeOrder(readTable(file, { requireLabel: true }), file);
+    expect(sorted).toBe(true);
+    expect(Array.from(table.label as Float64Array)).toEqual([2, 3, 4, 1]);
+    expect(Array.from(table.columns[0] as Float64Array)).toEqual([2, 3, 4, 1]);
+    expect(table.keys.herdId).toEqual(['b', 'a', 'a', 'b']);
+    writeFileSync(file, 'at,x,label\n2026-11-26T10:00:05Z,1,1\nlater,2,2\n');
+    expect(() => inTimeOrder(readTable(file, { requireLabel: true }), file)).toThrow(/order\.csv: row 2 \(line 3\) column "at": "later" is not a time/);
+  });
+
+  it('without "at", warns on stderr that the split assumes the rows are in time order', async () => {
+    const { out, err } = await herd('train', '--data', writeTable('no-at.csv', 50), '--model', join(dir, 'no-at.json'), '--trees', '3');
+    expect(err).toMatch(/^warning: .*no-at\.csv has no "at" column: the validation split takes the last 20 % of the rows as given, which assumes they are in time order\n$/);
+    expect(out).not.toContain('warning');
+  });
+
+  it('writes what the model predicts and the training range of each feature into the model', async () => {
+    const data = writeTable('labelled.csv', 100);
+    await herd('train', '--data', data, '--model', join(dir, 'ops.json'), '--trees', '3');
+    const ops = JSON.parse(readFileSync(join(dir, 'ops.json'), 'utf8')) as { label: string; featureNames: string[]; featureRanges: [number, number][] };
+    expect(ops.label).toBe('label');
+    expect(ops.featureRanges[ops.featureNames.indexOf('host_cores')]).toEqual([2, 2]);
+    expect(ops.featureRanges[ops.featureNames.indexOf('host_cpu_util')]).toEqual([0, 0.99]);
+    expect(checkPolicyArgs({ policy: 'forecast-greedy', args: { model: ops } }).errors).toEqual([]);
+    // A model of something else is refused by the policy, naming what it predicts.
+    await herd('train', '--data', data, '--model', join(dir, 'threads-label.json'), '--label', 'ctr_threads', '--trees', '3');
+    const threads = JSON.parse(readFileSync(join(dir, 'threads-label.json'), 'utf8')) as { label: string };
+    expect(threads.label).toBe('ctr_threads');
+    expect(checkPolicyArgs({ policy: 'forecast-greedy', args: { model: threads } }).errors.join('; ')).toMatch(/the model predicts "ctr_threads", not ops\/s/);
+  });
+
+  it('evaluate refuses a table with no rows (R² would come out as 1)', async () => {
+    const model = join(dir, 'edge.json');
+    await herd('train', '--data', writeTable('edge.csv', 40), '--model', model, '--trees', '3');
+    const empty = join(dir, 'header-only.csv');
+    writeFileSync(empty, `${[...SNAPSHOT_FEATURES, 'label'].join(',')}\n`);
+    await expect(herd('evaluate', '--model', model, '--data', empty)).rejects.toMatchObject({ code: 'BAD_CONFIG', message: expect.stringMatching(/header-only\.csv: no rows \(a header only\): nothing to evaluate on/) });
+  });
+
+  it('evaluate --label label is the default label column', async () => {
+    const model = join(dir, 'edge2.json');
+    const held = writeTable('edge2-held.csv', 30);
+    await herd('train', '--data', writeTable('edge2.csv', 40), '--model', model, '--trees', '3');
+    expect((await herd('evaluate', '--model', model, '--data', held, '--label', 'label', '--json')).out).toBe((await herd('evaluate', '--model', model, '--data', held, '--json')).out);
+  });
+
+  it('predict ignores a label column, blank or not a number', async () => {
+    const model = join(dir, 'edge3.json');
+    await herd('train', '--data', writeTable('edge3.csv', 40), '--model', model, '--trees', '3');
+    const held = readFileSync(writeTable('edge3-held.csv', 5), 'utf8').trim().split('\n');
+    const blank = join(dir, 'blank-label.csv');
+    writeFileSync(blank, `${[held[0], ...held.slice(1).map((l, i) => `${l.slice(0, l.lastIndexOf(',') + 1)}${i === 1 ? 'n/a' : ''}`)].join('\n')}\n`);
+    const want = JSON.parse((await herd('predict', '--model', model, '--data', join(dir, 'edge3-held.csv'), '--json')).out) as number[];
+    expect(JSON.parse((await herd('predict', '--model', model, '--data', blank, '--json')).out)).toEqual(want);
+    // A row of the wrong width is still reported with the file's own counts.
+    writeFileSync(blank, `${held[0]}\n1,2\n`);
+    await expect(herd('predict', '--model', model, '--data', blank)).rejects.toThrow(/blank-label\.csv: row 1 \(line 2\) has 2 cells, the header 15/);
   });
 });

@@ -4,9 +4,15 @@
  * (monitor/dataset/README.md) or one built from the recorded metrics (--since/--to) —
  * and inspects it. Offline: needs no broker.
  *
- * Hold-out: `train` validates on the last `--validation` share of the rows (default 0.2;
- * rows in time order, so it is the latest stretch, as the model will be used: on the
- * future). `evaluate` scores a model on a table it was not trained on.
+ * Hold-out: `train` validates on the latest `--validation` share of the rows (default 0.2),
+ * as the model will be used: on the future. With an `at` column the rows are first put in
+ * time order (by `at`, then `herdId`, ties kept in file order), so a shuffled table scores as
+ * one in time order; without one the rows are taken as given and a warning says that the
+ * split assumes they are in time order. `evaluate` scores a model on a table it was not
+ * trained on.
+ *
+ * The model records what it predicts (`label`: "label", the table's ops/s column, or the
+ * column or metric `--label` named): forecast-greedy takes only a model of ops/s.
  */
 import { cliProgress, type Progress } from './progress.ts';
 import { existsSync, readFileSync } from 'node:fs';
@@ -16,7 +22,7 @@ import { HerdError } from '../../protocol/errors.ts';
 import { readConfigBytes } from '../../protocol/config.ts';
 import { assertFeatures, loadModel, trainGbdt, type GbdtModel, type GbdtParams, type Matrix } from '../../policies/forecast/gbdt/index.ts';
 import { unknownFeatures } from '../../policies/forecast-greedy/policy.ts';
-import { buildTableFromDir, LABEL_COLUMN, parseCsvTable, parseTime, tableToCsv, toMatrix, type CsvTable } from '../../monitor/dataset/index.ts';
+import { buildTableFromDir, LABEL_COLUMN, labelLeaks, parseCsvTable, parseTime, splitCsvLine, tableToCsv, toMatrix, type CsvTable } from '../../monitor/dataset/index.ts';
 import { checkOutputFile, printJson, table, writeOutputFile } from './context.ts';
 
 const DEFAULT_DATASET_DIR = '/var/lib/herd/metrics';
@@ -71,8 +77,8 @@ export function parseTrainOptions(opts: { data?: string; since?: string; to?: st
   let source: TrainOptions['source'];
   if (opts.data !== undefined) source = { kind: 'csv', file: opts.data };
   else {
-    const since = parseTime(opts.since as string, now);
-    const to = parseTime(opts.to ?? 'now', now);
+    const since = parseTime(opts.since as string, now, '--since');
+    const to = parseTime(opts.to ?? 'now', now, '--to');
     if (!(since < to)) usage(`--since (${since.toISOString()}) must be before --to (${to.toISOString()})`);
     const step = numberOption('--step', opts.step, (x) => x > 0, 'a positive number of seconds') ?? 5;
     source = { kind: 'recorded', dir: opts.dir ?? DEFAULT_DATASET_DIR, since, to, stepMs: step * 1000 };
@@ -81,7 +87,34 @@ export function parseTrainOptions(opts: { data?: string; since?: string; to?: st
 }
 
 // ------------------------------------------------------------------ tables and models
-/** Reads a training table; with `labelColumn`, that column is the label (and no feature). */
+const quoteCell = (s: string) => (/[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+
+/**
+ * The CSV text without its `label` column, for a reader that does not want the label
+ * (predict: whatever the column holds, blank or not a number, is ignored; parseCsvTable
+ * checks a label column whenever there is one). Row errors keep the file's own cell counts.
+ */
+function withoutLabelColumn(text: string, file: string): string {
+  const lines = text.split(/\r?\n/);
+  while (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
+  if (lines.length === 0) return text;
+  const header = splitCsvLine(lines[0] as string).map((h) => h.trim());
+  const k = header.indexOf(LABEL_COLUMN);
+  if (k < 0) return text;
+  return `${lines
+    .map((line, r) => {
+      const cells = splitCsvLine(line);
+      if (cells.length !== header.length) throw new HerdError('BAD_CONFIG', `${file}: row ${r} (line ${r + 1}) has ${cells.length} cells, the header ${header.length}`);
+      cells.splice(k, 1);
+      return cells.map(quoteCell).join(',');
+    })
+    .join('\n')}\n`;
+}
+
+/**
+ * Reads a training table; with `labelColumn`, that column is the label (and no feature;
+ * `label` itself is the default). Without `requireLabel`, a `label` column is ignored.
+ */
 export function readTable(file: string, options: { requireLabel: boolean; labelColumn?: string }): CsvTable {
   if (!existsSync(file)) throw new HerdError('BAD_USAGE', `${file}: no such file (a training table, CSV: see monitor/dataset/README.md)`);
   const bytes = readConfigBytes(file, '--data');
@@ -91,14 +124,20 @@ export function readTable(file: string, options: { requireLabel: boolean; labelC
   } catch (err) {
     throw new HerdError('BAD_CONFIG', `${file}: not gzip data (${(err as Error).message}); name a plain CSV without .gz`, { cause: err });
   }
-  const t = parseCsvTable(text, { file, requireLabel: options.requireLabel && options.labelColumn === undefined });
-  if (options.labelColumn === undefined) return t;
-  const k = t.names.indexOf(options.labelColumn);
-  if (k < 0) throw new HerdError('BAD_CONFIG', `${file}: no column "${options.labelColumn}" (--label) among ${t.names.join(', ')}`);
+  const labelColumn = options.labelColumn === LABEL_COLUMN ? undefined : options.labelColumn;
+  if (!options.requireLabel && labelColumn === undefined) return parseCsvTable(withoutLabelColumn(text, file), { file, requireLabel: false });
+  const t = parseCsvTable(text, { file, requireLabel: options.requireLabel && labelColumn === undefined });
+  if (labelColumn === undefined) return t;
+  const k = t.names.indexOf(labelColumn);
+  if (k < 0) throw new HerdError('BAD_CONFIG', `${file}: no column "${labelColumn}" (--label) among ${t.names.join(', ')}`);
   const label = t.columns[k] as Float64Array;
   const missing = label.findIndex((x) => Number.isNaN(x));
-  if (missing >= 0) throw new HerdError('BAD_CONFIG', `${file}: row ${missing + 1} (line ${missing + 2}) column "${options.labelColumn}" (--label) is empty: every row needs a label`);
-  return { names: t.names.filter((_, i) => i !== k), columns: t.columns.filter((_, i) => i !== k), label, rows: t.rows, keys: t.keys };
+  if (missing >= 0) throw new HerdError('BAD_CONFIG', `${file}: row ${missing + 1} (line ${missing + 2}) column "${labelColumn}" (--label) is empty: every row needs a label`);
+  // The features computed from the label's field would give it away (build.ts labelLeaks): left out too.
+  const leaks = labelLeaks(labelColumn).filter((c) => c !== labelColumn && t.names.includes(c));
+  if (leaks.length > 0) process.stderr.write(`herd forecast: --label ${labelColumn}: left out the column(s) computed from it, which would give the label away: ${leaks.join(', ')}\n`);
+  const keep = (_: unknown, i: number) => i !== k && !leaks.includes(t.names[i] as string);
+  return { names: t.names.filter(keep), columns: t.columns.filter(keep), label, rows: t.rows, keys: t.keys };
 }
 
 export function readModel(file: string): GbdtModel {
@@ -138,6 +177,28 @@ export function predictTable(model: GbdtModel, t: CsvTable, file: string): Float
   }
 }
 
+/**
+ * The rows in time order when the table has an `at` column: by `at`, then `herdId` (when
+ * present), ties in file order (the order build.ts writes). `sorted` false: no `at`, rows as given.
+ */
+export function inTimeOrder(t: CsvTable, file: string): { table: CsvTable; sorted: boolean } {
+  const at = t.keys.at;
+  if (at === undefined) return { table: t, sorted: false };
+  const ms = Float64Array.from(at, (text, r) => {
+    const x = Date.parse(text);
+    if (Number.isNaN(x)) throw new HerdError('BAD_CONFIG', `${file}: row ${r + 1} (line ${r + 2}) column "at": "${text.length > 40 ? `${text.slice(0, 40)}…` : text}" is not a time (ISO 8601, e.g. 2026-11-26T16:30:35.000Z)`);
+    return x;
+  });
+  const ids = t.keys.herdId;
+  const order = Array.from({ length: t.rows }, (_, i) => i).sort((a, b) => (ms[a] as number) - (ms[b] as number) || (ids === undefined ? 0 : (ids[a] as string) < (ids[b] as string) ? -1 : (ids[a] as string) > (ids[b] as string) ? 1 : 0) || a - b);
+  if (order.every((r, i) => r === i)) return { table: t, sorted: true };
+  const keys = Object.fromEntries(Object.entries(t.keys).map(([k, v]) => [k, order.map((i) => v[i] as string)]));
+  return {
+    table: { names: t.names, columns: t.columns.map((c) => Float64Array.from(order, (i) => c[i] as number)), ...(t.label === undefined ? {} : { label: Float64Array.from(order, (i) => (t.label as Float64Array)[i] as number) }), rows: t.rows, keys },
+    sorted: true,
+  };
+}
+
 export function sliceTable(t: CsvTable, from: number, to: number): CsvTable {
   const keys = Object.fromEntries(Object.entries(t.keys).map(([k, v]) => [k, v.slice(from, to)]));
   return { names: t.names, columns: t.columns.map((c) => c.slice(from, to)), ...(t.label === undefined ? {} : { label: t.label.slice(from, to) }), rows: to - from, keys };
@@ -152,6 +213,8 @@ export interface Scores {
 
 export function scores(y: Float64Array, yhat: Float64Array): Scores {
   const n = y.length;
+  // No rows: every figure would be 0/0 (and R² came out as 1); callers refuse such a table first.
+  if (n === 0) throw new HerdError('BAD_CONFIG', 'no rows to score');
   let se = 0;
   let ae = 0;
   let mean = 0;
@@ -183,6 +246,10 @@ export async function runTrain(o: TrainOptions, progress: Progress = cliProgress
   }
   if (t.rows < 10) throw new HerdError('BAD_CONFIG', `${o.source.kind === 'csv' ? o.source.file : what}: ${t.rows} row(s), too few to train and validate on (at least 10)`);
   out(`read ${t.rows} rows × ${t.names.length} features from ${what}`);
+  // The hold-out is the latest rows: with `at`, by time whatever the file's order.
+  const ordered = inTimeOrder(t, what);
+  t = ordered.table;
+  if (!ordered.sorted) process.stderr.write(`warning: ${what} has no "at" column: the validation split takes the last ${Math.round(o.validation * 100)} % of the rows as given, which assumes they are in time order\n`);
   // Before the training: forecast-greedy's config load would refuse the model afterwards.
   const unknown = unknownFeatures(t.names);
   if (unknown !== undefined) progress.line(`warning: the table has ${unknown}: forecast-greedy will refuse this model; drop those columns to train one it can use`);
@@ -190,12 +257,17 @@ export async function runTrain(o: TrainOptions, progress: Progress = cliProgress
   const train = sliceTable(t, 0, t.rows - nVal);
   const val = sliceTable(t, t.rows - nVal, t.rows);
   const p = { nEstimators: 100, maxDepth: 6, eta: 0.3, seed: 0, ...o.params };
-  out(`training ${p.nEstimators} trees (depth ${p.maxDepth}, eta ${p.eta}, seed ${p.seed}) on ${train.rows} rows; validating on the last ${val.rows}`);
+  out(`training ${p.nEstimators} trees (depth ${p.maxDepth}, eta ${p.eta}, seed ${p.seed}) on ${train.rows} rows; validating on the last ${val.rows}${ordered.sorted ? ' (by "at")' : ''}`);
   const started = Date.now();
   let model: GbdtModel;
   try {
-    model = trainGbdt(toMatrix(train), train.label as Float64Array, o.params, { x: toMatrix(val), y: val.label as Float64Array }, (round, rounds, rmse) =>
-      progress.advance(`round${rmse === undefined ? '' : ` (validation RMSE ${g(rmse)})`}`, round + 1, rounds),
+    model = trainGbdt(
+      toMatrix(train),
+      train.label as Float64Array,
+      o.params,
+      { x: toMatrix(val), y: val.label as Float64Array },
+      (round, rounds, rmse) => progress.advance(`round${rmse === undefined ? '' : ` (validation RMSE ${g(rmse)})`}`, round + 1, rounds),
+      { label: o.label ?? LABEL_COLUMN },
     );
   } catch (err) {
     throw new HerdError('BAD_CONFIG', `training failed: ${err instanceof Error ? err.message : String(err)}`);
@@ -220,12 +292,12 @@ export function registerForecastCommand(program: Command): void {
     .option('--dir <dir>', `dataset directory with --since (default ${DEFAULT_DATASET_DIR})`)
     .option('--step <seconds>', 'grid step with --since (default 5)')
     .requiredOption('--model <file>', 'where to write the model (JSON)')
-    .option('--label <metric>', 'predict this column (--data) or container metric (--since) instead of sysbench ops/s')
+    .option('--label <metric>', 'predict this column (--data) or container metric (--since) instead of sysbench ops/s (recorded in the model as its label: forecast-greedy takes only ops/s models)')
     .option('--trees <n>', 'boosting rounds (default 100)')
     .option('--depth <n>', 'tree depth (default 6)')
     .option('--eta <x>', 'learning rate (default 0.3)')
     .option('--seed <n>', 'random seed (default 0)')
-    .option('--validation <share>', 'share of the rows (the last ones) held out for validation (default 0.2)')
+    .option('--validation <share>', 'share of the rows held out for validation: the latest by "at" (the last as given when the table has no "at") (default 0.2)')
     .option('--json', 'print {model, trainRows, validation, bestIteration} as JSON at the end (progress goes to stderr)')
     .action(async (opts: Parameters<typeof parseTrainOptions>[0] & { json?: boolean }) => {
       const options = parseTrainOptions(opts);
@@ -248,6 +320,9 @@ export function registerForecastCommand(program: Command): void {
     .action((opts: { model: string; data: string; label?: string; json?: boolean }) => {
       const model = readModel(opts.model);
       const t = readTable(opts.data, { requireLabel: true, ...(opts.label === undefined ? {} : { labelColumn: opts.label }) });
+      if (t.rows === 0) throw new HerdError('BAD_CONFIG', `${opts.data}: no rows (a header only): nothing to evaluate on`);
+      const column = opts.label ?? LABEL_COLUMN;
+      if (model.label !== undefined && model.label !== column) process.stderr.write(`warning: the model predicts "${model.label}", scored here against column "${column}"\n`);
       const s = scores(t.label as Float64Array, predictTable(model, t, opts.data));
       if (opts.json === true) printJson(s);
       else process.stdout.write(`${table(['rows', 'RMSE', 'MAE', 'R²'], [[String(s.rows), g(s.rmse), g(s.mae), g(s.r2)]])}\n`);

@@ -15,8 +15,10 @@
  * Label: sysbench ops/s (see sysbench.ts): the first report at or after t and less than
  * `labelToleranceMs` (default 10 s) after it (a report covers the interval that ends at
  * its time, so the one after t covers t); or, with `labelMetric`, a metric of the
- * container's own sample at t (a feature column name such as `ctr_disk_ops`, then removed
- * from the features, or any numeric field of the container sample such as `cpuCores`).
+ * container's own sample at t (a feature column name such as `ctr_disk_ops`, or any numeric
+ * field of the container sample such as `cpuCores`). Every feature computed from the label
+ * is removed (LABEL_LEAKS): with `cpuCores` as the label, ctr_cpu_cores is the label itself
+ * and ctr_cpu_util × ctr_cpu_limit_cores gives it back.
  *
  * Implementation: typed arrays and a single sweep per series (host look-ups by binary
  * search). danfojs-node does the same resample and join (danfo.ts); measured with
@@ -66,6 +68,33 @@ interface Series {
 }
 
 const byTime = (a: DatasetRecord, b: DatasetRecord) => Date.parse(a.at) - Date.parse(b.at);
+
+/**
+ * Which feature columns each container sample field feeds (features.ts: containerFeatures;
+ * the monitor's cpuUtil is cpuCores / cpuLimitCores), and so which columns must go when that
+ * field, or a column computed from it, is the label: left in, they give the label back
+ * (exactly, or with one other column). A field not listed feeds no feature.
+ */
+const FIELD_FEEDS: Readonly<Record<string, readonly string[]>> = {
+  cpuCores: ['ctr_cpu_cores', 'ctr_cpu_util'], // util × limit = cores
+  cpuLimitCores: ['ctr_cpu_limit_cores', 'ctr_cpu_util'], // cores / util = limit
+  cpuUtil: ['ctr_cpu_util', 'ctr_cpu_cores'], // cores / limit = util
+  diskReadOpsPerSec: ['ctr_disk_ops'],
+  diskWriteOpsPerSec: ['ctr_disk_ops'],
+  memoryBytes: ['ctr_memory_bytes'],
+  threadCount: ['ctr_threads'],
+  processCount: ['ctr_processes'],
+};
+/** The sample field behind each feature column that stands for one field. */
+const COLUMN_FIELD: Readonly<Record<string, string>> = { ctr_cpu_cores: 'cpuCores', ctr_cpu_limit_cores: 'cpuLimitCores', ctr_cpu_util: 'cpuUtil', ctr_memory_bytes: 'memoryBytes', ctr_threads: 'threadCount', ctr_processes: 'processCount' };
+
+/** The feature columns to drop when `label` (a sample field or a feature column) is the label. */
+export function labelLeaks(label: string): string[] {
+  const field = Object.hasOwn(FIELD_FEEDS, label) ? label : Object.hasOwn(COLUMN_FIELD, label) ? COLUMN_FIELD[label] : undefined;
+  const leaks = new Set<string>(field === undefined ? [] : FIELD_FEEDS[field]);
+  if (FEATURES.includes(label)) leaks.add(label);
+  return FEATURES.filter((f) => leaks.has(f));
+}
 
 function series(records: DatasetRecord[], width: number, extract: (r: DatasetRecord) => number[], keep: boolean): Series {
   records.sort(byTime);
@@ -119,7 +148,8 @@ export function buildTable(hosts: readonly DatasetRecord[], containers: readonly
   const hostSeries = new Map<string, Series>();
   for (const [id, list] of groupBy(hosts, 'hostId')) hostSeries.set(id, series(list, hw, hostFeatures, false));
 
-  const keepCols = FEATURES.map((_, i) => i).filter((i) => i !== metricFeature);
+  const leaks = metric === undefined ? [] : labelLeaks(metric);
+  const keepCols = FEATURES.map((_, i) => i).filter((i) => !leaks.includes(FEATURES[i] as string));
   const out: number[][] = keepCols.map(() => []);
   const label: number[] = [];
   const atMs: number[] = [];

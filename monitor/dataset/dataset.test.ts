@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
-import { buildTable, buildTableFromDir } from './build.ts';
+import { buildTable, buildTableFromDir, labelLeaks } from './build.ts';
 import { parseCsvTable, splitCsvLine, tableToCsv, toMatrix } from './csv.ts';
 import { resampleJoinDanfo } from './danfo.ts';
 import { FEATURES } from './features.ts';
@@ -74,10 +74,40 @@ describe('buildTable: grid, join, label', () => {
     expect(Array.from(t.label)).toEqual([0.1, 0.2, 0.6, 0.7, 1.1]);
   });
 
-  it('labels with any numeric field of the container sample', () => {
+  it('labels with any numeric field of the container sample, leaving out the features computed from it', () => {
     const t = buildTable([], [ctr(T0 + 2_000, 'h1', 0.2)], { labelMetric: 'diskWriteOpsPerSec' });
     expect(Array.from(t.label)).toEqual([2]);
-    expect(t.names).toEqual(FEATURES);
+    // ctr_disk_ops = reads + writes: it would hand the label to the trees.
+    expect(t.names).toEqual(FEATURES.filter((f) => f !== 'ctr_disk_ops'));
+    const memory = buildTable([], [{ ...ctr(T0 + 2_000, 'h1', 0.2), memoryBytes: 5 }], { labelMetric: 'memoryBytes' });
+    expect(memory.names).toEqual(FEATURES.filter((f) => f !== 'ctr_memory_bytes'));
+    // A field that feeds no feature leaves them all.
+    expect(buildTable([], [{ ...ctr(T0 + 2_000, 'h1', 0.2), netInBytesPerSec: 7 }], { labelMetric: 'netInBytesPerSec' }).names).toEqual(FEATURES);
+  });
+
+  it.each([
+    ['cpuCores', ['ctr_cpu_cores', 'ctr_cpu_util']], // util × limit = cores
+    ['ctr_cpu_cores', ['ctr_cpu_cores', 'ctr_cpu_util']],
+    ['cpuLimitCores', ['ctr_cpu_limit_cores', 'ctr_cpu_util']],
+    ['cpuUtil', ['ctr_cpu_cores', 'ctr_cpu_util']], // cores / limit = util
+    ['ctr_cpu_util', ['ctr_cpu_cores', 'ctr_cpu_util']],
+    ['diskReadOpsPerSec', ['ctr_disk_ops']],
+    ['ctr_disk_ops', ['ctr_disk_ops']],
+    ['threadCount', ['ctr_threads']],
+    ['host_cpu_util', ['host_cpu_util']],
+  ])('label %s: no feature that gives it back (%j left out)', (labelMetric, gone) => {
+    expect(labelLeaks(labelMetric)).toEqual(gone);
+    const t = buildTable([host('h1', T0 + 1_000, 0.3)], [{ ...ctr(T0 + 2_000, 'h1', 0.2), cpuUtil: 0.1, threadCount: 3 }], { labelMetric });
+    expect(t.rows).toBe(1);
+    expect(t.names).toEqual(FEATURES.filter((f) => !gone.includes(f)));
+  });
+
+  it('on a real lab slice, --label cpuCores leaves no column equal to the label', async () => {
+    const t = await buildTableFromDir(FIXTURE, { since: new Date('2026-11-26T00:00:00Z'), to: new Date('2026-11-27T00:00:00Z') }, { stepMs: 1000, labelMetric: 'cpuCores' });
+    expect(t.rows).toBeGreaterThan(5);
+    expect(t.names).not.toContain('ctr_cpu_cores');
+    expect(t.names).not.toContain('ctr_cpu_util');
+    for (const c of t.columns) expect(Array.from(c).every((v, r) => v === t.label[r])).toBe(false);
   });
 
   it('builds from a recorded dataset directory (a real lab slice, a migration h1 → h2 in it)', async () => {

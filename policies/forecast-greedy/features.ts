@@ -24,16 +24,43 @@ export const SNAPSHOT_FEATURES = [
 ] as const;
 export type SnapshotFeature = (typeof SNAPSHOT_FEATURES)[number];
 
+/**
+ * What the policy's model must predict: the training table's label column (monitor/dataset
+ * csv.ts LABEL_COLUMN, sysbench ops/s; control/cli/forecast-command.test.ts keeps both equal),
+ * as `herd forecast train` records it in the model's `label` field.
+ */
+export const OPS_LABEL = 'label';
+
+/**
+ * The monitor records a container without a CPU limit with cpuLimitCores = its host's cores
+ * (monitor/container-metrics.ts: `limits.cpuLimitCores ?? hostCpuCount`, the cpuset size,
+ * which is also the snapshot's host `cores`). So the training rows of an unlimited container
+ * on an 8-core host say limit 8, util = cores / 8. A limit equal to the current host's cores
+ * (within the window mean's rounding) is read as "no limit": on a target it becomes the
+ * target's cores. A container given an explicit limit of exactly its host's cores cannot be
+ * told apart in the snapshot; it is treated the same way (what the monitor would record for it
+ * after a move differs then: it would keep its limit).
+ */
+const NO_LIMIT_TOLERANCE = 1e-3;
+
+function limitOn(snapshot: ClusterSnapshot, c: ContainerSnapshot, h: HostSnapshot, moved: boolean): number | undefined {
+  if (!moved || c.cpuLimitCores === undefined || h.cores === undefined) return c.cpuLimitCores;
+  const current = snapshot.hosts.find((x) => x.hostId === c.hostId);
+  if (current?.cores === undefined || Math.abs(c.cpuLimitCores - current.cores) > NO_LIMIT_TOLERANCE) return c.cpuLimitCores;
+  return h.cores;
+}
+
 const v = (x: number | undefined): number => (x === undefined ? Number.NaN : x);
 
 /** Feature values of container `c` on host `h`; `moved`: h is a target, c's load is added to it. */
 export function featureValues(snapshot: ClusterSnapshot, c: ContainerSnapshot, h: HostSnapshot, moved: boolean): Record<SnapshotFeature, number> {
   const cores = c.cpuCores ?? 0;
   const hostUtil = moved ? (h.cores === undefined ? Number.NaN : Math.min(1, (hostCpuUsed(h, snapshot.containers) + arrivingCpu(snapshot, h.hostId) + cores) / h.cores)) : v(h.cpuUtil);
+  const limit = limitOn(snapshot, c, h, moved);
   return {
     ctr_cpu_cores: v(c.cpuCores),
-    ctr_cpu_limit_cores: v(c.cpuLimitCores),
-    ctr_cpu_util: c.cpuCores !== undefined && c.cpuLimitCores !== undefined && c.cpuLimitCores > 0 ? c.cpuCores / c.cpuLimitCores : Number.NaN,
+    ctr_cpu_limit_cores: v(limit),
+    ctr_cpu_util: c.cpuCores !== undefined && limit !== undefined && limit > 0 ? c.cpuCores / limit : Number.NaN,
     ctr_disk_ops: v(c.diskOpsPerSec),
     ctr_memory_bytes: v(c.memoryBytes),
     ctr_threads: v(c.threadCount),

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { container, host, snapshot } from '../testing/builders.ts';
 import { checkPolicyArgs, runPolicy } from '../registry.ts';
+import { featureValues, SNAPSHOT_FEATURES } from './features.ts';
 import { forecastGreedyArgsSchema, MISSING_MODEL, planForecastGreedy } from './policy.ts';
 import { TINY_MODEL } from './tiny-model.ts';
 
@@ -17,6 +18,8 @@ describe('forecast-greedy arguments', () => {
     ['a path not read', 'model.json', /"model\.json" is a path/],
     ['not a model', { trees: [] }, /not a usable model: /],
     ['a feature a snapshot lacks', { ...TINY_MODEL, featureNames: [...TINY_MODEL.featureNames.slice(0, -1), 'ctr_gpu'] }, /not a usable model: .*does not provide: ctr_gpu/],
+    ['a model of another label (--label)', { ...TINY_MODEL, label: 'ctr_threads' }, /not a usable model: the model predicts "ctr_threads", not ops\/s \(the training table's "label" column\)/],
+    ['a model that does not say what it predicts', (({ label: _, ...m }) => m)(TINY_MODEL), /not a usable model: the model does not say what it predicts \(no "label": .*herd forecast train \(without --label\), or for XGBoost set bst\.set_attr\(herd_label="label"\)/],
   ])('refuses %s', (_what, model, message) => {
     const { errors } = checkPolicyArgs({ policy: 'forecast-greedy', args: { model } });
     expect(errors.join('; ')).toMatch(message);
@@ -91,3 +94,54 @@ describe('forecast-greedy plans (model: 800 ops/s below 70 % host CPU, 400 above
     expect(args().model.model).toBe(args().model.model);
   });
 });
+
+describe('forecast-greedy: features of a container without a CPU limit (the monitor records its host\'s cores as its limit)', () => {
+  const s = snapshot([host('h1', { cores: 2, cpuUtil: 1 }), host('h2', { cores: 8, cpuUtil: 0.1 })], [container('web', 'h1', { cpuCores: 1.8, cpuLimitCores: 2 }), container('capped', 'h1', { cpuCores: 0.9, cpuLimitCores: 1 })]);
+  const [h1, h2] = s.hosts as [Parameters<typeof featureValues>[2], Parameters<typeof featureValues>[2]];
+  const [web, capped] = s.containers as [Parameters<typeof featureValues>[1], Parameters<typeof featureValues>[1]];
+
+  it('as if moved, takes the target\'s cores as its limit, as the monitor would record there', () => {
+    expect(featureValues(s, web, h1, false)).toMatchObject({ ctr_cpu_limit_cores: 2, ctr_cpu_util: 0.9 });
+    expect(featureValues(s, web, h2, true)).toMatchObject({ ctr_cpu_limit_cores: 8, ctr_cpu_util: 1.8 / 8, host_cores: 8 });
+  });
+
+  it('keeps a real limit (one other than its host\'s cores)', () => {
+    expect(featureValues(s, capped, h2, true)).toMatchObject({ ctr_cpu_limit_cores: 1, ctr_cpu_util: 0.9 });
+  });
+
+  it('so a model that favours a container with CPU to spare moves it to the bigger host', () => {
+    // 1000 ops/s when the container uses under half of its limit, 200 otherwise.
+    const model = { ...TINY_MODEL, baseScore: 0, trees: [{ feature: [SNAPSHOT_FEATURES.indexOf('ctr_cpu_util'), -1, -1], threshold: [0.5, 0, 0], defaultLeft: [0, 0, 0], left: [1, -1, -1], right: [2, -1, -1], value: [0, 1000, 200], gain: [1, 0, 0] }] };
+    const one = snapshot(s.hosts, [web]);
+    const plan = planForecastGreedy(one, args({ model }));
+    expect(plan.moves).toEqual([expect.objectContaining({ name: 'web', to: 'h2', reason: expect.stringMatching(/^predicted 1000 ops\/s on h2 vs 200 on h1/) })]);
+  });
+});
+
+describe('forecast-greedy: features outside the model\'s training range', () => {
+  // Trained on hosts of 1 or 2 cores only (the other features: no range recorded → not checked).
+  const ranged = { ...TINY_MODEL, featureRanges: SNAPSHOT_FEATURES.map((f) => (f === 'host_cores' ? [1, 2] : f === 'host_cpu_util' ? [0, 1] : null)) };
+  const s = snapshot([host('h1', { cpuUtil: 1 }), host('h2', { cores: 8, cpuUtil: 0.1 }), host('h3', { cores: 2, cpuUtil: 0.1 })], [container('db', 'h1', { cpuCores: 0.5 })]);
+
+  it('skips a pair whose target the model never saw the like of, and says so (OUT_OF_RANGE)', () => {
+    const plan = planForecastGreedy(s, args({ model: ranged }));
+    expect(plan.moves.map((m) => m.to)).toEqual(['h3']);
+    expect(plan.annotations).toContainEqual(expect.objectContaining({ level: 'skip', code: 'OUT_OF_RANGE', message: '1 pair(s) with a feature outside the model\'s training range skipped: db → h2: on h2 host_cores 8 (trained 1..2)' }));
+    // Without ranges (an older model, or XGBoost's), nothing is checked: h2 wins the tie by id.
+    expect(planForecastGreedy(s, args()).moves.map((m) => m.to)).toEqual(['h2']);
+  });
+
+  it('a container the model never saw the like of where it is: every pair of it skipped, and an empty plan says why', () => {
+    const big = snapshot([host('h1', { cores: 4, cpuUtil: 1 }), host('h3', { cores: 2, cpuUtil: 0.1 })], [container('db', 'h1', { cpuCores: 0.5 })]);
+    const plan = planForecastGreedy(big, args({ model: ranged }));
+    expect(plan.moves).toEqual([]);
+    expect(plan.annotations).toEqual([expect.objectContaining({ code: 'OUT_OF_RANGE', message: expect.stringContaining('db → h3: on h1 (where it is) host_cores 4 (trained 1..2)') })]);
+  });
+
+  it('with outOfRange: allow, keeps the pair and the move\'s reason says what was outside', () => {
+    const plan = planForecastGreedy(s, args({ model: ranged, outOfRange: 'allow' }));
+    expect(plan.moves).toEqual([expect.objectContaining({ to: 'h2', reason: expect.stringMatching(/; outside the training range: on h2 host_cores 8 \(trained 1\.\.2\)$/) })]);
+    expect(plan.annotations).toContainEqual(expect.objectContaining({ level: 'info', code: 'OUT_OF_RANGE', message: expect.stringContaining('kept (outOfRange: allow)') }));
+  });
+});
+

@@ -10,6 +10,18 @@
  * best ratios go first, each container at most once, while the target still has room and
  * the source is still overloaded (after the moves planned before), at most `maxMoves`.
  *
+ * Only a model of ops/s is taken: its `label` must be the training table's label column
+ * (OPS_LABEL), as `herd forecast train` records it without `--label`; a model of another
+ * metric (or one that does not say, such as a file from before the field existed) would
+ * make the ratios below meaningless.
+ *
+ * A pair whose rows (where the container is, or on the target as if moved) hold a feature
+ * outside the range the model was trained on (its `featureRanges`) is skipped with
+ * `OUT_OF_RANGE` (`outOfRange: allow` keeps it, the move's reason saying so): beyond its
+ * training range a tree answers as at the edge, so a bigger host or a heavier container
+ * would be predicted as the biggest one seen. Models without ranges (XGBoost's) are not
+ * checked.
+ *
  * Pure: `args.model` is the model's JSON (Herd's or XGBoost's), loaded while the
  * arguments are parsed (once per JSON object); a path must be read into JSON before
  * (`resolveForecastModels` in control/config.ts).
@@ -18,7 +30,7 @@ import { z } from 'zod';
 import { loadModel, type GbdtModel } from '../forecast/gbdt/index.ts';
 import { acceptsContainers, arrivingCpu, byKeyThenId, coresKnown, fmt, hostCpuUsed, memoryProblem, type Annotation, type ClusterSnapshot, type ContainerSnapshot, type CpuKnownHost, type Move, type Plan, type PolicyDefinition } from '../model.ts';
 import { ineligibility, windowProblem } from '../cpu-greedy/greedy.ts';
-import { featureValues, SNAPSHOT_FEATURES, type SnapshotFeature } from './features.ts';
+import { featureValues, OPS_LABEL, SNAPSHOT_FEATURES, type SnapshotFeature } from './features.ts';
 
 const NAME = 'forecast-greedy';
 export const MISSING_MODEL = 'forecast-greedy needs a trained model: herd forecast train --data TABLE.csv --model MODEL.json (or --since/--to on recorded metrics), then give args.model (the model file, read when the config is loaded)';
@@ -40,6 +52,12 @@ export function modelOf(json: unknown): GbdtModel {
   if (model.featureNames.length === 0) throw new Error(`the model has no feature names (an XGBoost model saved without them): it needs columns named like the training table's (${SNAPSHOT_FEATURES.join(', ')})`);
   const unknown = unknownFeatures(model.featureNames);
   if (unknown !== undefined) throw new Error(`the model uses ${unknown}`);
+  if (model.label === undefined) {
+    throw new Error(
+      `the model does not say what it predicts (no "label": made by an older Herd, or an XGBoost model without the herd_label attribute); forecast-greedy needs a model of ops/s: train one with herd forecast train (without --label), or for XGBoost set bst.set_attr(herd_label="${OPS_LABEL}") before save_model`,
+    );
+  }
+  if (model.label !== OPS_LABEL) throw new Error(`the model predicts "${model.label}", not ops/s (the training table's "${OPS_LABEL}" column): forecast-greedy compares predicted ops/s; train the model without --label`);
   loaded.set(json, model);
   return model;
 }
@@ -73,6 +91,8 @@ export const forecastGreedyArgsSchema = z.strictObject({
   maxMoves: z.number().int().min(1).default(2),
   minSamples: z.number().int().min(0).default(3),
   maxMissingRatio: z.number().min(0).max(1).default(0.02),
+  /** A pair with a feature outside the model's training range: skipped (default) or kept, the move's reason saying so; annotated OUT_OF_RANGE either way. */
+  outOfRange: z.enum(['skip', 'allow']).default('skip'),
 });
 export type ForecastGreedyArgs = z.infer<typeof forecastGreedyArgsSchema>;
 
@@ -83,6 +103,30 @@ interface Pair {
   current: number;
   predicted: number;
   ratio: number;
+  /** Features outside the training range, where it is and on the target; empty when none. */
+  unseen: string[];
+}
+
+const RANGE_SLACK = 1e-9;
+const figure = (x: number) => (Math.abs(x) >= 1e5 ? x.toPrecision(3) : String(Math.round(x * 1000) / 1000));
+
+/**
+ * The features of a row outside the model's training range, as "name value (trained lo..hi)".
+ * A missing value (NaN) is not out of range (the trees learned a direction for it), nor is a
+ * feature every training row lacked (no tree splits on it).
+ */
+export function outsideTrainingRange(model: GbdtModel, row: Record<SnapshotFeature, number>): string[] {
+  const ranges = model.featureRanges;
+  if (ranges === undefined) return [];
+  const out: string[] = [];
+  model.featureNames.forEach((name, k) => {
+    const r = ranges[k];
+    const x = row[name as SnapshotFeature];
+    if (r === null || r === undefined || Number.isNaN(x)) return;
+    const slack = RANGE_SLACK * Math.max(1, Math.abs(r[0]), Math.abs(r[1]));
+    if (x < r[0] - slack || x > r[1] + slack) out.push(`${name} ${figure(x)} (trained ${figure(r[0])}..${figure(r[1])})`);
+  });
+  return out;
 }
 
 /** Predicts every row at once (column-major matrix in the model's column order). */
@@ -153,15 +197,29 @@ export function planForecastGreedy(snapshot: ClusterSnapshot, args: ForecastGree
   const pairs: Pair[] = [];
   let i = 0;
   for (const { c, from, to } of candidates) {
+    const here = outsideTrainingRange(model, rows[i] as Record<SnapshotFeature, number>).map((x) => `on ${from.hostId} (where it is) ${x}`);
     const current = predicted[i++] as number;
     for (const t of to) {
+      const there = outsideTrainingRange(model, rows[i] as Record<SnapshotFeature, number>).map((x) => `on ${t.hostId} ${x}`);
       const p = predicted[i++] as number;
-      pairs.push({ c, from, to: t, current, predicted: p, ratio: current > 0 ? p / current : Number.NaN });
+      pairs.push({ c, from, to: t, current, predicted: p, ratio: current > 0 ? p / current : Number.NaN, unseen: [...here, ...there] });
     }
   }
-  const qualifying = pairs.filter((p) => p.ratio >= args.rewardThreshold).sort(byKeyThenId((p) => p.ratio, (p) => `${p.c.herdId}>${p.to.hostId}`, true));
+  const unseen = pairs.filter((p) => p.unseen.length > 0);
+  if (unseen.length > 0) {
+    const what = unseen.slice(0, 5).map((p) => `${p.c.name} → ${p.to.hostId}: ${p.unseen.join(', ')}`);
+    annotations.push({
+      level: args.outOfRange === 'skip' ? 'skip' : 'info',
+      code: 'OUT_OF_RANGE',
+      policy: NAME,
+      message: `${unseen.length} pair(s) with a feature outside the model's training range ${args.outOfRange === 'skip' ? 'skipped' : 'kept (outOfRange: allow)'}: ${what.join('; ')}${unseen.length > 5 ? '; …' : ''}`,
+    });
+  }
+  const usable = args.outOfRange === 'skip' ? pairs.filter((p) => p.unseen.length === 0) : pairs;
+  if (usable.length === 0) return plan([]); // OUT_OF_RANGE says why
+  const qualifying = usable.filter((p) => p.ratio >= args.rewardThreshold).sort(byKeyThenId((p) => p.ratio, (p) => `${p.c.herdId}>${p.to.hostId}`, true));
   if (qualifying.length === 0) {
-    const best = pairs.filter((p) => !Number.isNaN(p.ratio)).sort(byKeyThenId((p) => p.ratio, (p) => `${p.c.herdId}>${p.to.hostId}`, true))[0];
+    const best = usable.filter((p) => !Number.isNaN(p.ratio)).sort(byKeyThenId((p) => p.ratio, (p) => `${p.c.herdId}>${p.to.hostId}`, true))[0];
     annotations.push({
       level: 'info',
       code: 'BELOW_REWARD',
@@ -192,7 +250,7 @@ export function planForecastGreedy(snapshot: ClusterSnapshot, args: ForecastGree
       to: p.to.hostId,
       policy: NAME,
       reasonCode: 'PREDICTED_GAIN',
-      reason: `predicted ${fmt(p.predicted, 0)} ops/s on ${p.to.hostId} vs ${fmt(p.current, 0)} on ${p.from.hostId} (${pct(p.ratio)}); ${p.from.hostId} uses ${fmt(used.get(p.from.hostId) ?? 0)} of ${p.from.cores} core(s)`,
+      reason: `predicted ${fmt(p.predicted, 0)} ops/s on ${p.to.hostId} vs ${fmt(p.current, 0)} on ${p.from.hostId} (${pct(p.ratio)}); ${p.from.hostId} uses ${fmt(used.get(p.from.hostId) ?? 0)} of ${p.from.cores} core(s)${p.unseen.length > 0 ? `; outside the training range: ${p.unseen.join(', ')}` : ''}`,
       expectedGain: p.predicted - p.current,
     });
   }

@@ -3,12 +3,13 @@
  * policy): 100 + (host_cpu_util < 0.7 ? 700 : 300) ops/s, i.e. 800 ops/s on a host below
  * 70 % CPU, 400 above (NaN: the "above" side).
  */
-import { SNAPSHOT_FEATURES } from './features.ts';
+import { OPS_LABEL, SNAPSHOT_FEATURES } from './features.ts';
 
 export const TINY_MODEL = {
   format: 'herd-gbdt',
   version: 1,
   source: 'herd',
+  label: OPS_LABEL,
   featureNames: [...SNAPSHOT_FEATURES],
   nFeatures: SNAPSHOT_FEATURES.length,
   baseScore: 100,

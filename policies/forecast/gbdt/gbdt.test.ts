@@ -111,4 +111,42 @@ describe('trainGbdt', () => {
     expect(() => loadModel({ format: 'herd-gbdt', version: 99 })).toThrow(/version 99 is newer/);
     expect(() => loadModel({ hello: 1 })).toThrow(/neither a herd-gbdt model nor an XGBoost JSON model/);
   });
+
+  it('refuses a validation set without rows or with a non-finite target (early stopping would keep one tree)', () => {
+    const { x, y } = data(300, 11, (v) => 10 * v);
+    const params = { nEstimators: 50, earlyStoppingRounds: 5 };
+    expect(() => trainGbdt(x, y, params, { x: matrixFromColumns({ signal: [], noise: [] }), y: new Float64Array(0) })).toThrow(/validation set has no rows/);
+    expect(() => trainGbdt(x, y, params, { x: matrixFromColumns({ signal: [0.5, 0.2], noise: [0.1, 0.1] }), y: Float64Array.of(1, Number.NaN) })).toThrow(/validation y\[1\] is NaN: targets must be finite/);
+    expect(() => trainGbdt(x, y, params, { x: matrixFromColumns({ signal: [0.5], noise: [0.1] }), y: Float64Array.of(Number.POSITIVE_INFINITY) })).toThrow(/validation y\[0\] is Infinity/);
+  });
+
+  it('records what it predicts and each feature\'s training range, through save and load', () => {
+    const x = matrixFromColumns({ a: [3, 1, Number.NaN, 2], b: [Number.NaN, Number.NaN, Number.NaN, Number.NaN], c: [-1, 0, 5, 0.5] });
+    const model = trainGbdt(x, Float64Array.of(1, 2, 3, 4), { nEstimators: 2 }, undefined, undefined, { label: 'label' });
+    expect(model.label).toBe('label');
+    expect(model.featureRanges).toEqual([[1, 3], null, [-1, 5]]);
+    const json = JSON.parse(JSON.stringify(model.toJSON())) as Record<string, unknown>;
+    expect(json).toMatchObject({ label: 'label', featureRanges: [[1, 3], null, [-1, 5]] });
+    const again = loadModel(json);
+    expect(again.label).toBe('label');
+    expect(again.featureRanges).toEqual([[1, 3], null, [-1, 5]]);
+    // A file written before both fields existed still loads; it just does not say.
+    const { label: _l, featureRanges: _r, ...old } = json;
+    const older = loadModel(old);
+    expect(older.label).toBeUndefined();
+    expect(older.featureRanges).toBeUndefined();
+    expect(() => loadModel({ ...json, featureRanges: [[1, 3], null] })).toThrow(/2 feature ranges for 3 features/);
+    expect(() => loadModel({ ...json, featureRanges: [[3, 1], null, null] })).toThrow(/min above max/);
+  });
+
+  it('loads only a herd-gbdt model it could have written: version 1, distinct names, names for a Herd-trained model', () => {
+    const { x, y } = data(200, 12, step);
+    const json = trainGbdt(x, y, { nEstimators: 2 }).toJSON() as Record<string, unknown>;
+    expect(() => loadModel(json)).not.toThrow();
+    for (const version of [0, -3, 0.5, '1', undefined]) expect(() => loadModel({ ...json, version })).toThrow(/version .* is not one this Herd reads \(1\)/);
+    expect(() => loadModel({ ...json, featureNames: ['signal', 'signal'] })).toThrow(/duplicate feature name\(s\): signal/);
+    expect(() => loadModel({ ...json, featureNames: [] })).toThrow(/trained by Herd lists no feature names for its 2 features/);
+    // A converted XGBoost model without names is read by column position, as XGBoost's own is.
+    expect(loadModel({ ...json, source: 'xgboost', featureNames: [] }).featureNames).toEqual([]);
+  });
 });

@@ -5,7 +5,15 @@
  *
  * Herd's format (`format: "herd-gbdt"`, `version: 1`) stores the feature names, base score,
  * the parameters trained with, the best iteration and every tree's arrays; numbers are JSON
- * doubles, so save → load predicts identically.
+ * doubles, so save → load predicts identically. Optional fields (absent from files written
+ * before they existed, so such files still load):
+ *   - `label`: what the model predicts (the training table's label column: `label`, ops/s,
+ *     or the column or metric `--label` named), so that a consumer can refuse a model of
+ *     something else (forecast-greedy wants ops/s);
+ *   - `featureRanges`: per feature, in the model's column order, `[min, max]` of the
+ *     training rows (`null` for a column that was missing in all of them), so that a
+ *     consumer can tell a row the trees never saw the like of: beyond the range the trees
+ *     answer as at its edge, whatever the value.
  */
 import { z } from 'zod';
 import { Ensemble } from './ensemble.ts';
@@ -44,7 +52,14 @@ export interface GbdtModel {
   featureNames: string[];
   /** 0-based round with the best validation score, when early stopping ran. */
   bestIteration?: number;
+  /** What the model predicts (the label column or metric it was trained on), when recorded. */
+  label?: string;
+  /** Per feature (model order): [min, max] of the training rows, null when all were missing; when recorded. */
+  featureRanges?: readonly FeatureRange[];
 }
+
+/** [min, max] of a feature over the training rows; null when every training row lacked it. */
+export type FeatureRange = readonly [number, number] | null;
 
 export const HERD_FORMAT = 'herd-gbdt';
 export const HERD_FORMAT_VERSION = 1;
@@ -73,14 +88,26 @@ export class TreeModel implements GbdtModel {
     readonly nFeatures: number,
     readonly trees: Tree[],
     readonly baseScore: number,
-    readonly meta: { params?: Partial<GbdtParams>; bestIteration?: number; float32?: boolean; source: 'herd' | 'xgboost' },
+    readonly meta: { params?: Partial<GbdtParams>; bestIteration?: number; float32?: boolean; source: 'herd' | 'xgboost'; label?: string; featureRanges?: readonly FeatureRange[] },
   ) {
+    // Two columns of one name: a table's column would feed both, or a snapshot's value the wrong one.
+    const dup = featureNames.filter((n, i) => featureNames.indexOf(n) !== i);
+    if (dup.length > 0) throw new Error(`duplicate feature name(s): ${[...new Set(dup)].join(', ')}`);
+    if (meta.featureRanges !== undefined && meta.featureRanges.length !== nFeatures) throw new Error(`${meta.featureRanges.length} feature ranges for ${nFeatures} features`);
     trees.forEach((t, i) => checkTree(t, nFeatures, `tree ${i}`));
     this.ensemble = new Ensemble(trees, baseScore, meta.float32 ?? false);
   }
 
   get bestIteration(): number | undefined {
     return this.meta.bestIteration;
+  }
+
+  get label(): string | undefined {
+    return this.meta.label;
+  }
+
+  get featureRanges(): readonly FeatureRange[] | undefined {
+    return this.meta.featureRanges;
   }
 
   predict(x: Matrix): Float64Array {
@@ -104,12 +131,14 @@ export class TreeModel implements GbdtModel {
       format: HERD_FORMAT,
       version: HERD_FORMAT_VERSION,
       source: this.meta.source,
+      ...(this.meta.label === undefined ? {} : { label: this.meta.label }),
       featureNames: this.featureNames,
       nFeatures: this.nFeatures,
       baseScore: this.baseScore,
       float32: this.meta.float32 ?? false,
       ...(this.meta.params === undefined ? {} : { params: this.meta.params }),
       ...(this.meta.bestIteration === undefined ? {} : { bestIteration: this.meta.bestIteration }),
+      ...(this.meta.featureRanges === undefined ? {} : { featureRanges: this.meta.featureRanges.map((r) => (r === null ? null : [r[0], r[1]] as [number, number])) }),
       trees: this.trees.map((t) => ({
         feature: [...t.feature],
         threshold: [...t.threshold],
@@ -127,14 +156,16 @@ const nums = z.array(z.number());
 const treeJson = z.strictObject({ feature: z.array(z.number().int()), threshold: nums, defaultLeft: z.array(z.number().int()), left: z.array(z.number().int()), right: z.array(z.number().int()), value: nums, gain: nums });
 export const herdModelJson = z.strictObject({
   format: z.literal(HERD_FORMAT),
-  version: z.number().int(),
+  version: z.literal(HERD_FORMAT_VERSION),
   source: z.enum(['herd', 'xgboost']),
-  featureNames: z.array(z.string()),
+  label: z.string().min(1).optional(),
+  featureNames: z.array(z.string().min(1)),
   nFeatures: z.number().int().min(0),
   baseScore: z.number(),
   float32: z.boolean(),
   params: z.record(z.string(), z.unknown()).optional(),
   bestIteration: z.number().int().min(0).optional(),
+  featureRanges: z.array(z.tuple([z.number(), z.number()]).refine(([lo, hi]) => lo <= hi, 'min above max').nullable()).optional(),
   trees: z.array(treeJson),
 });
 export type HerdModelJson = z.infer<typeof herdModelJson>;
@@ -142,14 +173,22 @@ export type HerdModelJson = z.infer<typeof herdModelJson>;
 export function loadHerdModel(json: unknown): TreeModel {
   const version = (json as { version?: unknown } | null)?.version;
   if (typeof version === 'number' && version > HERD_FORMAT_VERSION) throw new Error(`herd-gbdt model version ${version} is newer than this Herd reads (${HERD_FORMAT_VERSION})`);
+  // Only the versions this Herd wrote: 0, a negative or a fractional version is no file of ours.
+  if (version !== HERD_FORMAT_VERSION) throw new Error(`herd-gbdt model version ${JSON.stringify(version)} is not one this Herd reads (${HERD_FORMAT_VERSION})`);
   const parsed = herdModelJson.safeParse(json);
   if (!parsed.success) throw new Error(`not a valid herd-gbdt model: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   const m = parsed.data;
+  // Herd's learner always names its columns; only a converted XGBoost model may lack names
+  // (it is then fed by column position).
+  if (m.source === 'herd' && m.featureNames.length === 0 && m.nFeatures > 0) throw new Error(`herd-gbdt model trained by Herd lists no feature names for its ${m.nFeatures} features`);
   if (m.featureNames.length > 0 && m.featureNames.length !== m.nFeatures) throw new Error(`herd-gbdt model lists ${m.featureNames.length} feature names for ${m.nFeatures} features`);
+  if (m.featureRanges !== undefined && m.featureRanges.length !== m.nFeatures) throw new Error(`herd-gbdt model lists ${m.featureRanges.length} feature ranges for ${m.nFeatures} features`);
   return new TreeModel(m.featureNames, m.nFeatures, m.trees.map(treeFromArrays), m.baseScore, {
     source: m.source,
     float32: m.float32,
     ...(m.params === undefined ? {} : { params: m.params as Partial<GbdtParams> }),
     ...(m.bestIteration === undefined ? {} : { bestIteration: m.bestIteration }),
+    ...(m.label === undefined ? {} : { label: m.label }),
+    ...(m.featureRanges === undefined ? {} : { featureRanges: m.featureRanges }),
   });
 }

@@ -5,12 +5,17 @@
  * (`colsampleByTree`, without replacement) with the seeded PRNG, grows a tree on bin
  * histograms (grow.ts) and adds it. With a validation set and `earlyStoppingRounds`,
  * training stops once the validation RMSE has not improved for that many rounds, and the
- * model keeps the trees up to the best round (`bestIteration`, 0-based).
+ * model keeps the trees up to the best round (`bestIteration`, 0-based). A validation set
+ * must have rows and finite targets: with none, or with a NaN among them, the RMSE never
+ * improves after round 0 and early stopping would silently keep one tree.
+ *
+ * The model records each feature's [min, max] over the training rows (`featureRanges`) and,
+ * when the caller says, what it predicts (`label`): see model.ts.
  */
 import { binMatrix, type BinnedMatrix } from './binning.ts';
 import { TreeGrower } from './grow.ts';
 import type { Matrix } from './matrix.ts';
-import { TreeModel, assertFeatures, type GbdtModel, type GbdtParams } from './model.ts';
+import { TreeModel, assertFeatures, type FeatureRange, type GbdtModel, type GbdtParams } from './model.ts';
 import { seededRng } from './random.ts';
 import { leafValue, type Tree } from './tree.ts';
 
@@ -54,7 +59,12 @@ export function resolveParams(params: Partial<GbdtParams>): GbdtParams {
 /** Called after each boosting round (0-based) with the validation RMSE so far, when there is a validation set. */
 export type RoundListener = (round: number, rounds: number, validationRmse: number | undefined) => void;
 
-export function trainGbdt(train: Matrix, y: Float64Array, params: Partial<GbdtParams> = {}, validation?: { x: Matrix; y: Float64Array }, onRound?: RoundListener): GbdtModel {
+/** What the model records besides its trees: `label`, the name of what y is (the table's label column or metric). */
+export interface TrainMeta {
+  label?: string;
+}
+
+export function trainGbdt(train: Matrix, y: Float64Array, params: Partial<GbdtParams> = {}, validation?: { x: Matrix; y: Float64Array }, onRound?: RoundListener, meta: TrainMeta = {}): GbdtModel {
   const p = resolveParams(params);
   const n = train.rows;
   if (train.names.length !== train.cols) throw new Error(`the matrix has ${train.cols} columns but ${train.names.length} names`);
@@ -71,7 +81,14 @@ export function trainGbdt(train: Matrix, y: Float64Array, params: Partial<GbdtPa
   if (validation) {
     assertFeatures({ featureNames: train.names }, validation.x.names);
     if (validation.y.length !== validation.x.rows) throw new Error(`validation y has ${validation.y.length} values for ${validation.x.rows} rows`);
+    if (validation.x.data.length !== validation.x.rows * validation.x.cols) throw new Error(`validation matrix data has ${validation.x.data.length} values, expected rows × cols = ${validation.x.rows * validation.x.cols}`);
+    // Either would leave the validation RMSE at 0 or NaN every round: never an improvement after
+    // round 0, so early stopping would keep a single tree without a word.
+    if (validation.x.rows === 0) throw new Error('the validation set has no rows: give one with rows, or none');
+    const bad = validation.y.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) throw new Error(`validation y[${bad}] is ${validation.y[bad]}: targets must be finite`);
   }
+  if (meta.label !== undefined && meta.label.trim() === '') throw new Error('the label name is empty');
   const base = sum / n;
   const binned = binMatrix(train, p.maxBin);
   const grower = new TreeGrower(binned, p);
@@ -114,7 +131,24 @@ export function trainGbdt(train: Matrix, y: Float64Array, params: Partial<GbdtPa
   const kept = stopped ? trees.slice(0, bestIteration + 1) : trees;
   const { earlyStoppingRounds, ...rest } = p;
   const recorded: Partial<GbdtParams> = earlyStoppingRounds === undefined ? rest : { ...rest, earlyStoppingRounds };
-  return new TreeModel([...train.names], train.cols, kept, base, { source: 'herd', params: recorded, ...(stopped ? { bestIteration } : {}) });
+  return new TreeModel([...train.names], train.cols, kept, base, { source: 'herd', params: recorded, ...(stopped ? { bestIteration } : {}), ...(meta.label === undefined ? {} : { label: meta.label }), featureRanges: featureRanges(train) });
+}
+
+/** Each column's [min, max] over the finite values of its rows (NaN, a missing value, left out; null when none is finite: JSON has no NaN or ±Infinity). */
+export function featureRanges(x: Matrix): FeatureRange[] {
+  const out: FeatureRange[] = [];
+  for (let c = 0; c < x.cols; c++) {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (let r = c * x.rows, end = r + x.rows; r < end; r++) {
+      const v = x.data[r] as number;
+      if (!Number.isFinite(v)) continue;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    out.push(lo <= hi ? [lo, hi] : null);
+  }
+  return out;
 }
 
 /** `k` of `n` columns without replacement (partial Fisher–Yates), in increasing order. */

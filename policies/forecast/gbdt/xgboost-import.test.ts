@@ -55,4 +55,31 @@ describe('XGBoost JSON import (fixtures from make-fixtures.py)', () => {
     model.learner.objective.name = 'binary:logistic';
     expect(() => loadModel(model)).toThrow(/objective binary:logistic is not supported/);
   });
+
+  it('reads XGBoost 3.1\'s base_score list "[5E-1]" as 0.5, and refuses a multi-target list', () => {
+    const cases = read('small.cases.json') as Cases;
+    const x = matrixFromRows(cases.rows, cases.names);
+    const json = read('small.model.json') as { learner: { learner_model_param: { base_score: string } } };
+    const plain = json.learner.learner_model_param.base_score;
+    const want = [...loadModel(json).predict(x)];
+    json.learner.learner_model_param.base_score = `[${plain}]`;
+    expect([...loadModel(json).predict(x)]).toEqual(want);
+    json.learner.learner_model_param.base_score = '[5E-1,2.5E-1]';
+    expect(() => loadModel(json)).toThrow(/base_score \[5E-1,2\.5E-1\] holds 2 values \(a multi-target model\); only single-target regression is supported/);
+    json.learner.learner_model_param.base_score = '[]';
+    expect(() => loadModel(json)).toThrow(/base_score \[\] holds no value/);
+    json.learner.learner_model_param.base_score = '[abc]';
+    expect(() => loadModel(json)).toThrow(/base_score \[abc\] is not a number/);
+  });
+
+  it('takes what the model predicts from the booster attribute herd_label (bst.set_attr), none without it', () => {
+    expect(loadModel(read('small.model.json')).label).toBeUndefined();
+    const json = read('small.model.json') as { learner: { attributes?: Record<string, unknown> } };
+    json.learner.attributes = { ...json.learner.attributes, herd_label: 'label' };
+    const model = loadModel(json);
+    expect(model.label).toBe('label');
+    expect(loadModel(JSON.parse(JSON.stringify(model.toJSON()))).label).toBe('label');
+    json.learner.attributes.herd_label = '';
+    expect(() => loadModel(json)).toThrow(/herd_label "" is not a column name/);
+  });
 });

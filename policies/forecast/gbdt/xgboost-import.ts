@@ -3,7 +3,9 @@
  * with it exactly as XGBoost does, for regression objectives with an identity link
  * (`reg:squarederror` and friends).
  *
- * The schema used: `learner.learner_model_param.base_score` (a string like "5E-1"),
+ * The schema used: `learner.learner_model_param.base_score` (a string like "5E-1"; XGBoost
+ * ≥ 3.1 writes a list, "[5E-1]", one value per target: one value is read, more are refused
+ * as a multi-target model),
  * `learner.feature_names` (may be empty), `learner.objective.name`, and for every tree in
  * `learner.gradient_booster.model.trees` (`gradient_booster.gbtree.model` for `dart`, whose
  * `weight_drop` scales each tree): `left_children` (-1 on leaves), `right_children`,
@@ -11,6 +13,13 @@
  * `loss_changes` (for gain importance). XGBoost sends `x < split_condition` left and NaN to
  * `default_left`, in float32: the ensemble runs in its float32 mode for these models.
  * All trees are used (like `Booster.predict`), even when `best_iteration` is recorded.
+ *
+ * What the model predicts: XGBoost's JSON has no such field, so Herd reads it from the
+ * booster attribute `herd_label` (`learner.attributes`, set with
+ * `bst.set_attr(herd_label="label")` before `save_model`), the name of the training table's
+ * column it was trained on (`label`: ops/s). Without the attribute the model has no label,
+ * and forecast-greedy refuses it: a file that does not say it predicts ops/s is not taken
+ * on trust.
  */
 import { TreeModel } from './model.ts';
 import type { Tree } from './tree.ts';
@@ -33,11 +42,23 @@ function numArray(v: unknown, path: string): number[] {
   });
 }
 
+/** base_score: "5E-1" (XGBoost < 3.1), or "[5E-1]" (≥ 3.1: a vector, one value per target). */
+function baseScoreOf(v: unknown): number {
+  let text = typeof v === 'number' ? String(v) : typeof v === 'string' ? v.trim() : '';
+  if (text.startsWith('[') && text.endsWith(']')) {
+    const values = text.slice(1, -1).split(',').map((x) => x.trim());
+    if (values.length !== 1 || values[0] === '') throw new Error(`XGBoost model: base_score ${text} holds ${values[0] === '' ? 'no value' : `${values.length} values (a multi-target model)`}; only single-target regression is supported`);
+    text = values[0] as string;
+  }
+  const n = Number(text);
+  if (text === '' || !Number.isFinite(n)) throw new Error(`XGBoost model: base_score ${String(v)} is not a number`);
+  return n;
+}
+
 export function loadXgboostModel(json: unknown): TreeModel {
   const learner = obj(obj(json, '(root)').learner, 'learner');
   const param = obj(learner.learner_model_param, 'learner.learner_model_param');
-  const baseScore = Number(param.base_score);
-  if (!Number.isFinite(baseScore)) throw new Error(`XGBoost model: base_score ${String(param.base_score)} is not a number`);
+  const baseScore = baseScoreOf(param.base_score);
   const nFeatures = Number(param.num_feature);
   if (!Number.isInteger(nFeatures) || nFeatures < 0) throw new Error(`XGBoost model: num_feature ${String(param.num_feature)} is not a count`);
   if (Number(param.num_class ?? 0) > 1 || Number(param.num_target ?? 1) > 1) throw new Error('XGBoost model: multi-class and multi-target models are not supported (regression only)');
@@ -56,8 +77,11 @@ export function loadXgboostModel(json: unknown): TreeModel {
   } else throw new Error(`XGBoost model: booster ${String(booster.name)} is not supported (gbtree or dart)`);
   if (!Array.isArray(model.trees)) throw new Error('XGBoost model: gradient_booster model has no trees array');
   const trees = model.trees.map((raw, i) => importTree(obj(raw, `trees[${i}]`), `trees[${i}]`, weights?.[i] ?? 1));
-  const bestIteration = Number(obj(learner.attributes ?? {}, 'learner.attributes').best_iteration);
-  return new TreeModel(names, nFeatures, trees, baseScore, { source: 'xgboost', float32: true, ...(Number.isInteger(bestIteration) ? { bestIteration } : {}) });
+  const attributes = obj(learner.attributes ?? {}, 'learner.attributes');
+  const bestIteration = Number(attributes.best_iteration);
+  const label = attributes.herd_label;
+  if (label !== undefined && (typeof label !== 'string' || label.trim() === '')) throw new Error(`XGBoost model: learner.attributes.herd_label ${JSON.stringify(label)} is not a column name`);
+  return new TreeModel(names, nFeatures, trees, baseScore, { source: 'xgboost', float32: true, ...(Number.isInteger(bestIteration) ? { bestIteration } : {}), ...(label === undefined ? {} : { label }) });
 }
 
 function importTree(t: Json, path: string, weight: number): Tree {
