@@ -76,4 +76,22 @@ describe('compute metrics', () => {
       await server.close();
     }
   });
+
+  it('buckets phases finely where downtimes fall (0.1 to 2 s), up to a minute', async () => {
+    const store = new MigrationStore(mkdtempSync(`${tmpdir()}/herd-metrics-`));
+    const registry = newRegistry();
+    registerComputeMetrics(registry, { store, criu: new SerialQueue() });
+    await store.save(record('m1', 'diff'));
+    await store.finish('source', 'm1', { outcome: 'done', result: { ...result, timings: { ...result.timings, downtimeMs: 810 } } });
+    await store.save(record('m2', 'diff'));
+    await store.finish('source', 'm2', { outcome: 'done', result: { ...result, migrationId: 'm2', timings: { ...result.timings, downtimeMs: 1860 } } });
+    const text = await registry.metrics();
+    const bounds = [...text.matchAll(/herd_migration_phase_seconds_bucket\{le="([^"]+)",phase="downtime"\}/g)].map((m) => m[1]);
+    expect(bounds).toEqual(['0.1', '0.2', '0.3', '0.4', '0.5', '0.6', '0.75', '0.9', '1', '1.25', '1.5', '2', '3', '5', '10', '30', '60', '+Inf']);
+    // 0.81 s lands in (0.75, 0.9], 1.86 s in (1.5, 2].
+    expect(text).toContain('herd_migration_phase_seconds_bucket{le="0.75",phase="downtime"} 0');
+    expect(text).toContain('herd_migration_phase_seconds_bucket{le="0.9",phase="downtime"} 1');
+    expect(text).toContain('herd_migration_phase_seconds_bucket{le="1.5",phase="downtime"} 1');
+    expect(text).toContain('herd_migration_phase_seconds_bucket{le="2",phase="downtime"} 2');
+  });
 });

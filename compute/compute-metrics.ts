@@ -8,8 +8,12 @@ import type { MigrationResult } from '../protocol/messages.ts';
 import type { MigrationRecord, MigrationStore, Tombstone } from './migration/migration-store.ts';
 import type { SerialQueue } from './migration/serial-queue.ts';
 
-/** Downtime-scale buckets, in seconds (a migration's phases take 10 ms to minutes). */
-const PHASE_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300];
+/**
+ * Downtime-scale buckets, in seconds: fine from 0.1 to 2 s, where Herd's downtimes and most
+ * phases fall (a 0.8 s and a 1.8 s downtime must not share a bucket), coarse up to a minute
+ * (longer lands in +Inf). The control daemon's downtime histogram uses the same buckets.
+ */
+export const PHASE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.9, 1, 1.25, 1.5, 2, 3, 5, 10, 30, 60];
 
 export function registerComputeMetrics(registry: Registry, deps: { store: MigrationStore; criu: SerialQueue }): void {
   const migrations = new Counter({

@@ -7,6 +7,13 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { ClusterSnapshot } from '../policies/model.ts';
 import type { ControlEvent } from '../protocol/messages.ts';
 
+/**
+ * Downtime buckets, in seconds: fine where Herd's downtimes are (0.1 to 2 s: a 0.8 s and a
+ * 1.8 s migration must not share a bucket), coarse beyond. The compute daemon's phase
+ * histogram uses the same (compute/compute-metrics.ts), so quantiles compare.
+ */
+export const DOWNTIME_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.9, 1, 1.25, 1.5, 2, 3, 5, 10, 30, 60];
+
 export interface ControlMetrics {
   observe(event: ControlEvent): void;
 }
@@ -25,7 +32,7 @@ export function registerControlMetrics(registry: Registry, latest: () => Cluster
   const executed = new Counter({ name: 'herd_control_moves_executed_total', help: 'Moves sent as migrations', registers: [registry] });
   const annotations = new Counter({ name: 'herd_control_annotations_total', help: 'Reasons something did not happen, by code', labelNames: ['reason'] as const, registers: [registry] });
   const migrations = new Counter({ name: 'herd_control_migrations_total', help: 'Migrations seen to end (the loop\'s and manual ones), by outcome', labelNames: ['outcome'] as const, registers: [registry] });
-  const downtime = new Histogram({ name: 'herd_control_migration_downtime_seconds', help: 'Downtime of done migrations (frozen to running on the target)', buckets: [0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60], registers: [registry] });
+  const downtime = new Histogram({ name: 'herd_control_migration_downtime_seconds', help: 'Downtime of done migrations (frozen to running on the target)', buckets: DOWNTIME_BUCKETS, registers: [registry] });
   new Gauge({
     name: 'herd_control_containers',
     help: 'Containers per host in the latest evaluation',
@@ -44,8 +51,9 @@ export function registerControlMetrics(registry: Registry, latest: () => Cluster
     registers: [registry],
     collect() {
       const s = latest();
-      const v = s === undefined ? undefined : cpuImbalance(s);
-      if (v !== undefined) this.set(v);
+      // No evaluation yet, or no online host with CPU figures: unknown (NaN), not the last
+      // value seen nor 0 (which reads "perfectly balanced").
+      this.set((s === undefined ? undefined : cpuImbalance(s)) ?? Number.NaN);
     },
   });
 

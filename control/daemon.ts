@@ -141,7 +141,7 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
               const e = await l.evaluateNow('manual');
               return { evaluationId: e.evaluationId, policy: e.plan.policy, proposed: e.plan.moves.length, allowed: e.allowed.moves, sent: e.sent, annotations: e.allowed.annotations };
             },
-            'control.history': async (cmd) => ({ records: l.historyRecords(cmd.args.limit ?? 100, cmd.args.container) }),
+            'control.history': async (cmd) => l.historyReply(cmd.args.limit ?? 100, cmd.args.container),
             'control.events': async (cmd) => ({ events: l.recentEvents(cmd.args.limit ?? 100) }),
             'control.pause': async (cmd) => {
               l.pause(cmd.args.reason);

@@ -15,6 +15,11 @@ export function loopStep(step: { policy: PolicyName; args: Record<string, unknow
   return { policy: step.policy, args };
 }
 
+/** `policy` as the configured chain runs it (its arguments there, such as forecast-greedy's model), or with its defaults when the chain lacks it. */
+export function configuredStep(policies: readonly { policy: PolicyName; args: Record<string, unknown> }[], policy: PolicyName): { policy: PolicyName; args: Record<string, unknown> } {
+  return policies.find((s) => s.policy === policy) ?? { policy, args: {} };
+}
+
 export function chainFor(policies: readonly { policy: PolicyName; args: Record<string, unknown> }[], options: { missingSamplesThreshold: number; draining: boolean }): PolicyStep[] {
   const configured = policies.map((s) => loopStep(s, options.missingSamplesThreshold));
   return options.draining ? [loopStep({ policy: 'drain', args: {} }, options.missingSamplesThreshold), ...configured] : configured;

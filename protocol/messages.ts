@@ -49,7 +49,7 @@ export type HostStatus = z.infer<typeof hostStatusSchema>;
 
 // ---------------------------------------------------------------- containers
 export const networkAttachmentSchema = z.strictObject({
-  /** Docker network name on the host (e.g. the lab's macvlan network "herd-lan"). */
+  /** Docker network name on the host (e.g. the lab's macvlan network "herd-lan"), or "host" or "bridge" (Docker's own; no fixed address there). */
   network: z.string().min(1),
   ip: z.ipv4().optional(),
   mac: z.mac().optional(),
@@ -81,6 +81,40 @@ export const containerSpecSchema = z.strictObject({
   /** Docker's restart policy; carried to the target (the source's is set to "no" while it is checkpointed). */
   restartPolicy: z.strictObject({ name: z.enum(['no', 'always', 'unless-stopped', 'on-failure']), maximumRetryCount: z.number().int().min(0).optional() }).optional(),
   network: networkAttachmentSchema.optional(),
+  /** Host name (and domain) inside the container; not with the host's network. */
+  hostname: z.string().min(1).max(253).optional(),
+  domainname: z.string().min(1).max(253).optional(),
+  /** The entrypoint the container runs with (the image's unless overridden); `cmd` are its arguments. */
+  entrypoint: z.array(z.string()).optional(),
+  /** Published ports (Docker's PortBindings): the target publishes the same host ports. */
+  ports: z.array(z.strictObject({ containerPort: z.number().int().min(1).max(65535), protocol: z.enum(['tcp', 'udp', 'sctp']), hostIp: z.string().optional(), hostPort: z.string().regex(/^\d*(-\d+)?$/, 'a port or a range').optional() })).optional(),
+  /** Capabilities added to or dropped from Docker's default set (the processes keep theirs through the checkpoint). */
+  capAdd: z.array(z.string().min(1)).optional(),
+  capDrop: z.array(z.string().min(1)).optional(),
+  /** Docker's security options; a migration carries only "no-new-privileges". */
+  securityOpt: z.array(z.string().min(1)).optional(),
+  /** tmpfs mounts (path -> mount options); the checkpoint carries their contents. */
+  tmpfs: z.record(z.string().startsWith('/'), z.string()).optional(),
+  readOnlyRootfs: z.boolean().optional(),
+  /** Docker's init process (tini) as pid 1. */
+  init: z.boolean().optional(),
+  stopSignal: z.string().min(1).optional(),
+  stopTimeoutSeconds: z.number().int().min(0).optional(),
+  shmSizeBytes: z.number().int().positive().optional(),
+  extraHosts: z.array(z.string().min(1)).optional(),
+  dns: z.array(z.string().min(1)).optional(),
+  dnsSearch: z.array(z.string().min(1)).optional(),
+  dnsOptions: z.array(z.string().min(1)).optional(),
+  ulimits: z.array(z.strictObject({ name: z.string().min(1), soft: z.number().int(), hard: z.number().int() })).optional(),
+  /** Health check (Docker's Healthcheck; durations in nanoseconds, as Docker takes them). */
+  healthcheck: z.strictObject({ test: z.array(z.string()), intervalNs: z.number().int().min(0).optional(), timeoutNs: z.number().int().min(0).optional(), startPeriodNs: z.number().int().min(0).optional(), retries: z.number().int().min(0).optional() }).optional(),
+  pidsLimit: z.number().int().positive().optional(),
+  cpuShares: z.number().int().positive().optional(),
+  cpuQuotaMicros: z.number().int().positive().optional(),
+  cpuPeriodMicros: z.number().int().positive().optional(),
+  /** Docker's MemorySwap (-1: unlimited). */
+  memorySwapBytes: z.number().int().min(-1).optional(),
+  memoryReservationBytes: z.number().int().positive().optional(),
   /** CPU limit in cores (Docker NanoCpus / 1e9). */
   cpuLimitCores: z.number().positive().optional(),
   memoryLimitBytes: z.number().int().positive().optional(),
@@ -123,7 +157,7 @@ const containerRef = z.string().min(1);
 
 /** The most records `control.history` and events `control.events` return (the CLI's --limit checks them too). */
 export const MAX_HISTORY_LIMIT = 100_000;
-export const MAX_EVENTS_LIMIT = 10_000;
+export const MAX_EVENTS_LIMIT = 1_000; // = EVENT_MEMORY (control/loop/control-loop.ts): what the daemon keeps
 
 /** Argument schemas per command type. The schemas of results a caller acts on are in COMMAND_RESULTS. */
 export const COMMAND_ARGS = {

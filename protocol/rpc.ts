@@ -205,22 +205,39 @@ export class CommandClient {
   async request<R = unknown, T extends CommandType = CommandType>(hostId: string, type: T, args: CommandArgsInput<T>, options: RequestOptions = {}): Promise<R> {
     const id = options.id ?? randomUUID();
     const timeoutMs = options.timeoutMs ?? 30_000;
+    /** Whether the broker acknowledged the command (PUBACK): a timeout before it is the broker's, not the host's. */
+    let acknowledged = false;
     const result = new Promise<unknown>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(noReply(new HerdError('TIMEOUT', `no reply from host ${hostId} to "${type}" within ${timeoutMs} ms`)));
+        reject(
+          noReply(
+            acknowledged
+              ? new HerdError('TIMEOUT', `no reply from host ${hostId} to "${type}" within ${timeoutMs} ms`)
+              : new HerdError('BROKER_UNAVAILABLE', `the MQTT broker did not take "${type}" for host ${hostId} within ${timeoutMs} ms (${this.client.connected ? 'no acknowledgement' : 'not connected: reconnecting'})`),
+          ),
+        );
       }, timeoutMs);
       this.pending.set(id, { resolve, reject, timer, type, peer: type.startsWith('control.') ? controlClientId(hostId) : computeClientId(hostId) });
     });
     const envelope = { v: PROTOCOL_VERSION, id, type, from: this.clientId, sentAt: new Date().toISOString(), args };
-    try {
-      await publishJson(this.client, options.topic ?? topics.hostCommands(hostId), envelope);
-    } catch (err) {
-      const waiter = this.pending.get(id);
-      if (waiter !== undefined) clearTimeout(waiter.timer);
-      this.pending.delete(id);
-      throw noReply(new HerdError('BROKER_UNAVAILABLE', `could not publish "${type}" to host ${hostId}: ${(err as Error).message}`, { cause: err }));
-    }
+    // The publish and the wait for the reply run side by side, and only `result` is awaited:
+    // a reconnecting client queues the publish while the broker is away, so it may never
+    // settle before the timer fires, and a `result` created but not yet awaited would then
+    // reject unobserved (an unhandled rejection kills the CLI with a stack trace). A failed
+    // publish ends the wait at once.
+    publishJson(this.client, options.topic ?? topics.hostCommands(hostId), envelope).then(
+      () => {
+        acknowledged = true;
+      },
+      (err: unknown) => {
+        const waiter = this.pending.get(id);
+        if (waiter === undefined) return; // timed out (or answered) already
+        clearTimeout(waiter.timer);
+        this.pending.delete(id);
+        waiter.reject(noReply(new HerdError('BROKER_UNAVAILABLE', `could not publish "${type}" to host ${hostId}: ${(err as Error).message}`, { cause: err })));
+      },
+    );
     return (await result) as R;
   }
 

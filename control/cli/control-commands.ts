@@ -12,14 +12,17 @@ import { controlEventSchema, controlStatusSchema, MAX_EVENTS_LIMIT, MAX_HISTORY_
 import { parseTopic, topics } from '../../protocol/topics.ts';
 import { clusterSnapshotSchema, type ClusterSnapshot, type Plan } from '../../policies/model.ts';
 import { POLICY_NAMES, type PolicyName } from '../../policies/registry.ts';
-import { chainFor, decide, loopStep } from '../../policies/pipeline.ts';
+import { chainFor, configuredStep, decide, loopStep } from '../../policies/pipeline.ts';
 import { emptySafetyState } from '../../policies/safety/safety.ts';
 import type { MigrationRecord } from '../loop/history-store.ts';
 import { loadConfig } from '../../protocol/config.ts';
 import { loopSectionSchema, resolveControlConfigFiles } from '../config.ts';
-import { checkOutputFile, printJson, table, withBrokerOption, withSession, writeOutputFile, type Session } from './context.ts';
+import { localClock } from '../migrations/migration-client.ts';
+import { brokerUrl, checkOutputFile, printJson, table, withBrokerOption, withSession, writeOutputFile, type Session } from './context.ts';
 
 const CONTROL_HELP = 'control daemon node id (default: the one online)';
+
+
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -114,8 +117,24 @@ export function renderSnapshot(s: ClusterSnapshot): string {
   return `${hosts}\n\n${containers}\n`;
 }
 
+/** One line per event; the time is local (HH:MM:SS.mmm), as the dashboard shows it (--json keeps the ISO UTC time). */
 export function describeControlEvent(e: ControlEvent): string {
-  return `${e.at.slice(11, 23)}  ${e.kind.padEnd(10)} ${e.code === undefined ? '' : `[${e.code}] `}${e.message}`;
+  return `${localClock(e.at)}  ${e.kind.padEnd(10)} ${e.code === undefined ? '' : `[${e.code}] `}${e.message}`;
+}
+
+/** An ISO time as local date and time with its offset ("2026-11-28 07:00:00 +01:00"): unambiguous wherever it is read. */
+export function localDateTime(iso: string): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  const offset = -d.getTimezoneOffset();
+  const sign = offset < 0 ? '-' : '+';
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())} ${sign}${p(Math.floor(Math.abs(offset) / 60))}:${p(Math.abs(offset) % 60)}`;
+}
+
+/** How `herd status --watch` and `herd events -f` name a lost broker. */
+function brokerLostMessage(url: string): string {
+  return `lost the MQTT broker ${url}`;
 }
 
 function readSnapshotFile(file: string): ClusterSnapshot {
@@ -135,19 +154,23 @@ function readSnapshotFile(file: string): ClusterSnapshot {
 export function registerControlCommands(program: Command, control: Command): void {
   withControl(program.command('plan'))
     .description('what the control loop would move now and why (or why nothing moves), without acting')
-    .addOption(new Option('--policy <name>', 'one policy instead of the configured chain').choices(POLICY_NAMES))
+    .addOption(new Option('--policy <name>', "one policy instead of the configured chain (with its arguments there when the chain has it, such as forecast-greedy's model)").choices(POLICY_NAMES))
     .option('--snapshot <file>', 'plan offline on a saved snapshot (JSON; e.g. from --save or --json)')
     .option('-c, --config <file>', 'with --snapshot: take the policy chain from this control config (default: the default chain)')
-    .option('--save <file>', 'also save the snapshot the plan was made on')
+    .option('--save <file>', 'also save the snapshot the control daemon planned on (not with --snapshot)')
     .option('--json', 'print { snapshot, plan, allowed } as JSON')
     .action(async (opts: ControlOpts & { policy?: PolicyName; snapshot?: string; save?: string; config?: string }, cmd: Command) => {
+      // Said, not ignored: an operator who asked for either would otherwise believe it was done.
+      if (opts.snapshot !== undefined && opts.save !== undefined) throw new HerdError('BAD_USAGE', '--save saves the snapshot the control daemon planned on; with --snapshot there is none (the plan is made on the file given): drop one of them');
+      if (opts.snapshot === undefined && opts.config !== undefined) throw new HerdError('BAD_USAGE', '-c/--config takes the policy chain for --snapshot only; without it the control daemon plans with its own config: add --snapshot FILE or drop -c');
       if (opts.snapshot !== undefined) {
         // The loop's decision on a saved snapshot: the same chain, thresholds and safety rules (with no history).
         const snapshot = readSnapshotFile(opts.snapshot);
         // Only the loop: section counts offline (the broker's rules are the daemon's business).
         const loop = loadConfig(loopSectionSchema, { ...(opts.config === undefined ? {} : { file: opts.config }), what: 'control config', resolveFiles: resolveControlConfigFiles }).loop;
         const options = { missingSamplesThreshold: loop.missingSamplesThreshold, draining: snapshot.hosts.some((h) => h.draining === true) };
-        const chain = opts.policy !== undefined ? [loopStep({ policy: opts.policy, args: {} }, loop.missingSamplesThreshold)] : chainFor(loop.policies, options);
+        // One policy: with its arguments in the config's chain (forecast-greedy's model), else its defaults.
+        const chain = opts.policy !== undefined ? [loopStep(configuredStep(loop.policies, opts.policy), loop.missingSamplesThreshold)] : chainFor(loop.policies, options);
         const d = decide(snapshot, chain, emptySafetyState(), loop.safety);
         if (opts.json === true) return printJson({ snapshot, plan: d.plan, allowed: d.allowed });
         process.stdout.write(renderPlan(d.plan, d.allowed));
@@ -176,19 +199,32 @@ export function registerControlCommands(program: Command, control: Command): voi
         cmd,
         async (session) => {
           const nodeId = await findControl(session, opts.control);
+          /** Whether the broker or the daemon was found away in the previous round (said once per outage). */
+          let away = false;
           for (let round = 1; ; round++) {
-            const status = await askControl<Record<string, unknown> & { mode: string; paused: boolean; draining: string[]; nextEvaluationAt?: string; lastEvaluationAt?: string; inFlight: unknown[]; policies: string[] }, 'control.status'>(session, nodeId, 'control.status', {});
-            const { snapshot } = await askControl<{ snapshot: ClusterSnapshot }, 'control.plan'>(session, nodeId, 'control.plan', {});
-            if (opts.json === true) {
-              const value = { control: { nodeId, ...status }, snapshot };
-              if (everyMs === undefined) printJson(value);
-              else process.stdout.write(`${JSON.stringify({ at: new Date().toISOString(), ...value })}\n`);
-            } else {
-              const state = status.paused ? `paused${typeof status.pausedReason === 'string' ? ` (${status.pausedReason})` : ''}` : status.mode === 'recommend' ? 'recommend-only' : 'acting';
-              const text = `control ${nodeId}: ${state}; policies ${status.policies.join(' > ')}; ${status.inFlight.length} migration(s) in flight${status.draining.length > 0 ? `; draining ${status.draining.join(', ')}` : ''}; last evaluation ${status.lastEvaluationAt ?? 'none yet'}, next ${status.nextEvaluationAt ?? '-'}\n\n${renderSnapshot(snapshot)}`;
-              // A terminal is redrawn in place; a pipe or file gets each refresh after a dated separator.
-              if (redraw) process.stdout.write(`\x1b[H\x1b[2J${text}\n(every ${everyMs / 1000} s; Ctrl-C to stop)\n`);
-              else process.stdout.write(everyMs === undefined ? text : `--- ${new Date().toISOString()}\n${text}`);
+            try {
+              // Watching outlives a broker restart (the session reconnects): a round while it is
+              // away says so on stderr and the next one tries again; one-shot status fails.
+              if (everyMs !== undefined && !session.client.connected) throw new HerdError('BROKER_UNAVAILABLE', `${brokerLostMessage(brokerUrl(cmd))}: reconnecting`);
+              const status = await askControl<Record<string, unknown> & { mode: string; paused: boolean; draining: string[]; nextEvaluationAt?: string; lastEvaluationAt?: string; inFlight: unknown[]; policies: string[] }, 'control.status'>(session, nodeId, 'control.status', {});
+              const { snapshot } = await askControl<{ snapshot: ClusterSnapshot }, 'control.plan'>(session, nodeId, 'control.plan', {});
+              away = false;
+              if (opts.json === true) {
+                const value = { control: { nodeId, ...status }, snapshot };
+                if (everyMs === undefined) printJson(value);
+                else process.stdout.write(`${JSON.stringify({ at: new Date().toISOString(), ...value })}\n`);
+              } else {
+                const state = status.paused ? `paused${typeof status.pausedReason === 'string' ? ` (${status.pausedReason})` : ''}` : status.mode === 'recommend' ? 'recommend-only' : 'acting';
+                const text = `control ${nodeId}: ${state}; policies ${status.policies.join(' > ')}; ${status.inFlight.length} migration(s) in flight${status.draining.length > 0 ? `; draining ${status.draining.join(', ')}` : ''}; last evaluation ${status.lastEvaluationAt ?? 'none yet'}, next ${status.nextEvaluationAt ?? '-'}\n\n${renderSnapshot(snapshot)}`;
+                // A terminal is redrawn in place; a pipe or file gets each refresh after a dated separator.
+                if (redraw) process.stdout.write(`\x1b[H\x1b[2J${text}\n(every ${everyMs / 1000} s; Ctrl-C to stop)\n`);
+                else process.stdout.write(everyMs === undefined ? text : `--- ${new Date().toISOString()}\n${text}`);
+              }
+            } catch (err) {
+              // Only "no answer" (broker or daemon away) is worth waiting out; the last round of --count reports it as the exit.
+              if (everyMs === undefined || !(err instanceof HerdError && (err.code === 'BROKER_UNAVAILABLE' || err.code === 'TIMEOUT')) || round === opts.count) throw err;
+              if (!away) process.stderr.write(`herd: ${new Date().toISOString()} [${(err as HerdError).code}] ${(err as HerdError).message}; trying again every ${everyMs / 1000} s (Ctrl-C to stop)\n`);
+              away = true;
             }
             if (everyMs === undefined || round === opts.count) return;
             await new Promise((r) => setTimeout(r, everyMs));
@@ -201,7 +237,7 @@ export function registerControlCommands(program: Command, control: Command): voi
   withControl(program.command('events'))
     .description('decisions, annotations and migrations of the control loop (-f: as they happen)')
     .option('-f, --follow', 'keep printing new events until interrupted')
-    .option('--limit <n>', `recent events to print first (at most ${MAX_EVENTS_LIMIT})`, limitOption(MAX_EVENTS_LIMIT), 50)
+    .option('--limit <n>', `recent events to print first (at most ${MAX_EVENTS_LIMIT}: what the daemon keeps)`, limitOption(MAX_EVENTS_LIMIT), 50)
     .option('--json', 'one JSON object per line')
     .action(async (opts: ControlOpts & { follow?: boolean; limit: number }, cmd: Command) => {
       await withSession(cmd, async (session) => {
@@ -233,12 +269,23 @@ export function registerControlCommands(program: Command, control: Command): voi
         if (opts.follow !== true) return;
         replayed = true;
         for (const e of live) if (!seen.has(key(e))) print(e);
-        await new Promise<void>((resolve) => {
-          process.once('SIGINT', resolve);
-          process.once('SIGTERM', resolve);
-          session.client.once('close', resolve);
+        // Only a signal ends following with success. The session does not reconnect: a lost
+        // broker ends it with an error, or a script would take the silence for "no more events".
+        const ended = await new Promise<'signal' | 'closed'>((resolve) => {
+          const onSignal = () => done('signal');
+          const onClose = () => done('closed');
+          const done = (how: 'signal' | 'closed') => {
+            process.off('SIGINT', onSignal);
+            process.off('SIGTERM', onSignal);
+            session.client.off('close', onClose);
+            resolve(how);
+          };
+          process.once('SIGINT', onSignal);
+          process.once('SIGTERM', onSignal);
+          session.client.once('close', onClose);
         });
         session.client.off('message', onMessage);
+        if (ended === 'closed') throw new HerdError('BROKER_UNAVAILABLE', `${brokerLostMessage(brokerUrl(cmd))}: no more events from control ${nodeId}; run herd events -f again once it is back (events meanwhile: herd events --limit N)`);
       });
     });
 
@@ -250,13 +297,15 @@ export function registerControlCommands(program: Command, control: Command): voi
     .action(async (opts: ControlOpts & { limit: number; container?: string }, cmd: Command) => {
       await withSession(cmd, async (session) => {
         const nodeId = await findControl(session, opts.control);
-        const { records } = await askControl<{ records: MigrationRecord[] }, 'control.history'>(session, nodeId, 'control.history', { limit: opts.limit, ...(opts.container === undefined ? {} : { container: opts.container }) });
+        const { records, truncated } = await askControl<{ records: MigrationRecord[]; truncated?: boolean }, 'control.history'>(session, nodeId, 'control.history', { limit: opts.limit, ...(opts.container === undefined ? {} : { container: opts.container }) });
+        // The daemon cuts a reply that would exceed the broker's message size (the newest records stay).
+        if (truncated === true) process.stderr.write(`herd: only the newest ${records.length} of the ${opts.limit} record(s) asked fit in one reply (the broker's message size); ask fewer with --limit, or one container with --container\n`);
         if (opts.json === true) return printJson(records);
         const ms = (v: number | undefined) => (v === undefined ? '-' : `${v.toFixed(0)} ms`);
         process.stdout.write(
           `${table(
             ['STARTED', 'CONTAINER', 'FROM', 'TO', 'OUTCOME', 'DOWNTIME', 'TOTAL', 'BY', 'REASON'],
-            records.map((r) => [r.startedAt.replace('T', ' ').slice(0, 19), r.name, r.from, r.to, r.outcome ?? 'in flight', ms(r.timings?.downtimeMs), ms(r.timings?.totalMs), r.manual ? 'manual' : (r.policy ?? 'loop'), r.error === undefined ? (r.reason ?? '') : `[${r.error.code}] ${r.error.message}`]),
+            records.map((r) => [localDateTime(r.startedAt), r.name, r.from, r.to, r.outcome ?? 'in flight', ms(r.timings?.downtimeMs), ms(r.timings?.totalMs), r.manual ? 'manual' : (r.policy ?? 'loop'), r.error === undefined ? (r.reason ?? '') : `[${r.error.code}] ${r.error.message}`]),
           )}\n`,
         );
       });

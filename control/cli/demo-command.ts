@@ -4,6 +4,7 @@
  * resumes the control loop and prints what the loop does about it: each live migration
  * with its reason and downtime, then evaluations that leave the placement alone (stable).
  */
+import { localClock } from '../migrations/migration-client.ts';
 import { Command, InvalidArgumentError } from 'commander';
 import { decode } from '../../protocol/codec.ts';
 import { HerdError } from '../../protocol/errors.ts';
@@ -35,7 +36,7 @@ function positiveInt(value: string): number {
   return n;
 }
 
-const stamp = (e: ControlEvent) => e.at.slice(11, 19);
+const stamp = (e: ControlEvent) => localClock(e.at).slice(0, 8);
 
 export function registerDemoCommand(program: Command): void {
   withBrokerOption(program.command('demo'))

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runMain } from '../../test/support/run-main.ts';
+import { TINY_MODEL } from '../../policies/forecast-greedy/tiny-model.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'herd-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -53,6 +54,18 @@ describe('herd plan', () => {
     expect(r.err).toMatch(/\[BAD_CONFIG\].*1 error\(s\):\n {2}- field `loop\.windowSeconds`/);
   });
 
+  it('with --policy runs that policy with its arguments in the config\'s chain (forecast-greedy\'s model), else with its defaults', async () => {
+    writeFileSync(join(dir, 'model.json'), JSON.stringify(TINY_MODEL));
+    const config = join(dir, 'forecast.yaml');
+    writeFileSync(config, 'loop: { policies: [{ policy: forecast-greedy, args: { model: model.json } }] }\n');
+    const r = await run('plan', '--snapshot', snapshot, '-c', config, '--policy', 'forecast-greedy');
+    expect(r.err).toBe('');
+    expect(r.out).toMatch(/^policy forecast-greedy on snapshot v1: 0 move\(s\) proposed/);
+    expect(r.out).not.toContain('BAD_POLICY_ARGS');
+    const without = await run('plan', '--snapshot', snapshot, '--policy', 'forecast-greedy');
+    expect(without.out).toMatch(/error \[BAD_POLICY_ARGS\] forecast-greedy: .*needs a trained model/);
+  });
+
   it.each([
     [join(dir, 'absent', 'x.json'), /--save .*absent\/x\.json: directory .*absent does not exist/],
     [dir, /--save .* is a directory: name a file/],
@@ -66,7 +79,7 @@ describe('herd plan', () => {
 
 describe('option values', () => {
   it.each([
-    [['events', '--limit', '100000'], /'--limit <n>' argument '100000' is invalid\. must be an integer from 1 to 10000/],
+    [['events', '--limit', '100000'], /'--limit <n>' argument '100000' is invalid\. must be an integer from 1 to 1000$/m],
     [['history', '--limit', '1000000'], /'--limit <n>' argument '1000000' is invalid\. must be an integer from 1 to 100000/],
     [['control', '--port', 'abc'], /'--port <port>' argument 'abc' is invalid\. must be a port number from 0 to 65535/],
     [['control', '--port', '70000'], /'--port <port>' argument '70000' is invalid/],
@@ -79,7 +92,7 @@ describe('option values', () => {
   });
 
   it('states the --limit maximum in --help', async () => {
-    expect((await run('events', '--help')).out).toMatch(/--limit <n> .*\(at most 10000\)/);
+    expect((await run('events', '--help')).out.replace(/\s+/g, ' ')).toContain('--limit <n> recent events to print first (at most 1000: what the daemon keeps)');
     expect((await run('history', '--help')).out).toMatch(/--limit <n> .*at most 100000\)/);
   });
 

@@ -101,6 +101,56 @@ describe('dashboard server', () => {
     await app.close();
   });
 
+  it('checks credentials before the body: an empty body is {}, malformed JSON a BAD_MESSAGE after the 401, an async action\'s error keeps its status', async () => {
+    const d = deps({
+      actions: {
+        pause: () => ({ paused: true }),
+        resume: () => ({ paused: false }),
+        drain: async (host) => {
+          await new Promise((r) => setTimeout(r, 1));
+          if (host === 'nope') throw new HerdError('UNKNOWN_HOST', 'unknown host "nope"');
+          return { draining: [host] };
+        },
+      },
+    });
+    const app = await buildDashboardApp(dashboardConfigSchema.parse({ actions: true }), d);
+    const json = { 'content-type': 'application/json' };
+    const post = (url: string, payload: string | undefined, authorization?: string) => app.inject({ method: 'POST', url, headers: { ...json, ...(authorization === undefined ? {} : { authorization }) }, ...(payload === undefined ? {} : { payload }) });
+    const alice = basic('alice', 'secret');
+
+    const empty = await post('/api/control/resume', undefined, alice);
+    expect(empty.statusCode).toBe(200);
+    expect(empty.json()).toEqual({ paused: false });
+    expect((await post('/api/control/pause', '', alice)).json()).toEqual({ paused: true });
+
+    // Whatever the body, no credentials is 401.
+    for (const payload of ['{host:', '', '{"host":"h1"}']) {
+      const anonymous = await post('/api/control/drain', payload);
+      expect(anonymous.statusCode, payload).toBe(401);
+      expect(anonymous.json().error.code).toBe('NOT_AUTHORIZED');
+    }
+    const malformed = await post('/api/control/drain', '{host:', alice);
+    expect(malformed.statusCode).toBe(400);
+    expect(malformed.json()).toEqual({ error: { code: 'BAD_MESSAGE', message: expect.stringContaining('bad request body') } });
+    expect((await post('/api/control/resume', '{"x":', alice)).statusCode).toBe(400);
+    const poisoned = await post('/api/control/pause', '{"__proto__":{"x":1}}', alice);
+    expect(poisoned.statusCode).toBe(400);
+    expect(poisoned.json().error.code).toBe('BAD_MESSAGE');
+
+    const unknown = await post('/api/control/drain', '{"host":"nope"}', alice);
+    expect(unknown.statusCode).toBe(404);
+    expect(unknown.json()).toEqual({ error: { code: 'UNKNOWN_HOST', message: 'unknown host "nope"' } });
+    expect((await post('/api/control/drain', '{"host":"h2"}', alice)).json()).toEqual({ draining: ['h2'] });
+
+    const tooLarge = await post('/api/control/pause', JSON.stringify({ reason: 'x'.repeat(2 * 2 ** 20) }), alice);
+    expect(tooLarge.statusCode).toBe(413);
+    expect(tooLarge.json().error.code).toBe('BAD_MESSAGE');
+    const badUrl = await app.inject('/%zz');
+    expect(badUrl.statusCode).toBe(400);
+    expect(badUrl.json().error.code).toBe('BAD_MESSAGE');
+    await app.close();
+  });
+
   it('says when the loop is off', async () => {
     const app = await buildDashboardApp(dashboardConfigSchema.parse({ actions: true }), deps({ actions: undefined }));
     const r = await app.inject({ method: 'POST', url: '/api/control/resume', headers: { authorization: basic('alice', 'secret') }, payload: {} });

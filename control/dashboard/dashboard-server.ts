@@ -21,6 +21,11 @@
  * preflight that this server never grants (a form or a text/plain fetch cannot), and is
  * refused when the browser says it comes from elsewhere: `Sec-Fetch-Site` other than
  * same-origin (or none), or an `Origin` other than this server's (crossSiteProblem).
+ *
+ * An action's checks, in this order: the request's form (415 not JSON, 403 cross-site), who
+ * sends it (401 no or wrong credentials, 403 not allowed), then its body (400: an empty body
+ * is `{}`, malformed JSON or a wrong field is BAD_MESSAGE), then the action (its error's
+ * status). Every error, Fastify's own included, answers `{error: {code, message}}`.
  */
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -77,6 +82,15 @@ function sendError(reply: FastifyReply, status: number, code: string, message: s
 }
 
 /**
+ * A JSON body that could not be parsed, kept as the body instead of failing the request at
+ * parse time: parsing comes before the route's handler, and a request without credentials
+ * must get its 401 (not a 400 that tells an anonymous client what the action would accept).
+ */
+class MalformedBody {
+  constructor(readonly message: string) {}
+}
+
+/**
  * Why a state-changing request may not come from the dashboard's own page (CSRF), with its
  * HTTP status; undefined when it may. A request without Origin and Sec-Fetch-Site (curl, the
  * CLI's tests) passes on its content type alone.
@@ -106,7 +120,29 @@ const drainBody = z.strictObject({ host: z.string().min(1), cancel: z.boolean().
 
 /** Builds the app without listening (tests use inject). */
 export async function buildDashboardApp(config: DashboardConfig, deps: DashboardDeps): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, ...(deps.tls === undefined ? {} : { https: { cert: deps.tls.cert, key: deps.tls.key } }) }) as unknown as FastifyInstance;
+  const app = Fastify({
+    logger: false,
+    // A request the router refuses before any route (a URL that does not decode): the API's shape too.
+    frameworkErrors: (error, _request, reply) => sendError(reply, 400, 'BAD_MESSAGE', error.message),
+    ...(deps.tls === undefined ? {} : { https: { cert: deps.tls.cert, key: deps.tls.key } }),
+  }) as unknown as FastifyInstance;
+  // Before any route: a route keeps the error handler in place when it is declared.
+  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
+    if (error instanceof HerdError) return sendError(reply, STATUS_OF[error.code] ?? 500, error.code, error.message);
+    // Fastify's own refusals (a body over the limit, a bad URL) keep their status, in the API's shape.
+    const status = error.statusCode ?? 500;
+    if (status >= 400 && status < 500) return sendError(reply, status, 'BAD_MESSAGE', error.message);
+    deps.log.error({ method: request.method, url: request.url, err: error.message }, 'dashboard request failed');
+    return sendError(reply, 500, 'INTERNAL', error.message);
+  });
+  // The actions' JSON: an empty body is {} (resume has nothing to say; the page may send
+  // nothing); a malformed one is kept as such for the handler to refuse after the credentials.
+  const defaultJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if ((body as string).trim() === '') return done(null, {});
+    defaultJson(request, body as string, (err: Error | null, parsed?: unknown) => done(null, err === null ? parsed : new MalformedBody(err.message)));
+  });
   // Before the body is parsed and before any route: see crossSiteProblem.
   app.addHook('onRequest', async (request, reply) => {
     if (SAFE_METHODS.has(request.method)) return;
@@ -152,8 +188,10 @@ export async function buildDashboardApp(config: DashboardConfig, deps: Dashboard
     const clientId = operatorClientId(who.username, 'herd-dashboard', deps.nodeId);
     const decision = [mayPublish(who, clientId, topics.controlCommands(deps.nodeId)), mayCommand(clientId, command)].find((d) => !d.allowed);
     if (decision !== undefined) return sendError(reply, 403, 'NOT_AUTHORIZED', decision.reason ?? `${who.username} may not send ${command}`);
+    if (request.body instanceof MalformedBody) return sendError(reply, 400, 'BAD_MESSAGE', `bad request body: ${request.body.message}`);
     try {
-      const result = run(request);
+      // Awaited here: an action that rejects answers with its error's status, not a bare 500.
+      const result = await run(request);
       deps.log.info({ user: who.username, command }, 'dashboard action');
       return result;
     } catch (err) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PROTOCOL_VERSION, type MigrationEvent } from '../../protocol/messages.ts';
+import { PROTOCOL_VERSION, type HostStatus, type MigrationEvent } from '../../protocol/messages.ts';
 import { LiveState, SERIES_POINTS, SILENT_MIGRATION_MS, type DashboardUpdate } from './live-state.ts';
 
 const base = Date.now() - 300_000;
@@ -19,6 +19,25 @@ describe('LiveState', () => {
     expect(s?.disk.at(-1)).toBe(SERIES_POINTS + 4);
     expect(seen).toHaveLength(SERIES_POINTS + 5);
     expect(seen[0]).toMatchObject({ type: 'host-metrics', hostId: 'h1', cpu: 0.5, disk: 0 });
+  });
+
+  it('tells listeners whether each host sample is stale', () => {
+    const live = new LiveState();
+    const seen: DashboardUpdate[] = [];
+    live.subscribe((u) => seen.push(u));
+    live.host({ v: PROTOCOL_VERSION, hostId: 'h1', at: at(0), stale: false, cpuUtil: 0.5 });
+    live.host({ v: PROTOCOL_VERSION, hostId: 'h1', at: at(1), stale: true, staleReason: 'pmproxy did not answer' } as never);
+    expect(seen.map((u) => (u as { stale?: boolean }).stale)).toEqual([false, true]);
+    expect(live.latestHost.get('h1')?.stale).toBe(true);
+  });
+
+  it('drops the series of a host that left the placement (an offline one keeps them)', () => {
+    const live = new LiveState();
+    for (const hostId of ['h1', 'h2', 'h3']) live.host({ v: PROTOCOL_VERSION, hostId, at: at(0), stale: false, cpuUtil: 0.5 });
+    const status = (hostId: string, state: 'online' | 'offline'): HostStatus => ({ v: PROTOCOL_VERSION, hostId, state, since: at(0) });
+    live.placement([status('h1', 'online'), status('h3', 'offline')], []);
+    expect([...live.hostSeries.keys()]).toEqual(['h1', 'h3']);
+    expect([...live.latestHost.keys()]).toEqual(['h1', 'h3']);
   });
 
   it('sums container read and write ops, null when the monitor had neither', () => {

@@ -43,7 +43,7 @@ export interface MigrationView {
 }
 
 export type DashboardUpdate =
-  | { type: 'host-metrics'; hostId: string; t: number; cpu: number | null; disk: number | null; memoryUsedBytes: number | null }
+  | { type: 'host-metrics'; hostId: string; t: number; cpu: number | null; disk: number | null; memoryUsedBytes: number | null; stale: boolean }
   | { type: 'container-metrics'; hostId: string; t: number; samples: { herdId: string; cpu: number | null; disk: number | null; memoryBytes: number | null }[] }
   | { type: 'placement'; hosts: HostStatus[]; containers: ContainerSummary[] }
   | { type: 'migration'; migration: MigrationView }
@@ -92,7 +92,8 @@ export class LiveState {
     if (s === undefined) this.hostSeries.set(sample.hostId, (s = emptySeries()));
     push(s, t, cpu, disk);
     this.latestHost.set(sample.hostId, { cpu, disk, memoryUsedBytes: num(sample.memoryUsedBytes), at: sample.at, stale: sample.stale });
-    this.emit({ type: 'host-metrics', hostId: sample.hostId, t, cpu, disk, memoryUsedBytes: num(sample.memoryUsedBytes) });
+    // `stale` too: the page marks a host whose monitor cannot read it (its pmproxy failed) as it happens.
+    this.emit({ type: 'host-metrics', hostId: sample.hostId, t, cpu, disk, memoryUsedBytes: num(sample.memoryUsedBytes), stale: sample.stale });
   }
 
   containers(batch: ContainerMetricsBatch): void {
@@ -110,8 +111,12 @@ export class LiveState {
     this.emit({ type: 'container-metrics', hostId: batch.hostId, t, samples });
   }
 
-  /** The placement changed (a host's status or container list): the page redraws its hosts. */
+  /** The placement changed (a host's status or container list): the page redraws its hosts. Series of hosts and containers that left are dropped. */
   placement(hosts: HostStatus[], containers: ContainerSummary[]): void {
+    // A host that left (its retained status cleared) is no longer listed; one offline still is, with its series.
+    const hostIds = new Set(hosts.map((h) => h.hostId));
+    for (const id of this.hostSeries.keys()) if (!hostIds.has(id)) this.hostSeries.delete(id);
+    for (const id of this.latestHost.keys()) if (!hostIds.has(id)) this.latestHost.delete(id);
     const known = new Set(containers.map((c) => c.herdId));
     for (const id of this.containerSeries.keys()) if (!known.has(id)) this.containerSeries.delete(id);
     for (const id of this.latestContainer.keys()) if (!known.has(id)) this.latestContainer.delete(id);

@@ -12,13 +12,14 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { MAX_MESSAGE_BYTES } from '../../protocol/codec.ts';
 import { HerdError } from '../../protocol/errors.ts';
 import type { ControlEvent, ControlMode, HostMetrics } from '../../protocol/messages.ts';
-import { PROTOCOL_VERSION } from '../../protocol/messages.ts';
+import { MAX_EVENTS_LIMIT, PROTOCOL_VERSION } from '../../protocol/messages.ts';
 import { followMetrics, type MetricsMessage } from '../../protocol/metrics-view.ts';
 import type { ClusterSnapshot, Plan } from '../../policies/model.ts';
 import { POLICY_NAMES, type PolicyName, type PolicyStep } from '../../policies/registry.ts';
-import { chainFor, decide, loopStep } from '../../policies/pipeline.ts';
+import { chainFor, configuredStep, decide, loopStep } from '../../policies/pipeline.ts';
 import { emptySafetyState, recheckMove, type SafetyState } from '../../policies/safety/safety.ts';
 import type { LoopConfig } from '../config.ts';
 import type { MigrationSession } from '../migrations/migration-client.ts';
@@ -56,7 +57,14 @@ interface PersistedState {
   draining: string[];
 }
 
-const EVENT_MEMORY = 1000;
+/** Events kept for `control.events`: MAX_EVENTS_LIMIT of the protocol, the most `herd events --limit` asks for. */
+export const EVENT_MEMORY = MAX_EVENTS_LIMIT;
+
+/**
+ * What the records of a `control.history` reply may take: the broker's and the readers' limit
+ * (MAX_MESSAGE_BYTES) less room for the reply's envelope and the MQTT packet's own header.
+ */
+export const HISTORY_REPLY_BYTES = MAX_MESSAGE_BYTES - 64 * 1024;
 
 export class ControlLoop {
   private readonly windows: SampleWindows;
@@ -138,7 +146,9 @@ export class ControlLoop {
   }
 
   pause(reason: string | undefined): void {
-    this.state = { ...this.state, paused: true, ...(reason === undefined ? {} : { pausedReason: reason }) };
+    // A new pause without a reason drops the old one: it would say why of a pause that was not this one.
+    const { pausedReason: _old, ...rest } = this.state;
+    this.state = { ...rest, paused: true, ...(reason === undefined ? {} : { pausedReason: reason }) };
     this.writeState();
     this.emit({ kind: 'control', code: 'PAUSED', message: `paused${reason === undefined ? '' : `: ${reason}`}; evaluations go on, no move is sent` });
   }
@@ -165,18 +175,35 @@ export class ControlLoop {
   }
 
   historyRecords(limit: number, container?: string): MigrationRecord[] {
-    const all = this.history.all().filter((r) => container === undefined || r.name === container || r.herdId === container);
-    return all.slice(-limit);
+    return this.historyReply(limit, container).records;
+  }
+
+  /**
+   * The newest `limit` records (oldest first), as many of them as fit in one reply: a reply
+   * over the broker's message size would be dropped, and the operator would see a timeout
+   * instead of a history. `truncated` says that older ones within the limit were left out.
+   */
+  historyReply(limit: number, container?: string, maxBytes = HISTORY_REPLY_BYTES): { records: MigrationRecord[]; truncated?: true } {
+    const wanted = this.history.all().filter((r) => container === undefined || r.name === container || r.herdId === container).slice(-limit);
+    let bytes = 2; // []
+    let first = wanted.length;
+    while (first > 0) {
+      const size = Buffer.byteLength(JSON.stringify(wanted[first - 1])) + 1; // and its comma
+      if (bytes + size > maxBytes) break;
+      bytes += size;
+      first--;
+    }
+    return first === 0 ? { records: wanted } : { records: wanted.slice(first), truncated: true };
   }
 
   recentEvents(limit: number): ControlEvent[] {
     return this.events.slice(-limit);
   }
 
-  /** Plans on a fresh snapshot without acting: the chain, or one policy with its default arguments. */
+  /** Plans on a fresh snapshot without acting: the chain, or one policy with its arguments in the chain (its defaults when it is not in it). */
   async planOnly(policy: string | undefined): Promise<{ snapshot: ClusterSnapshot; plan: Plan; allowed: Plan }> {
     if (policy !== undefined && !POLICY_NAMES.includes(policy as PolicyName)) throw new HerdError('BAD_USAGE', `unknown policy "${policy}" (known: ${POLICY_NAMES.join(', ')})`);
-    const chain = policy === undefined ? this.chain() : [loopStep({ policy: policy as PolicyName, args: {} }, this.config.missingSamplesThreshold)];
+    const chain = policy === undefined ? this.chain() : [loopStep(configuredStep(this.config.policies, policy as PolicyName), this.config.missingSamplesThreshold)];
     const d = decide(await this.snapshot(`plan-${Date.now()}`), chain, this.safety, this.config.safety);
     return { snapshot: d.snapshot, plan: d.plan, allowed: d.allowed };
   }

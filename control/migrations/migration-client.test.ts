@@ -1,6 +1,7 @@
-import { describe, expect, it, vi } from 'vitest';
-import type { ContainerSummary } from '../../protocol/messages.ts';
-import { migrateOnce, type MigrationSession } from './migration-client.ts';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { HerdError } from '../../protocol/errors.ts';
+import type { ContainerSummary, MigrationEvent, MigrationResult, MigrationStatus } from '../../protocol/messages.ts';
+import { describeEvent, formatTimings, localClock, migrateOnce, outcomeOf, type MigrationOutcome, type MigrationSession } from './migration-client.ts';
 
 /** A session whose view finds `found` and whose every other use fails the test. */
 function session(found: ContainerSummary): MigrationSession {
@@ -68,5 +69,68 @@ describe('migrateOnce when the start is lost', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+describe('migrateOnce while the broker is away', () => {
+  it('keeps asking the source, says once that the broker is unreachable and when it is back, and ends with the outcome', async () => {
+    vi.useFakeTimers();
+    try {
+      let polls = 0;
+      const result: MigrationResult = { migrationId: 'm-away', herdId: 'c0ffee000001', container: 'busy', sourceHost: 'h1', targetHost: 'h2', fsMode: 'diff', timings: { checkpointMs: 1, transferMs: 2, restoreMs: 3, totalMs: 9, downtimeMs: 6, checkpointBytes: 10, filesystemBytes: 20 } };
+      const client = { on: () => undefined, off: () => undefined, subscribeAsync: async () => undefined, unsubscribeAsync: async () => undefined };
+      const rpc = {
+        request: (_host: string, type: string) => {
+          if (type === 'migration.start') return new Promise(() => undefined); // its reply is lost with the broker
+          polls++;
+          if (polls <= 3) return Promise.reject(new HerdError('BROKER_UNAVAILABLE', 'the MQTT broker did not take "migration.status" for host h1 within 5000 ms'));
+          return Promise.resolve({ migrationId: 'm-away', hostId: 'h1', role: 'source', state: 'done', result });
+        },
+      };
+      const view = { findContainer: () => copy({ hostId: 'h1', state: 'running' }), requireOnline: () => undefined, host: () => ({ hostId: 'h1', state: 'online', since: 'x' }) };
+      const lines: string[] = [];
+      const done = migrateOnce({ client: client as never, rpc: rpc as never, view: view as never }, 'busy', 'h2', 'diff', () => undefined, (l) => lines.push(l), { migrationId: 'm-away' });
+      await vi.advanceTimersByTimeAsync(40_500);
+      await expect(done).resolves.toEqual(result);
+      expect(polls).toBe(4);
+      expect(lines.filter((l) => l.includes('broker is unreachable'))).toHaveLength(1);
+      expect(lines.join('\n')).toMatch(/migration m-away goes on on its hosts; asking h1 again every 10 s/);
+      expect(lines.at(-1)).toBe('broker reachable again: still following migration m-away');
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
+describe('outcomeOf and formatTimings', () => {
+  it('a done tombstone without its result: what is known, no made-up timings, fs mode or herd id', () => {
+    const status: MigrationStatus = { migrationId: 'm-9', hostId: 'h1', role: 'source', state: 'done', container: 'web', targetHost: 'h2' };
+    const bare = outcomeOf(status);
+    expect(bare).toEqual({ migrationId: 'm-9', container: 'web', sourceHost: 'h1', targetHost: 'h2' });
+    expect(outcomeOf({ ...status, container: undefined, targetHost: undefined }, { herdId: 'c0ffee000001', container: 'web', targetHost: 'h2' })).toEqual({ migrationId: 'm-9', herdId: 'c0ffee000001', container: 'web', sourceHost: 'h1', targetHost: 'h2' });
+    const text = formatTimings(bare as MigrationOutcome);
+    expect(text).toContain('migrated web h1 -> h2 (m-9)');
+    expect(text).toContain('timings unknown');
+    expect(text).not.toMatch(/fs diff|0\.0 ms/);
+  });
+
+  it('a result prints its timings', () => {
+    const r: MigrationResult = { migrationId: 'm-1', herdId: 'c0ffee000001', container: 'web', sourceHost: 'h1', targetHost: 'h2', fsMode: 'full', timings: { checkpointMs: 1, transferMs: 2, restoreMs: 3, totalMs: 9, downtimeMs: 6, checkpointBytes: 0, filesystemBytes: 0 } };
+    expect(formatTimings(r)).toMatch(/^migrated web h1 -> h2 \(fs full, m-1\)\n {2}checkpoint 1\.0 ms/);
+  });
+});
+
+describe('describeEvent', () => {
+  const tz = process.env.TZ;
+  afterEach(() => {
+    if (tz === undefined) delete process.env.TZ;
+    else process.env.TZ = tz;
+  });
+
+  it('shows the local time (as the dashboard does), with milliseconds', () => {
+    process.env.TZ = 'Asia/Kolkata'; // UTC+05:30, no daylight saving
+    const e = { v: 1, migrationId: 'm-1', herdId: 'c0ffee000001', container: 'web', sourceHost: 'h1', targetHost: 'h2', at: '2026-11-28T06:00:00.123Z', phase: 'checkpoint', status: 'started' } as MigrationEvent;
+    expect(describeEvent(e)).toMatch(/^11:30:00\.123 {2}checkpoint +started$/);
+    expect(localClock('2026-11-28T23:59:59.007Z')).toBe('05:29:59.007');
   });
 });

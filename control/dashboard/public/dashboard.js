@@ -339,7 +339,7 @@ function apply(u) {
     case 'host-metrics': {
       const s = (state.series.hosts[u.hostId] ||= { t: [], cpu: [], disk: [] });
       pushPoint(s, u.t, u.cpu, u.disk);
-      state.latest.hosts[u.hostId] = { cpu: u.cpu, disk: u.disk, memoryUsedBytes: u.memoryUsedBytes, stale: false };
+      state.latest.hosts[u.hostId] = { cpu: u.cpu, disk: u.disk, memoryUsedBytes: u.memoryUsedBytes, stale: u.stale === true };
       const f = document.getElementById(`figures-${u.hostId}`);
       if (f) f.textContent = hostFigures(u.hostId);
       chartsLater();
@@ -356,12 +356,25 @@ function apply(u) {
       }
       chartsLater();
       break;
-    case 'placement':
+    case 'placement': {
       state.hosts = u.hosts;
       state.containers = u.containers;
       containerById = new Map(state.containers.map((c) => [c.herdId, c]));
+      // As the server does (live-state.ts placement): what left takes its series along (renderHosts rebuilds the charts).
+      const hostIds = new Set(state.hosts.map((h) => h.hostId));
+      for (const id of Object.keys(state.series.hosts)) {
+        if (hostIds.has(id)) continue;
+        delete state.series.hosts[id];
+        delete state.latest.hosts[id];
+      }
+      for (const id of Object.keys(state.series.containers)) {
+        if (containerById.has(id)) continue;
+        delete state.series.containers[id];
+        delete state.latest.containers[id];
+      }
       renderHosts();
       break;
+    }
     case 'migration': {
       const i = state.migrations.findIndex((m) => m.migrationId === u.migration.migrationId);
       if (i >= 0) state.migrations[i] = u.migration;
