@@ -395,4 +395,14 @@ describe('a peer drives only its own migrations, with what a migration carries',
     await prepareTarget(ctx, { migrationId: MID, sourceHost: 'h1', spec: { ...spec, binds: [{ source: '/srv/shared/data', target: '/data' }] }, fsMode: 'none', checkpointId: CP }, H1);
     expect(cluster.runtime('h2').containers.size).toBe(1);
   });
+
+  it('a container that adds a capability reaching beyond it, or loosens its security profile, is refused by the target whoever asks', async () => {
+    const cluster = new FakeCluster(['h1', 'h2']);
+    const ctx = cluster.ctx('h2');
+    await expect(checkTarget(ctx, { migrationId: MID, spec: { ...spec, capAdd: ['SYS_ADMIN'] }, requiredBytes: 0 })).rejects.toMatchObject({ code: 'NOT_MIGRATABLE', message: expect.stringContaining('adds capabilities SYS_ADMIN') });
+    await expect(prepareTarget(ctx, { migrationId: MID, sourceHost: 'h1', spec: { ...spec, securityOpt: ['seccomp=unconfined'] }, fsMode: 'none', checkpointId: CP }, H1)).rejects.toMatchObject({ code: 'NOT_MIGRATABLE', message: expect.stringContaining('security options seccomp=unconfined') });
+    expect(cluster.runtime('h2').containers.size).toBe(0);
+    await prepareTarget(ctx, { migrationId: MID, sourceHost: 'h1', spec: { ...spec, capAdd: ['NET_BIND_SERVICE'], securityOpt: ['no-new-privileges'] }, fsMode: 'none', checkpointId: CP }, H1);
+    expect(cluster.runtime('h2').containers.size).toBe(1);
+  });
 });

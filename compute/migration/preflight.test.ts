@@ -78,4 +78,11 @@ describe('preflight: state a migration would not carry', () => {
     expect(e?.message).toMatch(/bind mount \/etc at \/host-etc.*tmpfs mount at \/run: not carried/);
     expect(refused({ mounts: [] })).toBeUndefined();
   });
+
+  it('refuses the Docker settings no migration carries, and capabilities that reach beyond the container, naming each', () => {
+    const e = refused({ mounts: [], notCarried: ['it is privileged', 'host devices (1)'], spec: { capAdd: ['NET_BIND_SERVICE', 'sys_admin', 'CAP_SYS_PTRACE'] } });
+    expect(e?.code).toBe('NOT_MIGRATABLE');
+    expect(e?.message).toContain('not carried to another host: it is privileged; host devices (1); added capabilities sys_admin, CAP_SYS_PTRACE (they reach beyond the container)');
+    expect(refused({ mounts: [], notCarried: [], spec: { capAdd: ['NET_BIND_SERVICE', 'CHOWN'] } })).toBeUndefined();
+  });
 });

@@ -81,8 +81,24 @@ export function underSharedPath(path: string, sharedPaths: readonly string[]): b
   return sharedPaths.some((p) => path === p || path.startsWith(p.endsWith('/') ? p : `${p}/`));
 }
 
-export function assertCarried(container: string, details: { mounts: { type: string; name?: string; driver?: string; source: string; destination: string }[] }, sharedPaths: readonly string[]): void {
-  const problems: string[] = [];
+/**
+ * Capabilities that reach beyond a container (mounts, modules, raw devices, other processes'
+ * memory, the host's clock or network set-up): a container that adds one is not migrated, and
+ * a target refuses to create one for a peer (target-side.ts), so that a compromised host cannot
+ * have its peers run a container that escapes to them.
+ */
+const HOST_REACHING_CAPABILITIES = new Set(['ALL', 'SYS_ADMIN', 'SYS_MODULE', 'SYS_RAWIO', 'SYS_PTRACE', 'SYS_BOOT', 'SYS_TIME', 'DAC_READ_SEARCH', 'MAC_ADMIN', 'MAC_OVERRIDE', 'BPF', 'PERFMON', 'NET_ADMIN', 'SYSLOG']);
+
+/** The capabilities of `capAdd` that HOST_REACHING_CAPABILITIES lists (Docker takes them with or without "CAP_", in any case). */
+export function hostReachingCapabilities(capAdd: readonly string[] | undefined): string[] {
+  return (capAdd ?? []).filter((c) => HOST_REACHING_CAPABILITIES.has(c.toUpperCase().replace(/^CAP_/, '')));
+}
+
+export function assertCarried(container: string, details: { mounts: { type: string; name?: string; driver?: string; source: string; destination: string }[]; notCarried?: string[]; spec?: { capAdd?: string[] } }, sharedPaths: readonly string[]): void {
+  const notCarried = [...(details.notCarried ?? [])];
+  const reaching = hostReachingCapabilities(details.spec?.capAdd);
+  if (reaching.length > 0) notCarried.push(`added capabilities ${reaching.join(', ')} (they reach beyond the container)`);
+  const problems: string[] = notCarried.length > 0 ? [`not carried to another host: ${notCarried.join('; ')}`] : [];
   for (const m of details.mounts) {
     if (m.type === 'volume') {
       if (m.driver !== undefined && m.driver !== 'local') problems.push(`volume "${m.name ?? m.source}" at ${m.destination} uses the "${m.driver}" driver: only local volumes are carried; use a local volume, or a shared path for storage every host sees`);

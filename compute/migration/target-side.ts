@@ -23,7 +23,8 @@ import type { TargetRecord } from './migration-store.ts';
 import { corruptImages, mountFullDisk, removeReceivedDir } from './faults.ts';
 import type { MigrationContext } from './context.ts';
 import { hideDeletedLowerPaths } from './overlay-deletions.ts';
-import { underSharedPath } from './preflight.ts';
+import { hostReachingCapabilities, underSharedPath } from './preflight.ts';
+import { carriedSecurityOpt } from '../runtime/docker-settings.ts';
 import { killRuncJobs, sweepTempDirsSoon, waitForRuncJobs } from './runc-jobs.ts';
 import { DIRECT_RESTORE_RUNTIME, pointCheckpointAt } from '../runtime/direct-restore.ts';
 
@@ -44,12 +45,17 @@ function assertFromSource(ctx: MigrationContext, from: string | undefined, sourc
  * What this host accepts of a migrated container's spec, whoever sends it: what a migration
  * carries (assertCarried on the source), so that a peer cannot have a container created here
  * with more than the source could have run: binds only under this host's shared paths, no
- * other container's network namespace.
+ * other container's network namespace, no capability that reaches beyond the container, no
+ * security option but no-new-privileges.
  */
 function assertSpecAcceptable(ctx: MigrationContext, spec: ContainerSpec): void {
   const problems: string[] = [];
   for (const b of spec.binds ?? []) if (!underSharedPath(b.source, ctx.sharedPaths) || b.source.split('/').includes('..')) problems.push(`bind mount ${b.source} at ${b.target} is not under a path host ${ctx.hostId} shares (sharedPaths)`);
   if (spec.network?.network.startsWith('container:') === true) problems.push(`network ${spec.network.network} joins another container's network namespace`);
+  const reaching = hostReachingCapabilities(spec.capAdd);
+  if (reaching.length > 0) problems.push(`it adds capabilities ${reaching.join(', ')}`);
+  const securityOpt = (spec.securityOpt ?? []).filter((o) => !carriedSecurityOpt(o));
+  if (securityOpt.length > 0) problems.push(`it sets security options ${securityOpt.join(', ')}`);
   if (problems.length > 0) throw new HerdError('NOT_MIGRATABLE', `target host ${ctx.hostId} refuses the container "${spec.name}": ${problems.join('; ')}`);
 }
 

@@ -28,6 +28,8 @@ export interface ContainerDetails extends ContainerSummary {
   mergedDir?: string;
   pid?: number;
   running: boolean;
+  /** Settings of the container that no migration carries (docker-settings.ts); a migration refuses it while any is listed. */
+  notCarried?: string[];
   /** Volumes and binds as Docker reports them. */
   mounts: { type: string; name?: string; driver?: string; source: string; destination: string; readOnly: boolean }[];
 }

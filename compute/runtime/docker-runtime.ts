@@ -1,6 +1,6 @@
 /** ContainerRuntime over the Docker Engine API (dockerode, API version negotiated by the daemon). */
 import { execFile } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { mkdtemp, readFile, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
@@ -8,6 +8,7 @@ import Docker from 'dockerode';
 import { HerdError } from '../../protocol/errors.ts';
 import type { ContainerSpec, ContainerSummary } from '../../protocol/messages.ts';
 import { freeze, freezerOf, thaw } from './cgroup-freezer.ts';
+import { readSettings, writeSettings } from './docker-settings.ts';
 import { HERD_ID_LABEL, HERD_MIGRATION_LABEL, type ContainerDetails, type ContainerRuntime, type NetworkInfo, type RuntimeInfo } from './container-runtime.ts';
 
 const execFileAsync = promisify(execFile);
@@ -132,8 +133,22 @@ export class DockerRuntime implements ContainerRuntime {
     if (data.Config.User) spec.user = data.Config.User;
     if (data.HostConfig.NanoCpus) spec.cpuLimitCores = data.HostConfig.NanoCpus / 1e9;
     if (data.HostConfig.Memory) spec.memoryLimitBytes = data.HostConfig.Memory;
-    const builtin = ['none', 'host', 'bridge', 'default'];
-    if (networkName !== undefined && !builtin.includes(networkName)) {
+    const notCarried = readSettings(data, spec);
+    if ((data.HostConfig as { Init?: boolean | null }).Init === true && data.State.Running) {
+      const problem = this.initMountProblem(data.Id);
+      if (problem !== undefined) notCarried.push(problem);
+    }
+    const networks = Object.keys(data.NetworkSettings.Networks ?? {});
+    if (networks.length > 1) notCarried.push(`it is attached to ${networks.length} networks (${networks.join(', ')}): only one is carried`);
+    const mode = data.HostConfig.NetworkMode ?? '';
+    if (mode.startsWith('container:')) notCarried.push(`it shares the network namespace of another container (${mode})`);
+    else if (networkName === 'host') spec.network = { network: 'host' };
+    // Docker's bridge: the target's Docker picks the address. A daemon without one ("bridge": "none") still
+    // names it for a container of the default network mode, without an address: that container has none.
+    else if (networkName === 'bridge') {
+      if (endpoint?.IPAddress) spec.network = { network: 'bridge' };
+    }
+    else if (networkName !== undefined && networkName !== 'none') {
       spec.network = { network: networkName };
       const ip = endpoint?.IPAMConfig?.IPv4Address || endpoint?.IPAddress;
       if (ip) spec.network.ip = ip;
@@ -151,6 +166,7 @@ export class DockerRuntime implements ContainerRuntime {
     const graph = data.GraphDriver?.Data as Record<string, string> | undefined;
     const details: ContainerDetails = {
       mounts,
+      notCarried,
       herdId,
       name,
       hostId,
@@ -218,6 +234,7 @@ export class DockerRuntime implements ContainerRuntime {
       HostConfig: createOptions.runtime === undefined ? {} : { Runtime: createOptions.runtime },
     };
     if (spec.cmd !== undefined && spec.cmd.length > 0) options.Cmd = spec.cmd;
+    writeSettings(spec, options);
     if (spec.env !== undefined) options.Env = spec.env;
     if (spec.workingDir !== undefined) options.WorkingDir = spec.workingDir;
     if (spec.user !== undefined) options.User = spec.user;
@@ -352,6 +369,25 @@ export class DockerRuntime implements ContainerRuntime {
 
   private runcStateFile(dockerId: string): string {
     return `${this.runcRoot}/${dockerId}/state.json`;
+  }
+
+  /**
+   * Docker's init (--init) is bind-mounted from the daemon's init path, on Debian a symlink
+   * (/usr/bin/docker-init -> tini-static). CRIU cannot restore a bind mount whose source is a
+   * symlink (mount-v2: "Can't remount ... with MS_PRIVATE"), on the target nor back on the
+   * source, so such a container is not migrated. Provisioning sets daemon.json's "init-path"
+   * to the real file (ansible docker role, the lab), which containers created since then use.
+   */
+  private initMountProblem(dockerId: string): string | undefined {
+    try {
+      const state = JSON.parse(readFileSync(this.runcStateFile(dockerId), 'utf8')) as { config?: { mounts?: { source?: string; destination?: string }[] } };
+      const source = state.config?.mounts?.find((m) => m.destination === '/sbin/docker-init')?.source;
+      if (source === undefined || !lstatSync(source).isSymbolicLink()) return undefined;
+      const real = realpathSync(source);
+      return `Docker's init (--init) bind-mounted from the symlink ${source}, which CRIU cannot restore (set "init-path": "${real}" in Docker's daemon.json as Herd's provisioning does, restart Docker, recreate the container)`;
+    } catch {
+      return undefined; // no runc state to read (not running under this runtime root): nothing known against it
+    }
   }
 
   async thawAfterCheckpoint(dockerId: string): Promise<boolean> {

@@ -4,7 +4,7 @@
  * to their own CPU set, PCP, base images, and the Herd daemons. Every step first looks
  * whether its result already exists, so running `up` twice is harmless.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import Docker from 'dockerode';
 import type { Logger } from 'pino';
@@ -19,7 +19,7 @@ import { writeSecretFile } from '../../protocol/credentials.ts';
 import { ensureHostDisk } from './host-disk.ts';
 import { buildLabImages, loadLabImages, type LabProgress } from './images.ts';
 import { LAB_DASHBOARD_PORT, labLayout, type LabHost, type LabLayout } from './layout.ts';
-import { livePid, mustRun, runCommand, spawnDetached, waitFor } from './shell.ts';
+import { livePid, mustRun, runCommand, spawnDetached, stopPid, waitFor } from './shell.ts';
 import { herdRoot, readLabState, writeLabState, type LabState } from './state.ts';
 import { DIRECT_RESTORE_RUNTIME } from '../../compute/config.ts';
 
@@ -163,19 +163,52 @@ function dockerdConfig(layout: LabLayout, host: LabHost): object {
     'shutdown-timeout': 5,
     // A dockerd restart leaves containers running (as on provisioned hosts: ansible docker role).
     'live-restore': true,
+    // Docker's init (--init) from the real file, not Debian's /usr/bin/docker-init symlink, which CRIU cannot
+    // restore as a bind mount's source (as the ansible docker role sets it; compute/runtime/docker-runtime.ts).
+    ...dockerInitPath(),
     // Direct restore (compute/runtime/direct-restore.ts), as the ansible docker role registers it.
     runtimes: { [DIRECT_RESTORE_RUNTIME]: { path: `${herdRoot()}/bin/herd-runc` } },
   };
 }
 
+/** A daemon.json's text without its runtimes (what a SIGHUP does not reload), to compare. */
+function withoutRuntimes(text: string | undefined): string {
+  try {
+    const { runtimes: _runtimes, ...rest } = JSON.parse(text ?? '') as Record<string, unknown>;
+    return JSON.stringify(rest);
+  } catch {
+    return '';
+  }
+}
+
+/** daemon.json's "init-path": where docker-init really is, when it is a symlink (Debian: to tini-static). */
+function dockerInitPath(): { 'init-path'?: string } {
+  for (const candidate of ['/usr/bin/docker-init', '/usr/libexec/docker/docker-init', '/usr/local/bin/docker-init']) {
+    try {
+      if (lstatSync(candidate).isSymbolicLink()) return { 'init-path': realpathSync(candidate) };
+      return {};
+    } catch {
+      // not there: the next candidate
+    }
+  }
+  return {};
+}
+
 async function ensureDocker(layout: LabLayout, host: LabHost): Promise<Docker> {
   mkdirSync(host.runDir, { recursive: true });
   const config = `${JSON.stringify(dockerdConfig(layout, host), null, 2)}\n`;
-  const changed = !existsSync(host.dockerConfig) || readFileSync(host.dockerConfig, 'utf8') !== config;
+  const before = existsSync(host.dockerConfig) ? readFileSync(host.dockerConfig, 'utf8') : undefined;
   writeFileSync(host.dockerConfig, config);
-  const running = livePid(host.dockerPidFile, 'dockerd');
-  // A running dockerd reloads its runtimes on SIGHUP (the other settings here do not change while it runs).
-  if (running !== undefined && changed) process.kill(running, 'SIGHUP');
+  let running = livePid(host.dockerPidFile, 'dockerd');
+  if (running !== undefined && before !== config) {
+    // A running dockerd reloads its runtimes on SIGHUP; any other change (such as init-path, in a lab made
+    // by an older Herd) takes a restart, which leaves the containers running (live-restore).
+    if (withoutRuntimes(before) === withoutRuntimes(config)) process.kill(running, 'SIGHUP');
+    else {
+      await stopPid(running);
+      running = undefined;
+    }
+  }
   if (running === undefined) {
     // `ip netns exec` remounts /sys and dockerd then fails ("Devices cgroup isn't mounted"): nsenter only the network.
     spawnDetached('nsenter', [`--net=/var/run/netns/${host.netns}`, 'dockerd', '--config-file', host.dockerConfig], host.dockerLog);

@@ -333,6 +333,39 @@ describe('live migration (lab, real Docker + CRIU)', () => {
     await docker(['rm', '-f', 'withbind']);
   });
 
+  it("carries a container's Docker settings (host name, entrypoint, capabilities, tmpfs and its contents, read-only root, init, ulimits, stop signal and timeout, health check, published ports, limits): docker inspect on the target says what it said on the source, and back; one sharing the host's IPC namespace is refused before freezing", async () => {
+    const docker = (hostId: string, args: string[]) => runCommand('/usr/bin/docker', ['-H', `unix://${layout.hosts.find((h) => h.id === hostId)!.dockerSocket}`, ...args], { timeoutMs: 60_000 });
+    const settings = ['--hostname', 'myhost', '--cap-drop', 'NET_RAW', '--cap-add', 'NET_BIND_SERVICE', '--security-opt', 'no-new-privileges', '--tmpfs', '/run/t:size=8m', '--read-only', '--init', '--ulimit', 'nofile=1024:4096', '--stop-signal', 'SIGUSR1', '--stop-timeout', '7', '--shm-size', '32m', '--add-host', 'db:10.0.0.5', '--dns', '10.0.0.2', '--pids-limit', '100', '--cpu-shares', '512', '--memory-reservation', '64m', '--health-cmd', 'true', '--health-interval', '2s', '-p', '8080:80', '--entrypoint', '/bin/sh'];
+    const created = await docker('h1', ['run', '-d', '--name', 'settings', '--label', 'io.herd.id=settings0000', ...settings, 'herd/busybox', '-c', 'echo kept > /run/t/x; while :; do sleep 0.1; done']);
+    expect(created.code, created.stderr).toBe(0);
+    for (let i = 0; i < 75 && !(await herd(['containers', '--json'])).stdout.includes('"settings"'); i++) await new Promise((r) => setTimeout(r, 200));
+    const format = '{{.Config.Hostname}}|{{json .Config.Entrypoint}}|{{json .Config.Cmd}}|{{.HostConfig.CapAdd}}|{{.HostConfig.CapDrop}}|{{.HostConfig.SecurityOpt}}|{{json .HostConfig.Tmpfs}}|{{.HostConfig.ReadonlyRootfs}}|{{.HostConfig.Init}}|{{json .HostConfig.Ulimits}}|{{.Config.StopSignal}}|{{.Config.StopTimeout}}|{{.HostConfig.ShmSize}}|{{.HostConfig.ExtraHosts}}|{{.HostConfig.Dns}}|{{.HostConfig.PidsLimit}}|{{.HostConfig.CpuShares}}|{{.HostConfig.MemoryReservation}}|{{json .Config.Healthcheck}}|{{json .HostConfig.PortBindings}}';
+    const inspect = async (hostId: string) => {
+      const r = await docker(hostId, ['inspect', 'settings', '--format', format]);
+      expect(r.code, r.stderr).toBe(0);
+      return r.stdout.trim();
+    };
+    const before = await inspect('h1');
+    expect(before).toContain('myhost|["/bin/sh"]');
+    await herdOk(['migrate', 'settings', '--to', 'h2']);
+    await expectRunsOnceOn(layout, 'settings', 'h2');
+    expect(await inspect('h2')).toBe(before);
+    expect(await execIn(dockerOf(layout, 'h2'), 'settings', ['sh', '-c', 'cat /run/t/x; hostname; ulimit -n'])).toBe('kept\nmyhost\n1024\n');
+    await herdOk(['migrate', 'settings', '--to', 'h1']);
+    expect(await inspect('h1')).toBe(before);
+    await docker('h1', ['rm', '-f', 'settings']);
+
+    const hostIpc = await docker('h1', ['run', '-d', '--name', 'hostipc', '--label', 'io.herd.id=hostipc0000', '--ipc', 'host', 'herd/busybox', 'sleep', '3600']);
+    expect(hostIpc.code, hostIpc.stderr).toBe(0);
+    for (let i = 0; i < 75 && !(await herd(['containers', '--json'])).stdout.includes('"hostipc"'); i++) await new Promise((r) => setTimeout(r, 200));
+    const r = await herd(['migrate', 'hostipc', '--to', 'h2']);
+    expect(r.code, r.stdout).toBe(1);
+    expect(r.stderr).toMatch(/\[NOT_MIGRATABLE\].*not carried to another host: .*the IPC namespace of host/);
+    expect(await placements(layout, 'hostipc')).toEqual([expect.objectContaining({ hostId: 'h1', running: true })]);
+    expect(await leftovers(layout)).toEqual([]);
+    await docker('h1', ['rm', '-f', 'hostipc']);
+  });
+
   it('carries a named volume (its contents) and the restart policy; the source is never restarted by Docker', async () => {
     const inspect = async (hostId: string, name: string) => dockerOf(layout, hostId).getContainer(name).inspect();
     await herdOk(['run', '--host', 'h1', '--name', 'withvol', '--volume', 'herd-e2e-vol:/vol', '--restart', 'always', 'herd/busybox', ...COUNTER]);
