@@ -1,8 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync, copyFileSync, chmodSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync, copyFileSync, chmodSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { directRestoreCheck } from './doctor.ts';
+import { directRestoreCheck, dockerInitCheck } from './doctor.ts';
 
 const WRAPPER = resolve(import.meta.dirname, '../bin/herd-runc');
 
@@ -47,5 +47,30 @@ describe('doctor: the herd-runc runtime in daemon.json', () => {
     const check = directRestoreCheck(daemonJson(old), WRAPPER);
     expect(check.ok).toBe(false);
     expect(check.detail).toMatch(/differs from this Herd/);
+  });
+});
+
+describe("doctor: Docker's init from a real file", () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'herd-doctor-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('fails for a symlinked docker-init without init-path, and passes once init-path names the real file', () => {
+    const tini = join(dir, 'tini-static');
+    writeFileSync(tini, '', { mode: 0o755 });
+    const init = join(dir, 'docker-init');
+    symlinkSync('tini-static', init);
+    const file = join(dir, 'daemon.json');
+    writeFileSync(file, JSON.stringify({ experimental: true }));
+    const failed = dockerInitCheck(file, init);
+    expect(failed.ok).toBe(false);
+    expect(failed.detail).toContain(`${init} is a symlink (to ${tini})`);
+    expect(failed.fix).toContain(`"init-path": "${tini}"`);
+    writeFileSync(file, JSON.stringify({ 'init-path': tini }));
+    expect(dockerInitCheck(file, init)).toMatchObject({ ok: true, detail: expect.stringContaining(`sets init-path ${tini}`) });
+    expect(dockerInitCheck(file, tini).ok).toBe(true);
+    expect(dockerInitCheck(file, join(dir, 'absent')).ok).toBe(true);
   });
 });

@@ -2,7 +2,7 @@
  * `herd doctor`: the checks a host must pass to run Herd (and the lab), each with pass
  * or fail, what was seen, and how to fix it. `herd lab up` runs the same checks.
  */
-import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, lstatSync, readFileSync, realpathSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { herdRoot } from './lab/state.ts';
 import { loadNativeReader, NATIVE_READER_PATH } from '../monitor/cgroup-reader.ts';
@@ -95,6 +95,7 @@ export async function runChecks(): Promise<CheckResult[]> {
   const busybox = existsSync('/bin/busybox') && !/interpreter/.test((await runCommand('file', ['-b', '/bin/busybox'])).stdout);
   checks.push({ name: 'busybox-static', ok: existsSync('/bin/busybox'), detail: existsSync('/bin/busybox') ? `/bin/busybox${busybox ? ' (static)' : ''}` : '/bin/busybox missing', fix: PROVISION, provisionable: true });
   checks.push(directRestoreCheck());
+  checks.push(dockerInitCheck());
   checks.push(await programCheck('sysbench', 'sysbench', ['--version']));
   checks.push(await programCheck('tar', 'tar', ['--version']));
   checks.push(await programCheck('lz4 (compressed transfers)', 'lz4', ['--version']));
@@ -129,6 +130,38 @@ export function directRestoreCheck(file = '/etc/docker/daemon.json', wrapper = j
     return { name, ok: false, detail: `${file} registers ${path}, which differs from this Herd's ${wrapper} (a copy from another version)`, fix: PROVISION, provisionable: true };
   }
   return { name, ok: true, detail: `${file} registers ${path}: migrated containers restore from the images where they landed`, provisionable: true };
+}
+
+/**
+ * Whether Docker's init (--init) is bind-mounted from a real file: CRIU cannot restore a bind
+ * mount whose source is a symlink, which Debian's /usr/bin/docker-init is (to tini-static), so
+ * such containers could not be migrated. Provisioning sets daemon.json's init-path.
+ */
+export function dockerInitCheck(file = '/etc/docker/daemon.json', initBinary = '/usr/bin/docker-init'): CheckResult {
+  const name = "Docker's init (--init) restorable by CRIU";
+  let symlink: boolean;
+  try {
+    symlink = lstatSync(initBinary).isSymbolicLink();
+  } catch {
+    return { name, ok: true, detail: `${initBinary} not present: Docker's own default applies`, provisionable: true };
+  }
+  if (!symlink) return { name, ok: true, detail: `${initBinary} is a file`, provisionable: true };
+  let initPath: unknown;
+  try {
+    initPath = (JSON.parse(readFileSync(file, 'utf8')) as { 'init-path'?: unknown })['init-path'];
+  } catch {
+    initPath = undefined;
+  }
+  if (typeof initPath === 'string' && existsSync(initPath) && !lstatSync(initPath).isSymbolicLink()) return { name, ok: true, detail: `${file} sets init-path ${initPath}`, provisionable: true };
+  return { name, ok: false, detail: `${initBinary} is a symlink (to ${realpathOr(initBinary)}) and ${file} sets no init-path to a real file: containers run with --init cannot be checkpointed and restored (CRIU cannot bind-mount a symlink)`, fix: `${PROVISION} (sets "init-path": "${realpathOr(initBinary)}" in ${file}; then restart Docker and recreate such containers)`, provisionable: true };
+}
+
+function realpathOr(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
 }
 
 function sameContent(a: string, b: string): boolean {

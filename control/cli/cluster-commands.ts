@@ -50,11 +50,20 @@ export function registerClusterCommands(program: Command): void {
     .option('--memory <bytes>', 'memory limit in bytes', positiveNumber)
     .option('-v, --volume <name:/path[:ro]>', 'named Docker volume mounted at /path (repeatable; migrations carry its contents)', collect)
     .addOption(new Option('--restart <policy>', 'Docker restart policy (carried to the target of a migration)').choices(['no', 'always', 'unless-stopped', 'on-failure']))
+    .option('--hostname <name>', 'host name inside the container')
+    .option('-w, --workdir <dir>', 'working directory inside the container')
+    .option('--entrypoint <program>', "overrides the image's entrypoint (the command's arguments follow the image)")
+    .option('-p, --publish <[ip:]hostPort:containerPort[/tcp|udp]>', 'publish a container port on the host (repeatable; on a network with Docker\'s port mapping, e.g. bridge)', collect)
+    .option('--cap-add <cap>', 'add a Linux capability (repeatable; one that reaches beyond the container, such as SYS_ADMIN, keeps it from migrating)', collect)
+    .option('--cap-drop <cap>', 'drop a Linux capability (repeatable)', collect)
+    .option('--tmpfs <path[:options]>', 'mount a tmpfs (repeatable; a migration carries its contents)', collect)
+    .option('--read-only', "mount the container's root filesystem read-only")
+    .option('--init', "run Docker's init (tini) as pid 1")
     .option('--json', 'print JSON')
     .argument('<image>', 'image (e.g. herd/busybox)')
     .argument('[command...]', 'command and arguments (options after the image belong to the command)')
     .passThroughOptions()
-    .action(async (image: string, command: string[], opts: { host: string; name: string; network?: string; ip?: string; env?: string[]; user?: string; cpus?: number; memory?: number; volume?: string[]; restart?: 'no' | 'always' | 'unless-stopped' | 'on-failure'; json?: boolean }, cmd: Command) => {
+    .action(async (image: string, command: string[], opts: RunOptions, cmd: Command) => {
       if (opts.ip !== undefined && opts.network === undefined) throw new HerdError('BAD_USAGE', '--ip needs --network');
       const volumes = (opts.volume ?? []).map((v) => {
         const m = /^([A-Za-z0-9][A-Za-z0-9_.-]*):(\/[^:]*)(:ro)?$/.exec(v);
@@ -70,6 +79,7 @@ export function registerClusterCommands(program: Command): void {
       if (opts.memory !== undefined) spec.memoryLimitBytes = Math.round(opts.memory);
       if (volumes.length > 0) spec.volumes = volumes;
       if (opts.restart !== undefined && opts.restart !== 'no') spec.restartPolicy = { name: opts.restart };
+      Object.assign(spec, dockerSettingsOf(opts));
       await withSession(cmd, async ({ view, rpc }) => {
         view.requireOnline(opts.host);
         const started = await rpc.request<ContainerSummary>(opts.host, 'container.run', spec, { timeoutMs: 60_000 });
@@ -96,4 +106,70 @@ export function registerClusterCommands(program: Command): void {
       });
     });
   }
+}
+
+interface RunOptions {
+  host: string;
+  name: string;
+  network?: string;
+  ip?: string;
+  env?: string[];
+  user?: string;
+  cpus?: number;
+  memory?: number;
+  volume?: string[];
+  restart?: 'no' | 'always' | 'unless-stopped' | 'on-failure';
+  hostname?: string;
+  workdir?: string;
+  entrypoint?: string;
+  publish?: string[];
+  capAdd?: string[];
+  capDrop?: string[];
+  tmpfs?: string[];
+  readOnly?: boolean;
+  init?: boolean;
+  json?: boolean;
+}
+
+/** `herd run`'s Docker settings (the ones a migration carries: compute/runtime/docker-settings.ts), checked as docker run checks them. */
+export function dockerSettingsOf(opts: Pick<RunOptions, 'hostname' | 'workdir' | 'entrypoint' | 'publish' | 'capAdd' | 'capDrop' | 'tmpfs' | 'readOnly' | 'init'>): Partial<ContainerSpec> {
+  const spec: Partial<ContainerSpec> = {};
+  if (opts.hostname !== undefined) {
+    if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(opts.hostname)) throw new HerdError('BAD_USAGE', `--hostname ${JSON.stringify(opts.hostname)}: not a host name (letters, digits, dots and hyphens)`);
+    spec.hostname = opts.hostname;
+  }
+  if (opts.workdir !== undefined) {
+    if (!opts.workdir.startsWith('/')) throw new HerdError('BAD_USAGE', `--workdir ${JSON.stringify(opts.workdir)}: must be an absolute path`);
+    spec.workingDir = opts.workdir;
+  }
+  if (opts.entrypoint !== undefined) spec.entrypoint = [opts.entrypoint];
+  if (opts.publish !== undefined) {
+    spec.ports = opts.publish.map((p) => {
+      const m = /^(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d{1,5})?:(\d{1,5})(?:\/(tcp|udp|sctp))?$/.exec(p);
+      const port = (x: string | undefined) => x === undefined || (Number(x) >= 1 && Number(x) <= 65535);
+      if (m === null || !port(m[2]) || !port(m[3])) throw new HerdError('BAD_USAGE', `--publish ${JSON.stringify(p)}: expected [ip:]hostPort:containerPort[/tcp|udp|sctp], ports 1-65535 (e.g. 8080:80)`);
+      return { containerPort: Number(m[3]), protocol: (m[4] ?? 'tcp') as 'tcp' | 'udp' | 'sctp', ...(m[1] === undefined ? {} : { hostIp: m[1] }), ...(m[2] === undefined ? {} : { hostPort: m[2] }) };
+    });
+  }
+  const caps = (flag: string, list: string[] | undefined) =>
+    list?.map((c) => {
+      if (!/^(CAP_)?[A-Za-z_]+$/.test(c)) throw new HerdError('BAD_USAGE', `${flag} ${JSON.stringify(c)}: not a capability name (e.g. NET_ADMIN)`);
+      return c.toUpperCase();
+    });
+  const capAdd = caps('--cap-add', opts.capAdd);
+  if (capAdd !== undefined) spec.capAdd = capAdd;
+  const capDrop = caps('--cap-drop', opts.capDrop);
+  if (capDrop !== undefined) spec.capDrop = capDrop;
+  if (opts.tmpfs !== undefined) {
+    spec.tmpfs = {};
+    for (const t of opts.tmpfs) {
+      const at = t.indexOf(':');
+      const path = at < 0 ? t : t.slice(0, at);
+      if (!path.startsWith('/')) throw new HerdError('BAD_USAGE', `--tmpfs ${JSON.stringify(t)}: expected /path or /path:options (e.g. /run:size=64m)`);
+      spec.tmpfs[path] = at < 0 ? '' : t.slice(at + 1);
+    }
+  }
+  if (opts.readOnly === true) spec.readOnlyRootfs = true;
+  if (opts.init === true) spec.init = true;
+  return spec;
 }
