@@ -366,6 +366,20 @@ describe('live migration (lab, real Docker + CRIU)', () => {
     await docker('h1', ['rm', '-f', 'hostipc']);
   });
 
+  it("keeps a container on the host's network there: Docker's record on the target says host, and it serves on the target host's address", async () => {
+    await herdOk(['run', '--host', 'h1', '--name', 'hostnet', '--network', 'host', 'herd/busybox', 'httpd', '-f', '-p', '8099', '-h', '/']);
+    const fetchOn = (hostId: string) => runCommand('ip', ['netns', 'exec', layout.hosts.find((h) => h.id === hostId)!.netns, 'wget', '-qO-', 'http://127.0.0.1:8099/etc/hostname'], { timeoutMs: 10_000 });
+    for (let i = 0; i < 50 && (await fetchOn('h1')).code !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+    await herdOk(['migrate', 'hostnet', '--to', 'h2']);
+    await expectRunsOnceOn(layout, 'hostnet', 'h2');
+    const mode = await runCommand('/usr/bin/docker', ['-H', `unix://${layout.hosts.find((h) => h.id === 'h2')!.dockerSocket}`, 'inspect', 'hostnet', '--format', '{{.HostConfig.NetworkMode}}'], { timeoutMs: 30_000 });
+    expect(mode.stdout.trim()).toBe('host');
+    const served = await fetchOn('h2');
+    expect(served.code, served.stderr).toBe(0);
+    await herdOk(['rm', 'hostnet', '--force']);
+    expect(await leftovers(layout)).toEqual([]);
+  });
+
   it('carries a named volume (its contents) and the restart policy; the source is never restarted by Docker', async () => {
     const inspect = async (hostId: string, name: string) => dockerOf(layout, hostId).getContainer(name).inspect();
     await herdOk(['run', '--host', 'h1', '--name', 'withvol', '--volume', 'herd-e2e-vol:/vol', '--restart', 'always', 'herd/busybox', ...COUNTER]);
