@@ -8,7 +8,7 @@ import Docker from 'dockerode';
 import { HerdError } from '../../protocol/errors.ts';
 import type { ContainerSpec, ContainerSummary } from '../../protocol/messages.ts';
 import { freeze, freezerOf, thaw } from './cgroup-freezer.ts';
-import { readSettings, writeSettings } from './docker-settings.ts';
+import { readNetwork, readSettings, writeSettings } from './docker-settings.ts';
 import { HERD_ID_LABEL, HERD_MIGRATION_LABEL, type ContainerDetails, type ContainerRuntime, type NetworkInfo, type RuntimeInfo } from './container-runtime.ts';
 
 const execFileAsync = promisify(execFile);
@@ -120,7 +120,6 @@ export class DockerRuntime implements ContainerRuntime {
     if (herdId === undefined) {
       throw new HerdError('NOT_MANAGED', `container "${name}" on host ${hostId} is not managed by Herd (it has no ${HERD_ID_LABEL} label)`);
     }
-    const [networkName, endpoint] = Object.entries(data.NetworkSettings.Networks ?? {})[0] ?? [];
     const spec: ContainerSpec & { herdId: string } = {
       herdId,
       name,
@@ -138,22 +137,8 @@ export class DockerRuntime implements ContainerRuntime {
       const problem = this.initMountProblem(data.Id);
       if (problem !== undefined) notCarried.push(problem);
     }
-    const networks = Object.keys(data.NetworkSettings.Networks ?? {});
-    if (networks.length > 1) notCarried.push(`it is attached to ${networks.length} networks (${networks.join(', ')}): only one is carried`);
-    const mode = data.HostConfig.NetworkMode ?? '';
-    if (mode.startsWith('container:')) notCarried.push(`it shares the network namespace of another container (${mode})`);
-    else if (networkName === 'host') spec.network = { network: 'host' };
-    // Docker's bridge: the target's Docker picks the address. A daemon without one ("bridge": "none") still
-    // names it for a container of the default network mode, without an address: that container has none.
-    else if (networkName === 'bridge') {
-      if (endpoint?.IPAddress) spec.network = { network: 'bridge' };
-    }
-    else if (networkName !== undefined && networkName !== 'none') {
-      spec.network = { network: networkName };
-      const ip = endpoint?.IPAMConfig?.IPv4Address || endpoint?.IPAddress;
-      if (ip) spec.network.ip = ip;
-      if (endpoint?.MacAddress) spec.network.mac = endpoint.MacAddress;
-    }
+    const network = readNetwork(data, notCarried);
+    if (network !== undefined) spec.network = network;
     const mounts = (data.Mounts ?? []).map((m) => ({ type: m.Type, ...(m.Name === undefined ? {} : { name: m.Name }), ...(m.Driver ? { driver: m.Driver } : {}), source: m.Source, destination: m.Destination, readOnly: m.RW === false }));
     const binds = mounts.filter((m) => m.type === 'bind').map((m) => ({ source: m.source, target: m.destination, ...(m.readOnly ? { readOnly: true } : {}) }));
     if (binds.length > 0) spec.binds = binds;

@@ -1,7 +1,7 @@
 import type Docker from 'dockerode';
 import { describe, expect, it } from 'vitest';
 import { containerSpecSchema, type ContainerSpec } from '../../protocol/messages.ts';
-import { carriedSecurityOpt, readSettings, writeSettings } from './docker-settings.ts';
+import { carriedSecurityOpt, readNetwork, readSettings, writeSettings } from './docker-settings.ts';
 
 /** What `docker inspect` (Docker 20.10) says of `docker run` with the settings a migration carries. */
 function inspected(host: Record<string, unknown> = {}, config: Record<string, unknown> = {}): Docker.ContainerInspectInfo {
@@ -108,5 +108,21 @@ describe('docker settings carried by a migration', () => {
   it('carries only the security options that take privileges away', () => {
     expect(['no-new-privileges', 'no-new-privileges:true', 'no-new-privileges=true'].every(carriedSecurityOpt)).toBe(true);
     expect(['no-new-privileges:false', 'seccomp=unconfined', 'apparmor=unconfined', 'label=disable'].some(carriedSecurityOpt)).toBe(false);
+  });
+
+  it('carries the network: a user-defined one with its address and MAC, host, a bridge with an address; refuses a shared or a second one', () => {
+    const net = (mode: string, networks: Record<string, object>) => ({ HostConfig: { NetworkMode: mode }, NetworkSettings: { Networks: networks } }) as unknown as Docker.ContainerInspectInfo;
+    const read = (data: Docker.ContainerInspectInfo) => {
+      const notCarried: string[] = [];
+      return { network: readNetwork(data, notCarried), notCarried };
+    };
+    expect(read(net('herd-lan', { 'herd-lan': { IPAMConfig: { IPv4Address: '10.213.0.200' }, IPAddress: '10.213.0.200', MacAddress: '02:42:0a:d5:00:c8' } }))).toEqual({ network: { network: 'herd-lan', ip: '10.213.0.200', mac: '02:42:0a:d5:00:c8' }, notCarried: [] });
+    expect(read(net('host', { host: {} }))).toEqual({ network: { network: 'host' }, notCarried: [] });
+    expect(read(net('default', { bridge: { IPAddress: '172.17.0.2', MacAddress: '02:42:ac:11:00:02' } }))).toEqual({ network: { network: 'bridge' }, notCarried: [] });
+    // A daemon without a bridge names it with no address: no network.
+    expect(read(net('default', { bridge: { IPAddress: '' } }))).toEqual({ network: undefined, notCarried: [] });
+    expect(read(net('none', { none: {} }))).toEqual({ network: undefined, notCarried: [] });
+    expect(read(net('container:abc', {})).notCarried).toEqual(['it shares the network namespace of another container (container:abc)']);
+    expect(read(net('a', { a: {}, b: {} })).notCarried).toEqual(['it is attached to 2 networks (a, b): only one is carried']);
   });
 });

@@ -122,6 +122,30 @@ export function readSettings(data: Inspected, spec: ContainerSpec): string[] {
   return notCarried;
 }
 
+/**
+ * The network a migration carries: a user-defined one (macvlan, a user bridge) with its address
+ * and MAC, or Docker's host or bridge network (on the bridge, the target's Docker picks the
+ * address: Docker takes no fixed one there); none for none. Another container's network
+ * namespace, or more than one network, goes to `notCarried`.
+ */
+export function readNetwork(data: Inspected, notCarried: string[]): ContainerSpec['network'] {
+  const networks = Object.entries(data.NetworkSettings.Networks ?? {});
+  if (networks.length > 1) notCarried.push(`it is attached to ${networks.length} networks (${networks.map(([n]) => n).join(', ')}): only one is carried`);
+  const mode = (data.HostConfig as unknown as HostConfigRead).NetworkMode ?? '';
+  if (mode.startsWith('container:')) {
+    notCarried.push(`it shares the network namespace of another container (${mode})`);
+    return undefined;
+  }
+  const [name, endpoint] = networks[0] ?? [];
+  if (name === undefined || name === 'none') return undefined;
+  if (name === 'host') return { network: 'host' };
+  // A daemon without a bridge ("bridge": "none", as the lab's) still names it for a container of the
+  // default network mode, with no address: that container has no network.
+  if (name === 'bridge') return endpoint?.IPAddress ? { network: 'bridge' } : undefined;
+  const ip = endpoint?.IPAMConfig?.IPv4Address || endpoint?.IPAddress;
+  return { network: name, ...(ip ? { ip } : {}), ...(endpoint?.MacAddress ? { mac: endpoint.MacAddress } : {}) };
+}
+
 /** Writes the settings readSettings carries into Docker's create options. */
 export function writeSettings(spec: ContainerSpec, options: Docker.ContainerCreateOptions): void {
   const host = (options.HostConfig ??= {}) as NonNullable<Docker.ContainerCreateOptions['HostConfig']> & HostConfigRead;
