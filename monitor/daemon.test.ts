@@ -41,30 +41,25 @@ const emptyPmproxy: typeof fetch = async (input) => {
 
 const copy = (dockerId: string, state: string): TrackedContainer => ({ herdId: 'web-1', name: 'web', dockerId, state });
 
+/** A daemon over listings the test changes (`placement`, per host, in round order), its container samples collected. */
+function trackingDaemon(hosts: string[], placement: Record<string, TrackedContainer[]>) {
+  const samples: ContainerMetrics[] = [];
+  const daemon = buildMonitorDaemon(configOf(hosts), {
+    log: silentLogger,
+    fetchImpl: emptyPmproxy,
+    listerFor: (h) => ({ list: async () => placement[h.id] ?? [] }),
+    onSample: (kind, s) => {
+      if (kind === 'container') samples.push(s as ContainerMetrics);
+    },
+  });
+  return { daemon, samples };
+}
+
 describe('migration tracking', () => {
   it('marks a move once, and never a stopped copy seen first (start-up) as one', async () => {
     const placement: Record<string, TrackedContainer[]> = { h1: [copy('a'.repeat(64), 'running')], h2: [copy('b'.repeat(64), 'created')] };
-    const samples: ContainerMetrics[] = [];
-    const config = monitorConfigSchema.parse({
-      broker: { url: 'mqtt://127.0.0.1:9' },
-      metrics: { enabled: false },
-      datasetDir: null,
-      containerIntervalSeconds: 0.1,
-      hosts: [{ id: 'h2', pmproxyUrl: 'http://pcp-h2' }, { id: 'h1', pmproxyUrl: 'http://pcp-h1' }],
-    });
-    const daemon = buildMonitorDaemon(config, {
-      log: silentLogger,
-      fetchImpl: emptyPmproxy,
-      listerFor: (h) => ({ list: async () => placement[h.id] ?? [] }),
-      onSample: (kind, s) => {
-        if (kind === 'container') samples.push(s as ContainerMetrics);
-      },
-    });
+    const { daemon, samples } = trackingDaemon(['h2', 'h1'], placement);
     await daemon.start();
-    const waitFor = async (what: () => boolean) => {
-      for (let i = 0; i < 100 && !what(); i++) await new Promise((r) => setTimeout(r, 20));
-      expect(what()).toBe(true);
-    };
     await waitFor(() => samples.filter((s) => s.hostId === 'h1').length >= 3);
     // h2's round runs first: its prepared copy may show once, but h1's running copy is no move.
     expect(samples.filter((s) => s.migration !== undefined)).toEqual([]);
@@ -88,15 +83,7 @@ describe('migration tracking', () => {
 describe('migration tracking while both copies run', () => {
   it('keeps the series on the source until its copy stops, then marks the move once', async () => {
     const placement: Record<string, TrackedContainer[]> = { h1: [copy('a'.repeat(64), 'running')], h2: [] };
-    const samples: ContainerMetrics[] = [];
-    const daemon = buildMonitorDaemon(configOf(['h1', 'h2']), {
-      log: silentLogger,
-      fetchImpl: emptyPmproxy,
-      listerFor: (h) => ({ list: async () => placement[h.id] ?? [] }),
-      onSample: (kind, s) => {
-        if (kind === 'container') samples.push(s as ContainerMetrics);
-      },
-    });
+    const { daemon, samples } = trackingDaemon(['h1', 'h2'], placement);
     await daemon.start();
     await waitFor(() => samples.length >= 2);
     // The target runs; Docker still reports the checkpointed source as running for several rounds.

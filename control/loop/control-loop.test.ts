@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../protocol/log.ts';
 import type { ControlEvent } from '../../protocol/messages.ts';
 import { loopConfigSchema } from '../config.ts';
-import { ControlLoop, EVENT_MEMORY, HISTORY_REPLY_BYTES } from './control-loop.ts';
+import { ControlLoop, HISTORY_REPLY_BYTES } from './control-loop.ts';
 import type { MigrationRecord } from './history-store.ts';
 
 const dirs: string[] = [];
