@@ -144,11 +144,11 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
             'control.history': async (cmd) => l.historyReply(cmd.args.limit ?? 100, cmd.args.container),
             'control.events': async (cmd) => ({ events: l.recentEvents(cmd.args.limit ?? 100) }),
             'control.pause': async (cmd) => {
-              l.pause(cmd.args.reason);
+              await l.pause(cmd.args.reason);
               return l.status();
             },
             'control.resume': async () => {
-              l.resume();
+              await l.resume();
               return l.status();
             },
             'control.drain': async (cmd) => l.drain(cmd.args.host, cmd.args.cancel === true),
@@ -175,8 +175,8 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
             ? {}
             : {
                 actions: {
-                  pause: (reason) => (l.pause(reason), l.status()),
-                  resume: () => (l.resume(), l.status()),
+                  pause: async (reason) => (await l.pause(reason), l.status()),
+                  resume: async () => (await l.resume(), l.status()),
                   drain: (host, cancel) => l.drain(host, cancel),
                 },
               }),

@@ -28,5 +28,23 @@ export async function runUntilSignal(daemon: { start(): Promise<void>; close(): 
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('unhandledRejection', (err) => log.error({ err: String(err) }, 'unhandled rejection (kept running)'));
+  watchEventLoop(log);
   await daemon.start();
+}
+
+/**
+ * Warns when the event loop was blocked for `thresholdMs` or more: a daemon that blocks
+ * answers nobody meanwhile (the control daemon embeds the broker, so every client waits).
+ * The warning says for how long; the cause is whatever ran just before it.
+ */
+export function watchEventLoop(log: Logger, thresholdMs = 1000, everyMs = 250): () => void {
+  let last = performance.now();
+  const timer = setInterval(() => {
+    const now = performance.now();
+    const blockedMs = Math.round(now - last - everyMs);
+    last = now;
+    if (blockedMs >= thresholdMs) log.warn({ blockedMs }, `the event loop was blocked for ${blockedMs} ms: nothing was answered meanwhile (a synchronous call, or a starved CPU)`);
+  }, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }

@@ -256,9 +256,12 @@ const NO_BROKER_HINT = 'Is a control daemon running (herd lab up, or herd contro
 
 /**
  * A short-lived client for one CLI command (`what` names its client id): no reconnecting, a
- * clear error within `connectTimeoutMs` when the broker is not there, saying what to do.
+ * clear error when the broker is not there, saying what to do. A refused connection fails
+ * at once; `connectTimeoutMs` is how long a broker that accepted the connection may take to
+ * answer it: as long as the broker itself waits for a client's CONNECT, since a busy
+ * broker (or a busy machine) can be seconds late without being gone.
  */
-export async function connectCommandClient(endpoint: BrokerEndpoint, what: string, connectTimeoutMs = 3000): Promise<MqttClient> {
+export async function connectCommandClient(endpoint: BrokerEndpoint, what: string, connectTimeoutMs = 10_000): Promise<MqttClient> {
   try {
     return await connectBroker({ ...endpoint, clientId: operatorClientId(endpoint.username, what, hostname()), reconnectPeriodMs: 0, connectTimeoutMs });
   } catch (err) {

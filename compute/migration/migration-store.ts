@@ -3,7 +3,8 @@
  * machine that lost power) finishes or rolls back every migration it took part in.
  *
  * - An in-flight record (`<id>.<role>.json`) is written atomically: temp file, fsync,
- *   rename, fsync of the directory (without the last one a rename may not survive a crash).
+ *   rename, fsync of the directory (without the last one a rename may not survive a crash),
+ *   off the event loop (protocol/durable-file.ts).
  * - A finished migration leaves a tombstone (`<id>.<role>.done.json`: its outcome), written
  *   durably before the record is removed, so that a late or repeated command (a prepare
  *   after an abort, a restore after a fence) does nothing, and `herd migrate --status`
@@ -14,7 +15,7 @@
  *   daemon (over SSH, see fence.ts): a restore not yet begun must then never begin.
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, existsSync } from 'node:fs';
-import { open, rename } from 'node:fs/promises';
+import { replaceFileDurably, syncDirectory } from '../../protocol/durable-file.ts';
 import { z } from 'zod';
 import { FS_MODES, type MigrationResult, type TargetRestoreResult } from '../../protocol/messages.ts';
 import type { WireError } from '../../protocol/errors.ts';
@@ -115,8 +116,8 @@ export class MigrationStore {
     return `${this.dir}/${migrationId}.fence`;
   }
 
-  /** Makes a rename or unlink in the records' directory durable. */
-  private syncDir(): void {
+  /** Makes a rename or unlink in the records' directory durable (sync: for the rare quarantine, from a sync read). */
+  private syncDirNow(): void {
     const fd = openSync(this.dir, 'r');
     try {
       fsyncSync(fd);
@@ -132,18 +133,10 @@ export class MigrationStore {
     const tmp = `${final}.tmp`;
     this.writing.add(tmp);
     try {
-      const handle = await open(tmp, 'w');
-      try {
-        await handle.writeFile(`${JSON.stringify(value, null, 2)}\n`);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(tmp, final);
+      await replaceFileDurably(final, `${JSON.stringify(value, null, 2)}\n`, 0o600, tmp);
     } finally {
       this.writing.delete(tmp);
     }
-    this.syncDir();
   }
 
   async save(record: MigrationRecord): Promise<void> {
@@ -173,7 +166,7 @@ export class MigrationStore {
     mkdirSync(this.quarantineDir, { recursive: true });
     const name = file.slice(file.lastIndexOf('/') + 1);
     renameSync(file, `${this.quarantineDir}/${name}.${Date.now()}`);
-    this.syncDir();
+    this.syncDirNow();
     this.quarantined.push({ file: name, reason: reason.slice(0, 300) });
   }
 
@@ -213,7 +206,7 @@ export class MigrationStore {
     await this.writeDurably(this.tombstoneFile(role, migrationId), tombstone);
     rmSync(this.file(role, migrationId), { force: true });
     rmSync(this.fenceFile(migrationId), { force: true });
-    this.syncDir();
+    await syncDirectory(this.dir);
     this.onFinish?.(tombstone, record);
   }
 

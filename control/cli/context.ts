@@ -62,7 +62,7 @@ export async function openSession(cmd: Command, options: { reconnect?: boolean }
   const clientId = operatorClientId(endpoint.username, 'herd-cli', hostname());
   // MQTT loads with the first session: commands without one (help, lab, doctor) start faster.
   const [{ closeBroker }, { CommandClient, connectCommandClient }] = await Promise.all([import('../../protocol/mqtt.ts'), import('../../protocol/rpc.ts')]);
-  const client = await connectCommandClient(endpoint, 'herd-cli', 5000);
+  const client = await connectCommandClient(endpoint, 'herd-cli');
   // Before any subscription: mqtt.js only remembers topics to resubscribe while reconnecting is on.
   if (options.reconnect === true) (client.options as { reconnectPeriod?: number }).reconnectPeriod = 1000;
   const rpc = await CommandClient.create(client, clientId, silentLogger);

@@ -1,5 +1,5 @@
 /** The control loop's operator-facing state without a broker: pause reasons and the history reply's size. */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -14,28 +14,30 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function loop(records: MigrationRecord[] = []): { loop: ControlLoop; events: ControlEvent[] } {
-  const stateDir = mkdtempSync(join(tmpdir(), 'herd-loop-'));
+function loop(records: MigrationRecord[] = [], stateDir = mkdtempSync(join(tmpdir(), 'herd-loop-'))): { loop: ControlLoop; events: ControlEvent[]; stateDir: string } {
   dirs.push(stateDir);
   if (records.length > 0) writeFileSync(join(stateDir, 'history.jsonl'), records.map((record) => `${JSON.stringify({ type: 'started', record })}\n${JSON.stringify({ type: 'ended', migrationId: record.migrationId, endedAt: record.startedAt, outcome: 'done', learnedBy: 'reply' })}\n`).join(''));
   const events: ControlEvent[] = [];
   const session = { client: {}, rpc: {}, view: { hosts: () => [] } } as never;
   const l = new ControlLoop(loopConfigSchema.parse({ stateDir }), { session, log: silentLogger, publishEvent: (e) => events.push(e), onStateChange: () => undefined, nodeId: 'n1' });
-  return { loop: l, events };
+  return { loop: l, events, stateDir };
 }
 
 const record = (i: number, reason = 'x'): MigrationRecord => ({ migrationId: `m-${i}`, herdId: `c0ffee${String(i).padStart(6, '0')}`, name: `c${i}`, from: 'h1', to: 'h2', manual: false, reason, startedAt: new Date(Date.UTC(2026, 10, 28, 0, 0, i)).toISOString() });
 
 describe('ControlLoop', () => {
-  it('a pause without a reason drops the reason of the pause before it', () => {
-    const { loop: l } = loop();
-    l.pause('maintenance of h2');
+  it('a pause without a reason drops the reason of the pause before it; the last state is the one a restart reads', async () => {
+    const { loop: l, stateDir } = loop();
+    await l.pause('maintenance of h2');
     expect(l.status()).toMatchObject({ paused: true, pausedReason: 'maintenance of h2' });
-    l.pause(undefined);
+    await l.pause(undefined);
     expect(l.status().paused).toBe(true);
     expect(l.status()).not.toHaveProperty('pausedReason');
-    l.pause('again');
-    expect(l.status()).toMatchObject({ pausedReason: 'again' });
+    // Writes not awaited one by one still land in order.
+    await Promise.all([l.pause('again'), l.resume(), l.pause('last')]);
+    expect(l.status()).toMatchObject({ pausedReason: 'last' });
+    expect(JSON.parse(readFileSync(join(stateDir, 'state.json'), 'utf8'))).toEqual({ paused: true, pausedReason: 'last', draining: [] });
+    expect(loop([], stateDir).loop.status()).toMatchObject({ paused: true, pausedReason: 'last' });
   });
 
   it('answers the history in full when it fits, else the newest records that fit, marked truncated', () => {

@@ -9,10 +9,11 @@
  * drains survive a restart (state.json); the history (history.jsonl) gives the safety
  * layer its cooldowns and failures back after a restart.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { MAX_MESSAGE_BYTES } from '../../protocol/codec.ts';
+import { replaceFileDurably, WriteQueue } from '../../protocol/durable-file.ts';
 import { HerdError } from '../../protocol/errors.ts';
 import type { ControlEvent, ControlMode, HostMetrics } from '../../protocol/messages.ts';
 import { MAX_EVENTS_LIMIT, PROTOCOL_VERSION } from '../../protocol/messages.ts';
@@ -83,13 +84,14 @@ export class ControlLoop {
   private readonly overThreshold = new Map<string, number>();
   private readonly running = new Set<Promise<unknown>>();
   private closed = false;
+  private readonly stateWrites = new WriteQueue();
   private startedAtMs = Date.now();
   private readonly bootId = Date.now().toString(36);
 
   constructor(private readonly config: LoopConfig, private readonly deps: LoopDeps) {
     mkdirSync(config.stateDir, { recursive: true });
     this.windows = new SampleWindows(config);
-    this.history = new HistoryStore(join(config.stateDir, 'history.jsonl'));
+    this.history = new HistoryStore(join(config.stateDir, 'history.jsonl'), (err) => deps.log.error({ err: err.message }, 'a migration history line could not be written'));
     if (this.history.skippedLines > 0) deps.log.warn({ skipped: this.history.skippedLines }, 'history lines that could not be read were skipped (a crash mid-write?)');
     this.state = this.readState();
     for (const r of this.history.all()) this.remember(r);
@@ -121,6 +123,7 @@ export class ControlLoop {
     if (this.timer !== undefined) clearTimeout(this.timer);
     await this.stopMetrics?.();
     await this.executor.close();
+    await Promise.all([this.history.flush(), this.stateWrites.idle()]);
   }
 
   // ------------------------------------------------------------------ operator actions
@@ -145,22 +148,22 @@ export class ControlLoop {
     };
   }
 
-  pause(reason: string | undefined): void {
+  async pause(reason: string | undefined): Promise<void> {
     // A new pause without a reason drops the old one: it would say why of a pause that was not this one.
     const { pausedReason: _old, ...rest } = this.state;
     this.state = { ...rest, paused: true, ...(reason === undefined ? {} : { pausedReason: reason }) };
-    this.writeState();
+    await this.writeState();
     this.emit({ kind: 'control', code: 'PAUSED', message: `paused${reason === undefined ? '' : `: ${reason}`}; evaluations go on, no move is sent` });
   }
 
-  resume(): void {
+  async resume(): Promise<void> {
     const { pausedReason: _r, ...rest } = this.state;
     this.state = { ...rest, paused: false };
-    this.writeState();
+    await this.writeState();
     this.emit({ kind: 'control', code: 'RESUMED', message: 'resumed: moves are sent again' });
   }
 
-  drain(host: string, cancel: boolean): { draining: string[] } {
+  async drain(host: string, cancel: boolean): Promise<{ draining: string[] }> {
     const known = this.deps.session.view.hosts().map((h) => h.hostId);
     // A drain of a host that has since left can still be cancelled.
     if (!known.includes(host) && !(cancel && this.state.draining.includes(host))) throw new HerdError('UNKNOWN_HOST', `unknown host "${host}" (known hosts: ${known.join(', ') || 'none'})`);
@@ -168,7 +171,7 @@ export class ControlLoop {
     if (cancel) set.delete(host);
     else set.add(host);
     this.state = { ...this.state, draining: [...set].sort() };
-    this.writeState();
+    await this.writeState();
     this.emit({ kind: 'control', code: cancel ? 'DRAIN_CANCELLED' : 'DRAINING', message: cancel ? `${host} is no longer drained: it takes containers again` : `draining ${host}: its containers leave (within the safety caps), none arrive` });
     if (!cancel) this.evaluateSoon('manual');
     return { draining: this.state.draining };
@@ -401,16 +404,9 @@ export class ControlLoop {
     return { paused: true, pausedReason: reason, draining: [] };
   }
 
-  private writeState(): void {
-    const file = join(this.config.stateDir, 'state.json');
-    const fd = openSync(`${file}.tmp`, 'w', 0o600);
-    try {
-      writeSync(fd, `${JSON.stringify(this.state, null, 2)}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(`${file}.tmp`, file);
+  /** Writes the state as it is when the write runs (writes queue: the last one leaves the latest state). */
+  private async writeState(): Promise<void> {
+    await this.stateWrites.run(() => replaceFileDurably(join(this.config.stateDir, 'state.json'), `${JSON.stringify(this.state, null, 2)}\n`));
     this.deps.onStateChange();
   }
 }

@@ -96,7 +96,11 @@ export class Executor {
     const migrationId = newMigrationId();
     const record: MigrationRecord = { migrationId, herdId: move.herdId, name: move.name, from: move.from, to: move.to, manual: false, policy: move.policy, reasonCode: move.reasonCode, reason: move.reason, evaluationId, startedAt: new Date(this.now()).toISOString() };
     // Durable intent first: a restart from here on finds it and asks how it ended.
-    this.deps.history.started(record);
+    try {
+      await this.deps.history.started(record);
+    } catch (err) {
+      return { notSent: `the migration history could not be written: ${(err as Error).message}` };
+    }
     this.tracked.set(migrationId, { record, startedAtMs: this.now() });
     const log = this.deps.log.child({ migrationId });
     log.info({ container: move.name, from: move.from, to: move.to, reason: move.reason }, 'migration sent');
@@ -124,7 +128,8 @@ export class Executor {
     // A migration first seen here is a manual one (or one whose first events were missed): record it, even on its final event.
     if (!this.tracked.has(e.migrationId) && this.deps.history.get(e.migrationId) === undefined) {
       const record: MigrationRecord = { migrationId: e.migrationId, herdId: e.herdId, name: e.container, from: e.sourceHost, to: e.targetHost, manual: true, reason: 'started outside the control loop (herd migrate)', startedAt: e.at };
-      this.deps.history.started(record);
+      // Not awaited: nothing waits on this record (a failed write is logged by the history).
+      this.deps.history.started(record).catch(() => undefined);
       this.tracked.set(e.migrationId, { record, startedAtMs: Date.parse(e.at), lastEventAtMs: this.now() });
     }
     const t = this.tracked.get(e.migrationId);

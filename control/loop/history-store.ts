@@ -5,9 +5,13 @@
  * sent, an `ended` line when its outcome is known, so a restart finds every migration it
  * had started and can ask the hosts how it ended instead of starting it again. A torn
  * last line (a crash mid-write) is skipped when the file is read back.
+ *
+ * The records in memory change at once; the lines are written in the same order, off the
+ * event loop (the control daemon's broker must not wait on an fsync).
  */
-import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { appendFileDurably, WriteQueue } from '../../protocol/durable-file.ts';
 import type { WireError } from '../../protocol/errors.ts';
 import type { MigrationTimings } from '../../protocol/messages.ts';
 
@@ -41,8 +45,10 @@ export class HistoryStore {
   private readonly records = new Map<string, MigrationRecord>();
   /** Lines that could not be read back (a torn last line after a crash). */
   readonly skippedLines: number = 0;
+  private readonly writes = new WriteQueue();
 
-  constructor(private readonly file: string) {
+  /** `onWriteError`: a line that could not be written (the record stays in memory). */
+  constructor(private readonly file: string, private readonly onWriteError: (err: Error) => void = () => undefined) {
     mkdirSync(dirname(file), { recursive: true });
     if (!existsSync(file)) return;
     const content = readFileSync(file, 'utf8');
@@ -59,14 +65,16 @@ export class HistoryStore {
     this.skippedLines = skipped;
   }
 
-  private append(line: Line): void {
-    const fd = openSync(this.file, 'a', 0o600);
-    try {
-      writeSync(fd, `${JSON.stringify(line)}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+  private append(line: Line): Promise<void> {
+    const text = `${JSON.stringify(line)}\n`;
+    const written = this.writes.run(() => appendFileDurably(this.file, text));
+    written.catch((err: unknown) => this.onWriteError(err instanceof Error ? err : new Error(String(err))));
+    return written;
+  }
+
+  /** Resolves when every line recorded so far is on disk (or failed to be written). */
+  flush(): Promise<void> {
+    return this.writes.idle();
   }
 
   private applyEnd(line: Extract<Line, { type: 'ended' }>): void {
@@ -79,11 +87,18 @@ export class HistoryStore {
     if (line.learnedBy !== undefined) r.learnedBy = line.learnedBy;
   }
 
-  /** Records a migration before it is sent (or when a manual one is first seen). Idempotent per migration id. */
-  started(record: MigrationRecord): void {
-    if (this.records.has(record.migrationId)) return;
-    this.append({ type: 'started', record });
+  /**
+   * Records a migration before it is sent (or when a manual one is first seen). Idempotent
+   * per migration id. Resolves when its line is durable: send the migration only then.
+   */
+  started(record: MigrationRecord): Promise<void> {
+    if (this.records.has(record.migrationId)) return this.flush();
     this.records.set(record.migrationId, { ...record });
+    return this.append({ type: 'started', record }).catch((err: unknown) => {
+      // Not durable: not recorded (the caller does not send it).
+      if (this.records.get(record.migrationId)?.outcome === undefined) this.records.delete(record.migrationId);
+      throw err;
+    });
   }
 
   /** Records how a migration ended; the first outcome wins. */
@@ -93,8 +108,9 @@ export class HistoryStore {
     const line: Extract<Line, { type: 'ended' }> = { type: 'ended', migrationId, endedAt: extra.at ?? new Date().toISOString(), outcome, learnedBy: extra.learnedBy };
     if (extra.timings !== undefined) line.timings = extra.timings;
     if (extra.error !== undefined) line.error = extra.error;
-    this.append(line);
     this.applyEnd(line);
+    // Not awaited: an outcome not yet on disk at a crash is asked of the hosts after the restart.
+    this.append(line).catch(() => undefined);
     return r;
   }
 
