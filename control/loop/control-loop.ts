@@ -24,6 +24,7 @@ import { chainFor, configuredStep, decide, loopStep } from '../../policies/pipel
 import { emptySafetyState, recheckMove, type SafetyState } from '../../policies/safety/safety.ts';
 import type { LoopConfig } from '../config.ts';
 import type { MigrationSession } from '../migrations/migration-client.ts';
+import { warmAggregator } from './danfo-aggregator.ts';
 import { Executor } from './executor.ts';
 import { HistoryStore, type MigrationRecord } from './history-store.ts';
 import { buildSnapshot } from './snapshot-builder.ts';
@@ -107,6 +108,8 @@ export class ControlLoop {
 
   async start(): Promise<void> {
     this.startedAtMs = Date.now();
+    // danfojs loads in its worker meanwhile: the first evaluation need not wait for it (a failure there is the evaluation's to report).
+    warmAggregator().catch(() => undefined);
     await this.executor.start();
     this.stopMetrics = await followMetrics(this.deps.session.client, (m) => this.onMetrics(m));
     const open = this.history.open();

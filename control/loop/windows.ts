@@ -7,10 +7,11 @@
  * had: danfojs' groupby counts a missing value as NaN (which poisons the mean) or null as
  * zero, so a metric a sample lacked is simply not a row. One groupby over a single key
  * column (entity + metric) aggregates everything at once (groupby on several columns is
- * slow in danfojs). danfojs (with TensorFlow.js) takes about a second to load: it is
- * loaded once, on the first aggregation.
+ * slow in danfojs). danfojs runs in a worker thread (danfo-aggregator.ts): its load and
+ * its groupby take seconds at scale, and the control daemon's event loop runs its broker.
  */
 import type { ContainerMetricsBatch, HostMetrics } from '../../protocol/messages.ts';
+import { aggregateByKey } from './danfo-aggregator.ts';
 
 export const HOST_METRICS = ['cpuUtil', 'diskOpsPerSec', 'diskActiveRatio', 'cpuPressurePct', 'ioPressurePct', 'memoryAvailableBytes'] as const;
 export const CONTAINER_METRICS = ['cpuCores', 'cpuLimitCores', 'threadCount', 'processCount', 'diskOpsPerSec', 'memoryBytes'] as const;
@@ -47,13 +48,6 @@ interface Sample {
 }
 
 const SEP = '\u0000';
-
-type Danfo = typeof import('danfojs-node');
-let danfo: Promise<Danfo> | undefined;
-function loadDanfo(): Promise<Danfo> {
-  danfo ??= import('danfojs-node');
-  return danfo;
-}
 
 export class SampleWindows {
   private hosts: Sample[] = [];
@@ -153,11 +147,7 @@ export async function aggregateSamples<M extends string>(samples: readonly Sampl
     }
   }
   if (keys.length === 0) return out;
-  const dfd = await loadDanfo();
-  const df = new dfd.DataFrame({ key: keys, value: values });
-  const grouped = df.groupby(['key']).agg({ value: ['mean', 'max', 'count'] });
-  const rows = dfd.toJSON(grouped) as { key: string; value_mean: number; value_max: number; value_count: number }[];
-  for (const r of rows) {
+  for (const r of await aggregateByKey(keys, values)) {
     const cut = r.key.lastIndexOf(SEP);
     const e = out.get(r.key.slice(0, cut));
     if (e !== undefined) e.metrics[r.key.slice(cut + 1) as M] = { mean: r.value_mean, max: r.value_max, count: r.value_count };
