@@ -28,8 +28,9 @@ export async function runUntilSignal(daemon: { start(): Promise<void>; close(): 
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('unhandledRejection', (err) => log.error({ err: String(err) }, 'unhandled rejection (kept running)'));
-  watchEventLoop(log);
   await daemon.start();
+  // From here on (a start loads code and builds servers): a daemon that serves must not block.
+  watchEventLoop(log);
 }
 
 /**
