@@ -95,16 +95,19 @@ export class Executor {
     }
     const migrationId = newMigrationId();
     const record: MigrationRecord = { migrationId, herdId: move.herdId, name: move.name, from: move.from, to: move.to, manual: false, policy: move.policy, reasonCode: move.reasonCode, reason: move.reason, evaluationId, startedAt: new Date(this.now()).toISOString() };
+    // In flight from now on (the next evaluation must not move this container again), though not sent yet.
+    this.tracked.set(migrationId, { record, startedAtMs: this.now() });
+    this.inProgress.add(migrationId);
     // Durable intent first: a restart from here on finds it and asks how it ended.
     try {
       await this.deps.history.started(record);
     } catch (err) {
+      this.tracked.delete(migrationId);
+      this.inProgress.delete(migrationId);
       return { notSent: `the migration history could not be written: ${(err as Error).message}` };
     }
-    this.tracked.set(migrationId, { record, startedAtMs: this.now() });
     const log = this.deps.log.child({ migrationId });
     log.info({ container: move.name, from: move.from, to: move.to, reason: move.reason }, 'migration sent');
-    this.inProgress.add(migrationId);
     try {
       const result = await migrateOnce(this.deps.session, move.herdId, move.to, this.deps.fsMode, () => undefined, undefined, { migrationId, timeoutMs: this.deps.timeoutMs });
       return this.end(migrationId, 'done', { timings: result.timings, learnedBy: 'reply' }) ?? this.deps.history.get(migrationId) ?? record;
