@@ -1,0 +1,31 @@
+/** The executor's bookkeeping around the history's durable write, without a broker. */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { silentLogger } from '../../protocol/log.ts';
+import type { Move } from '../../policies/model.ts';
+import { Executor } from './executor.ts';
+import { HistoryStore } from './history-store.ts';
+
+const move: Move = { herdId: 'c0ffee000001', name: 'web', from: 'h1', to: 'h2', policy: 'cpu-greedy', reasonCode: 'CPU_OVERLOAD', reason: 'test' } as Move;
+const session = { client: {}, rpc: {}, view: { findContainer: () => ({}), requireOnline: () => undefined } } as never;
+
+describe('Executor', () => {
+  it('counts a move in flight while its history line is written; a line that cannot be written: not sent, not in flight, not recorded', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'herd-executor-'));
+    const file = join(dir, 'history.jsonl');
+    const history = new HistoryStore(file);
+    // The file's place taken by a directory: the started line fails (EISDIR), after a moment on the thread pool.
+    mkdirSync(file);
+    const ex = new Executor({ session, history, log: silentLogger, fsMode: 'diff', timeoutMs: 60_000, onEnded: () => undefined });
+    const pending = ex.execute(move, 'e-1');
+    // Before the write has ended: an evaluation now must see the container as moving.
+    expect(ex.inFlight().map((m) => [m.herdId, m.sourceHost, m.targetHost])).toEqual([[move.herdId, 'h1', 'h2']]);
+    const result = await pending;
+    expect(result).toEqual({ notSent: expect.stringMatching(/history could not be written: .*EISDIR/) });
+    expect(ex.inFlight()).toEqual([]);
+    expect(history.all()).toEqual([]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
