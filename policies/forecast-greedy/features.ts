@@ -43,9 +43,9 @@ export const OPS_LABEL = 'label';
  */
 const NO_LIMIT_TOLERANCE = 1e-3;
 
-function limitOn(snapshot: ClusterSnapshot, c: ContainerSnapshot, h: HostSnapshot, moved: boolean): number | undefined {
+function limitOn(snapshot: ClusterSnapshot, c: ContainerSnapshot, h: HostSnapshot, moved: boolean, hostOf: HostLookup): number | undefined {
   if (!moved || c.cpuLimitCores === undefined || h.cores === undefined) return c.cpuLimitCores;
-  const current = snapshot.hosts.find((x) => x.hostId === c.hostId);
+  const current = hostOf(c.hostId);
   if (current?.cores === undefined || Math.abs(c.cpuLimitCores - current.cores) > NO_LIMIT_TOLERANCE) return c.cpuLimitCores;
   return h.cores;
 }
@@ -53,10 +53,13 @@ function limitOn(snapshot: ClusterSnapshot, c: ContainerSnapshot, h: HostSnapsho
 const v = (x: number | undefined): number => (x === undefined ? Number.NaN : x);
 
 /** Feature values of container `c` on host `h`; `moved`: h is a target, c's load is added to it. */
-export function featureValues(snapshot: ClusterSnapshot, c: ContainerSnapshot, h: HostSnapshot, moved: boolean): Record<SnapshotFeature, number> {
+/** A host of the snapshot by id (a Map's get when called for many rows: the default searches the list). */
+export type HostLookup = (hostId: string) => HostSnapshot | undefined;
+
+export function featureValues(snapshot: ClusterSnapshot, c: ContainerSnapshot, h: HostSnapshot, moved: boolean, hostOf: HostLookup = (id) => snapshot.hosts.find((x) => x.hostId === id)): Record<SnapshotFeature, number> {
   const cores = c.cpuCores ?? 0;
   const hostUtil = moved ? (h.cores === undefined ? Number.NaN : Math.min(1, (hostCpuUsed(h, snapshot.containers) + arrivingCpu(snapshot, h.hostId) + cores) / h.cores)) : v(h.cpuUtil);
-  const limit = limitOn(snapshot, c, h, moved);
+  const limit = limitOn(snapshot, c, h, moved, hostOf);
   return {
     ctr_cpu_cores: v(c.cpuCores),
     ctr_cpu_limit_cores: v(limit),

@@ -51,6 +51,17 @@ describe('forecast-greedy plans (model: 800 ops/s below 70 % host CPU, 400 above
     // After a leaves, h1 uses 1.3 of 2 cores (65 %): no longer overloaded at 90 %.
   });
 
+  it('predicts each candidate on at most maxTargets targets, those with the most CPU room', () => {
+    // h2 is busy (above 70 % once the container lands: 400 ops/s), h3 and h4 are idle (800); with maxTargets 1 only the roomiest is tried.
+    const hosts = [host('h1', { cores: 1, cpuUtil: 1 }), host('h2', { cores: 8, cpuUtil: 0.69 }), host('h3', { cores: 2, cpuUtil: 0.1 }), host('h4', { cores: 2, cpuUtil: 0.2 })];
+    const s = snapshot(hosts, [container('a', 'h1', { cpuCores: 0.5 })]);
+    // Room: h2 8 x 0.31 = 2.48 cores, h3 1.8, h4 1.6.
+    expect(planForecastGreedy(s, args({ maxTargets: 1 })).annotations).toEqual([expect.objectContaining({ code: 'BELOW_REWARD', message: expect.stringMatching(/best predicted gain is a on h2: 400 ops\/s vs 400/) })]);
+    expect(planForecastGreedy(s, args({ maxTargets: 2 })).moves.map((m) => m.to)).toEqual(['h3']);
+    expect(planForecastGreedy(s, args()).moves.map((m) => m.to)).toEqual(['h3']);
+    expect(checkPolicyArgs({ policy: 'forecast-greedy', args: { model: TINY_MODEL, maxTargets: 0 } }).errors[0]).toMatch(/maxTargets/);
+  });
+
   it('does nothing below the reward threshold, and says the best gain it saw', () => {
     // Target at 0.65 + 0.3 → above 70 % "as if moved": 400 vs 400.
     const s = snapshot([host('h1', { cpuUtil: 1 }), host('h2', { cpuUtil: 0.65 })], [container('a', 'h1', { cpuCores: 0.3 })]);

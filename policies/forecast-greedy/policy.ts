@@ -3,7 +3,8 @@
  * predicts they do more operations per second. Candidates are only the (container, host)
  * pairs that matter: containers on overloaded hosts (CPU used ≥ `overloadUtil` × cores)
  * × other hosts that accept containers and have CPU room and free memory for them (a host
- * of unknown core count is neither). For each, the model predicts the container's ops/s
+ * of unknown core count is neither), at most `maxTargets` per container: those with the
+ * most CPU room, so that an evaluation's cost does not grow with the number of hosts. For each, the model predicts the container's ops/s
  * where it is (its host's window as measured) and on the target "as if moved" (the
  * target's CPU, disk ops and memory with the container's added);
  * a pair qualifies when predicted(target) / predicted(current) ≥ `rewardThreshold`. The
@@ -93,6 +94,12 @@ export const forecastGreedyArgsSchema = z.strictObject({
   maxMissingRatio: z.number().min(0).max(1).default(0.02),
   /** A pair with a feature outside the model's training range: skipped (default) or kept, the move's reason saying so; annotated OUT_OF_RANGE either way. */
   outOfRange: z.enum(['skip', 'allow']).default('skip'),
+  /**
+   * Targets predicted per candidate container: the ones with the most CPU room (then by
+   * host id) that take it. Bounds an evaluation's predictions to candidates × (1 + maxTargets)
+   * however many hosts there are.
+   */
+  maxTargets: z.number().int().min(1).default(8),
 });
 export type ForecastGreedyArgs = z.infer<typeof forecastGreedyArgsSchema>;
 
@@ -104,37 +111,76 @@ interface Pair {
   predicted: number;
   ratio: number;
   /** Features outside the training range, where it is and on the target; empty when none. */
-  unseen: string[];
+  unseenHere: readonly Unseen[];
+  unseenThere: readonly Unseen[];
+  /** Ties between equal ratios: container, then target (computed once, not in every comparison). */
+  tie: string;
 }
 
 const RANGE_SLACK = 1e-9;
 const figure = (x: number) => (Math.abs(x) >= 1e5 ? x.toPrecision(3) : String(Math.round(x * 1000) / 1000));
 
+/** A feature of a row outside the model's training range: its column and value. */
+interface Unseen {
+  k: number;
+  x: number;
+}
+const NONE_UNSEEN: readonly Unseen[] = [];
+
 /**
- * The features of a row outside the model's training range, as "name value (trained lo..hi)".
- * A missing value (NaN) is not out of range (the trees learned a direction for it), nor is a
- * feature every training row lacked (no tree splits on it).
+ * The features of a row outside the model's training range. A missing value (NaN) is not
+ * out of range (the trees learned a direction for it), nor is a feature every training row
+ * lacked (no tree splits on it). Described (describeUnseen) only when a message needs it.
  */
-export function outsideTrainingRange(model: GbdtModel, row: Record<SnapshotFeature, number>): string[] {
+function unseenFeatures(model: GbdtModel, row: Record<SnapshotFeature, number>): readonly Unseen[] {
   const ranges = model.featureRanges;
-  if (ranges === undefined) return [];
-  const out: string[] = [];
+  if (ranges === undefined) return NONE_UNSEEN;
+  let out: Unseen[] | undefined;
   model.featureNames.forEach((name, k) => {
     const r = ranges[k];
     const x = row[name as SnapshotFeature];
     if (r === null || r === undefined || Number.isNaN(x)) return;
     const slack = RANGE_SLACK * Math.max(1, Math.abs(r[0]), Math.abs(r[1]));
-    if (x < r[0] - slack || x > r[1] + slack) out.push(`${name} ${figure(x)} (trained ${figure(r[0])}..${figure(r[1])})`);
+    if (x < r[0] - slack || x > r[1] + slack) (out ??= []).push({ k, x });
   });
-  return out;
+  return out ?? NONE_UNSEEN;
 }
 
-/** Predicts every row at once (column-major matrix in the model's column order). */
-function predictRows(model: GbdtModel, rows: Record<SnapshotFeature, number>[]): Float64Array {
-  const names = model.featureNames;
-  const data = new Float64Array(rows.length * names.length);
-  names.forEach((n, k) => rows.forEach((r, i) => (data[k * rows.length + i] = r[n as SnapshotFeature])));
-  return model.predict({ data, rows: rows.length, cols: names.length, names: [...names] });
+/** "name value (trained lo..hi)". */
+function describeUnseen(model: GbdtModel, u: Unseen): string {
+  const r = model.featureRanges?.[u.k] as [number, number];
+  return `${model.featureNames[u.k]} ${figure(u.x)} (trained ${figure(r[0])}..${figure(r[1])})`;
+}
+
+/** A pair's features outside the training range, where the container is and on the target, as sentences. */
+function unseenText(model: GbdtModel, p: Pair): string[] {
+  return [...p.unseenHere.map((u) => `on ${p.from.hostId} (where it is) ${describeUnseen(model, u)}`), ...p.unseenThere.map((u) => `on ${p.to.hostId} ${describeUnseen(model, u)}`)];
+}
+
+/**
+ * The model's input matrix (column-major, in its column order), filled row by row as the
+ * rows are made: a row object lives only while it is copied (tens of thousands of rows at
+ * scale would otherwise all survive to the prediction, and their numbers with them).
+ */
+class RowMatrix {
+  private readonly data: Float64Array;
+  private next = 0;
+  constructor(private readonly model: GbdtModel, private readonly rows: number) {
+    this.data = new Float64Array(rows * model.featureNames.length);
+  }
+
+  /** Adds a row; returns its features outside the model's training range. */
+  add(values: Record<SnapshotFeature, number>): readonly Unseen[] {
+    const names = this.model.featureNames;
+    for (let k = 0; k < names.length; k++) this.data[k * this.rows + this.next] = values[names[k] as SnapshotFeature];
+    this.next++;
+    return unseenFeatures(this.model, values);
+  }
+
+  predict(): Float64Array {
+    const names = this.model.featureNames;
+    return this.model.predict({ data: this.data, rows: this.rows, cols: names.length, names: [...names] });
+  }
 }
 
 const pct = (ratio: number) => `${ratio >= 1 ? '+' : ''}${fmt((ratio - 1) * 100, 0)}%`;
@@ -155,27 +201,37 @@ export function planForecastGreedy(snapshot: ClusterSnapshot, args: ForecastGree
     annotations.push({ level: 'info', code: 'BALANCED', policy: NAME, message: `no host uses ${fmt(args.overloadUtil * 100, 0)} % of its cores or more (${online.map((h) => `${h.hostId} ${fmt((used.get(h.hostId) ?? 0) / h.cores * 100, 0)} %`).join(', ')})` });
     return plan([]);
   }
-  const targets = online.filter((h) => acceptsContainers(h) && windowProblem(h, args) === undefined);
   const room = (h: CpuKnownHost, extra: number) => h.cores * args.targetMaxUtil - (used.get(h.hostId) ?? 0) - extra;
+  // Most room first: each candidate takes the first maxTargets of these that can hold it.
+  const targets = online.filter((h) => acceptsContainers(h) && windowProblem(h, args) === undefined).sort(byKeyThenId((h) => room(h, 0), (h) => h.hostId, true));
   // Memory the moves planned so far take on each target.
   const memoryFree = (h: CpuKnownHost, taken: number) => (h.memoryAvailableBytes === undefined ? undefined : h.memoryAvailableBytes - taken);
 
   const skipped: string[] = [];
   const noMemory: string[] = [];
   const candidates: { c: ContainerSnapshot; from: CpuKnownHost; to: CpuKnownHost[] }[] = [];
+  const onHost = new Map<string, ContainerSnapshot[]>();
+  for (const c of snapshot.containers) {
+    const list = onHost.get(c.hostId);
+    if (list === undefined) onHost.set(c.hostId, [c]);
+    else list.push(c);
+  }
   for (const from of overloaded) {
-    for (const c of snapshot.containers.filter((x) => x.hostId === from.hostId).sort(byKeyThenId((x) => x.cpuCores ?? 0, (x) => x.herdId, true))) {
+    for (const c of (onHost.get(from.hostId) ?? []).sort(byKeyThenId((x) => x.cpuCores ?? 0, (x) => x.herdId, true))) {
       const why = ineligibility(c, args, snapshot.nowMs);
       if (why !== undefined) {
         skipped.push(`${c.name}: ${why.message}`);
         continue;
       }
-      const withCpu = targets.filter((t) => t.hostId !== from.hostId && (c.cpuCores ?? 0) <= room(t, 0) + 1e-9);
-      const to = withCpu.filter((t) => {
+      const to: CpuKnownHost[] = [];
+      for (const t of targets) {
+        // Sorted by room: no target further on has room for it.
+        if ((c.cpuCores ?? 0) > room(t, 0) + 1e-9 || to.length >= args.maxTargets) break;
+        if (t.hostId === from.hostId) continue;
         const why = memoryProblem(c, t.hostId, memoryFree(t, 0));
         if (why !== undefined) noMemory.push(why);
-        return why === undefined;
-      });
+        else to.push(t);
+      }
       if (to.length > 0) candidates.push({ c, from, to });
     }
   }
@@ -188,26 +244,29 @@ export function planForecastGreedy(snapshot: ClusterSnapshot, args: ForecastGree
   }
 
   // One prediction for every row: each candidate where it is, then on each of its targets.
-  const rows: Record<SnapshotFeature, number>[] = [];
+  const hostsById = new Map(snapshot.hosts.map((h) => [h.hostId, h]));
+  const hostOf = (id: string) => hostsById.get(id);
+  const matrix = new RowMatrix(model, candidates.reduce((n, x) => n + 1 + x.to.length, 0));
+  const unseenRows: { here: readonly Unseen[]; there: (readonly Unseen[])[] }[] = [];
   for (const { c, from, to } of candidates) {
-    rows.push(featureValues(snapshot, c, from, false));
-    for (const t of to) rows.push(featureValues(snapshot, c, t, true));
+    const here = matrix.add(featureValues(snapshot, c, from, false, hostOf));
+    unseenRows.push({ here, there: to.map((t) => matrix.add(featureValues(snapshot, c, t, true, hostOf))) });
   }
-  const predicted = predictRows(model, rows);
+  const predicted = matrix.predict();
   const pairs: Pair[] = [];
   let i = 0;
-  for (const { c, from, to } of candidates) {
-    const here = outsideTrainingRange(model, rows[i] as Record<SnapshotFeature, number>).map((x) => `on ${from.hostId} (where it is) ${x}`);
+  candidates.forEach(({ c, from, to }, j) => {
+    const { here, there } = unseenRows[j] as (typeof unseenRows)[number];
     const current = predicted[i++] as number;
-    for (const t of to) {
-      const there = outsideTrainingRange(model, rows[i] as Record<SnapshotFeature, number>).map((x) => `on ${t.hostId} ${x}`);
+    to.forEach((t, k) => {
       const p = predicted[i++] as number;
-      pairs.push({ c, from, to: t, current, predicted: p, ratio: current > 0 ? p / current : Number.NaN, unseen: [...here, ...there] });
-    }
-  }
-  const unseen = pairs.filter((p) => p.unseen.length > 0);
+      pairs.push({ c, from, to: t, current, predicted: p, ratio: current > 0 ? p / current : Number.NaN, unseenHere: here, unseenThere: there[k] ?? NONE_UNSEEN, tie: `${c.herdId}>${t.hostId}` });
+    });
+  });
+  const isUnseen = (p: Pair) => p.unseenHere.length + p.unseenThere.length > 0;
+  const unseen = pairs.filter(isUnseen);
   if (unseen.length > 0) {
-    const what = unseen.slice(0, 5).map((p) => `${p.c.name} → ${p.to.hostId}: ${p.unseen.join(', ')}`);
+    const what = unseen.slice(0, 5).map((p) => `${p.c.name} → ${p.to.hostId}: ${unseenText(model, p).join(', ')}`);
     annotations.push({
       level: args.outOfRange === 'skip' ? 'skip' : 'info',
       code: 'OUT_OF_RANGE',
@@ -215,11 +274,11 @@ export function planForecastGreedy(snapshot: ClusterSnapshot, args: ForecastGree
       message: `${unseen.length} pair(s) with a feature outside the model's training range ${args.outOfRange === 'skip' ? 'skipped' : 'kept (outOfRange: allow)'}: ${what.join('; ')}${unseen.length > 5 ? '; …' : ''}`,
     });
   }
-  const usable = args.outOfRange === 'skip' ? pairs.filter((p) => p.unseen.length === 0) : pairs;
+  const usable = args.outOfRange === 'skip' ? pairs.filter((p) => !isUnseen(p)) : pairs;
   if (usable.length === 0) return plan([]); // OUT_OF_RANGE says why
-  const qualifying = usable.filter((p) => p.ratio >= args.rewardThreshold).sort(byKeyThenId((p) => p.ratio, (p) => `${p.c.herdId}>${p.to.hostId}`, true));
+  const qualifying = usable.filter((p) => p.ratio >= args.rewardThreshold).sort(byKeyThenId((p) => p.ratio, (p) => p.tie, true));
   if (qualifying.length === 0) {
-    const best = usable.filter((p) => !Number.isNaN(p.ratio)).sort(byKeyThenId((p) => p.ratio, (p) => `${p.c.herdId}>${p.to.hostId}`, true))[0];
+    const best = usable.filter((p) => !Number.isNaN(p.ratio)).sort(byKeyThenId((p) => p.ratio, (p) => p.tie, true))[0];
     annotations.push({
       level: 'info',
       code: 'BELOW_REWARD',
@@ -250,7 +309,7 @@ export function planForecastGreedy(snapshot: ClusterSnapshot, args: ForecastGree
       to: p.to.hostId,
       policy: NAME,
       reasonCode: 'PREDICTED_GAIN',
-      reason: `predicted ${fmt(p.predicted, 0)} ops/s on ${p.to.hostId} vs ${fmt(p.current, 0)} on ${p.from.hostId} (${pct(p.ratio)}); ${p.from.hostId} uses ${fmt(used.get(p.from.hostId) ?? 0)} of ${p.from.cores} core(s)${p.unseen.length > 0 ? `; outside the training range: ${p.unseen.join(', ')}` : ''}`,
+      reason: `predicted ${fmt(p.predicted, 0)} ops/s on ${p.to.hostId} vs ${fmt(p.current, 0)} on ${p.from.hostId} (${pct(p.ratio)}); ${p.from.hostId} uses ${fmt(used.get(p.from.hostId) ?? 0)} of ${p.from.cores} core(s)${isUnseen(p) ? `; outside the training range: ${unseenText(model, p).join(', ')}` : ''}`,
       expectedGain: p.predicted - p.current,
     });
   }

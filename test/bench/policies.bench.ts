@@ -4,20 +4,29 @@
  * 1. For each generated scenario (seeded, control/sim/generate.ts) one table: control (no
  *    migration), ideal (best static placement by exhaustive search), and each policy with
  *    and without the safety layer; then the averages over the scenarios.
- * 2. Scale: the plan time of each policy on synthetic snapshots of 10, 100 and 1,000 hosts
- *    with 30 containers each (median of 5 runs, one thread).
+ * 2. Scale: the plan time of each policy (forecast-greedy too, with a model trained on the lab
+ *    recording) on synthetic snapshots of 10, 100 and 1,000 hosts with 30 containers each
+ *    (median of 5 runs, one thread).
  * 3. The target lines (`target <what>: <figure> vs <goal>: MET|MISSED`).
  * Every figure is computed in the run. Options: --seed N, --scenarios N.
  */
-import { cpus } from 'node:os';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { parseTrainOptions, runTrain } from '../../control/cli/forecast-command.ts';
+import { cliProgress } from '../../control/cli/progress.ts';
 import { columns, compareScenario, COMPARED_POLICIES, formatComparison, renderTable, type Comparison } from '../../control/sim/compare.ts';
 import { DEFAULT_SEED, generateScenarios } from '../../control/sim/generate.ts';
 import { MEASURED_MIGRATIONS } from '../../control/sim/migration-cost.ts';
 import { syntheticSnapshot, timePlan, type PlanTiming } from '../../control/sim/scale.ts';
 import type { ClusterSnapshot } from '../../policies/model.ts';
+import type { PolicyName } from '../../policies/registry.ts';
+import { REPO_ROOT } from '../support/herd-cli.ts';
 
 const out = (s = '') => process.stdout.write(`${s}\n`);
+/** Timed at scale: the compared policies and forecast-greedy (which the simulator does not compare: it needs a model of real workloads). */
+const SCALE_POLICIES: PolicyName[] = [...COMPARED_POLICIES, 'forecast-greedy'];
 
 function argValue(name: string, fallback: number): number {
   const i = process.argv.indexOf(name);
@@ -30,7 +39,7 @@ function argValue(name: string, fallback: number): number {
 const mean = (xs: number[]): number | undefined => (xs.length === 0 ? undefined : xs.reduce((s, x) => s + x, 0) / xs.length);
 const f1 = (x: number | undefined): string => (x === undefined ? '-' : x.toFixed(1));
 
-function main(): void {
+async function main(): Promise<void> {
   const started = performance.now();
   const seed = argValue('--seed', DEFAULT_SEED);
   const count = argValue('--scenarios', 12);
@@ -94,15 +103,21 @@ function main(): void {
   const sizes = [10, 100, 1000];
   const timings = new Map<string, PlanTiming[]>();
   const snapshots = sizes.map((h) => syntheticSnapshot(h, 30));
-  for (const policy of COMPARED_POLICIES) for (let i = 0; i < 3; i++) timePlan(snapshots[1] as ClusterSnapshot, { policy, args: {} }, 1); // JIT warm-up
-  for (const policy of COMPARED_POLICIES) {
-    timings.set(policy, snapshots.map((s) => timePlan(s, { policy, args: {} }, 5)));
+  // forecast-greedy with a model as `herd forecast train` makes it (100 trees, depth 6) from the lab
+  // recording; outOfRange: allow, so that its pairs go all the way to moves (the cost is the same).
+  const modelFile = join(mkdtempSync(join(tmpdir(), 'herd-bench-')), 'model.json');
+  await runTrain(parseTrainOptions({ data: `${REPO_ROOT}/monitor/dataset/recordings/lab-forecast.csv.gz`, model: modelFile }), cliProgress(true, {}, { stdout: process.stdout, stderr: { write: () => true } }));
+  const argsOf = (policy: PolicyName): Record<string, unknown> => (policy === 'forecast-greedy' ? { model: JSON.parse(readFileSync(modelFile, 'utf8')) as unknown, outOfRange: 'allow' } : {});
+  for (const policy of SCALE_POLICIES) for (let i = 0; i < 3; i++) timePlan(snapshots[1] as ClusterSnapshot, { policy, args: argsOf(policy) }, 1); // JIT warm-up
+  for (const policy of SCALE_POLICIES) {
+    const args = argsOf(policy);
+    timings.set(policy, snapshots.map((s) => timePlan(s, { policy, args }, 5)));
   }
   const scaleHead = ['policy', ...sizes.map((h) => `${h} hosts x ${h * 30} ms`), 'moves at 1000', 'growth per 10x hosts (linear: x10)'];
   out(
     renderTable(
       scaleHead,
-      COMPARED_POLICIES.map((p) => {
+      SCALE_POLICIES.map((p) => {
         const ts = timings.get(p) as PlanTiming[];
         const last = ts[ts.length - 1] as PlanTiming;
         const steps = ts.slice(1).map((t, i) => `x${(t.medianMs / (ts[i] as PlanTiming).medianMs).toFixed(1)} (${(ts[i] as PlanTiming).hosts}->${t.hosts})`);
@@ -128,7 +143,7 @@ function main(): void {
     const offCount = sum(false);
     out(`target migrations with safety < without (${policy}): ${on} vs ${offCount}: ${on < offCount ? 'MET' : 'MISSED'}`);
   }
-  for (const policy of COMPARED_POLICIES) {
+  for (const policy of SCALE_POLICIES) {
     const t = (timings.get(policy) as PlanTiming[])[sizes.length - 1] as PlanTiming;
     const s = t.medianMs / 1000;
     out(`target plan time at ${t.hosts} hosts x ${t.containers} containers (${policy}): ${s.toFixed(3)} s vs < 1 s: ${s < 1 ? 'MET' : 'MISSED'}`);
@@ -147,4 +162,4 @@ function main(): void {
   out(`(bench time ${((performance.now() - started) / 1000).toFixed(1)} s)`);
 }
 
-main();
+await main();
