@@ -18,9 +18,10 @@ function direct(keys: string[], values: number[]) {
 }
 
 describe('aggregateByKey (danfojs in a worker thread)', () => {
-  it('gives each key its mean, max and count; concurrent calls each get their own answer', async () => {
+  it('gives each key its mean, max and count; concurrent calls each get their own answer; more keys than one chunk (1,000), rows of a key spread through the input', async () => {
     const inputs = [0, 1, 2].map((seed) => {
-      const keys = Array.from({ length: 3000 }, (_, i) => `c${(i * (seed + 7)) % 97}\u0000m${i % 3}`);
+      const distinct = seed === 2 ? 2500 : 97;
+      const keys = Array.from({ length: seed === 2 ? 9000 : 3000 }, (_, i) => `c${(i * (seed + 7)) % distinct}\u0000m${i % 3}`);
       const values = keys.map((_, i) => ((i * 37 + seed) % 101) / 7);
       return { keys, values };
     });
