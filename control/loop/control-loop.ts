@@ -315,7 +315,7 @@ export class ControlLoop {
         // The last look, against fresh state (the window's figures, the hosts' lists now).
         const fresh = await this.snapshot(`${evaluationId}-recheck`);
         // Paused, closed or switched while this evaluation ran: nothing more is sent.
-        if (this.closed || this.state.paused || this.config.mode !== 'act') {
+        if (this.stoppedWhy() !== undefined) {
           this.emit({ kind: 'veto', evaluationId, code: 'PAUSED', policy: move.policy, herdId: move.herdId, container: move.name, message: `${move.name} ${move.from} -> ${move.to} not sent: the loop was paused or stopped during the evaluation` });
           break;
         }
@@ -327,7 +327,7 @@ export class ControlLoop {
         evaluation.sent++;
         this.emit({ kind: 'move', evaluationId, code: move.reasonCode, policy: move.policy, herdId: move.herdId, container: move.name, from: move.from, to: move.to, message: `${move.name} ${move.from} -> ${move.to}: ${move.reason}` });
         const p = this.executor
-          .execute(move, evaluationId)
+          .execute(move, evaluationId, () => this.stoppedWhy())
           .then((r) => {
             if ('notSent' in r) this.emit({ kind: 'veto', evaluationId, code: 'NOT_SENT', policy: move.policy, herdId: move.herdId, container: move.name, from: move.from, to: move.to, message: `${move.name} ${move.from} -> ${move.to} not sent: ${r.notSent}` });
           })
@@ -338,6 +338,14 @@ export class ControlLoop {
     }
     this.deps.onStateChange();
     return evaluation;
+  }
+
+  /** Why no move may be sent now (paused, closed, not in act mode); undefined when moves may go. */
+  private stoppedWhy(): string | undefined {
+    if (this.closed) return 'the control loop was stopped';
+    if (this.state.paused) return 'the loop was paused';
+    if (this.config.mode !== 'act') return `the loop is in ${this.config.mode} mode`;
+    return undefined;
   }
 
   private migrationEnded(r: MigrationRecord): void {

@@ -27,6 +27,9 @@ interface Reply {
   error?: string;
 }
 
+/** A reply later than this (danfojs stuck): the worker is ended and started again on the next request. */
+const REPLY_TIMEOUT_MS = 300_000;
+
 let worker: { thread: Worker; ready: Promise<void> } | undefined;
 let nextId = 0;
 const pending = new Map<number, { resolve: (rows: KeyAggregate[]) => void; reject: (err: Error) => void }>();
@@ -81,5 +84,11 @@ export async function aggregateByKey(keys: string[], values: number[]): Promise<
   const result = new Promise<KeyAggregate[]>((resolve, reject) => pending.set(id, { resolve, reject }));
   w.thread.ref();
   w.thread.postMessage({ id, keys, values });
-  return result;
+  const timer = setTimeout(() => {
+    if (!pending.has(id) || worker?.thread !== w.thread) return;
+    failAll(new HerdError('TIMEOUT', `the window aggregation worker (danfojs-node) did not answer within ${REPLY_TIMEOUT_MS / 1000} s: it is ended and started again on the next evaluation`));
+    void w.thread.terminate();
+  }, REPLY_TIMEOUT_MS);
+  timer.unref();
+  return result.finally(() => clearTimeout(timer));
 }

@@ -28,4 +28,20 @@ describe('Executor', () => {
     expect(history.all()).toEqual([]);
     rmSync(dir, { recursive: true, force: true });
   });
+
+  it('a move stopped (paused, closed) while its history line was written is not sent: recorded as failed, saying why', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'herd-executor-'));
+    const history = new HistoryStore(join(dir, 'history.jsonl'));
+    const ended: string[] = [];
+    const ex = new Executor({ session, history, log: silentLogger, fsMode: 'diff', timeoutMs: 60_000, onEnded: (r) => ended.push(`${r.name} ${r.outcome}`) });
+    let paused = false;
+    const pending = ex.execute(move, 'e-1', () => (paused ? 'the loop was paused' : undefined));
+    paused = true; // while the line is written
+    expect(await pending).toEqual({ notSent: 'the loop was paused' });
+    expect(ex.inFlight()).toEqual([]);
+    expect(ended).toEqual(['web failed']);
+    await history.flush();
+    expect(new HistoryStore(join(dir, 'history.jsonl')).all()).toEqual([expect.objectContaining({ name: 'web', outcome: 'failed', error: expect.objectContaining({ code: 'CONFLICT', message: 'not sent: the loop was paused' }) })]);
+    rmSync(dir, { recursive: true, force: true });
+  });
 });

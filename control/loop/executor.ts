@@ -10,7 +10,7 @@
  */
 import type { Logger } from 'pino';
 import { decode } from '../../protocol/codec.ts';
-import { toHerdError } from '../../protocol/errors.ts';
+import { HerdError, toHerdError } from '../../protocol/errors.ts';
 import { isNoReply } from '../../protocol/rpc.ts';
 import { newMigrationId } from '../../protocol/ids.ts';
 import { migrationEventSchema, type FsMode, type MigrationEvent } from '../../protocol/messages.ts';
@@ -83,9 +83,10 @@ export class Executor {
 
   /**
    * Sends one move. Resolves when the migration has ended (the outcome is in the history),
-   * or with the reason it was not sent (its container or a host is gone: nothing recorded).
+   * or with the reason it was not sent (its container or a host is gone: nothing recorded;
+   * `stopped` says why not, once its history line is written: recorded as failed, not sent).
    */
-  async execute(move: Move, evaluationId: string): Promise<MigrationRecord | { notSent: string }> {
+  async execute(move: Move, evaluationId: string, stopped: () => string | undefined = () => undefined): Promise<MigrationRecord | { notSent: string }> {
     try {
       this.deps.session.view.findContainer(move.herdId);
       this.deps.session.view.requireOnline(move.from);
@@ -105,6 +106,13 @@ export class Executor {
       this.tracked.delete(migrationId);
       this.inProgress.delete(migrationId);
       return { notSent: `the migration history could not be written: ${(err as Error).message}` };
+    }
+    // Paused or closed while the line was written: an operator was told no move is sent.
+    const why = stopped();
+    if (why !== undefined) {
+      this.inProgress.delete(migrationId);
+      this.end(migrationId, 'failed', { error: new HerdError('CONFLICT', `not sent: ${why}`).toWire(), learnedBy: 'reply' });
+      return { notSent: why };
     }
     const log = this.deps.log.child({ migrationId });
     log.info({ container: move.name, from: move.from, to: move.to, reason: move.reason }, 'migration sent');

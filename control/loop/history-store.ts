@@ -65,9 +65,17 @@ export class HistoryStore {
     this.skippedLines = skipped;
   }
 
+  /** A write failed: part of its line may be in the file, so the next line starts on a line of its own. */
+  private torn = false;
+
   private append(line: Line): Promise<void> {
     const text = `${JSON.stringify(line)}\n`;
-    const written = this.writes.run(() => appendFileDurably(this.file, text));
+    const written = this.writes.run(async () => {
+      const startOnNewLine = this.torn;
+      this.torn = true;
+      await appendFileDurably(this.file, startOnNewLine ? `\n${text}` : text);
+      this.torn = false;
+    });
     written.catch((err: unknown) => this.onWriteError(err instanceof Error ? err : new Error(String(err))));
     return written;
   }

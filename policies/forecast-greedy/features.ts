@@ -52,10 +52,10 @@ function limitOn(snapshot: ClusterSnapshot, c: ContainerSnapshot, h: HostSnapsho
 
 const v = (x: number | undefined): number => (x === undefined ? Number.NaN : x);
 
-/** Feature values of container `c` on host `h`; `moved`: h is a target, c's load is added to it. */
 /** A host of the snapshot by id (a Map's get when called for many rows: the default searches the list). */
 export type HostLookup = (hostId: string) => HostSnapshot | undefined;
 
+/** Feature values of container `c` on host `h`; `moved`: h is a target, c's load is added to it. */
 export function featureValues(snapshot: ClusterSnapshot, c: ContainerSnapshot, h: HostSnapshot, moved: boolean, hostOf: HostLookup = (id) => snapshot.hosts.find((x) => x.hostId === id)): Record<SnapshotFeature, number> {
   const cores = c.cpuCores ?? 0;
   const hostUtil = moved ? (h.cores === undefined ? Number.NaN : Math.min(1, (hostCpuUsed(h, snapshot.containers) + arrivingCpu(snapshot, h.hostId) + cores) / h.cores)) : v(h.cpuUtil);
