@@ -18,28 +18,27 @@ export async function syncDirectory(dir: string): Promise<void> {
   }
 }
 
-/** Replaces `file` atomically: a temp file beside it, fsynced, renamed over it, the directory fsynced. */
-export async function replaceFileDurably(file: string, text: string, mode = 0o600, tmp = `${file}.tmp`): Promise<void> {
-  const handle = await open(tmp, 'w', mode);
+/** Writes `text` to `file` opened with `flags` (created with `mode`) and fsyncs it. */
+async function writeSynced(file: string, flags: 'w' | 'a', text: string, mode: number): Promise<void> {
+  const handle = await open(file, flags, mode);
   try {
     await handle.writeFile(text);
     await handle.sync();
   } finally {
     await handle.close();
   }
+}
+
+/** Replaces `file` atomically: a temp file beside it, fsynced, renamed over it, the directory fsynced. */
+export async function replaceFileDurably(file: string, text: string, mode = 0o600, tmp = `${file}.tmp`): Promise<void> {
+  await writeSynced(tmp, 'w', text, mode);
   await rename(tmp, file);
   await syncDirectory(dirname(file));
 }
 
 /** Appends `text` to `file` (created with `mode`) and fsyncs it before resolving. */
-export async function appendFileDurably(file: string, text: string, mode = 0o600): Promise<void> {
-  const handle = await open(file, 'a', mode);
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+export function appendFileDurably(file: string, text: string, mode = 0o600): Promise<void> {
+  return writeSynced(file, 'a', text, mode);
 }
 
 /**
