@@ -37,6 +37,7 @@ import type { ContainerRuntime, RuntimeInfo } from './runtime/container-runtime.
 import { DIRECT_RESTORE_RUNTIME, resolveRestorePath } from './runtime/direct-restore.ts';
 import { assertCompressionAvailable } from './migration/ssh-transfer.ts';
 import type { RestorePath } from '../protocol/messages.ts';
+import { coalesced } from '../protocol/coalesced.ts';
 
 export interface ComputeDaemonDeps {
   runtime: ContainerRuntime;
@@ -74,7 +75,9 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
     return status;
   };
 
-  const publishContainers = async (): Promise<void> => {
+  // One at a time: two overlapping publishes could retain an older list after a newer one
+  // (a migrated container would stay listed on its source until the next interval).
+  const publishContainers = coalesced(async (): Promise<void> => {
     if (client === undefined || !client.connected) return;
     let containers: ContainerSummary[];
     try {
@@ -92,8 +95,10 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
       if (migrationId !== undefined) c.migrationId = migrationId;
     }
     const message: HostContainers = { v: PROTOCOL_VERSION, hostId, at: new Date().toISOString(), containers };
-    await publishJson(client, topics.hostContainers(hostId), message, { retain: true });
-  };
+    await publishJson(client, topics.hostContainers(hostId), message, { retain: true }).catch((err: unknown) => {
+      log.warn({ err: (err as Error).message }, 'could not publish the container list (published again at the next change or interval)');
+    });
+  });
 
   const store = new MigrationStore(config.stateDir);
   const criu = new SerialQueue();
