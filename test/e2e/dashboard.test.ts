@@ -63,7 +63,8 @@ describe('web dashboard (real Chromium against the lab)', () => {
     // Samples arrive live (the monitor's 2 s rounds): figures and one chart per host.
     await page.locator('[data-host="h1"] .figures', { hasText: /CPU \d+ %/ }).waitFor({ timeout: 30_000 });
     await page.locator(`[data-host="h1"] [data-container="${A}"] .fig`, { hasText: /cores/ }).waitFor({ timeout: 30_000 });
-    expect(await page.locator('[data-host] .uplot').count()).toBeGreaterThanOrEqual(hosts.length);
+    // Charts are drawn up to a second after their host's first samples.
+    await expect.poll(() => page.locator('[data-host] .uplot').count(), { timeout: 15_000 }).toBeGreaterThanOrEqual(hosts.length);
   });
 
   it('shows a migration started from the CLI as it happens, then its downtime, without a reload', { timeout: 180_000 }, async () => {

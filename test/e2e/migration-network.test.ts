@@ -56,7 +56,8 @@ describe('network-bound containers (macvlan, lab)', () => {
     await herdOk(['run', '--host', 'h1', '--name', 'net-web', '--network', 'herd-lan', '--ip', ip, 'herd/busybox', 'httpd', '-f', '-p', '80', '-h', '/etc']);
     const before = await networkOf(layout, 'h1', 'net-web');
     expect(before.ip).toBe(ip);
-    expect(await (await fetch(`http://${ip}/passwd`)).text()).toContain('root:x:0:0');
+    // httpd may not listen yet when `herd run` returns.
+    await expect.poll(() => fetch(`http://${ip}/passwd`).then((r) => r.text(), (err: Error) => err.message), { timeout: 10_000 }).toContain('root:x:0:0');
     const r = await herd(['migrate', 'net-web', '--to', 'h2']);
     expect(r.code, r.stderr).toBe(0);
     expect((await placements(layout, 'net-web')).map((p) => p.hostId)).toEqual(['h2']);

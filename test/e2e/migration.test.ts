@@ -70,8 +70,9 @@ describe('live migration (lab, real Docker + CRIU)', () => {
           expect(marker).toContain('sbin-absent');
         }
       }
-      const listed = (JSON.parse(await herdOk(['containers', '--json'])) as { name: string; herdId: string; hostId: string }[]).filter((c) => c.name === name);
-      expect(listed).toEqual([expect.objectContaining({ name, herdId, hostId: 'h1' })]);
+      // The hosts' retained lists: h2's without it follows its removal there.
+      const listed = async () => (JSON.parse(await herdOk(['containers', '--json'])) as { name: string; herdId: string; hostId: string }[]).filter((c) => c.name === name);
+      await expect.poll(listed, { timeout: 15_000 }).toEqual([expect.objectContaining({ name, herdId, hostId: 'h1' })]);
       expect(await leftovers(layout)).toEqual([]);
     });
   }
