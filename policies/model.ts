@@ -44,6 +44,8 @@ export const hostSnapshotSchema = z.strictObject({
   /** Samples in the window, and the share of expected samples that did not arrive (0..1). */
   sampleCount: z.number().int().min(0),
   missingRatio: ratio.max(1),
+  /** Its window restarted then (ms; within the window): a migration to or from it, whose older samples were forgotten. */
+  windowRestartedAtMs: nonNegative.optional(),
 });
 export type HostSnapshot = z.infer<typeof hostSnapshotSchema>;
 
@@ -66,6 +68,8 @@ export const containerSnapshotSchema = z.strictObject({
   memoryBytes: nonNegative.optional(),
   sampleCount: z.number().int().min(0),
   missingRatio: ratio.max(1),
+  /** Its host's window restarted then (ms; within the window): a migration to or from that host, whose older samples were forgotten. */
+  windowRestartedAtMs: nonNegative.optional(),
   /** A migration of it is in flight (its own or a manual one). */
   migrating: z.boolean(),
   /**

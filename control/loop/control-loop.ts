@@ -291,6 +291,7 @@ export class ControlLoop {
       inFlight: this.executor.inFlight(),
       draining: new Set(this.state.draining),
       hostCores: (h) => this.windows.hostCores(h),
+      windowRestartedAt: (h) => this.windows.restartedAt(h, nowMs),
     });
   }
 

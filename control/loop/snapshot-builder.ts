@@ -17,6 +17,8 @@ export interface SnapshotInputs {
   draining: ReadonlySet<string>;
   /** Cores of a host when its status does not list its CPUs. */
   hostCores: (hostId: string) => number | undefined;
+  /** When a host's window restarted (after a migration on it), if within the window. */
+  windowRestartedAt?: (hostId: string) => number | undefined;
 }
 
 const mean = (a: { mean: number } | undefined) => a?.mean;
@@ -32,6 +34,8 @@ export function buildSnapshot(inputs: SnapshotInputs): ClusterSnapshot {
       sampleCount: agg?.sampleCount ?? 0,
       missingRatio: agg?.missingRatio ?? 1,
     };
+    const restarted = inputs.windowRestartedAt?.(status.hostId);
+    if (restarted !== undefined) host.windowRestartedAtMs = restarted;
     // Unknown (no CPUs in its status, no sample yet) stays unknown: the policies then leave the host out of CPU decisions.
     const cores = status.cpus?.length || inputs.hostCores(status.hostId);
     if (cores !== undefined && cores > 0) host.cores = cores;
@@ -72,6 +76,8 @@ export function buildSnapshot(inputs: SnapshotInputs): ClusterSnapshot {
         missingRatio: agg?.missingRatio ?? 1,
         migrating: c.migrationId !== undefined || migrating.has(c.herdId),
       };
+      const restarted = inputs.windowRestartedAt?.(c.hostId);
+      if (restarted !== undefined) out.windowRestartedAtMs = restarted;
       const set = <K extends keyof ContainerSnapshot>(k: K, v: ContainerSnapshot[K] | undefined) => {
         if (v !== undefined) out[k] = v;
       };

@@ -40,6 +40,11 @@ describe('sample windows (danfojs aggregation)', () => {
     const agg = await w.aggregate(T0 + 12_000);
     expect(agg.hosts.has('h1')).toBe(false);
     expect(agg.hosts.get('h2')?.sampleCount).toBe(1);
+    // The restart is remembered while it is within the window, for the policies' reasons.
+    expect(w.restartedAt('h1', T0 + 12_000)).toBe(T0 + 9_000);
+    expect(w.restartedAt('h2', T0 + 12_000)).toBeUndefined();
+    await w.aggregate(T0 + 19_500);
+    expect(w.restartedAt('h1', T0 + 19_500)).toBeUndefined();
   });
 
   it('builds the policies\' snapshot: hosts online or not, drains, running containers only, in-flight migrations', async () => {
@@ -69,6 +74,7 @@ describe('sample windows (danfojs aggregation)', () => {
       inFlight: [],
       draining: new Set(['h1']),
       hostCores: (h) => w.hostCores(h),
+      windowRestartedAt: (h) => (h === 'h1' ? T0 + 1_000 : undefined),
     });
     expect(snap.hosts).toEqual([
       expect.objectContaining({ hostId: 'h1', online: true, draining: true, cores: 1, cpuUtil: 1, cpuPressurePct: 40, sampleCount: 5 }),
@@ -79,6 +85,10 @@ describe('sample windows (danfojs aggregation)', () => {
     expect(snap.hosts[1]).not.toHaveProperty('cores');
     expect(snap.hosts[2]).not.toHaveProperty('cores');
     expect(snap.containers).toEqual([expect.objectContaining({ herdId: 'id-a', hostId: 'h1', cpuCores: 1, threadCount: 2, migrating: false, sampleCount: 5 })]);
+    // A restarted window is said on the host and on its containers.
+    expect(snap.hosts[0]?.windowRestartedAtMs).toBe(T0 + 1_000);
+    expect(snap.hosts[2]).not.toHaveProperty('windowRestartedAtMs');
+    expect(snap.containers[0]?.windowRestartedAtMs).toBe(T0 + 1_000);
     // The loop's own snapshots are consistent (what `herd plan --save` writes, `--snapshot` reads back).
     expect(clusterSnapshotSchema.safeParse(snap).error?.issues).toBeUndefined();
   });

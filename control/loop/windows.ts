@@ -53,6 +53,8 @@ export class SampleWindows {
   private hosts: Sample[] = [];
   private containers: Sample[] = [];
   private readonly cores = new Map<string, number>();
+  /** When each host's window last restarted (forgetHosts). */
+  private readonly restarts = new Map<string, number>();
 
   constructor(private readonly options: { windowSeconds: number; hostIntervalSeconds: number; containerIntervalSeconds: number }) {}
 
@@ -92,6 +94,7 @@ export class SampleWindows {
     const from = nowMs - this.options.windowSeconds * 1000;
     this.hosts = this.hosts.filter((s) => s.atMs > from);
     this.containers = this.containers.filter((s) => s.atMs > from);
+    for (const [h, at] of this.restarts) if (at <= from) this.restarts.delete(h);
   }
 
   /**
@@ -104,6 +107,13 @@ export class SampleWindows {
     const stale = (s: Sample) => s.atMs < atMs && hostIds.includes(s.hostId);
     this.hosts = this.hosts.filter((s) => !stale(s));
     this.containers = this.containers.filter((s) => !stale(s));
+    for (const h of hostIds) this.restarts.set(h, Math.max(atMs, this.restarts.get(h) ?? 0));
+  }
+
+  /** When the host's window restarted (forgetHosts), if that is within the window ending at `nowMs`. */
+  restartedAt(hostId: string, nowMs: number): number | undefined {
+    const at = this.restarts.get(hostId);
+    return at !== undefined && at > nowMs - this.options.windowSeconds * 1000 ? at : undefined;
   }
 
   /** Cores a host's samples counted (its cpuset), from its latest sample. */

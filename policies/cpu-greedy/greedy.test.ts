@@ -94,6 +94,18 @@ describe('cpu-greedy', () => {
     expect(cpuGreedy.plan(snapshot([host('h1', { missingRatio: 0.5 }), host('h2')], s.containers), args).moves).toEqual([]);
   });
 
+  it('a window that restarted after a migration is explained as awaited, not missing; a full one is acted on', () => {
+    const restarted = { windowRestartedAtMs: 1_000 };
+    const s = snapshot([host('h1', { missingRatio: 0.5, ...restarted }), host('h2', restarted)], ['a', 'b'].map((n) => container(n, 'h1', { cpuCores: 0.5, sampleCount: 2, missingRatio: 0.6, ...restarted })));
+    const p = cpuGreedy.plan(s, args);
+    expect(p.moves).toEqual([]);
+    expect(p.annotations.map((a) => a.message).join('\n')).toContain('its window restarted after a migration on its host: 2 sample(s) since, waiting for a full window');
+    expect(p.annotations.map((a) => a.message).join('\n')).not.toContain('missing');
+    // Full again (the restart still within the window): nothing to explain, the plan goes on.
+    const full = snapshot([host('h1', restarted), host('h2', restarted)], ['a', 'b'].map((n) => container(n, 'h1', { cpuCores: 0.5, ...restarted })));
+    expect(cpuGreedy.plan(full, args).moves).toHaveLength(1);
+  });
+
   it('counts a migration in flight on its target even when its source went offline', () => {
     // x is on its way from h3 (offline now) to h2: h2 is full with it, nothing else goes there.
     const s = snapshot([host('h1'), host('h2'), host('h3', { online: false })], [...['a', 'b', 'c'].map((n) => container(n, 'h1', { cpuCores: 0.33 })), container('x', 'h3', { cpuCores: 0.9, migrating: true })], {

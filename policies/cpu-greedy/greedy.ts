@@ -71,8 +71,13 @@ export function ineligibility(c: ContainerSnapshot, args: WindowArgs, nowMs: num
 
 type WindowArgs = { minSamples: number; maxMissingRatio: number };
 
-/** Why a host's or container's window is too thin to act on, or undefined. */
-export function windowProblem(x: { sampleCount: number; missingRatio: number }, args: WindowArgs): string | undefined {
+/**
+ * Why a host's or container's window is too thin to act on, or undefined. After a migration
+ * on its host the window restarted: the samples are not missing, they are awaited.
+ */
+export function windowProblem(x: { sampleCount: number; missingRatio: number; windowRestartedAtMs?: number }, args: WindowArgs): string | undefined {
+  const thin = x.sampleCount < args.minSamples || x.missingRatio > args.maxMissingRatio;
+  if (thin && x.windowRestartedAtMs !== undefined) return `its window restarted after a migration on its host: ${x.sampleCount} sample(s) since, waiting for a full window`;
   if (x.sampleCount < args.minSamples) return `${x.sampleCount} sample(s) in the window, fewer than ${args.minSamples}`;
   if (x.missingRatio > args.maxMissingRatio) return `${fmt(x.missingRatio * 100, 1)} % of its samples missing (threshold ${fmt(args.maxMissingRatio * 100, 1)} %)`;
   return undefined;
