@@ -90,6 +90,12 @@ describe('exactly once: interrupted migrations settle (fake runtime, fake peer)'
     const src = cluster.ctx('h1').store;
     const outcome = src.get('source', MID) !== undefined ? 'in-doubt' : src.tombstone('source', MID)?.outcome;
     expect(outcome).toBe(c.expect.sourceOutcome);
+    // Settled: its final event says so, as a live migration's would (the control loop and CLIs follow them).
+    const last = cluster.events.get('h1')?.filter((e) => e.migrationId === MID).at(-1);
+    const terminal = last === undefined || (last.phase !== 'done' && last.phase !== 'failed') ? undefined : `${last.phase} ${last.error?.code ?? ''}`.trim();
+    // A source container removed outside Herd meanwhile: CONFLICT, as the live migration says it.
+    const expected = c.source === 'gone' ? 'failed CONFLICT' : { done: 'done', 'rolled-back': 'failed ROLLED_BACK', restarted: 'failed RESTORE_FAILED', 'in-doubt': undefined }[c.expect.sourceOutcome];
+    expect(terminal).toBe(expected);
     // The link comes back; both reconcilers pass: everything ends, still exactly once.
     cluster.links.set('h2', 'ok');
     await reconcileOnce(cluster.ctx('h1'));

@@ -13,10 +13,10 @@ import { decode } from '../../protocol/codec.ts';
 import { HerdError, toHerdError } from '../../protocol/errors.ts';
 import { isNoReply } from '../../protocol/rpc.ts';
 import { newMigrationId } from '../../protocol/ids.ts';
-import { migrationEventSchema, type FsMode, type MigrationEvent } from '../../protocol/messages.ts';
+import { migrationEventSchema, type FsMode, type MigrationEvent, type MigrationStatus } from '../../protocol/messages.ts';
 import { parseTopic, topics } from '../../protocol/topics.ts';
 import type { MigrationInFlight, Move } from '../../policies/model.ts';
-import { migrateOnce, type MigrationSession } from '../migrations/migration-client.ts';
+import { migrateOnce, migrationStatusEverywhere, type MigrationSession } from '../migrations/migration-client.ts';
 import type { HistoryStore, MigrationRecord, Outcome } from './history-store.ts';
 
 export interface ExecutorDeps {
@@ -42,10 +42,20 @@ const outcomeOf = (code: string | undefined): Outcome => (code === 'ROLLED_BACK'
 /** A migration whose events arrived this recently is still going on, whatever the lists say. */
 const RECENT_EVENT_MS = 120_000;
 
+/** The outcome a source host's record or tombstone gives (undefined while it is not over there). */
+function outcomeOnSource(state: MigrationStatus['state']): Outcome | undefined {
+  if (state === 'done') return 'done';
+  if (state === 'rolled-back') return 'rolled-back';
+  if (state === 'restarted' || state === 'refused') return 'failed';
+  return undefined;
+}
+
 export class Executor {
   private readonly tracked = new Map<string, Tracked>();
   /** Own migrations whose `migration.start` reply is awaited. */
   private readonly inProgress = new Set<string>();
+  /** Migrations whose outcome the hosts are being asked for. */
+  private readonly asking = new Set<string>();
   private readonly now: () => number;
   private unsubscribe: (() => Promise<void>) | undefined;
 
@@ -152,7 +162,8 @@ export class Executor {
   /**
    * Settles migrations in doubt against what the hosts report: a container running on its
    * target (and no longer migrating) moved; one running on its source, not migrating,
-   * did not. Still migrating: wait (up to the timeout, then ask again next time).
+   * did not. Running nowhere (removed since, say): the source host's record or tombstone
+   * says how it ended. Still migrating: wait (up to the timeout, then ask again next time).
    */
   reconcile(): void {
     const containers = this.deps.session.view.containers();
@@ -167,7 +178,24 @@ export class Executor {
       if (running?.hostId === t.record.to) this.end(id, 'done', { learnedBy: 'reconcile' });
       else if (running?.hostId === t.record.from) this.end(id, 'failed', { learnedBy: 'reconcile' });
       else if (age > this.deps.timeoutMs) this.end(id, 'unknown', { learnedBy: 'reconcile' });
+      else this.askHosts(id);
     }
+  }
+
+  /** Asks the hosts how a migration ended (no answer: asked again at the next reconcile). */
+  private askHosts(migrationId: string): void {
+    if (this.asking.has(migrationId)) return;
+    this.asking.add(migrationId);
+    migrationStatusEverywhere(this.deps.session, migrationId)
+      .then((answers) => {
+        const source = answers.find((a) => a.role === 'source');
+        const outcome = source === undefined ? undefined : outcomeOnSource(source.state);
+        if (source === undefined || outcome === undefined || !this.tracked.has(migrationId) || this.inProgress.has(migrationId)) return;
+        const timings = source.result?.timings;
+        this.end(migrationId, outcome, { learnedBy: 'reconcile', ...(timings === undefined ? {} : { timings }), ...(source.error === undefined ? {} : { error: source.error }) });
+      })
+      .catch((err: unknown) => this.deps.log.debug({ migrationId, err: (err as Error).message }, 'could not ask the hosts how a migration ended'))
+      .finally(() => this.asking.delete(migrationId));
   }
 
   private end(migrationId: string, outcome: Outcome, extra: Parameters<HistoryStore['ended']>[2]): MigrationRecord | undefined {

@@ -13,7 +13,7 @@ import { controlConfigSchema } from '../../control/config.ts';
 import { buildControlDaemon, type ControlDaemon } from '../../control/daemon.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../../control/broker/embedded-broker.ts';
 import { silentLogger } from '../../protocol/log.ts';
-import { PROTOCOL_VERSION, type ContainerMetrics, type ContainerSummary, type HostStatus, type MigrationEvent } from '../../protocol/messages.ts';
+import { PROTOCOL_VERSION, type ContainerMetrics, type ContainerSummary, type HostStatus, type MigrationEvent, type MigrationResult } from '../../protocol/messages.ts';
 import { closeBroker, connectBroker, publishJson, type MqttClient } from '../../protocol/mqtt.ts';
 import { computeClientId } from '../../protocol/access.ts';
 import { serveCommands, type CommandServer } from '../../protocol/rpc.ts';
@@ -35,6 +35,8 @@ const placement = new Map<string, string>([
   ['c', 'h1'],
 ]);
 const starts: string[] = [];
+/** Migrations the fake hosts finished, as their source's tombstone would say (migration.status). */
+const finished = new Map<string, MigrationResult>();
 let migrationDelayMs = 50;
 
 const summary = (name: string, hostId: string): ContainerSummary => ({ herdId: `id-${name}`, name, hostId, dockerId: `d-${name}`, image: 'herd/sysbench', state: 'running' });
@@ -81,8 +83,15 @@ async function fakeComputeHost(hostId: string): Promise<void> {
         await publishContainers(hostId);
         await publishContainers(targetHost);
         const timings = { checkpointMs: 300, transferMs: 200, restoreMs: 400, totalMs: 1100, downtimeMs: 900, checkpointBytes: 1000, filesystemBytes: 10 };
+        const result: MigrationResult = { migrationId, herdId: `id-${name}`, container: name, sourceHost: hostId, targetHost, fsMode: 'diff', timings };
+        finished.set(migrationId, result);
         await event('done', 'finished', { timings });
-        return { migrationId, herdId: `id-${name}`, container: name, sourceHost: hostId, targetHost, fsMode: 'diff', timings };
+        return result;
+      },
+      'migration.status': async (cmd) => {
+        const result = finished.get(cmd.args.migrationId);
+        if (result?.sourceHost !== hostId) return { migrationId: cmd.args.migrationId, hostId, state: 'unknown' };
+        return { migrationId: result.migrationId, hostId, role: 'source', state: 'done', container: result.container, targetHost: result.targetHost, result };
       },
     }, log),
   );
@@ -217,6 +226,40 @@ describe('control loop through a real broker', () => {
     expect(loop.historyRecords(100)).toHaveLength(2);
     // The moved container is cooling down; nothing was sent twice.
     expect(after.plan.moves.map((m) => m.herdId)).not.toContain(rec.herdId);
+    await loop.settle();
+    expect(new Set(starts).size).toBe(starts.length);
+  });
+
+  it('restarted after a migration ended unseen and its container was removed since, it asks the hosts how it ended', async () => {
+    for (const [n, h] of placement) if (h === 'h2') placement.delete(n);
+    await publishContainers('h2');
+    placement.set('e', 'h1');
+    await publishContainers('h1');
+    migrationDelayMs = 3000;
+    daemon = await startDaemon();
+    await new Promise((r) => setTimeout(r, 4500));
+    const before = starts.length;
+    expect((await daemon.loop()!.evaluateNow()).sent).toBe(1);
+    await eventually('migration.start reached the source host', () => starts.length === before + 1);
+    const migrationId = starts.at(-1)!;
+    // Down while the host finishes the migration (its events go unseen); then the container is removed.
+    await daemon.close();
+    daemon = undefined;
+    await eventually('the host finished the migration', () => finished.has(migrationId));
+    const moved = finished.get(migrationId)!;
+    placement.delete(moved.container);
+    await publishContainers(moved.sourceHost);
+    await publishContainers(moved.targetHost);
+
+    daemon = await startDaemon();
+    const loop = daemon.loop()!;
+    expect(loop.status().inFlight.map((f) => f.migrationId)).toEqual([migrationId]);
+    // Running nowhere: the lists cannot tell; the source host's record says done (with its timings).
+    await new Promise((r) => setTimeout(r, 4500));
+    await loop.evaluateNow();
+    await eventually('the outcome learned from the hosts', () => loop.historyRecords(100).find((r) => r.migrationId === migrationId)?.outcome !== undefined);
+    expect(loop.historyRecords(100).find((r) => r.migrationId === migrationId)).toMatchObject({ outcome: 'done', learnedBy: 'reconcile', timings: { downtimeMs: 900 } });
+    expect(loop.status().inFlight.map((f) => f.migrationId)).not.toContain(migrationId);
     await loop.settle();
     expect(new Set(starts).size).toBe(starts.length);
   });

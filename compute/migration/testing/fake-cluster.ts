@@ -9,7 +9,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { HerdError } from '../../../protocol/errors.ts';
 import { silentLogger } from '../../../protocol/log.ts';
-import type { ContainerSpec, ContainerSummary, HostStatus } from '../../../protocol/messages.ts';
+import type { ContainerSpec, ContainerSummary, HostStatus, MigrationEvent } from '../../../protocol/messages.ts';
 import type { ContainerDetails, ContainerRuntime, NetworkInfo, RuntimeInfo } from '../../runtime/container-runtime.ts';
 import { HERD_MIGRATION_LABEL } from '../../runtime/container-runtime.ts';
 import type { MigrationContext } from '../context.ts';
@@ -197,6 +197,8 @@ export class FakeCluster {
   readonly links = new Map<string, LinkMode>();
   /** How the SSH fence of each host behaves: "real" does what fence.ts does. */
   readonly fences = new Map<string, 'real' | 'fails'>();
+  /** The migration events each host published, in order. */
+  readonly events = new Map<string, MigrationEvent[]>();
 
   constructor(hostIds: string[]) {
     for (const hostId of hostIds) {
@@ -275,7 +277,9 @@ export class FakeCluster {
       view: view as unknown as MigrationContext['view'],
       ssh: {} as MigrationContext['ssh'],
       publishContainers: async () => undefined,
-      publishEvent: async () => undefined,
+      publishEvent: async (event: MigrationEvent) => {
+        cluster.events.set(hostId, [...(cluster.events.get(hostId) ?? []), event]);
+      },
       inFlight: new Map(),
       operatorCommands: new Map(),
       sharedPaths: [],
