@@ -26,7 +26,7 @@ import { fenceTarget } from './migration/fence.ts';
 import { KeyedLock } from './migration/keyed-lock.ts';
 import { migrationsHolding, withOperatorClaim, type ContainerClaims } from './migration/container-claims.ts';
 import { Reconciler } from './migration/reconciler.ts';
-import { resolveInDoubt, rollBackSource, rollForward } from './migration/source-settle.ts';
+import { announceEnd, resolveInDoubt, rollBackSource, rollForward } from './migration/source-settle.ts';
 import { SerialQueue } from './migration/serial-queue.ts';
 import { SourceMigration } from './migration/source-side.ts';
 import { SshPool } from './migration/ssh-pool.ts';
@@ -38,6 +38,9 @@ import { DIRECT_RESTORE_RUNTIME, resolveRestorePath } from './runtime/direct-res
 import { assertCompressionAvailable } from './migration/ssh-transfer.ts';
 import type { RestorePath } from '../protocol/messages.ts';
 import { coalesced } from '../protocol/coalesced.ts';
+
+/** How long one container-list publish may wait for the broker's acknowledgement. */
+const PUBLISH_TIMEOUT_MS = 10_000;
 
 export interface ComputeDaemonDeps {
   runtime: ContainerRuntime;
@@ -95,9 +98,12 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
       if (migrationId !== undefined) c.migrationId = migrationId;
     }
     const message: HostContainers = { v: PROTOCOL_VERSION, hostId, at: new Date().toISOString(), containers };
-    await publishJson(client, topics.hostContainers(hostId), message, { retain: true }).catch((err: unknown) => {
-      log.warn({ err: (err as Error).message }, 'could not publish the container list (published again at the next change or interval)');
-    });
+    // Bounded: a publish held by a lost connection must not hold the next ones (the client still sends it, in order).
+    let timer: NodeJS.Timeout | undefined;
+    const unacknowledged = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`not acknowledged within ${PUBLISH_TIMEOUT_MS} ms`)), PUBLISH_TIMEOUT_MS)));
+    await Promise.race([publishJson(client, topics.hostContainers(hostId), message, { retain: true }), unacknowledged])
+      .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not publish the container list (published again at the next change or interval)'))
+      .finally(() => clearTimeout(timer));
   });
 
   const store = new MigrationStore(config.stateDir);
@@ -208,9 +214,12 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
       const settled = ctx.locks.tryRun(id, async () => {
         const record = store.get('source', id);
         if (record === undefined) return undefined;
-        if (record.phase === 'restored') return rollForward(ctx, record);
-        if (record.phase === 'restoring') return resolveInDoubt(ctx, record);
-        return rollBackSource(ctx, record, new HerdError('ROLLED_BACK', `rolled back on request${cmd.args.reason ? ` (${cmd.args.reason})` : ''}`));
+        const outcome =
+          record.phase === 'restored' ? await rollForward(ctx, record)
+          : record.phase === 'restoring' ? await resolveInDoubt(ctx, record)
+          : await rollBackSource(ctx, record, new HerdError('ROLLED_BACK', `rolled back on request${cmd.args.reason ? ` (${cmd.args.reason})` : ''}`));
+        announceEnd(ctx, record, outcome, `an operator's request to ${hostId}`);
+        return outcome;
       });
       if (settled === undefined) throw new HerdError('ALREADY_MIGRATING', `migration ${id} is still running on ${hostId}; it rolls back by itself on failure`);
       const outcome = await settled;

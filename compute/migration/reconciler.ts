@@ -19,7 +19,7 @@ import type { MigrationContext } from './context.ts';
 import type { MigrationRecord, SourceRecord } from './migration-store.ts';
 import { removeReceivedDir } from './faults.ts';
 import { removeLeakedTempDirs } from './runc-jobs.ts';
-import { askTargetToAbort, migrationEvent, resolveInDoubt, rollBackSource, rollForward, type Settled } from './source-settle.ts';
+import { announceEnd, askTargetToAbort, resolveInDoubt, rollBackSource, rollForward, type Settled } from './source-settle.ts';
 import { reconcileTarget } from './target-side.ts';
 
 const STATUS_TIMEOUT_MS = 10_000;
@@ -32,7 +32,7 @@ export interface ReconcileOutcome {
 
 async function reconcileSource(ctx: MigrationContext, record: SourceRecord): Promise<string> {
   const settled = await settleSource(ctx, record);
-  announceEnd(ctx, record, settled);
+  announceEnd(ctx, record, settled, `${ctx.hostId}'s reconciler`);
   return settled;
 }
 
@@ -42,21 +42,6 @@ async function settleSource(ctx: MigrationContext, record: SourceRecord): Promis
   // The restore was never requested (or the target already confirmed it does not run): its copy cannot run.
   if (record.phase !== 'rolling-back') await askTargetToAbort(ctx, record, 'the source rolls back an interrupted migration');
   return rollBackSource(ctx, record, new HerdError('HOST_OFFLINE', `the compute daemon of ${ctx.hostId} stopped during the migration (phase ${record.phase})`), 'rolled back by the reconciler');
-}
-
-/**
- * The final event a live migration publishes (`done` or `failed`), for one the reconciler
- * settled: whoever follows its events (the control loop, a CLI, the dashboard) learns its end
- * from them, as it would have from the migration itself. Its tombstone says how it ended.
- */
-function announceEnd(ctx: MigrationContext, record: SourceRecord, settled: Settled): void {
-  if (settled === 'in-doubt') return;
-  const tombstone = ctx.store.tombstone('source', record.migrationId);
-  const detail = tombstone?.detail ?? settled;
-  if (settled === 'rolled-forward') return migrationEvent(ctx, record, 'done', 'finished', { detail });
-  const code = settled === 'rolled-back' ? 'ROLLED_BACK' : settled === 'restarted' ? 'RESTORE_FAILED' : 'CONFLICT';
-  const error = new HerdError(code, `migration ${record.migrationId} was interrupted and settled by ${ctx.hostId}'s reconciler: ${detail}`, tombstone?.error === undefined ? undefined : { cause: HerdError.fromWire(tombstone.error) });
-  migrationEvent(ctx, record, 'failed', 'failed', { error: error.toWire(), detail });
 }
 
 function askSource(ctx: MigrationContext, record: MigrationRecord): () => Promise<MigrationStatus | undefined> {

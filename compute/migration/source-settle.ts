@@ -127,6 +127,22 @@ export async function rollBackSource(ctx: MigrationContext, record: SourceRecord
   return outcome;
 }
 
+/**
+ * The final event a live migration publishes (`done` or `failed`), for one settled outside it
+ * (`by`: the reconciler after a restart, an operator's rollback): whoever follows its events
+ * (the control loop, a CLI, the dashboard) learns its end from them. Its tombstone says how.
+ */
+export function announceEnd(ctx: MigrationContext, record: SourceRecord, settled: Settled, by: string): void {
+  if (settled === 'in-doubt') return;
+  const tombstone = ctx.store.tombstone('source', record.migrationId);
+  const detail = tombstone?.detail ?? settled;
+  if (settled === 'rolled-forward') return migrationEvent(ctx, record, 'done', 'finished', { detail });
+  const code = settled === 'rolled-back' ? 'ROLLED_BACK' : settled === 'restarted' ? 'RESTORE_FAILED' : 'CONFLICT';
+  const cause = tombstone?.error === undefined ? '' : ` [${tombstone.error.code}: ${tombstone.error.message}]`;
+  const error = new HerdError(code, `migration ${record.migrationId} was settled by ${by}: ${detail}${cause}`);
+  migrationEvent(ctx, record, 'failed', 'failed', { error: error.toWire(), detail });
+}
+
 /** The target runs the container: remove the source's copy, tell the target to commit. */
 export async function rollForward(ctx: MigrationContext, record: SourceRecord, result?: MigrationResult, how?: string): Promise<Settled> {
   if (record.phase !== 'restored') {

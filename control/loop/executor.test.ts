@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../protocol/log.ts';
 import type { Move } from '../../policies/model.ts';
+import type { MigrationEvent } from '../../protocol/messages.ts';
 import { Executor } from './executor.ts';
 import { HistoryStore } from './history-store.ts';
 
@@ -42,6 +43,23 @@ describe('Executor', () => {
     expect(ended).toEqual(['web failed']);
     await history.flush();
     expect(new HistoryStore(join(dir, 'history.jsonl')).all()).toEqual([expect.objectContaining({ name: 'web', outcome: 'failed', error: expect.objectContaining({ code: 'CONFLICT', message: 'not sent: the loop was paused' }) })]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  it('a manual migration reported in doubt stays in flight until its source says how it ended', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'herd-executor-'));
+    const history = new HistoryStore(join(dir, 'history.jsonl'));
+    const ended: string[] = [];
+    const ex = new Executor({ session, history, log: silentLogger, fsMode: 'diff', timeoutMs: 60_000, onEnded: (r) => ended.push(`${r.name} ${r.outcome}`) });
+    const event = (phase: MigrationEvent['phase'], status: MigrationEvent['status'], extra: Partial<MigrationEvent> = {}): MigrationEvent => ({ v: 1, migrationId: 'm-1', herdId: move.herdId, container: 'web', sourceHost: 'h1', targetHost: 'h2', phase, status, at: new Date().toISOString(), ...extra });
+    ex.observe(event('accepted', 'started'));
+    ex.observe(event('failed', 'failed', { error: { code: 'IN_DOUBT', message: 'the target cannot be asked', retryable: true } }));
+    expect(ex.inFlight().map((m) => m.migrationId)).toEqual(['m-1']);
+    expect(ended).toEqual([]);
+    // The source's reconciler settles it later and says so.
+    ex.observe(event('done', 'finished', { detail: 'resolved: fenced over SSH' }));
+    expect(ex.inFlight()).toEqual([]);
+    expect(ended).toEqual(['web done']);
+    await history.flush();
     rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -16,7 +16,7 @@ import { newMigrationId } from '../../protocol/ids.ts';
 import { migrationEventSchema, type FsMode, type MigrationEvent, type MigrationStatus } from '../../protocol/messages.ts';
 import { parseTopic, topics } from '../../protocol/topics.ts';
 import type { MigrationInFlight, Move } from '../../policies/model.ts';
-import { migrateOnce, migrationStatusEverywhere, type MigrationSession } from '../migrations/migration-client.ts';
+import { migrateOnce, outcomeOf as outcomeOfStatus, type MigrationSession } from '../migrations/migration-client.ts';
 import type { HistoryStore, MigrationRecord, Outcome } from './history-store.ts';
 
 export interface ExecutorDeps {
@@ -41,14 +41,8 @@ const outcomeOf = (code: string | undefined): Outcome => (code === 'ROLLED_BACK'
 
 /** A migration whose events arrived this recently is still going on, whatever the lists say. */
 const RECENT_EVENT_MS = 120_000;
-
-/** The outcome a source host's record or tombstone gives (undefined while it is not over there). */
-function outcomeOnSource(state: MigrationStatus['state']): Outcome | undefined {
-  if (state === 'done') return 'done';
-  if (state === 'rolled-back') return 'rolled-back';
-  if (state === 'restarted' || state === 'refused') return 'failed';
-  return undefined;
-}
+/** How long the source host is given to say how a migration ended. */
+const STATUS_TIMEOUT_MS = 5_000;
 
 export class Executor {
   private readonly tracked = new Map<string, Tracked>();
@@ -156,14 +150,15 @@ export class Executor {
     const t = this.tracked.get(e.migrationId);
     if (t !== undefined) t.lastEventAtMs = this.now();
     if (e.phase === 'done' && e.status === 'finished') this.end(e.migrationId, 'done', { ...(e.timings === undefined ? {} : { timings: e.timings }), learnedBy: 'events', at: e.at });
-    else if (e.phase === 'failed') this.end(e.migrationId, outcomeOf(e.error?.code), { ...(e.error === undefined ? {} : { error: e.error as never }), learnedBy: 'events', at: e.at });
+    // In doubt is not an end: the source keeps resolving it, and says how it ended when it has.
+    else if (e.phase === 'failed' && e.error?.code !== 'IN_DOUBT') this.end(e.migrationId, outcomeOf(e.error?.code), { ...(e.error === undefined ? {} : { error: e.error as never }), learnedBy: 'events', at: e.at });
   }
 
   /**
    * Settles migrations in doubt against what the hosts report: a container running on its
    * target (and no longer migrating) moved; one running on its source, not migrating,
    * did not. Running nowhere (removed since, say): the source host's record or tombstone
-   * says how it ended. Still migrating: wait (up to the timeout, then ask again next time).
+   * says how it ended (asked). Still migrating: wait (up to the timeout, then ask again next time).
    */
   reconcile(): void {
     const containers = this.deps.session.view.containers();
@@ -178,23 +173,26 @@ export class Executor {
       if (running?.hostId === t.record.to) this.end(id, 'done', { learnedBy: 'reconcile' });
       else if (running?.hostId === t.record.from) this.end(id, 'failed', { learnedBy: 'reconcile' });
       else if (age > this.deps.timeoutMs) this.end(id, 'unknown', { learnedBy: 'reconcile' });
-      else this.askHosts(id);
+      else this.askHosts(id, t.record.from);
     }
   }
 
-  /** Asks the hosts how a migration ended (no answer: asked again at the next reconcile). */
-  private askHosts(migrationId: string): void {
+  /** Asks the source host how a migration ended: its record or tombstone (no answer: asked again at the next reconcile). */
+  private askHosts(migrationId: string, sourceHost: string): void {
     if (this.asking.has(migrationId)) return;
     this.asking.add(migrationId);
-    migrationStatusEverywhere(this.deps.session, migrationId)
-      .then((answers) => {
-        const source = answers.find((a) => a.role === 'source');
-        const outcome = source === undefined ? undefined : outcomeOnSource(source.state);
-        if (source === undefined || outcome === undefined || !this.tracked.has(migrationId) || this.inProgress.has(migrationId)) return;
-        const timings = source.result?.timings;
-        this.end(migrationId, outcome, { learnedBy: 'reconcile', ...(timings === undefined ? {} : { timings }), ...(source.error === undefined ? {} : { error: source.error }) });
-      })
-      .catch((err: unknown) => this.deps.log.debug({ migrationId, err: (err as Error).message }, 'could not ask the hosts how a migration ended'))
+    this.deps.session.rpc
+      .request<MigrationStatus>(sourceHost, 'migration.status', { migrationId }, { timeoutMs: STATUS_TIMEOUT_MS })
+      .then(
+        (status) => {
+          const outcome = outcomeOfStatus(status);
+          if (outcome === undefined || !this.tracked.has(migrationId) || this.inProgress.has(migrationId)) return;
+          const at = status.updatedAt === undefined ? {} : { at: status.updatedAt };
+          if (outcome instanceof HerdError) this.end(migrationId, outcomeOf(outcome.code), { learnedBy: 'reconcile', error: outcome.toWire(), ...at });
+          else this.end(migrationId, 'done', { learnedBy: 'reconcile', ...(outcome.timings === undefined ? {} : { timings: outcome.timings }), ...at });
+        },
+        (err: unknown) => this.deps.log.debug({ migrationId, sourceHost, err: (err as Error).message }, 'the source host did not say how a migration ended; asked again at the next reconcile'),
+      )
       .finally(() => this.asking.delete(migrationId));
   }
 
