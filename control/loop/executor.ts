@@ -48,7 +48,7 @@ export class Executor {
   private readonly tracked = new Map<string, Tracked>();
   /** Own migrations whose `migration.start` reply is awaited. */
   private readonly inProgress = new Set<string>();
-  /** Migrations whose outcome the hosts are being asked for. */
+  /** Migrations whose outcome their source host is being asked for. */
   private readonly asking = new Set<string>();
   private readonly now: () => number;
   private unsubscribe: (() => Promise<void>) | undefined;
@@ -173,12 +173,12 @@ export class Executor {
       if (running?.hostId === t.record.to) this.end(id, 'done', { learnedBy: 'reconcile' });
       else if (running?.hostId === t.record.from) this.end(id, 'failed', { learnedBy: 'reconcile' });
       else if (age > this.deps.timeoutMs) this.end(id, 'unknown', { learnedBy: 'reconcile' });
-      else this.askHosts(id, t.record.from);
+      else this.askSource(id, t.record.from);
     }
   }
 
   /** Asks the source host how a migration ended: its record or tombstone (no answer: asked again at the next reconcile). */
-  private askHosts(migrationId: string, sourceHost: string): void {
+  private askSource(migrationId: string, sourceHost: string): void {
     if (this.asking.has(migrationId)) return;
     this.asking.add(migrationId);
     this.deps.session.rpc
