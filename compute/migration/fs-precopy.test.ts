@@ -4,8 +4,9 @@
  * same tar and forced-command pruner the migration uses) give a directory that equals a
  * copy of the frozen one: files, modes, owners, times, xattrs, whiteouts, deletions.
  */
-import { spawnSync } from 'node:child_process';
-import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync, linkSync, chownSync, statSync, utimesSync, rmdirSync, truncateSync, readdirSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { appendFileSync, chmodSync, readFileSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync, linkSync, chownSync, statSync, utimesSync, rmdirSync, truncateSync, readdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -13,6 +14,7 @@ import { describe, expect, it } from 'vitest';
 import { collect, must, setXattr, treeImage, treeListing } from '../../test/support/trees.ts';
 import { changesSince, CTIME_SLACK_MS, ctimeSlackMs, snapshotTree, type TreeChanges } from './fs-precopy.ts';
 import { PRUNE_COMMAND, RECEIVE_COMMAND, tarDirectory, unescapeTarName } from './ssh-transfer.ts';
+import { sharedWritableFiles, treeRelative } from './shared-mappings.ts';
 
 const SCRIPT = resolve(import.meta.dirname, '../../bin/herd-ssh-command');
 
@@ -25,7 +27,7 @@ const removeXattr = (path: string, name: string) => must('python3', ['-c', 'impo
  * The built entries are 300 ms old at the snapshot: old for the slack of a file system with
  * sub-millisecond ctimes (tmpdir must be one: ext4, xfs, btrfs, tmpfs).
  */
-async function migrated(build: (upper: string) => void, running: { beforeTar?: (upper: string) => void; duringTar?: (upper: string) => Promise<void>; afterTar?: (upper: string) => void }): Promise<{ base: string; upper: string; target: string; changes: TreeChanges }> {
+async function migrated(build: (upper: string) => void | Promise<void>, running: { beforeTar?: (upper: string) => void; duringTar?: (upper: string) => Promise<void>; afterTar?: (upper: string) => void | Promise<void>; written?: (upper: string) => { has(rel: string): boolean } }): Promise<{ base: string; upper: string; target: string; changes: TreeChanges }> {
   const base = mkdtempSync(join(tmpdir(), 'herd-precopy-case-'));
   const upper = join(base, 'upper');
   const target = join(base, 'data', 'target');
@@ -36,7 +38,7 @@ async function migrated(build: (upper: string) => void, running: { beforeTar?: (
     const r = spawnSync(SCRIPT, [join(base, 'receiver.conf')], { input: Buffer.concat([Buffer.from(`${target}\n`), payload]), env: { SSH_ORIGINAL_COMMAND: command, PATH: process.env.PATH ?? '' } });
     expect(r.status, r.stderr.toString()).toBe(0);
   };
-  build(upper);
+  await build(upper);
   await new Promise((r) => setTimeout(r, 300));
   const snapshot = await snapshotTree(upper);
   expect(snapshot.ctimeSlackMs, `${upper}: a file system with sub-millisecond ctimes`).toBe(CTIME_SLACK_MS.fine);
@@ -47,8 +49,8 @@ async function migrated(build: (upper: string) => void, running: { beforeTar?: (
     if (chunks.push(chunk as Buffer) === 1) await running.duringTar?.(upper);
   }
   forced(RECEIVE_COMMAND.xattrs, Buffer.concat(chunks));
-  running.afterTar?.(upper);
-  const changes = await changesSince(upper, snapshot);
+  await running.afterTar?.(upper);
+  const changes = await changesSince(upper, snapshot, running.written?.(upper));
   if (changes.deleted.length > 0) forced(PRUNE_COMMAND, Buffer.concat(changes.deleted.map((p) => Buffer.from(`${p}\0`))));
   forced(RECEIVE_COMMAND.over, await collect(tarDirectory(upper, { xattrs: true, only: changes.changed })));
   return { base, upper, target, changes };
@@ -192,6 +194,49 @@ describe('filesystem pre-copy (real directories, real tar, the real pruner)', ()
     expect(readdirSync(target)).toEqual([]);
     expect(must('cat', [join(outside, 'precious')]).toString()).toBe('keep');
     rmSync(base, { recursive: true, force: true });
+  });
+
+  it('a file written through a shared map after the snapshot keeps its ctime: it goes again once named as mapped shared and writable (shared-mappings.ts), small files by tar, large ones by blocks', async () => {
+    // A process (like SQLite with its -shm file) maps the files shared and writable and writes through the maps on request.
+    const program = ['import mmap, os, sys', 'ms = [mmap.mmap(os.open(p, os.O_RDWR), os.path.getsize(p), mmap.MAP_SHARED) for p in sys.argv[1:]]', 'for line in sys.stdin:', '    t = line.strip().encode()', '    for m in ms: m[:len(t)] = t; m[len(m) - len(t):] = t', "    print('ok', flush=True)"].join('\n');
+    for (const named of [false, true]) {
+      let writer: ReturnType<typeof spawn> | undefined;
+      let write: (text: string) => Promise<void> = async () => undefined;
+      const { base, upper, target, changes } = await migrated(
+        async (upper) => {
+          writeFileSync(join(upper, 'db-shm'), Buffer.alloc(32 * 1024));
+          writeFileSync(join(upper, 'big'), Buffer.alloc(5 * 2 ** 20));
+          writeFileSync(join(upper, 'other'), 'not mapped');
+          writer = spawn('python3', ['-c', program, join(upper, 'db-shm'), join(upper, 'big')], { stdio: ['pipe', 'pipe', 'inherit'] });
+          const answers = createInterface({ input: writer.stdout as NodeJS.ReadableStream })[Symbol.asyncIterator]();
+          write = async (text) => {
+            writer?.stdin?.write(`${text}\n`);
+            expect((await answers.next()).value).toBe('ok');
+          };
+          await write('written-before-the-snapshot');
+        },
+        {
+          afterTar: async (upper) => {
+            const before = statSync(join(upper, 'db-shm'), { bigint: true }).ctimeNs;
+            await write('written-after-the-snapshot');
+            // The premise: the kernel stamps no time for a write to a page its map already holds writable.
+            expect(statSync(join(upper, 'db-shm'), { bigint: true }).ctimeNs).toBe(before);
+          },
+          written: (upper) => {
+            if (!named) return new Set();
+            const mapped = sharedWritableFiles([writer?.pid as number]);
+            expect([...mapped].sort()).toEqual([join(upper, 'big'), join(upper, 'db-shm')]);
+            return new Set([...mapped].flatMap((path) => treeRelative(path, upper, [upper]) ?? []));
+          },
+        },
+      );
+      writer?.kill();
+      expect(readFileSync(join(target, 'db-shm')).equals(readFileSync(join(upper, 'db-shm')))).toBe(named);
+      expect(changes.changed.includes('db-shm')).toBe(named);
+      expect(changes.blocks).toEqual(named ? ['big'] : []);
+      expect(changes.changed).not.toContain('other');
+      rmSync(base, { recursive: true, force: true });
+    }
   });
 
   // Cases fs-precopy.property.test.ts found (shrunk).

@@ -6,9 +6,11 @@
  * Before the pre-copy starts, `snapshotTree` notes every entry (path, inode, type) and the
  * time; while it runs, the pre-copy's tar names every entry it archived (`archived`: the
  * container may create and delete files meanwhile). After the freeze, `changesSince` walks
- * the dir again: an entry whose inode change time (ctime: set by every write, chmod, chown,
+ * the dir again: an entry whose inode change time (ctime: set by every write(2), chmod, chown,
  * xattr change, rename or link, and by nothing a process can forge) is not older than the
- * snapshot, or that is new, is sent again; an entry whose inode or type differs, or that
+ * snapshot, or that is new, or that the caller names as written (a file mapped shared and
+ * writable, written through its map: that sets no ctime, see shared-mappings.ts), is sent
+ * again; an entry whose inode or type differs, or that
  * the pre-copy may hold in another form (archived but not in the snapshot), is deleted on
  * the target first; an entry the target may hold that is gone is deleted. What the target
  * deletes goes again whole (entries moved under a replaced directory keep their old ctime),
@@ -158,8 +160,12 @@ export interface TreeChanges {
   deleted: string[];
 }
 
-/** What changed under `dir` since `snapshot` (see the top of this file). */
-export async function changesSince(dir: string, snapshot: TreeSnapshot): Promise<TreeChanges> {
+/**
+ * What changed under `dir` since `snapshot` (see the top of this file). `written` names entries
+ * that count as changed whatever their ctime says: files written through a shared map, which
+ * keeps it (shared-mappings.ts).
+ */
+export async function changesSince(dir: string, snapshot: TreeSnapshot, written: { has(rel: string): boolean } = new Set()): Promise<TreeChanges> {
   // A wall clock stepped back since the snapshot (NTP, a VM resumed) stamps later changes with earlier times: go back as far.
   const steppedBackMs = Math.max(0, performance.now() - snapshot.takenAtMonotonicMs - (Date.now() - snapshot.takenAtMs));
   const sinceNs = BigInt(Math.floor(snapshot.takenAtMs - snapshot.ctimeSlackMs - steppedBackMs)) * 1_000_000n;
@@ -179,7 +185,7 @@ export async function changesSince(dir: string, snapshot: TreeSnapshot): Promise
     // In the snapshot and now, but not in the pre-copy's archive (a directory on its way was moved
     // away while tar ran, and back): the target lacks it, whatever its ctime says.
     const unarchived = before !== undefined && !snapshot.archived.has(rel) && !snapshot.blockFiles.has(rel);
-    walked.push({ rel, st, send: before === undefined || other || st.ctimeNs >= sinceNs || unarchived });
+    walked.push({ rel, st, send: before === undefined || other || st.ctimeNs >= sinceNs || unarchived || written.has(rel) });
   });
   const gone = [...new Set([...snapshot.entries.keys(), ...snapshot.archived])].filter((rel) => !seen.has(rel));
   const deleted = outermost([...gone, ...replaced]);

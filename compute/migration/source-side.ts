@@ -5,7 +5,9 @@
  * none: nothing) to the target over SSH; have the target restore; remove the source.
  * With `preCopyFilesystem`, the upper dir (diff mode) and the named volumes (every mode) of
  * at least `preCopyFilesystemMinBytes` go while the container still runs, once the target
- * prepared its container; after the freeze only what changed since (fs-precopy.ts).
+ * prepared its container; after the freeze only what changed since (fs-precopy.ts), and the
+ * files its processes map shared and writable, read when the pre-copy starts and while frozen
+ * (shared-mappings.ts).
  * With `preCopyMemory`, a container using at least `preCopyMemoryMinBytes` of memory has its
  * resident pages copied then too, and after the freeze only the pages that changed since go
  * (memory-precopy.ts), and the checkpoint goes by pages (zero pages as holes, pages the target
@@ -39,6 +41,7 @@ import { MemoryPrior, openImagesSender, priorStream } from './memory-precopy.ts'
 import { changesSince, snapshotTree, type TreeSnapshot } from './fs-precopy.ts';
 import { assertCarried, assertCheckpointable, containerProcesses, hasSysResource } from './preflight.ts';
 import { containerMemory } from './container-memory.ts';
+import { sharedWritableFiles, treeRelative } from './shared-mappings.ts';
 import { assertUnclaimed } from './container-claims.ts';
 
 const execFileAsync = promisify(execFile);
@@ -78,6 +81,8 @@ interface FsTree {
   dir: string;
   /** Its directory on the target, once prepared. */
   into(prep: PrepareResult): string;
+  /** Where the container sees it: `/` (the upper dir) or the volume's mount points. */
+  mountedAt: string[];
   /** Its size (du) before the move. */
   bytes: number;
   /** Copied before the freeze (then only its changes after it). */
@@ -117,6 +122,12 @@ export class SourceMigration {
   private trees: FsTree[] = [];
   /** The block states of the pre-copy's large files (removed when the migration ends). */
   private readonly blockStates: BlockState[] = [];
+  /**
+   * Container paths of the files its processes mapped shared and writable at the pre-copy's start
+   * or at the freeze: they go again after it, whatever their ctime (shared-mappings.ts). Undefined
+   * when they could not be read: then every file of a pre-copied tree goes again.
+   */
+  private mappedWritable: Set<string> | undefined = new Set();
   /** The pages the memory pre-copy sent (removed when the migration ends). */
   private prior: MemoryPrior | undefined;
 
@@ -306,7 +317,8 @@ export class SourceMigration {
       if (d.spec.restartPolicy !== undefined) await ctx.runtime.setRestartPolicy(d.dockerId, { name: 'no' });
       let dumped!: () => void;
       const imagesComplete = new Promise<void>((resolve) => (dumped = resolve));
-      stopped = ctx.criu.run(() => ctx.runtime.checkpoint(d.dockerId, checkpointId, { exit: true, onDumped: dumped, ...(ctx.faults().has('fail-checkpoint') ? { checkpointDir: '/dev/null/herd-fault-injected' } : {}) }), {
+      const onFrozen = precopied.size > 0 ? () => this.noteMappedWritable() : undefined;
+      stopped = ctx.criu.run(() => ctx.runtime.checkpoint(d.dockerId, checkpointId, { exit: true, onFrozen, onDumped: dumped, ...(ctx.faults().has('fail-checkpoint') ? { checkpointDir: '/dev/null/herd-fault-injected' } : {}) }), {
         onTimeout: () => killRuncJobs(d.dockerId),
       });
       stopped.catch(() => undefined);
@@ -362,7 +374,7 @@ export class SourceMigration {
         if (pre === undefined) return send(receiver, into, tarDirectory(tree.dir, { xattrs: true }), `${tree.what} transfer`);
         // What changed since the pre-copy: deletions first, then the large files' changed blocks, then
         // the other changed entries (last: extracting a directory entry sets its times).
-        const changes = await changesSince(tree.dir, pre.snapshot);
+        const changes = await changesSince(tree.dir, pre.snapshot, this.writtenThroughMaps(tree));
         if (changes.deleted.length > 0) await (await pre.pruner).prune(changes.deleted);
         else void pre.pruner.then((p) => p.cancel(), () => undefined);
         this.log.info({ tree: tree.what, changed: changes.changed.length, blocks: changes.blocks.length, deleted: changes.deleted.length }, 'filesystem changes since the pre-copy');
@@ -531,6 +543,7 @@ export class SourceMigration {
       let entries = 0;
       let wireBytes = 0;
       for (const [i, tree] of trees.entries()) {
+        this.noteMappedWritable();
         const snapshot = await snapshotTree(tree.dir);
         const large = [...snapshot.blockFiles];
         const into = this.ctx.faults().has('fail-precopy') ? '/herd-fault-injected/upper' : tree.into(prep);
@@ -621,20 +634,20 @@ export class SourceMigration {
       };
       await Promise.all([du(['-sb'], sizes), du(['-s', '--inodes'], entries)]);
     }
-    const tree = (what: string, dir: string, into: (prep: PrepareResult) => string): FsTree => {
+    const tree = (what: string, dir: string, mountedAt: string[], into: (prep: PrepareResult) => string): FsTree => {
       const bytes = sizes.get(dir);
       const cost = bytes === undefined ? undefined : bytes + (entries.get(dir) ?? 0) * ENTRY_COST_BYTES;
-      return { what, dir, into, bytes: bytes ?? 0, precopy: ctx.preCopyFilesystem && (cost === undefined || cost >= ctx.preCopyFilesystemMinBytes) };
+      return { what, dir, mountedAt, into, bytes: bytes ?? 0, precopy: ctx.preCopyFilesystem && (cost === undefined || cost >= ctx.preCopyFilesystemMinBytes) };
     };
     const trees: FsTree[] = [];
     if (args.fsMode === 'diff') {
       if (d.upperDir === undefined) throw new HerdError('NOT_MIGRATABLE', `container "${d.name}" has no overlay upper dir (storage driver must be overlay2): use --fs none or full`);
-      trees.push(tree('filesystem', d.upperDir, (prep) => prep.upperDir));
+      trees.push(tree('filesystem', d.upperDir, ['/'], (prep) => prep.upperDir));
     }
     // Named volumes: every mode carries them (they are the container's data, not its image's filesystem).
     for (const [name, dir] of this.volumeDirs) {
       trees.push(
-        tree(`volume "${name}"`, dir, (prep) => {
+        tree(`volume "${name}"`, dir, (d.spec.volumes ?? []).filter((v) => v.name === name).map((v) => v.target), (prep) => {
           const into = prep.volumeDirs?.[name];
           if (into === undefined) throw new HerdError('TRANSFER_FAILED', `the target prepared no directory for volume "${name}"`);
           return into;
@@ -642,6 +655,33 @@ export class SourceMigration {
       );
     }
     return { trees, exportBytes: args.fsMode === 'full' && upper !== undefined ? (sizes.get(upper) ?? 0) : 0 };
+  }
+
+  /** Notes the files the container's processes map shared and writable now (see mappedWritable). */
+  private noteMappedWritable(): void {
+    const pid = this.details.pid;
+    if (pid === undefined || this.mappedWritable === undefined) return;
+    try {
+      for (const path of sharedWritableFiles(containerProcesses(pid).map((p) => p.pid))) this.mappedWritable.add(path);
+    } catch (err) {
+      this.log.warn({ err }, 'cannot read which files the container maps shared and writable: every file of the pre-copied trees goes again after the freeze');
+      this.mappedWritable = undefined;
+    }
+  }
+
+  /** The entries of `tree` that count as changed after the freeze whatever their ctime: files mapped shared and writable. */
+  private writtenThroughMaps(tree: FsTree): { has(rel: string): boolean } {
+    if (this.mappedWritable === undefined) return { has: () => true };
+    const mounts = ['/', ...this.details.mounts.map((m) => m.destination)];
+    const rels = new Set<string>();
+    for (const path of this.mappedWritable) {
+      for (const at of tree.mountedAt) {
+        const rel = treeRelative(path, at, mounts);
+        if (rel !== undefined) rels.add(rel);
+      }
+    }
+    if (rels.size > 0) this.log.info({ tree: tree.what, files: [...rels].slice(0, 20) }, 'files mapped shared and writable go again after the freeze');
+    return rels;
   }
 
   private async request<R>(type: 'migration.check' | 'migration.prepare' | 'migration.restore', args: object, timeoutMs: number): Promise<R> {

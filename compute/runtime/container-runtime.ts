@@ -45,6 +45,13 @@ export interface NetworkInfo {
   addressesInUse: string[];
 }
 
+export interface CheckpointOptions {
+  exit: boolean;
+  checkpointDir?: string;
+  onFrozen?: () => void;
+  onDumped?: () => void;
+}
+
 export interface ContainerRuntime {
   info(): Promise<RuntimeInfo>;
   /** Herd-managed containers of this host (label io.herd.id). */
@@ -75,8 +82,10 @@ export interface ContainerRuntime {
    * CRIU checkpoint through Docker into the container's own checkpoint dir; `exit` stops the
    * container after the dump, and the call resolves once Docker saw it stop. `onDumped`
    * hears when the images are complete, which may be before (the images may go meanwhile).
+   * `onFrozen` runs once the container's processes are frozen and before CRIU dumps them
+   * (where the runtime cannot freeze them itself, right before the dump).
    */
-  checkpoint(dockerId: string, checkpointId: string, options: { exit: boolean; checkpointDir?: string; onDumped?: () => void }): Promise<void>;
+  checkpoint(dockerId: string, checkpointId: string, options: CheckpointOptions): Promise<void>;
   /**
    * Thaws a running container's cgroup that a checkpoint froze and did not thaw (the daemon
    * died between freezing it and CRIU's seizing it); true when it was frozen. Not for a

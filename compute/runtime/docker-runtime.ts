@@ -9,7 +9,7 @@ import { HerdError } from '../../protocol/errors.ts';
 import type { ContainerSpec, ContainerSummary } from '../../protocol/messages.ts';
 import { freeze, freezerOf, thaw } from './cgroup-freezer.ts';
 import { readNetwork, readSettings, writeSettings } from './docker-settings.ts';
-import { HERD_ID_LABEL, HERD_MIGRATION_LABEL, type ContainerDetails, type ContainerRuntime, type NetworkInfo, type RuntimeInfo } from './container-runtime.ts';
+import { HERD_ID_LABEL, HERD_MIGRATION_LABEL, type CheckpointOptions, type ContainerDetails, type ContainerRuntime, type NetworkInfo, type RuntimeInfo } from './container-runtime.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -298,8 +298,10 @@ export class DockerRuntime implements ContainerRuntime {
     }
   }
 
-  async checkpoint(dockerId: string, checkpointId: string, options: { exit: boolean; checkpointDir?: string; onDumped?: () => void }): Promise<void> {
-    if (this.options.checkpointWith === 'runc') return this.checkpointWithRunc(dockerId, options.checkpointDir ?? this.checkpointPath(dockerId, checkpointId), options.exit, options.onDumped);
+  async checkpoint(dockerId: string, checkpointId: string, options: CheckpointOptions): Promise<void> {
+    if (this.options.checkpointWith === 'runc') return this.checkpointWithRunc(dockerId, options.checkpointDir ?? this.checkpointPath(dockerId, checkpointId), options);
+    // Docker's checkpoint freezes inside: the nearest moment before it is now.
+    options.onFrozen?.();
     const container = this.docker.getContainer(dockerId) as Docker.Container & { createCheckpoint(opts: object): Promise<unknown> };
     try {
       await container.createCheckpoint({ CheckpointID: checkpointId, Exit: options.exit, ...(options.checkpointDir === undefined ? {} : { CheckpointDir: options.checkpointDir }) });
@@ -314,7 +316,7 @@ export class DockerRuntime implements ContainerRuntime {
    * keeps running. With `exit`, the container is killed after the dump and Docker sees it
    * exit, so that it can later be started from the checkpoint.
    */
-  private async checkpointWithRunc(dockerId: string, imageDir: string, exit: boolean, onDumped?: () => void): Promise<void> {
+  private async checkpointWithRunc(dockerId: string, imageDir: string, { exit, onFrozen, onDumped }: CheckpointOptions): Promise<void> {
     // runc creates the image dir itself (and fails for real if it cannot); CRIU's logs go to a temp work dir.
     const workDir = await mkdtemp(`${tmpdir()}/herd-criu-`);
     const args = ['--root', this.runcRoot, 'checkpoint', '--image-path', imageDir, '--work-path', workDir];
@@ -324,6 +326,7 @@ export class DockerRuntime implements ContainerRuntime {
     const freezer = await freezerOf(this.runcStateFile(dockerId));
     const frozenHere = await freeze(freezer);
     try {
+      onFrozen?.();
       await execFileAsync('runc', args, { timeout: 10 * 60_000 });
       // A dump that leaves the container running puts back the state CRIU found: frozen.
       if (frozenHere && !exit) await thaw(freezer);

@@ -3,12 +3,16 @@
  * writes files moves A→B→A in each filesystem mode and keeps counting; four
  * migrations run at once; bad requests fail before anything is frozen.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import Docker from 'dockerode';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { LabLayout } from '../../control/lab/layout.ts';
 import { COUNTER, count, execIn, leftovers, placements } from '../support/containers.ts';
-import { HERD_BIN, herd, herdOk } from '../support/herd-cli.ts';
+import { HERD_BIN, REPO_ROOT, herd, herdOk } from '../support/herd-cli.ts';
 import { dockerOf, readyLab, setFaults } from '../support/lab.ts';
 import { runCommand } from '../../control/lab/shell.ts';
 import { restoreTempDirs } from '../faults/fault-round.ts';
@@ -30,6 +34,30 @@ async function waitForCount(layout: LabLayout, hostId: string, name: string, atL
 async function expectRunsOnceOn(layout: LabLayout, name: string, hostId: string): Promise<void> {
   const where = await placements(layout, name);
   expect(where.map((p) => [p.hostId, p.running])).toEqual([[hostId, true]]);
+}
+
+/** test/support/mmap-writer.c, built static (it runs in herd/busybox); gcc and libc6-dev come with scripts/setup. */
+function compiledMmapWriter(): Buffer {
+  const dir = mkdtempSync(join(tmpdir(), 'herd-mmap-writer-'));
+  try {
+    execFileSync('gcc', ['-static', '-O2', '-o', join(dir, 'mmap-writer'), join(REPO_ROOT, 'test/support/mmap-writer.c')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    return readFileSync(join(dir, 'mmap-writer'));
+  } catch (err) {
+    throw new Error(`cannot build test/support/mmap-writer.c statically (gcc and libc6-dev come with scripts/setup): ${String((err as { stderr?: unknown }).stderr ?? err)}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Writes one file into a running container's root (Docker's archive API, as `docker cp` does). */
+async function putFile(docker: Docker, container: string, content: Buffer, name: string, mode: number): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'herd-put-'));
+  try {
+    writeFileSync(join(dir, name), content, { mode });
+    await docker.getContainer(container).putArchive(execFileSync('tar', ['-c', '-C', dir, name]), { path: '/' });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 describe('live migration (lab, real Docker + CRIU)', () => {
@@ -145,6 +173,37 @@ describe('live migration (lab, real Docker + CRIU)', () => {
     await herdOk(['rm', name, '--force']);
     expect(await leftovers(layout)).toEqual([]);
   });
+  it('diff mode carries files written only through shared maps (as SQLite writes its -shm, LMDB its data file), whose ctime such writes leave as it was, in the upper dir and in a named volume: a writer checks every page against its own count after each move', async () => {
+    const name = 'precopy-mmap-writer';
+    const writer = compiledMmapWriter();
+    // Per tree (upper dir, volume): a file of 8 or 6 MiB (pre-copied by blocks) and one of 64 KiB (by tar), written through shared maps from before the move until the checks.
+    const files = ['/data/big:8388608', '/data/db-shm:65536', '/vol/table:6291456', '/vol/table-shm:65536'];
+    await herdOk(['run', '--host', 'h1', '--name', name, '--volume', 'herd-e2e-mmap:/vol', 'herd/busybox', 'sh', '-c', `until [ -e /ready ]; do sleep 0.1; done; exec /mmap-writer /data/stop /data/verdict ${files.join(' ')}`]);
+    await putFile(dockerOf(layout, 'h1'), name, writer, 'mmap-writer', 0o755);
+    await putFile(dockerOf(layout, 'h1'), name, Buffer.from('go'), 'ready', 0o644);
+    const verdict = async (hostId: string) => {
+      await execIn(dockerOf(layout, hostId), name, ['touch', '/data/stop']);
+      let text = '';
+      for (let i = 0; i < 100 && text === ''; i++, await new Promise((r) => setTimeout(r, 100))) text = (await execIn(dockerOf(layout, hostId), name, ['cat', '/data/verdict']).catch(() => '')).trim();
+      await execIn(dockerOf(layout, hostId), name, ['rm', '-f', '/data/stop', '/data/verdict']);
+      return text;
+    };
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await verdict('h1')).toMatch(/^OK \d+$/);
+    for (const [from, to] of [['h1', 'h2'], ['h2', 'h1']] as const) {
+      await new Promise((r) => setTimeout(r, 1000));
+      const result = await herd(['migrate', name, '--to', to, '--json']);
+      expect(result.code, result.stderr).toBe(0);
+      const t = (JSON.parse(result.stdout) as { timings: { precopyBytes?: number } }).timings;
+      expect(t.precopyBytes, `${from}→${to}: the upper dir and the volume went before the freeze`).toBeGreaterThan(14 * 2 ** 20);
+      await expectRunsOnceOn(layout, name, to);
+      expect(await verdict(to), `${from}→${to}: the files as the writer left them at the freeze`).toMatch(/^OK \d+$/);
+    }
+    await herdOk(['rm', name, '--force']);
+    await dockerOf(layout, 'h1').getVolume('herd-e2e-mmap').remove();
+    expect(await leftovers(layout)).toEqual([]);
+  });
+
   it('restores directly from the received images (herd-runc) while Docker owns the container: ps, logs, inspect, stop work, it migrates again, nothing is left', async () => {
     const name = `direct-${Date.now().toString(36)}`;
     const hosts = JSON.parse(await herdOk(['hosts', '--json'])) as { hostId: string; restoreWith?: string }[];

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { HerdError } from '../../../protocol/errors.ts';
 import { silentLogger } from '../../../protocol/log.ts';
 import type { ContainerSpec, ContainerSummary, HostStatus, MigrationEvent } from '../../../protocol/messages.ts';
-import type { ContainerDetails, ContainerRuntime, NetworkInfo, RuntimeInfo } from '../../runtime/container-runtime.ts';
+import type { CheckpointOptions, ContainerDetails, ContainerRuntime, NetworkInfo, RuntimeInfo } from '../../runtime/container-runtime.ts';
 import { HERD_MIGRATION_LABEL } from '../../runtime/container-runtime.ts';
 import type { MigrationContext } from '../context.ts';
 import type { FenceOutcome } from '../fence.ts';
@@ -135,9 +135,10 @@ export class FakeRuntime implements ContainerRuntime {
     this.containers.delete(dockerId);
     return 'removed';
   }
-  async checkpoint(dockerId: string, checkpointId: string, options: { exit: boolean }): Promise<void> {
+  async checkpoint(dockerId: string, checkpointId: string, options: CheckpointOptions): Promise<void> {
     this.check();
     const c = this.get(dockerId);
+    options.onFrozen?.();
     c.checkpoints.add(checkpointId);
     if (options.exit) c.state = 'exited';
   }
