@@ -70,6 +70,8 @@ export const containerSnapshotSchema = z.strictObject({
   missingRatio: ratio.max(1),
   /** Its host's window restarted then (ms; within the window): a migration to or from that host, whose older samples were forgotten. */
   windowRestartedAtMs: nonNegative.optional(),
+  /** Docker created it then (ms; within the window): the window's samples before that never were, they are not missing. */
+  createdAtMs: nonNegative.optional(),
   /** A migration of it is in flight (its own or a manual one). */
   migrating: z.boolean(),
   /**

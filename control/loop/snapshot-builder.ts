@@ -78,6 +78,9 @@ export function buildSnapshot(inputs: SnapshotInputs): ClusterSnapshot {
       };
       const restarted = inputs.windowRestartedAt?.(c.hostId);
       if (restarted !== undefined) out.windowRestartedAtMs = restarted;
+      const created = c.createdAt === undefined ? NaN : Date.parse(c.createdAt);
+      // (A host's clock ahead of this one's says "created in the future": just now.)
+      if (created > inputs.nowMs - inputs.windowSeconds * 1000) out.createdAtMs = Math.min(created, inputs.nowMs);
       const set = <K extends keyof ContainerSnapshot>(k: K, v: ContainerSnapshot[K] | undefined) => {
         if (v !== undefined) out[k] = v;
       };

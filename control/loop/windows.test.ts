@@ -64,7 +64,7 @@ describe('sample windows (danfojs aggregation)', () => {
           { v: 1, hostId: 'h3', state: 'online', since: at(0) },
         ],
         containers: () => [
-          { herdId: 'id-a', name: 'a', hostId: 'h1', dockerId: 'd', image: 'i', state: 'running' },
+          { herdId: 'id-a', name: 'a', hostId: 'h1', dockerId: 'd', image: 'i', state: 'running', createdAt: new Date(T0 + 2_000).toISOString() },
           { herdId: 'id-a', name: 'a', hostId: 'h2', dockerId: 'd2', image: 'i', state: 'created', migrationId: 'm1' },
           // h3's list, published on its own, already shows the copy running: one entry per container.
           { herdId: 'id-a', name: 'a', hostId: 'h3', dockerId: 'd3', image: 'i', state: 'running', migrationId: 'm1' },
@@ -89,6 +89,8 @@ describe('sample windows (danfojs aggregation)', () => {
     expect(snap.hosts[0]?.windowRestartedAtMs).toBe(T0 + 1_000);
     expect(snap.hosts[2]).not.toHaveProperty('windowRestartedAtMs');
     expect(snap.containers[0]?.windowRestartedAtMs).toBe(T0 + 1_000);
+    // Created within the window: its samples before that are awaited, not missing.
+    expect(snap.containers[0]?.createdAtMs).toBe(T0 + 2_000);
     // The loop's own snapshots are consistent (what `herd plan --save` writes, `--snapshot` reads back).
     expect(clusterSnapshotSchema.safeParse(snap).error?.issues).toBeUndefined();
   });

@@ -106,6 +106,16 @@ describe('cpu-greedy', () => {
     expect(cpuGreedy.plan(full, args).moves).toHaveLength(1);
   });
 
+  it('a container created within the window is explained as awaited, not missing; after a migration on its host, the restart explains it', () => {
+    const young = container('a', 'h1', { cpuCores: 0.9, sampleCount: 1, missingRatio: 0.9, createdAtMs: 8_000 });
+    const s = snapshot([host('h1'), host('h2')], [young, container('b', 'h1', { cpuCores: 0.9 })], { nowMs: 10_000 });
+    const messages = cpuGreedy.plan(s, args).annotations.map((a) => a.message).join('\n');
+    expect(messages).toContain('a (it was created 2 s ago, within the window: 1 sample(s) since, waiting for a full window)');
+    expect(messages).not.toContain('missing');
+    const moved = snapshot([host('h1', { windowRestartedAtMs: 9_000 }), host('h2')], [{ ...young, windowRestartedAtMs: 9_000 }, container('b', 'h1', { cpuCores: 0.9 })], { nowMs: 10_000 });
+    expect(cpuGreedy.plan(moved, args).annotations.map((a) => a.message).join('\n')).toContain('its window restarted after a migration on its host: 1 sample(s) since');
+  });
+
   it('counts a migration in flight on its target even when its source went offline', () => {
     // x is on its way from h3 (offline now) to h2: h2 is full with it, nothing else goes there.
     const s = snapshot([host('h1'), host('h2'), host('h3', { online: false })], [...['a', 'b', 'c'].map((n) => container(n, 'h1', { cpuCores: 0.33 })), container('x', 'h3', { cpuCores: 0.9, migrating: true })], {

@@ -65,7 +65,7 @@ const TOP_SHARE = 0.9;
 export function ineligibility(c: ContainerSnapshot, args: WindowArgs, nowMs: number): { code: 'IN_FLIGHT' | 'HELD' | 'NOT_ENOUGH_SAMPLES'; message: string } | undefined {
   if (c.migrating) return { code: 'IN_FLIGHT', message: 'a migration of it is in flight' };
   if (c.heldUntilMs !== undefined && c.heldUntilMs > nowMs) return { code: 'HELD', message: `held by the safety layer for ${fmt((c.heldUntilMs - nowMs) / 1000, 0)} s more (cooldown or retry backoff)` };
-  const thin = windowProblem(c, args);
+  const thin = windowProblem(c, args, nowMs);
   return thin === undefined ? undefined : { code: 'NOT_ENOUGH_SAMPLES', message: thin };
 }
 
@@ -73,10 +73,15 @@ type WindowArgs = { minSamples: number; maxMissingRatio: number };
 
 /**
  * Why a host's or container's window is too thin to act on, or undefined. After a migration
- * on its host the window restarted: the samples are not missing, they are awaited.
+ * on its host the window restarted, and a container created within the window has no samples
+ * before: they are not missing, they are awaited.
  */
-export function windowProblem(x: { sampleCount: number; missingRatio: number; windowRestartedAtMs?: number }, args: WindowArgs): string | undefined {
+export function windowProblem(x: { sampleCount: number; missingRatio: number; windowRestartedAtMs?: number; createdAtMs?: number }, args: WindowArgs, nowMs?: number): string | undefined {
   const thin = x.sampleCount < args.minSamples || x.missingRatio > args.maxMissingRatio;
+  if (thin && x.createdAtMs !== undefined && (x.windowRestartedAtMs === undefined || x.createdAtMs > x.windowRestartedAtMs)) {
+    const ago = nowMs === undefined ? '' : ` ${fmt(Math.max(0, nowMs - x.createdAtMs) / 1000, 0)} s ago`;
+    return `it was created${ago}, within the window: ${x.sampleCount} sample(s) since, waiting for a full window`;
+  }
   if (thin && x.windowRestartedAtMs !== undefined) return `its window restarted after a migration on its host: ${x.sampleCount} sample(s) since, waiting for a full window`;
   if (x.sampleCount < args.minSamples) return `${x.sampleCount} sample(s) in the window, fewer than ${args.minSamples}`;
   if (x.missingRatio > args.maxMissingRatio) return `${fmt(x.missingRatio * 100, 1)} % of its samples missing (threshold ${fmt(args.maxMissingRatio * 100, 1)} %)`;
