@@ -73,6 +73,19 @@ describe('LiveState', () => {
     expect(live.migrationList()[0]).toMatchObject({ state: 'unknown', error: expect.stringContaining('herd migrate --status m1') });
   });
 
+  it('shows a migration left IN_DOUBT as in doubt, listed with the running ones, until its source announces the end', () => {
+    const live = new LiveState();
+    live.migration(event('accepted', 'started', { migrationId: 'old', at: at(0) }));
+    live.migration(event('done', 'finished', { migrationId: 'old', at: at(0) }));
+    live.migration(event('restore', 'started', { at: at(1) }));
+    live.migration(event('failed', 'failed', { at: at(2), error: { code: 'IN_DOUBT', message: 'the target cannot be asked', retryable: false } }));
+    expect(live.migrationList().map((m) => [m.migrationId, m.state])).toEqual([['m1', 'in-doubt'], ['old', 'done']]);
+    live.migration(event('resolve', 'finished', { at: at(3) }));
+    expect(live.migrationList()[0]).toMatchObject({ state: 'in-doubt', phase: 'resolve' });
+    live.migration(event('done', 'finished', { at: at(4) }));
+    expect(live.migrationList()[0]).toMatchObject({ migrationId: 'm1', state: 'done' });
+  });
+
   it('lists running migrations first and forgets the oldest finished ones', () => {
     const live = new LiveState();
     for (let i = 0; i < 60; i++) {

@@ -32,7 +32,8 @@ export interface MigrationView {
   updatedAt: string;
   /** The phase now (or the last one: done, failed). */
   phase: string;
-  state: 'running' | 'done' | 'failed' | 'unknown';
+  /** `in-doubt`: the source cannot tell yet whether the target runs it (frozen, never twice); its source announces the end later. */
+  state: 'running' | 'in-doubt' | 'done' | 'failed' | 'unknown';
   /** ms per finished phase. */
   phases: Record<string, number>;
   bytes?: number;
@@ -48,6 +49,9 @@ export type DashboardUpdate =
   | { type: 'placement'; hosts: HostStatus[]; containers: ContainerSummary[] }
   | { type: 'migration'; migration: MigrationView }
   | { type: 'control'; event: ControlEvent };
+
+/** Not ended yet: running, or in doubt until its source announces the end. */
+const isOpen = (m: MigrationView) => m.state === 'running' || m.state === 'in-doubt';
 
 const num = (v: number | undefined): number | null => (v === undefined ? null : v);
 
@@ -144,11 +148,12 @@ export class LiveState {
         m.bytes = e.timings.checkpointBytes + e.timings.filesystemBytes + (e.timings.precopyBytes ?? 0);
       }
     } else if (e.phase === 'failed') {
-      m.state = 'failed';
+      // IN_DOUBT is not an end: the source keeps resolving it and announces the end (done or failed) later.
+      m.state = e.error?.code === 'IN_DOUBT' ? 'in-doubt' : 'failed';
       if (e.error !== undefined) m.error = `${e.error.code}: ${e.error.message}`;
     }
     // Only an end adds to the finished ones (progress events come twice a second).
-    if (m.state !== 'running') this.trim();
+    if (!isOpen(m)) this.trim();
     this.emit({ type: 'migration', migration: { ...m, phases: { ...m.phases } } });
   }
 
@@ -164,11 +169,11 @@ export class LiveState {
         m.error = `no event for ${SILENT_MIGRATION_MS / 60_000} min: herd migrate --status ${m.migrationId}`;
       }
     }
-    return [...this.migrations.values()].sort((a, b) => (a.state === 'running') !== (b.state === 'running') ? (a.state === 'running' ? -1 : 1) : b.startedAt.localeCompare(a.startedAt));
+    return [...this.migrations.values()].sort((a, b) => (isOpen(a) !== isOpen(b) ? (isOpen(a) ? -1 : 1) : b.startedAt.localeCompare(a.startedAt)));
   }
 
   private trim(): void {
-    const finished = [...this.migrations.values()].filter((m) => m.state !== 'running').sort((a, b) => a.updatedAt.localeCompare(b.updatedAt));
+    const finished = [...this.migrations.values()].filter((m) => !isOpen(m)).sort((a, b) => a.updatedAt.localeCompare(b.updatedAt));
     for (const m of finished.slice(0, Math.max(0, finished.length - RECENT_MIGRATIONS))) this.migrations.delete(m.migrationId);
   }
 }

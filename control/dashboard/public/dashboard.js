@@ -114,8 +114,13 @@ function chartsLater() {
 }
 
 // ------------------------------------------------------------------ rendering
+/** Not ended yet: running, or in doubt (frozen) until its source announces the end. */
+function isOpen(m) {
+  return m.state === 'running' || m.state === 'in-doubt';
+}
+
 function activeMigration(herdId) {
-  return state.migrations.find((m) => m.herdId === herdId && m.state === 'running');
+  return state.migrations.find((m) => m.herdId === herdId && isOpen(m));
 }
 
 function renderHosts() {
@@ -379,7 +384,7 @@ function apply(u) {
       const i = state.migrations.findIndex((m) => m.migrationId === u.migration.migrationId);
       if (i >= 0) state.migrations[i] = u.migration;
       else state.migrations.unshift(u.migration);
-      state.migrations.sort((a, b) => ((a.state === 'running') !== (b.state === 'running') ? (a.state === 'running' ? -1 : 1) : b.startedAt.localeCompare(a.startedAt)));
+      state.migrations.sort((a, b) => (isOpen(a) !== isOpen(b) ? (isOpen(a) ? -1 : 1) : b.startedAt.localeCompare(a.startedAt)));
       renderMigrations();
       const chip = document.getElementById(`ct-${u.migration.herdId}`);
       const summary = containerById.get(u.migration.herdId);
