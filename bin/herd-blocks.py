@@ -35,12 +35,12 @@ blocks alone.
                                     what tar leaves of a directory that a delta after a pre-copy
                                     extracts over or into: tar adds a member's xattrs to those a
                                     directory already has (the user.* and trusted.* ones the
-                                    member lacks are removed before: a removed user.* xattr, a
-                                    directory made again under its old inode number without
-                                    trusted.overlay.opaque), and keeps the set-group-ID bit a
+                                    member lacks are removed before, and so are its POSIX ACLs:
+                                    a removed user.* xattr or ACL, a directory made again under
+                                    its old inode number without trusted.overlay.opaque), and keeps the set-group-ID bit a
                                     directory it makes inherits from its parent (cleared after,
-                                    where the member lacks it). security.* and system.* xattrs
-                                    are left to the target's own policy.
+                                    where the member lacks it). security.* and other system.*
+                                    xattrs are left to the target's own policy.
 
 Hashing on the target, as the blocks arrive (on the other host's core, pipelined with the
 transfer), keeps the pre-copy as cheap as tar; the source hashes once, after the freeze, to
@@ -442,6 +442,10 @@ def prune(root):
         finally:
             os.close(fd)
 
+# A directory's ACLs: removed like user.* when the member lacks them (setfacl -b / -k since the pre-copy).
+POSIX_ACLS = ("system.posix_acl_access", "system.posix_acl_default")
+
+
 def untar(root, command):
     """Runs command (tar -x into root) on the tar stream from stdin, squaring what it leaves of directories
     (see the top of this file); exits as it does."""
@@ -475,7 +479,7 @@ def untar(root, command):
         try:
             if there:
                 for attr in os.listxattr(fd):
-                    if attr.startswith(("user.", "trusted.")) and os.fsencode(attr) not in wanted:
+                    if (attr.startswith(("user.", "trusted.")) or attr in POSIX_ACLS) and os.fsencode(attr) not in wanted:
                         os.removexattr(fd, attr)
             if not mode & stat.S_ISGID and os.fstat(fd).st_mode & stat.S_ISGID:
                 setgid.append(name)

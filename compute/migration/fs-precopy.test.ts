@@ -256,7 +256,7 @@ describe('filesystem pre-copy (real directories, real tar, the real pruner)', ()
     rmSync(base, { recursive: true, force: true });
   });
 
-  it('a directory that lost an xattr loses it on the target too (tar only adds to a directory it extracts over)', async () => {
+  it('a directory that lost an xattr or its default ACL loses it on the target too (tar only adds to a directory it extracts over)', async () => {
     const { base, upper, target } = await migrated(
       (upper) => {
         mkdirSync(join(upper, 'd'));
@@ -265,10 +265,13 @@ describe('filesystem pre-copy (real directories, real tar, the real pruner)', ()
         mkdirSync(join(upper, 'opaque'));
         setXattr(join(upper, 'opaque'), 'trusted.overlay.opaque', 'y');
         setXattr(upper, 'user.root', 'r');
+        // A default ACL (user::rwx group::r-x other::r-x), as setfacl -d writes it.
+        must('python3', ['-c', "import os, struct, sys; os.setxattr(sys.argv[1], 'system.posix_acl_default', struct.pack('<I', 2) + b''.join(struct.pack('<HHI', t, p, 0xffffffff) for t, p in ((1, 7), (4, 5), (0x20, 5))))", join(upper, 'd')]);
       },
       {
         afterTar: (upper) => {
           removeXattr(join(upper, 'd'), 'user.a');
+          removeXattr(join(upper, 'd'), 'system.posix_acl_default'); // setfacl -k
           removeXattr(upper, 'user.root');
           // Made again, not opaque: ext4 hands the freed inode number out again, so it need not count as replaced.
           rmdirSync(join(upper, 'opaque'));
