@@ -265,7 +265,8 @@ export class SourceMigration {
     const compression = args.compression ?? ctx.transferCompression;
     const receivers = allOrNone([
       openReceiver(ssh, { kind: imagesSender === undefined ? 'plain' : 'pages', compression }),
-      args.fsMode === 'full' ? openReceiver(ssh, { kind: 'plain', compression }) : Promise.resolve(undefined),
+      // With xattrs: Docker's export carries files' capabilities (security.capability).
+      args.fsMode === 'full' ? openReceiver(ssh, { kind: 'xattrs', compression }) : Promise.resolve(undefined),
       // A pre-copied tree's delta extracts over the pre-copy (`over`); the others into a new, empty directory.
       ...this.trees.map((t) => openReceiver(ssh, { kind: t.precopy ? 'over' : 'xattrs', compression })),
     ]);

@@ -72,7 +72,12 @@ describe('live migration (lab, real Docker + CRIU)', () => {
       await runOn('h1', name);
       await waitForCount(layout, 'h1', name, 10);
       // A file written before the move, and a file of the image deleted (a whiteout in the diff).
-      await execIn(dockerOf(layout, 'h1'), name, ['sh', '-c', 'mkdir -p /data/deep/er && echo written-before > /data/deep/er/marker && rm /etc/group && rm -r /sbin']);
+      await execIn(dockerOf(layout, 'h1'), name, ['sh', '-c', 'mkdir -p /data/deep/er && echo written-before > /data/deep/er/marker && rm /etc/group && rm -r /sbin && touch /data/bind-low-port']);
+      // A file capability (setcap cap_net_bind_service+ep), set from the host (busybox has no setcap).
+      const capability = '0100000200040000000000000000000000000000';
+      const upperOf = async (hostId: string) => ((await dockerOf(layout, hostId).getContainer(name).inspect()).GraphDriver.Data as unknown as { UpperDir: string }).UpperDir;
+      const xattr = (file: string, value?: string) => execFileSync('python3', ['-c', 'import os, sys\nif len(sys.argv) > 2: os.setxattr(sys.argv[1], "security.capability", bytes.fromhex(sys.argv[2]))\ntry: print(os.getxattr(sys.argv[1], "security.capability").hex())\nexcept OSError as e: print(e.strerror)', file, ...(value === undefined ? [] : [value])]).toString().trim();
+      expect(xattr(`${await upperOf('h1')}/data/bind-low-port`, capability)).toBe(capability);
       const herdId = (JSON.parse(await herdOk(['containers', '--json'])) as { name: string; herdId: string }[]).find((c) => c.name === name)?.herdId;
 
       for (const [from, to] of [['h1', 'h2'], ['h2', 'h1']] as const) {
@@ -96,6 +101,7 @@ describe('live migration (lab, real Docker + CRIU)', () => {
           // Deleted in the container, present in the image: deleted on the target too (full mode whites them out).
           expect(marker).toContain('group-absent');
           expect(marker).toContain('sbin-absent');
+          expect(xattr(`${await upperOf(to)}/data/bind-low-port`), 'the file capability came along').toBe(capability);
         }
       }
       // The hosts' retained lists: h2's without it follows its removal there.
