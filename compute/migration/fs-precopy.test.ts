@@ -85,6 +85,22 @@ describe('filesystem pre-copy (real directories, real tar, the real pruner)', ()
     }
   });
 
+  it('sends a file whose size differs from the snapshot although its ctime is older (one long write(2) that began before the snapshot)', async () => {
+    const upper = mkdtempSync(join(tmpdir(), 'herd-precopy-size-'));
+    try {
+      writeFileSync(join(upper, 'same'), 'untouched');
+      writeFileSync(join(upper, 'written'), 'all of it, by one write that began before the snapshot');
+      await new Promise((r) => setTimeout(r, CTIME_SLACK_MS.fine + 200));
+      const snapshot = await snapshotTree(upper);
+      for (const rel of snapshot.entries.keys()) snapshot.archived.add(rel); // as the pre-copy's tar would
+      // The walk met it part-written (the write went on while the pre-copy read it); its ctime says when the write began.
+      (snapshot.entries.get('written') as { size: number }).size = 9;
+      expect((await changesSince(upper, snapshot)).changed).toEqual(['.', 'written']);
+    } finally {
+      rmSync(upper, { recursive: true, force: true });
+    }
+  });
+
   it('reads back the names tar prints in its escape quoting', () => {
     expect(unescapeTarName('./a\\nb\\\\c\\303\\251 d')).toBe('./a\nb\\cé d');
     expect(unescapeTarName('plain/name')).toBe('plain/name');

@@ -19,8 +19,13 @@
  * A directory whose entries changed has a new ctime itself, so its mode and times follow; the
  * directory of an entry sent again goes too (tar re-creating the entry sets its mtime), and so
  * do all names of a hard-linked inode (tar links only names it archives together).
- * Known limitation: if, while a directory was away, tar archived another entry at the path of
+ * A regular file whose size differs from the snapshot's goes again too: the kernel stamps ctime
+ * when a write(2) begins, so one long write that began before the snapshot and went on while the
+ * pre-copy read the file leaves an older ctime.
+ * Known limitations: if, while a directory was away, tar archived another entry at the path of
  * one that keeps its old ctime, that one does not go again (the archive names paths, not inodes).
+ * One write(2) that overwrites a file in place (its size unchanged) for longer than the slack,
+ * from before the snapshot into the pre-copy's read, is not seen either.
  * Large files (regular, one link, at least BLOCK_FILE_MIN_BYTES at the snapshot: a
  * database's tablespaces and logs, rewritten in place) go by blocks instead of by tar, in the
  * pre-copy and after the freeze (block-delta.ts): only their changed blocks go again. One
@@ -54,6 +59,8 @@ export interface TreeEntry {
   ino: bigint;
   /** The file type bits of st_mode (S_IFMT). */
   type: number;
+  /** Its size then (bytes). */
+  size: number;
 }
 
 /** Regular files of at least this size (with one link) go by blocks, not by tar. */
@@ -143,7 +150,7 @@ export async function snapshotTree(dir: string, options: { blockFileMinBytes?: n
   const blockFiles = new Set<string>();
   const ctimesNs = [lstatSync(dir, { bigint: true }).ctimeNs];
   await walk(dir, (rel, st) => {
-    entries.set(rel, { ino: st.ino, type: st.mode & S_IFMT });
+    entries.set(rel, { ino: st.ino, type: st.mode & S_IFMT, size: st.size });
     if (ctimesNs.length < 64) ctimesNs.push(st.ctimeNs);
     // (A name with a newline goes by tar: the archive's exclusion list is one name per line.)
     if (isBlockFile(st, options.blockFileMinBytes ?? BLOCK_FILE_MIN_BYTES) && !rel.includes('\n')) blockFiles.add(rel);
@@ -185,7 +192,10 @@ export async function changesSince(dir: string, snapshot: TreeSnapshot, written:
     // In the snapshot and now, but not in the pre-copy's archive (a directory on its way was moved
     // away while tar ran, and back): the target lacks it, whatever its ctime says.
     const unarchived = before !== undefined && !snapshot.archived.has(rel) && !snapshot.blockFiles.has(rel);
-    walked.push({ rel, st, send: before === undefined || other || st.ctimeNs >= sinceNs || unarchived || written.has(rel) });
+    // A file whose size changed although its ctime did not: one write(2) that began before the
+    // snapshot (the kernel stamps the time as a write begins) and went on while it was copied.
+    const resized = before !== undefined && !other && (st.mode & S_IFMT) === S_IFREG && st.size !== before.size;
+    walked.push({ rel, st, send: before === undefined || other || st.ctimeNs >= sinceNs || unarchived || resized || written.has(rel) });
   });
   const gone = [...new Set([...snapshot.entries.keys(), ...snapshot.archived])].filter((rel) => !seen.has(rel));
   const deleted = outermost([...gone, ...replaced]);
