@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { collect, must, setXattr, treeImage, treeListing } from '../../test/support/trees.ts';
-import { changesSince, CTIME_SLACK_MS, ctimeSlackMs, snapshotTree, type TreeChanges } from './fs-precopy.ts';
+import { changesSince, CTIME_SLACK_MS, ctimeSlackMs, NonUtf8NameError, snapshotTree, type TreeChanges } from './fs-precopy.ts';
 import { PRUNE_COMMAND, RECEIVE_COMMAND, tarDirectory, unescapeTarName } from './ssh-transfer.ts';
 import { sharedWritableFiles, treeRelative } from './shared-mappings.ts';
 
@@ -96,6 +96,30 @@ describe('filesystem pre-copy (real directories, real tar, the real pruner)', ()
       // The walk met it part-written (the write went on while the pre-copy read it); its ctime says when the write began.
       (snapshot.entries.get('written') as { size: number }).size = 9;
       expect((await changesSince(upper, snapshot)).changed).toEqual(['.', 'written']);
+    } finally {
+      rmSync(upper, { recursive: true, force: true });
+    }
+  });
+
+  it('cannot name an entry that is not valid UTF-8: the snapshot refuses such a tree (it goes whole after the freeze), and one that appears later fails the changes', async () => {
+    const upper = mkdtempSync(join(tmpdir(), 'herd-precopy-latin1-'));
+    const latin1 = (...parts: string[]) => Buffer.concat([Buffer.from(`${upper}/`), ...parts.map((p, i) => Buffer.from(`${i > 0 ? '/' : ''}${p}`, 'latin1'))]);
+    try {
+      mkdirSync(latin1('caf\xe9'));
+      writeFileSync(latin1('caf\xe9', 'menu'), 'x');
+      await expect(snapshotTree(upper)).rejects.toBeInstanceOf(NonUtf8NameError);
+      rmSync(latin1('caf\xe9'), { recursive: true });
+      writeFileSync(join(upper, 'plain'), 'y');
+      const snapshot = await snapshotTree(upper);
+      for (const rel of snapshot.entries.keys()) snapshot.archived.add(rel);
+      expect((await changesSince(upper, snapshot)).changed).toEqual(['.', 'plain']);
+      // Made during the pre-copy: its changes could not be told, the migration rolls back.
+      writeFileSync(latin1('na\xefve'), 'z');
+      await expect(changesSince(upper, snapshot)).rejects.toThrow(/not valid UTF-8/);
+      // Archived by the pre-copy's tar (its listing read as UTF-8), deleted before the freeze: the target holds it under a name no pruner can give.
+      rmSync(latin1('na\xefve'));
+      snapshot.archived.add('na\uFFFDve');
+      await expect(changesSince(upper, snapshot)).rejects.toBeInstanceOf(NonUtf8NameError);
     } finally {
       rmSync(upper, { recursive: true, force: true });
     }

@@ -36,6 +36,19 @@
  */
 import { lstatSync, readdirSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
+import { HerdError } from '../../protocol/errors.ts';
+
+/**
+ * A name in the tree that is not valid UTF-8 (`caf\xe9` from a Latin-1 application): the walk
+ * reads names as UTF-8 and cannot name it, so no change to it could be told. A tree holding one
+ * at the snapshot is not pre-copied (it goes whole by tar after the freeze, which names bytes);
+ * one that appears during the pre-copy fails the migration, which rolls back.
+ */
+export class NonUtf8NameError extends HerdError {
+  constructor(dir: string, name: string) {
+    super('NOT_MIGRATABLE', `a name under ${dir} is not valid UTF-8 (${JSON.stringify(name)}): its changes since the pre-copy cannot be told apart`);
+  }
+}
 
 /**
  * Changes within this long before the snapshot count as changes after it. A file system
@@ -126,6 +139,8 @@ async function walk(dir: string, visit: (rel: string, st: Stat) => void): Promis
       try {
         st = lstatSync(join(dir, path), { bigint: true });
       } catch (err) {
+        // A name read as UTF-8 with a replacement character that is not there: its bytes were not UTF-8.
+        if (isGone(err) && name.includes('\uFFFD')) throw new NonUtf8NameError(dir, path);
         if (isGone(err)) continue; // deleted between the listing and now
         throw err;
       }
@@ -139,6 +154,15 @@ async function walk(dir: string, visit: (rel: string, st: Stat) => void): Promis
   };
   await inner('');
 }
+
+const exists = (path: string) => {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 const isGone = (err: unknown) => (err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR';
 
@@ -176,6 +200,8 @@ export async function changesSince(dir: string, snapshot: TreeSnapshot, written:
   // A wall clock stepped back since the snapshot (NTP, a VM resumed) stamps later changes with earlier times: go back as far.
   const steppedBackMs = Math.max(0, performance.now() - snapshot.takenAtMonotonicMs - (Date.now() - snapshot.takenAtMs));
   const sinceNs = BigInt(Math.floor(snapshot.takenAtMs - snapshot.ctimeSlackMs - steppedBackMs)) * 1_000_000n;
+  // One the pre-copy's tar archived (its listing read as UTF-8 too) and the walk cannot find may be such a name.
+  for (const rel of snapshot.archived) if (rel.includes('\uFFFD') && !snapshot.entries.has(rel) && !exists(join(dir, rel))) throw new NonUtf8NameError(dir, rel);
   const root = lstatSync(dir, { bigint: true });
   const walked: { rel: string; st: Stat; send: boolean }[] = [];
   const replaced: string[] = [];

@@ -38,7 +38,7 @@ import { askTargetToAbort, resolveInDoubt, restoreOutcomeUnknown, rollBackSource
 import { openPruner, openReceiver, tarDirectory, type RemotePruner, type RemoteReceiver, type SentBytes, type SshSessions } from './ssh-transfer.ts';
 import { BlockState, blocksStream, openBlocksSender, type BlocksSender } from './block-delta.ts';
 import { MemoryPrior, openImagesSender, priorStream } from './memory-precopy.ts';
-import { changesSince, snapshotTree, type TreeSnapshot } from './fs-precopy.ts';
+import { changesSince, NonUtf8NameError, snapshotTree, type TreeSnapshot } from './fs-precopy.ts';
 import { assertCarried, assertCheckpointable, containerProcesses, hasSysResource } from './preflight.ts';
 import { containerMemory } from './container-memory.ts';
 import { sharedWritableFiles, treeRelative } from './shared-mappings.ts';
@@ -545,7 +545,18 @@ export class SourceMigration {
       let wireBytes = 0;
       for (const [i, tree] of trees.entries()) {
         this.noteMappedWritable();
-        const snapshot = await snapshotTree(tree.dir);
+        const [archiveReceiver, blocksReceiver] = [receivers[2 * i], receivers[2 * i + 1]] as [RemoteReceiver, RemoteReceiver];
+        let snapshot: TreeSnapshot;
+        try {
+          snapshot = await snapshotTree(tree.dir);
+        } catch (err) {
+          if (!(err instanceof NonUtf8NameError)) throw err;
+          // Its changes could not be told: it goes whole after the freeze (into its receiver, over nothing).
+          this.log.warn({ tree: tree.what, err: err.message }, 'not pre-copied: it goes whole after the freeze');
+          archiveReceiver.cancel();
+          blocksReceiver.cancel();
+          continue;
+        }
         const large = [...snapshot.blockFiles];
         const into = this.ctx.faults().has('fail-precopy') ? '/herd-fault-injected/upper' : tree.into(prep);
         const send = async (receiver: RemoteReceiver, source: Readable, what: string) => {
@@ -553,7 +564,6 @@ export class SourceMigration {
           wireBytes += sent.wireBytes;
           return sent;
         };
-        const [archiveReceiver, blocksReceiver] = [receivers[2 * i], receivers[2 * i + 1]] as [RemoteReceiver, RemoteReceiver];
         await send(archiveReceiver, tarDirectory(tree.dir, { xattrs: true, exclude: large, live: { archived: (rel) => snapshot.archived.add(rel) } }), `${tree.what} pre-copy`);
         // The pruner of the deletions after the freeze starts now, off the downtime.
         const pruner = openPruner(ssh, into);

@@ -210,6 +210,22 @@ describe('live migration (lab, real Docker + CRIU)', () => {
     expect(await leftovers(layout)).toEqual([]);
   });
 
+  it('diff mode carries an upper dir holding a name that is not valid UTF-8 (not pre-copied: whole after the freeze), byte for byte', async () => {
+    const name = 'precopy-latin1-name';
+    // 6 MB (over the pre-copy threshold) and a directory and file named in Latin-1 (caf\xe9, men\xfc).
+    await runOn('h1', name, 'herd/busybox', ['sh', '-c', 'mkdir -p "/data/$(printf \'caf\\351\')" && echo plat > "/data/$(printf \'caf\\351/men\\374\')" && head -c 6000000 /dev/urandom > /data/big && echo ready > /data/ready; sleep 100000']);
+    for (let i = 0; i < 100 && (await execIn(dockerOf(layout, 'h1'), name, ['cat', '/data/ready']).catch(() => '')).trim() !== 'ready'; i++) await new Promise((r) => setTimeout(r, 200));
+    const listing = ['sh', '-c', 'cd /data && find . | sort | od -c | md5sum && cat "$(printf \'caf\\351/men\\374\')" && md5sum big'];
+    const before = await execIn(dockerOf(layout, 'h1'), name, listing);
+    expect(before).toContain('plat');
+    const result = await herd(['migrate', name, '--to', 'h2', '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    await expectRunsOnceOn(layout, name, 'h2');
+    expect(await execIn(dockerOf(layout, 'h2'), name, listing)).toBe(before);
+    await herdOk(['rm', name, '--force']);
+    expect(await leftovers(layout)).toEqual([]);
+  });
+
   it('restores directly from the received images (herd-runc) while Docker owns the container: ps, logs, inspect, stop work, it migrates again, nothing is left', async () => {
     const name = `direct-${Date.now().toString(36)}`;
     const hosts = JSON.parse(await herdOk(['hosts', '--json'])) as { hostId: string; restoreWith?: string }[];
