@@ -269,8 +269,7 @@ describe('filesystem pre-copy (real directories, real tar, the real pruner)', ()
             return new Set([...mapped].flatMap((path) => treeRelative(path, upper, [upper]) ?? []));
           },
         },
-      );
-      writer?.kill();
+      ).finally(() => writer?.kill());
       expect(readFileSync(join(target, 'db-shm')).equals(readFileSync(join(upper, 'db-shm')))).toBe(named);
       expect(changes.changed.includes('db-shm')).toBe(named);
       expect(changes.blocks).toEqual(named ? ['big'] : []);

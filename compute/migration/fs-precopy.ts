@@ -9,7 +9,7 @@
  * the dir again: an entry whose inode change time (ctime: set by every write(2), chmod, chown,
  * xattr change, rename or link, and by nothing a process can forge) is not older than the
  * snapshot, or that is new, or that the caller names as written (a file mapped shared and
- * writable, written through its map: that sets no ctime, see shared-mappings.ts), is sent
+ * writable, written through its map: that may set no ctime, see shared-mappings.ts), is sent
  * again; an entry whose inode or type differs, or that
  * the pre-copy may hold in another form (archived but not in the snapshot), is deleted on
  * the target first; an entry the target may hold that is gone is deleted. What the target
@@ -46,7 +46,7 @@ import { HerdError } from '../../protocol/errors.ts';
  */
 export class NonUtf8NameError extends HerdError {
   constructor(dir: string, name: string) {
-    super('NOT_MIGRATABLE', `a name under ${dir} is not valid UTF-8 (${JSON.stringify(name)}): its changes since the pre-copy cannot be told apart`);
+    super('TRANSFER_FAILED', `a name under ${dir} is not valid UTF-8 (${JSON.stringify(name)}): its changes since the pre-copy cannot be told apart (a new attempt leaves that tree to after the freeze)`);
   }
 }
 
@@ -127,7 +127,11 @@ async function walk(dir: string, visit: (rel: string, st: Stat) => void): Promis
   const inner = async (rel: string): Promise<void> => {
     let names: string[];
     try {
-      names = readdirSync(rel === '' ? dir : join(dir, rel));
+      names = readdirSync(rel === '' ? dir : join(dir, rel), { encoding: 'buffer' }).map((raw) => {
+        const name = raw.toString('utf8');
+        if (!Buffer.from(name, 'utf8').equals(raw)) throw new NonUtf8NameError(dir, rel === '' ? name : `${rel}/${name}`);
+        return name;
+      });
     } catch (err) {
       // A directory of a running container that went meanwhile: nothing of it to note.
       if (rel !== '' && isGone(err)) return;
@@ -139,8 +143,6 @@ async function walk(dir: string, visit: (rel: string, st: Stat) => void): Promis
       try {
         st = lstatSync(join(dir, path), { bigint: true });
       } catch (err) {
-        // A name read as UTF-8 with a replacement character that is not there: its bytes were not UTF-8.
-        if (isGone(err) && name.includes('\uFFFD')) throw new NonUtf8NameError(dir, path);
         if (isGone(err)) continue; // deleted between the listing and now
         throw err;
       }

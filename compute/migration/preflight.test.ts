@@ -6,15 +6,16 @@ import { hasSysResource } from '../../protocol/capabilities.ts';
 import type { HerdError } from '../../protocol/errors.ts';
 import { assertCarried, assertCheckpointable, containerProcesses } from './preflight.ts';
 
-function fakeProc(procs: { pid: number; name: string; uid: number }[]) {
+function fakeProc(procs: { pid: number; name: string; uid: number }[], cgroup: 'v1' | 'v2' = 'v1') {
   const root = mkdtempSync(join(tmpdir(), 'herd-preflight-'));
   const proc = join(root, 'proc');
   const cg = join(root, 'cgroup');
-  mkdirSync(join(cg, 'pids/docker/abc'), { recursive: true });
-  writeFileSync(join(cg, 'pids/docker/abc/cgroup.procs'), `${procs.map((p) => p.pid).join('\n')}\n`);
+  const dir = cgroup === 'v1' ? 'pids/docker/abc' : 'system.slice/docker-abc.scope';
+  mkdirSync(join(cg, dir), { recursive: true });
+  writeFileSync(join(cg, dir, 'cgroup.procs'), `${procs.map((p) => p.pid).join('\n')}\n`);
   for (const p of procs) {
     mkdirSync(join(proc, String(p.pid)), { recursive: true });
-    writeFileSync(join(proc, String(p.pid), 'cgroup'), '12:pids:/docker/abc\n11:memory:/docker/abc\n');
+    writeFileSync(join(proc, String(p.pid), 'cgroup'), cgroup === 'v1' ? '12:pids:/docker/abc\n11:memory:/docker/abc\n' : '0::/system.slice/docker-abc.scope\n');
     writeFileSync(join(proc, String(p.pid), 'status'), `Name:\t${p.name}\nPPid:\t1\nUid:\t${p.uid}\t${p.uid}\t${p.uid}\t${p.uid}\n`);
   }
   return { proc, cg };
@@ -32,6 +33,17 @@ describe('preflight: what CRIU will refuse, found before freezing', () => {
       { pid: 10, command: 'postgres', uids: [999, 999, 999, 999] },
       { pid: 11, command: 'sh', uids: [0, 0, 0, 0] },
     ]);
+  });
+
+  it('lists them from the unified cgroup on cgroup v2, and from the process tree when the cgroup is the root one', () => {
+    const procs = [{ pid: 10, name: 'postgres', uid: 999 }, { pid: 11, name: 'postgres', uid: 999 }];
+    const { proc, cg } = fakeProc(procs, 'v2');
+    expect(containerProcesses(10, proc, cg).map((p) => p.pid)).toEqual([10, 11]);
+    // Seen from a cgroup namespace: 0::/ is no cgroup of its own (its cgroup.procs would list every process).
+    for (const p of procs) writeFileSync(join(proc, String(p.pid), 'cgroup'), '0::/\n');
+    writeFileSync(join(proc, '11', 'status'), 'Name:\tpostgres\nPPid:\t10\nUid:\t999\t999\t999\t999\n');
+    writeFileSync(join(cg, 'cgroup.procs'), '1\n10\n11\n99\n');
+    expect(containerProcesses(10, proc, cg).map((p) => p.pid)).toEqual([10, 11]);
   });
 
   it('refuses non-root processes without CAP_SYS_RESOURCE, naming them, the cause and the fix', () => {

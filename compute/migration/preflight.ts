@@ -17,13 +17,20 @@ export interface ProcessIds {
   uids: number[];
 }
 
-/** The processes of the container whose init process is `pid` (its pids cgroup), with their user ids. */
+/**
+ * The processes of the container whose init process is `pid` (its cgroup: v1's pids controller,
+ * else v2's unified one), with their user ids. Without a cgroup of its own (the root one, as
+ * seen from a cgroup namespace), or when it cannot be read: `pid` and its descendants.
+ */
 export function containerProcesses(pid: number, procRoot = '/proc', cgroupRoot = '/sys/fs/cgroup'): ProcessIds[] {
-  const line = readFileSync(`${procRoot}/${pid}/cgroup`, 'utf8').split('\n').find((l) => /^\d+:pids:/.test(l));
-  const path = line?.slice(line.indexOf(':pids:') + ':pids:'.length);
+  const lines = readFileSync(`${procRoot}/${pid}/cgroup`, 'utf8').split('\n');
+  const v1 = lines.find((l) => /^\d+:pids:/.test(l));
+  const v2 = lines.find((l) => l.startsWith('0::'));
+  const procs = v1 !== undefined ? { path: v1.slice(v1.indexOf(':pids:') + ':pids:'.length), under: `${cgroupRoot}/pids` } : v2 !== undefined ? { path: v2.slice(3), under: cgroupRoot } : undefined;
   let pids: number[];
   try {
-    pids = path === undefined ? [pid] : readFileSync(`${cgroupRoot}/pids${path}/cgroup.procs`, 'utf8').split('\n').filter(Boolean).map(Number);
+    if (procs === undefined || procs.path === '/' || procs.path === '') throw new Error('no cgroup of its own');
+    pids = readFileSync(`${procs.under}${procs.path}/cgroup.procs`, 'utf8').split('\n').filter(Boolean).map(Number);
   } catch {
     pids = [pid, ...descendants(pid, procRoot)];
   }

@@ -58,5 +58,8 @@ describe('files mapped shared and writable', () => {
     expect(treeRelative('/dev/shm/PostgreSQL.1', '/', mounts)).toBeUndefined();
     expect(treeRelative('/var/lib/mysql', '/var/lib/mysql', mounts)).toBeUndefined();
     expect(treeRelative('/etc/hosts', '/', mounts)).toBeUndefined();
+    // Destinations written with a trailing slash mean the same.
+    expect(treeRelative('/vol/x', '/vol/', ['/', '/vol/'])).toBe('x');
+    expect(treeRelative('/vol/x', '/', ['/', '/vol/'])).toBeUndefined();
   });
 });

@@ -57,9 +57,11 @@ export function parseSharedWritable(maps: string): string[] {
  * outside. The root file system (the upper dir) is mounted at `/`.
  */
 export function treeRelative(path: string, mountedAt: string, mounts: readonly string[]): string | undefined {
+  const clean = (m: string) => m.replace(/\/+$/, '') || '/';
+  const at = clean(mountedAt);
   const under = (p: string, m: string) => m === '/' || p === m || p.startsWith(`${m}/`);
-  if (!under(path, mountedAt)) return undefined;
-  if (mounts.some((m) => m.length > mountedAt.length && m !== mountedAt && under(path, m) && under(m, mountedAt))) return undefined;
-  const rel = mountedAt === '/' ? path.slice(1) : path.slice(mountedAt.length + 1);
+  if (!under(path, at)) return undefined;
+  if (mounts.map(clean).some((m) => m.length > at.length && under(path, m) && under(m, at))) return undefined;
+  const rel = at === '/' ? path.slice(1) : path.slice(at.length + 1);
   return rel === '' ? undefined : rel;
 }

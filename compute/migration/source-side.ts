@@ -6,8 +6,9 @@
  * With `preCopyFilesystem`, the upper dir (diff mode) and the named volumes (every mode) of
  * at least `preCopyFilesystemMinBytes` go while the container still runs, once the target
  * prepared its container; after the freeze only what changed since (fs-precopy.ts), and the
- * files its processes map shared and writable, read when the pre-copy starts and while frozen
- * (shared-mappings.ts).
+ * files its processes map shared and writable, read when the pre-copy starts and at the freeze
+ * (shared-mappings.ts: while frozen with runc's checkpoint, right before Docker's own).
+ * A tree holding a name that is not UTF-8 is not pre-copied: it goes whole after the freeze.
  * With `preCopyMemory`, a container using at least `preCopyMemoryMinBytes` of memory has its
  * resident pages copied then too, and after the freeze only the pages that changed since go
  * (memory-precopy.ts), and the checkpoint goes by pages (zero pages as holes, pages the target
@@ -85,7 +86,7 @@ interface FsTree {
   mountedAt: string[];
   /** Its size (du) before the move. */
   bytes: number;
-  /** Copied before the freeze (then only its changes after it). */
+  /** Copied before the freeze (then only its changes after it); the pre-copy clears it for a tree it cannot take. */
   precopy: boolean;
 }
 
@@ -532,7 +533,7 @@ export class SourceMigration {
     await this.event('prepare', 'finished', { detail: `target container ${prep.targetDockerId.slice(0, 12)}` });
     await this.event('precopy', 'started');
     const start = performance.now();
-    const totalBytes = trees.reduce((sum, t) => sum + t.bytes, 0);
+    let totalBytes = trees.reduce((sum, t) => sum + t.bytes, 0);
     let moved = 0;
     let reported = 0;
     const timer = setInterval(() => {
@@ -555,6 +556,9 @@ export class SourceMigration {
           this.log.warn({ tree: tree.what, err: err.message }, 'not pre-copied: it goes whole after the freeze');
           archiveReceiver.cancel();
           blocksReceiver.cancel();
+          tree.precopy = false;
+          totalBytes -= tree.bytes;
+          if (this.estimatedTransferBytes !== undefined) this.estimatedTransferBytes += tree.bytes;
           continue;
         }
         const large = [...snapshot.blockFiles];
@@ -596,7 +600,8 @@ export class SourceMigration {
         memoryDetail = `${(sent.bytes / 2 ** 20).toFixed(1)} MiB of memory pages`;
       }
       const ms = performance.now() - start;
-      const what = [...(trees.length > 0 ? [`${entries} entries of ${trees.map((t) => t.what).join(', ')}`] : []), ...(memoryDetail === '' ? [] : [memoryDetail])];
+      const copied = trees.filter((t) => t.precopy);
+      const what = [...(copied.length > 0 ? [`${entries} entries of ${copied.map((t) => t.what).join(', ')}`] : []), ...(memoryDetail === '' ? [] : [memoryDetail])];
       await this.event('precopy', 'finished', { durationMs: round(ms), bytes: moved, detail: `${what.join(' and ')} while running` });
       return { ms, bytes: moved, wireBytes };
     } finally {

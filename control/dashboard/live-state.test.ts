@@ -64,13 +64,14 @@ describe('LiveState', () => {
     expect(live.migrationList()[0]).toMatchObject({ state: 'done', downtimeMs: 2000, totalMs: 2500, bytes: 40, phases: { checkpoint: 400, transfer: 900 } });
   });
 
-  it('shows a running migration that fell silent as unknown, with how to ask', () => {
+  it('shows a running or in-doubt migration that fell silent as unknown, with how to ask', () => {
     let now = Date.parse(at(1));
     const live = new LiveState(() => now);
     live.migration(event('transfer', 'started'));
-    expect(live.migrationList()[0]?.state).toBe('running');
+    live.migration(event('failed', 'failed', { migrationId: 'm2', error: { code: 'IN_DOUBT', message: 'x', retryable: false } }));
+    expect(live.migrationList().map((m) => m.state).sort()).toEqual(['in-doubt', 'running']);
     now += SILENT_MIGRATION_MS + 1;
-    expect(live.migrationList()[0]).toMatchObject({ state: 'unknown', error: expect.stringContaining('herd migrate --status m1') });
+    expect(live.migrationList()).toEqual([expect.objectContaining({ state: 'unknown', error: expect.stringContaining('herd migrate --status m') }), expect.objectContaining({ state: 'unknown' })]);
   });
 
   it('shows a migration left IN_DOUBT as in doubt, listed with the running ones, until its source announces the end', () => {

@@ -164,7 +164,7 @@ export class LiveState {
   /** Running migrations first, then the latest finished ones, newest first. */
   migrationList(): MigrationView[] {
     for (const m of this.migrations.values()) {
-      if (m.state === 'running' && this.now() - Date.parse(m.updatedAt) > SILENT_MIGRATION_MS) {
+      if (isOpen(m) && this.now() - Date.parse(m.updatedAt) > SILENT_MIGRATION_MS) {
         m.state = 'unknown';
         m.error = `no event for ${SILENT_MIGRATION_MS / 60_000} min: herd migrate --status ${m.migrationId}`;
       }

@@ -220,6 +220,10 @@ describe('live migration (lab, real Docker + CRIU)', () => {
     expect(before).toContain('plat');
     const result = await herd(['migrate', name, '--to', 'h2', '--json']);
     expect(result.code, result.stderr).toBe(0);
+    // Not pre-copied (its changes could not be told): the 6 MB went after the freeze.
+    const t = (JSON.parse(result.stdout) as { timings: { precopyBytes?: number; filesystemBytes: number } }).timings;
+    expect(t.precopyBytes ?? 0).toBeLessThan(1_000_000);
+    expect(t.filesystemBytes).toBeGreaterThan(6_000_000);
     await expectRunsOnceOn(layout, name, 'h2');
     expect(await execIn(dockerOf(layout, 'h2'), name, listing)).toBe(before);
     await herdOk(['rm', name, '--force']);
