@@ -9,8 +9,9 @@
  *
  * Read from /proc/<pid>/maps, whose paths are those inside the container (its mount
  * namespace): `treeRelative` turns one into a path in a tree the migration carries (the upper
- * dir at `/`, a named volume at its mount point). A map made and unmade entirely between two
- * reads (the pre-copy's start and the freeze) is not seen.
+ * dir at `/`, a named volume at its mount point). The source reads them when the pre-copy
+ * starts, every 500 ms while it runs, and at the freeze: a map made and unmade entirely between
+ * two reads is not seen.
  */
 import { readFileSync } from 'node:fs';
 

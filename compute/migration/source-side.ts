@@ -6,8 +6,9 @@
  * With `preCopyFilesystem`, the upper dir (diff mode) and the named volumes (every mode) of
  * at least `preCopyFilesystemMinBytes` go while the container still runs, once the target
  * prepared its container; after the freeze only what changed since (fs-precopy.ts), and the
- * files its processes map shared and writable, read when the pre-copy starts and at the freeze
- * (shared-mappings.ts: while frozen with runc's checkpoint, right before Docker's own).
+ * files its processes map shared and writable, read when the pre-copy starts, every 500 ms
+ * while it runs and at the freeze (shared-mappings.ts: while frozen with runc's checkpoint,
+ * right before Docker's own).
  * A tree holding a name that is not UTF-8 is not pre-copied: it goes whole after the freeze.
  * With `preCopyMemory`, a container using at least `preCopyMemoryMinBytes` of memory has its
  * resident pages copied then too, and after the freeze only the pages that changed since go
@@ -124,7 +125,7 @@ export class SourceMigration {
   /** The block states of the pre-copy's large files (removed when the migration ends). */
   private readonly blockStates: BlockState[] = [];
   /**
-   * Container paths of the files its processes mapped shared and writable at the pre-copy's start
+   * Container paths of the files its processes mapped shared and writable during the pre-copy
    * or at the freeze: they go again after it, whatever their ctime (shared-mappings.ts). Undefined
    * when they could not be read: then every file of a pre-copied tree goes again.
    */
@@ -537,6 +538,8 @@ export class SourceMigration {
     let moved = 0;
     let reported = 0;
     const timer = setInterval(() => {
+      // A map made and unmade while the pre-copy runs is seen if it lasts this long.
+      this.noteMappedWritable();
       if (moved === reported) return;
       reported = moved;
       void this.event('precopy', 'progress', { bytes: moved, ...(totalBytes > 0 ? { totalBytes: Math.max(moved, totalBytes) } : {}) });
