@@ -8,6 +8,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { HerdError } from '../../protocol/errors.ts';
+import { cgroupDirOf } from './container-cgroup.ts';
 export { hasSysResource } from '../../protocol/capabilities.ts';
 
 export interface ProcessIds {
@@ -18,22 +19,22 @@ export interface ProcessIds {
 }
 
 /**
- * The processes of the container whose init process is `pid` (its cgroup: v1's pids controller,
- * else v2's unified one), with their user ids. Without a cgroup of its own (the root one, as
- * seen from a cgroup namespace), or when it cannot be read: `pid` and its descendants.
+ * The processes of the container whose init process is `pid`: its cgroup's (cgroup.procs), or
+ * without a cgroup of its own or when it cannot be read, `pid` and its descendants.
  */
-export function containerProcesses(pid: number, procRoot = '/proc', cgroupRoot = '/sys/fs/cgroup'): ProcessIds[] {
-  const lines = readFileSync(`${procRoot}/${pid}/cgroup`, 'utf8').split('\n');
-  const v1 = lines.find((l) => /^\d+:pids:/.test(l));
-  const v2 = lines.find((l) => l.startsWith('0::'));
-  const procs = v1 !== undefined ? { path: v1.slice(v1.indexOf(':pids:') + ':pids:'.length), under: `${cgroupRoot}/pids` } : v2 !== undefined ? { path: v2.slice(3), under: cgroupRoot } : undefined;
-  let pids: number[];
+export function containerPids(pid: number, procRoot = '/proc', cgroupRoot = '/sys/fs/cgroup'): number[] {
   try {
-    if (procs === undefined || procs.path === '/' || procs.path === '') throw new Error('no cgroup of its own');
-    pids = readFileSync(`${procs.under}${procs.path}/cgroup.procs`, 'utf8').split('\n').filter(Boolean).map(Number);
+    const cgroup = cgroupDirOf(pid, 'pids', procRoot, cgroupRoot);
+    if (cgroup !== undefined) return readFileSync(`${cgroup.dir}/cgroup.procs`, 'utf8').split('\n').filter(Boolean).map(Number);
   } catch {
-    pids = [pid, ...descendants(pid, procRoot)];
+    // gone, or unreadable: the process tree then
   }
+  return [pid, ...descendants(pid, procRoot)];
+}
+
+/** The container's processes (containerPids) with their user ids. */
+export function containerProcesses(pid: number, procRoot = '/proc', cgroupRoot = '/sys/fs/cgroup'): ProcessIds[] {
+  const pids = containerPids(pid, procRoot, cgroupRoot);
   const out: ProcessIds[] = [];
   for (const p of pids) {
     try {

@@ -41,7 +41,7 @@ import { openPruner, openReceiver, tarDirectory, type RemotePruner, type RemoteR
 import { BlockState, blocksStream, openBlocksSender, type BlocksSender } from './block-delta.ts';
 import { MemoryPrior, openImagesSender, priorStream } from './memory-precopy.ts';
 import { changesSince, NonUtf8NameError, snapshotTree, type TreeSnapshot } from './fs-precopy.ts';
-import { assertCarried, assertCheckpointable, containerProcesses, hasSysResource } from './preflight.ts';
+import { assertCarried, assertCheckpointable, containerPids, containerProcesses, hasSysResource } from './preflight.ts';
 import { containerMemory } from './container-memory.ts';
 import { sharedWritableFiles, treeRelative } from './shared-mappings.ts';
 import { assertUnclaimed } from './container-claims.ts';
@@ -596,7 +596,7 @@ export class SourceMigration {
         // pre-copy, one starts after the freeze, and only if a large file changed.
         for (const [tree, p] of done) if (p.blocks !== undefined) p.blocks.sender = openBlocksSender(tree.dir, p.blocks.state);
         this.prior = new MemoryPrior();
-        const pids = containerProcesses(memory.pid).map((p) => p.pid);
+        const pids = containerPids(memory.pid);
         const into = this.ctx.faults().has('fail-precopy') ? '/herd-fault-injected/images' : prep.checkpointDir;
         const sent = await this.sendStream(memory.receiver, into, priorStream(pids, this.prior), 'memory pre-copy', (n) => (moved += n));
         wireBytes += sent.wireBytes;
@@ -681,7 +681,7 @@ export class SourceMigration {
     const pid = this.details.pid;
     if (pid === undefined || this.mappedWritable === undefined) return;
     try {
-      for (const path of sharedWritableFiles(containerProcesses(pid).map((p) => p.pid))) this.mappedWritable.add(path);
+      for (const path of sharedWritableFiles(containerPids(pid))) this.mappedWritable.add(path);
     } catch (err) {
       this.log.warn({ err }, 'cannot read which files the container maps shared and writable: every file of the pre-copied trees goes again after the freeze');
       this.mappedWritable = undefined;
