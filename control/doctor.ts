@@ -99,10 +99,22 @@ export async function runChecks(): Promise<CheckResult[]> {
   checks.push(await programCheck('sysbench', 'sysbench', ['--version']));
   checks.push(await programCheck('tar', 'tar', ['--version']));
   checks.push(await programCheck('lz4 (compressed transfers)', 'lz4', ['--version']));
-  checks.push(await programCheck('python3 (large files by blocks, memory and images by pages: bin/herd-blocks.py, bin/herd-pages.py)', BLOCKS_PYTHON, ['--version']));
+  const python = await programCheck('python3 (large files by blocks, memory and images by pages: bin/herd-blocks.py, bin/herd-pages.py)', BLOCKS_PYTHON, ['--version']);
+  checks.push(python);
+  if (python.ok) checks.push(await pageDigestCheck());
   const native = loadNativeReader();
   checks.push({ name: "monitor's native cgroup reader", ok: 'module' in native, detail: 'module' in native ? NATIVE_READER_PATH : native.error, fix: 'scripts/build-native (scripts/setup runs it); without it the monitor reads with JavaScript at about twice the CPU', provisionable: true });
   return checks;
+}
+
+/** Which digest bin/herd-pages.py matches memory pages by here: XXH3 with python3-xxhash, sha256 (several times slower) without. */
+export async function pageDigestCheck(): Promise<CheckResult> {
+  const name = 'python3-xxhash (memory pages matched by XXH3)';
+  const r = await runCommand(BLOCKS_PYTHON, ['-I', '-S', join(herdRoot(), 'bin', 'herd-pages.py'), 'digest'], { timeoutMs: 10_000 });
+  const digest = r.stdout.trim();
+  if (r.code !== 0) return { name, ok: false, detail: `bin/herd-pages.py digest failed: ${(r.stderr || r.stdout).trim()}`, fix: PROVISION, provisionable: true };
+  const ok = digest === 'xxh3-128';
+  return { name, ok, detail: ok ? 'pages are matched by XXH3-128' : `not found: pages are matched by ${digest}, several times slower (in the downtime)`, fix: PROVISION, provisionable: true };
 }
 
 /**
