@@ -107,14 +107,14 @@ export async function runChecks(): Promise<CheckResult[]> {
   return checks;
 }
 
-/** Which digest bin/herd-pages.py matches memory pages by here: XXH3 with python3-xxhash, sha256 (several times slower) without. */
+/** Which digest bin/herd-pages.py and bin/herd-blocks.py use here: XXH3 with python3-xxhash, sha256 (several times slower, in the downtime) without. */
 export async function pageDigestCheck(): Promise<CheckResult> {
-  const name = 'python3-xxhash (memory pages matched by XXH3)';
+  const name = "python3-xxhash (memory pages and large files' blocks digested by XXH3)";
   const r = await runCommand(BLOCKS_PYTHON, ['-I', '-S', join(herdRoot(), 'bin', 'herd-pages.py'), 'digest'], { timeoutMs: 10_000 });
   const digest = r.stdout.trim();
   if (r.code !== 0) return { name, ok: false, detail: `bin/herd-pages.py digest failed: ${(r.stderr || r.stdout).trim()}`, fix: PROVISION, provisionable: true };
   const ok = digest === 'xxh3-128';
-  return { name, ok, detail: ok ? 'pages are matched by XXH3-128' : `not found: pages are matched by ${digest}, several times slower (in the downtime)`, fix: PROVISION, provisionable: true };
+  return { name, ok, detail: ok ? 'XXH3-128' : `not found: memory pages and blocks are digested by ${digest}, several times slower (in the downtime)`, fix: PROVISION, provisionable: true };
 }
 
 /**

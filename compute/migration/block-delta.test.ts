@@ -73,10 +73,17 @@ async function migrated(name: string, build: (upper: string) => void, running: {
   }
 }
 
+/** A state's header: the digest the receiver used. */
+const stateDigest = (state: Buffer) => ({ magic: state.subarray(0, 8).toString(), algorithm: state.subarray(8, 16).toString().replace(/\0+$/, ''), seed: state.readBigUInt64BE(16) });
+
 describe('large files by blocks (bin/herd-blocks.py through the forced command)', () => {
-  it('pre-copy plus the changed blocks equals the frozen directory, and the delta carries blocks, not files', { timeout: 30_000 }, async () => {
-    const upper = join(base, 'upper');
-    const target = join(base, 'data', 'target');
+  // The receiver digests by what the sender names (XXH3-128, seeded), or by sha256 where it cannot (no python3-xxhash).
+  it.each([
+    { receiverDigest: 'xxh3-128', digestSize: 16 },
+    { receiverDigest: 'sha256', digestSize: 32 },
+  ])('pre-copy plus the changed blocks equals the frozen directory, and the delta carries blocks, not files (receiver digests by $receiverDigest)', { timeout: 30_000 }, async ({ receiverDigest, digestSize }) => {
+    const upper = join(base, `upper-${receiverDigest}`);
+    const target = join(base, 'data', `target-${receiverDigest}`);
     mkdirSync(join(upper, 'db'), { recursive: true });
     mkdirSync(target, { recursive: true });
     writeFileSync(join(upper, 'db', 'redo'), randomBytes(6 * MiB));
@@ -105,9 +112,13 @@ describe('large files by blocks (bin/herd-blocks.py through the forced command)'
       const first = await collect(blocksStream(upper, large));
       // The hole is not sent: 6 + 5 + 5 MiB of data and one block of the sparse file.
       expect(first.length).toBeLessThan(16 * MiB + 256 * 1024);
+      expect(first.subarray(0, 16).toString(), 'python3-xxhash is missing: install it (scripts/setup)').toBe('HERDBLK2xxh3-128');
+      // As a receiver without python3-xxhash sees it: a digest it cannot compute.
+      if (receiverDigest === 'sha256') first.write('unknown\0', 8);
       const reply = applyBlocks(target, first);
-      // A state record per file: 30 bytes of header, the path, a sha256 per 64 KiB block (the hole's included).
-      expect(reply.length).toBe(large.reduce((sum, p) => sum + 30 + p.length, 0) + 32 * (96 + 80 + 80 + 128));
+      expect(stateDigest(reply)).toMatchObject({ magic: 'HERDSTA2', algorithm: receiverDigest, seed: receiverDigest === 'sha256' ? 0n : first.readBigUInt64BE(16) });
+      // The header, then a state record per file: 30 bytes of header, the path, a digest per 64 KiB block (the hole's included).
+      expect(reply.length).toBe(24 + large.reduce((sum, p) => sum + 30 + p.length, 0) + digestSize * (96 + 80 + 80 + 128));
       state.save(reply);
       expect(treeImage(target).equals(treeImage(upper))).toBe(true);
 
@@ -157,7 +168,8 @@ describe('large files by blocks (bin/herd-blocks.py through the forced command)'
     must('mkfifo', [join(dir, 'fifo')]);
     must('mknod', [join(dir, 'whiteout'), 'c', '0', '0']); // a large file deleted in the container (opening it fails with ENXIO)
     const stream = await collect(blocksStream(dir, ['db/secret', 'file', 'fifo', 'whiteout', 'gone']));
-    expect(stream.toString()).toBe('HERDBLK1E');
+    expect(stream.subarray(0, 8).toString()).toBe('HERDBLK2');
+    expect(stream.subarray(24).toString(), 'the digest header, then the end alone').toBe('E');
   });
 
   it('refuses paths that leave the directory, a stream cut short, and a file that is not regular', () => {
@@ -176,7 +188,7 @@ describe('large files by blocks (bin/herd-blocks.py through the forced command)'
       meta.writeUInt32BE(0o100644, 24);
       return Buffer.concat([Buffer.from('F'), head, Buffer.from(path), meta]);
     };
-    const stream = (...records: Buffer[]) => Buffer.concat([Buffer.from('HERDBLK1'), ...records]);
+    const stream = (...records: Buffer[]) => Buffer.concat([Buffer.from('HERDBLK2sha256\0\0'), Buffer.alloc(8), ...records]);
     for (const [payload, code, message] of [
       [stream(file('../x'), Buffer.from('DE')), 126, /\. or \.\. or empty segments/],
       [stream(file('/etc/x'), Buffer.from('DE')), 126, /not a relative path/],
@@ -199,6 +211,10 @@ describe('large files by blocks (bin/herd-blocks.py through the forced command)'
     block.writeUInt32BE(4, 9);
     applyBlocks(target, stream(file('ok'), block, Buffer.from('data'), Buffer.from('DE')));
     expect(must('cat', [join(target, 'ok')]).toString()).toBe('data');
+    // From a sender before the digest was named (HERDBLK1): sha256, and a state without a header.
+    const old = applyBlocks(target, Buffer.concat([Buffer.from('HERDBLK1'), file('ok1'), block, Buffer.from('old!'), Buffer.from('DE')]));
+    expect(must('cat', [join(target, 'ok1')]).toString()).toBe('old!');
+    expect(old.length).toBe(30 + 'ok1'.length + 32);
     // The same, lz4-compressed (transferCompression: lz4).
     const lz4 = forced(`${RECEIVE_COMMAND.blocks} ${LZ4_OPTION}`, target, must('lz4', ['-1', '-q', '-c'], stream(file('ok4'), block, Buffer.from('lz4!'), Buffer.from('DE'))));
     expect(lz4.status, lz4.stderr.toString()).toBe(0);

@@ -2,8 +2,9 @@
  * Large files by blocks (bin/herd-blocks.py): the pre-copy sends each large file of a tree
  * whole (fs-precopy.ts picks them); the target, applying the stream with the same tool behind
  * the transfer key's forced command (`herd-blocks`, which checks the directory as
- * `herd-receive` does), replies with a sha256 per 64 KiB block of what it holds. After the
- * freeze that state says which blocks changed, and only those go. A database's files are
+ * `herd-receive` does), replies with a digest per 64 KiB block of what it holds (XXH3-128,
+ * seeded; sha256 on a host without python3-xxhash). After the freeze that state says which
+ * blocks changed, and only those go. A database's files are
  * rewritten in place, a few blocks at a time: by tar they would go whole again.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';

@@ -3,7 +3,8 @@
  *
  * While the container runs, the pre-copy sends the prior: each distinct non-zero page of its
  * processes' resident private memory, once, into the target's image directory; the source
- * keeps the pages' sha256 digests (the index). After the dump, the images go as a page stream:
+ * keeps the pages' digests (the index: XXH3-128 with a seed of its own, or sha256 on a host
+ * without python3-xxhash). After the dump, the images go as a page stream:
  * a zero page as a hole, a page the prior holds as its place there, any other page as its
  * bytes. The target rebuilds the images byte for byte and removes the prior before the restore.
  * Most of a container's memory does not change in the seconds between the pre-copy and the
