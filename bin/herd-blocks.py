@@ -47,11 +47,10 @@ Hashing on the target, as the blocks arrive (on the other host's core, pipelined
 transfer), keeps the pre-copy as cheap as tar; the source hashes once, after the freeze, to
 find the changed blocks.
 
-Blocks are digested by XXH3-128 with a seed the pre-copy's sender draws (python3-xxhash), about
-4 GB/s here against sha256's 0.36 GB/s, which the source pays after the freeze for every large
-file that changed. A collision could only be crafted by whoever writes the file, and would only
-keep that file's older block; the seed is unknown to a container. A receiver without
-python3-xxhash digests by sha256 and its state says so; so does a sender without it.
+Blocks are digested as bin/herd_digest.py says (XXH3-128 with a seed the pre-copy's sender
+draws, 4 GB/s here against sha256's 0.36 GB/s, which the source pays after the freeze for every
+large file that changed). A receiver without python3-xxhash digests by sha256 and its state
+says so; so does a sender without it.
 
 Stream (big-endian): magic b"HERDBLK2", algorithm:8s (b"xxh3-128" or b"sha256", NUL-padded)
 seed:u64 (the digest the receiver's state should use), then records:
@@ -73,8 +72,6 @@ Written in Python (Debian's python3, which Ansible needs on every host anyway) r
 the compute daemon: hashing runs in its own process, beside the daemon's SSH streams.
 """
 import errno
-import functools
-import hashlib
 import os
 import shutil
 import stat
@@ -82,19 +79,12 @@ import struct
 import subprocess
 import sys
 
-# Run with -I -S (python-tool.ts, bin/herd-ssh-command): Debian's python3-xxhash is looked for in its own place alone.
-sys.path.append("/usr/lib/python3/dist-packages")
-try:
-    import xxhash
-except ImportError:  # python3-xxhash is missing: blocks are digested by sha256
-    xxhash = None
-finally:
-    sys.path.pop()
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))  # -I leaves the tool's own directory out
+from herd_digest import HEAD as DIGEST_HEAD, Digest  # noqa: E402
 
 MAGIC = b"HERDBLK2"
 MAGIC_V1 = b"HERDBLK1"
 STATE_MAGIC = b"HERDSTA2"
-DIGEST_HEAD = struct.Struct(">8sQ")
 BLOCK = 64 * 1024
 MAX_BLOCK = 1024 * 1024
 FRESH = 1
@@ -110,36 +100,6 @@ def fail(message, code=1):
     sys.exit(code)
 
 
-class Digest:
-    """A block digest: its name, seed, size and function."""
-
-    def __init__(self, algorithm, seed):
-        self.algorithm = algorithm
-        self.seed = seed
-        if algorithm == b"xxh3-128":
-            self.of = functools.partial(xxhash.xxh3_128_digest, seed=seed)
-            self.size = 16
-        else:
-            self.of = lambda data: hashlib.sha256(data).digest()
-            self.size = 32
-        self.zero = self.of(ZERO)
-
-    @staticmethod
-    def usable(algorithm, seed):
-        """The digest named, or None if this host cannot compute it."""
-        if algorithm == b"sha256" or (algorithm == b"xxh3-128" and xxhash is not None):
-            return Digest(algorithm, seed)
-        return None
-
-    @staticmethod
-    def local():
-        """This host's choice for a new copy (a seed of its own)."""
-        return Digest(b"xxh3-128", int.from_bytes(os.urandom(8), "big")) if xxhash is not None else Digest(b"sha256", 0)
-
-    def head(self):
-        return DIGEST_HEAD.pack(self.algorithm, self.seed)
-
-
 def load_state(path):
     """(the digest the receiver used, path -> (dev, ino, size, digests)) from a state; (None, {}) if it is empty (no reply)."""
     with open(path, "rb") as f:
@@ -149,7 +109,7 @@ def load_state(path):
     if data[:8] != STATE_MAGIC or len(data) < 8 + DIGEST_HEAD.size:
         fail(f"{path}: not a state file")
     algorithm, seed = DIGEST_HEAD.unpack_from(data, 8)
-    digest = Digest.usable(algorithm.rstrip(b"\0"), seed)
+    digest = Digest.usable(algorithm, seed)
     if digest is None:
         return None, {}  # digested by what this host cannot compute: every file goes fresh
     state = {}
@@ -174,11 +134,12 @@ def fresh_digests(fd, size, received, digest):
     if None in received.values():
         return digests_of(fd, size, digest)
     out = []
+    zero = digest.of(ZERO)
     for index in range((size + BLOCK - 1) // BLOCK):
         block = received.get(index)
         if block is None:
             length = min(BLOCK, size - index * BLOCK)
-            block = digest.zero if length == BLOCK else digest.of(ZERO[:length])
+            block = zero if length == BLOCK else digest.of(ZERO[:length])
         out.append(block)
     return b"".join(out)
 
@@ -328,7 +289,7 @@ def receive(root):
     magic = src.exactly(len(MAGIC))
     if magic == MAGIC:
         algorithm, seed = DIGEST_HEAD.unpack(src.exactly(DIGEST_HEAD.size))
-        digest = Digest.usable(algorithm.rstrip(b"\0"), seed) or Digest(b"sha256", 0)
+        digest = Digest.usable(algorithm, seed) or Digest(b"sha256", 0)
         out.write(STATE_MAGIC + digest.head())
     elif magic == MAGIC_V1:
         digest = Digest(b"sha256", 0)

@@ -9,12 +9,10 @@ images goes as a hole (zeros), as its place in the prior (a page the target alre
 as its bytes. The kernel's soft-dirty tracking, which CRIU's own pre-dump needs, is not used (it
 is absent on many kernels); the pages are matched by a digest.
 
-The digest is XXH3-128 with a random seed per prior (python3-xxhash): about 100 ms of CPU per
-256 MiB, against 0.9 s for sha256 on a CPU without SHA extensions, in the downtime as in the
-pre-copy. It need not resist a crafted collision: a container's pages are matched only against
-its own prior, so a collision it could craft would only give it back a page of its own. Without
-python3-xxhash (herd doctor says so) the pages are matched by sha256, correct but slower. The
-index names its digest; it is made and read on the source host alone.
+The digest is bin/herd_digest.py's, with a seed drawn per prior (XXH3-128: about 100 ms of CPU
+per 256 MiB with this tool's per-page overhead, against 0.9 s for sha256 on a CPU without SHA
+extensions, in the downtime as in the pre-copy). The index names it; it is made and read on the
+source host alone.
 
   herd-pages.py prior INDEX PID...  (source, while the container runs) writes a prior stream
                                     to stdout: each distinct non-zero page of the processes'
@@ -47,26 +45,17 @@ error, and a name must be a plain file name.
 Written in Python like bin/herd-blocks.py (Debian's python3, on every host for Ansible):
 hashing runs in its own process, beside the daemon's SSH streams.
 """
-import functools
-import hashlib
 import mmap
 import os
 import stat
 import struct
 import sys
 
-# Run with -I -S (python-tool.ts): Debian's python3-xxhash is looked for in its own place alone.
-sys.path.append("/usr/lib/python3/dist-packages")
-try:
-    import xxhash
-except ImportError:  # python3-xxhash is missing: pages are matched by sha256
-    xxhash = None
-finally:
-    sys.path.pop()
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))  # -I leaves the tool's own directory out
+from herd_digest import HEAD as DIGEST_HEAD, Digest  # noqa: E402
 
 PRIOR_MAGIC = b"HERDPRI1"
 INDEX_MAGIC = b"HERDIDX1"
-INDEX_HEAD = struct.Struct(">8s8sQ")
 IMAGES_MAGIC = b"HERDPGS1"
 PRIOR_FILE = ".herd-prior"
 PAGE = 4096
@@ -91,19 +80,6 @@ def fail(message, code=1):
 
 def stdout_writer():
     return open(sys.stdout.fileno(), "wb", buffering=MAX_DATA, closefd=False)
-
-
-def local_digest():
-    return b"xxh3-128" if xxhash is not None else b"sha256"
-
-
-def page_digest(algorithm, seed):
-    """(the digest function of a page, its size in bytes) for an index's algorithm."""
-    if algorithm == b"xxh3-128" and xxhash is not None:
-        return functools.partial(xxhash.xxh3_128_digest, seed=seed), 16
-    if algorithm == b"sha256":
-        return (lambda page: hashlib.sha256(page).digest()), 32
-    fail(f"pages digested by {algorithm.decode(errors='replace')!r} cannot be matched on this host")
 
 
 def regions(pid):
@@ -158,9 +134,7 @@ def resident_runs(pagemap_fd, start, end, shmem):
 def prior(index_path, pids):
     out = stdout_writer()
     out.write(PRIOR_MAGIC)
-    algorithm = local_digest()
-    seed = int.from_bytes(os.urandom(8), "big")
-    digest_of, _ = page_digest(algorithm, seed)
+    digest = Digest.local()
     seen = set()
     digests = []
     for pid in pids:
@@ -182,11 +156,11 @@ def prior(index_path, pids):
                             page = data[k : k + PAGE]
                             if page == ZERO:
                                 continue
-                            digest = digest_of(page)
-                            if digest in seen:
+                            key = digest.of(page)
+                            if key in seen:
                                 continue
-                            seen.add(digest)
-                            digests.append(digest)
+                            seen.add(key)
+                            digests.append(key)
                             fresh.append(page)
                         if fresh:
                             out.write(b"P" + U32.pack(len(fresh)))
@@ -196,7 +170,7 @@ def prior(index_path, pids):
             os.close(mem_fd)
     # The index first: the receiver exits (and the sender's caller goes on) once it read the end.
     with open(index_path, "wb") as f:
-        f.write(INDEX_HEAD.pack(INDEX_MAGIC, algorithm, seed))
+        f.write(INDEX_MAGIC + digest.head())
         f.write(b"".join(digests))
     out.write(b"E" + U64.pack(len(digests)))
     out.flush()
@@ -208,17 +182,21 @@ def load_index(index_path):
         return {}, None
     with open(index_path, "rb") as f:
         data = f.read()
-    if len(data) < INDEX_HEAD.size or data[:8] != INDEX_MAGIC:
+    if len(data) < 8 + DIGEST_HEAD.size or data[:8] != INDEX_MAGIC:
         fail(f"{index_path}: not an index of a prior")
-    _, algorithm, seed = INDEX_HEAD.unpack_from(data)
-    digest_of, size = page_digest(algorithm.rstrip(b"\0"), seed)
-    digests = memoryview(data)[INDEX_HEAD.size :]
+    algorithm, seed = DIGEST_HEAD.unpack_from(data, 8)
+    digest = Digest.usable(algorithm, seed)
+    if digest is None:
+        name = algorithm.rstrip(b"\0").decode(errors="replace")
+        fail(f"pages digested by {name!r} cannot be matched on this host")
+    size = digest.size
+    digests = memoryview(data)[8 + DIGEST_HEAD.size :]
     if len(digests) % size:
         fail(f"{index_path}: not a whole number of {size}-byte digests")
     index = {}
     for i in range(len(digests) // size):
         index.setdefault(bytes(digests[i * size : i * size + size]), i)
-    return index, digest_of
+    return index, digest.of
 
 
 class Encoder:
@@ -478,7 +456,7 @@ def main(argv):
     elif len(argv) == 2 and argv[1] == "send":
         send()
     elif len(argv) == 2 and argv[1] == "digest":
-        print(local_digest().decode())
+        print(Digest.local().algorithm.decode())
     elif len(argv) == 3 and argv[1] == "receive":
         receive(argv[2])
     else:
