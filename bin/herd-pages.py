@@ -18,8 +18,9 @@ source host alone.
                                     to stdout: each distinct non-zero page of the processes'
                                     private memory that is resident now (/proc/PID/pagemap,
                                     /proc/PID/mem); INDEX gets the pages' digests in the same
-                                    order, after its header (the digest's name and seed). A process that is gone, or a region that cannot
-                                    be read, is skipped (the images carry what the prior lacks).
+                                    order, after its header (the digest's name and seed). A
+                                    process that is gone, or a region that cannot be read, is
+                                    skipped (the images carry what the prior lacks).
   herd-pages.py send                (source, started before the pre-copy) reads an INDEX from
                                     stdin's first line ("-": no prior; zeros still go as holes),
                                     then a directory from the second (once the dump wrote it),
