@@ -7,6 +7,7 @@ import { METRICS_PORTS, metricsConfigSchema } from '../protocol/metrics-config.t
 import { ID_PATTERN } from '../protocol/topics.ts';
 import { COMPRESSIONS } from '../protocol/messages.ts';
 import { RESTORE_MODES } from './runtime/direct-restore.ts';
+import { LOG_LEVELS } from '../protocol/log.ts';
 
 /** The Docker runtime name direct restores need registered (bin/herd-runc): for provisioning and doctor. */
 export { DIRECT_RESTORE_RUNTIME } from './runtime/direct-restore.ts';
@@ -112,7 +113,7 @@ export const computeConfigSchema = z.strictObject({
   shutdownGraceSeconds: timerSeconds().min(0).default(120),
   /** How often the container list is republished even without changes. */
   containersIntervalSeconds: timerSeconds().positive().default(10),
-  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+  logLevel: z.enum(LOG_LEVELS).default('info'),
 });
 
 export type ComputeConfig = z.infer<typeof computeConfigSchema>;

@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { loadConfig } from '../protocol/config.ts';
 import { runUntilSignal } from '../protocol/daemon-runner.ts';
-import { createLogger } from '../protocol/log.ts';
+import { createLogger, withLogLevelFromEnv } from '../protocol/log.ts';
 import { computeConfigSchema } from './config.ts';
 import { buildComputeDaemon } from './daemon.ts';
 import { DockerRuntime } from './runtime/docker-runtime.ts';
@@ -26,7 +26,7 @@ const HEAP_GROWING_PERCENT = 100;
 
 export async function runCompute(options: { config?: string; overrides?: Record<string, unknown> }): Promise<void> {
   setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
-  const config = loadConfig(computeConfigSchema, { ...(options.config === undefined ? {} : { file: options.config }), overrides: options.overrides ?? {}, what: 'compute config' });
+  const config = loadConfig(computeConfigSchema, { ...(options.config === undefined ? {} : { file: options.config }), overrides: withLogLevelFromEnv(options.overrides), what: 'compute config' });
   const log = createLogger('compute', config.logLevel).child({ hostId: config.hostId });
   const daemon = buildComputeDaemon(config, { runtime: new DockerRuntime(config.docker), log, criuVersion });
   await runUntilSignal(daemon, log, (config.shutdownGraceSeconds + 15) * 1000);

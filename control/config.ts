@@ -11,6 +11,7 @@ import { ID_PATTERN } from '../protocol/topics.ts';
 import { FS_MODES, CONTROL_MODES } from '../protocol/messages.ts';
 import { policyStepSchema } from '../policies/registry.ts';
 import { safetyRulesSchema } from '../policies/safety/safety.ts';
+import { LOG_LEVELS } from '../protocol/log.ts';
 
 /**
  * The control loop. Defaults are Herd's published settings: a 30 s sample window, an
@@ -103,7 +104,7 @@ export const controlConfigSchema = z.strictObject({
   /** Which commands the control daemon accepts (age, concurrency). */
   commands: commandLimitsSchema,
   loop: loopConfigSchema,
-  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+  logLevel: z.enum(LOG_LEVELS).default('info'),
 });
 
 export type ControlConfig = z.infer<typeof controlConfigSchema>;

@@ -5,6 +5,7 @@ import { clientIdAllowed } from '../protocol/access.ts';
 import { brokerClientConfigSchema, timerSeconds } from '../protocol/config.ts';
 import { METRICS_PORTS, metricsConfigSchema } from '../protocol/metrics-config.ts';
 import { ID_PATTERN } from '../protocol/topics.ts';
+import { LOG_LEVELS } from '../protocol/log.ts';
 
 /** What every monitor's MQTT client id starts with: the broker binds the monitor identity to it (protocol/access.ts). */
 export const MONITOR_CLIENT_ID_PREFIX = 'herd-monitor-';
@@ -114,7 +115,7 @@ export const monitorConfigSchema = z
     containerLogRotatedFiles: z.number().int().min(1).max(100).default(2),
     /** Samples kept while the broker is unreachable; the oldest are dropped beyond this. */
     publishBufferSize: z.number().int().min(1).max(1_000_000).default(10_000),
-    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+    logLevel: z.enum(LOG_LEVELS).default('info'),
   })
   .superRefine(
     (c, ctx) => {
