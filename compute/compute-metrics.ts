@@ -18,7 +18,7 @@ export const PHASE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.9, 1, 1.25, 
 export function registerComputeMetrics(registry: Registry, deps: { store: MigrationStore; criu: SerialQueue }): void {
   const migrations = new Counter({
     name: 'herd_migrations_total',
-    help: 'Migrations this host ended, by its role, the outcome (done, rolled-back, restarted, aborted, committed) and the filesystem mode',
+    help: 'Migrations this host ended, by its role, the outcome (done, rolled-back, restarted, lost, refused, aborted, committed) and the filesystem mode',
     labelNames: ['role', 'outcome', 'fs_mode'] as const,
     registers: [registry],
   });

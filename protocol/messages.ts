@@ -350,7 +350,8 @@ export interface MigrationStatus {
   role?: 'source' | 'target';
   /** An in-flight record's phase, or the outcome of a finished migration (its tombstone). */
   /** refused: the source turned it down before freezing anything (the error says why). */
-  state: 'unknown' | 'in-flight' | 'done' | 'rolled-back' | 'restarted' | 'refused' | 'aborted' | 'committed' | 'in-doubt';
+  /** lost: the source's container was removed outside Herd while checkpointed; the target's copy never ran. */
+  state: 'unknown' | 'in-flight' | 'done' | 'rolled-back' | 'restarted' | 'lost' | 'refused' | 'aborted' | 'committed' | 'in-doubt';
   phase?: string;
   container?: string;
   targetHost?: string;

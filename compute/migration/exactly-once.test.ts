@@ -78,7 +78,7 @@ const CASES: Case[] = [
   { name: 'restored, the source not yet removed', phase: 'restored', source: 'exited-with-checkpoint', target: 'running', link: 'ok', expect: { running: ['h2'], sourceOutcome: 'done' } },
   { name: 'restored, target unreachable', phase: 'restored', source: 'exited-with-checkpoint', target: 'running', link: 'offline', fence: 'fails', expect: { running: ['h2'], sourceOutcome: 'done' } },
   { name: 'rolling back after a confirmed abort', phase: 'rolling-back', source: 'exited-with-checkpoint', target: 'none', link: 'ok', expect: { running: ['h1'], sourceOutcome: 'rolled-back' } },
-  { name: 'source container removed outside Herd', phase: 'checkpointed', source: 'gone', target: 'prepared', link: 'ok', expect: { running: [], sourceOutcome: 'rolled-back' } },
+  { name: 'source container removed outside Herd', phase: 'checkpointed', source: 'gone', target: 'prepared', link: 'ok', expect: { running: [], sourceOutcome: 'lost' } },
 ];
 
 describe('exactly once: interrupted migrations settle (fake runtime, fake peer)', () => {
@@ -145,6 +145,32 @@ describe('exactly once: interrupted migrations settle (fake runtime, fake peer)'
     await reconcileOnce(cluster.ctx('h1'));
     expect(cluster.runningCopies(HERD_ID)).toEqual(['h1']);
     expect(cluster.ctx('h1').store.tombstone('source', MID)?.outcome).toBe('rolled-back');
+  });
+
+  it('a migration that published done but could not remove its source is finished by the reconciler without a second done', async () => {
+    const cluster = await setup({ name: '', phase: 'restoring', source: 'exited-with-checkpoint', target: 'running', link: 'ok', expect: { running: [], sourceOutcome: '' } });
+    const ctx = cluster.ctx('h1');
+    const record = ctx.store.get('source', MID) as SourceRecord;
+    // The live migration's last step, with Docker refusing the removal.
+    const migration = new SourceMigration(ctx, { migrationId: MID, container: 'counter', targetHost: 'h2', fsMode: 'diff' }) as unknown as { record: SourceRecord; finishForward(result: object): Promise<void> };
+    migration.record = record;
+    cluster.runtime('h1').down = true;
+    await migration.finishForward({});
+    expect(ctx.store.get('source', MID)).toMatchObject({ phase: 'restored', doneAnnounced: true });
+    cluster.runtime('h1').down = false;
+    const before = (cluster.events.get('h1') ?? []).length;
+    await reconcileOnce(ctx);
+    expect(ctx.store.tombstone('source', MID)?.outcome).toBe('done');
+    expect(cluster.runningCopies(HERD_ID)).toEqual(['h2']);
+    const published = (cluster.events.get('h1') ?? []).slice(before).filter((e) => e.migrationId === MID);
+    expect(published.map((e) => `${e.phase} ${e.status}`)).toEqual(['cleanup started', 'cleanup finished']);
+  });
+
+  it('a restored migration that published nothing gets its done from the reconciler', async () => {
+    const cluster = await setup({ name: '', phase: 'restored', source: 'exited-with-checkpoint', target: 'running', link: 'ok', expect: { running: [], sourceOutcome: '' } });
+    await reconcileOnce(cluster.ctx('h1'));
+    const published = (cluster.events.get('h1') ?? []).filter((e) => e.migrationId === MID);
+    expect(published.filter((e) => e.phase === 'done')).toHaveLength(1);
   });
 
   it('a failed local restore restarts the container (state lost) and says so', async () => {

@@ -49,6 +49,8 @@ const sourceRecordSchema = z.object({
   volumes: z.array(z.string()).optional(),
   /** The source's restart policy, set to "no" while it is checkpointed and put back if it resumes here. */
   restartPolicy: restartPolicySchema.optional(),
+  /** The migration published its `done` itself although removing the source failed: whoever finishes the removal does not publish it again. */
+  doneAnnounced: z.literal(true).optional(),
 });
 const targetRecordSchema = z.object({
   ...base,
@@ -71,7 +73,8 @@ export type SourceRecord = z.infer<typeof sourceRecordSchema>;
 export type TargetRecord = z.infer<typeof targetRecordSchema>;
 export type MigrationRecord = SourceRecord | TargetRecord;
 
-export const OUTCOMES = ['done', 'rolled-back', 'restarted', 'refused', 'aborted', 'committed'] as const;
+/** lost: the source's container was removed outside Herd while it was checkpointed (the target's copy never ran). */
+export const OUTCOMES = ['done', 'rolled-back', 'restarted', 'lost', 'refused', 'aborted', 'committed'] as const;
 export type Outcome = (typeof OUTCOMES)[number];
 
 const tombstoneSchema = z.object({

@@ -32,7 +32,7 @@ export interface ReconcileOutcome {
 
 async function reconcileSource(ctx: MigrationContext, record: SourceRecord): Promise<string> {
   const settled = await settleSource(ctx, record);
-  announceEnd(ctx, record, settled, `${ctx.hostId}'s reconciler`);
+  if (!(settled === 'rolled-forward' && record.doneAnnounced === true)) announceEnd(ctx, record, settled, `${ctx.hostId}'s reconciler`);
   return settled;
 }
 

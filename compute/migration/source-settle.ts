@@ -114,7 +114,7 @@ export async function rollBackSource(ctx: MigrationContext, record: SourceRecord
   await runtime.deleteCheckpoint(record.sourceDockerId, record.checkpointId).catch(() => undefined);
   const error = cause === undefined ? undefined : cause.toWire();
   await ctx.store.finish('source', record.migrationId, {
-    outcome: outcome === 'lost' ? 'rolled-back' : outcome === 'restarted' ? 'restarted' : 'rolled-back',
+    outcome,
     container: record.container,
     herdId: record.herdId,
     sourceHost: record.sourceHost,

@@ -468,8 +468,11 @@ export class SourceMigration {
     try {
       await rollForward(this.ctx, this.record, result);
     } catch (err) {
-      // Docker refused to remove the source: the record says "restored"; the reconciler finishes it.
+      // Docker refused to remove the source: the record says "restored"; the reconciler finishes it,
+      // without a second `done` (this migration publishes it now: the container runs on the target).
       this.log.error({ err: (err as Error).message }, 'could not remove the source after a successful restore; the reconciler retries');
+      this.record.doneAnnounced = true;
+      await this.ctx.store.save(this.record).catch((e: unknown) => this.log.warn({ err: String(e) }, 'cannot record that done was published'));
     }
   }
 

@@ -114,6 +114,24 @@ describe('outcomeOf and formatTimings', () => {
     expect(text).not.toMatch(/fs diff|0\.0 ms/);
   });
 
+  it('each failed ending gives the error the live migration gave: rolled back, restarted, the source lost, refused', () => {
+    const base: MigrationStatus = { migrationId: 'm-9', hostId: 'h1', role: 'source', state: 'done', detail: 'why' };
+    const cases: [MigrationStatus['state'], string, RegExp][] = [
+      ['rolled-back', 'ROLLED_BACK', /was rolled back: why/],
+      ['restarted', 'RESTORE_FAILED', /restarted \(memory state lost\): why/],
+      ['lost', 'CONFLICT', /source container was removed outside Herd meanwhile: why/],
+      ['refused', 'CONFLICT', /refused before anything was frozen: why/],
+    ];
+    for (const [state, code, message] of cases) {
+      const err = outcomeOf({ ...base, state });
+      expect(err, state).toBeInstanceOf(HerdError);
+      expect((err as HerdError).code, state).toBe(code);
+      expect((err as HerdError).message, state).toMatch(message);
+    }
+    // A target's record is no outcome of the migration.
+    expect(outcomeOf({ ...base, role: 'target', state: 'aborted' })).toBeUndefined();
+  });
+
   it('a result prints its timings', () => {
     const r: MigrationResult = { migrationId: 'm-1', herdId: 'c0ffee000001', container: 'web', sourceHost: 'h1', targetHost: 'h2', fsMode: 'full', timings: { checkpointMs: 1, transferMs: 2, restoreMs: 3, totalMs: 9, downtimeMs: 6, checkpointBytes: 0, filesystemBytes: 0 } };
     expect(formatTimings(r)).toMatch(/^migrated web h1 -> h2 \(fs full, m-1\)\n {2}checkpoint 1\.0 ms/);

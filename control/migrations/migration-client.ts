@@ -150,6 +150,9 @@ export function outcomeOf(status: MigrationStatus, asked?: { herdId: string; con
   if (status.state === 'refused') {
     return new HerdError(status.error?.code ?? 'CONFLICT', `migration ${status.migrationId} was refused before anything was frozen: ${status.error?.message ?? status.detail ?? ''}`);
   }
+  if (status.state === 'lost') {
+    return new HerdError('CONFLICT', `migration ${status.migrationId} failed and the source container was removed outside Herd meanwhile: ${status.detail ?? ''}${status.error ? ` [${status.error.code}: ${status.error.message}]` : ''}`);
+  }
   if (status.state === 'rolled-back' || status.state === 'restarted') {
     const code = status.state === 'restarted' ? 'RESTORE_FAILED' : 'ROLLED_BACK';
     return new HerdError(code, `migration ${status.migrationId} ${status.state === 'restarted' ? 'failed and the container was restarted (memory state lost)' : 'was rolled back'}: ${status.detail ?? ''}${status.error ? ` [${status.error.code}: ${status.error.message}]` : ''}`);
