@@ -33,6 +33,15 @@ source host alone.
                                     prior, which it then removes. Exits 0 only once it read the
                                     stream's end.
 
+A zero page of a process's private anonymous memory is left out of the images the receiver
+writes (the stream still describes them whole): its pages-N.img lacks it and its pagemap-PID.img
+no longer lists it. CRIU's restore maps that memory afresh, where a page it does not fill reads
+as zeros, so the process sees the same bytes while the restore copies and allocates less (MariaDB
+under load: about half of its dumped pages are zeros). Pages of any other mapping (a file mapped
+privately, shared memory) stay, whatever they hold: a page left out there would show the file.
+The receiver learns which memory is which from mm-PID.img and pagemap-PID.img, which the sender's
+name order brings before pages-N.img; a directory it cannot read so is written as sent.
+
 Streams (big-endian):
   prior:  b"HERDPRI1", then  P count:u32 (count pages of 4096 bytes)  ...  E total:u64
   images: b"HERDPGS1", then per file  F namelen:u16 name mode:u32 size:u64, its content as
@@ -46,8 +55,10 @@ error, and a name must be a plain file name.
 Written in Python like bin/herd-blocks.py (Debian's python3, on every host for Ansible):
 hashing runs in its own process, beside the daemon's SSH streams.
 """
+import bisect
 import mmap
 import os
+import re
 import stat
 import struct
 import sys
@@ -68,6 +79,21 @@ U32 = struct.Struct(">I")
 U64 = struct.Struct(">Q")
 FILE_META = struct.Struct(">IQ")
 REF = struct.Struct(">II")
+# CRIU's images (criu/include/magic.h, image.h, pagemap.h; images/mm.proto, vma.proto, pagemap.proto).
+U32LE = struct.Struct("<I")
+IMG_COMMON_MAGIC = 0x54564319
+MM_MAGIC = 0x57492820
+PAGEMAP_MAGIC = 0x56084025
+PE_LAZY = 1 << 1
+PE_PRESENT = 1 << 2
+VMA_ANON_PRIVATE = 1 << 9
+# Anonymous private memory CRIU treats apart (AIO rings, SysV shm, vDSO, shadow stacks...): left whole.
+VMA_SPECIAL = (1 << 2) | (1 << 3) | (1 << 10) | (1 << 11) | (1 << 12) | (1 << 13) | (1 << 14) | (1 << 15) | (1 << 16) | (1 << 17) | (1 << 27) | (1 << 31)
+MAP_PRIVATE = 0x02
+MAP_ANONYMOUS = 0x20
+MAP_HUGETLB = 0x40000
+# The most pages a pagemap may describe here (16 TiB): beyond, it is no image of a real process.
+MAX_PLAN_PAGES = 1 << 32
 # /proc/PID/pagemap: bit 63 present, bit 61 a file page or shared anonymous memory.
 PRESENT = 1 << 63
 FILE_OR_SHARED = 1 << 61
@@ -335,6 +361,216 @@ def receive_prior(dir_fd, inp):
         fail("data after the prior stream's end")
 
 
+def varint(buf, i):
+    value = shift = 0
+    while True:
+        byte = buf[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, i
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def encode_varint(value):
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def fields(message):
+    """A protobuf message's fields, in order: (number, wire type, value: an int, or bytes when length-delimited)."""
+    i, end = 0, len(message)
+    while i < end:
+        key, i = varint(message, i)
+        wire = key & 7
+        if wire == 0:
+            value, i = varint(message, i)
+        elif wire == 1:
+            value, i = int.from_bytes(message[i : i + 8], "little"), i + 8
+        elif wire == 2:
+            length, i = varint(message, i)
+            value, i = bytes(message[i : i + length]), i + length
+        elif wire == 5:
+            value, i = int.from_bytes(message[i : i + 4], "little"), i + 4
+        else:
+            raise ValueError(f"wire type {wire}")
+        if i > end:
+            raise ValueError("truncated message")
+        yield key >> 3, wire, value
+
+
+def image_entries(data, magic):
+    """The entries of a CRIU image: its two magics, then per entry its size (u32) and a protobuf message."""
+    if len(data) < 8 or U32LE.unpack_from(data, 0)[0] != IMG_COMMON_MAGIC or U32LE.unpack_from(data, 4)[0] != magic:
+        raise ValueError("not the image expected")
+    entries, i = [], 8
+    while i < len(data):
+        if i + 4 > len(data):
+            raise ValueError("truncated image")
+        (size,) = U32LE.unpack_from(data, i)
+        if i + 4 + size > len(data):
+            raise ValueError("truncated image")
+        entries.append(data[i + 4 : i + 4 + size])
+        i += 4 + size
+    return entries
+
+
+def anonymous_private_memory(mm):
+    """The address ranges of a process's ordinary private anonymous mappings, from its mm image, sorted."""
+    (entry,) = image_entries(mm, MM_MAGIC)
+    ranges = []
+    for number, wire, value in fields(entry):
+        if number != 14 or wire != 2:
+            continue
+        vma = {n: v for n, w, v in fields(value) if w == 0}
+        start, end, flags, status = (vma.get(n) for n in (1, 2, 6, 7))
+        if None in (start, end, flags, status):
+            raise ValueError("a VMA without its bounds, flags or status")
+        if status & VMA_ANON_PRIVATE and not status & VMA_SPECIAL and flags & MAP_PRIVATE and flags & MAP_ANONYMOUS and not flags & MAP_HUGETLB:
+            ranges.append((start, end))
+    ranges.sort()
+    return ranges
+
+
+class ZeroPages:
+    """Leaves the zero pages of private anonymous memory out of the images being received (see the module's doc)."""
+
+    def __init__(self):
+        self.memory = {}  # pid -> ranges of its private anonymous memory
+        self.plans = {}  # pages file name -> plan
+
+    def received(self, dir_fd, name):
+        """Notes what a file just written says (an mm or a pagemap image); anything it cannot read is left alone."""
+        mm = re.fullmatch(rb"mm-(\d+)\.img", name)
+        pagemap = re.fullmatch(rb"pagemap-(\d+)\.img", name)
+        try:
+            if mm:
+                self.memory[mm.group(1)] = anonymous_private_memory(read_file(dir_fd, name))
+            elif pagemap and pagemap.group(1) in self.memory:
+                plan = Plan(name, read_file(dir_fd, name), self.memory[pagemap.group(1)])
+                self.plans[plan.pages_file] = plan
+        except (ValueError, IndexError, OSError):
+            pass
+
+    def plan(self, name, size):
+        """The plan for a pages file about to be received, if its pagemap describes that many pages."""
+        plan = self.plans.get(name)
+        return plan if plan is not None and plan.size == size else None
+
+    def rewrite_pagemaps(self, dir_fd):
+        for plan in self.plans.values():
+            if plan.dropped_any:
+                plan.rewrite(dir_fd)
+
+
+class Plan:
+    """One process's pagemap and which pages of its pages file may be left out when zero."""
+
+    def __init__(self, name, data, anonymous):
+        self.name = name
+        entries = image_entries(data, PAGEMAP_MAGIC)
+        if not entries:
+            raise ValueError("no pagemap head")
+        head = {n: v for n, w, v in fields(entries[0]) if w == 0}
+        self.pages_file = b"pages-%d.img" % head[1]
+        self.entries = []  # (fields, vaddr, pages)
+        for message in entries[1:]:
+            f = {}
+            for number, wire, value in fields(message):
+                if wire != 0:
+                    raise ValueError("a pagemap entry field that is not a number")
+                f[number] = value
+            flags = f.get(4, 0 if f.get(3) else PE_PRESENT)
+            # Pages in a parent image: this pagemap is not the simple kind; leave it whole. (PE_LAZY only says
+            # that the pages could be loaded lazily; they are in this image.)
+            if f.get(3) or flags & ~(PE_PRESENT | PE_LAZY) or not flags & PE_PRESENT:
+                raise ValueError("pages elsewhere than this image")
+            self.entries.append((f, f[1], f[5] if 5 in f else f[2]))
+        total = sum(e[2] for e in self.entries)
+        if total > MAX_PLAN_PAGES:
+            raise ValueError("more pages than any process has")
+        self.size = total * PAGE
+        self.droppable = bytearray(total)
+        self.dropped = bytearray(total)
+        self.dropped_any = False
+        starts = [r[0] for r in anonymous]
+        at = 0
+        for _, vaddr, pages in self.entries:
+            end = vaddr + pages * PAGE
+            k = max(bisect.bisect_right(starts, vaddr) - 1, 0)
+            while k < len(anonymous) and anonymous[k][0] < end:
+                lo, hi = max(anonymous[k][0], vaddr), min(anonymous[k][1], end)
+                if lo < hi:
+                    self.droppable[at + (lo - vaddr) // PAGE : at + (hi - vaddr) // PAGE] = b"\x01" * ((hi - lo) // PAGE)
+                k += 1
+            at += pages
+
+    def zeros(self, out, offset, length):
+        """Zeros at `offset` of the pages file: those it may leave out are, the others are a hole."""
+        if offset % PAGE or length % PAGE or offset + length > self.size:
+            out.skip(length)
+            return
+        i, last = offset // PAGE, (offset + length) // PAGE
+        while i < last:
+            keep = self.droppable.find(0, i, last)
+            keep = last if keep == -1 else keep
+            if keep > i:
+                self.dropped[i:keep] = b"\x01" * (keep - i)
+                self.dropped_any = True
+                i = keep
+            if i < last:
+                drop = self.droppable.find(1, i, last)
+                drop = last if drop == -1 else drop
+                out.skip((drop - i) * PAGE)
+                i = drop
+
+    def rewrite(self, dir_fd):
+        """Writes the pagemap anew, each entry split around the pages left out."""
+        out = [U32LE.pack(IMG_COMMON_MAGIC) + U32LE.pack(PAGEMAP_MAGIC)]
+        head = read_file(dir_fd, self.name)
+        out.append(head[8 : 12 + U32LE.unpack_from(head, 8)[0]])
+        at = 0
+        for f, vaddr, pages in self.entries:
+            i = at
+            while i < at + pages:
+                start = self.dropped.find(0, i, at + pages)
+                if start == -1:
+                    break
+                stop = self.dropped.find(1, start, at + pages)
+                stop = at + pages if stop == -1 else stop
+                piece = dict(f)
+                piece[1] = vaddr + (start - at) * PAGE
+                piece[5 if 5 in f else 2] = stop - start
+                message = b"".join(encode_varint(n << 3) + encode_varint(v) for n, v in piece.items())
+                out.append(U32LE.pack(len(message)) + message)
+                i = stop
+            at += pages
+        mode = os.stat(self.name, dir_fd=dir_fd).st_mode
+        temp = self.name + b".herd-new"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
+        try:
+            os.write(fd, b"".join(out))
+            os.fchmod(fd, stat.S_IMODE(mode))
+        finally:
+            os.close(fd)
+        os.replace(temp, self.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+def read_file(dir_fd, name):
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
+    try:
+        with open(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
 class Output:
     """A file written by gathered writes: bytes and slices of the prior pile up until a hole or MAX_DATA."""
 
@@ -379,6 +615,7 @@ def receive_images(dir_fd, inp):
     prior_pages = 0 if prior_fd is None else os.fstat(prior_fd).st_size // PAGE
     # The prior mapped: its pages are written out from the mapping, gathered, without a copy of their own.
     prior = memoryview(mmap.mmap(prior_fd, prior_pages * PAGE, prot=mmap.PROT_READ)) if prior_pages else memoryview(b"")
+    zero_pages = ZeroPages()
     try:
         while True:
             tag = inp.exactly(1)
@@ -392,6 +629,7 @@ def receive_images(dir_fd, inp):
             if not valid_name(name):
                 fail(f"refused: {name!r} is no plain file name")
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
+            plan = zero_pages.plan(name, size)
             try:
                 out = Output(fd)
                 offset = 0
@@ -404,7 +642,10 @@ def receive_images(dir_fd, inp):
                         out.add(inp.exactly(length))
                     elif tag == b"Z":
                         (length,) = U64.unpack(inp.exactly(8))
-                        out.skip(length)
+                        if plan is None:
+                            out.skip(length)
+                        else:
+                            plan.zeros(out, offset, length)
                     elif tag == b"R":
                         place, count = REF.unpack(inp.exactly(REF.size))
                         if place + count > prior_pages:
@@ -419,12 +660,15 @@ def receive_images(dir_fd, inp):
                 if offset != size:
                     fail(f"{os.fsdecode(name)}: {offset} bytes of {size}")
                 out.flush()
-                os.ftruncate(fd, size)
+                # Shorter than the source's by the zero pages left out (out.offset counts what was written and the holes).
+                os.ftruncate(fd, size if plan is None else out.offset)
                 os.fchmod(fd, mode & 0o777)
             finally:
                 os.close(fd)
+            zero_pages.received(dir_fd, name)
         if not inp.at_end():
             fail("data after the image stream's end")
+        zero_pages.rewrite_pagemaps(dir_fd)
     finally:
         if prior_fd is not None:
             os.close(prior_fd)

@@ -6,7 +6,10 @@
  * keeps the pages' digests (the index: XXH3-128 with a seed of its own, or sha256 on a host
  * without python3-xxhash). After the dump, the images go as a page stream:
  * a zero page as a hole, a page the prior holds as its place there, any other page as its
- * bytes. The target rebuilds the images byte for byte and removes the prior before the restore.
+ * bytes. The target rebuilds the images and removes the prior before the restore. It leaves out
+ * the zero pages of private anonymous memory (pages-N.img without them, pagemap-PID.img no longer
+ * listing them): CRIU's restore maps that memory afresh, where an unfilled page reads as zeros,
+ * and copies and allocates about half as much for a database (bin/herd-pages.py says how).
  * Most of a container's memory does not change in the seconds between the pre-copy and the
  * freeze, so most of it no longer moves while the container is frozen. CRIU's own pre-dump
  * would need the kernel's soft-dirty tracking, which many kernels (this lab's among them) lack.
