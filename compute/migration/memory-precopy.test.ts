@@ -3,7 +3,10 @@
  * stream applied through the transfer key's real forced command (`herd-pages`): the prior of a
  * real running process holds its distinct resident pages; an image directory rebuilt from a page
  * stream equals the source's byte for byte, the pages the prior holds cross as references and
- * zero pages as holes; malformed or hostile streams fail without writing outside the directory.
+ * zero pages as holes; a real CRIU checkpoint arrives without the zero pages of private anonymous
+ * memory and CRIU restores the same memory from it (the tool run directly, by
+ * testing/criu-zero-pages.py); malformed or hostile streams fail without writing outside the
+ * directory.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
