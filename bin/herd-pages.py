@@ -92,8 +92,10 @@ VMA_SPECIAL = (1 << 2) | (1 << 3) | (1 << 10) | (1 << 11) | (1 << 12) | (1 << 13
 MAP_PRIVATE = 0x02
 MAP_ANONYMOUS = 0x20
 MAP_HUGETLB = 0x40000
-# The most pages a pagemap may describe here (16 TiB): beyond, it is no image of a real process.
-MAX_PLAN_PAGES = 1 << 32
+# Beyond these, the receiver writes the images as sent rather than hold their plan in memory: a
+# pagemap describing 256 GiB of dumped memory (64 MiB of flags per page), an mm or pagemap image of 64 MiB.
+MAX_PLAN_PAGES = 1 << 26
+MAX_PARSED_IMAGE = 64 << 20
 # /proc/PID/pagemap: bit 63 present, bit 61 a file page or shared anonymous memory.
 PRESENT = 1 << 63
 FILE_OR_SHARED = 1 << 61
@@ -432,6 +434,8 @@ def anonymous_private_memory(mm):
         start, end, flags, status = (vma.get(n) for n in (1, 2, 6, 7))
         if None in (start, end, flags, status):
             raise ValueError("a VMA without its bounds, flags or status")
+        if start % PAGE or end % PAGE or end < start:
+            raise ValueError("a VMA that is not whole pages")
         if status & VMA_ANON_PRIVATE and not status & VMA_SPECIAL and flags & MAP_PRIVATE and flags & MAP_ANONYMOUS and not flags & MAP_HUGETLB:
             ranges.append((start, end))
     ranges.sort()
@@ -443,19 +447,25 @@ class ZeroPages:
 
     def __init__(self):
         self.memory = {}  # pid -> ranges of its private anonymous memory
-        self.plans = {}  # pages file name -> plan
+        self.plans = {}  # pages file name -> plan, or None once two pagemaps named it
 
-    def received(self, dir_fd, name):
+    def received(self, dir_fd, name, mode, size):
         """Notes what a file just written says (an mm or a pagemap image); anything it cannot read is left alone."""
         mm = re.fullmatch(rb"mm-(\d+)\.img", name)
         pagemap = re.fullmatch(rb"pagemap-(\d+)\.img", name)
+        if not (mm or name.startswith(b"pagemap-")) or size > MAX_PARSED_IMAGE:
+            return
         try:
+            data = read_file(dir_fd, name)
             if mm:
-                self.memory[mm.group(1)] = anonymous_private_memory(read_file(dir_fd, name))
-            elif pagemap and pagemap.group(1) in self.memory:
-                plan = Plan(name, read_file(dir_fd, name), self.memory[pagemap.group(1)])
-                self.plans[plan.pages_file] = plan
-        except (ValueError, IndexError, OSError):
+                self.memory[mm.group(1)] = anonymous_private_memory(data)
+                return
+            pages_file = pages_file_of(data)
+            if pages_file in self.plans:
+                self.plans[pages_file] = None  # two pagemaps (a process's, shared memory's) name one pages file: leave it whole
+            else:
+                self.plans[pages_file] = Plan(name, mode, data, self.memory[pagemap.group(1)]) if pagemap and pagemap.group(1) in self.memory else None
+        except (ValueError, LookupError, OSError, MemoryError):
             pass
 
     def plan(self, name, size):
@@ -463,22 +473,24 @@ class ZeroPages:
         plan = self.plans.get(name)
         return plan if plan is not None and plan.size == size else None
 
-    def rewrite_pagemaps(self, dir_fd):
-        for plan in self.plans.values():
-            if plan.dropped_any:
-                plan.rewrite(dir_fd)
+
+def pages_file_of(pagemap):
+    """The pages file a pagemap image names (its head's pages_id)."""
+    entries = image_entries(pagemap, PAGEMAP_MAGIC)
+    if not entries:
+        raise ValueError("no pagemap head")
+    head = {n: v for n, w, v in fields(entries[0]) if w == 0}
+    return b"pages-%d.img" % head[1]
 
 
 class Plan:
     """One process's pagemap and which pages of its pages file may be left out when zero."""
 
-    def __init__(self, name, data, anonymous):
+    def __init__(self, name, mode, data, anonymous):
         self.name = name
+        self.mode = mode
         entries = image_entries(data, PAGEMAP_MAGIC)
-        if not entries:
-            raise ValueError("no pagemap head")
-        head = {n: v for n, w, v in fields(entries[0]) if w == 0}
-        self.pages_file = b"pages-%d.img" % head[1]
+        self.head = entries[0]
         self.entries = []  # (fields, vaddr, pages)
         for message in entries[1:]:
             f = {}
@@ -491,6 +503,8 @@ class Plan:
             # that the pages could be loaded lazily; they are in this image.)
             if f.get(3) or flags & ~(PE_PRESENT | PE_LAZY) or not flags & PE_PRESENT:
                 raise ValueError("pages elsewhere than this image")
+            if f[1] % PAGE:
+                raise ValueError("a pagemap entry that does not start a page")
             self.entries.append((f, f[1], f[5] if 5 in f else f[2]))
         total = sum(e[2] for e in self.entries)
         if total > MAX_PLAN_PAGES:
@@ -531,10 +545,10 @@ class Plan:
                 i = drop
 
     def rewrite(self, dir_fd):
-        """Writes the pagemap anew, each entry split around the pages left out."""
-        out = [U32LE.pack(IMG_COMMON_MAGIC) + U32LE.pack(PAGEMAP_MAGIC)]
-        head = read_file(dir_fd, self.name)
-        out.append(head[8 : 12 + U32LE.unpack_from(head, 8)[0]])
+        """Writes the pagemap anew, each entry split around the pages left out (once its pages file is complete)."""
+        if not self.dropped_any:
+            return
+        out = [U32LE.pack(IMG_COMMON_MAGIC) + U32LE.pack(PAGEMAP_MAGIC), U32LE.pack(len(self.head)) + self.head]
         at = 0
         for f, vaddr, pages in self.entries:
             i = at
@@ -551,12 +565,13 @@ class Plan:
                 out.append(U32LE.pack(len(message)) + message)
                 i = stop
             at += pages
-        mode = os.stat(self.name, dir_fd=dir_fd).st_mode
         temp = self.name + b".herd-new"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
         try:
-            os.write(fd, b"".join(out))
-            os.fchmod(fd, stat.S_IMODE(mode))
+            data = memoryview(b"".join(out))
+            while data:
+                data = data[os.write(fd, data) :]
+            os.fchmod(fd, self.mode & 0o777)
         finally:
             os.close(fd)
         os.replace(temp, self.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -616,6 +631,7 @@ def receive_images(dir_fd, inp):
     # The prior mapped: its pages are written out from the mapping, gathered, without a copy of their own.
     prior = memoryview(mmap.mmap(prior_fd, prior_pages * PAGE, prot=mmap.PROT_READ)) if prior_pages else memoryview(b"")
     zero_pages = ZeroPages()
+    names = set()
     try:
         while True:
             tag = inp.exactly(1)
@@ -628,6 +644,9 @@ def receive_images(dir_fd, inp):
             mode, size = FILE_META.unpack(inp.exactly(FILE_META.size))
             if not valid_name(name):
                 fail(f"refused: {name!r} is no plain file name")
+            if name in names:
+                fail(f"refused: {name!r} twice in the stream")
+            names.add(name)
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
             plan = zero_pages.plan(name, size)
             try:
@@ -665,10 +684,11 @@ def receive_images(dir_fd, inp):
                 os.fchmod(fd, mode & 0o777)
             finally:
                 os.close(fd)
-            zero_pages.received(dir_fd, name)
+            if plan is not None:
+                plan.rewrite(dir_fd)
+            zero_pages.received(dir_fd, name, mode, size)
         if not inp.at_end():
             fail("data after the image stream's end")
-        zero_pages.rewrite_pagemaps(dir_fd)
     finally:
         if prior_fd is not None:
             os.close(prior_fd)

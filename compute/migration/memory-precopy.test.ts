@@ -195,15 +195,25 @@ describe('memory pages (bin/herd-pages.py through the forced command)', () => {
     expect(report.parented.received, report.parented.pages).toBe(report.parented.dumped);
   });
 
-  it("images named like CRIU's that are not (garbage mm and pagemap images) arrive as sent", async () => {
-    const { source, target } = newDir('not-criu-images');
+  it("images named like CRIU's that are not what they say (cut, garbage, fields missing) arrive as sent", async () => {
+    const u32 = (n: number) => Buffer.from([n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff, n >>> 24]);
+    const image = (magic: number, ...entries: Buffer[]) => Buffer.concat([u32(0x54564319), u32(magic), ...entries.flatMap((e) => [u32(e.length), e])]);
+    const MM = 0x57492820;
+    const PAGEMAP = 0x56084025;
     const pages = Buffer.concat([randomBytes(PAGE), Buffer.alloc(8 * PAGE), randomBytes(PAGE)]);
-    writeFileSync(join(source, 'mm-7.img'), Buffer.concat([Buffer.from([0x19, 0x43, 0x56, 0x54, 0x20, 0x28, 0x49, 0x57]), Buffer.from([200, 0, 0, 0]), randomBytes(40)]));
-    writeFileSync(join(source, 'pagemap-7.img'), randomBytes(200));
-    writeFileSync(join(source, 'pages-1.img'), pages);
-    const r = receive(target, await collect(openImagesSender().images(source)));
-    expect(r.status, r.stderr.toString()).toBe(0);
-    for (const name of readdirSync(source)) expect(readFileSync(join(target, name)).equals(readFileSync(join(source, name))), name).toBe(true);
+    const dirs: [string, Record<string, Buffer>][] = [
+      ['cut and garbage', { 'mm-7.img': Buffer.concat([u32(0x54564319), u32(MM), u32(200), randomBytes(40)]), 'pagemap-7.img': randomBytes(200) }],
+      ['a pagemap head without its pages id', { 'mm-7.img': image(MM, Buffer.alloc(0)), 'pagemap-7.img': image(PAGEMAP, Buffer.alloc(0)) }],
+      ['a pagemap entry without its address', { 'mm-7.img': image(MM, Buffer.alloc(0)), 'pagemap-7.img': image(PAGEMAP, Buffer.from([0x08, 0x01]), Buffer.from([0x10, 0x0a])) }],
+    ];
+    for (const [what, files] of dirs) {
+      const { source, target } = newDir(`not-criu-images-${what.replace(/ /g, '-')}`);
+      for (const [name, content] of Object.entries(files)) writeFileSync(join(source, name), content);
+      writeFileSync(join(source, 'pages-1.img'), pages);
+      const r = receive(target, await collect(openImagesSender().images(source)));
+      expect(r.status, `${what}: ${r.stderr.toString()}`).toBe(0);
+      for (const name of readdirSync(source)) expect(readFileSync(join(target, name)).equals(readFileSync(join(source, name))), `${what}: ${name}`).toBe(true);
+    }
   });
 
   it('an image directory holding anything but regular files fails at the source, naming it', async () => {
@@ -258,6 +268,7 @@ describe('memory pages (bin/herd-pages.py through the forced command)', () => {
       ['less content than the size', images(file('c.img', data(Buffer.from('x')), 2), Buffer.from('E')), /1 bytes of 2/],
       ['a reference without a prior', images(file('d.img', Buffer.concat([Buffer.from('R'), Buffer.from([0, 0, 0, 0, 0, 0, 0, 1])]), PAGE), Buffer.from('E')), /not in the prior/],
       ['data after the end', Buffer.concat([images(Buffer.from('E')), Buffer.from('x')]), /after the image stream's end/],
+      ['a file twice', images(file('e.img', data(Buffer.from('x')), 1), file('e.img', data(Buffer.from('y')), 1), Buffer.from('E')), /twice in the stream/],
       ['not a page stream', Buffer.from('GARBAGE!'), /not a herd-pages stream/],
       ['a prior cut short', Buffer.concat([Buffer.from('HERDPRI1P'), Buffer.from([0, 0, 0, 2]), Buffer.alloc(PAGE)]), /ended early/],
     ];

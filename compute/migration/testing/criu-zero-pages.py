@@ -40,7 +40,7 @@ private = mmap.mmap(fd, 16 * PAGE, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ |
 private[3 * PAGE:4 * PAGE] = bytes(PAGE)
 child = os.fork()
 if child == 0:
-    anon[0:PAGE] = bytes(PAGE)
+    anon[PAGE:2 * PAGE] = bytes(PAGE)
     anon[8 * PAGE:9 * PAGE] = b"\x07" * PAGE
     private[5 * PAGE:6 * PAGE] = bytes(PAGE)
 who = "child" if child == 0 else "parent"
