@@ -264,8 +264,13 @@ describe('monitor daemon against broken and recorded pmproxies', () => {
     expect(value('herd_monitor_samples_total{kind="container"}')).toBeGreaterThan(0);
     expect(text).toContain('# TYPE herd_monitor_pcp_request_duration_seconds histogram');
     expect(value('herd_monitor_pcp_request_duration_seconds_count{host="h1"}')).toBeGreaterThan(0);
-    expect(value('herd_monitor_pcp_errors_total{host="http500"}')).toBeGreaterThan(0);
-    expect(text.some((l) => l.startsWith('herd_monitor_pcp_errors_total{host="h1"}'))).toBe(false);
+    const http500Errors = value('herd_monitor_pcp_errors_total{host="http500"}');
+    expect(http500Errors).toBeGreaterThan(0);
+    // Failures count against the host that failed: the good host has none of the broken ones'. (A
+    // request of its own may time out on a loaded machine, 500 ms being tight: fewer than a host
+    // whose every request fails, though. CI once saw one.)
+    const h1Errors = text.some((l) => l.startsWith('herd_monitor_pcp_errors_total{host="h1"}')) ? value('herd_monitor_pcp_errors_total{host="h1"}') : 0;
+    expect(h1Errors).toBeLessThan(http500Errors);
     expect(value('herd_monitor_hosts_stale')).toBeGreaterThanOrEqual(1);
     expect(value('herd_monitor_dataset_bytes_total')).toBeGreaterThan(0);
     expect(text).toContain('# TYPE herd_monitor_samples_dropped_total counter');
