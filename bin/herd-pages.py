@@ -385,6 +385,11 @@ def encode_varint(value):
     return bytes(out)
 
 
+def encode_numbers(numbers):
+    """A protobuf message of numeric fields ({number: value}, each a varint)."""
+    return b"".join(encode_varint(n << 3) + encode_varint(v) for n, v in numbers.items())
+
+
 def fields(message):
     """A protobuf message's fields, in order: (number, wire type, value: an int, or bytes when length-delimited)."""
     i, end = 0, len(message)
@@ -561,7 +566,7 @@ class Plan:
                 piece = dict(f)
                 piece[1] = vaddr + (start - at) * PAGE
                 piece[5 if 5 in f else 2] = stop - start
-                message = b"".join(encode_varint(n << 3) + encode_varint(v) for n, v in piece.items())
+                message = encode_numbers(piece)
                 out.append(U32LE.pack(len(message)) + message)
                 i = stop
             at += pages

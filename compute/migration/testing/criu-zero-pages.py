@@ -149,7 +149,7 @@ def main(tool, work):
     entries = module.image_entries(data, module.PAGEMAP_MAGIC)
     f = {n: v for n, _, v in module.fields(entries[1])}
     f[4] |= 1  # PE_PARENT
-    entries[1] = b"".join(module.encode_varint(n << 3) + module.encode_varint(v) for n, v in f.items())
+    entries[1] = module.encode_numbers(f)
     with open(f"{parented}/{first}", "wb") as out:
         out.write(data[:8] + b"".join(len(e).to_bytes(4, "little") + e for e in entries))
     transfer(tool, parented, os.path.join(work, "parented-received"))
