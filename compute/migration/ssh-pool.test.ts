@@ -21,14 +21,21 @@ class FakeClient extends EventEmitter {
   refuse = false;
   /** sshd's MaxSessions: a session over it is refused as administratively prohibited. */
   maxSessions = Infinity;
+  /** Closed sessions whose process sshd has not reaped yet: they still count against MaxSessions. */
+  unreaped = 0;
+  /** Whether a closed session keeps its slot (its process still runs after the close). */
+  linger = false;
   exec(_command: string, cb: (err: Error | undefined, channel?: FakeChannel) => void): void {
     setImmediate(() => {
       if (this.refuse) return cb(new Error('open failed'));
-      if (this.open.size >= this.maxSessions) return cb(Object.assign(new Error('(SSH) Channel open failure: open failed'), { reason: 1 }));
+      if (this.open.size + this.unreaped >= this.maxSessions) return cb(Object.assign(new Error('(SSH) Channel open failure: open failed'), { reason: 1 }));
       const ch = new FakeChannel();
       this.open.add(ch);
       this.maxOpen = Math.max(this.maxOpen, this.open.size);
-      ch.once('close', () => this.open.delete(ch));
+      ch.once('close', () => {
+        this.open.delete(ch);
+        if (this.linger) this.unreaped++;
+      });
       cb(undefined, ch);
     });
   }
@@ -72,6 +79,42 @@ describe('SSH pool', () => {
     await Promise.all(Array.from({ length: 25 }, () => peer.exec('herd-receive')));
     expect(clients.every((c) => c.maxOpen <= 3)).toBe(true);
     expect(clients.reduce((n, c) => n + c.open.size, 0)).toBe(25);
+  });
+
+  it("a connection full of sessions sshd has not reaped: the next session goes on a new connection, and the full one goes", async () => {
+    const { p, clients } = pool(10, () => false, 10);
+    const peer = p.peer('h', 22);
+    const first = clients;
+    const channels = await Promise.all(Array.from({ length: 10 }, () => peer.exec('herd-receive')));
+    (first[0] as FakeClient).linger = true;
+    for (const ch of channels) (ch as unknown as FakeChannel).close();
+    // Our count says the first connection is empty; sshd still counts 10 sessions on it.
+    const next = await Promise.all(Array.from({ length: 12 }, () => peer.exec('herd-receive')));
+    expect(next.length).toBe(12);
+    expect(clients[0]?.ended).toBe(true);
+    expect(clients.slice(1).reduce((n, c) => n + c.open.size, 0)).toBe(12);
+    expect(clients.slice(1).every((c) => c.maxOpen <= 10)).toBe(true);
+    // A slot sshd had not reaped is not a lower MaxSessions: the new connections still take 10.
+    expect(clients.length).toBe(3);
+  });
+
+  it('a connection that refused a session while others ran on it takes no more; it goes once they end, first or not', async () => {
+    const { p, clients } = pool(10, () => false, 10);
+    const peer = p.peer('h', 22);
+    const held = await Promise.all(Array.from({ length: 4 }, () => peer.exec('a')));
+    const c0 = clients[0] as FakeClient;
+    c0.unreaped = 6;
+    const more = await Promise.all(Array.from({ length: 3 }, () => peer.exec('b')));
+    expect(c0.open.size).toBe(4);
+    expect(clients[1]?.open.size).toBe(3);
+    for (const ch of held) (ch as unknown as FakeChannel).close();
+    await new Promise((r) => setImmediate(r));
+    expect(c0.ended).toBe(true);
+    expect(clients[1]?.ended).toBe(false);
+    for (const ch of more) (ch as unknown as FakeChannel).close();
+    await new Promise((r) => setImmediate(r));
+    // The peer's first now: it stays.
+    expect(clients[1]?.ended).toBe(false);
   });
 
   it('a session that cannot open gives its place back', async () => {

@@ -6,7 +6,9 @@
  * pre-copied tree's archive, block and delta-block receivers and its pruner), and concurrent
  * migrations to one peer add up, so a
  * peer gets another connection whenever its open ones are full; one that empties goes again,
- * but the peer's first. A session the peer refuses as one too many goes on another connection.
+ * but the peer's first. A session the peer refuses as one too many goes on another connection:
+ * sshd counts a session until its process is reaped, which may be after the session closed, so
+ * a connection that refused one takes no more and goes once its sessions end, first or not.
  */
 import type { Client, ClientChannel } from 'ssh2';
 import { connectSsh, type SshSessions, type SshTarget } from './ssh-transfer.ts';
@@ -26,6 +28,8 @@ interface Pooled {
   sessions: number;
   /** Sessions the peer accepted and that are still open. */
   open: number;
+  /** The peer refused a session on it: it takes no more, and goes once its sessions end. */
+  refused: boolean;
 }
 
 export class SshPool {
@@ -68,7 +72,7 @@ export class SshPool {
 
   private open(host: string, port: number): Pooled {
     const k = key(host, port);
-    const pooled: Pooled = { client: this.openConnection({ ...this.identity, host, port }), sessions: 0, open: 0 };
+    const pooled: Pooled = { client: this.openConnection({ ...this.identity, host, port }), sessions: 0, open: 0, refused: false };
     const list = this.peers.get(k) ?? [];
     list.push(pooled);
     this.peers.set(k, list);
@@ -87,13 +91,14 @@ export class SshPool {
   private async exec(host: string, port: number, command: string, refused = 0): Promise<ClientChannel> {
     // Claimed in the same tick as it is chosen, so that concurrent sessions never overfill a connection.
     const limit = this.limits.get(key(host, port)) ?? this.sessionsPerConnection;
-    const pooled = (this.peers.get(key(host, port)) ?? []).find((c) => c.sessions < limit) ?? this.open(host, port);
+    const pooled = (this.peers.get(key(host, port)) ?? []).find((c) => !c.refused && c.sessions < limit) ?? this.open(host, port);
     pooled.sessions++;
     const release = () => {
       pooled.sessions--;
       const list = this.peers.get(key(host, port));
-      // An extra connection that emptied goes; the peer's first stays for the next migration.
-      if (pooled.sessions === 0 && list !== undefined && list[0] !== pooled && list.includes(pooled)) this.remove(key(host, port), pooled);
+      // An extra connection that emptied goes, and so does one the peer refused a session on;
+      // the peer's first otherwise stays for the next migration.
+      if (pooled.sessions === 0 && list?.includes(pooled) && (list[0] !== pooled || pooled.refused)) this.remove(key(host, port), pooled);
     };
     let client: Client;
     try {
@@ -105,12 +110,17 @@ export class SshPool {
     return new Promise((resolve, reject) => {
       client.exec(command, (err, channel) => {
         if (err) {
+          const prohibited = (err as Error & { reason?: unknown }).reason === OPEN_PROHIBITED;
+          // Refused as one too many (a host may allow fewer than the default, and sshd holds a
+          // closed session's slot until its process is reaped): this connection takes no more,
+          // the peer's others no more than it holds now (when it holds any: one that holds none
+          // is full of sessions sshd has yet to reap), and the session goes on another.
+          if (prohibited) {
+            pooled.refused = true;
+            if (pooled.open > 0) this.limits.set(key(host, port), Math.min(limit, pooled.open));
+          }
           release();
-          // Refused as one too many (a host may allow fewer than the default, and sshd frees a
-          // closed session's slot a moment after the close reaches it): the peer's connections
-          // take no more than this one holds now, and the session goes on another.
-          if ((err as Error & { reason?: unknown }).reason === OPEN_PROHIBITED && refused < REFUSED_RETRIES) {
-            this.limits.set(key(host, port), Math.max(1, Math.min(limit, pooled.open)));
+          if (prohibited && refused < REFUSED_RETRIES) {
             setTimeout(() => resolve(this.exec(host, port, command, refused + 1)), REFUSED_PAUSE_MS * 2 ** refused);
           } else reject(err);
           return;
