@@ -496,7 +496,7 @@ class Plan:
         self.mode = mode
         entries = image_entries(data, PAGEMAP_MAGIC)
         self.head = entries[0]
-        self.entries = []  # (fields, vaddr, pages)
+        self.entries = []  # (fields, pages); fields[1] is the entry's address
         for message in entries[1:]:
             f = {}
             for number, wire, value in fields(message):
@@ -510,8 +510,8 @@ class Plan:
                 raise ValueError("pages elsewhere than this image")
             if f[1] % PAGE:
                 raise ValueError("a pagemap entry that does not start a page")
-            self.entries.append((f, f[1], f[5] if 5 in f else f[2]))
-        total = sum(e[2] for e in self.entries)
+            self.entries.append((f, f[5] if 5 in f else f[2]))
+        total = sum(pages for _, pages in self.entries)
         if total > MAX_PLAN_PAGES:
             raise ValueError("more pages than any process has")
         self.size = total * PAGE
@@ -520,7 +520,8 @@ class Plan:
         self.dropped_any = False
         starts = [r[0] for r in anonymous]
         at = 0
-        for _, vaddr, pages in self.entries:
+        for f, pages in self.entries:
+            vaddr = f[1]
             end = vaddr + pages * PAGE
             k = max(bisect.bisect_right(starts, vaddr) - 1, 0)
             while k < len(anonymous) and anonymous[k][0] < end:
@@ -555,7 +556,7 @@ class Plan:
             return
         out = [U32LE.pack(IMG_COMMON_MAGIC) + U32LE.pack(PAGEMAP_MAGIC), U32LE.pack(len(self.head)) + self.head]
         at = 0
-        for f, vaddr, pages in self.entries:
+        for f, pages in self.entries:
             i = at
             while i < at + pages:
                 start = self.dropped.find(0, i, at + pages)
@@ -564,7 +565,7 @@ class Plan:
                 stop = self.dropped.find(1, start, at + pages)
                 stop = at + pages if stop == -1 else stop
                 piece = dict(f)
-                piece[1] = vaddr + (start - at) * PAGE
+                piece[1] = f[1] + (start - at) * PAGE
                 piece[5 if 5 in f else 2] = stop - start
                 message = encode_numbers(piece)
                 out.append(U32LE.pack(len(message)) + message)
