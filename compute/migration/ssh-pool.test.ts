@@ -19,7 +19,7 @@ class FakeClient extends EventEmitter {
   maxOpen = 0;
   ended = false;
   refuse = false;
-  /** sshd's MaxSessions: a session over it is refused as administratively prohibited. */
+  /** sshd's MaxSessions: a session over it is refused as OpenSSH 9.2 refuses it (SSH_OPEN_CONNECT_FAILED, "open failed"). */
   maxSessions = Infinity;
   /** Closed sessions whose process sshd has not reaped yet: they still count against MaxSessions. */
   unreaped = 0;
@@ -28,7 +28,7 @@ class FakeClient extends EventEmitter {
   exec(_command: string, cb: (err: Error | undefined, channel?: FakeChannel) => void): void {
     setImmediate(() => {
       if (this.refuse) return cb(new Error('open failed'));
-      if (this.open.size + this.unreaped >= this.maxSessions) return cb(Object.assign(new Error('(SSH) Channel open failure: open failed'), { reason: 1 }));
+      if (this.open.size + this.unreaped >= this.maxSessions) return cb(Object.assign(new Error('(SSH) Channel open failure: open failed'), { reason: 2 }));
       const ch = new FakeChannel();
       this.open.add(ch);
       this.maxOpen = Math.max(this.maxOpen, this.open.size);

@@ -16,8 +16,6 @@ import { connectSsh, type SshSessions, type SshTarget } from './ssh-transfer.ts'
 /** Sessions per connection: sshd's default MaxSessions (the lab's sshd keeps the default too). */
 export const SESSIONS_PER_CONNECTION = 10;
 
-/** SSH_OPEN_ADMINISTRATIVELY_PROHIBITED: what sshd answers a session over its MaxSessions. */
-const OPEN_PROHIBITED = 1;
 /** How often a refused session is tried again on another connection, after a pause that doubles (from REFUSED_PAUSE_MS: sshd frees a closed session's slot late on a loaded host). */
 const REFUSED_RETRIES = 8;
 const REFUSED_PAUSE_MS = 20;
@@ -110,17 +108,21 @@ export class SshPool {
     return new Promise((resolve, reject) => {
       client.exec(command, (err, channel) => {
         if (err) {
-          const prohibited = (err as Error & { reason?: unknown }).reason === OPEN_PROHIBITED;
-          // Refused as one too many (a host may allow fewer than the default, and sshd holds a
-          // closed session's slot until its process is reaped): this connection takes no more,
-          // the peer's others no more than it holds now (when it holds any: one that holds none
-          // is full of sessions sshd has yet to reap), and the session goes on another.
-          if (prohibited) {
+          // The peer refused the session (a channel open failure carries its reason code; ssh2's
+          // own errors do not). sshd refuses a session only when the connection has no slot left,
+          // and OpenSSH 9.2 says so with SSH_OPEN_CONNECT_FAILED, "open failed", not
+          // ADMINISTRATIVELY_PROHIBITED (seen in the lab). It was one too many: a host may allow
+          // fewer than the default, and sshd holds a closed session's slot until its process is
+          // reaped. This connection takes no more, the peer's others no more than it holds now
+          // (when it holds any: one that holds none is full of sessions sshd has yet to reap),
+          // and the session goes on another.
+          const refusedByPeer = typeof (err as Error & { reason?: unknown }).reason === 'number';
+          if (refusedByPeer) {
             pooled.refused = true;
             if (pooled.open > 0) this.limits.set(key(host, port), Math.min(limit, pooled.open));
           }
           release();
-          if (prohibited && refused < REFUSED_RETRIES) {
+          if (refusedByPeer && refused < REFUSED_RETRIES) {
             setTimeout(() => resolve(this.exec(host, port, command, refused + 1)), REFUSED_PAUSE_MS * 2 ** refused);
           } else reject(err);
           return;

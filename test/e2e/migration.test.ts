@@ -16,6 +16,7 @@ import { HERD_BIN, REPO_ROOT, herd, herdOk } from '../support/herd-cli.ts';
 import { dockerOf, readyLab, setFaults } from '../support/lab.ts';
 import { runCommand } from '../../control/lab/shell.ts';
 import { restoreTempDirs } from '../faults/fault-round.ts';
+import { SshPool } from '../../compute/migration/ssh-pool.ts';
 
 
 async function runOn(hostId: string, name: string, image = 'herd/busybox', cmd = COUNTER): Promise<void> {
@@ -325,6 +326,19 @@ describe('live migration (lab, real Docker + CRIU)', () => {
     for (let i = 0; i < 40 && restoreTempDirs().length > 0; i++) await new Promise((r) => setTimeout(r, 250));
     expect(restoreTempDirs()).toEqual([]);
     await herdOk(['rm', name, '--force']);
+  });
+
+  it("SSH pool against the lab's real sshd: sessions it refuses as one too many (OpenSSH's own reason code) go on other connections", async () => {
+    // The pool assumes 12 sessions per connection; the lab's sshd allows 10 (its default), and
+    // refuses the rest as OpenSSH 9.2 does (SSH_OPEN_CONNECT_FAILED, "open failed").
+    const [h1, h2] = layout.hosts as [LabLayout['hosts'][number], LabLayout['hosts'][number]];
+    const pool = new SshPool({ user: 'root', privateKeyPath: h1.sshKey, knownHostsPath: layout.knownHosts }, 12);
+    try {
+      const channels = await Promise.all(Array.from({ length: 25 }, () => pool.peer(h2.ip, 22).exec('herd-prune')));
+      expect(channels.length).toBe(25);
+    } finally {
+      pool.close();
+    }
   });
 
   it("runs four migrations between two hosts at once, each pre-copying a filesystem: more SSH sessions to a host than sshd's default MaxSessions allows on one connection", async () => {
