@@ -137,6 +137,11 @@ async function ensureSsh(layout: LabLayout): Promise<void> {
         // sshd's default, as on a stock host: compute/migration/ssh-pool.ts opens more connections when one is full.
         'MaxSessions 10',
         'MaxStartups 64:30:128',
+        // sshd runs each session's forced command through root's shell, and Debian's bash sources ~/.bashrc when sshd
+        // runs it (SSH_SOURCE_BASHRC) unless it is a nested shell. The lab's hosts share this machine's /root, whose
+        // .bashrc may be a developer's (pyenv init: ~120 ms of forks per session, several sessions per migration); a
+        // cluster host's transfer sessions would not run it. SHLVL=1 makes bash a nested shell: it reads no rc file.
+        'SetEnv SHLVL=1',
         '',
       ].join('\n'),
     );
