@@ -45,11 +45,10 @@ export async function useControl(layout: LabLayout, loop: Record<string, unknown
 export async function pauseLoopFor(reason: string): Promise<() => Promise<void>> {
   const status = await herd(['status', '--json']);
   const paused = status.code === 0 ? (JSON.parse(status.stdout) as { control?: { paused?: boolean } }).control?.paused : undefined;
-  const wasRunning = paused === false;
   // Already paused (the lab starts its loop paused): left as it is, with its own reason.
   if (paused === true) return async () => undefined;
   await herdOk(['control', 'pause', '--reason', reason]);
   return async () => {
-    if (wasRunning) await herd(['control', 'resume']);
+    if (paused === false) await herd(['control', 'resume']);
   };
 }

@@ -334,8 +334,22 @@ describe('live migration (lab, real Docker + CRIU)', () => {
     const [h1, h2] = layout.hosts as [LabLayout['hosts'][number], LabLayout['hosts'][number]];
     const pool = new SshPool({ user: 'root', privateKeyPath: h1.sshKey, knownHostsPath: layout.knownHosts }, 12);
     try {
+      // All 25 open at once (none ends before every one is open), then each runs to its end.
       const channels = await Promise.all(Array.from({ length: 25 }, () => pool.peer(h2.ip, 22).exec('herd-prune')));
-      expect(channels.length).toBe(25);
+      const outcomes = await Promise.all(
+        channels.map(
+          (channel) =>
+            new Promise<{ code: number | null; stderr: string }>((resolve) => {
+              let stderr = '';
+              channel.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+              channel.resume();
+              channel.on('exit', (code: number | null) => resolve({ code, stderr }));
+              channel.end(); // no target directory on stdin: the forced command refuses, as it must
+            }),
+        ),
+      );
+      // Each session reached the real forced command (bin/herd-ssh-command) on h2's sshd.
+      for (const o of outcomes) expect(o).toEqual({ code: 126, stderr: expect.stringContaining('refused: no target directory') });
     } finally {
       pool.close();
     }
