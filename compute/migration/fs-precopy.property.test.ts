@@ -33,6 +33,7 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { collect, must, treeImage, treeListing } from '../../test/support/trees.ts';
 import { BlockState, blocksStream } from './block-delta.ts';
+import { decodeName, encodeName, fsPath } from './byte-names.ts';
 import { BLOCK_FILE_MIN_BYTES, changesSince, CTIME_SLACK_MS, snapshotTree } from './fs-precopy.ts';
 import { LZ4_OPTION, PRUNE_COMMAND, RECEIVE_COMMAND, tarDirectory } from './ssh-transfer.ts';
 
@@ -107,9 +108,12 @@ async function collectDuring(stream: Readable, during: () => Promise<void>): Pro
 
 // --- The tree and its changes. ---
 
-/** Entry names: spaces, newlines, backslashes (and ones tar's escapes would read as escapes), non-ASCII, leading dashes. */
-const NAMES = ['a', 'b', 'c', 'sp ace', 'new\nline', 'back\\slash', 'bs\\n', 'oct\\303', 'é', 'naïve 日本', '-dash', '--', ' lead', '.hid'];
-const LINK_TARGETS = ['a', '../b', '/etc/passwd', 'dangling/x', 'sp ace', 'é\nnl', '-dash'];
+/**
+ * Entry names: spaces, newlines, backslashes (and ones tar's escapes would read as escapes), non-ASCII, leading dashes,
+ * and bytes that are not UTF-8 (Latin-1 `caf\xe9`; a lone surrogate per byte, byte-names.ts), next to a real U+FFFD.
+ */
+const NAMES = ['a', 'b', 'c', 'sp ace', 'new\nline', 'back\\slash', 'bs\\n', 'oct\\303', 'é', 'naïve 日本', '-dash', '--', ' lead', '.hid', 'caf\uDCE9', '\uFFFD\uDCFF'];
+const LINK_TARGETS = ['a', '../b', '/etc/passwd', 'dangling/x', 'sp ace', 'é\nnl', '-dash', 'caf\uDCE9'];
 const XATTRS = ['user.a', 'user.b', 'trusted.overlay.opaque'];
 const XATTR_VALUES = ['y', 'x', '', 'longer value \n with bytes'];
 const MODES = [0o644, 0o600, 0o755, 0o700, 0o4755, 0o2755, 0o1777, 0o000, 0o444];
@@ -222,9 +226,9 @@ const isFile = (e: Entry) => e.st.isFile();
 function listTree(root: string): Entry[] {
   const out: Entry[] = [{ rel: '', st: lstatSync(root, { bigint: true }) }];
   const walk = (rel: string) => {
-    for (const n of readdirSync(rel === '' ? root : join(root, rel)).sort()) {
+    for (const n of readdirSync(fsPath(rel === '' ? root : join(root, rel)), { encoding: 'buffer' }).map(decodeName).sort()) {
       const r = rel === '' ? n : `${rel}/${n}`;
-      const st = lstatSync(join(root, r), { bigint: true });
+      const st = lstatSync(fsPath(join(root, r)), { bigint: true });
       out.push({ rel: r, st });
       if (st.isDirectory()) walk(r);
     }
@@ -295,7 +299,9 @@ async function apply(root: string, op: Op, budget: Budget): Promise<void> {
     if (isDir(e) && !budget.departed.has(e.rel)) budget.departed.set(e.rel, e.st.ino);
     if (budget.departed.get(to) === e.st.ino) budget.departed.delete(to);
   };
-  const abs = (rel: string) => (rel === '' ? root : join(root, rel));
+  /** The path of `rel` as a string (for the python helper, whose os.fsencode reads escaped bytes back), and for node:fs. */
+  const named = (rel: string) => (rel === '' ? root : join(root, rel));
+  const abs = (rel: string) => fsPath(named(rel));
   const nonRoot = (e: Entry) => e.rel !== '';
   /** A regular file, a large one if `big` and there is one. */
   const file = (p: number, big: boolean) => (big ? from(p, (x) => isFile(x) && x.st.size >= BigInt(BLOCK_FILE_MIN_BYTES)) : undefined) ?? from(p, isFile);
@@ -306,13 +312,13 @@ async function apply(root: string, op: Op, budget: Budget): Promise<void> {
         break;
       }
       case 'mkdir': {
-        const p = abs(child(op.at, op.name));
-        mkdirSync(p);
-        if (op.opaque) await py({ op: 'set', path: p, name: 'trusted.overlay.opaque', value: 'y' });
+        const p = child(op.at, op.name);
+        mkdirSync(abs(p));
+        if (op.opaque) await py({ op: 'set', path: named(p), name: 'trusted.overlay.opaque', value: 'y' });
         break;
       }
       case 'symlink':
-        symlinkSync(LINK_TARGETS[op.target] as string, abs(child(op.at, op.name)));
+        symlinkSync(fsPath(LINK_TARGETS[op.target] as string), abs(child(op.at, op.name)));
         break;
       case 'hardlink': {
         const e = from(op.pick, (x) => !isDir(x));
@@ -320,7 +326,7 @@ async function apply(root: string, op: Op, budget: Budget): Promise<void> {
         break;
       }
       case 'whiteout':
-        await py({ op: 'whiteout', path: abs(child(op.at, op.name)) });
+        await py({ op: 'whiteout', path: named(child(op.at, op.name)) });
         break;
       case 'rm': {
         const e = from(op.pick, nonRoot);
@@ -366,7 +372,7 @@ async function apply(root: string, op: Op, budget: Budget): Promise<void> {
         const e = file(op.pick, op.big);
         if (e === undefined) break;
         const large = Number(e.st.size) >= BLOCK_FILE_MIN_BYTES;
-        const tmp = `${abs(e.rel)}.tmp~`;
+        const tmp = abs(`${e.rel}.tmp~`);
         writeFileSync(tmp, content(op.seed, sizeOf(large ? 'large' : 'small', op.seed, budget)));
         renameSync(tmp, abs(e.rel));
         break;
@@ -384,7 +390,7 @@ async function apply(root: string, op: Op, budget: Budget): Promise<void> {
       case 'utimes': {
         const e = from(op.pick);
         const ns = BigInt(op.sec) * 1_000_000_000n + BigInt(op.sec % 999_999_999);
-        if (e !== undefined) await py({ op: 'utime', path: abs(e.rel), a: String(ns), m: String(ns) });
+        if (e !== undefined) await py({ op: 'utime', path: named(e.rel), a: String(ns), m: String(ns) });
         break;
       }
       case 'sneaky': {
@@ -397,14 +403,14 @@ async function apply(root: string, op: Op, budget: Budget): Promise<void> {
         } finally {
           closeSync(fd);
         }
-        await py({ op: 'utime', path: abs(e.rel), a: String(e.st.atimeNs), m: String(e.st.mtimeNs) });
+        await py({ op: 'utime', path: named(e.rel), a: String(e.st.atimeNs), m: String(e.st.mtimeNs) });
         break;
       }
       case 'xattr': {
         const e = from(op.pick);
         if (e === undefined) break;
         const xname = XATTRS[op.name] as string;
-        await py(op.value === null ? { op: 'remove', path: abs(e.rel), name: xname } : { op: 'set', path: abs(e.rel), name: xname, value: XATTR_VALUES[op.value] });
+        await py(op.value === null ? { op: 'remove', path: named(e.rel), name: xname } : { op: 'set', path: named(e.rel), name: xname, value: XATTR_VALUES[op.value] });
         break;
       }
       case 'rename': {
@@ -421,7 +427,7 @@ async function apply(root: string, op: Op, budget: Budget): Promise<void> {
         if (isDir(e)) writeFileSync(abs(e.rel), content(op.seed, op.seed % 2000));
         else {
           mkdirSync(abs(e.rel));
-          writeFileSync(join(abs(e.rel), NAMES[op.seed % NAMES.length] as string), content(op.seed, op.seed % 500));
+          writeFileSync(abs(`${e.rel}/${NAMES[op.seed % NAMES.length] as string}`), content(op.seed, op.seed % 500));
         }
         break;
       }
@@ -429,7 +435,7 @@ async function apply(root: string, op: Op, budget: Budget): Promise<void> {
         const e = from(op.pick, (x) => x.st.isSymbolicLink());
         if (e === undefined) break;
         rmSync(abs(e.rel));
-        symlinkSync(LINK_TARGETS[op.target] as string, abs(e.rel));
+        symlinkSync(fsPath(LINK_TARGETS[op.target] as string), abs(e.rel));
         break;
       }
       case 'recreate': {
@@ -437,12 +443,12 @@ async function apply(root: string, op: Op, budget: Budget): Promise<void> {
         const d = from(op.pick, (x) => isDir(x) && nonRoot(x));
         if (d === undefined) break;
         const inside = entries.filter((x) => x.rel.startsWith(`${d.rel}/`));
-        const links = new Map(inside.filter((x) => x.st.isSymbolicLink()).map((x) => [x.rel, readlinkSync(abs(x.rel))]));
+        const links = new Map(inside.filter((x) => x.st.isSymbolicLink()).map((x) => [x.rel, readlinkSync(abs(x.rel), { encoding: 'buffer' })]));
         rmSync(abs(d.rel), { recursive: true });
         mkdirSync(abs(d.rel));
         for (const [i, x] of inside.entries()) {
           if (isDir(x)) mkdirSync(abs(x.rel));
-          else if (x.st.isSymbolicLink()) symlinkSync(links.get(x.rel) as string, abs(x.rel));
+          else if (x.st.isSymbolicLink()) symlinkSync(links.get(x.rel) as Buffer, abs(x.rel));
           else writeFileSync(abs(x.rel), content(op.seed + i, (op.seed + i) % 1500));
         }
         break;
@@ -451,11 +457,11 @@ async function apply(root: string, op: Op, budget: Budget): Promise<void> {
         // A directory replaced by a new one that takes over the old one's entries (moved, not copied).
         const d = from(op.pick, (x) => isDir(x) && nonRoot(x));
         if (d === undefined) break;
-        const old = `${abs(d.rel)}.old~`;
-        renameSync(abs(d.rel), old);
+        const old = `${d.rel}.old~`;
+        renameSync(abs(d.rel), abs(old));
         mkdirSync(abs(d.rel));
-        for (const n of readdirSync(old)) renameSync(join(old, n), join(abs(d.rel), n));
-        rmSync(old, { recursive: true });
+        for (const n of readdirSync(abs(old), { encoding: 'buffer' }).map(decodeName)) renameSync(abs(`${old}/${n}`), abs(`${d.rel}/${n}`));
+        rmSync(abs(old), { recursive: true });
         break;
       }
       case 'stash': {
@@ -488,7 +494,7 @@ async function describeTree(root: string): Promise<string> {
   const lines: string[] = [];
   for (const e of listTree(root)) {
     const p = e.rel === '' ? root : join(root, e.rel);
-    const what = e.st.isFile() ? createHash('sha256').update(readFileSync(p)).digest('hex').slice(0, 16) : e.st.isSymbolicLink() ? `-> ${JSON.stringify(readlinkSync(p))}` : e.st.isCharacterDevice() ? `char ${e.st.rdev}` : '';
+    const what = e.st.isFile() ? createHash('sha256').update(readFileSync(fsPath(p))).digest('hex').slice(0, 16) : e.st.isSymbolicLink() ? `-> ${JSON.stringify(decodeName(readlinkSync(fsPath(p), { encoding: 'buffer' })))}` : e.st.isCharacterDevice() ? `char ${e.st.rdev}` : '';
     lines.push(`${JSON.stringify(e.rel)} mode ${e.st.mode.toString(8)} ${e.st.uid}:${e.st.gid} size ${e.st.isDirectory() ? '-' : e.st.size} nlink ${e.st.isFile() || e.st.isSymbolicLink() ? e.st.nlink : '-'} mtime ${e.st.mtimeNs} xattrs ${await pyReply({ op: 'list', path: p })} ${what}`);
   }
   return lines.join('\n');
@@ -527,7 +533,7 @@ async function migrateAndCompare(c: Case, options: { ageMs: number }): Promise<v
 
     // The freeze (source-side.ts treeTransfer): deletions first, then the large files' changed blocks, then the rest by tar.
     const changes = await changesSince(upper, snapshot);
-    if (changes.deleted.length > 0) forced(PRUNE_COMMAND, target, Buffer.concat(changes.deleted.map((p) => Buffer.from(`${p}\0`))));
+    if (changes.deleted.length > 0) forced(PRUNE_COMMAND, target, Buffer.concat(changes.deleted.map((p) => encodeName(`${p}\0`))));
     if (large.length > 0 && changes.blocks.length > 0) receive('blocks', c.lz4, target, await collect(blocksStream(upper, changes.blocks, state)));
     receive('over', c.lz4, target, await collect(tarDirectory(upper, { xattrs: true, only: changes.changed })));
 

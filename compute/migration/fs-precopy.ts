@@ -36,19 +36,7 @@
  */
 import { lstatSync, readdirSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
-import { HerdError } from '../../protocol/errors.ts';
-
-/**
- * A name in the tree that is not valid UTF-8 (`caf\xe9` from a Latin-1 application): the walk
- * reads names as UTF-8 and cannot name it, so no change to it could be told. A tree holding one
- * at the snapshot is not pre-copied (it goes whole by tar after the freeze, which names bytes);
- * one that appears during the pre-copy fails the migration, which rolls back.
- */
-export class NonUtf8NameError extends HerdError {
-  constructor(dir: string, name: string) {
-    super('TRANSFER_FAILED', `a name under ${dir} is not valid UTF-8 (${JSON.stringify(name)}): its changes since the pre-copy cannot be told apart (a new attempt leaves that tree to after the freeze)`);
-  }
-}
+import { decodeName, fsPath } from './byte-names.ts';
 
 /**
  * Changes within this long before the snapshot count as changes after it. A file system
@@ -115,7 +103,8 @@ const WALK_BATCH = 1000;
 /**
  * Every entry under `dir` (not `dir` itself), depth first: each directory right before its
  * contents, so that tar, extracting a list in this order, sets a directory's times once its
- * contents are in. Symlinks are not followed.
+ * contents are in. Symlinks are not followed. Names that are not valid UTF-8 are named exactly
+ * (byte-names.ts), as are all the paths this file gives.
  *
  * Synchronous calls, with a turn of the event loop every WALK_BATCH entries: after the freeze
  * the walk runs while the images' and the large files' senders keep both cores busy, and an
@@ -127,11 +116,7 @@ async function walk(dir: string, visit: (rel: string, st: Stat) => void): Promis
   const inner = async (rel: string): Promise<void> => {
     let names: string[];
     try {
-      names = readdirSync(rel === '' ? dir : join(dir, rel), { encoding: 'buffer' }).map((raw) => {
-        const name = raw.toString('utf8');
-        if (!Buffer.from(name, 'utf8').equals(raw)) throw new NonUtf8NameError(dir, rel === '' ? name : `${rel}/${name}`);
-        return name;
-      });
+      names = readdirSync(fsPath(rel === '' ? dir : join(dir, rel)), { encoding: 'buffer' }).map(decodeName);
     } catch (err) {
       // A directory of a running container that went meanwhile: nothing of it to note.
       if (rel !== '' && isGone(err)) return;
@@ -141,7 +126,7 @@ async function walk(dir: string, visit: (rel: string, st: Stat) => void): Promis
       const path = rel === '' ? name : `${rel}/${name}`;
       let st: BigIntStats;
       try {
-        st = lstatSync(join(dir, path), { bigint: true });
+        st = lstatSync(fsPath(join(dir, path)), { bigint: true });
       } catch (err) {
         if (isGone(err)) continue; // deleted between the listing and now
         throw err;
@@ -156,15 +141,6 @@ async function walk(dir: string, visit: (rel: string, st: Stat) => void): Promis
   };
   await inner('');
 }
-
-const exists = (path: string) => {
-  try {
-    lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 const isGone = (err: unknown) => (err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR';
 
@@ -202,8 +178,6 @@ export async function changesSince(dir: string, snapshot: TreeSnapshot, written:
   // A wall clock stepped back since the snapshot (NTP, a VM resumed) stamps later changes with earlier times: go back as far.
   const steppedBackMs = Math.max(0, performance.now() - snapshot.takenAtMonotonicMs - (Date.now() - snapshot.takenAtMs));
   const sinceNs = BigInt(Math.floor(snapshot.takenAtMs - snapshot.ctimeSlackMs - steppedBackMs)) * 1_000_000n;
-  // One the pre-copy's tar archived (its listing read as UTF-8 too) and the walk cannot find may be such a name.
-  for (const rel of snapshot.archived) if (rel.includes('\uFFFD') && !snapshot.entries.has(rel) && !exists(join(dir, rel))) throw new NonUtf8NameError(dir, rel);
   const root = lstatSync(dir, { bigint: true });
   const walked: { rel: string; st: Stat; send: boolean }[] = [];
   const replaced: string[] = [];

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
+import { fsPath } from './byte-names.ts';
 import { parseSharedWritable, sharedWritableFiles, treeRelative } from './shared-mappings.ts';
 
 describe('files mapped shared and writable', () => {
@@ -23,15 +24,16 @@ describe('files mapped shared and writable', () => {
     expect(parseSharedWritable(maps)).toEqual(['/data/db-shm', '/dev/zero (deleted)', '/dev/zero', '/data/with space\\012and newline', '/data/with space\nand newline', '/data/write-only']);
   });
 
-  it('finds the files a live process maps shared and writable (not its private or read-only maps), and skips a process that ended', async () => {
+  it('finds the files a live process maps shared and writable (not its private or read-only maps), one named in Latin-1 by its exact bytes, and skips a process that ended', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'herd-maps-'));
-    for (const name of ['shared', 'private', 'read-only']) writeFileSync(join(dir, name), Buffer.alloc(8192));
+    for (const name of ['shared', 'private', 'read-only', 'caf\uDCE9']) writeFileSync(fsPath(join(dir, name)), Buffer.alloc(8192));
     const program = [
       'import mmap, os, sys',
       "d = sys.argv[1]",
       "a = mmap.mmap(os.open(d + '/shared', os.O_RDWR), 8192, mmap.MAP_SHARED)",
       "b = mmap.mmap(os.open(d + '/private', os.O_RDWR), 8192, mmap.MAP_PRIVATE)",
       "c = mmap.mmap(os.open(d + '/read-only', os.O_RDONLY), 8192, mmap.MAP_SHARED, mmap.PROT_READ)",
+      "e = mmap.mmap(os.open(os.fsencode(d) + b'/caf\\xe9', os.O_RDWR), 8192, mmap.MAP_SHARED)",
       "print('mapped', flush=True)",
       'sys.stdin.read()',
     ].join('\n');
@@ -39,7 +41,7 @@ describe('files mapped shared and writable', () => {
     try {
       const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
       expect((await lines.next()).value).toBe('mapped');
-      expect([...sharedWritableFiles([child.pid as number, 2 ** 22 + 17])]).toEqual([join(dir, 'shared')]);
+      expect([...sharedWritableFiles([child.pid as number, 2 ** 22 + 17])].sort()).toEqual([join(dir, 'caf\uDCE9'), join(dir, 'shared')]);
     } finally {
       child.kill();
       rmSync(dir, { recursive: true, force: true });

@@ -8,12 +8,13 @@
  * (fs-precopy.ts), so these files go again after it whatever their ctime says.
  *
  * Read from /proc/<pid>/maps, whose paths are those inside the container (its mount
- * namespace): `treeRelative` turns one into a path in a tree the migration carries (the upper
- * dir at `/`, a named volume at its mount point). The source reads them when the pre-copy
+ * namespace), named exactly (byte-names.ts): `treeRelative` turns one into a path in a tree
+ * the migration carries (the upper dir at `/`, a named volume at its mount point). The source reads them when the pre-copy
  * starts, every 500 ms while it runs, and at the freeze: a map made and unmade entirely between
  * two reads is not seen.
  */
 import { readFileSync } from 'node:fs';
+import { decodeName } from './byte-names.ts';
 
 /** The container paths of files that any of `pids` maps shared and writable now (processes that ended are skipped). */
 export function sharedWritableFiles(pids: readonly number[], procRoot = '/proc'): Set<string> {
@@ -21,7 +22,7 @@ export function sharedWritableFiles(pids: readonly number[], procRoot = '/proc')
   for (const pid of pids) {
     let maps: string;
     try {
-      maps = readFileSync(`${procRoot}/${pid}/maps`, 'utf8');
+      maps = decodeName(readFileSync(`${procRoot}/${pid}/maps`));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ESRCH') continue; // ended meanwhile
       throw err;

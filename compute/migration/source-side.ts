@@ -40,7 +40,7 @@ import { askTargetToAbort, resolveInDoubt, restoreOutcomeUnknown, rollBackSource
 import { openPruner, openReceiver, tarDirectory, type RemotePruner, type RemoteReceiver, type SentBytes, type SshSessions } from './ssh-transfer.ts';
 import { BlockState, blocksStream, openBlocksSender, type BlocksSender } from './block-delta.ts';
 import { MemoryPrior, openImagesSender, priorStream } from './memory-precopy.ts';
-import { changesSince, NonUtf8NameError, snapshotTree, type TreeSnapshot } from './fs-precopy.ts';
+import { changesSince, snapshotTree, type TreeSnapshot } from './fs-precopy.ts';
 import { assertCarried, assertCheckpointable, containerPids, containerProcesses, hasSysResource } from './preflight.ts';
 import { containerMemory } from './container-memory.ts';
 import { sharedWritableFiles, treeRelative } from './shared-mappings.ts';
@@ -537,7 +537,7 @@ export class SourceMigration {
     await this.event('prepare', 'finished', { detail: `target container ${prep.targetDockerId.slice(0, 12)}` });
     await this.event('precopy', 'started');
     const start = performance.now();
-    let totalBytes = trees.reduce((sum, t) => sum + t.bytes, 0);
+    const totalBytes = trees.reduce((sum, t) => sum + t.bytes, 0);
     let moved = 0;
     let reported = 0;
     const timer = setInterval(() => {
@@ -553,20 +553,7 @@ export class SourceMigration {
       for (const [i, tree] of trees.entries()) {
         this.noteMappedWritable();
         const [archiveReceiver, blocksReceiver] = [receivers[2 * i], receivers[2 * i + 1]] as [RemoteReceiver, RemoteReceiver];
-        let snapshot: TreeSnapshot;
-        try {
-          snapshot = await snapshotTree(tree.dir);
-        } catch (err) {
-          if (!(err instanceof NonUtf8NameError)) throw err;
-          // Its changes could not be told: it goes whole after the freeze (into its receiver, over nothing).
-          this.log.warn({ tree: tree.what, err: err.message }, 'not pre-copied: it goes whole after the freeze');
-          archiveReceiver.cancel();
-          blocksReceiver.cancel();
-          tree.precopy = false;
-          totalBytes -= tree.bytes;
-          if (this.estimatedTransferBytes !== undefined) this.estimatedTransferBytes += tree.bytes;
-          continue;
-        }
+        const snapshot = await snapshotTree(tree.dir);
         const large = [...snapshot.blockFiles];
         const into = this.ctx.faults().has('fail-precopy') ? '/herd-fault-injected/upper' : tree.into(prep);
         const send = async (receiver: RemoteReceiver, source: Readable, what: string) => {

@@ -12,6 +12,7 @@ import { PassThrough, Transform, type Readable } from 'node:stream';
 import { Client, type ClientChannel, type ConnectConfig } from 'ssh2';
 import { HerdError } from '../../protocol/errors.ts';
 import type { Compression } from '../../protocol/messages.ts';
+import { decodeName, encodeName } from './byte-names.ts';
 
 export interface SshTarget {
   host: string;
@@ -233,7 +234,7 @@ export async function openPruner(ssh: SshSessions, dir: string): Promise<RemoteP
   return {
     async prune(paths) {
       if (paths.some((p) => p.includes('\0'))) throw new HerdError('TRANSFER_FAILED', `pruning ${dir}: invalid path`);
-      channel.end(Buffer.concat(paths.map((p) => Buffer.from(`${p}\0`))));
+      channel.end(Buffer.concat(paths.map((p) => encodeName(`${p}\0`))));
       const { code, stderr } = await closed;
       if (code !== 0) throw new HerdError('TRANSFER_FAILED', `deleting ${paths.length} path(s) under ${dir} exited ${code ?? 'by signal'}: ${stderr}`);
     },
@@ -307,12 +308,12 @@ export function tarDirectory(dir: string, options: { xattrs: boolean; only?: rea
   const indexFile = options.live === undefined || scratch === undefined ? undefined : join(scratch, 'index');
   if (indexFile !== undefined) args.splice(1, 0, '-v', `--index-file=${indexFile}`, '--quoting-style=escape', '--warning=no-file-changed', '--warning=no-file-shrank', '--warning=no-file-removed');
   if (options.exclude !== undefined && scratch !== undefined) {
-    writeFileSync(join(scratch, 'exclude'), options.exclude.map((p) => `./${p}\n`).join(''));
+    writeFileSync(join(scratch, 'exclude'), Buffer.concat(options.exclude.map((p) => encodeName(`./${p}\n`))));
     args.splice(1, 0, '--anchored', '--no-wildcards', '-X', join(scratch, 'exclude'));
   }
   const child = spawn('tar', args, { stdio: ['pipe', 'pipe', 'pipe'] });
   child.stdin.on('error', () => undefined); // tar failing early closes it: its exit code says why
-  child.stdin.end(options.only === undefined ? undefined : Buffer.concat(options.only.map((p) => Buffer.from(p === '.' ? '.\0' : `./${p}\0`))));
+  child.stdin.end(options.only === undefined ? undefined : Buffer.concat(options.only.map((p) => encodeName(p === '.' ? '.\0' : `./${p}\0`))));
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const listNames = async () => {
@@ -349,7 +350,7 @@ export function tarDirectory(dir: string, options: { xattrs: boolean; only?: rea
 
 const ESCAPES: Record<string, number> = { '\\': 0x5c, a: 0x07, b: 0x08, f: 0x0c, n: 0x0a, r: 0x0d, t: 0x09, v: 0x0b, '?': 0x3f };
 
-/** A member name as GNU tar's `escape` quoting style prints it (bytes above ASCII as octal), back to the name. */
+/** A member name as GNU tar's `escape` quoting style prints it (bytes above ASCII as octal), back to the name (byte-names.ts). */
 export function unescapeTarName(quoted: string): string {
   const bytes: number[] = [];
   for (let i = 0; i < quoted.length; i++) {
@@ -371,5 +372,5 @@ export function unescapeTarName(quoted: string): string {
       i += 1;
     }
   }
-  return Buffer.from(bytes).toString('utf8');
+  return decodeName(Buffer.from(bytes));
 }

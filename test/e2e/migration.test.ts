@@ -211,22 +211,33 @@ describe('live migration (lab, real Docker + CRIU)', () => {
     expect(await leftovers(layout)).toEqual([]);
   });
 
-  it('diff mode carries an upper dir holding a name that is not valid UTF-8 (not pre-copied: whole after the freeze), byte for byte', async () => {
+  it('diff mode pre-copies an upper dir holding names that are not valid UTF-8 (Latin-1) and carries their changes after the freeze, byte for byte', async () => {
     const name = 'precopy-latin1-name';
-    // 6 MB (over the pre-copy threshold) and a directory and file named in Latin-1 (caf\xe9, men\xfc).
-    await runOn('h1', name, 'herd/busybox', ['sh', '-c', 'mkdir -p "/data/$(printf \'caf\\351\')" && echo plat > "/data/$(printf \'caf\\351/men\\374\')" && head -c 6000000 /dev/urandom > /data/big && echo ready > /data/ready; sleep 100000']);
+    // A directory, a 6 MB file (by blocks, in the pre-copy) and a file appended to through the move, all named in Latin-1 (caf\xe9, gro\xdf, men\xfc).
+    const latin1 = (path: string) => `"/data/$(printf '${path}')"`;
+    const writer = `mkdir -p ${latin1('caf\\351')} && head -c 6000000 /dev/urandom > ${latin1('gro\\337')} && echo ready > /data/ready; i=0; while true; do i=$((i+1)); echo $i >> ${latin1('caf\\351/men\\374')}; sleep 0.05; done`;
+    await runOn('h1', name, 'herd/busybox', ['sh', '-c', writer]);
     for (let i = 0; i < 100 && (await execIn(dockerOf(layout, 'h1'), name, ['cat', '/data/ready']).catch(() => '')).trim() !== 'ready'; i++) await new Promise((r) => setTimeout(r, 200));
-    const listing = ['sh', '-c', 'cd /data && find . | sort | od -c | md5sum && cat "$(printf \'caf\\351/men\\374\')" && md5sum big'];
-    const before = await execIn(dockerOf(layout, 'h1'), name, listing);
-    expect(before).toContain('plat');
+    const names = ['sh', '-c', 'cd /data && find . | sort | od -c | md5sum'];
+    const big = ['sh', '-c', `md5sum ${latin1('gro\\337')}`];
+    const appended = ['sh', '-c', `cat ${latin1('caf\\351/men\\374')}`];
+    const [namesBefore, bigBefore, countBefore] = [await execIn(dockerOf(layout, 'h1'), name, names), await execIn(dockerOf(layout, 'h1'), name, big), (await execIn(dockerOf(layout, 'h1'), name, appended)).trim().split('\n').length];
     const result = await herd(['migrate', name, '--to', 'h2', '--json']);
     expect(result.code, result.stderr).toBe(0);
-    // Not pre-copied (its changes could not be told): the 6 MB went after the freeze.
+    // Pre-copied (the 6 MB went while it ran), the appended file again after the freeze.
     const t = (JSON.parse(result.stdout) as { timings: { precopyBytes?: number; filesystemBytes: number } }).timings;
-    expect(t.precopyBytes ?? 0).toBeLessThan(1_000_000);
-    expect(t.filesystemBytes).toBeGreaterThan(6_000_000);
+    expect(t.precopyBytes ?? 0).toBeGreaterThan(6_000_000);
+    expect(t.filesystemBytes).toBeLessThan(1_000_000);
     await expectRunsOnceOn(layout, name, 'h2');
-    expect(await execIn(dockerOf(layout, 'h2'), name, listing)).toBe(before);
+    expect(await execIn(dockerOf(layout, 'h2'), name, names)).toBe(namesBefore);
+    expect(await execIn(dockerOf(layout, 'h2'), name, big)).toBe(bigBefore);
+    // Every line the writer appended before the freeze is there, in order, and it goes on appending.
+    const lines = async () => (await execIn(dockerOf(layout, 'h2'), name, appended)).trim().split('\n').map(Number);
+    const after = await lines();
+    expect(after.length).toBeGreaterThan(countBefore);
+    expect(after).toEqual(after.map((_, i) => i + 1));
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await lines()).length).toBeGreaterThan(after.length);
     await herdOk(['rm', name, '--force']);
     expect(await leftovers(layout)).toEqual([]);
   });
