@@ -91,10 +91,12 @@ export const computeConfigSchema = z.strictObject({
    * A container with less anonymous and shared memory than this (what its checkpoint holds, from
    * its cgroup's memory.stat; not its page cache) has its checkpoint copied while frozen, by tar:
    * the memory pre-copy's fixed cost (an SSH channel and a Python process on each host, about
-   * 65 ms of CPU each, beside the dump) is more than what it saves on a small checkpoint
-   * (32 MiB: about 0.15 s at the lab's link speed).
+   * 65 ms of CPU each) makes a tiny container's move longer and its downtime no shorter. From
+   * 6 MiB up it pays: measured in the lab (docs/benchmark-migration.md, 2026-11-29), 6 MiB of
+   * random memory froze 789 instead of 1061 ms, 16 MiB 843 instead of 1265 ms; a container of
+   * 0.2 MiB froze as long either way and took 140 ms longer in all.
    */
-  preCopyMemoryMinBytes: z.number().int().min(0).default(32 * 1024 * 1024),
+  preCopyMemoryMinBytes: z.number().int().min(0).default(4 * 1024 * 1024),
   /**
    * How the streams this host sends to another are compressed: none, or lz4 (its fastest
    * level; the lz4 package on both hosts; `herd migrate --compress` chooses per migration).

@@ -15,7 +15,7 @@
  * would need the kernel's soft-dirty tracking, which many kernels (this lab's among them) lack.
  *
  * The source sends a checkpoint this way when the memory went before the freeze (a container using
- * at least preCopyMemoryMinBytes); a smaller one's goes by tar, which costs less than a Python
+ * at least preCopyMemoryMinBytes); a tiny one's goes by tar, which costs less than a Python
  * process on each host. The tool also sends without a prior ("-": zeros still go as holes).
  */
 import { mkdtempSync, rmSync } from 'node:fs';

@@ -237,8 +237,8 @@ export class SourceMigration {
     const ssh = ctx.ssh.peer(sshHost, sshPort);
     const { usageBytes: memoryBytes, residentBytes } = containerMemory(d.pid);
     const precopyMemory = ctx.preCopyMemory && residentBytes >= ctx.preCopyMemoryMinBytes && d.pid !== undefined;
-    // With the memory pre-copied the images go by pages, else by tar: a Python process on each host (~65 ms of
-    // CPU each, beside the dump) costs more than leaving a small checkpoint's zero pages out saves.
+    // With the memory pre-copied the images go by pages, else by tar: on a tiny checkpoint a Python process on
+    // each host (~65 ms of CPU each) costs more than what the pre-copy saves (config preCopyMemoryMinBytes).
     // The sender starts first: its start-up overlaps the check and the pre-copy; it sends once the dump is complete.
     const imagesSender = precopyMemory ? openImagesSender() : undefined;
     try {

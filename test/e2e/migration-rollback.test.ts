@@ -60,7 +60,7 @@ describe('rollback (lab, real faults)', () => {
   });
 
   // The filesystem's: more than preCopyFilesystemMinBytes (4 MiB) in the upper dir. The memory's: 40 MB held in
-  // memory (over preCopyMemoryMinBytes, 32 MiB) and a small upper dir, so the memory alone goes before the freeze.
+  // memory (over preCopyMemoryMinBytes, 4 MiB) and a small upper dir, so the memory alone goes before the freeze.
   const precopies = [
     { what: 'filesystem', name: 'rb-precopy', cmd: COUNTER, setup: ['sh', '-c', 'head -c 6000000 /dev/urandom > /big'], message: /TRANSFER_FAILED/ },
     { what: 'memory', name: 'rb-memory', cmd: ['sh', '-c', `x=$(head -c 30000000 /dev/urandom | base64); ${COUNTER[2]}`], setup: undefined, message: /memory pre-copy/ },
