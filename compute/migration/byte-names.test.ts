@@ -47,6 +47,17 @@ describe('file names as bytes (surrogateescape)', () => {
     }
   });
 
+  it('agrees with Python on random bytes', () => {
+    const samples = fc.sample(fc.uint8Array({ maxLength: 24 }), { numRuns: 2000, seed: 29 }).map((b) => Buffer.from(b));
+    // Bytes made mostly of UTF-8's lead and continuation bytes, where the decoders could differ.
+    samples.push(...fc.sample(fc.array(fc.constantFrom(0x41, 0x80, 0x9f, 0xbf, 0xc0, 0xc2, 0xdf, 0xe0, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff), { maxLength: 12 }), { numRuns: 2000, seed: 30 }).map((b) => Buffer.from(b)));
+    const python = spawnSync('python3', ['-c', 'import json, sys\nfor line in sys.stdin: print(json.dumps(bytes.fromhex(line.strip()).decode("utf-8", "surrogateescape")))'], { input: samples.map((b) => `${b.toString('hex')}\n`).join(''), encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
+    expect(python.status, python.stderr).toBe(0);
+    const theirs = python.stdout.trim().split('\n').map((l) => JSON.parse(l) as string);
+    expect(theirs).toHaveLength(samples.length);
+    for (const [i, b] of samples.entries()) expect(decodeName(b), b.toString('hex')).toBe(theirs[i]);
+  });
+
   it('names such a file for node:fs', () => {
     const dir = mkdtempSync(join(tmpdir(), 'herd-byte-names-'));
     try {
