@@ -9,9 +9,9 @@
  *
  * Read from /proc/<pid>/maps, whose paths are those inside the container (its mount
  * namespace), named exactly (byte-names.ts): `treeRelative` turns one into a path in a tree
- * the migration carries (the upper dir at `/`, a named volume at its mount point). The source reads them when the pre-copy
- * starts, every 500 ms while it runs, and at the freeze: a map made and unmade entirely between
- * two reads is not seen.
+ * the migration carries (the upper dir at `/`, a named volume at its mount point). The source
+ * reads them when the pre-copy starts, every 500 ms while it runs, and at the freeze: a map made
+ * and unmade entirely between two reads is not seen.
  */
 import { readFileSync } from 'node:fs';
 import { decodeName } from './byte-names.ts';
