@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { collect, must, setXattr, treeImage, treeListing } from '../../test/support/trees.ts';
 import { BlockState, blocksStream } from './block-delta.ts';
-import { encodeName } from './byte-names.ts';
+import { nameList } from './byte-names.ts';
 import { changesSince, CTIME_SLACK_MS, snapshotTree } from './fs-precopy.ts';
 import { LZ4_OPTION, PRUNE_COMMAND, RECEIVE_COMMAND, tarDirectory } from './ssh-transfer.ts';
 
@@ -65,7 +65,7 @@ async function migrated(name: string, build: (upper: string) => void, running: {
     state.save(applyBlocks(target, await collect(blocksStream(upper, large))));
     running.afterBlocks?.(upper);
     const changes = await changesSince(upper, snapshot);
-    if (changes.deleted.length > 0) expect(forced(PRUNE_COMMAND, target, Buffer.concat(changes.deleted.map((p) => encodeName(`${p}\0`)))).status).toBe(0);
+    if (changes.deleted.length > 0) expect(forced(PRUNE_COMMAND, target, nameList(changes.deleted)).status).toBe(0);
     if (changes.blocks.length > 0) applyBlocks(target, await collect(blocksStream(upper, changes.blocks, state)));
     expect(forced(RECEIVE_COMMAND.over, target, await collect(tarDirectory(upper, { xattrs: true, only: changes.changed }))).status).toBe(0);
     return { upper, target, changes };
@@ -143,7 +143,7 @@ describe('large files by blocks (bin/herd-blocks.py through the forced command)'
       expect(changes.changed).not.toContain('db/redo');
       expect(changes.deleted).toEqual(['db/replaced']); // another inode now: deleted on the target, so whole by tar
       expect(changes.changed).toContain('db/replaced');
-      const pruned = forced(PRUNE_COMMAND, target, Buffer.concat(changes.deleted.map((p) => encodeName(`${p}\0`))));
+      const pruned = forced(PRUNE_COMMAND, target, nameList(changes.deleted));
       expect(pruned.status, pruned.stderr.toString()).toBe(0);
       const delta = await collect(blocksStream(upper, changes.blocks, state));
       applyBlocks(target, delta);

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { encodeName } from './byte-names.ts';
+import { nameList } from './byte-names.ts';
 import { runTool, toolPath } from './python-tool.ts';
 
 export const BLOCKS_TOOL = toolPath('herd-blocks.py');
@@ -54,7 +54,7 @@ export function openBlocksSender(dir: string, state?: BlockState): BlocksSender 
   tool.out.on('error', () => undefined); // a sender never used; a used one's errors reach its reader
   return {
     blocks(paths) {
-      tool.end(Buffer.concat(paths.map((p) => encodeName(`${p}\0`))));
+      tool.end(nameList(paths));
       return tool.out;
     },
     cancel: tool.kill,

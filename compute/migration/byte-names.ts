@@ -64,5 +64,8 @@ export function encodeName(name: string): Buffer {
   return Buffer.concat(parts);
 }
 
+/** Names as a list for a tool that reads them one after another, each followed by `end` (NUL, or a newline). */
+export const nameList = (names: readonly string[], end: '\0' | '\n' = '\0'): Buffer => Buffer.concat(names.map((name) => encodeName(`${name}${end}`)));
+
 /** A path for node:fs: the string itself, or its bytes when it holds an escaped byte (node:fs would write that as U+FFFD). */
 export const fsPath = (path: string): string | Buffer => (hasEscapedBytes(path) ? encodeName(path) : path);

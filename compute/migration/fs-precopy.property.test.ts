@@ -33,7 +33,7 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { collect, must, treeImage, treeListing } from '../../test/support/trees.ts';
 import { BlockState, blocksStream } from './block-delta.ts';
-import { decodeName, encodeName, fsPath } from './byte-names.ts';
+import { decodeName, fsPath, nameList } from './byte-names.ts';
 import { BLOCK_FILE_MIN_BYTES, changesSince, CTIME_SLACK_MS, snapshotTree } from './fs-precopy.ts';
 import { LZ4_OPTION, PRUNE_COMMAND, RECEIVE_COMMAND, tarDirectory } from './ssh-transfer.ts';
 
@@ -533,7 +533,7 @@ async function migrateAndCompare(c: Case, options: { ageMs: number }): Promise<v
 
     // The freeze (source-side.ts treeTransfer): deletions first, then the large files' changed blocks, then the rest by tar.
     const changes = await changesSince(upper, snapshot);
-    if (changes.deleted.length > 0) forced(PRUNE_COMMAND, target, Buffer.concat(changes.deleted.map((p) => encodeName(`${p}\0`))));
+    if (changes.deleted.length > 0) forced(PRUNE_COMMAND, target, nameList(changes.deleted));
     if (large.length > 0 && changes.blocks.length > 0) receive('blocks', c.lz4, target, await collect(blocksStream(upper, changes.blocks, state)));
     receive('over', c.lz4, target, await collect(tarDirectory(upper, { xattrs: true, only: changes.changed })));
 

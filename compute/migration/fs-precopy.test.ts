@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { collect, must, setXattr, treeImage, treeListing } from '../../test/support/trees.ts';
-import { encodeName, fsPath } from './byte-names.ts';
+import { fsPath, nameList } from './byte-names.ts';
 import { changesSince, CTIME_SLACK_MS, ctimeSlackMs, snapshotTree, type TreeChanges } from './fs-precopy.ts';
 import { PRUNE_COMMAND, RECEIVE_COMMAND, tarDirectory, unescapeTarName } from './ssh-transfer.ts';
 import { sharedWritableFiles, treeRelative } from './shared-mappings.ts';
@@ -52,7 +52,7 @@ async function migrated(build: (upper: string) => void | Promise<void>, running:
   forced(RECEIVE_COMMAND.xattrs, Buffer.concat(chunks));
   await running.afterTar?.(upper);
   const changes = await changesSince(upper, snapshot, running.written?.(upper));
-  if (changes.deleted.length > 0) forced(PRUNE_COMMAND, Buffer.concat(changes.deleted.map((p) => encodeName(`${p}\0`))));
+  if (changes.deleted.length > 0) forced(PRUNE_COMMAND, nameList(changes.deleted));
   forced(RECEIVE_COMMAND.over, await collect(tarDirectory(upper, { xattrs: true, only: changes.changed })));
   return { base, upper, target, changes };
 }

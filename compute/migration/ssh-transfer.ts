@@ -12,7 +12,7 @@ import { PassThrough, Transform, type Readable } from 'node:stream';
 import { Client, type ClientChannel, type ConnectConfig } from 'ssh2';
 import { HerdError } from '../../protocol/errors.ts';
 import type { Compression } from '../../protocol/messages.ts';
-import { decodeName, encodeName } from './byte-names.ts';
+import { decodeName, nameList } from './byte-names.ts';
 
 export interface SshTarget {
   host: string;
@@ -234,7 +234,7 @@ export async function openPruner(ssh: SshSessions, dir: string): Promise<RemoteP
   return {
     async prune(paths) {
       if (paths.some((p) => p.includes('\0'))) throw new HerdError('TRANSFER_FAILED', `pruning ${dir}: invalid path`);
-      channel.end(Buffer.concat(paths.map((p) => encodeName(`${p}\0`))));
+      channel.end(nameList(paths));
       const { code, stderr } = await closed;
       if (code !== 0) throw new HerdError('TRANSFER_FAILED', `deleting ${paths.length} path(s) under ${dir} exited ${code ?? 'by signal'}: ${stderr}`);
     },
@@ -308,12 +308,12 @@ export function tarDirectory(dir: string, options: { xattrs: boolean; only?: rea
   const indexFile = options.live === undefined || scratch === undefined ? undefined : join(scratch, 'index');
   if (indexFile !== undefined) args.splice(1, 0, '-v', `--index-file=${indexFile}`, '--quoting-style=escape', '--warning=no-file-changed', '--warning=no-file-shrank', '--warning=no-file-removed');
   if (options.exclude !== undefined && scratch !== undefined) {
-    writeFileSync(join(scratch, 'exclude'), Buffer.concat(options.exclude.map((p) => encodeName(`./${p}\n`))));
+    writeFileSync(join(scratch, 'exclude'), nameList(options.exclude.map((p) => `./${p}`), '\n'));
     args.splice(1, 0, '--anchored', '--no-wildcards', '-X', join(scratch, 'exclude'));
   }
   const child = spawn('tar', args, { stdio: ['pipe', 'pipe', 'pipe'] });
   child.stdin.on('error', () => undefined); // tar failing early closes it: its exit code says why
-  child.stdin.end(options.only === undefined ? undefined : Buffer.concat(options.only.map((p) => encodeName(p === '.' ? '.\0' : `./${p}\0`))));
+  child.stdin.end(options.only === undefined ? undefined : nameList(options.only.map((p) => (p === '.' ? '.' : `./${p}`))));
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const listNames = async () => {
