@@ -354,7 +354,11 @@ describe('live migration (lab, real Docker + CRIU)', () => {
               let stderr = '';
               channel.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
               channel.resume();
-              channel.on('exit', (code: number | null) => resolve({ code, stderr }));
+              // OpenSSH sends the exit status when it reaps the command, which can be before it has
+              // forwarded the last of its stderr: the outcome is whole only at 'close'.
+              let code: number | null = null;
+              channel.on('exit', (c: number | null) => (code = c));
+              channel.on('close', () => resolve({ code, stderr }));
               channel.end(); // no target directory on stdin: the forced command refuses, as it must
             }),
         ),
