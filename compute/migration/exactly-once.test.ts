@@ -12,6 +12,7 @@ import { HERD_MIGRATION_LABEL } from '../runtime/container-runtime.ts';
 import type { SourcePhase, SourceRecord, TargetRecord } from './migration-store.ts';
 import { reconcileOnce } from './reconciler.ts';
 import { SourceMigration } from './source-side.ts';
+import { grantFile } from './transfer-grants.ts';
 import { abortTarget, checkTarget, commitTarget, migrationStatus, prepareTarget, restoreTarget } from './target-side.ts';
 import { FakeCluster, type LinkMode } from './testing/fake-cluster.ts';
 import { withOperatorClaim } from './container-claims.ts';
@@ -209,13 +210,20 @@ describe('target handlers: idempotent per migration, late commands do nothing', 
   const spec = { herdId: HERD_ID, name: 'counter', image: 'busybox' };
   const prepare = (cluster: FakeCluster) => prepareTarget(cluster.ctx('h2'), { migrationId: MID, sourceHost: 'h1', spec, fsMode: 'none', checkpointId: CP });
   const giveImages = (cluster: FakeCluster, dockerId: string) => cluster.runtime('h2').containers.get(dockerId)!.checkpoints.add(CP);
+  const grantOf = (cluster: FakeCluster) => {
+    const file = grantFile(cluster.ctx('h2').store.dir, MID);
+    return existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n') : undefined;
+  };
 
   it('prepare twice gives the same container; a prepare after an abort is refused', async () => {
     const cluster = new FakeCluster(['h1', 'h2']);
     const a = await prepare(cluster);
     const b = await prepare(cluster);
     expect(b).toEqual(a);
+    // The transfer key may write into its images and upper dir while it is prepared (transfer-grants.ts).
+    expect(grantOf(cluster)).toEqual([a.checkpointDir, a.upperDir]);
     expect(await abortTarget(cluster.ctx('h2'), { migrationId: MID })).toEqual({ state: 'aborted' });
+    expect(grantOf(cluster)).toBeUndefined();
     expect(cluster.runtime('h2').containers.size).toBe(0);
     await expect(prepare(cluster)).rejects.toThrow(/already ended .*aborted/);
     await expect(restoreTarget(cluster.ctx('h2'), { migrationId: MID })).rejects.toMatchObject({ code: 'RESTORE_FAILED' });
@@ -252,7 +260,9 @@ describe('target handlers: idempotent per migration, late commands do nothing', 
     const cluster = new FakeCluster(['h1', 'h2']);
     const p = await prepare(cluster);
     giveImages(cluster, p.targetDockerId);
+    expect(grantOf(cluster)).toHaveLength(2);
     const first = await restoreTarget(cluster.ctx('h2'), { migrationId: MID });
+    expect(grantOf(cluster)).toBeUndefined(); // from the restore on, nothing more is written into the copy
     const again = await restoreTarget(cluster.ctx('h2'), { migrationId: MID });
     expect(again.restoreMs).toBe(first.restoreMs);
     expect(await abortTarget(cluster.ctx('h2'), { migrationId: MID })).toEqual({ state: 'running' });

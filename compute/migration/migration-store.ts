@@ -13,12 +13,15 @@
  *   and reported, never silently skipped.
  * - A fence marker (`<id>.fence`) is written by a source that could not reach this host's
  *   daemon (over SSH, see fence.ts): a restore not yet begun must then never begin.
+ * - A transfer grant (`<id>.grant`, transfer-grants.ts) names the directories a prepared
+ *   migration to this host may be sent into; it goes when its restore begins or it ends.
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, existsSync } from 'node:fs';
 import { replaceFileDurably, syncDirectory } from '../../protocol/durable-file.ts';
 import { z } from 'zod';
 import { FS_MODES, type MigrationResult, type TargetRestoreResult } from '../../protocol/messages.ts';
 import type { WireError } from '../../protocol/errors.ts';
+import { GRANT_SUFFIX, removeGrant, writeGrant } from './transfer-grants.ts';
 
 export const SOURCE_PHASES = ['accepted', 'checkpointing', 'checkpointed', 'transferring', 'restoring', 'restored', 'rolling-back'] as const;
 export const TARGET_PHASES = ['preparing', 'prepared', 'restoring', 'running'] as const;
@@ -26,6 +29,7 @@ export type SourcePhase = (typeof SOURCE_PHASES)[number];
 export type TargetPhase = (typeof TARGET_PHASES)[number];
 
 const TOMBSTONE_DAYS = 7;
+const GRANT_GRACE_MINUTES = 10;
 
 const base = {
   migrationId: z.string().min(1),
@@ -209,6 +213,7 @@ export class MigrationStore {
     await this.writeDurably(this.tombstoneFile(role, migrationId), tombstone);
     rmSync(this.file(role, migrationId), { force: true });
     rmSync(this.fenceFile(migrationId), { force: true });
+    removeGrant(this.dir, migrationId);
     await syncDirectory(this.dir);
     this.onFinish?.(tombstone, record);
   }
@@ -217,13 +222,28 @@ export class MigrationStore {
     return existsSync(this.fenceFile(migrationId));
   }
 
-  /** Removes tombstones older than TOMBSTONE_DAYS and temp files left by a crash mid-write (any this process is not writing). */
+  /** Lets the transfer key write into `dirs` for this migration (a target's, while it is prepared). */
+  grantTransfers(migrationId: string, dirs: readonly string[]): void {
+    writeGrant(this.dir, migrationId, dirs);
+  }
+
+  revokeTransfers(migrationId: string): void {
+    removeGrant(this.dir, migrationId);
+  }
+
+  /**
+   * Removes tombstones older than TOMBSTONE_DAYS, temp files left by a crash mid-write (any
+   * this process is not writing), and grants older than GRANT_GRACE_MINUTES of no migration
+   * prepared here (a migration's own goes with its restore or end; one an operator wrote for a
+   * copy by hand, as the benchmark's bare row does, is left that long).
+   */
   collectGarbage(nowMs = Date.now()): number {
     let removed = 0;
     for (const name of readdirSync(this.dir)) {
       const path = `${this.dir}/${name}`;
       const old = (days: number) => nowMs - statSync(path).mtimeMs > days * 86_400_000;
-      if ((name.endsWith('.done.json') && old(TOMBSTONE_DAYS)) || (name.endsWith('.tmp') && !this.writing.has(path))) {
+      const staleGrant = () => name.endsWith(GRANT_SUFFIX) && old(GRANT_GRACE_MINUTES / 1440) && this.get('target', name.slice(0, -GRANT_SUFFIX.length))?.phase !== 'prepared';
+      if ((name.endsWith('.done.json') && old(TOMBSTONE_DAYS)) || (name.endsWith('.tmp') && !this.writing.has(path)) || staleGrant()) {
         rmSync(path, { force: true });
         removed++;
       }

@@ -99,3 +99,75 @@ describe('herd-ssh-command (the transfer key may run only the receiver and the f
     expect(existsSync(store.fenceFile('m-prepared'))).toBe(true);
   });
 });
+
+describe("herd-ssh-command with 'grants required': only into the directories of a migration prepared here", () => {
+  const base = mkdtempSync(join(tmpdir(), 'herd-ssh-grants-'));
+  const data = join(base, 'data');
+  const state = join(base, 'state');
+  mkdirSync(join(data, 'containers'), { recursive: true });
+  symlinkSync(join(data, 'containers'), join(data, 'linked'));
+  const grantsConf = join(base, 'receiver.conf');
+  writeFileSync(grantsConf, `root ${data}\nstate ${state}\ndocker /nonexistent.sock\ngrants required\n`);
+  const store = new MigrationStore(state);
+  const runGranted = (command: string, target: string, config = grantsConf) => {
+    const r = spawnSync(SCRIPT, [config], { input: Buffer.concat([Buffer.from(`${target}\n`), tarball]), env: { SSH_ORIGINAL_COMMAND: command, PATH: process.env.PATH ?? '' } });
+    return { code: r.status, stderr: r.stderr.toString() };
+  };
+  const granted = join(data, 'containers', 'c1', 'upper');
+  const images = join(data, 'containers', 'c1', 'checkpoints', 'herd-m-1');
+
+  it('refuses every directory under the data root while no migration granted one', () => {
+    const r = runGranted(RECEIVE_COMMAND.xattrs, granted);
+    expect(r.code).toBe(126);
+    expect(r.stderr).toMatch(/is in no directory a migration to this host is prepared with \(no grant\)/);
+    expect(existsSync(join(granted, 'hello.txt'))).toBe(false);
+  });
+
+  it('receives into a granted directory and below it (also named through a symlink), and nowhere else under the root', () => {
+    store.grantTransfers('m-1', [granted, join(data, 'linked', 'c1', 'checkpoints', 'herd-m-1')]); // the second made later, by the receiver
+    expect(runGranted(RECEIVE_COMMAND.xattrs, granted)).toMatchObject({ code: 0 });
+    expect(readFileSync(join(granted, 'hello.txt'), 'utf8')).toBe('hi\n');
+    expect(runGranted(RECEIVE_COMMAND.plain, join(granted, 'sub'))).toMatchObject({ code: 0 });
+    expect(runGranted(RECEIVE_COMMAND.plain, images)).toMatchObject({ code: 0 });
+    expect(runGranted(RECEIVE_COMMAND.plain, join(data, 'linked', 'c1', 'upper'))).toMatchObject({ code: 0 });
+    for (const other of [join(data, 'containers', 'c1'), `${granted}2`, join(data, 'containers', 'c2', 'upper'), data]) {
+      const r = runGranted(RECEIVE_COMMAND.plain, other);
+      expect(r.code, other).toBe(126);
+      expect(existsSync(join(other, 'hello.txt')), other).toBe(false);
+    }
+    // The pruner and the block and page tools check the same way.
+    for (const command of ['herd-prune', 'herd-blocks', 'herd-pages']) expect(runGranted(command, join(data, 'containers', 'c2', 'upper')).stderr, command).toMatch(/no grant/);
+  });
+
+  it('refuses again once the grant is revoked (the restore began) or the migration ended; a stale grant goes with the garbage', async () => {
+    store.grantTransfers('m-2', [join(data, 'containers', 'c3')]);
+    expect(runGranted(RECEIVE_COMMAND.plain, join(data, 'containers', 'c3'))).toMatchObject({ code: 0 });
+    store.revokeTransfers('m-2');
+    expect(runGranted(RECEIVE_COMMAND.plain, join(data, 'containers', 'c3')).code).toBe(126);
+    store.grantTransfers('m-3', [join(data, 'containers', 'c4')]);
+    await store.finish('target', 'm-3', { outcome: 'aborted' });
+    expect(runGranted(RECEIVE_COMMAND.plain, join(data, 'containers', 'c4')).code).toBe(126);
+    // m-1 has no prepared record here: the garbage collection takes its grant, once 10 minutes old.
+    const now = new Date().toISOString();
+    await store.save({ role: 'target', migrationId: 'm-4', phase: 'prepared', herdId: 'c0ffee000001', container: 'c', sourceHost: 'h1', targetHost: 'h2', fsMode: 'diff', checkpointId: 'herd-m-4', startedAt: now, updatedAt: now });
+    store.grantTransfers('m-4', [join(data, 'containers', 'c5')]);
+    store.collectGarbage();
+    expect(runGranted(RECEIVE_COMMAND.plain, granted)).toMatchObject({ code: 0 }); // 10 minutes' grace (a grant written by hand)
+    store.collectGarbage(Date.now() + 11 * 60_000);
+    expect(runGranted(RECEIVE_COMMAND.plain, granted).code).toBe(126);
+    expect(runGranted(RECEIVE_COMMAND.plain, join(data, 'containers', 'c5'))).toMatchObject({ code: 0 });
+  });
+
+  it('refuses to run on a config that requires grants without a state dir, or says something else', () => {
+    for (const [text, message] of [
+      [`root ${data}\ngrants required\n`, /grants required but names no state dir/],
+      [`root ${data}\nstate ${state}\ngrants maybe\n`, /grants must be 'required', not: maybe/],
+    ] as const) {
+      const bad = join(base, 'bad.conf');
+      writeFileSync(bad, text);
+      const r = runGranted(RECEIVE_COMMAND.plain, join(data, 'containers', 'c5'), bad);
+      expect(r.code).toBe(126);
+      expect(r.stderr).toMatch(message);
+    }
+  });
+});

@@ -103,7 +103,10 @@ export function prepareTarget(ctx: MigrationContext, args: CommandArgs<'migratio
     assertSpecAcceptable(ctx, args.spec);
     const existing = store.get('target', args.migrationId);
     if (existing?.phase === 'prepared' && existing.targetDockerId !== undefined && existing.checkpointDir !== undefined && existing.upperDir !== undefined) {
-      return { targetDockerId: existing.targetDockerId, checkpointDir: existing.checkpointDir, restoreWith: existing.restoreWith ?? 'docker', upperDir: existing.upperDir, volumeDirs: await volumeDirs(ctx, existing.volumes ?? []) }; // a repeated prepare
+      // A repeated prepare.
+      const prepared = { targetDockerId: existing.targetDockerId, checkpointDir: existing.checkpointDir, restoreWith: existing.restoreWith ?? 'docker', upperDir: existing.upperDir, volumeDirs: await volumeDirs(ctx, existing.volumes ?? []) } satisfies PrepareResult;
+      store.grantTransfers(args.migrationId, grantedDirs(prepared));
+      return prepared;
     }
     if (existing !== undefined && existing.phase !== 'preparing') throw new HerdError('CONFLICT', `migration ${args.migrationId} is already ${existing.phase} on host ${hostId}`);
     const now = new Date().toISOString();
@@ -138,16 +141,22 @@ export function prepareTarget(ctx: MigrationContext, args: CommandArgs<'migratio
       const checkpointDir = direct ? runtime.stagedImagesPath(targetDockerId, args.checkpointId) : runtime.checkpointPath(targetDockerId, args.checkpointId);
       mkdirSync(checkpointDir, { recursive: true });
       if (ctx.faults().has('disk-full')) mountFullDisk(checkpointDir);
+      const prepared = { targetDockerId, checkpointDir, restoreWith, upperDir: details.upperDir, volumeDirs: await volumeDirs(ctx, volumes) } satisfies PrepareResult;
       Object.assign(record, { checkpointDir, restoreWith, upperDir: details.upperDir, phase: 'prepared' });
       await store.save(record);
+      // Once prepared (the reconciler removes the grant of a migration that is not).
+      store.grantTransfers(args.migrationId, grantedDirs(prepared));
       log.info({ migrationId: args.migrationId, targetDockerId }, 'target prepared');
-      return { targetDockerId, checkpointDir, restoreWith, upperDir: details.upperDir, volumeDirs: await volumeDirs(ctx, volumes) };
+      return prepared;
     } catch (err) {
       await abortLocked(ctx, args.migrationId, 'prepare failed').catch((e: unknown) => log.error({ err: String(e) }, 'cleaning up a failed prepare failed; the reconciler retries'));
       throw err;
     }
   });
 }
+
+/** Where the source sends a prepared migration (transfer-grants.ts): its images, the container's upper dir, its volumes. */
+const grantedDirs = (p: PrepareResult) => [p.checkpointDir, p.upperDir, ...Object.values(p.volumeDirs ?? {})];
 
 async function volumeDirs(ctx: MigrationContext, names: string[]): Promise<Record<string, string>> {
   const dirs: Record<string, string> = {};
@@ -174,6 +183,7 @@ export function restoreTarget(ctx: MigrationContext, args: CommandArgs<'migratio
     }
     record.phase = 'restoring';
     await store.save(record);
+    store.revokeTransfers(args.migrationId); // everything was sent: nothing more may be written into the copy
     // After the durable "restoring": a source that fences from now on finds the restore begun (see fence.ts).
     if (store.fenced(args.migrationId)) {
       await abortLocked(ctx, args.migrationId, 'fenced by the source');
@@ -239,6 +249,7 @@ async function abortLocked(ctx: MigrationContext, migrationId: string, reason: s
   if (tomb?.outcome === 'committed') return { state: 'committed' };
   const record = store.get('target', migrationId);
   if (record?.phase === 'running') return { state: 'running' };
+  store.revokeTransfers(migrationId);
   // The copy never ran (or it would be "running"): what was received goes first (Docker cannot remove a container over a mount).
   if (record?.checkpointDir !== undefined && record.phase !== 'restoring') removeReceivedDir(record.checkpointDir);
   // By label as well as by record: a prepare that crashed before saving the container id.

@@ -101,7 +101,8 @@ function ensureCgroups(layout: LabLayout): void {
 /**
  * An sshd per host, each host with its own transfer key. A host's authorized_keys lists its
  * peers' keys, each with `restrict` and the forced command bin/herd-ssh-command (only Herd's
- * receiver and fence run, only under this host's data roots); known_hosts pins every host key.
+ * receiver and fence run, only into the directories of a migration prepared on this host, under its
+ * data roots); known_hosts pins every host key.
  */
 async function ensureSsh(layout: LabLayout): Promise<void> {
   mkdirSync(layout.sshDir, { recursive: true, mode: 0o700 });
@@ -116,8 +117,9 @@ async function ensureSsh(layout: LabLayout): Promise<void> {
   }
   for (const host of layout.hosts) {
     // Only Docker's data root: every directory a migration writes is there (checkpoints, staged images, upper dirs,
-    // volumes). Never the compute state dir, whose migration records the reconciler acts on.
-    writeSecretFile(host.sshReceiverConfig, [`root ${host.dockerDataRoot}`, `state ${host.computeStateDir}`, `docker ${host.dockerSocket}`, ''].join('\n'));
+    // volumes). Never the compute state dir, whose migration records the reconciler acts on. And of the data root,
+    // only the directories of a migration prepared on this host (compute/migration/transfer-grants.ts).
+    writeSecretFile(host.sshReceiverConfig, [`root ${host.dockerDataRoot}`, `state ${host.computeStateDir}`, `docker ${host.dockerSocket}`, 'grants required', ''].join('\n'));
     const forced = `restrict,command="${herdRoot()}/bin/herd-ssh-command ${host.sshReceiverConfig}"`;
     const peers = layout.hosts.filter((p) => p.id !== host.id).map((p) => `${forced} ${readFileSync(`${p.sshKey}.pub`, 'utf8').trim()}`);
     writeSecretFile(host.authorizedKeys, `${peers.join('\n')}\n`);

@@ -7,6 +7,7 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import type { LabHost, LabLayout } from '../../control/lab/layout.ts';
 import type { MigrationResult } from '../../protocol/messages.ts';
+import { MigrationStore } from '../../compute/migration/migration-store.ts';
 import { herd } from '../support/herd-cli.ts';
 import {
   DOCKER_CLI, MiB, NAME_PREFIX, Registry, docker, hostOf, lastLines, must, mustDocker, mustSh, readMemory, run, sq, waitReady, workloadCommand,
@@ -114,6 +115,8 @@ export async function bareMigration(ctx: BenchContext, w: Workload, tag: string)
   const name = ctx.registry.dockerName(`${NAME_PREFIX}${tag}`);
   const cp = 'benchcp';
   const control = ctx.registry.path(`${ctx.tmpDir}/ssh-${tag}`);
+  const targetGrants = new MigrationStore(ctx.dst.computeStateDir);
+  const grantId = `bench-bare-${tag}`;
   let runcSample: Sample = {};
   try {
     const src = await startDockerWorkload(ctx, name, w);
@@ -130,6 +133,10 @@ export async function bareMigration(ctx: BenchContext, w: Workload, tag: string)
     const created = await mustDocker('docker create on h2', ctx.dst, ['create', '--name', name, '--network', 'none', w.image, ...workloadCommand(w)]);
     const dstId = created.stdout.trim();
     const dstUpper = (await mustDocker('inspecting the target', ctx.dst, ['inspect', '-f', '{{.GraphDriver.Data.UpperDir}}', dstId])).stdout.trim();
+    const srcCp = `${ctx.src.dockerDataRoot}/containers/${src.id}/checkpoints/${cp}`;
+    const dstCp = `${ctx.dst.dockerDataRoot}/containers/${dstId}/checkpoints/${cp}`;
+    // The transfer key writes only where the target granted it (as Herd's target does at prepare: compute/migration/transfer-grants.ts).
+    targetGrants.grantTransfers(grantId, [dstUpper, dstCp]);
     const tCreated = performance.now();
     await mustDocker('docker checkpoint create', ctx.src, ['checkpoint', 'create', name, cp], 600_000);
     const tCheckpointed = performance.now();
@@ -137,8 +144,6 @@ export async function bareMigration(ctx: BenchContext, w: Workload, tag: string)
     // Through the transfer key's forced command, as Herd does (bin/herd-ssh-command: directory on the first line, then the tar).
     await mustSh('copying the upper dir', `(printf '%s\\n' ${sq(dstUpper)}; tar -c ${x} -C ${sq(src.upperDir)} .) | ${sshCmd} 'herd-receive --xattrs'`, 600_000);
     const tUpperCopied = performance.now();
-    const srcCp = `${ctx.src.dockerDataRoot}/containers/${src.id}/checkpoints/${cp}`;
-    const dstCp = `${ctx.dst.dockerDataRoot}/containers/${dstId}/checkpoints/${cp}`;
     await mustSh('copying the checkpoint', `(printf '%s\\n' ${sq(dstCp)}; tar -c -C ${sq(srcCp)} .) | ${sshCmd} herd-receive`, 600_000);
     const tCopied = performance.now();
     await mustDocker('docker start --checkpoint on h2', ctx.dst, ['start', '--checkpoint', cp, name], 600_000);
@@ -158,6 +163,7 @@ export async function bareMigration(ctx: BenchContext, w: Workload, tag: string)
     return { bare: { error: (err as Error).message }, runc: runcSample };
   } finally {
     await run('ssh', ['-S', control, '-O', 'exit', 'bench'], 10_000);
+    targetGrants.revokeTransfers(grantId);
     await ctx.registry.removeDocker(name);
   }
 }

@@ -9,6 +9,7 @@ import { mountSource } from '../../control/lab/host-disk.ts';
 import type { LabHost, LabLayout } from '../../control/lab/layout.ts';
 import { existsSync, rmSync } from 'node:fs';
 import { execIn } from '../support/containers.ts';
+import { MigrationStore } from '../../compute/migration/migration-store.ts';
 import { runCommand } from '../../control/lab/shell.ts';
 import { HERD_BIN, herd, herdOk } from '../support/herd-cli.ts';
 import { dockerOf, freshLab, inHost } from '../support/lab.ts';
@@ -54,7 +55,7 @@ describe('lab (2 hosts, real Docker, sshd, PCP)', () => {
     expect(out).toContain('sysbench 1.');
   });
 
-  it('hosts reach each other over the lab network and over SSH with verified host keys; the transfer key runs only the receiver, under the peer\'s data roots', async () => {
+  it('hosts reach each other over the lab network and over SSH with verified host keys; the transfer key runs only the receiver, into directories the peer granted under its data roots', async () => {
     const ping = await inHost(layout, 'h1', 'busybox', ['ping', '-c', '1', '-W', '2', layout.hosts[1]!.ip]);
     expect(ping.code, ping.stderr).toBe(0);
     const [h1, h2] = layout.hosts as [LabHost, LabHost];
@@ -63,10 +64,23 @@ describe('lab (2 hosts, real Docker, sshd, PCP)', () => {
     expect(shell.code).toBe(126);
     expect(shell.stderr).toMatch(/refused: this key runs only Herd's receivers, pruner and fence/);
     const into = `${h1.dockerDataRoot}/lab-test-receive`;
-    const received = await inHost(layout, 'h2', 'sh', ['-c', `(printf '%s\\n' ${into}; tar -c -C /etc hostname) | ${ssh} herd-receive`]);
-    expect(received.code, received.stderr).toBe(0);
-    expect(existsSync(`${into}/hostname`)).toBe(true);
-    rmSync(into, { recursive: true, force: true });
+    const send = () => inHost(layout, 'h2', 'sh', ['-c', `(printf '%s\\n' ${into}; tar -c -C /etc hostname) | ${ssh} herd-receive`]);
+    // Under h1's data root, but no migration to h1 was prepared with it.
+    const refused = await send();
+    expect(refused.code).toBe(126);
+    expect(refused.stderr).toMatch(/is in no directory a migration to this host is prepared with \(no grant\)/);
+    expect(existsSync(into)).toBe(false);
+    // Granted as h1's compute daemon grants a prepared migration's directories.
+    const migrations = new MigrationStore(h1.computeStateDir);
+    migrations.grantTransfers('lab-test', [into]);
+    try {
+      const received = await send();
+      expect(received.code, received.stderr).toBe(0);
+      expect(existsSync(`${into}/hostname`)).toBe(true);
+    } finally {
+      migrations.revokeTransfers('lab-test');
+      rmSync(into, { recursive: true, force: true });
+    }
     const escape = await inHost(layout, 'h2', 'sh', ['-c', `(printf '%s\\n' /root/.ssh; tar -c -C /etc hostname) | ${ssh} herd-receive`]);
     expect(escape.code).toBe(126);
     expect(escape.stderr).toMatch(/not under this host's data roots/);
