@@ -222,9 +222,9 @@ export class MigrationStore {
     return existsSync(this.fenceFile(migrationId));
   }
 
-  /** Lets the transfer key write into `dirs` for this migration (a target's, while it is prepared). */
-  grantTransfers(migrationId: string, dirs: readonly string[]): void {
-    writeGrant(this.dir, migrationId, dirs);
+  /** Lets the migration's source write into `dirs` with the transfer key (a target's, while it is prepared). */
+  grantTransfers(migrationId: string, sourceHost: string, dirs: readonly string[]): void {
+    writeGrant(this.dir, migrationId, sourceHost, dirs);
   }
 
   revokeTransfers(migrationId: string): void {

@@ -109,9 +109,10 @@ describe("herd-ssh-command with 'grants required': only into the directories of 
   const grantsConf = join(base, 'receiver.conf');
   writeFileSync(grantsConf, `root ${data}\nstate ${state}\ndocker /nonexistent.sock\ngrants required\n`);
   const store = new MigrationStore(state);
-  const runGranted = (command: string, target: string, config = grantsConf) => {
-    const r = spawnSync(SCRIPT, [config], { input: Buffer.concat([Buffer.from(`${target}\n`), tarball]), env: { SSH_ORIGINAL_COMMAND: command, PATH: process.env.PATH ?? '' } });
-    return { code: r.status, stderr: r.stderr.toString() };
+  /** A session of peer h1 (its key's line in authorized_keys names it), or of `peer`. */
+  const runGranted = (command: string, target: string, config = grantsConf, peer = 'h1') => {
+    const r = spawnSync(SCRIPT, [config, peer], { input: Buffer.concat([Buffer.from(`${target}\n`), tarball]), env: { SSH_ORIGINAL_COMMAND: command, PATH: process.env.PATH ?? '' } });
+    return { code: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
   };
   const granted = join(data, 'containers', 'c1', 'upper');
   const images = join(data, 'containers', 'c1', 'checkpoints', 'herd-m-1');
@@ -124,7 +125,7 @@ describe("herd-ssh-command with 'grants required': only into the directories of 
   });
 
   it('receives into a granted directory and below it (also named through a symlink), and nowhere else under the root', () => {
-    store.grantTransfers('m-1', [granted, join(data, 'linked', 'c1', 'checkpoints', 'herd-m-1')]); // the second made later, by the receiver
+    store.grantTransfers('m-1', 'h1', [granted, join(data, 'linked', 'c1', 'checkpoints', 'herd-m-1')]); // the second made later, by the receiver
     expect(runGranted(RECEIVE_COMMAND.xattrs, granted)).toMatchObject({ code: 0 });
     expect(readFileSync(join(granted, 'hello.txt'), 'utf8')).toBe('hi\n');
     expect(runGranted(RECEIVE_COMMAND.plain, join(granted, 'sub'))).toMatchObject({ code: 0 });
@@ -139,18 +140,36 @@ describe("herd-ssh-command with 'grants required': only into the directories of 
     for (const command of ['herd-prune', 'herd-blocks', 'herd-pages']) expect(runGranted(command, join(data, 'containers', 'c2', 'upper')).stderr, command).toMatch(/no grant/);
   });
 
+  it("refuses a peer other than the migration's source, into its directories and as its fence; a key line without a peer may use any grant", async () => {
+    store.grantTransfers('m-5', 'h1', [join(data, 'containers', 'c6')]);
+    const r = runGranted(RECEIVE_COMMAND.plain, join(data, 'containers', 'c6'), grantsConf, 'h3');
+    expect(r.code).toBe(126);
+    expect(r.stderr).toMatch(/is granted to a migration from h1, not from h3/);
+    expect(existsSync(join(data, 'containers', 'c6', 'hello.txt'))).toBe(false);
+    expect(runGranted(RECEIVE_COMMAND.plain, join(data, 'containers', 'c6'), grantsConf, '')).toMatchObject({ code: 0 });
+    expect(runGranted(RECEIVE_COMMAND.plain, join(data, 'containers', 'c6'), grantsConf, '../h1').stderr).toMatch(/invalid peer host id/);
+    const now = new Date().toISOString();
+    await store.save({ role: 'target', migrationId: 'm-5', phase: 'prepared', herdId: 'c0ffee000001', container: 'c', sourceHost: 'h1', targetHost: 'h2', fsMode: 'diff', checkpointId: 'herd-m-5', startedAt: now, updatedAt: now });
+    const fence = runGranted(FENCE_COMMAND('m-5'), '', grantsConf, 'h3');
+    expect(fence.code).toBe(126);
+    expect(fence.stderr).toMatch(/migration m-5 on this host has another source than h3/);
+    expect(store.fenced('m-5')).toBe(false);
+    expect(runGranted(FENCE_COMMAND('m-5'), '', grantsConf, 'h1').code).toBe(4); // its source fences: the marker, then Docker (absent here)
+    expect(store.fenced('m-5')).toBe(true);
+  });
+
   it('refuses again once the grant is revoked (the restore began) or the migration ended; a stale grant goes with the garbage', async () => {
-    store.grantTransfers('m-2', [join(data, 'containers', 'c3')]);
+    store.grantTransfers('m-2', 'h1', [join(data, 'containers', 'c3')]);
     expect(runGranted(RECEIVE_COMMAND.plain, join(data, 'containers', 'c3'))).toMatchObject({ code: 0 });
     store.revokeTransfers('m-2');
     expect(runGranted(RECEIVE_COMMAND.plain, join(data, 'containers', 'c3')).code).toBe(126);
-    store.grantTransfers('m-3', [join(data, 'containers', 'c4')]);
+    store.grantTransfers('m-3', 'h1', [join(data, 'containers', 'c4')]);
     await store.finish('target', 'm-3', { outcome: 'aborted' });
     expect(runGranted(RECEIVE_COMMAND.plain, join(data, 'containers', 'c4')).code).toBe(126);
     // m-1 has no prepared record here: the garbage collection takes its grant, once 10 minutes old.
     const now = new Date().toISOString();
     await store.save({ role: 'target', migrationId: 'm-4', phase: 'prepared', herdId: 'c0ffee000001', container: 'c', sourceHost: 'h1', targetHost: 'h2', fsMode: 'diff', checkpointId: 'herd-m-4', startedAt: now, updatedAt: now });
-    store.grantTransfers('m-4', [join(data, 'containers', 'c5')]);
+    store.grantTransfers('m-4', 'h1', [join(data, 'containers', 'c5')]);
     store.collectGarbage();
     expect(runGranted(RECEIVE_COMMAND.plain, granted)).toMatchObject({ code: 0 }); // 10 minutes' grace (a grant written by hand)
     store.collectGarbage(Date.now() + 11 * 60_000);

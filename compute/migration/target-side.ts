@@ -105,7 +105,7 @@ export function prepareTarget(ctx: MigrationContext, args: CommandArgs<'migratio
     if (existing?.phase === 'prepared' && existing.targetDockerId !== undefined && existing.checkpointDir !== undefined && existing.upperDir !== undefined) {
       // A repeated prepare.
       const prepared = { targetDockerId: existing.targetDockerId, checkpointDir: existing.checkpointDir, restoreWith: existing.restoreWith ?? 'docker', upperDir: existing.upperDir, volumeDirs: await volumeDirs(ctx, existing.volumes ?? []) } satisfies PrepareResult;
-      store.grantTransfers(args.migrationId, grantedDirs(prepared));
+      store.grantTransfers(args.migrationId, args.sourceHost, grantedDirs(prepared));
       return prepared;
     }
     if (existing !== undefined && existing.phase !== 'preparing') throw new HerdError('CONFLICT', `migration ${args.migrationId} is already ${existing.phase} on host ${hostId}`);
@@ -145,7 +145,7 @@ export function prepareTarget(ctx: MigrationContext, args: CommandArgs<'migratio
       Object.assign(record, { checkpointDir, restoreWith, upperDir: details.upperDir, phase: 'prepared' });
       await store.save(record);
       // Once prepared (the reconciler removes the grant of a migration that is not).
-      store.grantTransfers(args.migrationId, grantedDirs(prepared));
+      store.grantTransfers(args.migrationId, args.sourceHost, grantedDirs(prepared));
       log.info({ migrationId: args.migrationId, targetDockerId }, 'target prepared');
       return prepared;
     } catch (err) {

@@ -120,8 +120,9 @@ async function ensureSsh(layout: LabLayout): Promise<void> {
     // volumes). Never the compute state dir, whose migration records the reconciler acts on. And of the data root,
     // only the directories of a migration prepared on this host (compute/migration/transfer-grants.ts).
     writeSecretFile(host.sshReceiverConfig, [`root ${host.dockerDataRoot}`, `state ${host.computeStateDir}`, `docker ${host.dockerSocket}`, 'grants required', ''].join('\n'));
-    const forced = `restrict,command="${herdRoot()}/bin/herd-ssh-command ${host.sshReceiverConfig}"`;
-    const peers = layout.hosts.filter((p) => p.id !== host.id).map((p) => `${forced} ${readFileSync(`${p.sshKey}.pub`, 'utf8').trim()}`);
+    // Each peer's key runs the forced command with the peer's host id: it writes into and fences only its own migrations.
+    const forced = (peer: string) => `restrict,command="${herdRoot()}/bin/herd-ssh-command ${host.sshReceiverConfig} ${peer}"`;
+    const peers = layout.hosts.filter((p) => p.id !== host.id).map((p) => `${forced(p.id)} ${readFileSync(`${p.sshKey}.pub`, 'utf8').trim()}`);
     writeSecretFile(host.authorizedKeys, `${peers.join('\n')}\n`);
     writeFileSync(
       host.sshdConfig,

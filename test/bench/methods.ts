@@ -136,7 +136,7 @@ export async function bareMigration(ctx: BenchContext, w: Workload, tag: string)
     const srcCp = `${ctx.src.dockerDataRoot}/containers/${src.id}/checkpoints/${cp}`;
     const dstCp = `${ctx.dst.dockerDataRoot}/containers/${dstId}/checkpoints/${cp}`;
     // The transfer key writes only where the target granted it (as Herd's target does at prepare: compute/migration/transfer-grants.ts).
-    targetGrants.grantTransfers(grantId, [dstUpper, dstCp]);
+    targetGrants.grantTransfers(grantId, ctx.src.id, [dstUpper, dstCp]);
     const tCreated = performance.now();
     await mustDocker('docker checkpoint create', ctx.src, ['checkpoint', 'create', name, cp], 600_000);
     const tCheckpointed = performance.now();

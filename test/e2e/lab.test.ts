@@ -70,9 +70,14 @@ describe('lab (2 hosts, real Docker, sshd, PCP)', () => {
     expect(refused.code).toBe(126);
     expect(refused.stderr).toMatch(/is in no directory a migration to this host is prepared with \(no grant\)/);
     expect(existsSync(into)).toBe(false);
-    // Granted as h1's compute daemon grants a prepared migration's directories.
+    // Granted to another source (h3): refused to h2.
     const migrations = new MigrationStore(h1.computeStateDir);
-    migrations.grantTransfers('lab-test', [into]);
+    migrations.grantTransfers('lab-test', 'h3', [into]);
+    const notItsOwn = await send();
+    expect(notItsOwn.code).toBe(126);
+    expect(notItsOwn.stderr).toMatch(/is granted to a migration from h3, not from h2/);
+    // Granted to h2, as h1's compute daemon grants a prepared migration's directories to its source.
+    migrations.grantTransfers('lab-test', 'h2', [into]);
     try {
       const received = await send();
       expect(received.code, received.stderr).toBe(0);
