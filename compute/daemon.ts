@@ -250,7 +250,11 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
           .then(() => publishContainers())
           .catch((err: unknown) => log.warn({ err: String(err) }, 'cannot publish status'));
       };
-      c.on('connect', announce);
+      let connects = 0;
+      c.on('connect', () => {
+        if (connects++ > 0) log.info('broker connection back');
+        announce();
+      });
       c.on('offline', () => log.warn('broker connection lost; reconnecting'));
       c.on('error', (err) => log.warn({ err: err.message }, 'broker error'));
       rpc = await CommandClient.create(c, clientId, log);

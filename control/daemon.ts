@@ -14,7 +14,7 @@ import { registerControlMetrics } from './control-metrics.ts';
 import { serveDashboard, type DashboardServer } from './dashboard/dashboard-server.ts';
 import { dashboardState, feedLiveState } from './dashboard/feed.ts';
 import { LiveState } from './dashboard/live-state.ts';
-import { loadUsersFile, readSecretFile } from '../protocol/credentials.ts';
+import { loadUsersFile, readSecretFile, type UserEntry } from '../protocol/credentials.ts';
 import type { Logger } from 'pino';
 import { closeBroker, connectBroker, publishJson, type MqttClient } from '../protocol/mqtt.ts';
 import { CommandClient, serveCommands, type CommandServer } from '../protocol/rpc.ts';
@@ -29,6 +29,8 @@ import { PlacementGuard } from './loop/placement-guard.ts';
 export interface ControlDaemon {
   start(): Promise<void>;
   close(): Promise<void>;
+  /** Takes the users file again (SIGHUP): the embedded broker admits its identities and closes the sessions of changed ones. */
+  reload(): Promise<void>;
   status(): { brokerUrl?: string; hosts: number; online: number };
   /** URL clients use to reach the broker this daemon uses. */
   brokerUrl(): string;
@@ -43,6 +45,8 @@ export interface ControlDaemon {
 export function buildControlDaemon(config: ControlConfig, deps: { log: Logger }): ControlDaemon {
   const { log } = deps;
   let broker: EmbeddedBroker | undefined;
+  /** The broker's identities (broker.auth.usersFile), taken again on SIGHUP. */
+  let users: UserEntry[] | undefined;
   const registry = newRegistry();
   let metricsServer: MetricsServer | undefined;
   let client: MqttClient | undefined;
@@ -78,7 +82,7 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
     async start() {
       if (config.metrics.enabled) metricsServer = await serveMetrics(registry, config.metrics, log);
       // The broker's identities: who the embedded broker admits, and who may act on the dashboard.
-      const users = config.broker.auth.usersFile === undefined ? undefined : loadUsersFile(config.broker.auth.usersFile);
+      users = config.broker.auth.usersFile === undefined ? undefined : loadUsersFile(config.broker.auth.usersFile);
       if (config.broker.embedded) {
         broker = await startEmbeddedBroker(
           {
@@ -180,13 +184,31 @@ export function buildControlDaemon(config: ControlConfig, deps: { log: Logger })
                   drain: (host, cancel) => l.drain(host, cancel),
                 },
               }),
-          ...(users === undefined ? {} : { users }),
+          ...(users === undefined ? {} : { users: () => users ?? [] }),
           ...(config.dashboard.tls === undefined ? {} : { tls: { cert: readConfigBytes(config.dashboard.tls.certFile, 'dashboard.tls.certFile'), key: Buffer.from(readSecretFile(config.dashboard.tls.keyFile, 'dashboard TLS key')) } }),
           log,
         });
       }
       publishStatus();
       log.info({ broker: url, embedded: config.broker.embedded, loop: config.loop.enabled ? config.loop.mode : 'off' }, 'control daemon started');
+    },
+    // A users file with errors changes nothing.
+    async reload() {
+      const file = config.broker.auth.usersFile;
+      if (file === undefined) {
+        log.info('SIGHUP: there is no users file to reload (broker.auth.usersFile)');
+        return;
+      }
+      let next: UserEntry[];
+      try {
+        next = loadUsersFile(file);
+      } catch (err) {
+        log.error({ err: (err as Error).message }, 'SIGHUP: the users file was not reloaded; the broker keeps the identities it had');
+        return;
+      }
+      users = next;
+      const closed = broker?.setUsers(next) ?? [];
+      log.info({ usersFile: file, users: next.length, sessionsClosed: closed }, 'SIGHUP: users file reloaded');
     },
     async close() {
       await dashboard?.close();

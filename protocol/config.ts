@@ -148,7 +148,7 @@ export function readConfigBytes(path: string, field: string): Buffer {
 }
 
 /** The credentials and CA a broker block names, read from their files: spread into connectBroker's options. */
-export function brokerCredentials(broker: BrokerAuth): { username?: string; password?: string; ca?: Buffer } {
+export function brokerCredentials(broker: BrokerAuth): { username?: string; password?: string; credentialsFile?: string; ca?: Buffer } {
   const fromFile = broker.credentialsFile === undefined ? undefined : loadCredentialsFile(broker.credentialsFile);
   const username = fromFile?.username ?? broker.username;
   const password = fromFile?.password ?? broker.password;
@@ -156,6 +156,7 @@ export function brokerCredentials(broker: BrokerAuth): { username?: string; pass
   return {
     ...(username === undefined ? {} : { username }),
     ...(password === undefined ? {} : { password }),
+    ...(broker.credentialsFile === undefined ? {} : { credentialsFile: broker.credentialsFile }),
     ...(ca === undefined ? {} : { ca }),
   };
 }

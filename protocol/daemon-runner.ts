@@ -1,12 +1,13 @@
 /**
- * Runs a built daemon in the foreground until SIGINT/SIGTERM, then closes it.
+ * Runs a built daemon in the foreground until SIGINT/SIGTERM, then closes it; SIGHUP
+ * reloads what the daemon can reload (the control daemon: its users file), else is logged.
  * Shared by `herd compute`, `herd control` and `herd monitor` so that signal handling
  * is the same everywhere.
  */
 import type { Logger } from 'pino';
 
 /** `forceAfterMs`: how long close() may take before the process exits anyway (a compute daemon drains its migrations first). */
-export async function runUntilSignal(daemon: { start(): Promise<void>; close(): Promise<void> }, log: Logger, forceAfterMs = 15_000): Promise<void> {
+export async function runUntilSignal(daemon: { start(): Promise<void>; close(): Promise<void>; reload?(): Promise<void> }, log: Logger, forceAfterMs = 15_000): Promise<void> {
   let closing = false;
   const stop = (signal: string) => {
     if (closing) return;
@@ -27,6 +28,10 @@ export async function runUntilSignal(daemon: { start(): Promise<void>; close(): 
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGHUP', () => {
+    if (daemon.reload === undefined) log.info('SIGHUP: this daemon has nothing to reload (it reads its credentials file again at each reconnect)');
+    else daemon.reload().catch((err: unknown) => log.error({ err: String(err) }, 'SIGHUP: reload failed'));
+  });
   process.on('unhandledRejection', (err) => log.error({ err: String(err) }, 'unhandled rejection (kept running)'));
   await daemon.start();
   // From here on (a start loads code and builds servers): a daemon that serves must not block.

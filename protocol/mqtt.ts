@@ -10,6 +10,7 @@ import { HerdError } from './errors.ts';
 import { encode } from './codec.ts';
 import { ID_PATTERN } from './topics.ts';
 import { brokerUrlProblem } from './config.ts';
+import { loadCredentialsFile } from './credentials.ts';
 
 export type { MqttClient };
 
@@ -18,6 +19,8 @@ export interface BrokerEndpoint {
   url: string;
   username?: string;
   password?: string;
+  /** Where username and password came from: read again at each reconnect (a rotated password, herd auth rotate). */
+  credentialsFile?: string;
   ca?: Buffer;
 }
 
@@ -27,6 +30,8 @@ export interface BrokerConnectOptions {
   clientId: string;
   username?: string;
   password?: string;
+  /** Where username and password came from: read again at each reconnect (a rotated password, herd auth rotate). */
+  credentialsFile?: string;
   /** CA certificate(s) (PEM) the broker's TLS certificate must chain to (mqtts://). */
   ca?: Buffer;
   /** Retained message the broker publishes for us if our connection drops. */
@@ -50,6 +55,9 @@ export async function connectBroker(options: BrokerConnectOptions): Promise<Mqtt
     connectTimeout: options.connectTimeoutMs ?? 5000,
     reconnectPeriod: options.reconnectPeriodMs ?? 1000,
     queueQoSZero: false,
+    // A reconnect refused (a rotated password not yet read, the broker's users file not yet reloaded) is tried again
+    // like a lost connection, not given up for good; the first connect's refusal is an error (below).
+    reconnectOnConnackError: true,
     ...(options.username === undefined ? {} : { username: options.username }),
     ...(options.password === undefined ? {} : { password: options.password }),
     ...(options.ca === undefined ? {} : { ca: options.ca, rejectUnauthorized: true }),
@@ -58,6 +66,16 @@ export async function connectBroker(options: BrokerConnectOptions): Promise<Mqtt
       : { will: { topic: options.will.topic, payload: Buffer.from(encode(options.will.payload)), qos: 1, retain: true } }),
   };
   const client = mqtt.connect(options.url, clientOptions);
+  const file = options.credentialsFile;
+  if (file !== undefined) {
+    client.on('reconnect', () => {
+      try {
+        Object.assign(client.options, loadCredentialsFile(file));
+      } catch (err) {
+        client.emit('error', new HerdError('BAD_CONFIG', `reconnecting with the credentials it had: ${(err as Error).message}`, { cause: err }));
+      }
+    });
+  }
   // Requests and replies are small packets: without it, Nagle and delayed ACKs hold each for up to 40 ms (set again on every reconnect).
   client.on('connect', () => (client.stream as Partial<Socket>).setNoDelay?.(true));
   try {

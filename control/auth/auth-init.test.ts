@@ -1,9 +1,10 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { thrownHerdError } from '../../test/support/thrown.ts';
-import { computeUsername, initAuth } from './auth-init.ts';
+import { loadCredentialsFile, loadUsersFile, verifyPassword } from '../../protocol/credentials.ts';
+import { computeUsername, identitiesIn, initAuth, rotatePasswords, writeMosquittoFiles } from './auth-init.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'herd-auth-init-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -50,5 +51,45 @@ describe('herd auth init', () => {
     writeFileSync(file, '');
     expect(thrownHerdError(() => initAuth({ dir: join(file, 'auth'), computeHosts: ['h1'] }))).toMatchObject({ code: 'BAD_USAGE', message: `cannot create the auth directory ${join(file, 'auth')} (--dir): ENOTDIR (a part of the path is a file)` });
     expect(thrownHerdError(() => initAuth({ dir: file, computeHosts: ['h1'] }))).toMatchObject({ code: 'BAD_USAGE', message: expect.stringMatching(/cannot create the auth directory .*a-file \(--dir\): EEXIST \(it is a file\)/) });
+  });
+});
+
+describe('herd auth rotate', () => {
+  it('gives the identities named new passwords (hash and credentials file) and leaves the others as they were', async () => {
+    const dir = freshDir();
+    const files = initAuth({ dir, computeHosts: ['h1', 'h2'] });
+    const before = new Map(loadUsersFile(files.usersFile).map((u) => [u.username, u]));
+    const oldPassword = loadCredentialsFile(files.credentials['compute-h1'] as string).password;
+    const rotated = rotatePasswords(dir, ['compute-h1', 'operator', 'compute-h1']);
+    expect(rotated).toEqual({ usersFile: files.usersFile, credentials: { 'compute-h1': files.credentials['compute-h1'], operator: files.credentials.operator } });
+    const after = new Map(loadUsersFile(files.usersFile).map((u) => [u.username, u]));
+    const password = loadCredentialsFile(files.credentials['compute-h1'] as string).password;
+    expect(password).not.toBe(oldPassword);
+    expect(await verifyPassword(password, after.get('compute-h1')!.passwordHash)).toBe(true);
+    expect(await verifyPassword(oldPassword, after.get('compute-h1')!.passwordHash)).toBe(false);
+    expect(after.get('compute-h1')).toMatchObject({ role: 'compute', host: 'h1' });
+    for (const kept of ['compute-h2', 'control', 'monitor']) expect(after.get(kept)).toEqual(before.get(kept));
+    expect(identitiesIn(dir).sort()).toEqual(['compute-h1', 'compute-h2', 'control', 'monitor', 'operator']);
+  });
+
+  it('refuses unknown identities, none at all, or a directory without a users file, before writing anything', () => {
+    const dir = freshDir();
+    const files = initAuth({ dir, computeHosts: ['h1'] });
+    const text = readFileSync(files.usersFile, 'utf8');
+    expect(thrownHerdError(() => rotatePasswords(dir, ['compute-h1', 'compute-h9', 'bob']))).toMatchObject({ code: 'BAD_USAGE', message: `${files.usersFile} has no identities compute-h9, bob (it has control, monitor, compute-h1, operator)` });
+    expect(thrownHerdError(() => rotatePasswords(dir, []))).toMatchObject({ code: 'BAD_USAGE', message: expect.stringContaining('needs the identities to rotate') });
+    expect(readFileSync(files.usersFile, 'utf8')).toBe(text);
+    expect(thrownHerdError(() => rotatePasswords(freshDir(), ['operator']))).toMatchObject({ code: 'BAD_USAGE', message: expect.stringMatching(/no users file .*run herd auth init --dir/) });
+  });
+
+  it("rewrites Mosquitto's password file when the directory has one", () => {
+    const dir = freshDir();
+    initAuth({ dir, computeHosts: ['h1'] });
+    const { passwordFile } = writeMosquittoFiles(dir);
+    const line = () => readFileSync(passwordFile, 'utf8').split('\n').find((l) => l.startsWith('operator:'));
+    const before = line();
+    expect(rotatePasswords(dir, ['operator']).mosquittoPasswordFile).toBe(passwordFile);
+    expect(line()).not.toBe(before);
+    expect(line()).toBe(`operator:${loadUsersFile(join(dir, 'users.yaml')).find((u) => u.username === 'operator')?.passwordHash}`);
   });
 });

@@ -97,9 +97,53 @@ export function initAuth(options: AuthInitOptions): AuthFiles {
     writeSecretFile(file, toYaml({ username: identity.username, password }));
     added.push(identity.username);
   }
-  writeSecretFile(usersFile, `# Herd broker identities (herd auth init). Roles: protocol/access.ts.\n${toYaml({ users: [...users.values()] })}`);
+  writeUsersFile(usersFile, users.values());
   const tls = options.tlsNames !== undefined && options.tlsNames.length > 0 ? ensureTls(dir, options.tlsNames) : existingTls(dir);
   return { dir, usersFile, credentials, ...(tls === undefined ? {} : { tls }), added };
+}
+
+function writeUsersFile(usersFile: string, users: Iterable<UserEntry>): void {
+  writeSecretFile(usersFile, `# Herd broker identities (herd auth init). Roles: protocol/access.ts.\n${toYaml({ users: [...users] })}`);
+}
+
+export interface RotatedPasswords {
+  usersFile: string;
+  /** username → its credentials file, rewritten with the new password. */
+  credentials: Record<string, string>;
+  /** Mosquitto's password file, when the directory has one (rewritten too). */
+  mosquittoPasswordFile?: string;
+}
+
+/**
+ * `herd auth rotate`: a new password for each identity named, in the users file (hash) and
+ * in its credentials file; nothing is written unless every name is known. The control
+ * daemon takes the users file again on SIGHUP and closes the rotated identities' sessions;
+ * a daemon reads its credentials file again each time it reconnects.
+ */
+export function rotatePasswords(dir: string, usernames: readonly string[]): RotatedPasswords {
+  const usersFile = join(dir, 'users.yaml');
+  if (!existsSync(usersFile)) throw new HerdError('BAD_USAGE', `no users file ${usersFile}: run herd auth init --dir ${dir} first`);
+  if (usernames.length === 0) throw new HerdError('BAD_USAGE', 'herd auth rotate needs the identities to rotate (e.g. compute-h1 operator), or --all');
+  const users = new Map(loadUsersFile(usersFile).map((u) => [u.username, u]));
+  const unknown = usernames.filter((u) => !users.has(u));
+  if (unknown.length > 0) throw new HerdError('BAD_USAGE', `${usersFile} has no identit${unknown.length === 1 ? 'y' : 'ies'} ${unknown.join(', ')} (it has ${[...users.keys()].join(', ')})`);
+  const credentials: Record<string, string> = {};
+  for (const username of new Set(usernames)) {
+    const password = newPassword();
+    users.set(username, { ...(users.get(username) as UserEntry), passwordHash: hashPassword(password) });
+    credentials[username] = credentialsPath(dir, username);
+    writeSecretFile(credentials[username], toYaml({ username, password }));
+  }
+  writeUsersFile(usersFile, users.values());
+  const hasMosquitto = existsSync(join(dir, 'mosquitto.passwd'));
+  return { usersFile, credentials, ...(hasMosquitto ? { mosquittoPasswordFile: writeMosquittoFiles(dir).passwordFile } : {}) };
+}
+
+/** Every identity of the users file in `dir`. */
+export function identitiesIn(dir: string): string[] {
+  const usersFile = join(dir, 'users.yaml');
+  if (!existsSync(usersFile)) throw new HerdError('BAD_USAGE', `no users file ${usersFile}: run herd auth init --dir ${dir} first`);
+  return loadUsersFile(usersFile).map((u) => u.username);
 }
 
 function existingTls(dir: string): AuthFiles['tls'] {

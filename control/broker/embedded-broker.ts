@@ -19,9 +19,10 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
-import { clientIdAllowed, mayPublish, maySubscribe, type Identity } from '../../protocol/access.ts';
+import { clientIdAllowed, mayPublish, maySubscribe } from '../../protocol/access.ts';
 import { verifyPassword, type UserEntry } from '../../protocol/credentials.ts';
 import { MAX_MESSAGE_BYTES } from '../../protocol/codec.ts';
+import { HerdError } from '../../protocol/errors.ts';
 import { listenOn } from '../../protocol/listen.ts';
 import { parseTopic, type TopicKind } from '../../protocol/topics.ts';
 import { PacketSizeMeter } from './packet-size-guard.ts';
@@ -67,6 +68,12 @@ export interface EmbeddedBroker {
   /** host:port actually bound (port 0 in the config picks a free one). */
   readonly address: { host: string; port: number };
   readonly url: string;
+  /**
+   * Admits these identities from now on (a reloaded users file) and closes the sessions of
+   * those removed or changed (a rotated password): they must connect again to stay.
+   * Returns the client ids closed.
+   */
+  setUsers(users: readonly UserEntry[]): string[];
   close(): Promise<void>;
 }
 
@@ -81,13 +88,15 @@ function senderMismatch(client: Client, payload: Buffer | string): string | unde
   return from === undefined || from === client.id ? undefined : `message claims to be from ${String(from)}`;
 }
 
+const sameIdentity = (a: UserEntry, b: UserEntry) => a.passwordHash === b.passwordHash && a.role === b.role && a.host === b.host && a.node === b.node;
+
 function authError(message: string, returnCode: number): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
 
 export async function startEmbeddedBroker(options: EmbeddedBrokerOptions, log: Logger): Promise<EmbeddedBroker> {
-  const users = options.users === undefined ? undefined : new Map(options.users.map((u) => [u.username, u]));
-  const identities = new WeakMap<Client, Identity>();
+  let users = options.users === undefined ? undefined : new Map(options.users.map((u) => [u.username, u]));
+  const identities = new WeakMap<Client, UserEntry>();
   const denied = (client: Client | null, what: string, reason: string, extra: Record<string, unknown> = {}) =>
     log.warn({ clientId: client?.id, username: client === null ? undefined : identities.get(client)?.username, ...extra, reason }, `mqtt ${what} denied`);
 
@@ -205,8 +214,16 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions, log: L
     for (const f of filters) held?.delete(f);
   });
   aedes.on('clientError', (client, err) => log.debug({ clientId: client.id, err: err.message }, 'mqtt client error'));
-  aedes.on('client', (client) => log.debug({ clientId: client.id }, 'mqtt client connected'));
-  aedes.on('clientDisconnect', (client) => log.debug({ clientId: client.id }, 'mqtt client disconnected'));
+  /** Connected clients (setUsers closes those whose identity changed). */
+  const sessions = new Set<Client>();
+  aedes.on('client', (client) => {
+    sessions.add(client);
+    log.debug({ clientId: client.id }, 'mqtt client connected');
+  });
+  aedes.on('clientDisconnect', (client) => {
+    sessions.delete(client);
+    log.debug({ clientId: client.id }, 'mqtt client disconnected');
+  });
 
   // aedes pulls bytes with conn.read(): meter them there and close the connection at an oversized packet's header.
   const handle = (socket: Socket) => {
@@ -256,6 +273,21 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions, log: L
     aedes,
     address: { host: options.host, port },
     url: `${scheme}://${host}:${port}`,
+    setUsers(next) {
+      if (users === undefined) throw new HerdError('BAD_CONFIG', 'the embedded broker runs without authentication (broker.auth.allowAnonymous): restart the control daemon to turn it on');
+      users = new Map(next.map((u) => [u.username, u]));
+      const closed: string[] = [];
+      for (const client of sessions) {
+        const was = identities.get(client);
+        const now = was === undefined ? undefined : users.get(was.username);
+        if (was === undefined || (now !== undefined && sameIdentity(was, now))) continue;
+        log.warn({ clientId: client.id, username: was.username, reason: now === undefined ? 'identity removed' : 'identity changed (a new password?)' }, 'mqtt session closed: its identity changed in the users file');
+        client.close();
+        closed.push(client.id);
+      }
+      log.info({ users: users.size, closed: closed.length }, 'embedded MQTT broker: users file reloaded');
+      return closed;
+    },
     async close() {
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise<void>((resolve) => server.close(() => resolve()));

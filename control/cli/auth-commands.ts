@@ -1,6 +1,6 @@
 /** `herd auth`: the broker's identities, credentials and TLS files. */
 import type { Command } from 'commander';
-import { initAuth, writeMosquittoFiles } from '../auth/auth-init.ts';
+import { identitiesIn, initAuth, rotatePasswords, writeMosquittoFiles } from '../auth/auth-init.ts';
 import { HerdError } from '../../protocol/errors.ts';
 import { printJson } from './context.ts';
 
@@ -31,6 +31,26 @@ export function registerAuthCommands(program: Command): void {
         `users file: ${files.usersFile} (broker.auth.usersFile of the control daemon)`,
         ...Object.entries(files.credentials).map(([user, file]) => `${files.added.includes(user) ? 'new ' : ''}credentials of ${user}: ${file}`),
         ...(files.tls === undefined ? [] : [`TLS: CA ${files.tls.caFile} (broker.caFile of every daemon, --ca of the CLI); broker certificate ${files.tls.certFile}, key ${files.tls.keyFile} (broker.tls)`]),
+      ];
+      process.stdout.write(`${lines.join('\n')}\n`);
+    });
+
+  auth
+    .command('rotate')
+    .description("new passwords for the identities named (users file and credentials files); then reload the control daemon (SIGHUP), which closes their sessions, and copy each credentials file to where its daemon reads it: daemons read it again when they reconnect")
+    .argument('[usernames...]', 'identities to rotate (e.g. compute-h1 operator)')
+    .requiredOption('--dir <dir>', 'the directory herd auth init wrote')
+    .option('--all', 'every identity in the users file')
+    .option('--json', 'print JSON')
+    .action((usernames: string[], opts: { dir: string; all?: boolean; json?: boolean }) => {
+      if (opts.all === true && usernames.length > 0) throw new HerdError('BAD_USAGE', 'herd auth rotate takes identities or --all, not both');
+      const rotated = rotatePasswords(opts.dir, opts.all === true ? identitiesIn(opts.dir) : usernames);
+      if (opts.json === true) return printJson(rotated);
+      const lines = [
+        ...Object.entries(rotated.credentials).map(([user, file]) => `new password of ${user}: ${file}`),
+        `users file: ${rotated.usersFile}: reload the control daemon to use it (kill -HUP its pid, or systemctl reload herd-control); it closes the rotated identities' sessions`,
+        ...(rotated.mosquittoPasswordFile === undefined ? [] : [`Mosquitto password file: ${rotated.mosquittoPasswordFile}: reload Mosquitto (kill -HUP)`]),
+        'copy each credentials file to the host whose daemon or operator uses it (ansible does); daemons read it again when they reconnect',
       ];
       process.stdout.write(`${lines.join('\n')}\n`);
     });

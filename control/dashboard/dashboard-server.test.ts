@@ -28,7 +28,7 @@ function deps(over: Partial<DashboardDeps> = {}): DashboardDeps & { calls: strin
         return calls.push(`drain ${host} ${cancel}`);
       },
     },
-    users,
+    users: () => users,
     log: silentLogger,
     calls,
     ...over,

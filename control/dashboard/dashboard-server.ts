@@ -58,8 +58,8 @@ export interface DashboardDeps {
   live: LiveState;
   state: StateBuilder;
   actions?: DashboardActions;
-  /** The broker's identities (for actions). */
-  users?: readonly UserEntry[];
+  /** The broker's identities as they are now (for actions; the users file is reloaded on SIGHUP). */
+  users?: () => readonly UserEntry[];
   tls?: { cert: Buffer; key: Buffer };
   log: Logger;
 }
@@ -180,7 +180,7 @@ export async function buildDashboardApp(config: DashboardConfig, deps: Dashboard
   const action = (command: CommandType, run: (request: FastifyRequest) => unknown) => async (request: FastifyRequest, reply: FastifyReply) => {
     if (!config.actions) return sendError(reply, 403, 'NOT_AUTHORIZED', 'the dashboard is read-only (dashboard.actions: false in the control config)');
     if (deps.actions === undefined) return sendError(reply, 409, 'CONFLICT', 'the control loop is off (loop.enabled: false): nothing to pause or drain');
-    const who = await authenticate(request, deps.users ?? []);
+    const who = await authenticate(request, deps.users?.() ?? []);
     if (typeof who === 'string') {
       reply.header('www-authenticate', 'Basic realm="herd", charset="UTF-8"');
       return sendError(reply, 401, 'NOT_AUTHORIZED', who);

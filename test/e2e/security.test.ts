@@ -69,6 +69,33 @@ describe('security (lab: TLS broker with identities, real daemons)', () => {
     expect(where.map((p) => [p.hostId, p.running])).toEqual([['h2', true]]);
   });
 
+  it("rotates h1's password without restarting anything: herd auth rotate, then SIGHUP to the control daemon; h1's daemon comes back with its new password and serves, the old one is refused", async () => {
+    const file = credentialsPath(layout.authDir, 'compute-h1');
+    const old = loadCredentialsFile(file).password;
+    const rotated = JSON.parse(await herdOk(['auth', 'rotate', '--dir', layout.authDir, 'compute-h1', '--json'])) as { credentials: Record<string, string> };
+    expect(rotated.credentials).toEqual({ 'compute-h1': file });
+    expect(loadCredentialsFile(file).password).not.toBe(old);
+    const logged = () => readFileSync(layout.controlLog, 'utf8').split('\n').filter((l) => l.includes('SIGHUP: users file reloaded')).length;
+    const before = logged();
+    const h1Log = layout.hosts.find((h) => h.id === 'h1')?.computeLog as string;
+    const backs = () => readFileSync(h1Log, 'utf8').split('\n').filter((l) => l.includes('broker connection back')).length;
+    const backsBefore = backs();
+    process.kill(Number(readFileSync(layout.controlPidFile, 'utf8').trim()), 'SIGHUP');
+    await eventually('the control daemon to reload its users file', () => logged() > before);
+    expect(readFileSync(layout.controlLog, 'utf8')).toMatch(/"sessionsClosed":\["herd-compute-h1"\].*SIGHUP: users file reloaded/);
+    // h1's daemon reconnects by itself, reading its credentials file again, and serves commands.
+    await eventually("h1's daemon to reconnect", () => backs() > backsBefore);
+    await herdOk(['run', '--host', 'h1', '--name', 'sec-rotated', 'herd/busybox', 'sleep', '600']);
+    await herdOk(['rm', 'sec-rotated', '--force']);
+    const hosts = JSON.parse(await herdOk(['hosts', '--json'])) as { hostId: string; state: string }[];
+    expect(hosts.map((h) => [h.hostId, h.state])).toEqual([['h1', 'online'], ['h2', 'online']]);
+    // The old password no longer gets in (it is checked before the client id, which only h1's daemon may use).
+    const args = ['-h', layout.gateway, '-p', String(layout.brokerPort), '--cafile', `${layout.authDir}/ca.pem`, '-i', 'herd-compute-h1-probe', '-u', 'compute-h1', '-t', 'herd/v1/x', '-m', 'x'];
+    const refused = await runCommand('mosquitto_pub', [...args, '-P', old], { timeoutMs: 15_000 });
+    expect(refused.code).not.toBe(0);
+    expect(`${refused.stdout}${refused.stderr}`).toMatch(/not authori[sz]ed|bad user name or password/i);
+  });
+
   it('10,000 fuzzed messages to the real daemons: each addressed one gets an error reply, nothing changes, the daemons keep serving', async () => {
     const client = await connectLabBroker(layout, 'e2e-fuzz');
     const clientId = client.options.clientId as string;
