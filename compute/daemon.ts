@@ -250,9 +250,9 @@ export function buildComputeDaemon(config: ComputeConfig, deps: ComputeDaemonDep
           .then(() => publishContainers())
           .catch((err: unknown) => log.warn({ err: String(err) }, 'cannot publish status'));
       };
-      let connects = 0;
+      // Attached once connected: every 'connect' from here on is a reconnect.
       c.on('connect', () => {
-        if (connects++ > 0) log.info('broker connection back');
+        log.info('broker connection back');
         announce();
       });
       c.on('offline', () => log.warn('broker connection lost; reconnecting'));
