@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { thrownHerdError } from '../../test/support/thrown.ts';
 import { loadCredentialsFile, loadUsersFile, verifyPassword } from '../../protocol/credentials.ts';
-import { computeUsername, identitiesIn, initAuth, rotatePasswords, writeMosquittoFiles } from './auth-init.ts';
+import { computeUsername, initAuth, rotatePasswords, writeMosquittoFiles } from './auth-init.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'herd-auth-init-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -69,7 +69,9 @@ describe('herd auth rotate', () => {
     expect(await verifyPassword(oldPassword, after.get('compute-h1')!.passwordHash)).toBe(false);
     expect(after.get('compute-h1')).toMatchObject({ role: 'compute', host: 'h1' });
     for (const kept of ['compute-h2', 'control', 'monitor']) expect(after.get(kept)).toEqual(before.get(kept));
-    expect(identitiesIn(dir).sort()).toEqual(['compute-h1', 'compute-h2', 'control', 'monitor', 'operator']);
+    const all = rotatePasswords(dir, 'all');
+    expect(Object.keys(all.credentials).sort()).toEqual(['compute-h1', 'compute-h2', 'control', 'monitor', 'operator']);
+    for (const u of loadUsersFile(files.usersFile)) expect(u.passwordHash).not.toBe(after.get(u.username)?.passwordHash);
   });
 
   it('refuses unknown identities, none at all, or a directory without a users file, before writing anything', () => {

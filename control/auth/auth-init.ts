@@ -115,16 +115,17 @@ export interface RotatedPasswords {
 }
 
 /**
- * `herd auth rotate`: a new password for each identity named, in the users file (hash) and
- * in its credentials file; nothing is written unless every name is known. The control
- * daemon takes the users file again on SIGHUP and closes the rotated identities' sessions;
- * a daemon reads its credentials file again each time it reconnects.
+ * `herd auth rotate`: a new password for each identity named (or every one), in the users
+ * file (hash) and in its credentials file; nothing is written unless every name is known.
+ * The control daemon takes the users file again on SIGHUP and closes the rotated identities'
+ * sessions; a daemon reads its credentials file again each time it reconnects.
  */
-export function rotatePasswords(dir: string, usernames: readonly string[]): RotatedPasswords {
+export function rotatePasswords(dir: string, which: readonly string[] | 'all'): RotatedPasswords {
   const usersFile = join(dir, 'users.yaml');
   if (!existsSync(usersFile)) throw new HerdError('BAD_USAGE', `no users file ${usersFile}: run herd auth init --dir ${dir} first`);
-  if (usernames.length === 0) throw new HerdError('BAD_USAGE', 'herd auth rotate needs the identities to rotate (e.g. compute-h1 operator), or --all');
   const users = new Map(loadUsersFile(usersFile).map((u) => [u.username, u]));
+  const usernames = which === 'all' ? [...users.keys()] : which;
+  if (usernames.length === 0) throw new HerdError('BAD_USAGE', 'herd auth rotate needs the identities to rotate (e.g. compute-h1 operator), or --all');
   const unknown = usernames.filter((u) => !users.has(u));
   if (unknown.length > 0) throw new HerdError('BAD_USAGE', `${usersFile} has no identit${unknown.length === 1 ? 'y' : 'ies'} ${unknown.join(', ')} (it has ${[...users.keys()].join(', ')})`);
   const credentials: Record<string, string> = {};
@@ -137,13 +138,6 @@ export function rotatePasswords(dir: string, usernames: readonly string[]): Rota
   writeUsersFile(usersFile, users.values());
   const hasMosquitto = existsSync(join(dir, 'mosquitto.passwd'));
   return { usersFile, credentials, ...(hasMosquitto ? { mosquittoPasswordFile: writeMosquittoFiles(dir).passwordFile } : {}) };
-}
-
-/** Every identity of the users file in `dir`. */
-export function identitiesIn(dir: string): string[] {
-  const usersFile = join(dir, 'users.yaml');
-  if (!existsSync(usersFile)) throw new HerdError('BAD_USAGE', `no users file ${usersFile}: run herd auth init --dir ${dir} first`);
-  return loadUsersFile(usersFile).map((u) => u.username);
 }
 
 function existingTls(dir: string): AuthFiles['tls'] {

@@ -1,6 +1,6 @@
 /** `herd auth`: the broker's identities, credentials and TLS files. */
 import type { Command } from 'commander';
-import { identitiesIn, initAuth, rotatePasswords, writeMosquittoFiles } from '../auth/auth-init.ts';
+import { initAuth, rotatePasswords, writeMosquittoFiles } from '../auth/auth-init.ts';
 import { HerdError } from '../../protocol/errors.ts';
 import { printJson } from './context.ts';
 
@@ -44,7 +44,7 @@ export function registerAuthCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action((usernames: string[], opts: { dir: string; all?: boolean; json?: boolean }) => {
       if (opts.all === true && usernames.length > 0) throw new HerdError('BAD_USAGE', 'herd auth rotate takes identities or --all, not both');
-      const rotated = rotatePasswords(opts.dir, opts.all === true ? identitiesIn(opts.dir) : usernames);
+      const rotated = rotatePasswords(opts.dir, opts.all === true ? 'all' : usernames);
       if (opts.json === true) return printJson(rotated);
       const lines = [
         ...Object.entries(rotated.credentials).map(([user, file]) => `new password of ${user}: ${file}`),
